@@ -1,0 +1,31 @@
+/**
+ * Machine-readable reasons for refusing a call. They travel to clients in a
+ * `google.rpc.ErrorInfo` detail (domain {@link ERROR_DOMAIN}) and appear in
+ * logs and metrics, so they are stable API: add, never rename.
+ */
+export const ERROR_DOMAIN = "protoguard.dev";
+
+/** Why a caller is not identified (gRPC code UNAUTHENTICATED). */
+export type UnauthenticatedReason =
+  /** No `authorization` header on a method that needs a user. */
+  | "TOKEN_MISSING"
+  /** The header is not `Bearer <three base64url segments>`, is repeated, or too long. */
+  | "TOKEN_MALFORMED"
+  /** Signature, algorithm, key, header or claims are not acceptable. */
+  | "TOKEN_INVALID"
+  /** `exp` has passed (beyond the configured leeway). */
+  | "TOKEN_EXPIRED"
+  /** A refresh token where an access token belongs, or the other way round. */
+  | "TOKEN_WRONG_TYPE"
+  /** The token's `jti` was revoked, or it predates the user's last credentials change. */
+  | "TOKEN_REVOKED"
+  /** The token names a user that does not exist or is not active. */
+  | "USER_INACTIVE";
+
+/** Why an identified caller may not call (gRPC code PERMISSION_DENIED). */
+export type PermissionDeniedReason = "PERMISSION_MISSING" | "STAFF_REQUIRED" | "SUPERUSER_REQUIRED";
+
+/** Why no decision could be made (gRPC code UNAVAILABLE). */
+export type UnavailableReason = "AUTH_BACKEND_UNAVAILABLE";
+
+export type DenyReason = UnauthenticatedReason | PermissionDeniedReason | UnavailableReason;
