@@ -1,0 +1,41 @@
+/**
+ * Largest `authorization` value looked at. gRPC suggests 8 KiB for all
+ * metadata; a longer bearer value is an attack or a mistake, and is refused
+ * before any regular expression or decoder touches it.
+ */
+export const MAX_AUTHORIZATION_LENGTH = 8192;
+
+/** What the `authorization` header holds, before any cryptography. */
+export type BearerCredential =
+  | { readonly kind: "none" }
+  | { readonly kind: "malformed" }
+  | { readonly kind: "token"; readonly token: string };
+
+const NONE: BearerCredential = Object.freeze({ kind: "none" });
+const MALFORMED: BearerCredential = Object.freeze({ kind: "malformed" });
+
+// Scheme is case-insensitive (RFC 7235); exactly one space; a compact JWS is
+// three base64url segments. Commas cannot appear, so a header sent twice
+// (which Headers joins with ", ") can never match.
+const BEARER = /^[Bb][Ee][Aa][Rr][Ee][Rr] ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/;
+
+/**
+ * Reads the bearer token from request headers.
+ *
+ * @example
+ * ```ts
+ * readBearer(new Headers({ authorization: "Bearer a.b.c" })); // { kind: "token", token: "a.b.c" }
+ * readBearer(new Headers()); // { kind: "none" }
+ * ```
+ */
+export function readBearer(headers: Headers): BearerCredential {
+  const value = headers.get("authorization");
+  return value === null ? NONE : parseAuthorization(value);
+}
+
+/** Parses one `authorization` value; see {@link readBearer}. */
+export function parseAuthorization(value: string): BearerCredential {
+  if (value.length === 0 || value.length > MAX_AUTHORIZATION_LENGTH) return MALFORMED;
+  const match = BEARER.exec(value);
+  return match === null ? MALFORMED : { kind: "token", token: match[1]! };
+}
