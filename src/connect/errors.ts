@@ -1,0 +1,42 @@
+import { ConnectError } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import type { Deny, Unavailable } from "../decide/verdict.js";
+import { ERROR_DOMAIN, type DenyReason } from "../reasons.js";
+
+/**
+ * Turns a refusal into the `ConnectError` clients receive: the safe message,
+ * the code, and a `google.rpc.ErrorInfo` detail with the machine-readable
+ * reason. The underlying error is kept only as `cause`, which Connect never
+ * serializes.
+ */
+export function verdictToConnectError(verdict: Deny | Unavailable): ConnectError {
+  return authError(verdict.message, verdict.code, verdict.reason, verdict.cause);
+}
+
+/** A ConnectError carrying an ErrorInfo detail with `reason` in protoguard's domain. */
+export function authError(message: string, code: Deny["code"] | Unavailable["code"], reason: DenyReason, cause?: unknown) {
+  return new ConnectError(
+    message,
+    code,
+    undefined,
+    [{ desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason, domain: ERROR_DOMAIN }) }],
+    cause,
+  );
+}
+
+/**
+ * Reads the protoguard reason from an error a client received, or undefined.
+ *
+ * @example
+ * ```ts
+ * try { await client.getProfile({}); }
+ * catch (e) { if (authErrorReason(ConnectError.from(e)) === "TOKEN_EXPIRED") await refresh(); }
+ * ```
+ */
+export function authErrorReason(error: ConnectError): DenyReason | undefined {
+  for (const info of error.findDetails(ErrorInfoSchema)) {
+    if (info.domain === ERROR_DOMAIN) return info.reason as DenyReason;
+  }
+  return undefined;
+}

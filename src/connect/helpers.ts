@@ -1,0 +1,85 @@
+import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
+import { MESSAGES } from "../decide/verdict.js";
+import { principalHasPermission, type Principal } from "../principal.js";
+import { principalKey } from "./context.js";
+import { authError } from "./errors.js";
+
+/**
+ * Handler helpers: the Connect form of django-cfg's `BaseService` methods.
+ * Each reads the caller that the auth layer put into the call's context
+ * values; none reads module state.
+ */
+type Ctx = Pick<HandlerContext, "values">;
+
+/**
+ * The caller, or undefined for an anonymous call of a public method.
+ *
+ * @example
+ * ```ts
+ * async getUser(req, ctx) {
+ *   const viewer = getUser(ctx);
+ *   return { user: await load(req.userId), viewer: viewer?.username ?? "" };
+ * }
+ * ```
+ */
+export function getUser(ctx: Ctx): Principal | undefined {
+  return ctx.values.get(principalKey);
+}
+
+/**
+ * The caller; throws UNAUTHENTICATED (reason TOKEN_MISSING) when anonymous.
+ *
+ * @example
+ * ```ts
+ * const user = requireUser(ctx);
+ * const order = await orders.get(req.orderId);
+ * if (order.ownerId !== user.id && !user.isStaff) throw permissionDenied("you can only update your own orders");
+ * ```
+ */
+export function requireUser(ctx: Ctx): Principal {
+  const user = ctx.values.get(principalKey);
+  if (user === undefined) throw authError(MESSAGES.TOKEN_MISSING, Code.Unauthenticated, "TOKEN_MISSING");
+  return user;
+}
+
+/** Whether the caller holds `permission` (`app_label.codename`); false when anonymous. */
+export function hasPermission(ctx: Ctx, permission: string): boolean {
+  const user = ctx.values.get(principalKey);
+  return user !== undefined && principalHasPermission(user, permission);
+}
+
+/**
+ * The caller, who must hold every one of `permissions`: UNAUTHENTICATED when
+ * anonymous, PERMISSION_DENIED (reason PERMISSION_MISSING) otherwise.
+ */
+export function requirePermission(ctx: Ctx, ...permissions: string[]): Principal {
+  const user = requireUser(ctx);
+  for (const permission of permissions) {
+    if (!principalHasPermission(user, permission)) {
+      throw authError(`missing permission ${permission}`, Code.PermissionDenied, "PERMISSION_MISSING");
+    }
+  }
+  return user;
+}
+
+/** The caller, who must be staff: UNAUTHENTICATED when anonymous, PERMISSION_DENIED otherwise. */
+export function requireStaff(ctx: Ctx): Principal {
+  const user = requireUser(ctx);
+  if (!user.isStaff) throw authError(MESSAGES.STAFF_REQUIRED, Code.PermissionDenied, "STAFF_REQUIRED");
+  return user;
+}
+
+/** The caller, who must be a superuser: UNAUTHENTICATED when anonymous, PERMISSION_DENIED otherwise. */
+export function requireSuperuser(ctx: Ctx): Principal {
+  const user = requireUser(ctx);
+  if (!user.isSuperuser) throw authError(MESSAGES.SUPERUSER_REQUIRED, Code.PermissionDenied, "SUPERUSER_REQUIRED");
+  return user;
+}
+
+/**
+ * A PERMISSION_DENIED error for custom checks in handlers (django-cfg's
+ * `abort_permission_denied`).
+ */
+export function permissionDenied(message = "permission denied"): ConnectError {
+  return authError(message, Code.PermissionDenied, "PERMISSION_MISSING");
+}

@@ -1,0 +1,161 @@
+import { Code } from "@connectrpc/connect";
+import type { DescMethod } from "@bufbuild/protobuf";
+import { readBearer } from "../credential/bearer.js";
+import type { AuthPolicy, MethodPlan } from "../policy/policy.js";
+import type { PlannedRule } from "../policy/rule.js";
+import { principalHasPermission, type Principal } from "../principal.js";
+import type { UnauthenticatedReason } from "../reasons.js";
+import { MESSAGES, unauthenticated, type Allow, type Deny, type Verdict } from "./verdict.js";
+
+/**
+ * What the decision needs from token verification: the shape of
+ * `TokenVerifier.verify` for access tokens.
+ */
+export interface AccessTokenVerifier {
+  verify(
+    token: string,
+    expected: "access",
+  ): Promise<
+    | { ok: true; claims: { userId: number; jti: string; issuedAt: number } }
+    | { ok: false; reason: UnauthenticatedReason | "KEYS_UNAVAILABLE"; error: unknown }
+  >;
+}
+
+/** The result of looking a token's user up. */
+export type PrincipalLookup =
+  | { status: "ok"; principal: Principal }
+  | { status: "not_found" }
+  | { status: "inactive" }
+  | { status: "revoked" };
+
+/**
+ * Loads the user named by a verified token, with its effective permissions,
+ * and tells whether the token was revoked. Implementations may cache, but
+ * must honour explicit invalidation. Throwing means "backend unavailable".
+ */
+export interface PrincipalSource {
+  load(userId: number, token: { jti: string; issuedAt: number }): Promise<PrincipalLookup>;
+}
+
+/** Options for {@link createDecider}. */
+export interface DeciderOptions {
+  policy: AuthPolicy;
+  verifier: AccessTokenVerifier;
+  principals: PrincipalSource;
+  /**
+   * Upper bound on one user lookup, in milliseconds; past it (or past the
+   * call's own deadline, whichever is sooner) the call fails UNAVAILABLE
+   * rather than hanging. Default: 5000.
+   */
+  lookupTimeoutMs?: number;
+}
+
+/**
+ * Decides one call. Never throws for bad input: every outcome is a
+ * {@link Verdict}. The optional `timeoutMs` is the call's remaining deadline.
+ */
+export type Decide = (method: DescMethod, headers: Headers, timeoutMs?: number) => Promise<Verdict>;
+
+/**
+ * Composes policy, bearer parsing, token verification and the user lookup
+ * into the one decision function shared by the request gate, the
+ * interceptor and the HTTP pre-filter.
+ *
+ * Cheap checks run first: a missing or malformed header, and a token that
+ * fails verification, cost no database I/O.
+ */
+export function createDecider(options: DeciderOptions): Decide {
+  const { policy, verifier, principals } = options;
+  const lookupTimeoutMs = options.lookupTimeoutMs ?? 5000;
+
+  return async function decide(method, headers, timeoutMs) {
+    let plan: MethodPlan;
+    try {
+      plan = policy.planFor(method);
+    } catch (cause) {
+      // A malformed rule on a method that was not planned at start-up: refuse
+      // rather than guess. Reported as unavailable so clients retry later
+      // instead of logging the user out.
+      return unavailableFor(unplannedMethod(method), cause);
+    }
+    const credential = readBearer(headers);
+    if (credential.kind === "none") {
+      return plan.rule.kind === "public" ? allow(plan, undefined) : unauthenticated(plan, "TOKEN_MISSING");
+    }
+    if (credential.kind === "malformed") return unauthenticated(plan, "TOKEN_MALFORMED");
+
+    const verified = await verifier.verify(credential.token, "access");
+    if (!verified.ok) {
+      if (verified.reason === "KEYS_UNAVAILABLE") {
+        return plan.rule.kind === "public" ? allow(plan, undefined) : unavailableFor(plan, verified.error);
+      }
+      return unauthenticated(plan, verified.reason, verified.error);
+    }
+
+    let lookup: PrincipalLookup;
+    try {
+      const budget = timeoutMs === undefined ? lookupTimeoutMs : Math.min(timeoutMs, lookupTimeoutMs);
+      lookup = await withTimeout(principals.load(verified.claims.userId, verified.claims), budget);
+    } catch (cause) {
+      // Public methods keep working without the database; the caller is
+      // treated as anonymous rather than trusted on the token's word.
+      return plan.rule.kind === "public" ? allow(plan, undefined) : unavailableFor(plan, cause);
+    }
+    switch (lookup.status) {
+      case "not_found":
+      case "inactive":
+        return unauthenticated(plan, "USER_INACTIVE");
+      case "revoked":
+        return unauthenticated(plan, "TOKEN_REVOKED");
+    }
+    return authorize(plan, plan.rule, lookup.principal);
+  };
+}
+
+function authorize(plan: MethodPlan, rule: PlannedRule, principal: Principal): Allow | Deny {
+  if (rule.kind === "public") return allow(plan, principal);
+  if (rule.superuser && !principal.isSuperuser) return denied(plan, principal, "SUPERUSER_REQUIRED", MESSAGES.SUPERUSER_REQUIRED);
+  if (rule.staff && !principal.isStaff) return denied(plan, principal, "STAFF_REQUIRED", MESSAGES.STAFF_REQUIRED);
+  for (const permission of rule.permissions) {
+    if (!principalHasPermission(principal, permission)) {
+      return denied(plan, principal, "PERMISSION_MISSING", `missing permission ${permission}`);
+    }
+  }
+  return allow(plan, principal);
+}
+
+function allow(plan: MethodPlan, principal: Principal | undefined): Allow {
+  return { outcome: "allow", plan, principal };
+}
+
+function denied(plan: MethodPlan, principal: Principal, reason: Deny["reason"], message: string): Deny {
+  return { outcome: "deny", plan, code: Code.PermissionDenied, reason, message, userId: principal.id };
+}
+
+function unavailableFor(plan: MethodPlan, cause: unknown): Verdict {
+  return {
+    outcome: "unavailable",
+    plan,
+    code: Code.Unavailable,
+    reason: "AUTH_BACKEND_UNAVAILABLE",
+    message: MESSAGES.AUTH_BACKEND_UNAVAILABLE,
+    cause,
+  };
+}
+
+function unplannedMethod(method: DescMethod): MethodPlan {
+  return { method, rule: { kind: "user", permissions: [], staff: false, superuser: true }, source: "default" };
+}
+
+class LookupTimeoutError extends Error {
+  override readonly name = "LookupTimeoutError";
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  if (!(ms > 0)) return Promise.reject(new LookupTimeoutError("no time left for the user lookup"));
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new LookupTimeoutError(`user lookup exceeded ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

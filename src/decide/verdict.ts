@@ -1,0 +1,61 @@
+import { Code } from "@connectrpc/connect";
+import type { MethodPlan } from "../policy/policy.js";
+import type { Principal } from "../principal.js";
+import type { PermissionDeniedReason, UnauthenticatedReason, UnavailableReason } from "../reasons.js";
+
+/**
+ * The outcome of one authorization decision: a value, not an exception.
+ * Only the boundary adapters (request gate, interceptor, pre-filter) turn a
+ * denial into a response.
+ */
+export type Verdict = Allow | Deny | Unavailable;
+
+/** The call may proceed; `principal` is undefined for an anonymous caller of a public method. */
+export interface Allow {
+  readonly outcome: "allow";
+  readonly plan: MethodPlan;
+  readonly principal: Principal | undefined;
+}
+
+/** The call is refused: UNAUTHENTICATED or PERMISSION_DENIED. */
+export interface Deny {
+  readonly outcome: "deny";
+  readonly plan: MethodPlan;
+  readonly code: Code.Unauthenticated | Code.PermissionDenied;
+  readonly reason: UnauthenticatedReason | PermissionDeniedReason;
+  /** Safe to show to the client. */
+  readonly message: string;
+  /** The identified caller, for PERMISSION_DENIED (logs only). */
+  readonly userId?: number;
+  /** The underlying error, for logs only; never sent to clients. */
+  readonly cause?: unknown;
+}
+
+/** No decision could be made because a backend (database, JWKS) failed: fail closed. */
+export interface Unavailable {
+  readonly outcome: "unavailable";
+  readonly plan: MethodPlan;
+  readonly code: Code.Unavailable;
+  readonly reason: UnavailableReason;
+  readonly message: string;
+  readonly cause: unknown;
+}
+
+/** Client-facing messages, short and generic; the reason code carries the detail. */
+export const MESSAGES = {
+  TOKEN_MISSING: "authentication required",
+  TOKEN_MALFORMED: "malformed authorization header",
+  TOKEN_INVALID: "invalid token",
+  TOKEN_EXPIRED: "token expired",
+  TOKEN_WRONG_TYPE: "invalid token type",
+  TOKEN_REVOKED: "token revoked",
+  USER_INACTIVE: "user not found or inactive",
+  STAFF_REQUIRED: "staff access required",
+  SUPERUSER_REQUIRED: "superuser access required",
+  AUTH_BACKEND_UNAVAILABLE: "authentication backend unavailable, try again later",
+} as const;
+
+/** Builds an UNAUTHENTICATED verdict with the standard message for `reason`. */
+export function unauthenticated(plan: MethodPlan, reason: UnauthenticatedReason, cause?: unknown): Deny {
+  return { outcome: "deny", plan, code: Code.Unauthenticated, reason, message: MESSAGES[reason], cause };
+}
