@@ -5,6 +5,7 @@ import type { AuthPolicy, MethodPlan } from "../policy/policy.js";
 import type { PlannedRule } from "../policy/rule.js";
 import { principalHasPermission, type Principal } from "../principal.js";
 import type { UnauthenticatedReason } from "../reasons.js";
+import type { PrincipalLookup } from "../store/principal-query.js";
 import { MESSAGES, unauthenticated, type Allow, type Deny, type Verdict } from "./verdict.js";
 
 /**
@@ -20,13 +21,6 @@ export interface AccessTokenVerifier {
     | { ok: false; reason: UnauthenticatedReason | "KEYS_UNAVAILABLE"; error: unknown }
   >;
 }
-
-/** The result of looking a token's user up. */
-export type PrincipalLookup =
-  | { status: "ok"; principal: Principal }
-  | { status: "not_found" }
-  | { status: "inactive" }
-  | { status: "revoked" };
 
 /**
  * Loads the user named by a verified token, with its effective permissions,

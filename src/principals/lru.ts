@@ -1,0 +1,52 @@
+/**
+ * A bounded map that forgets the least recently used entry when full. Map
+ * keeps insertion order, so re-inserting on read makes the first key the
+ * least recently used one.
+ */
+export class LruMap<K, V> {
+  readonly #map = new Map<K, V>();
+  readonly #max: number;
+  readonly #onEvict: ((key: K, value: V) => void) | undefined;
+
+  /**
+   * @param maxEntries Most entries kept; 0 keeps nothing.
+   * @param onEvict Called for entries dropped to make room (not for `delete`).
+   */
+  constructor(maxEntries: number, onEvict?: (key: K, value: V) => void) {
+    this.#max = Math.max(0, Math.floor(maxEntries));
+    this.#onEvict = onEvict;
+  }
+
+  get size(): number {
+    return this.#map.size;
+  }
+
+  get(key: K): V | undefined {
+    const value = this.#map.get(key);
+    if (value !== undefined) {
+      this.#map.delete(key);
+      this.#map.set(key, value);
+    }
+    return value;
+  }
+
+  set(key: K, value: V): void {
+    if (this.#max === 0) return;
+    this.#map.delete(key);
+    this.#map.set(key, value);
+    if (this.#map.size > this.#max) {
+      const oldest = this.#map.keys().next().value as K;
+      const evicted = this.#map.get(oldest) as V;
+      this.#map.delete(oldest);
+      this.#onEvict?.(oldest, evicted);
+    }
+  }
+
+  delete(key: K): boolean {
+    return this.#map.delete(key);
+  }
+
+  clear(): void {
+    this.#map.clear();
+  }
+}
