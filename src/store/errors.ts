@@ -1,0 +1,46 @@
+/** Machine-readable reasons a store operation refused to do what it was asked. */
+export type StoreErrorCode =
+  | "USER_NOT_FOUND"
+  | "GROUP_NOT_FOUND"
+  | "DUPLICATE_USERNAME"
+  | "DUPLICATE_GROUP"
+  | "INVALID_PERMISSION"
+  | "INVALID_INPUT";
+
+/**
+ * An expected, user-facing failure of a store operation (bad input, missing
+ * or duplicate row). The message is one line meant for a CLI or an admin;
+ * anything else the database throws (connection loss, bugs) is left as is so
+ * callers can tell "you asked for something wrong" from "the store is down".
+ */
+export class StoreError extends Error {
+  override readonly name = "StoreError";
+
+  constructor(
+    /** Why the operation was refused. */
+    readonly code: StoreErrorCode,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/** PostgreSQL SQLSTATE for unique_violation. */
+const UNIQUE_VIOLATION = "23505";
+
+/**
+ * Whether `error` is PostgreSQL's unique-constraint violation. Drizzle wraps
+ * driver errors (DrizzleQueryError) with the driver's error as `cause`, and
+ * both postgres.js and PGlite put the SQLSTATE in `code`, so look at the
+ * error and its causes.
+ */
+export function isUniqueViolation(error: unknown): boolean {
+  let current: unknown = error;
+  for (let depth = 0; depth < 4 && typeof current === "object" && current !== null; depth++) {
+    const { code, cause } = current as { code?: unknown; cause?: unknown };
+    if (code === UNIQUE_VIOLATION) return true;
+    current = cause;
+  }
+  return false;
+}
