@@ -1,0 +1,421 @@
+/**
+ * Administrative writes over users, groups and permissions, used by the CLI
+ * and by tests. Each operation that touches more than one row runs in one
+ * transaction and validates everything before writing, so a bad argument
+ * anywhere leaves the database as it was.
+ */
+import { and, eq, inArray, or, sql } from "drizzle-orm";
+import { isPermissionString, parsePermission } from "../permission.js";
+import type { DrizzleDb } from "./database.js";
+import { StoreError, isUniqueViolation } from "./errors.js";
+import {
+  groupPermissions,
+  groups,
+  permissions,
+  userGroups,
+  userPermissions,
+  users,
+  type Group,
+  type User,
+} from "./schema.js";
+
+/** Django's username alphabet: Unicode word characters plus `.@+-`. */
+const USERNAME_PATTERN = /^[\p{L}\p{N}_.@+-]+$/u;
+const MAX_USERNAME_LENGTH = 150;
+const MAX_EMAIL_LENGTH = 254;
+const MAX_GROUP_NAME_LENGTH = 150;
+
+/** Fields accepted by {@link createUser}. */
+export interface CreateUserInput {
+  /** 1–150 characters from `[\w.@+-]` (Unicode letters and digits allowed), NFKC-normalized. */
+  username: string;
+  /** Default `''`. At most 254 characters. */
+  email?: string;
+  /** A self-describing password hash; default `''` (password login impossible). */
+  passwordHash?: string;
+  /** Default false. */
+  isStaff?: boolean;
+  /** Default false. */
+  isSuperuser?: boolean;
+  /** Default true. */
+  isActive?: boolean;
+}
+
+/**
+ * Checks a username the way Django's `UnicodeUsernameValidator` does, and
+ * also requires it to be NFKC-normalized: two spellings of one visible name
+ * must not become two accounts, and silently rewriting it would make the
+ * stored name differ from what the admin typed.
+ *
+ * @throws {StoreError} `INVALID_INPUT`.
+ */
+export function assertValidUsername(username: string): void {
+  const length = [...username].length;
+  if (
+    length < 1 ||
+    length > MAX_USERNAME_LENGTH ||
+    !USERNAME_PATTERN.test(username) ||
+    username.normalize("NFKC") !== username
+  ) {
+    throw new StoreError(
+      "INVALID_INPUT",
+      `invalid username ${JSON.stringify(username)}: use 1-150 letters, digits and . @ + - _`,
+    );
+  }
+}
+
+function assertValidGroupName(name: string): void {
+  const length = [...name].length;
+  if (length < 1 || length > MAX_GROUP_NAME_LENGTH || name.trim() !== name) {
+    throw new StoreError(
+      "INVALID_INPUT",
+      `invalid group name ${JSON.stringify(name)}: use 1-150 characters without surrounding spaces`,
+    );
+  }
+}
+
+function assertValidPermissions(perms: readonly string[]): void {
+  const bad = perms.filter((perm) => !isPermissionString(perm));
+  if (bad.length > 0) {
+    throw new StoreError(
+      "INVALID_PERMISSION",
+      `invalid permission ${bad.map((b) => JSON.stringify(b)).join(", ")}: expected app_label.codename`,
+    );
+  }
+}
+
+function assertValidUserId(userId: number): void {
+  if (!Number.isSafeInteger(userId) || userId < 1 || userId > 2 ** 31 - 1) {
+    throw new StoreError("INVALID_INPUT", `invalid user id ${String(userId)}: expected a positive integer`);
+  }
+}
+
+/**
+ * Creates a user.
+ *
+ * @returns the inserted row (with generated id and defaults).
+ * @throws {StoreError} `INVALID_INPUT` for a bad username or email,
+ *   `DUPLICATE_USERNAME` if the username is taken.
+ */
+export async function createUser(db: DrizzleDb, input: CreateUserInput): Promise<User> {
+  assertValidUsername(input.username);
+  const email = input.email ?? "";
+  if ([...email].length > MAX_EMAIL_LENGTH) {
+    throw new StoreError("INVALID_INPUT", `invalid email: longer than ${MAX_EMAIL_LENGTH} characters`);
+  }
+  try {
+    const [row] = await db
+      .insert(users)
+      .values({
+        username: input.username,
+        email,
+        password: input.passwordHash ?? "",
+        isStaff: input.isStaff ?? false,
+        isSuperuser: input.isSuperuser ?? false,
+        isActive: input.isActive ?? true,
+      })
+      .returning();
+    return row!;
+  } catch (error) {
+    if (isUniqueViolation(error)) {
+      throw new StoreError("DUPLICATE_USERNAME", `user "${input.username}" already exists`, { cause: error });
+    }
+    throw error;
+  }
+}
+
+/** The user named `username`, or undefined. Exact, case-sensitive match. */
+export async function findUserByUsername(db: DrizzleDb, username: string): Promise<User | undefined> {
+  const [row] = await db.select().from(users).where(eq(users.username, username)).limit(1);
+  return row;
+}
+
+/** The user with primary key `userId`, or undefined (also for ids that cannot exist). */
+export async function getUserById(db: DrizzleDb, userId: number): Promise<User | undefined> {
+  if (!Number.isSafeInteger(userId) || userId < 1 || userId > 2 ** 31 - 1) return undefined;
+  const [row] = await db.select().from(users).where(eq(users.id, userId)).limit(1);
+  return row;
+}
+
+async function requireUserId(db: DrizzleDb, username: string): Promise<number> {
+  const [row] = await db.select({ id: users.id }).from(users).where(eq(users.username, username)).limit(1);
+  if (row === undefined) throw new StoreError("USER_NOT_FOUND", `no user "${username}"`);
+  return row.id;
+}
+
+async function requireGroupId(db: DrizzleDb, name: string): Promise<number> {
+  const [row] = await db.select({ id: groups.id }).from(groups).where(eq(groups.name, name)).limit(1);
+  if (row === undefined) throw new StoreError("GROUP_NOT_FOUND", `no group "${name}"`);
+  return row.id;
+}
+
+/**
+ * Activates or deactivates a user. Deactivating also bumps
+ * `credentials_changed_at`, so every token issued before stays dead even if
+ * the account is reactivated later.
+ *
+ * @returns the updated row.
+ * @throws {StoreError} `USER_NOT_FOUND`.
+ */
+export async function setUserActive(db: DrizzleDb, username: string, active: boolean): Promise<User> {
+  const [row] = await db
+    .update(users)
+    .set(active ? { isActive: true } : { isActive: false, credentialsChangedAt: sql`now()` })
+    .where(eq(users.username, username))
+    .returning();
+  if (row === undefined) throw new StoreError("USER_NOT_FOUND", `no user "${username}"`);
+  return row;
+}
+
+/**
+ * Deletes a user; group memberships, direct grants, refresh tokens and
+ * revocation rows go with it (ON DELETE CASCADE).
+ *
+ * @throws {StoreError} `USER_NOT_FOUND`.
+ */
+export async function deleteUser(db: DrizzleDb, username: string): Promise<void> {
+  const deleted = await db.delete(users).where(eq(users.username, username)).returning({ id: users.id });
+  if (deleted.length === 0) throw new StoreError("USER_NOT_FOUND", `no user "${username}"`);
+}
+
+/** Options of {@link setPasswordHash}. */
+export interface SetPasswordHashOptions {
+  /**
+   * Bump `credentials_changed_at` so tokens issued before are revoked.
+   * Default true; pass false for a transparent rehash on login (same
+   * password, upgraded parameters), which must not log the user out.
+   */
+  bumpCredentials?: boolean;
+}
+
+/**
+ * Stores a new password hash (`''` makes password login impossible).
+ *
+ * @throws {StoreError} `USER_NOT_FOUND`, `INVALID_INPUT` for an impossible id.
+ */
+export async function setPasswordHash(
+  db: DrizzleDb,
+  userId: number,
+  hash: string,
+  { bumpCredentials = true }: SetPasswordHashOptions = {},
+): Promise<User> {
+  assertValidUserId(userId);
+  const [row] = await db
+    .update(users)
+    .set(bumpCredentials ? { password: hash, credentialsChangedAt: sql`now()` } : { password: hash })
+    .where(eq(users.id, userId))
+    .returning();
+  if (row === undefined) throw new StoreError("USER_NOT_FOUND", `no user with id ${userId}`);
+  return row;
+}
+
+/** SQL condition matching the permission rows named by `perms` (already validated). */
+function permissionsMatching(perms: readonly string[]) {
+  return or(
+    ...perms.map((perm) => {
+      const { appLabel, codename } = parsePermission(perm);
+      return and(eq(permissions.appLabel, appLabel), eq(permissions.codename, codename));
+    }),
+  );
+}
+
+/**
+ * Makes sure a permission row exists for each `app_label.codename`, creating
+ * the missing ones. Safe under concurrency (insert ... on conflict do
+ * nothing).
+ *
+ * @returns the permission ids, in the order of `perms`.
+ * @throws {StoreError} `INVALID_PERMISSION` (nothing is written).
+ */
+export async function ensurePermissions(db: DrizzleDb, perms: readonly string[]): Promise<number[]> {
+  assertValidPermissions(perms);
+  if (perms.length === 0) return [];
+  const unique = [...new Set(perms)];
+  return db.transaction(async (tx) => {
+    await tx
+      .insert(permissions)
+      .values(unique.map((perm) => parsePermission(perm)))
+      .onConflictDoNothing({ target: [permissions.appLabel, permissions.codename] });
+    const rows = await tx
+      .select({ id: permissions.id, appLabel: permissions.appLabel, codename: permissions.codename })
+      .from(permissions)
+      .where(permissionsMatching(unique));
+    const ids = new Map(rows.map((r) => [`${r.appLabel}.${r.codename}`, r.id]));
+    return perms.map((perm) => ids.get(perm)!);
+  });
+}
+
+/**
+ * Grants permissions directly to a user, creating missing permission rows.
+ * Already held grants are left alone. All or nothing.
+ *
+ * @throws {StoreError} `USER_NOT_FOUND`, `INVALID_PERMISSION`.
+ */
+export async function grantUserPermissions(db: DrizzleDb, username: string, perms: readonly string[]): Promise<void> {
+  assertValidPermissions(perms);
+  await db.transaction(async (tx) => {
+    const userId = await requireUserId(tx, username);
+    const ids = await ensurePermissions(tx, perms);
+    if (ids.length === 0) return;
+    await tx
+      .insert(userPermissions)
+      .values([...new Set(ids)].map((permissionId) => ({ userId, permissionId })))
+      .onConflictDoNothing();
+  });
+}
+
+/**
+ * Removes direct grants from a user (grants through groups are untouched).
+ *
+ * @returns how many grants were removed.
+ * @throws {StoreError} `USER_NOT_FOUND`, `INVALID_PERMISSION`.
+ */
+export async function revokeUserPermissions(
+  db: DrizzleDb,
+  username: string,
+  perms: readonly string[],
+): Promise<number> {
+  assertValidPermissions(perms);
+  return db.transaction(async (tx) => {
+    const userId = await requireUserId(tx, username);
+    if (perms.length === 0) return 0;
+    const removed = await tx
+      .delete(userPermissions)
+      .where(
+        and(
+          eq(userPermissions.userId, userId),
+          inArray(
+            userPermissions.permissionId,
+            tx.select({ id: permissions.id }).from(permissions).where(permissionsMatching(perms)),
+          ),
+        ),
+      )
+      .returning({ permissionId: userPermissions.permissionId });
+    return removed.length;
+  });
+}
+
+/**
+ * Creates a group.
+ *
+ * @throws {StoreError} `INVALID_INPUT`, `DUPLICATE_GROUP`.
+ */
+export async function createGroup(db: DrizzleDb, name: string): Promise<Group> {
+  assertValidGroupName(name);
+  try {
+    const [row] = await db.insert(groups).values({ name }).returning();
+    return row!;
+  } catch (error) {
+    if (isUniqueViolation(error)) {
+      throw new StoreError("DUPLICATE_GROUP", `group "${name}" already exists`, { cause: error });
+    }
+    throw error;
+  }
+}
+
+/**
+ * Grants permissions to a group, creating missing permission rows. All or
+ * nothing.
+ *
+ * @throws {StoreError} `GROUP_NOT_FOUND`, `INVALID_PERMISSION`.
+ */
+export async function grantGroupPermissions(db: DrizzleDb, group: string, perms: readonly string[]): Promise<void> {
+  assertValidPermissions(perms);
+  await db.transaction(async (tx) => {
+    const groupId = await requireGroupId(tx, group);
+    const ids = await ensurePermissions(tx, perms);
+    if (ids.length === 0) return;
+    await tx
+      .insert(groupPermissions)
+      .values([...new Set(ids)].map((permissionId) => ({ groupId, permissionId })))
+      .onConflictDoNothing();
+  });
+}
+
+/**
+ * Removes permissions from a group.
+ *
+ * @returns how many grants were removed.
+ * @throws {StoreError} `GROUP_NOT_FOUND`, `INVALID_PERMISSION`.
+ */
+export async function revokeGroupPermissions(
+  db: DrizzleDb,
+  group: string,
+  perms: readonly string[],
+): Promise<number> {
+  assertValidPermissions(perms);
+  return db.transaction(async (tx) => {
+    const groupId = await requireGroupId(tx, group);
+    if (perms.length === 0) return 0;
+    const removed = await tx
+      .delete(groupPermissions)
+      .where(
+        and(
+          eq(groupPermissions.groupId, groupId),
+          inArray(
+            groupPermissions.permissionId,
+            tx.select({ id: permissions.id }).from(permissions).where(permissionsMatching(perms)),
+          ),
+        ),
+      )
+      .returning({ permissionId: groupPermissions.permissionId });
+    return removed.length;
+  });
+}
+
+/** Resolves every username to an id, or throws naming all that are missing. */
+async function requireUserIds(db: DrizzleDb, usernames: readonly string[]): Promise<number[]> {
+  const unique = [...new Set(usernames)];
+  if (unique.length === 0) return [];
+  const rows = await db
+    .select({ id: users.id, username: users.username })
+    .from(users)
+    .where(inArray(users.username, unique));
+  if (rows.length !== unique.length) {
+    const found = new Set(rows.map((r) => r.username));
+    const missing = unique.filter((u) => !found.has(u));
+    throw new StoreError("USER_NOT_FOUND", `no user ${missing.map((m) => `"${m}"`).join(", ")}`);
+  }
+  return rows.map((r) => r.id);
+}
+
+/**
+ * Adds users to a group. If any username does not exist, nobody is added.
+ *
+ * @throws {StoreError} `GROUP_NOT_FOUND`, `USER_NOT_FOUND`.
+ */
+export async function addUsersToGroup(db: DrizzleDb, group: string, usernames: readonly string[]): Promise<void> {
+  await db.transaction(async (tx) => {
+    const groupId = await requireGroupId(tx, group);
+    const userIds = await requireUserIds(tx, usernames);
+    if (userIds.length === 0) return;
+    await tx
+      .insert(userGroups)
+      .values(userIds.map((userId) => ({ userId, groupId })))
+      .onConflictDoNothing();
+  });
+}
+
+/**
+ * Removes users from a group. If any username does not exist, nobody is
+ * removed.
+ *
+ * @returns how many memberships were removed.
+ * @throws {StoreError} `GROUP_NOT_FOUND`, `USER_NOT_FOUND`.
+ */
+export async function removeUsersFromGroup(
+  db: DrizzleDb,
+  group: string,
+  usernames: readonly string[],
+): Promise<number> {
+  return db.transaction(async (tx) => {
+    const groupId = await requireGroupId(tx, group);
+    const userIds = await requireUserIds(tx, usernames);
+    if (userIds.length === 0) return 0;
+    const removed = await tx
+      .delete(userGroups)
+      .where(and(eq(userGroups.groupId, groupId), inArray(userGroups.userId, userIds)))
+      .returning({ userId: userGroups.userId });
+    return removed.length;
+  });
+}
