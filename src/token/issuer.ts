@@ -1,0 +1,114 @@
+/** Signs access and refresh tokens shaped like djangorestframework-simplejwt's. */
+import { randomBytes } from "node:crypto";
+import { SignJWT } from "jose";
+import { DEFAULT_USER_ID_CLAIM, MAX_USER_ID, RESERVED_CLAIMS } from "./claims.js";
+import type { TokenType } from "./claims.js";
+import { KeyConfigError } from "./errors.js";
+import type { Keyring } from "./keys.js";
+
+/** Options of {@link createTokenIssuer}. */
+export interface TokenIssuerOptions {
+  /** Signs with `keyring.signingKey` (the first key that can sign). */
+  keyring: Keyring;
+  /** Access token lifetime. Default 300 (simplejwt's `ACCESS_TOKEN_LIFETIME`, 5 minutes). */
+  accessTtlSeconds?: number;
+  /** Refresh token lifetime. Default 86400 (simplejwt's `REFRESH_TOKEN_LIFETIME`, 1 day). */
+  refreshTtlSeconds?: number;
+  /** `iss` claim; omitted by default (simplejwt omits it unless `ISSUER` is set). */
+  issuer?: string;
+  /** `aud` claim; omitted by default. */
+  audience?: string;
+  /** Name of the user id claim. Default `"user_id"`. */
+  userIdClaim?: string;
+  /** Clock in milliseconds. Default `Date.now`; tests pass a frozen one. */
+  now?: () => number;
+}
+
+/** A freshly signed token and the claims a caller needs to store (e.g. the refresh `jti`). */
+export interface IssuedToken {
+  readonly token: string;
+  /** 128-bit random id, hex. */
+  readonly jti: string;
+  /** Seconds since the Unix epoch. */
+  readonly issuedAt: number;
+  /** Seconds since the Unix epoch. */
+  readonly expiresAt: number;
+  readonly tokenType: TokenType;
+}
+
+/** Built by {@link createTokenIssuer}. */
+export interface TokenIssuer {
+  /** Signs an access token for `userId` (1..2147483647); `extra` claims may not replace reserved ones. */
+  issueAccess(userId: number, extra?: Record<string, unknown>): Promise<IssuedToken>;
+  /** Signs a refresh token for `userId`; same rules as {@link issueAccess}. */
+  issueRefresh(userId: number, extra?: Record<string, unknown>): Promise<IssuedToken>;
+  readonly accessTtlSeconds: number;
+  readonly refreshTtlSeconds: number;
+}
+
+function positiveSeconds(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value <= 0) throw new RangeError(`${name} must be a positive integer`);
+  return value;
+}
+
+/**
+ * Creates an issuer of simplejwt-compatible tokens: header `{ alg, kid, typ: "JWT" }`, claims
+ * `token_type`, `exp`, `iat`, `jti`, `user_id` (+ `iss`/`aud` when configured).
+ *
+ * @throws {KeyConfigError} `NO_SIGNING_KEY` when the keyring can only verify.
+ * @example
+ * ```ts
+ * const issuer = createTokenIssuer({ keyring, accessTtlSeconds: 300 });
+ * const { token, jti, expiresAt } = await issuer.issueAccess(42);
+ * ```
+ */
+export function createTokenIssuer(options: TokenIssuerOptions): TokenIssuer {
+  const signing = options.keyring.signingKey;
+  if (!signing) throw new KeyConfigError("NO_SIGNING_KEY", "the keyring has no private key or secret to sign with");
+  const accessTtlSeconds = positiveSeconds(options.accessTtlSeconds, 300, "accessTtlSeconds");
+  const refreshTtlSeconds = positiveSeconds(options.refreshTtlSeconds, 86_400, "refreshTtlSeconds");
+  const userIdClaim = options.userIdClaim ?? DEFAULT_USER_ID_CLAIM;
+  if (typeof userIdClaim !== "string" || userIdClaim.length === 0 || RESERVED_CLAIMS.has(userIdClaim)) {
+    throw new RangeError("userIdClaim must be a non-empty string other than a registered claim");
+  }
+  const { issuer, audience } = options;
+  const now = options.now ?? Date.now;
+  const signingKey = signing.key;
+  const header = Object.freeze({ alg: signing.alg, kid: signing.kid, typ: "JWT" });
+
+  async function issue(tokenType: TokenType, ttl: number, userId: number, extra?: Record<string, unknown>) {
+    if (!Number.isInteger(userId) || userId < 1 || userId > MAX_USER_ID) {
+      throw new RangeError(`userId must be an integer in 1..${MAX_USER_ID}`);
+    }
+    const payload: Record<string, unknown> = {};
+    if (extra) {
+      for (const name of Object.keys(extra)) {
+        if (RESERVED_CLAIMS.has(name) || name === userIdClaim || name === "__proto__") {
+          throw new RangeError(`extra claim "${name}" would replace a claim the issuer sets`);
+        }
+      }
+    }
+    const issuedAt = Math.floor(now() / 1000);
+    const expiresAt = issuedAt + ttl;
+    const jti = randomBytes(16).toString("hex");
+    // simplejwt's claim order, so tokens from either side look alike when decoded.
+    payload.token_type = tokenType;
+    payload.exp = expiresAt;
+    payload.iat = issuedAt;
+    payload.jti = jti;
+    payload[userIdClaim] = userId;
+    if (issuer !== undefined) payload.iss = issuer;
+    if (audience !== undefined) payload.aud = audience;
+    if (extra) Object.assign(payload, extra);
+    const token = await new SignJWT(payload).setProtectedHeader(header).sign(signingKey);
+    return Object.freeze({ token, jti, issuedAt, expiresAt, tokenType });
+  }
+
+  return Object.freeze({
+    issueAccess: (userId: number, extra?: Record<string, unknown>) => issue("access", accessTtlSeconds, userId, extra),
+    issueRefresh: (userId: number, extra?: Record<string, unknown>) => issue("refresh", refreshTtlSeconds, userId, extra),
+    accessTtlSeconds,
+    refreshTtlSeconds,
+  });
+}
