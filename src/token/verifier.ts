@@ -1,0 +1,255 @@
+/** Verifies access and refresh tokens on every call: structure, key, signature, then claims. */
+import { compactVerify } from "jose";
+import type { CompactJWSHeaderParameters, FlattenedJWSInput, JWSAlgorithm } from "jose";
+import { VerifiedTokenCache } from "./cache.js";
+import { checkClaims, DEFAULT_USER_ID_CLAIM, RESERVED_CLAIMS } from "./claims.js";
+import type { ClaimRules, TokenType, VerifiedClaims } from "./claims.js";
+import { TokenRejectedError } from "./errors.js";
+import { createRemoteKeySource } from "./jwks.js";
+import type { RemoteJwksOptions, RemoteKeySource } from "./jwks.js";
+import type { Keyring, VerificationKey } from "./keys.js";
+
+/** Options of {@link createTokenVerifier}. At least one of `keyring` and `jwksUrl` is required. */
+export interface TokenVerifierOptions {
+  /** Local keys, looked up by the token's `kid`. */
+  keyring?: Keyring;
+  /** A remote issuer's JWKS (https, or http on loopback). Consulted for kids not in `keyring`. */
+  jwksUrl?: string | URL;
+  /** Fetching and caching of `jwksUrl`, and its explicit algorithm list (default RS256, ES256). */
+  jwksOptions?: RemoteJwksOptions;
+  /** Required exact `iss`. Default: not checked. */
+  issuer?: string;
+  /**
+   * Required audience (exact string, or one exact member of an `aud` array). Default: none, and
+   * then a token that names an audience is refused (RFC 7519 §4.1.3).
+   */
+  audience?: string;
+  /** Clock skew tolerated on `exp`, `nbf` and `iat`. Default 30; must be within 0..60 (RangeError otherwise). */
+  leewaySeconds?: number;
+  /**
+   * Upper bound of `exp - iat`, one number for both types or one per type. Default with only a
+   * `keyring`: `{ access: 300, refresh: 86400 }`, the issuer's default TTLs — pass the issuer's
+   * real TTLs (`issuer.accessTtlSeconds`, `issuer.refreshTtlSeconds`) when they differ. Default
+   * with `jwksUrl`: no bound (the external issuer decides). `Infinity` disables the check.
+   */
+  maxLifetimeSeconds?: number | { access: number; refresh: number };
+  /** Name of the user id claim. Default `"user_id"` (simplejwt's `USER_ID_CLAIM`). */
+  userIdClaim?: string;
+  /** Refuse tokens without `jti`. Default true (revocation is keyed by it). */
+  requireJti?: boolean;
+  /**
+   * LRU of verified tokens (keyed by the token string; memory is about maxEntries × token size).
+   * Default `{ maxEntries: 10_000 }`; `0` disables. Hits still honour `exp` and the expected type;
+   * a key removed from the keyring or JWKS stops tokens only after they leave the cache (by `exp`),
+   * and revocation by `jti` is the caller's job either way.
+   */
+  cache?: { maxEntries: number };
+  /** Clock in milliseconds. Default `Date.now`. */
+  now?: () => number;
+}
+
+/** Outcome of {@link TokenVerifier.verify}; `error` is for logs, never for clients. */
+export type VerifyResult =
+  | { ok: true; claims: VerifiedClaims }
+  | { ok: false; reason: "TOKEN_INVALID" | "TOKEN_EXPIRED" | "TOKEN_WRONG_TYPE" | "TOKEN_MALFORMED"; error: unknown }
+  /** The remote JWKS could not be fetched: answer UNAVAILABLE (fail closed), not UNAUTHENTICATED. */
+  | { ok: false; reason: "KEYS_UNAVAILABLE"; error: unknown };
+
+/** Built by {@link createTokenVerifier}. */
+export interface TokenVerifier {
+  /** Verifies `token` as an `expected` token. Never throws; every refusal is a `VerifyResult`. */
+  verify(token: string, expected: TokenType): Promise<VerifyResult>;
+  /** Number of cached verifications (0 when the cache is disabled). */
+  readonly cacheSize: number;
+}
+
+/** gRPC's suggested header size limit; a token is never close to it. */
+const MAX_TOKEN_LENGTH = 8192;
+/** Three base64url segments; the classes exclude `.`, so this runs in linear time. */
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+const MAX_LEEWAY_SECONDS = 60;
+const DEFAULT_LOCAL_LIFETIME = Object.freeze({ access: 300, refresh: 86_400 });
+const NO_LIFETIME_BOUND = Object.freeze({ access: Infinity, refresh: Infinity });
+
+// Shared by every verifier: garbage tokens should cost no allocation.
+const MALFORMED: VerifyResult = Object.freeze({
+  ok: false,
+  reason: "TOKEN_MALFORMED",
+  error: Object.freeze(new TokenRejectedError("TOKEN_STRUCTURE", "not a compact JWS of at most 8 KiB")),
+});
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+interface CachedResult {
+  readonly dropAfter: number;
+  readonly result: { ok: true; claims: VerifiedClaims };
+}
+
+function resolveLifetime(
+  option: TokenVerifierOptions["maxLifetimeSeconds"],
+  localOnly: boolean,
+): Readonly<Record<TokenType, number>> {
+  if (option === undefined) return localOnly ? DEFAULT_LOCAL_LIFETIME : NO_LIFETIME_BOUND;
+  const pair = typeof option === "number" ? { access: option, refresh: option } : option;
+  for (const value of [pair.access, pair.refresh]) {
+    if (typeof value !== "number" || Number.isNaN(value) || value <= 0) {
+      throw new RangeError("maxLifetimeSeconds must be positive (Infinity for no bound)");
+    }
+  }
+  return Object.freeze({ access: pair.access, refresh: pair.refresh });
+}
+
+function failure(error: unknown): VerifyResult {
+  if (error instanceof TokenRejectedError) {
+    switch (error.code) {
+      case "EXPIRED":
+        return { ok: false, reason: "TOKEN_EXPIRED", error };
+      case "WRONG_TYPE":
+        return { ok: false, reason: "TOKEN_WRONG_TYPE", error };
+      case "KEYS_UNAVAILABLE":
+        return { ok: false, reason: "KEYS_UNAVAILABLE", error };
+      case "TOKEN_STRUCTURE":
+        return { ok: false, reason: "TOKEN_MALFORMED", error };
+      default:
+        break;
+    }
+  }
+  // jose's errors (bad signature, alg not allowed, unknown crit, ...) and anything unforeseen.
+  return { ok: false, reason: "TOKEN_INVALID", error };
+}
+
+/**
+ * Creates the per-call token verifier. Everything configurable is resolved here, once; `verify`
+ * does a regex pre-check, a kid lookup, one jose signature check, then the claim checks.
+ *
+ * Rules: the algorithm allow-list comes from the configured keys (each bound to one alg, looked up
+ * by `kid`; a token without `kid` is accepted only when exactly one local key exists and no JWKS
+ * is configured, which is how simplejwt tokens arrive); `none`, unknown `crit`, `b64` and keys
+ * embedded in headers (`jwk`, `jku`, `x5u`, `x5c`) never work; the signature is checked before
+ * any claim is read. Claims: `exp` and `iat` required, finite numbers; `nbf` honoured; `iat`
+ * not in the future; `exp - iat` bounded; `iss`/`aud` exact; `token_type` must be `expected`;
+ * the user id is a positive 32-bit integer (number or decimal string).
+ *
+ * @example
+ * ```ts
+ * const verifier = createTokenVerifier({ keyring, issuer: "https://auth.example.com" });
+ * const result = await verifier.verify(bearer, "access");
+ * if (!result.ok) return deny(result.reason); // KEYS_UNAVAILABLE → UNAVAILABLE, others → UNAUTHENTICATED
+ * result.claims.userId;
+ * ```
+ */
+export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {
+  const { keyring } = options;
+  const remote: RemoteKeySource | undefined =
+    options.jwksUrl === undefined ? undefined : createRemoteKeySource(options.jwksUrl, options.jwksOptions);
+  if (!keyring && !remote) throw new TypeError("createTokenVerifier needs a keyring or a jwksUrl");
+
+  const leewaySeconds = options.leewaySeconds ?? 30;
+  if (typeof leewaySeconds !== "number" || !(leewaySeconds >= 0 && leewaySeconds <= MAX_LEEWAY_SECONDS)) {
+    throw new RangeError(`leewaySeconds must be within 0..${MAX_LEEWAY_SECONDS}`);
+  }
+  const userIdClaim = options.userIdClaim ?? DEFAULT_USER_ID_CLAIM;
+  if (typeof userIdClaim !== "string" || userIdClaim.length === 0 || RESERVED_CLAIMS.has(userIdClaim)) {
+    throw new RangeError("userIdClaim must be a non-empty string other than a registered claim");
+  }
+  const rules: ClaimRules = Object.freeze({
+    issuer: options.issuer,
+    audience: options.audience,
+    leewaySeconds,
+    maxLifetime: resolveLifetime(options.maxLifetimeSeconds, remote === undefined),
+    userIdClaim,
+    requireJti: options.requireJti ?? true,
+  });
+  const now = options.now ?? Date.now;
+  const maxEntries = options.cache?.maxEntries ?? 10_000;
+  const cache = maxEntries > 0 ? new VerifiedTokenCache<CachedResult>(maxEntries) : undefined;
+
+  const localKeys: ReadonlyMap<string, VerificationKey> = keyring?.keys ?? new Map();
+  const onlyLocalKey = !remote && localKeys.size === 1 ? localKeys.values().next().value : undefined;
+  const algorithms = [...new Set<string>([...(keyring?.algorithms ?? []), ...(remote?.algorithms ?? [])])];
+  // jose refuses every alg not listed here before any key is resolved, `none` included.
+  const verifyOptions = Object.freeze({ algorithms: algorithms as JWSAlgorithm[] });
+
+  async function resolveRemote(source: RemoteKeySource, header: CompactJWSHeaderParameters, token: FlattenedJWSInput) {
+    // Cheap checks first (no JWKS I/O for expired or foreign tokens). The claims are unverified
+    // here, so they may only refuse, never accept; a forged "expired" token gains nothing.
+    if (source.mayFetch) precheckUnverified(token.payload);
+    return source.resolve(header, token);
+  }
+
+  function precheckUnverified(encodedPayload: FlattenedJWSInput["payload"]): void {
+    let claims: unknown;
+    try {
+      claims = JSON.parse(Buffer.from(encodedPayload as string, "base64url").toString("utf8"));
+    } catch (cause) {
+      throw new TokenRejectedError("CLAIMS_NOT_OBJECT", "the payload is not JSON", { cause });
+    }
+    if (typeof claims !== "object" || claims === null) {
+      throw new TokenRejectedError("CLAIMS_NOT_OBJECT", "the payload is not a JSON object");
+    }
+    const exp = Object.hasOwn(claims, "exp") ? (claims as { exp: unknown }).exp : undefined;
+    if (typeof exp === "number" && Math.floor(now() / 1000) >= exp + leewaySeconds) {
+      throw new TokenRejectedError("EXPIRED", "token expired", { claim: "exp" });
+    }
+    if (rules.issuer !== undefined && (!Object.hasOwn(claims, "iss") || (claims as { iss: unknown }).iss !== rules.issuer)) {
+      throw new TokenRejectedError("ISSUER_MISMATCH", "unexpected issuer", { claim: "iss" });
+    }
+  }
+
+  // Created once: jose hands it the header it already parsed, so the header is decoded once.
+  function resolveKey(header: CompactJWSHeaderParameters, token: FlattenedJWSInput): CryptoKey | Promise<CryptoKey> {
+    // b64 only matters with crit (jose refuses unknown crit itself); a JWT has no use for it at all.
+    if (Object.hasOwn(header, "b64")) throw new TokenRejectedError("HEADER_INVALID", "the b64 header is not accepted");
+    const alg = header.alg;
+    const kid = Object.hasOwn(header, "kid") ? header.kid : undefined;
+    let key: VerificationKey | undefined;
+    if (kid !== undefined) {
+      if (typeof kid !== "string") throw new TokenRejectedError("HEADER_INVALID", "kid must be a string");
+      key = localKeys.get(kid);
+      if (key === undefined) {
+        if (remote?.algorithms.has(alg)) return resolveRemote(remote, header, token);
+        throw new TokenRejectedError("KID_UNKNOWN", "no configured key has this kid");
+      }
+    } else if (onlyLocalKey !== undefined) {
+      key = onlyLocalKey;
+    } else if (remote && localKeys.size === 0) {
+      return resolveRemote(remote, header, token);
+    } else {
+      throw new TokenRejectedError("KID_REQUIRED", "a kid is required when several keys are configured");
+    }
+    // The key's own algorithm, not the header's, decides: this is what defeats alg confusion.
+    if (key.alg !== alg) throw new TokenRejectedError("ALG_MISMATCH", "the token's alg is not the key's alg");
+    return key.key;
+  }
+
+  async function verify(token: string, expected: TokenType): Promise<VerifyResult> {
+    if (typeof token !== "string" || token.length > MAX_TOKEN_LENGTH || !COMPACT_JWS.test(token)) return MALFORMED;
+    if (expected !== "access" && expected !== "refresh") {
+      return { ok: false, reason: "TOKEN_INVALID", error: new TypeError(`unknown expected token type ${String(expected)}`) };
+    }
+    if (cache) {
+      const hit = cache.get(token, Math.floor(now() / 1000));
+      if (hit) {
+        if (hit.result.claims.tokenType === expected) return hit.result;
+        return failure(new TokenRejectedError("WRONG_TYPE", `expected a ${expected} token`, { claim: "token_type" }));
+      }
+    }
+    try {
+      const { payload } = await compactVerify(token, resolveKey, verifyOptions);
+      // Read the clock after verification: a JWKS fetch may have taken a while.
+      const nowSeconds = Math.floor(now() / 1000);
+      const claims = checkClaims(JSON.parse(utf8.decode(payload)), expected, rules, nowSeconds);
+      const result = Object.freeze({ ok: true as const, claims });
+      cache?.set(token, { dropAfter: claims.expiresAt + leewaySeconds, result }, nowSeconds);
+      return result;
+    } catch (error) {
+      return failure(error);
+    }
+  }
+
+  return Object.freeze({
+    verify,
+    get cacheSize() {
+      return cache?.size ?? 0;
+    },
+  });
+}
