@@ -31,6 +31,8 @@ CREATE TABLE "refresh_tokens" (
 	"family_id" varchar(64) NOT NULL,
 	"user_id" integer NOT NULL,
 	"token_hash" varchar(64) NOT NULL,
+	"access_jti" varchar(64) NOT NULL,
+	"access_expires_at" timestamp with time zone NOT NULL,
 	"issued_at" timestamp with time zone NOT NULL,
 	"expires_at" timestamp with time zone NOT NULL,
 	"used_at" timestamp with time zone,

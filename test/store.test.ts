@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -32,6 +33,9 @@ import {
 } from "../src/store/index.js";
 import type { DrizzleDb, PrincipalLookup } from "../src/store/index.js";
 import { createTestDatabase, type TestDatabase } from "../src/testing/database.js";
+
+// Every migration drizzle-kit generated, per its journal.
+const MIGRATIONS: number = (JSON.parse(readFileSync(new URL("../drizzle/meta/_journal.json", import.meta.url), "utf8")) as { entries: unknown[] }).entries.length;
 
 // PGlite needs 2-5 s to start; PostgreSQL database creation is quick.
 const SUITE_TIMEOUT = 60_000;
@@ -70,7 +74,7 @@ function storeSuite(open: () => Promise<TestDatabase>): void {
 
   it("migrating again is a no-op", async () => {
     const applied = await migrationCount(db);
-    assert.equal(applied, 1);
+    assert.equal(applied, MIGRATIONS);
     await createUser(db, { username: "migrate-survivor" });
     await migrateDatabase(database);
     await migrateDatabase(database);
@@ -172,12 +176,16 @@ function storeSuite(open: () => Promise<TestDatabase>): void {
     const user = await createUser(db, { username: "pw-change" });
     const changed = await setPasswordHash(db, user.id, "scrypt$new");
     assert.equal(changed.password, "scrypt$new");
-    const changedAt = Math.floor(changed.credentialsChangedAt.getTime() / 1000);
-    assert.deepEqual(await loadPrincipal(db, user.id, { jti: "j-old", issuedAt: changedAt - 1 }), {
+    // iat has millisecond precision (protoguard's issuer) or whole seconds (others).
+    const changedAt = changed.credentialsChangedAt.getTime() / 1000;
+    assert.deepEqual(await loadPrincipal(db, user.id, { jti: "j-old", issuedAt: changedAt - 0.001 }), {
+      status: "revoked",
+    });
+    assert.deepEqual(await loadPrincipal(db, user.id, { jti: "j-whole", issuedAt: Math.floor(changedAt) - 1 }), {
       status: "revoked",
     });
     assert.equal((await loadPrincipal(db, user.id, { jti: "j-same", issuedAt: changedAt })).status, "ok");
-    assert.equal((await loadPrincipal(db, user.id, { jti: "j-new", issuedAt: changedAt + 1 })).status, "ok");
+    assert.equal((await loadPrincipal(db, user.id, { jti: "j-new", issuedAt: changedAt + 0.001 })).status, "ok");
     assert.deepEqual(await loadPrincipal(db, user.id, { jti: "j-nan", issuedAt: Number.NaN }), { status: "revoked" });
 
     // A rehash on login must not log anyone out.
@@ -261,6 +269,8 @@ function storeSuite(open: () => Promise<TestDatabase>): void {
       familyId: "family-1",
       userId: user.id,
       tokenHash: "a".repeat(64),
+      accessJti: "doomed-access",
+      accessExpiresAt: new Date(now + 60_000),
       issuedAt: new Date(now),
       expiresAt: new Date(now + 60_000),
     });
@@ -327,7 +337,7 @@ describe(
       const others = await Promise.all([openDatabase({ url: fresh.url! }), openDatabase({ url: fresh.url! })]);
       try {
         await Promise.all([fresh, ...others].map((d) => migrateDatabase(d)));
-        assert.equal(await migrationCount(fresh.db), 1);
+        assert.equal(await migrationCount(fresh.db), MIGRATIONS);
         const user = await createUser(fresh.db, { username: "after-race" });
         assert.equal((await loadPrincipal(fresh.db, user.id)).status, "ok");
       } finally {

@@ -39,10 +39,12 @@ const MAX_USER_ID = 2 ** 31 - 1;
  * - superuser branch: a scan of `permissions` behind a One-Time Filter on
  *   `users.is_superuser`, so it costs nothing for everyone else;
  * - UNION deduplicates a permission granted both ways (HashAggregate);
- * - revocation: revoked_tokens_pkey lookup on jti (an InitPlan, run once),
- *   and a comparison of `iat` with credentials_changed_at truncated to whole
- *   seconds (JWT `iat` has no fraction, so a token issued in the same second
- *   as the change stays valid rather than every fresh token being rejected).
+ * - revocation: revoked_tokens_pkey lookup on jti, and a comparison of `iat`
+ *   with credentials_changed_at truncated to milliseconds. protoguard's
+ *   issuer writes `iat` with millisecond precision (RFC 7519 allows
+ *   fractions), so its tokens issued just after a change stay valid; a
+ *   whole-second `iat` from another issuer in the same second as the change
+ *   is refused, the safe side.
  */
 function buildQuery(db: DrizzleDb) {
   // The subqueries are literal SQL with aliases: in a single-table select
@@ -73,7 +75,7 @@ function buildQuery(db: DrizzleDb) {
           where ug.user_id = users.id
       )`,
       tokenRevoked: sql<boolean>`(
-        coalesce(${issuedAt} < floor(extract(epoch from users.credentials_changed_at)), false)
+        coalesce(${issuedAt} < floor(extract(epoch from users.credentials_changed_at) * 1000) / 1000, false)
         or exists (select 1 from revoked_tokens rt where rt.jti = ${jti})
       )`,
     })

@@ -160,7 +160,7 @@ async function requireGroupId(db: DrizzleDb, name: string): Promise<number> {
 export async function setUserActive(db: DrizzleDb, username: string, active: boolean): Promise<User> {
   const [row] = await db
     .update(users)
-    .set(active ? { isActive: true } : { isActive: false, credentialsChangedAt: sql`now()` })
+    .set(active ? { isActive: true } : { isActive: false, credentialsChangedAt: new Date() })
     .where(eq(users.username, username))
     .returning();
   if (row === undefined) throw new StoreError("USER_NOT_FOUND", `no user "${username}"`);
@@ -202,7 +202,7 @@ export async function setPasswordHash(
   assertValidUserId(userId);
   const [row] = await db
     .update(users)
-    .set(bumpCredentials ? { password: hash, credentialsChangedAt: sql`now()` } : { password: hash })
+    .set(bumpCredentials ? { password: hash, credentialsChangedAt: new Date() } : { password: hash })
     .where(eq(users.id, userId))
     .returning();
   if (row === undefined) throw new StoreError("USER_NOT_FOUND", `no user with id ${userId}`);

@@ -89,8 +89,12 @@ export function createTokenIssuer(options: TokenIssuerOptions): TokenIssuer {
         }
       }
     }
-    const issuedAt = Math.floor(now() / 1000);
-    const expiresAt = issuedAt + ttl;
+    // `iat` keeps milliseconds (RFC 7519 NumericDate may be fractional) so a
+    // token issued just after a password change is told apart from one
+    // issued just before it, in the same second. `exp` stays whole.
+    const nowMs = Math.floor(now());
+    const issuedAt = nowMs / 1000;
+    const expiresAt = Math.floor(nowMs / 1000) + ttl;
     const jti = randomBytes(16).toString("hex");
     // simplejwt's claim order, so tokens from either side look alike when decoded.
     payload.token_type = tokenType;

@@ -1,0 +1,129 @@
+/**
+ * Refresh-token families: rotation, reuse detection and revocation. Tokens
+ * are stored as SHA-256 hashes; the raw token never reaches the database.
+ */
+import { and, eq, gt, isNull, lt, sql } from "drizzle-orm";
+import type { DrizzleDb } from "./database.js";
+import { refreshTokens, revokedTokens, users } from "./schema.js";
+
+/** One issued refresh token, with the access token issued beside it. */
+export interface RefreshTokenRecord {
+  jti: string;
+  familyId: string;
+  userId: number;
+  /** SHA-256 hex of the token string. */
+  tokenHash: string;
+  issuedAt: Date;
+  expiresAt: Date;
+  /** The access token issued together with this refresh token, revoked with its family. */
+  accessJti: string;
+  accessExpiresAt: Date;
+}
+
+/** Records a newly issued refresh token. */
+export async function insertRefreshToken(db: DrizzleDb, record: RefreshTokenRecord): Promise<void> {
+  await db.insert(refreshTokens).values(record);
+}
+
+/** The outcome of presenting a refresh token. */
+export type ConsumeResult =
+  /** The token was live and is now used; `familyId` continues with a new token. */
+  | { status: "ok"; userId: number; familyId: string }
+  /** Unknown, expired or revoked. */
+  | { status: "invalid" }
+  /** Already used: a stolen copy is being replayed; the family has been revoked. */
+  | { status: "reused"; userId: number; familyId: string };
+
+/**
+ * Marks a refresh token used, atomically: of any number of concurrent calls
+ * with one token, exactly one sees `ok` (the conditional UPDATE is the
+ * arbiter, on either driver). A token that was already used is reuse: its
+ * family is revoked at once, including the access tokens issued with it.
+ *
+ * Run it in the same transaction as {@link insertRefreshToken} for the
+ * successor, so a failure leaves the old token live rather than neither.
+ */
+export async function consumeRefreshToken(db: DrizzleDb, tokenHash: string, now: Date): Promise<ConsumeResult> {
+  const [used] = await db
+    .update(refreshTokens)
+    .set({ usedAt: now })
+    .where(
+      and(
+        eq(refreshTokens.tokenHash, tokenHash),
+        isNull(refreshTokens.usedAt),
+        isNull(refreshTokens.revokedAt),
+        gt(refreshTokens.expiresAt, now),
+      ),
+    )
+    .returning({ userId: refreshTokens.userId, familyId: refreshTokens.familyId });
+  if (used !== undefined) return { status: "ok", ...used };
+  const [row] = await db
+    .select({ userId: refreshTokens.userId, familyId: refreshTokens.familyId, usedAt: refreshTokens.usedAt })
+    .from(refreshTokens)
+    .where(eq(refreshTokens.tokenHash, tokenHash));
+  if (row === undefined || row.usedAt === null) return { status: "invalid" };
+  await revokeFamily(db, row.familyId, now);
+  return { status: "reused", userId: row.userId, familyId: row.familyId };
+}
+
+/**
+ * Revokes every refresh token of a family and every access token issued
+ * with one of them (by jti), so logout and reuse detection end the session
+ * everywhere at once.
+ */
+export async function revokeFamily(db: DrizzleDb, familyId: string, now: Date): Promise<void> {
+  await db.transaction(async (tx) => {
+    await tx
+      .update(refreshTokens)
+      .set({ revokedAt: now })
+      .where(and(eq(refreshTokens.familyId, familyId), isNull(refreshTokens.revokedAt)));
+    // Dates go in as ISO strings: raw SQL parameters skip Drizzle's column
+    // encoders, and the drivers disagree on how to send a Date.
+    await tx.execute(sql`
+      insert into ${revokedTokens} (jti, user_id, expires_at)
+      select ${refreshTokens.accessJti}, ${refreshTokens.userId}, ${refreshTokens.accessExpiresAt}
+      from ${refreshTokens}
+      where ${refreshTokens.familyId} = ${familyId}
+        and ${refreshTokens.accessExpiresAt} > ${now.toISOString()}::timestamptz
+      on conflict do nothing`);
+  });
+}
+
+/** Finds the family of a refresh token by its hash (used or not), for logout. */
+export async function findRefreshFamily(db: DrizzleDb, tokenHash: string): Promise<string | undefined> {
+  const [row] = await db
+    .select({ familyId: refreshTokens.familyId })
+    .from(refreshTokens)
+    .where(eq(refreshTokens.tokenHash, tokenHash));
+  return row?.familyId;
+}
+
+/**
+ * Revokes one access token by jti. Idempotent. The user's cached lookups
+ * are invalidated by the database's notification trigger.
+ */
+export async function revokeAccessToken(db: DrizzleDb, jti: string, userId: number, expiresAt: Date): Promise<void> {
+  await db.insert(revokedTokens).values({ jti, userId, expiresAt }).onConflictDoNothing();
+}
+
+/**
+ * Ends every session of a user: marks the credentials changed (access tokens
+ * issued before now stop working) and revokes all refresh tokens. Used on
+ * password change and deactivation.
+ */
+export async function revokeUserSessions(db: DrizzleDb, userId: number, now: Date): Promise<void> {
+  await db.transaction(async (tx) => {
+    await tx.update(users).set({ credentialsChangedAt: now }).where(eq(users.id, userId));
+    await tx
+      .update(refreshTokens)
+      .set({ revokedAt: now })
+      .where(and(eq(refreshTokens.userId, userId), isNull(refreshTokens.revokedAt)));
+  });
+}
+
+/** Deletes revocation and refresh rows that expired before `now`; returns how many went. */
+export async function purgeExpiredTokens(db: DrizzleDb, now: Date): Promise<number> {
+  const a = await db.delete(revokedTokens).where(lt(revokedTokens.expiresAt, now)).returning({ jti: revokedTokens.jti });
+  const b = await db.delete(refreshTokens).where(lt(refreshTokens.expiresAt, now)).returning({ id: refreshTokens.id });
+  return a.length + b.length;
+}
