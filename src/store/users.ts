@@ -4,7 +4,7 @@
  * transaction and validates everything before writing, so a bad argument
  * anywhere leaves the database as it was.
  */
-import { and, eq, inArray, or, sql } from "drizzle-orm";
+import { and, eq, inArray, or } from "drizzle-orm";
 import { isPermissionString, parsePermission } from "../permission.js";
 import type { DrizzleDb } from "./database.js";
 import { StoreError, isUniqueViolation } from "./errors.js";
