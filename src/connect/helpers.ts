@@ -1,4 +1,5 @@
-import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
+import type { ConnectError} from "@connectrpc/connect";
+import { Code, type HandlerContext } from "@connectrpc/connect";
 import { MESSAGES } from "../decide/verdict.js";
 import { principalHasPermission, type Principal } from "../principal.js";
 import { principalKey } from "./context.js";
