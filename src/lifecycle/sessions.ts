@@ -1,0 +1,53 @@
+import { createHash, randomBytes } from "node:crypto";
+import type { Database } from "../store/database.js";
+import { insertRefreshToken } from "../store/refresh-tokens.js";
+import type { IssuedToken, TokenIssuer } from "../token/issuer.js";
+
+/** An access and refresh token pair, as login, refresh and `protoguard token` return it. */
+export interface IssuedSession {
+  readonly accessToken: string;
+  readonly refreshToken: string;
+  readonly access: IssuedToken;
+  readonly refresh: IssuedToken;
+  /** The refresh-token family this pair belongs to. */
+  readonly familyId: string;
+}
+
+/**
+ * SHA-256 hex of a refresh token: what the database stores and looks up,
+ * so a leaked table yields no usable token.
+ */
+export function hashRefreshToken(token: string): string {
+  return createHash("sha256").update(token).digest("hex");
+}
+
+/**
+ * Issues a token pair for `userId` and records the refresh token (hashed)
+ * in its family; a new family unless `familyId` continues one (rotation).
+ * Pass a transaction as `db` to make the record part of a larger change.
+ *
+ * @example
+ * ```ts
+ * const session = await issueSession(database.db, issuer, user.id);
+ * console.log(session.accessToken, session.refreshToken);
+ * ```
+ */
+export async function issueSession(
+  db: Database["db"],
+  issuer: TokenIssuer,
+  userId: number,
+  familyId: string = randomBytes(16).toString("hex"),
+): Promise<IssuedSession> {
+  const [access, refresh] = await Promise.all([issuer.issueAccess(userId), issuer.issueRefresh(userId)]);
+  await insertRefreshToken(db, {
+    jti: refresh.jti,
+    familyId,
+    userId,
+    tokenHash: hashRefreshToken(refresh.token),
+    issuedAt: new Date(refresh.issuedAt * 1000),
+    expiresAt: new Date(refresh.expiresAt * 1000),
+    accessJti: access.jti,
+    accessExpiresAt: new Date(access.expiresAt * 1000),
+  });
+  return { accessToken: access.token, refreshToken: refresh.token, access, refresh, familyId };
+}
