@@ -1,0 +1,120 @@
+/**
+ * The environment, turned into options once. Only the CLI and `serve` read
+ * `process.env`; the library takes these options and nothing else.
+ */
+import type { TokenAlgorithm } from "../token/keys.js";
+
+/** Everything `protoguard` commands and `serve` are configured with. */
+export interface ProtoguardConfig {
+  /** `DATABASE_URL`: PostgreSQL. When unset, PGlite in {@link dataDir}. */
+  databaseUrl: string | undefined;
+  /** `PROTOGUARD_DATA_DIR`: PGlite's data and the development secret. Default `.protoguard`. */
+  dataDir: string;
+  /** `PROTOGUARD_JWT_ALGORITHM`: HS256, RS256 or ES256. Default HS256. */
+  algorithm: TokenAlgorithm;
+  /** `PROTOGUARD_JWT_SECRET`: the HS256 secret (at least 32 bytes). */
+  secret: string | undefined;
+  /**
+   * `PROTOGUARD_JWT_PREVIOUS_SECRETS`: comma-separated HS256 secrets that
+   * still verify but no longer sign, for rotation. Default none.
+   */
+  previousSecrets: string[];
+  /** `PROTOGUARD_JWT_PRIVATE_KEY`: path of the PEM or JWK signing key (RS256/ES256). */
+  privateKeyPath: string | undefined;
+  /**
+   * `PROTOGUARD_JWT_PUBLIC_KEY`: comma-separated paths of PEM or JWK public
+   * keys that verify (older keys during rotation). Default none.
+   */
+  publicKeyPaths: string[];
+  /** `PROTOGUARD_ACCESS_TTL`, seconds. Default 300. */
+  accessTtlSeconds: number;
+  /** `PROTOGUARD_REFRESH_TTL`, seconds. Default 86400. */
+  refreshTtlSeconds: number;
+  /** `PROTOGUARD_JWT_ISSUER`: `iss` to set and require. Default none. */
+  issuer: string | undefined;
+  /** `PROTOGUARD_JWT_AUDIENCE`: `aud` to set and require. Default none. */
+  audience: string | undefined;
+  /** `PROTOGUARD_JWT_LEEWAY`, seconds of clock skew, 0..60. Default 30. */
+  leewaySeconds: number;
+  /** `PROTOGUARD_SCRYPT_LOG_N`: password hash cost (log2 N). Default 17. */
+  scryptLogN: number;
+  /** `PROTOGUARD_CACHE_ENTRIES`: cached users and tokens; 0 disables both caches. Default 10000. */
+  cacheEntries: number;
+  /** `PROTOGUARD_CACHE_MAX_AGE_MS`: staleness bound of the user cache. Default 30000. */
+  cacheMaxAgeMs: number;
+  /** `PORT`. Default 8080. */
+  port: number;
+  /** `PROTOGUARD_HOST`: address to bind. Default 127.0.0.1. */
+  host: string;
+  /** `PROTOGUARD_TLS_CERT` / `PROTOGUARD_TLS_KEY`: PEM file paths; both or neither. */
+  tlsCertPath: string | undefined;
+  tlsKeyPath: string | undefined;
+  /** `PROTOGUARD_CORS_ORIGINS`: comma-separated origins (or `*`). Default none. */
+  corsOrigins: string[];
+  /** `PROTOGUARD_LOG_LEVEL`: pino level. Default info. */
+  logLevel: string;
+}
+
+/** A configuration mistake, reported as one line naming the variable. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+  readonly code = "INVALID_CONFIG";
+}
+
+/**
+ * Reads {@link ProtoguardConfig} from an environment.
+ *
+ * @throws {ConfigError} naming the offending variable.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
+  const str = (name: string) => {
+    const value = env[name]?.trim();
+    return value === undefined || value === "" ? undefined : value;
+  };
+  const list = (name: string) =>
+    (str(name) ?? "")
+      .split(",")
+      .map((s) => s.trim())
+      .filter((s) => s !== "");
+  const int = (name: string, fallback: number, min: number, max: number) => {
+    const raw = str(name);
+    if (raw === undefined) return fallback;
+    const value = Number(raw);
+    if (!/^-?\d+$/.test(raw) || value < min || value > max) {
+      throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+    }
+    return value;
+  };
+  const algorithm = (str("PROTOGUARD_JWT_ALGORITHM") ?? "HS256").toUpperCase();
+  if (algorithm !== "HS256" && algorithm !== "RS256" && algorithm !== "ES256") {
+    throw new ConfigError(`PROTOGUARD_JWT_ALGORITHM must be HS256, RS256 or ES256, got "${algorithm}"`);
+  }
+  const tlsCertPath = str("PROTOGUARD_TLS_CERT");
+  const tlsKeyPath = str("PROTOGUARD_TLS_KEY");
+  if ((tlsCertPath === undefined) !== (tlsKeyPath === undefined)) {
+    throw new ConfigError("PROTOGUARD_TLS_CERT and PROTOGUARD_TLS_KEY must be set together");
+  }
+  return {
+    databaseUrl: str("DATABASE_URL"),
+    dataDir: str("PROTOGUARD_DATA_DIR") ?? ".protoguard",
+    algorithm,
+    secret: str("PROTOGUARD_JWT_SECRET"),
+    previousSecrets: list("PROTOGUARD_JWT_PREVIOUS_SECRETS"),
+    privateKeyPath: str("PROTOGUARD_JWT_PRIVATE_KEY"),
+    publicKeyPaths: list("PROTOGUARD_JWT_PUBLIC_KEY"),
+    accessTtlSeconds: int("PROTOGUARD_ACCESS_TTL", 300, 1, 31_536_000),
+    refreshTtlSeconds: int("PROTOGUARD_REFRESH_TTL", 86_400, 1, 31_536_000),
+    issuer: str("PROTOGUARD_JWT_ISSUER"),
+    audience: str("PROTOGUARD_JWT_AUDIENCE"),
+    leewaySeconds: int("PROTOGUARD_JWT_LEEWAY", 30, 0, 60),
+    scryptLogN: int("PROTOGUARD_SCRYPT_LOG_N", 17, 10, 20),
+    cacheEntries: int("PROTOGUARD_CACHE_ENTRIES", 10_000, 0, 10_000_000),
+    cacheMaxAgeMs: int("PROTOGUARD_CACHE_MAX_AGE_MS", 30_000, 0, 86_400_000),
+    port: int("PORT", 8080, 0, 65_535),
+    host: str("PROTOGUARD_HOST") ?? "127.0.0.1",
+    tlsCertPath,
+    tlsKeyPath,
+    corsOrigins: list("PROTOGUARD_CORS_ORIGINS"),
+    logLevel: str("PROTOGUARD_LOG_LEVEL") ?? "info",
+  };
+}

@@ -1,0 +1,124 @@
+/**
+ * The pieces every command and the server share, built from a
+ * {@link ProtoguardConfig}: the database, keys, issuer, verifier and hasher.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { createPasswordHasher, type PasswordHasher } from "../lifecycle/passwords.js";
+import { openDatabase, type Database } from "../store/database.js";
+import { migrateDatabase } from "../store/migrate.js";
+import { createTokenIssuer, type TokenIssuer } from "../token/issuer.js";
+import { createKeyring, loadKeyFile, type KeyConfig, type Keyring } from "../token/keys.js";
+import { createTokenVerifier, type TokenVerifier } from "../token/verifier.js";
+import { ConfigError, type ProtoguardConfig } from "./config.js";
+
+/** Name of the development secret kept in the data directory. */
+export const DEV_SECRET_FILE = "jwt-secret.dev";
+
+/** What {@link openRuntime} builds. */
+export interface Runtime {
+  readonly config: ProtoguardConfig;
+  readonly database: Database;
+  readonly keyring: Keyring;
+  readonly issuer: TokenIssuer;
+  readonly verifier: TokenVerifier;
+  readonly passwordHasher: PasswordHasher;
+  close(): Promise<void>;
+}
+
+/** Options for {@link openRuntime}. */
+export interface OpenRuntimeOptions {
+  /** Apply pending migrations after connecting. Default: true. */
+  migrate?: boolean;
+  /** Where to say that a development secret is in use. Default: none. */
+  warn?: (message: string) => void;
+}
+
+/**
+ * Connects to the database and loads the keys.
+ *
+ * With no `PROTOGUARD_JWT_SECRET` on the embedded database (no
+ * `DATABASE_URL`), an HS256 secret is generated once into the data directory
+ * and reused, with a warning: fine for a demo, never for production. With
+ * `DATABASE_URL` set, a missing secret is an error: several instances must
+ * share one key, and a generated one would not be shared.
+ */
+export async function openRuntime(config: ProtoguardConfig, options: OpenRuntimeOptions = {}): Promise<Runtime> {
+  const keys = await keyConfigs(config, options.warn);
+  const keyring = await createKeyring(keys);
+  if (config.databaseUrl === undefined) await mkdir(config.dataDir, { recursive: true });
+  const database = await openDatabase(
+    config.databaseUrl !== undefined ? { url: config.databaseUrl } : { dataDir: join(config.dataDir, "pgdata") },
+  );
+  try {
+    if (options.migrate ?? true) await migrateDatabase(database);
+  } catch (error) {
+    await database.close();
+    throw error;
+  }
+  const claims = {
+    ...(config.issuer !== undefined && { issuer: config.issuer }),
+    ...(config.audience !== undefined && { audience: config.audience }),
+  };
+  const issuer = createTokenIssuer({
+    keyring,
+    accessTtlSeconds: config.accessTtlSeconds,
+    refreshTtlSeconds: config.refreshTtlSeconds,
+    ...claims,
+  });
+  const verifier = createTokenVerifier({
+    keyring,
+    leewaySeconds: config.leewaySeconds,
+    maxLifetimeSeconds: { access: config.accessTtlSeconds, refresh: config.refreshTtlSeconds },
+    cache: { maxEntries: config.cacheEntries },
+    ...claims,
+  });
+  const passwordHasher = createPasswordHasher({ scrypt: { logN: config.scryptLogN } });
+  return { config, database, keyring, issuer, verifier, passwordHasher, close: () => database.close() };
+}
+
+async function keyConfigs(config: ProtoguardConfig, warn?: (message: string) => void): Promise<KeyConfig[]> {
+  if (config.algorithm === "HS256") {
+    const secret = config.secret ?? (await developmentSecret(config, warn));
+    return [secret, ...config.previousSecrets].map((s) => ({ alg: "HS256", secret: s }));
+  }
+  const alg = config.algorithm;
+  const keys: KeyConfig[] = [];
+  if (config.privateKeyPath !== undefined) {
+    const loaded = await loadKeyFile(config.privateKeyPath);
+    if (loaded.privateKey === undefined) {
+      throw new ConfigError(`PROTOGUARD_JWT_PRIVATE_KEY (${config.privateKeyPath}) holds a public key, not a private one`);
+    }
+    keys.push({ alg, privateKey: loaded.privateKey, ...(loaded.kid !== undefined && { kid: loaded.kid }) });
+  }
+  for (const path of config.publicKeyPaths) {
+    const loaded = await loadKeyFile(path);
+    const key = loaded.publicKey ?? loaded.privateKey;
+    keys.push({ alg, publicKey: key, ...(loaded.kid !== undefined && { kid: loaded.kid }) });
+  }
+  if (keys.length === 0) {
+    throw new ConfigError(`PROTOGUARD_JWT_ALGORITHM=${alg} needs PROTOGUARD_JWT_PRIVATE_KEY and/or PROTOGUARD_JWT_PUBLIC_KEY`);
+  }
+  return keys;
+}
+
+async function developmentSecret(config: ProtoguardConfig, warn?: (message: string) => void): Promise<string> {
+  if (config.databaseUrl !== undefined) {
+    throw new ConfigError("PROTOGUARD_JWT_SECRET is required with DATABASE_URL (every instance must share it)");
+  }
+  const path = join(config.dataDir, DEV_SECRET_FILE);
+  let secret: string;
+  try {
+    secret = (await readFile(path, "utf8")).trim();
+  } catch {
+    await mkdir(config.dataDir, { recursive: true });
+    secret = randomBytes(32).toString("base64url");
+    // "wx": two processes starting at once must not both write one.
+    await writeFile(path, `${secret}\n`, { mode: 0o600, flag: "wx" }).catch(async () => {
+      secret = (await readFile(path, "utf8")).trim();
+    });
+  }
+  warn?.(`using the development JWT secret in ${path}; set PROTOGUARD_JWT_SECRET in production`);
+  return secret;
+}
