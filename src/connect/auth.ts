@@ -103,12 +103,15 @@ export function createAuth(options: AuthOptions): Auth {
   });
   const onDecision = options.onDecision;
 
-  async function decideAndReport(method: DescMethod, headers: Headers, stage: DecisionStage, timeoutMs?: number) {
+  function decideAndReport(method: DescMethod, headers: Headers, stage: DecisionStage, timeoutMs?: number) {
     if (onDecision === undefined) return decide(method, headers, timeoutMs);
     const started = performance.now();
-    const verdict = await decide(method, headers, timeoutMs);
-    onDecision({ method, verdict, stage, durationMs: performance.now() - started });
-    return verdict;
+    const report = (verdict: Verdict) => {
+      onDecision({ method, verdict, stage, durationMs: performance.now() - started });
+      return verdict;
+    };
+    const result = decide(method, headers, timeoutMs);
+    return result instanceof Promise ? result.then(report) : report(result);
   }
 
   return {

@@ -8,18 +8,18 @@ import type { UnauthenticatedReason } from "../reasons.js";
 import type { PrincipalLookup } from "../store/principal-query.js";
 import { MESSAGES, unauthenticated, type Allow, type Deny, type Verdict } from "./verdict.js";
 
+type VerifyOutcome =
+  | { ok: true; claims: { userId: number; jti: string; issuedAt: number } }
+  | { ok: false; reason: UnauthenticatedReason | "KEYS_UNAVAILABLE"; error: unknown };
+
 /**
  * What the decision needs from token verification: the shape of
- * `TokenVerifier.verify` for access tokens.
+ * `TokenVerifier` for access tokens.
  */
 export interface AccessTokenVerifier {
-  verify(
-    token: string,
-    expected: "access",
-  ): Promise<
-    | { ok: true; claims: { userId: number; jti: string; issuedAt: number } }
-    | { ok: false; reason: UnauthenticatedReason | "KEYS_UNAVAILABLE"; error: unknown }
-  >;
+  verify(token: string, expected: "access"): Promise<VerifyOutcome>;
+  /** The answer without cryptography or I/O when it is known (cached or malformed); optional. */
+  peek?(token: string, expected: "access"): VerifyOutcome | undefined;
 }
 
 /**
@@ -29,6 +29,8 @@ export interface AccessTokenVerifier {
  */
 export interface PrincipalSource {
   load(userId: number, token: { jti: string; issuedAt: number }): Promise<PrincipalLookup>;
+  /** The cached answer, without I/O, when there is a fresh one; optional. */
+  peek?(userId: number, token: { jti: string; issuedAt: number }): PrincipalLookup | undefined;
 }
 
 /** Options for {@link createDecider}. */
@@ -47,8 +49,12 @@ export interface DeciderOptions {
 /**
  * Decides one call. Never throws for bad input: every outcome is a
  * {@link Verdict}. The optional `timeoutMs` is the call's remaining deadline.
+ *
+ * The verdict is returned synchronously whenever no I/O or cryptography is
+ * needed (no token, a malformed header, a cached token and user), so the
+ * common cases cost no promise, timer or microtask; otherwise a promise.
  */
-export type Decide = (method: DescMethod, headers: Headers, timeoutMs?: number) => Promise<Verdict>;
+export type Decide = (method: DescMethod, headers: Headers, timeoutMs?: number) => Verdict | Promise<Verdict>;
 
 /**
  * Composes policy, bearer parsing, token verification and the user lookup
@@ -62,7 +68,26 @@ export function createDecider(options: DeciderOptions): Decide {
   const { policy, verifier, principals } = options;
   const lookupTimeoutMs = options.lookupTimeoutMs ?? 5000;
 
-  return async function decide(method, headers, timeoutMs) {
+  function afterVerify(plan: MethodPlan, verified: VerifyOutcome, timeoutMs: number | undefined): Verdict | Promise<Verdict> {
+    if (!verified.ok) {
+      if (verified.reason === "KEYS_UNAVAILABLE") {
+        return plan.rule.kind === "public" ? allow(plan, undefined) : unavailableFor(plan, verified.error);
+      }
+      return unauthenticated(plan, verified.reason, verified.error);
+    }
+    const { claims } = verified;
+    const cached = principals.peek?.(claims.userId, claims);
+    if (cached !== undefined) return judge(plan, cached);
+    const budget = timeoutMs === undefined ? lookupTimeoutMs : Math.min(timeoutMs, lookupTimeoutMs);
+    return withTimeout(principals.load(claims.userId, claims), budget).then(
+      (lookup) => judge(plan, lookup),
+      // Public methods keep working without the database; the caller is
+      // treated as anonymous rather than trusted on the token's word.
+      (cause: unknown) => (plan.rule.kind === "public" ? allow(plan, undefined) : unavailableFor(plan, cause)),
+    );
+  }
+
+  return function decide(method, headers, timeoutMs) {
     let plan: MethodPlan;
     try {
       plan = policy.planFor(method);
@@ -77,33 +102,21 @@ export function createDecider(options: DeciderOptions): Decide {
       return plan.rule.kind === "public" ? allow(plan, undefined) : unauthenticated(plan, "TOKEN_MISSING");
     }
     if (credential.kind === "malformed") return unauthenticated(plan, "TOKEN_MALFORMED");
-
-    const verified = await verifier.verify(credential.token, "access");
-    if (!verified.ok) {
-      if (verified.reason === "KEYS_UNAVAILABLE") {
-        return plan.rule.kind === "public" ? allow(plan, undefined) : unavailableFor(plan, verified.error);
-      }
-      return unauthenticated(plan, verified.reason, verified.error);
-    }
-
-    let lookup: PrincipalLookup;
-    try {
-      const budget = timeoutMs === undefined ? lookupTimeoutMs : Math.min(timeoutMs, lookupTimeoutMs);
-      lookup = await withTimeout(principals.load(verified.claims.userId, verified.claims), budget);
-    } catch (cause) {
-      // Public methods keep working without the database; the caller is
-      // treated as anonymous rather than trusted on the token's word.
-      return plan.rule.kind === "public" ? allow(plan, undefined) : unavailableFor(plan, cause);
-    }
-    switch (lookup.status) {
-      case "not_found":
-      case "inactive":
-        return unauthenticated(plan, "USER_INACTIVE");
-      case "revoked":
-        return unauthenticated(plan, "TOKEN_REVOKED");
-    }
-    return authorize(plan, plan.rule, lookup.principal);
+    const known = verifier.peek?.(credential.token, "access");
+    if (known !== undefined) return afterVerify(plan, known, timeoutMs);
+    return verifier.verify(credential.token, "access").then((verified) => afterVerify(plan, verified, timeoutMs));
   };
+}
+
+function judge(plan: MethodPlan, lookup: PrincipalLookup): Verdict {
+  switch (lookup.status) {
+    case "not_found":
+    case "inactive":
+      return unauthenticated(plan, "USER_INACTIVE");
+    case "revoked":
+      return unauthenticated(plan, "TOKEN_REVOKED");
+  }
+  return authorize(plan, plan.rule, lookup.principal);
 }
 
 function authorize(plan: MethodPlan, rule: PlannedRule, principal: Principal): Allow | Deny {

@@ -59,6 +59,12 @@ export type VerifyResult =
 export interface TokenVerifier {
   /** Verifies `token` as an `expected` token. Never throws; every refusal is a `VerifyResult`. */
   verify(token: string, expected: TokenType): Promise<VerifyResult>;
+  /**
+   * The answer {@link verify} would give, when it is known without
+   * cryptography or I/O (a structurally malformed token, or a cached
+   * verification); otherwise undefined. Lets the hot path stay synchronous.
+   */
+  peek(token: string, expected: TokenType): VerifyResult | undefined;
   /** Number of cached verifications (0 when the cache is disabled). */
   readonly cacheSize: number;
 }
@@ -221,7 +227,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     return key.key;
   }
 
-  async function verify(token: string, expected: TokenType): Promise<VerifyResult> {
+  function peek(token: string, expected: TokenType): VerifyResult | undefined {
     if (typeof token !== "string" || token.length > MAX_TOKEN_LENGTH || !COMPACT_JWS.test(token)) return MALFORMED;
     if (expected !== "access" && expected !== "refresh") {
       return { ok: false, reason: "TOKEN_INVALID", error: new TypeError(`unknown expected token type ${String(expected)}`) };
@@ -233,6 +239,12 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         return failure(new TokenRejectedError("WRONG_TYPE", `expected a ${expected} token`, { claim: "token_type" }));
       }
     }
+    return undefined;
+  }
+
+  async function verify(token: string, expected: TokenType): Promise<VerifyResult> {
+    const known = peek(token, expected);
+    if (known !== undefined) return known;
     try {
       const { payload } = await compactVerify(token, resolveKey, verifyOptions);
       // Read the clock after verification: a JWKS fetch may have taken a while.
@@ -248,6 +260,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
 
   return Object.freeze({
     verify,
+    peek,
     get cacheSize() {
       return cache?.size ?? 0;
     },
