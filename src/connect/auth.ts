@@ -1,4 +1,5 @@
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
+import type { HeaderReader } from "../credential/bearer.js";
 import type { HandlerContext, Interceptor } from "@connectrpc/connect";
 import { createDecider, type AccessTokenVerifier, type Decide, type PrincipalSource } from "../decide/decide.js";
 import type { Verdict } from "../decide/verdict.js";
@@ -54,6 +55,12 @@ export interface Auth {
   /** The decision function shared by every adapter. */
   readonly decide: Decide;
   /**
+   * {@link Auth.decide}, reported to `onDecision` as made at `stage`: what a
+   * further adapter (the HTTP pre-filter) calls so every decision is
+   * reported once, wherever it is made.
+   */
+  check(method: DescMethod, headers: HeaderReader, stage: DecisionStage, timeoutMs?: number): Verdict | Promise<Verdict>;
+  /**
    * Router option `requestGate`: refuses before the request body is read or
    * decoded. Put it together with {@link Auth.interceptor}.
    */
@@ -103,7 +110,7 @@ export function createAuth(options: AuthOptions): Auth {
   });
   const onDecision = options.onDecision;
 
-  function decideAndReport(method: DescMethod, headers: Headers, stage: DecisionStage, timeoutMs?: number) {
+  function decideAndReport(method: DescMethod, headers: HeaderReader, stage: DecisionStage, timeoutMs?: number) {
     if (onDecision === undefined) return decide(method, headers, timeoutMs);
     const started = performance.now();
     const report = (verdict: Verdict) => {
@@ -117,6 +124,7 @@ export function createAuth(options: AuthOptions): Auth {
   return {
     policy,
     decide,
+    check: decideAndReport,
     async requestGate(context) {
       const verdict =
         context.values.get(verdictKey) ??

@@ -5,6 +5,13 @@
  */
 export const MAX_AUTHORIZATION_LENGTH = 8192;
 
+/**
+ * The one thing the decision reads from a request: a header by name. A
+ * fetch `Headers` fits, and so does a thin view over Node's
+ * `req.headers`, which saves building a `Headers` per request.
+ */
+export type HeaderReader = Pick<Headers, "get">;
+
 /** What the `authorization` header holds, before any cryptography. */
 export type BearerCredential =
   | { readonly kind: "none" }
@@ -28,7 +35,7 @@ const BEARER = /^[Bb][Ee][Aa][Rr][Ee][Rr] ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za
  * readBearer(new Headers()); // { kind: "none" }
  * ```
  */
-export function readBearer(headers: Headers): BearerCredential {
+export function readBearer(headers: HeaderReader): BearerCredential {
   const value = headers.get("authorization");
   return value === null ? NONE : parseAuthorization(value);
 }

@@ -1,6 +1,6 @@
 import { Code } from "@connectrpc/connect";
 import type { DescMethod } from "@bufbuild/protobuf";
-import { readBearer } from "../credential/bearer.js";
+import { readBearer, type HeaderReader } from "../credential/bearer.js";
 import type { AuthPolicy, MethodPlan } from "../policy/policy.js";
 import type { PlannedRule } from "../policy/rule.js";
 import { principalHasPermission, type Principal } from "../principal.js";
@@ -54,7 +54,7 @@ export interface DeciderOptions {
  * needed (no token, a malformed header, a cached token and user), so the
  * common cases cost no promise, timer or microtask; otherwise a promise.
  */
-export type Decide = (method: DescMethod, headers: Headers, timeoutMs?: number) => Verdict | Promise<Verdict>;
+export type Decide = (method: DescMethod, headers: HeaderReader, timeoutMs?: number) => Verdict | Promise<Verdict>;
 
 /**
  * Composes policy, bearer parsing, token verification and the user lookup
