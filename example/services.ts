@@ -57,7 +57,7 @@ const MAX_NOTE = 1000;
  *
  * @example
  * ```ts
- * connectNodeAdapter({ routes: exampleRoutes({ database }), interceptors: [auth.interceptor], requestGate: auth.requestGate });
+ * const t = await createTestAuth({ routes: exampleRoutes({ database }), database });
  * ```
  */
 export function exampleRoutes(options: ExampleOptions): (router: ConnectRouter) => void {
