@@ -1,9 +1,9 @@
 /**
  * The whole server on one port: the application's Connect services behind
  * the auth layer, gRPC health and reflection, `/.well-known/jwks.json`,
- * `/metrics`, an optional static page, CORS, decision logs and metrics, and
- * a graceful close. `protoguard serve` is this plus the example services;
- * an application can call it with its own.
+ * `/metrics`, an optional static page, CORS, the HTTP pre-filter, decision
+ * logs and metrics, and a graceful close. `protoguard serve` is this plus
+ * the example services; an application can call it with its own.
  */
 import { readFile, stat } from "node:fs/promises";
 import { extname, resolve, sep } from "node:path";
@@ -27,6 +27,7 @@ import { withCors } from "./cors.js";
 import { createHealth, type HealthService } from "./health.js";
 import { listen, type RequestHandler, type TlsOptions } from "./listen.js";
 import { createObservability } from "./observability.js";
+import { createPrefilter, prefilterContextValues } from "./prefilter.js";
 import { fileRegistryOf, reflectionFiles, registerReflection } from "./reflection.js";
 
 /**
@@ -91,6 +92,12 @@ export interface StartServerOptions {
   principalCacheEntries?: number;
   /** Longest time a cached user lookup is trusted, in milliseconds. Default 30000. */
   principalCacheMaxAgeMs?: number;
+  /**
+   * Refuse unauthenticated calls at the HTTP layer, before Connect reads the
+   * body (see `createPrefilter`); the gate and interceptor still enforce
+   * every rule without it. Default true.
+   */
+  prefilter?: boolean;
   /** Largest request message accepted, in bytes. Default 4 MiB. */
   maxRequestBytes?: number;
 }
@@ -172,13 +179,16 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     const readMaxBytes = options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES;
     const notFound: RequestHandler = (_req, res) => plain(res, 404, "not found");
 
-    const appHandler = connectNodeAdapter({
+    const connectHandler = connectNodeAdapter({
       routes: options.routes,
       interceptors: [auth.interceptor],
       requestGate: auth.requestGate,
+      contextValues: prefilterContextValues,
       readMaxBytes,
       fallback: staticRoot === undefined ? notFound : staticFiles(staticRoot),
     });
+    const appHandler: RequestHandler =
+      (options.prefilter ?? true) ? createPrefilter({ auth, services, next: connectHandler }) : connectHandler;
     // A router of its own, without the auth layer: it holds nothing but
     // health and reflection, so no path can reach an application method
     // through it, whatever the request says.
