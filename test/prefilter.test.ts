@@ -16,7 +16,7 @@ import {
 } from "@connectrpc/connect-node";
 import { GuardedService, PingSchema } from "../gen/guardtest/v1/guarded_pb.js";
 import { authErrorReason, createTokenIssuer, type DecisionEvent } from "../src/index.js";
-import { createPrefilter, prefilterContextValues } from "../src/server/prefilter.js";
+import { createPrefilter, createStreamPrefilter, prefilterContextValues } from "../src/server/prefilter.js";
 import { listen, type Listening } from "../src/server/listen.js";
 import { createTestAuth, type TestAuth } from "../src/testing/index.js";
 import { guardedRoutes } from "./helpers/guarded-service.js";
@@ -51,7 +51,10 @@ function comparable(e: ConnectError) {
 
 describe("HTTP pre-filter", { timeout: 120_000 }, () => {
   let t: TestAuth;
+  // Both front-ends: raw HTTP/2 streams (h2c) plus the request handler (HTTP/1.1).
   let withFilter: Listening;
+  // The request-handler front-end alone, as on TLS.
+  let handlerOnly: Listening;
   let without: Listening;
   let passedOn = 0;
   const events: DecisionEvent[] = [];
@@ -72,7 +75,12 @@ describe("HTTP pre-filter", { timeout: 120_000 }, () => {
       connect(req, res);
     };
     const services = [GuardedService];
-    withFilter = await listen({ port: 0, handler: createPrefilter({ auth: t.auth, services, next }) });
+    withFilter = await listen({
+      port: 0,
+      handler: createPrefilter({ auth: t.auth, services, next }),
+      streamPrefilter: createStreamPrefilter({ auth: t.auth, services }),
+    });
+    handlerOnly = await listen({ port: 0, handler: createPrefilter({ auth: t.auth, services, next }) });
     without = await listen({ port: 0, handler: connect });
     const plain = await t.createUser({ username: "plain" });
     user = await t.authHeaders(plain);
@@ -83,6 +91,7 @@ describe("HTTP pre-filter", { timeout: 120_000 }, () => {
   });
   after(async () => {
     await withFilter?.close(100);
+    await handlerOnly?.close(100);
     await without?.close(100);
     await t?.close();
   });
@@ -94,10 +103,14 @@ describe("HTTP pre-filter", { timeout: 120_000 }, () => {
     ["expired token", () => expired],
   ];
 
+  for (const [front, filtered] of [
+    ["stream+handler", () => withFilter],
+    ["handler only", () => handlerOnly],
+  ] as const)
   for (const [protocol, make] of Object.entries(transports)) {
     for (const [name, headers] of cases) {
-      it(`${protocol}: ${name} is refused exactly as Connect refuses it`, async () => {
-        const a = createClient(GuardedService, make(withFilter.url));
+      it(`${front}, ${protocol}: ${name} is refused exactly as Connect refuses it`, async () => {
+        const a = createClient(GuardedService, make(filtered().url));
         const b = createClient(GuardedService, make(without.url));
         const before = passedOn;
         const mine = await failure(a.authenticatedUnary({ text: "x" }, { headers: headers() }));
@@ -108,16 +121,16 @@ describe("HTTP pre-filter", { timeout: 120_000 }, () => {
       });
     }
 
-    it(`${protocol}: server-streaming refusal matches too`, async () => {
-      const a = createClient(GuardedService, make(withFilter.url));
+    it(`${front}, ${protocol}: server-streaming refusal matches too`, async () => {
+      const a = createClient(GuardedService, make(filtered().url));
       const b = createClient(GuardedService, make(without.url));
       const mine = await failure(drain(a.permissionServerStream({})));
       const theirs = await failure(drain(b.permissionServerStream({})));
       assert.deepEqual(comparable(mine), comparable(theirs));
     });
 
-    it(`${protocol}: accepted calls pass with the verdict, decided once`, async () => {
-      const a = createClient(GuardedService, make(withFilter.url));
+    it(`${front}, ${protocol}: accepted calls pass with the verdict, decided once`, async () => {
+      const a = createClient(GuardedService, make(filtered().url));
       events.length = 0;
       const before = passedOn;
       assert.equal((await a.authenticatedUnary({}, { headers: user })).username, "plain");
@@ -128,8 +141,8 @@ describe("HTTP pre-filter", { timeout: 120_000 }, () => {
       );
     });
 
-    it(`${protocol}: PERMISSION_DENIED (needs the database) matches too`, async () => {
-      const a = createClient(GuardedService, make(withFilter.url));
+    it(`${front}, ${protocol}: PERMISSION_DENIED (needs the database) matches too`, async () => {
+      const a = createClient(GuardedService, make(filtered().url));
       const b = createClient(GuardedService, make(without.url));
       const mine = await failure(a.staffUnary({}, { headers: user }));
       const theirs = await failure(b.staffUnary({}, { headers: user }));

@@ -40,6 +40,13 @@ export interface ListenOptions {
    * interface ("0.0.0.0" or "::") should be a deliberate choice.
    */
   host?: string;
+  /**
+   * Sees every plaintext HTTP/2 stream before Node's compatibility layer
+   * builds a request and response for it (their cost dominates a refused
+   * call); it answers the stream itself or calls `next` to hand it to
+   * `handler`. See `createStreamPrefilter`. Default: none.
+   */
+  streamPrefilter?: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, next: () => void) => void;
   /** Serve HTTPS (h2 and http/1.1 via ALPN) instead of plaintext. Default: plaintext. */
   tls?: TlsOptions;
   /**
@@ -93,6 +100,7 @@ export async function listen(options: ListenOptions): Promise<Listening> {
     : createPlaintextServer(handler, tracker, {
         prefaceTimeoutMs: options.prefaceTimeoutMs ?? 10_000,
         keepAliveTimeoutMs: options.keepAliveTimeoutMs ?? 5_000,
+        streamPrefilter: options.streamPrefilter,
       });
   if (options.tls) {
     // The secure server's HTTP/1.1 side reads this like http.Server does, but
@@ -158,6 +166,7 @@ function bindError(err: NodeJS.ErrnoException, port: number, host: string): Erro
 interface PlaintextOptions {
   prefaceTimeoutMs: number;
   keepAliveTimeoutMs: number;
+  streamPrefilter: ListenOptions["streamPrefilter"];
 }
 
 function createPlaintextServer(
@@ -168,7 +177,7 @@ function createPlaintextServer(
   // Neither inner server listens; they only receive sockets from the sniffer.
   const http1Server = http.createServer(handler);
   http1Server.keepAliveTimeout = options.keepAliveTimeoutMs;
-  const http2Server = http2.createServer(handler);
+  const http2Server = createHttp2Server(handler, options.streamPrefilter);
   http2Server.on("session", (session) => tracker.addSession(session));
 
   return net.createServer((socket) => {
@@ -188,6 +197,24 @@ function createPlaintextServer(
       }
     });
   });
+}
+
+/**
+ * The h2c server. With a stream pre-filter, no `request` listener is added
+ * (that would make Node build compatibility objects for every stream); the
+ * streams the pre-filter hands on get the same objects Node would make, and
+ * go to `handler`.
+ */
+function createHttp2Server(handler: RequestHandler, streamPrefilter: ListenOptions["streamPrefilter"]): http2.Http2Server {
+  if (streamPrefilter === undefined) return http2.createServer(handler);
+  const server = http2.createServer();
+  server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
+    streamPrefilter(stream, headers, () => {
+      const req = new http2.Http2ServerRequest(stream, headers, {}, rawHeaders);
+      handler(req, new http2.Http2ServerResponse(stream));
+    });
+  });
+  return server;
 }
 
 /**

@@ -8,7 +8,7 @@
  * verdict attached, so the gate does not decide twice.
  */
 import type { ServerResponse } from "node:http";
-import { constants as http2 } from "node:http2";
+import { constants as http2, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { createContextValues, type ContextValues } from "@connectrpc/connect";
 import { encodeEnvelope } from "@connectrpc/connect/protocol";
@@ -34,6 +34,7 @@ type NodeResponse = Parameters<RequestHandler>[1];
 
 const VERDICT = Symbol("protoguard.verdict");
 type TaggedRequest = NodeRequest & { [VERDICT]?: Verdict };
+type TaggedStream = ServerHttp2Stream & { [VERDICT]?: Verdict };
 
 /** The wire protocol of a request, from its content type. */
 type Protocol =
@@ -58,14 +59,12 @@ function detectProtocol(contentType: string | undefined): Protocol | undefined {
   return undefined;
 }
 
-/** Options for {@link createPrefilter}. */
+/** Options for {@link createPrefilter} and {@link createStreamPrefilter}. */
 export interface PrefilterOptions {
   /** The auth layer whose decision function is used. Required. */
   auth: Pick<Auth, "check">;
   /** Services routed behind it; other paths pass through untouched. Required. */
   services: readonly DescService[];
-  /** The handler to pass accepted and unrecognised requests to (Connect's). Required. */
-  next: NodeHandler;
   /**
    * HTTP/1.1 request bodies larger than this (or of unknown length) make a
    * refusal close the connection instead of letting Node discard the body.
@@ -75,9 +74,43 @@ export interface PrefilterOptions {
 }
 
 /**
- * Creates the pre-filter handler. Pass {@link prefilterContextValues} as
- * `connectNodeAdapter`'s `contextValues` so Connect's gate reuses the
- * verdict instead of deciding again.
+ * Answers a raw HTTP/2 stream, before Node's compatibility layer builds a
+ * request and response for it: returns true when it refused the call itself,
+ * false to hand the stream on (with the verdict attached when one was made).
+ */
+export type StreamPrefilter = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => boolean;
+
+/** The part both front-ends share: which calls to judge, and the judging. */
+function createCore(options: PrefilterOptions) {
+  const { auth } = options;
+  const methods = new Map<string, DescMethod>();
+  for (const service of options.services) {
+    for (const method of service.methods) methods.set(`/${service.typeName}/${method.name}`, method);
+  }
+  const answers = new Map<string, Answer>();
+  return {
+    /** The method and protocol of a call worth judging, or undefined to pass it through. */
+    recognise(httpMethod: string | undefined, path: string | undefined, contentType: string | undefined) {
+      if (httpMethod !== "POST" || path === undefined) return undefined;
+      const query = path.indexOf("?");
+      const method = methods.get(query === -1 ? path : path.slice(0, query));
+      if (method === undefined) return undefined;
+      const protocol = detectProtocol(contentType);
+      return protocol === undefined ? undefined : { method, protocol };
+    },
+    judge(method: DescMethod, headers: IncomingHttpHeaders) {
+      return auth.check(method, nodeHeaderReader(headers), "prefilter");
+    },
+    answer: (protocol: Protocol, verdict: Deny | Unavailable) => answerFor(answers, protocol, verdict),
+  };
+}
+
+/**
+ * Creates the pre-filter as a Node request handler in front of `next`. It
+ * serves HTTP/1.1 and TLS; on plaintext HTTP/2 {@link createStreamPrefilter}
+ * does the same job before Node builds request objects, which is cheaper.
+ * Pass {@link prefilterContextValues} as `connectNodeAdapter`'s
+ * `contextValues` so Connect's gate reuses the verdict.
  *
  * @example
  * ```ts
@@ -90,34 +123,54 @@ export interface PrefilterOptions {
  * const handler = createPrefilter({ auth, services: [ProductService], next: connect });
  * ```
  */
-export function createPrefilter(options: PrefilterOptions): NodeHandler {
-  const { auth, next } = options;
+export function createPrefilter(options: PrefilterOptions & { /** Where accepted and unrecognised requests go (Connect's handler). */ next: NodeHandler }): NodeHandler {
+  const { next } = options;
+  const core = createCore(options);
   const maxDiscardBytes = options.maxDiscardBytes ?? 65_536;
-  const methods = new Map<string, DescMethod>();
-  for (const service of options.services) {
-    for (const method of service.methods) methods.set(`/${service.typeName}/${method.name}`, method);
-  }
-  const answers = new Map<string, Answer>();
-
   return function prefilter(req, res) {
-    if (req.method !== "POST") return next(req, res);
-    const url = req.url ?? "";
-    const query = url.indexOf("?");
-    const method = methods.get(query === -1 ? url : url.slice(0, query));
-    if (method === undefined) return next(req, res);
-    const protocol = detectProtocol(req.headers["content-type"]);
-    if (protocol === undefined) return next(req, res);
-
+    // Already judged on its raw HTTP/2 stream by createStreamPrefilter.
+    if (taggedVerdict(req) !== undefined) return next(req, res);
+    const call = core.recognise(req.method, req.url, req.headers["content-type"]);
+    if (call === undefined) return next(req, res);
     const act = (verdict: Verdict) => {
       if (verdict.outcome === "allow") {
         (req as TaggedRequest)[VERDICT] = verdict;
         next(req, res);
       } else {
-        refuse(req, res, answerFor(answers, protocol, verdict), maxDiscardBytes);
+        refuse(req, res, core.answer(call.protocol, verdict), maxDiscardBytes);
       }
     };
-    const verdict = auth.check(method, nodeHeaderReader(req), "prefilter");
+    const verdict = core.judge(call.method, req.headers);
     if (verdict instanceof Promise) verdict.then(act, () => next(req, res));
+    else act(verdict);
+  };
+}
+
+/**
+ * Creates the pre-filter for raw HTTP/2 streams (see `listen`'s
+ * `streamPrefilter` option). Refusals that need no I/O are answered at once;
+ * a verdict that needs the database or a signature check is awaited, and
+ * the stream is refused or handed on with it.
+ */
+export function createStreamPrefilter(options: PrefilterOptions): (
+  stream: ServerHttp2Stream,
+  headers: IncomingHttpHeaders,
+  next: () => void,
+) => void {
+  const core = createCore(options);
+  return function streamPrefilter(stream, headers, next) {
+    const call = core.recognise(headers[":method"], headers[":path"], headers["content-type"]);
+    if (call === undefined) return next();
+    const act = (verdict: Verdict) => {
+      if (verdict.outcome === "allow") {
+        (stream as TaggedStream)[VERDICT] = verdict;
+        next();
+      } else {
+        refuseStream(stream, core.answer(call.protocol, verdict));
+      }
+    };
+    const verdict = core.judge(call.method, headers);
+    if (verdict instanceof Promise) verdict.then(act, next);
     else act(verdict);
   };
 }
@@ -128,13 +181,16 @@ export function createPrefilter(options: PrefilterOptions): NodeHandler {
  */
 export function prefilterContextValues(req: NodeRequest): ContextValues {
   const values = createContextValues();
-  const verdict = (req as TaggedRequest)[VERDICT];
+  const verdict = taggedVerdict(req);
   if (verdict !== undefined) values.set(verdictKey, verdict);
   return values;
 }
 
-function nodeHeaderReader(req: NodeRequest): HeaderReader {
-  const headers = req.headers;
+function taggedVerdict(req: NodeRequest): Verdict | undefined {
+  return (req as TaggedRequest)[VERDICT] ?? ("stream" in req ? (req.stream as TaggedStream | undefined)?.[VERDICT] : undefined);
+}
+
+function nodeHeaderReader(headers: IncomingHttpHeaders): HeaderReader {
   return {
     get(name: string) {
       const value = headers[name];
@@ -199,25 +255,7 @@ function buildAnswer(protocol: Protocol, verdict: Deny | Unavailable): Answer {
 
 function refuse(req: NodeRequest, res: NodeResponse, answer: Answer, maxDiscardBytes: number): void {
   if ("stream" in res && res.stream !== undefined) {
-    const stream = res.stream;
-    if (stream.destroyed || stream.headersSent) return;
-    const headers = { ":status": answer.status, ...answer.headers };
-    if (answer.body === undefined) {
-      // gRPC trailers-only: one HEADERS frame with END_STREAM.
-      stream.respond(headers, { endStream: true });
-    } else {
-      stream.respond(headers);
-      stream.end(answer.body);
-    }
-    // The request body is never parsed or kept: tell the client to stop
-    // sending it (RST_STREAM NO_ERROR after the response, RFC 9113 §8.1), and
-    // let what is already in flight flow into the void, which returns its
-    // bytes to the connection's flow-control window; otherwise a few unread
-    // bodies would stall every other call on the connection.
-    if (!stream.readableEnded) {
-      stream.resume();
-      stream.close(http2.NGHTTP2_NO_ERROR);
-    }
+    refuseStream(res.stream, answer);
     return;
   }
   const h1 = res as ServerResponse;
@@ -229,3 +267,29 @@ function refuse(req: NodeRequest, res: NodeResponse, answer: Answer, maxDiscardB
   // large or unbounded one is not worth receiving.
   if (!discardable) req.socket?.destroySoon?.();
 }
+
+function refuseStream(stream: ServerHttp2Stream, answer: Answer): void {
+  if (stream.destroyed || stream.headersSent) return;
+  // Nothing else listens on a stream refused before Node's compatibility
+  // layer saw it; a peer's reset must not become an uncaught error.
+  stream.on("error", ignore);
+  const headers = { ":status": answer.status, ...answer.headers };
+  if (answer.body === undefined) {
+    // gRPC trailers-only: one HEADERS frame with END_STREAM.
+    stream.respond(headers, { endStream: true });
+  } else {
+    stream.respond(headers);
+    stream.end(answer.body);
+  }
+  // The request body is never parsed or kept: tell the client to stop
+  // sending it (RST_STREAM NO_ERROR after the response, RFC 9113 §8.1), and
+  // let what is already in flight flow into the void, which returns its
+  // bytes to the connection's flow-control window; otherwise a few unread
+  // bodies would stall every other call on the connection.
+  if (!stream.readableEnded) {
+    stream.resume();
+    stream.close(http2.NGHTTP2_NO_ERROR);
+  }
+}
+
+function ignore(): void {}
