@@ -36,21 +36,35 @@ export interface SeedOptions {
  * permission, and orders for `orderOwners` who have none. Idempotent, and
  * safe when several instances start at once: the work runs in one
  * transaction under an advisory lock.
+ *
+ * @returns the orders created now (none when every owner had some).
  */
-export async function seedExample(db: DrizzleDb, options: SeedOptions = {}): Promise<void> {
-  await db.transaction(async (tx) => {
+export async function seedExample(db: DrizzleDb, options: SeedOptions = {}): Promise<SeededOrder[]> {
+  return db.transaction(async (tx) => {
+    const created: SeededOrder[] = [];
     await tx.execute(sql`select pg_advisory_xact_lock(${SEED_LOCK_KEY.toString()}::bigint)`);
     await tx.insert(products).values([...DEMO_PRODUCTS]).onConflictDoNothing({ target: products.name });
     await ensurePermissions(tx, [CHANGE_PRODUCT]);
     for (const userId of options.orderOwners ?? []) {
       const [row] = await tx.select({ n: count() }).from(orders).where(eq(orders.userId, userId));
       if ((row?.n ?? 0) > 0) continue;
-      await tx.insert(orders).values([
-        { userId, note: "two bags of beans, whole" },
-        { userId, note: "leave at the door" },
-      ]);
+      const rows = await tx
+        .insert(orders)
+        .values([
+          { userId, note: "two bags of beans, whole" },
+          { userId, note: "leave at the door" },
+        ])
+        .returning({ id: orders.id, userId: orders.userId });
+      created.push(...rows);
     }
+    return created;
   });
+}
+
+/** An order created by {@link seedExample}. */
+export interface SeededOrder {
+  readonly id: number;
+  readonly userId: number;
 }
 
 /** A demo account created by {@link createDemoUsers}, with its one-time readable password. */
