@@ -1,0 +1,27 @@
+/**
+ * Entry point of the `protoguard` command (`npm run protoguard -- ...`, the
+ * package bin). Only wiring: arguments, environment and standard streams go
+ * in, an exit code comes out. The commands are in ./commands.ts.
+ */
+import { runCli } from "./commands.js";
+import type { CliIo } from "./io.js";
+
+// `protoguard token alice | head -c 20` closes the pipe early: that is the
+// reader's choice, not a failure worth a stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code !== "EPIPE") throw error;
+  });
+}
+
+const io: CliIo = {
+  out: (line) => void process.stdout.write(`${line}\n`),
+  err: (line) => void process.stderr.write(`${line}\n`),
+};
+
+const exitCode = await runCli(process.argv.slice(2), process.env, io);
+process.exitCode = exitCode;
+// Every command closes what it opened, so the process should end by itself;
+// if a library leaves a handle behind, a finished admin command must still
+// not hang a script. unref: this timer alone keeps nothing alive.
+setTimeout(() => process.exit(exitCode), 2000).unref();
