@@ -27,7 +27,7 @@ import { withCors } from "./cors.js";
 import { createHealth, type HealthService } from "./health.js";
 import { listen, type RequestHandler, type TlsOptions } from "./listen.js";
 import { createObservability } from "./observability.js";
-import { createPrefilter, prefilterContextValues } from "./prefilter.js";
+import { createPrefilter, createStreamPrefilter, prefilterContextValues } from "./prefilter.js";
 import { fileRegistryOf, reflectionFiles, registerReflection } from "./reflection.js";
 
 /**
@@ -39,7 +39,11 @@ export const SERVER_SERVICES: readonly DescService[] = [Health, ServerReflection
 
 /** Path of the public keys of an RS256/ES256 keyring, for other services that verify our tokens. */
 export const JWKS_PATH = "/.well-known/jwks.json";
-/** Path of the Prometheus metrics. */
+/**
+ * Path of the Prometheus metrics. Served to anyone who reaches the port, like
+ * most exporters: bind to a private interface (the default 127.0.0.1) or
+ * keep the path off the public side of the proxy.
+ */
 export const METRICS_PATH = "/metrics";
 
 /**
@@ -77,7 +81,11 @@ export interface StartServerOptions {
   corsOrigins?: readonly string[];
   /** Where decision and lifecycle logs go. Default: pino at info level on standard output. */
   logger?: Logger;
-  /** Registry behind `/metrics`. Default: a new one with the default process metrics. */
+  /**
+   * Registry behind `/metrics`, e.g. one the application adds its own metrics
+   * to (then it is left to add the process metrics itself). Default: a new
+   * one with the default process metrics.
+   */
   registry?: Registry;
   /** How long in-flight calls may finish on close, in milliseconds. Default 10000. */
   graceMs?: number;
@@ -157,6 +165,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const staticRoot = options.staticDir === undefined ? undefined : await staticDirectory(options.staticDir);
   const observability = createObservability({
     ...(options.logger !== undefined && { logger: options.logger }),
+    // A registry of the caller's may hold the process metrics already, and
+    // registering them twice throws.
     ...(options.registry !== undefined && { registry: options.registry, defaultMetrics: false }),
   });
   const { logger, registry } = observability;
@@ -187,8 +197,10 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       readMaxBytes,
       fallback: staticRoot === undefined ? notFound : staticFiles(staticRoot),
     });
-    const appHandler: RequestHandler =
-      (options.prefilter ?? true) ? createPrefilter({ auth, services, next: connectHandler }) : connectHandler;
+    const prefilter = options.prefilter ?? true;
+    const appHandler: RequestHandler = prefilter
+      ? createPrefilter({ auth, services, next: connectHandler })
+      : connectHandler;
     // A router of its own, without the auth layer: it holds nothing but
     // health and reflection, so no path can reach an application method
     // through it, whatever the request says.
@@ -243,6 +255,9 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       port: options.port ?? 8080,
       ...(options.host !== undefined && { host: options.host }),
       ...(options.tls !== undefined && { tls: options.tls }),
+      // Plaintext HTTP/2 streams are judged before Node builds request
+      // objects for them; the request-level pre-filter covers the rest.
+      ...(prefilter && { streamPrefilter: createStreamPrefilter({ auth, services }) }),
     });
     logger.info({ url: listening.url, services: services.map((s) => s.typeName) }, "protoguard listening");
 
