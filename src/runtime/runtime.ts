@@ -2,7 +2,8 @@
  * The pieces every command and the server share, built from a
  * {@link ProtoguardConfig}: the database, keys, issuer, verifier and hasher.
  */
-import { randomBytes } from "node:crypto";
+import { createPrivateKey, createPublicKey, KeyObject, randomBytes } from "node:crypto";
+import { calculateJwkThumbprint, type JWK } from "jose";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createPasswordHasher, type PasswordHasher } from "../lifecycle/passwords.js";
@@ -92,15 +93,45 @@ async function keyConfigs(config: ProtoguardConfig, warn?: (message: string) => 
     }
     keys.push({ alg, privateKey: loaded.privateKey, ...(loaded.kid !== undefined && { kid: loaded.kid }) });
   }
+  // The signing key verifies too; listing its public half again (as the
+  // current key of a rotation list naturally does) must not count twice.
+  const seen = new Set<string>();
+  if (keys[0] !== undefined && "privateKey" in keys[0] && keys[0].privateKey !== undefined) {
+    seen.add(await thumbprint(keys[0].privateKey));
+  }
   for (const path of config.publicKeyPaths) {
     const loaded = await loadKeyFile(path);
     const key = loaded.publicKey ?? loaded.privateKey;
+    const id = await thumbprint(key);
+    if (seen.has(id)) continue;
+    seen.add(id);
     keys.push({ alg, publicKey: key, ...(loaded.kid !== undefined && { kid: loaded.kid }) });
   }
   if (keys.length === 0) {
     throw new ConfigError(`PROTOGUARD_JWT_ALGORITHM=${alg} needs PROTOGUARD_JWT_PRIVATE_KEY and/or PROTOGUARD_JWT_PUBLIC_KEY`);
   }
   return keys;
+}
+
+/** RFC 7638 thumbprint of a key's public half, whatever form it was loaded in. */
+async function thumbprint(key: string | JWK | CryptoKey | KeyObject): Promise<string> {
+  const object =
+    key instanceof KeyObject
+      ? key
+      : typeof key === "string"
+        ? key.includes("PRIVATE KEY")
+          ? createPublicKey(createPrivateKey(key))
+          : createPublicKey(key)
+        : "kty" in key
+          ? createPublicKey({ key: publicJwk(key) as never, format: "jwk" })
+          : KeyObject.from(key as CryptoKey);
+  const publicKey = object.type === "private" ? createPublicKey(object) : object;
+  return calculateJwkThumbprint(publicKey.export({ format: "jwk" }) as JWK, "sha256");
+}
+
+function publicJwk(jwk: JWK): JWK {
+  const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, oth: _oth, ...rest } = jwk as JWK & { oth?: unknown };
+  return rest;
 }
 
 async function developmentSecret(config: ProtoguardConfig, warn?: (message: string) => void): Promise<string> {
