@@ -1,0 +1,191 @@
+/**
+ * `protoguard policy`: every method the server serves, with the rule in
+ * force and where that rule comes from, read from the same descriptors the
+ * server enforces. `--check` fails when a method has no rule of its own or
+ * of its service, so CI notices an RPC that silently falls back to the
+ * server default.
+ */
+import type { DescMethod, DescService } from "@bufbuild/protobuf";
+import { createAuthPolicy, PolicyError, type AuthPolicy } from "../policy/policy.js";
+import { describeRule } from "../policy/rule.js";
+import { SERVER_SERVICES } from "../server/serve.js";
+import { parseArgs } from "./args.js";
+import { EXIT_FAILURE, EXIT_OK, PROGRAM, UsageError, type CliIo, type Command } from "./io.js";
+import { SERVED_SERVICES } from "./serve.js";
+
+/**
+ * Where a method's rule comes from: its own option, its service's option,
+ * the server default, the server itself (health and reflection, served
+ * without the auth layer), or nowhere because the rule is malformed.
+ */
+export type PolicySource = "method" | "service" | "default" | "server" | "invalid";
+
+/** One method of a {@link PolicyReport}. */
+export interface PolicyRow {
+  /** `/package.Service/Method`, as in request paths and logs. */
+  readonly method: string;
+  readonly service: string;
+  /** unary, server_streaming, client_streaming or bidi_streaming. */
+  readonly kind: string;
+  /** The rule as a .proto option would read (`describeRule`), or "invalid". */
+  readonly rule: string;
+  readonly source: PolicySource;
+  /** For an invalid rule: what is wrong with it. */
+  readonly problems?: readonly string[];
+}
+
+/** The effective rules of a set of services. */
+export interface PolicyReport {
+  /** The server default, described. */
+  readonly defaultRule: string;
+  readonly rows: readonly PolicyRow[];
+}
+
+/** Output formats of {@link formatPolicy}. */
+export type PolicyFormat = "table" | "markdown" | "json";
+
+const FORMATS: readonly PolicyFormat[] = ["table", "markdown", "json"];
+
+/** Options of {@link policyReport}. */
+export interface PolicyReportOptions {
+  /** Services the server adds and serves to anyone, without rules. Default: none. */
+  publicByServer?: readonly DescService[];
+}
+
+/**
+ * The rule in force for every method of `services` (then of
+ * `options.publicByServer`), in declaration order. A malformed rule does
+ * not stop the report: its rows say "invalid" with the problems.
+ */
+export function policyReport(
+  services: readonly DescService[],
+  policy: AuthPolicy,
+  options: PolicyReportOptions = {},
+): PolicyReport {
+  const rows: PolicyRow[] = [];
+  const where = (method: DescMethod) => ({
+    method: `/${method.parent.typeName}/${method.name}`,
+    service: method.parent.typeName,
+    kind: method.methodKind,
+  });
+  for (const method of services.flatMap((s) => s.methods)) {
+    try {
+      const plan = policy.planFor(method);
+      rows.push({ ...where(method), rule: describeRule(plan.rule), source: plan.source });
+    } catch (error) {
+      if (!(error instanceof PolicyError)) throw error;
+      rows.push({ ...where(method), rule: "invalid", source: "invalid", problems: error.problems });
+    }
+  }
+  for (const method of (options.publicByServer ?? []).flatMap((s) => s.methods)) {
+    rows.push({ ...where(method), rule: "public", source: "server" });
+  }
+  return { defaultRule: describeRule(policy.defaultRule), rows };
+}
+
+/** Renders a report as lines of text: an aligned table, a Markdown table, or JSON. */
+export function formatPolicy(report: PolicyReport, format: PolicyFormat): string[] {
+  if (format === "json") return JSON.stringify(report, null, 2).split("\n");
+  const header = ["method", "kind", "rule", "source"];
+  const cells = report.rows.map((r) => [
+    r.method,
+    r.kind,
+    r.problems ? `invalid: ${r.problems.join("; ")}` : r.rule,
+    r.source,
+  ]);
+  const notes = [
+    `default rule (methods whose source is "default"): ${report.defaultRule}`,
+    'source "server": added by the server (health, reflection) and served without the auth layer',
+  ];
+  if (format === "markdown") {
+    const line = (values: string[]) => `| ${values.map((v) => v.replaceAll("|", "\\|")).join(" | ")} |`;
+    return [
+      line(header),
+      line(header.map(() => "---")),
+      ...cells.map(([method, ...rest]) => line([`\`${method}\``, ...rest] as string[])),
+      "",
+      ...notes.map((n) => `${n}.`),
+    ];
+  }
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
+  const line = (values: string[]) =>
+    values
+      .map((v, i) => (i === values.length - 1 ? v : v.padEnd(widths[i]!)))
+      .join("  ")
+      .trimEnd();
+  return [line(header.map((h) => h.toUpperCase())), ...cells.map((c) => line(c as string[])), "", ...notes];
+}
+
+const USAGE = [
+  `usage: ${PROGRAM} policy [--check] [--format table|markdown|json]`,
+  "  Lists every method the server serves with its rule and where the rule comes from",
+  "  (method option, service option, server default, or the server itself).",
+  "  --check    exit 1 if a method relies on the server default or has a malformed rule",
+  "  --format   table (default), markdown or json",
+];
+
+/**
+ * `policy` over an explicit set of services, for tests and for applications
+ * that serve their own: prints the report to `io.out`; with `--check`,
+ * names each method relying on the server default on `io.err` and returns 1.
+ * A malformed rule always returns 1: the server would refuse to start.
+ *
+ * @throws {UsageError} for unknown flags, arguments or formats.
+ */
+export async function runPolicy(
+  services: readonly DescService[],
+  args: string[],
+  io: CliIo,
+  options: PolicyReportOptions = {},
+): Promise<number> {
+  const parsed = parseArgs(args, { check: "boolean", format: "string" });
+  if (parsed.help) {
+    for (const line of USAGE) io.out(line);
+    return EXIT_OK;
+  }
+  if (parsed.positionals.length > 0) {
+    throw usage(`unexpected argument ${JSON.stringify(parsed.positionals[0])}`);
+  }
+  const format = parsed.flags.format ?? "table";
+  if (!isFormat(format)) throw usage(`--format must be one of ${FORMATS.join(", ")}, got "${format}"`);
+
+  const report = policyReport(services, createAuthPolicy(), options);
+  for (const line of formatPolicy(report, format)) io.out(line);
+
+  let exitCode = EXIT_OK;
+  for (const row of report.rows.filter((r) => r.source === "invalid")) {
+    io.err(`${PROGRAM}: ${row.method} has a malformed rule: ${row.problems?.join("; ")}`);
+    exitCode = EXIT_FAILURE;
+  }
+  if (parsed.flags.check === true) {
+    const relying = report.rows.filter((r) => r.source === "default");
+    for (const row of relying) {
+      io.err(
+        `${PROGRAM}: ${row.method} has no rule of its own or of its service (server default: ${report.defaultRule})`,
+      );
+    }
+    if (relying.length > 0) {
+      io.err(`${PROGRAM}: policy check failed: ${relying.length} method(s) rely on the server default`);
+      exitCode = EXIT_FAILURE;
+    }
+  }
+  return exitCode;
+}
+
+/**
+ * `protoguard policy [--check] [--format table|markdown|json]` over what
+ * `protoguard serve` registers: the example services, AuthService, health
+ * and reflection. Reads no environment: rules come from descriptors only.
+ */
+export const policyCommand: Command = (args, _env, io) =>
+  runPolicy(SERVED_SERVICES, args, io, { publicByServer: SERVER_SERVICES });
+
+function isFormat(value: string): value is PolicyFormat {
+  return (FORMATS as readonly string[]).includes(value);
+}
+
+function usage(message: string): UsageError {
+  const error = new UsageError(message);
+  error.command = "policy";
+  return error;
+}
