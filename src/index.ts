@@ -125,3 +125,10 @@ export type { InvalidationEvent } from "./store/invalidation.js";
 export { createPasswordHasher, PasswordBusyError } from "./lifecycle/passwords.js";
 export type { PasswordHasher, PasswordHasherOptions } from "./lifecycle/passwords.js";
 export { generateTotp, generateTotpSecret, totpUri, verifyTotp } from "./lifecycle/totp.js";
+
+// Token lifecycle
+export { changePassword, createAuthService, deactivateUser, enableTotp } from "./lifecycle/auth-service.js";
+export type { AuthServiceOptions, TotpEnrollment } from "./lifecycle/auth-service.js";
+export { DEFAULT_THROTTLE } from "./store/login-attempts.js";
+export type { ThrottlePolicy } from "./store/login-attempts.js";
+export type { LoginFailureReason } from "./reasons.js";

@@ -29,3 +29,20 @@ export type PermissionDeniedReason = "PERMISSION_MISSING" | "STAFF_REQUIRED" | "
 export type UnavailableReason = "AUTH_BACKEND_UNAVAILABLE";
 
 export type DenyReason = UnauthenticatedReason | PermissionDeniedReason | UnavailableReason;
+
+/**
+ * Why the AuthService refused a login. Kept apart from {@link DenyReason}:
+ * these come from the Login RPC itself, not from the auth layer's checks.
+ */
+export type LoginFailureReason =
+  /**
+   * UNAUTHENTICATED: unknown user, wrong password, disabled account, missing,
+   * wrong or replayed TOTP code. Deliberately one reason for all of them, so
+   * a caller learns nothing about which accounts exist.
+   */
+  | "INVALID_CREDENTIALS"
+  /**
+   * RESOURCE_EXHAUSTED: too many failed attempts for this username (or too
+   * many password checks in progress); retry later.
+   */
+  | "LOGIN_THROTTLED";

@@ -43,23 +43,71 @@ export async function recordLoginFailure(
   now: Date,
   policy: ThrottlePolicy = DEFAULT_THROTTLE,
 ): Promise<Date | undefined> {
-  const failures = sql`${loginAttempts.failures} + 1`;
-  const over = sql`greatest(${failures} - ${policy.freeFailures}, 0)`;
-  // lock = min(base * 2^(over-1), max) once over > 0
-  const lockMs = sql`least(${policy.baseLockMs}::float8 * power(2, greatest(${over} - 1, 0)), ${policy.maxLockMs}::float8)`;
   const [row] = await db
     .insert(loginAttempts)
-    .values({ username: key, failures: 1, updatedAt: now, lockedUntil: policy.freeFailures < 1 ? new Date(now.getTime() + policy.baseLockMs) : null })
-    .onConflictDoUpdate({
-      target: loginAttempts.username,
-      set: {
-        failures: failures,
-        updatedAt: now,
-        lockedUntil: sql`case when ${over} > 0 then ${now.toISOString()}::timestamptz + (${lockMs} * interval '1 millisecond') else null end`,
-      },
-    })
+    .values(firstFailure(key, now, policy))
+    .onConflictDoUpdate({ target: loginAttempts.username, set: nextFailure(now, policy) })
     .returning({ lockedUntil: loginAttempts.lockedUntil });
   return row?.lockedUntil ?? undefined;
+}
+
+/** The row of a key's first counted failure. */
+function firstFailure(key: string, now: Date, policy: ThrottlePolicy) {
+  return {
+    username: key,
+    failures: 1,
+    updatedAt: now,
+    lockedUntil: policy.freeFailures < 1 ? new Date(now.getTime() + policy.baseLockMs) : null,
+  };
+}
+
+/** The update counting one more failure of an existing row, with its backoff. */
+function nextFailure(now: Date, policy: ThrottlePolicy) {
+  const failures = sql`${loginAttempts.failures} + 1`;
+  const over = sql`greatest(${failures} - ${policy.freeFailures}, 0)`;
+  // lock = min(base * 2^(over-1), max) once over > 0. The exponent is capped:
+  // past 2^1023 float8 overflows and the statement errors, which after ~1000
+  // failures would turn every later login of the key into an error; the cap
+  // changes nothing else, maxLockMs has long taken over by then.
+  const lockMs = sql`least(${policy.baseLockMs}::float8 * power(2::float8, least(greatest(${over} - 1, 0), 60)), ${policy.maxLockMs}::float8)`;
+  return {
+    failures,
+    updatedAt: now,
+    lockedUntil: sql`case when ${over} > 0 then ${now.toISOString()}::timestamptz + (${lockMs} * interval '1 millisecond') else null end`,
+  };
+}
+
+/**
+ * Counts one login attempt for `key` before its password is checked, unless
+ * `key` is locked at `now`: the lock check and the count are one statement.
+ * With {@link lockedUntil} then {@link recordLoginFailure} around a slow
+ * password check, N concurrent guesses all pass the check before the first
+ * failure is recorded; here each one takes the row lock in turn, and once
+ * the count passes `freeFailures` the rest see the lock. The attempt that
+ * sets a lock is still allowed (it was counted before the lock existed).
+ * Call {@link clearLoginFailures} when the attempt succeeds; a failure needs
+ * no further write.
+ *
+ * @returns undefined when the attempt may proceed, otherwise the time the
+ *   lock ends (`now` if a concurrent success cleared it meanwhile).
+ */
+export async function reserveLoginAttempt(
+  db: DrizzleDb,
+  key: string,
+  now: Date,
+  policy: ThrottlePolicy = DEFAULT_THROTTLE,
+): Promise<Date | undefined> {
+  const rows = await db
+    .insert(loginAttempts)
+    .values(firstFailure(key, now, policy))
+    .onConflictDoUpdate({
+      target: loginAttempts.username,
+      set: nextFailure(now, policy),
+      setWhere: sql`${loginAttempts.lockedUntil} is null or ${loginAttempts.lockedUntil} <= ${now.toISOString()}::timestamptz`,
+    })
+    .returning({ username: loginAttempts.username });
+  if (rows.length === 1) return undefined;
+  return (await lockedUntil(db, key, now)) ?? now;
 }
 
 /** Forgets the failures of `key` after a successful login. */

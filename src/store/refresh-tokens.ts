@@ -2,7 +2,7 @@
  * Refresh-token families: rotation, reuse detection and revocation. Tokens
  * are stored as SHA-256 hashes; the raw token never reaches the database.
  */
-import { and, eq, gt, isNull, lt, sql } from "drizzle-orm";
+import { and, eq, gt, isNull, lt, sql, type SQL } from "drizzle-orm";
 import type { DrizzleDb } from "./database.js";
 import { refreshTokens, revokedTokens, users } from "./schema.js";
 
@@ -73,6 +73,11 @@ export async function consumeRefreshToken(db: DrizzleDb, tokenHash: string, now:
  */
 export async function revokeFamily(db: DrizzleDb, familyId: string, now: Date): Promise<void> {
   await db.transaction(async (tx) => {
+    // Lock the family's rows in id order before updating them. A plain
+    // UPDATE locks them in scan order, which differs between transactions
+    // once rows have moved on the heap, and concurrent reuse detections of
+    // one family (a refresh race) then deadlocked on PostgreSQL.
+    await lockInIdOrder(tx, eq(refreshTokens.familyId, familyId));
     await tx
       .update(refreshTokens)
       .set({ revokedAt: now })
@@ -108,17 +113,38 @@ export async function revokeAccessToken(db: DrizzleDb, jti: string, userId: numb
 
 /**
  * Ends every session of a user: marks the credentials changed (access tokens
- * issued before now stop working) and revokes all refresh tokens. Used on
- * password change and deactivation.
+ * issued before now stop working), revokes all refresh tokens, and revokes
+ * by jti the live access tokens issued with them. Used on password change
+ * and deactivation.
  */
 export async function revokeUserSessions(db: DrizzleDb, userId: number, now: Date): Promise<void> {
   await db.transaction(async (tx) => {
     await tx.update(users).set({ credentialsChangedAt: now }).where(eq(users.id, userId));
+    await lockInIdOrder(tx, eq(refreshTokens.userId, userId));
     await tx
       .update(refreshTokens)
       .set({ revokedAt: now })
       .where(and(eq(refreshTokens.userId, userId), isNull(refreshTokens.revokedAt)));
+    // `iat < credentials_changed_at` alone misses a token issued in the same
+    // millisecond as the change (or by a server whose clock runs ahead);
+    // revoking the session's access tokens by jti does not depend on clocks.
+    await tx.execute(sql`
+      insert into ${revokedTokens} (jti, user_id, expires_at)
+      select ${refreshTokens.accessJti}, ${refreshTokens.userId}, ${refreshTokens.accessExpiresAt}
+      from ${refreshTokens}
+      where ${refreshTokens.userId} = ${userId}
+        and ${refreshTokens.accessExpiresAt} > ${now.toISOString()}::timestamptz
+      on conflict do nothing`);
   });
+}
+
+/**
+ * Row-locks the refresh tokens matching `where` in primary-key order, so
+ * every writer of several rows of one family or user takes the locks in the
+ * same order and none can wait on another in a cycle.
+ */
+async function lockInIdOrder(db: DrizzleDb, where: SQL | undefined): Promise<void> {
+  await db.select({ id: refreshTokens.id }).from(refreshTokens).where(where).orderBy(refreshTokens.id).for("update");
 }
 
 /** Deletes revocation and refresh rows that expired before `now`; returns how many went. */

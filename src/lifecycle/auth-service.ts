@@ -1,0 +1,261 @@
+/**
+ * The AuthService (`protoguard.v1.AuthService`): login, refresh-token
+ * rotation, logout and WhoAmI over the Drizzle store, plus the account
+ * operations the CLI runs (password change, deactivation, TOTP enrolment).
+ */
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { eq } from "drizzle-orm";
+import type { AuthService } from "../../gen/protoguard/v1/auth_pb.js";
+import { authError } from "../connect/errors.js";
+import { requireUser } from "../connect/helpers.js";
+import { MESSAGES } from "../decide/verdict.js";
+import type { Database } from "../store/database.js";
+import { StoreError } from "../store/errors.js";
+import { DEFAULT_THROTTLE, type ThrottlePolicy } from "../store/login-attempts.js";
+import { enableOtp } from "../store/otp.js";
+import { consumeRefreshToken, findRefreshFamily, revokeFamily, revokeUserSessions } from "../store/refresh-tokens.js";
+import { users, type User } from "../store/schema.js";
+import { findUserByUsername, setPasswordHash, setUserActive } from "../store/users.js";
+import type { TokenIssuer } from "../token/issuer.js";
+import type { TokenVerifier, VerifyResult } from "../token/verifier.js";
+import { createLogin, loginError } from "./login.js";
+import { createPasswordHasher, PasswordBusyError, type PasswordHasher } from "./passwords.js";
+import { hashRefreshToken, issueSession } from "./sessions.js";
+import { generateTotpSecret, totpUri } from "./totp.js";
+
+/** Options of {@link createAuthService}. */
+export interface AuthServiceOptions {
+  /** The user store: users, refresh-token families, revocations, login throttling. Required. */
+  database: Database;
+  /** Signs the access and refresh tokens that Login and Refresh hand out. Required. */
+  issuer: TokenIssuer;
+  /**
+   * Verifies refresh tokens presented to Refresh and Logout. Use the same
+   * verifier (keys, lifetimes) as the auth layer. Required.
+   */
+  verifier: TokenVerifier;
+  /**
+   * Checks passwords and upgrades weak or Django hashes on login.
+   * Default: `createPasswordHasher()` (scrypt N=2^17, r=8, p=1).
+   */
+  passwordHasher?: PasswordHasher;
+  /**
+   * Per-username login throttling. Default: {@link DEFAULT_THROTTLE}
+   * (5 free failures, then a lock of 1 s doubling up to 60 s).
+   */
+  throttle?: ThrottlePolicy;
+  /**
+   * Clock in milliseconds for throttling, TOTP steps, last-login and
+   * revocation times (the issuer and verifier have their own). Default: `Date.now`.
+   */
+  now?: () => number;
+}
+
+// Messages for RESOURCE_EXHAUSTED / UNAVAILABLE stay generic: the cause is kept server-side only.
+const HASHER_BUSY_MESSAGE = "too many login attempts in progress, try again later";
+
+/**
+ * Creates the `protoguard.v1.AuthService` implementation. Register it with
+ * `router.service(AuthService, impl)` behind the auth layer: Login, Refresh
+ * and Logout are public, WhoAmI needs an access token.
+ *
+ * - **Login** `{username, password, otp_code}` → `{access_token, refresh_token,
+ *   user{id, username, email}}`. Every credential failure is UNAUTHENTICATED
+ *   "invalid credentials" (reason `INVALID_CREDENTIALS`); a locked username is
+ *   RESOURCE_EXHAUSTED (reason `LOGIN_THROTTLED`).
+ * - **Refresh** `{refresh_token}` → a new pair in the same family; the old
+ *   token works once. Presenting a used one revokes the family (and its
+ *   access tokens): UNAUTHENTICATED `TOKEN_REVOKED`.
+ * - **Logout** `{refresh_token}` revokes the token's family; idempotent.
+ * - **WhoAmI** → the caller with `is_staff`, `is_superuser` and sorted permissions.
+ *
+ * Database failures answer UNAVAILABLE (`AUTH_BACKEND_UNAVAILABLE`), never
+ * UNAUTHENTICATED, so clients retry instead of logging out.
+ *
+ * @example
+ * ```ts
+ * // AuthService is generated from proto/protoguard/v1/auth.proto (gen/protoguard/v1/auth_pb).
+ * const issuer = createTokenIssuer({ keyring });
+ * const verifier = createTokenVerifier({ keyring });
+ * const auth = createAuth({ services: [AuthService], verifier, principals: await createPrincipalSource({ database }) });
+ * const routes = (router: ConnectRouter) =>
+ *   router.service(AuthService, createAuthService({ database, issuer, verifier }));
+ * http2.createServer(connectNodeAdapter({ routes, interceptors: [auth.interceptor], requestGate: auth.requestGate }));
+ * ```
+ */
+export function createAuthService(options: AuthServiceOptions): ServiceImpl<typeof AuthService> {
+  const { database, issuer, verifier } = options;
+  const db = database.db;
+  const now = options.now ?? Date.now;
+  const login = createLogin({
+    database,
+    issuer,
+    passwordHasher: options.passwordHasher ?? createPasswordHasher(),
+    throttle: options.throttle ?? DEFAULT_THROTTLE,
+    now,
+  });
+
+  /** Verifies a refresh token, or throws the UNAUTHENTICATED/UNAVAILABLE the auth layer would. */
+  async function verifyRefresh(token: string) {
+    const result = await verifier.verify(token, "refresh");
+    if (!result.ok) throw verifyFailure(result);
+    return result.claims;
+  }
+
+  return {
+    login: (req) =>
+      guard(async () => {
+        const { session, user } = await login(req.username, req.password, req.otpCode);
+        return { accessToken: session.accessToken, refreshToken: session.refreshToken, user };
+      }),
+
+    refresh: (req) =>
+      guard(async () => {
+        const claims = await verifyRefresh(req.refreshToken);
+        const at = new Date(now());
+        // One transaction: the successor is recorded only if the old token is
+        // marked used, and vice versa. Refusals are returned, not thrown, so
+        // the transaction commits: a reuse's family revocation must persist
+        // even though this call fails.
+        const outcome = await db.transaction(async (tx) => {
+          const consumed = await consumeRefreshToken(tx, hashRefreshToken(req.refreshToken), at);
+          if (consumed.status !== "ok") return "TOKEN_REVOKED" as const;
+          const [user] = await tx
+            .select({ isActive: users.isActive, credentialsChangedAt: users.credentialsChangedAt })
+            .from(users)
+            .where(eq(users.id, consumed.userId));
+          if (user === undefined || !user.isActive) return "USER_INACTIVE" as const;
+          // A password change revokes the refresh rows too; this also covers a
+          // deactivate-then-reactivate done with setUserActive alone.
+          if (Math.round(claims.issuedAt * 1000) < user.credentialsChangedAt.getTime()) return "TOKEN_REVOKED" as const;
+          return issueSession(tx, issuer, consumed.userId, consumed.familyId);
+        });
+        if (typeof outcome === "string") throw authError(MESSAGES[outcome], Code.Unauthenticated, outcome);
+        return { accessToken: outcome.accessToken, refreshToken: outcome.refreshToken };
+      }),
+
+    logout: (req) =>
+      guard(async () => {
+        await verifyRefresh(req.refreshToken);
+        const familyId = await findRefreshFamily(db, hashRefreshToken(req.refreshToken));
+        // Signed by us but not on record: its rows went with a deleted user, or were purged.
+        if (familyId === undefined) throw authError(MESSAGES.TOKEN_REVOKED, Code.Unauthenticated, "TOKEN_REVOKED");
+        await revokeFamily(db, familyId, new Date(now()));
+        return {};
+      }),
+
+    whoAmI: (_req, ctx) => {
+      const user = requireUser(ctx);
+      return {
+        user: { id: user.id, username: user.username, email: user.email },
+        isStaff: user.isStaff,
+        isSuperuser: user.isSuperuser,
+        permissions: [...user.permissions].sort(),
+      };
+    },
+  };
+}
+
+function verifyFailure(result: Extract<VerifyResult, { ok: false }>): ConnectError {
+  if (result.reason === "KEYS_UNAVAILABLE") {
+    return authError(MESSAGES.AUTH_BACKEND_UNAVAILABLE, Code.Unavailable, "AUTH_BACKEND_UNAVAILABLE", result.error);
+  }
+  return authError(MESSAGES[result.reason], Code.Unauthenticated, result.reason, result.error);
+}
+
+/**
+ * Runs a handler body, turning what is not already a ConnectError into a
+ * safe answer: a busy password hasher is RESOURCE_EXHAUSTED, anything else
+ * (a database error, above all) is UNAVAILABLE with a generic message. The
+ * original error is kept as `cause` for logs; Connect never sends it.
+ */
+async function guard<T>(body: () => Promise<T>): Promise<T> {
+  try {
+    return await body();
+  } catch (error) {
+    if (error instanceof ConnectError) throw error;
+    if (error instanceof PasswordBusyError) {
+      throw loginError(HASHER_BUSY_MESSAGE, Code.ResourceExhausted, "LOGIN_THROTTLED", error);
+    }
+    throw authError(MESSAGES.AUTH_BACKEND_UNAVAILABLE, Code.Unavailable, "AUTH_BACKEND_UNAVAILABLE", error);
+  }
+}
+
+/**
+ * Sets a new password and ends every session of the user: earlier access
+ * and refresh tokens stop working at once (credentials-changed time plus
+ * revocation of the sessions' tokens). Length and strength policy belong to
+ * the caller.
+ *
+ * @returns the updated user row.
+ * @throws {RangeError} for a password above 4096 UTF-8 bytes (nothing is written).
+ * @throws {StoreError} `USER_NOT_FOUND`, `INVALID_INPUT` for an impossible id.
+ * @throws {PasswordBusyError} when the hasher's queue is full.
+ * @example
+ * ```ts
+ * await changePassword(database, user.id, newPassword, createPasswordHasher());
+ * ```
+ */
+export async function changePassword(
+  database: Database,
+  userId: number,
+  newPassword: string,
+  hasher: PasswordHasher,
+): Promise<User> {
+  const hash = await hasher.hash(newPassword);
+  return database.db.transaction(async (tx) => {
+    const user = await setPasswordHash(tx, userId, hash);
+    await revokeUserSessions(tx, userId, user.credentialsChangedAt);
+    return user;
+  });
+}
+
+/**
+ * Deactivates a user and ends every session: its tokens stop working at
+ * once, and stay dead if the account is reactivated later.
+ *
+ * @returns the updated user row.
+ * @throws {StoreError} `USER_NOT_FOUND`.
+ * @example
+ * ```ts
+ * await deactivateUser(database, "mallory");
+ * ```
+ */
+export async function deactivateUser(database: Database, username: string): Promise<User> {
+  return database.db.transaction(async (tx) => {
+    const user = await setUserActive(tx, username, false);
+    await revokeUserSessions(tx, user.id, user.credentialsChangedAt);
+    return user;
+  });
+}
+
+/** What {@link enableTotp} hands the user: show `uri` as a QR code, once. */
+export interface TotpEnrollment {
+  /** Base32 secret (160 bits); a credential, keep it out of logs. */
+  readonly secret: string;
+  /** `otpauth://totp/...` key URI for authenticator apps. */
+  readonly uri: string;
+}
+
+/**
+ * Gives a user a new TOTP secret and requires a code on every login from now
+ * on. Replaces any earlier secret (and resets the replay guard).
+ *
+ * @param issuerName The issuer shown in authenticator apps. Default `"protoguard"`; no `:`.
+ * @throws {StoreError} `USER_NOT_FOUND`.
+ * @throws {RangeError} for an empty or `:`-containing issuer (nothing is written).
+ * @example
+ * ```ts
+ * const { uri } = await enableTotp(database, "alice", "Example Shop");
+ * console.log(uri); // render as a QR code
+ * ```
+ */
+export async function enableTotp(database: Database, username: string, issuerName = "protoguard"): Promise<TotpEnrollment> {
+  const user = await findUserByUsername(database.db, username);
+  if (user === undefined) throw new StoreError("USER_NOT_FOUND", `no user "${username}"`);
+  const secret = generateTotpSecret();
+  // Built before the write, so a bad issuer name leaves the account as it was.
+  const uri = totpUri({ secret, accountName: user.username, issuer: issuerName });
+  await enableOtp(database.db, user.id, secret);
+  return { secret, uri };
+}
