@@ -9,9 +9,11 @@ import { fileURLToPath } from "node:url";
 import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { pino } from "pino";
+import { AuthService } from "../../gen/protoguard/v1/auth_pb.js";
 import { migrateExample } from "../../example/migrate.js";
 import { createDemoUsers, seedExample, type DemoUser } from "../../example/seed.js";
 import { EXAMPLE_SERVICES, exampleRoutes } from "../../example/services.js";
+import { createAuthService } from "../lifecycle/auth-service.js";
 import { ConfigError, loadConfig, type ProtoguardConfig } from "../runtime/config.js";
 import { openRuntime, type Runtime } from "../runtime/runtime.js";
 import { startServer, type RunningServer } from "../server/serve.js";
@@ -20,7 +22,7 @@ import { parseArgs } from "./args.js";
 import { EXIT_OK, PROGRAM, UsageError, type Command } from "./io.js";
 
 /** Every application service `serve` registers (health and reflection come on top, from the server). */
-export const SERVED_SERVICES: readonly DescService[] = [...EXAMPLE_SERVICES];
+export const SERVED_SERVICES: readonly DescService[] = [...EXAMPLE_SERVICES, AuthService];
 
 /**
  * The browser page, when it has been built (example/web). Served under `/`
@@ -30,15 +32,28 @@ const PAGE_DIR = fileURLToPath(new URL("../../example/web/dist", import.meta.url
 
 const USAGE = [
   `usage: ${PROGRAM} serve [--port N]`,
-  "  Serves the example services on one port (Connect, gRPC, gRPC-Web),",
+  "  Serves the example services and protoguard.v1.AuthService on one port (Connect, gRPC, gRPC-Web),",
   "  with gRPC health and reflection, /metrics and /.well-known/jwks.json.",
   "  --port N   TCP port; 0 picks a free one. Default: PORT, else 8080.",
   "  Stops gracefully on SIGTERM or SIGINT.",
 ];
 
-/** Registers {@link SERVED_SERVICES} over `runtime`. */
+/**
+ * Registers {@link SERVED_SERVICES} over `runtime`: the example services and
+ * the AuthService sharing its database, keys and password hasher.
+ */
 export function servedRoutes(runtime: Runtime): (router: ConnectRouter) => void {
-  return exampleRoutes({ database: runtime.database });
+  const example = exampleRoutes({ database: runtime.database });
+  const auth = createAuthService({
+    database: runtime.database,
+    issuer: runtime.issuer,
+    verifier: runtime.verifier,
+    passwordHasher: runtime.passwordHasher,
+  });
+  return (router) => {
+    example(router);
+    router.service(AuthService, auth);
+  };
 }
 
 /**
