@@ -1,0 +1,191 @@
+// `protoguard policy`: the report, its formats, and --check, on the services
+// `serve` registers and on test services that rely on the server default.
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { GuardedService, StaffOnlyService, UnannotatedService } from "../gen/guardtest/v1/guarded_pb.js";
+import { MalformedService } from "../gen/guardtest/v1/malformed_pb.js";
+import { createAuthPolicy } from "../src/index.js";
+import { formatPolicy, policyCommand, policyReport, runPolicy, type PolicyRow } from "../src/cli/policy.js";
+import { SERVED_SERVICES } from "../src/cli/serve.js";
+import { UsageError } from "../src/cli/io.js";
+import { SERVER_SERVICES } from "../src/server/serve.js";
+
+const run = promisify(execFile);
+const root = join(import.meta.dirname, "..");
+
+function captureIo() {
+  const out: string[] = [];
+  const err: string[] = [];
+  return { out, err, io: { out: (line: string) => void out.push(line), err: (line: string) => void err.push(line) } };
+}
+
+function rowOf(rows: readonly PolicyRow[], method: string): PolicyRow {
+  const row = rows.find((r) => r.method === method);
+  assert.ok(row, `no row for ${method}`);
+  return row;
+}
+
+describe("policyReport", () => {
+  const report = policyReport(SERVED_SERVICES, createAuthPolicy(), { publicByServer: SERVER_SERVICES });
+
+  it("lists every method served, application services first", () => {
+    const expected = [...SERVED_SERVICES, ...SERVER_SERVICES].flatMap((s) =>
+      s.methods.map((m) => `/${s.typeName}/${m.name}`),
+    );
+    assert.deepEqual(
+      report.rows.map((r) => r.method),
+      expected,
+    );
+    assert.equal(report.defaultRule, "authenticated");
+  });
+
+  it("gives each example method its declared rule and where it came from", () => {
+    const expect = (method: string, rule: string, source: string, kind = "unary") =>
+      assert.deepEqual(
+        { ...rowOf(report.rows, method) },
+        { method, service: method.split("/")[1], kind, rule, source },
+      );
+    expect("/example.v1.UserService/GetUser", "public", "method");
+    expect("/example.v1.ProductService/GetProduct", "public", "method");
+    expect("/example.v1.ProductService/UpdateProduct", "permissions: products.change_product", "method");
+    expect("/example.v1.AccountService/GetProfile", "authenticated", "service");
+    expect("/example.v1.AccountService/UpdateProfile", "authenticated", "service");
+    expect("/example.v1.AccountService/WatchNotifications", "authenticated", "service", "server_streaming");
+    expect("/example.v1.AdminService/ListUsers", "staff", "method");
+    expect("/example.v1.AdminService/DeleteUser", "superuser", "method");
+    expect("/example.v1.OrderService/UpdateOrder", "authenticated", "method");
+    expect("/protoguard.v1.AuthService/Login", "public", "method");
+    expect("/protoguard.v1.AuthService/WhoAmI", "authenticated", "method");
+    expect("/grpc.health.v1.Health/Check", "public", "server");
+    expect("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "public", "server", "bidi_streaming");
+  });
+
+  it("leaves no served method to the server default", () => {
+    assert.deepEqual(
+      report.rows.filter((r) => r.source === "default" || r.source === "invalid"),
+      [],
+    );
+  });
+
+  it("reports methods relying on the default, and a custom default", () => {
+    const rows = policyReport([GuardedService, StaffOnlyService, UnannotatedService], createAuthPolicy()).rows;
+    assert.equal(rowOf(rows, "/guardtest.v1.GuardedService/DefaultUnary").source, "default");
+    assert.equal(rowOf(rows, "/guardtest.v1.UnannotatedService/Anything").source, "default");
+    assert.equal(rowOf(rows, "/guardtest.v1.StaffOnlyService/Inherited").source, "service");
+    assert.equal(rowOf(rows, "/guardtest.v1.StaffOnlyService/Inherited").rule, "staff");
+    assert.equal(rowOf(rows, "/guardtest.v1.StaffOnlyService/Overridden").rule, "public");
+    const staffDefault = policyReport([UnannotatedService], createAuthPolicy({ defaultRule: { staff: true } }));
+    assert.equal(staffDefault.defaultRule, "staff");
+    assert.equal(rowOf(staffDefault.rows, "/guardtest.v1.UnannotatedService/Anything").rule, "staff");
+  });
+
+  it("marks malformed rules invalid with their problems instead of throwing", () => {
+    const rows = policyReport([MalformedService], createAuthPolicy()).rows;
+    const empty = rowOf(rows, "/guardtest.v1.MalformedService/EmptyRule");
+    assert.equal(empty.source, "invalid");
+    assert.match(empty.problems?.join(" ") ?? "", /rule is empty/);
+    assert.match(rowOf(rows, "/guardtest.v1.MalformedService/NotAPermission").problems?.join(" ") ?? "", /view order/);
+  });
+});
+
+describe("formatPolicy", () => {
+  const report = policyReport(SERVED_SERVICES, createAuthPolicy(), { publicByServer: SERVER_SERVICES });
+
+  it("table: a header, one aligned line per method, then the notes", () => {
+    const lines = formatPolicy(report, "table");
+    assert.match(lines[0]!, /^METHOD +KIND +RULE +SOURCE$/);
+    const ruleColumn = lines[0]!.indexOf("RULE");
+    const update = lines.find((l) => l.startsWith("/example.v1.ProductService/UpdateProduct "))!;
+    assert.equal(update.indexOf("permissions: products.change_product"), ruleColumn);
+    assert.match(update, /method$/);
+    assert.equal(lines.filter((l) => l.startsWith("/")).length, report.rows.length);
+    assert.ok(lines.some((l) => l.includes("default rule") && l.endsWith("authenticated")));
+  });
+
+  it("markdown: a table with code-formatted methods", () => {
+    const lines = formatPolicy(report, "markdown");
+    assert.equal(lines[0], "| method | kind | rule | source |");
+    assert.equal(lines[1], "| --- | --- | --- | --- |");
+    assert.ok(lines.includes("| `/example.v1.AccountService/GetProfile` | unary | authenticated | service |"));
+    assert.ok(lines.includes("| `/grpc.health.v1.Health/Watch` | server_streaming | public | server |"));
+  });
+
+  it("json: the report itself", () => {
+    assert.deepEqual(JSON.parse(formatPolicy(report, "json").join("\n")), JSON.parse(JSON.stringify(report)));
+  });
+
+  it("markdown escapes pipes inside cells", () => {
+    const lines = formatPolicy(
+      {
+        defaultRule: "authenticated",
+        rows: [{ method: "/a.B/C", service: "a.B", kind: "unary", rule: "x|y", source: "method" }],
+      },
+      "markdown",
+    );
+    assert.ok(lines.includes("| `/a.B/C` | unary | x\\|y | method |"));
+  });
+});
+
+describe("runPolicy and policyCommand", () => {
+  it("--check passes on the served services (everything is annotated)", async () => {
+    const { out, err, io } = captureIo();
+    assert.equal(await policyCommand(["--check"], {}, io), 0);
+    assert.deepEqual(err, []);
+    assert.ok(out.some((l) => l.startsWith("/example.v1.OrderService/UpdateOrder")));
+  });
+
+  it("--check fails and names each method relying on the server default", async () => {
+    const { err, io } = captureIo();
+    assert.equal(await runPolicy([GuardedService, UnannotatedService], ["--check"], io), 1);
+    const named = err.filter((l) => l.includes("has no rule of its own"));
+    assert.deepEqual(
+      named.map((l) => l.split(" ")[1]),
+      ["/guardtest.v1.GuardedService/DefaultUnary", "/guardtest.v1.UnannotatedService/Anything"],
+    );
+    assert.match(err.at(-1)!, /policy check failed: 2 method\(s\) rely on the server default/);
+  });
+
+  it("without --check, relying on the default is reported but not a failure", async () => {
+    const { out, err, io } = captureIo();
+    assert.equal(await runPolicy([UnannotatedService], [], io), 0);
+    assert.deepEqual(err, []);
+    const row = /^\/guardtest\.v1\.UnannotatedService\/Anything +unary +authenticated +default$/;
+    assert.ok(out.some((l) => row.test(l)));
+  });
+
+  it("fails on malformed rules, check or not, naming the method", async () => {
+    const { err, io } = captureIo();
+    assert.equal(await runPolicy([MalformedService], ["--format", "json"], io), 1);
+    const line = "protoguard: /guardtest.v1.MalformedService/EmptyRule has a malformed rule";
+    assert.ok(err.some((l) => l.startsWith(line)));
+  });
+
+  it("--format json prints parseable JSON only", async () => {
+    const { out, io } = captureIo();
+    assert.equal(await policyCommand(["--format=json", "--check"], {}, io), 0);
+    const parsed = JSON.parse(out.join("\n")) as { rows: unknown[] };
+    assert.equal(parsed.rows.length, [...SERVED_SERVICES, ...SERVER_SERVICES].flatMap((s) => s.methods).length);
+  });
+
+  it("refuses unknown formats, flags and arguments as usage errors", async () => {
+    const { io } = captureIo();
+    await assert.rejects(policyCommand(["--format", "xml"], {}, io), UsageError);
+    await assert.rejects(policyCommand(["--strict"], {}, io), UsageError);
+    await assert.rejects(policyCommand(["extra"], {}, io), UsageError);
+  });
+
+  it("--help prints the usage", async () => {
+    const { out, io } = captureIo();
+    assert.equal(await policyCommand(["--help"], {}, io), 0);
+    assert.match(out[0]!, /^usage: protoguard policy \[--check\]/);
+  });
+
+  it("runs as `protoguard policy --check` from the package bin", async () => {
+    const args = [join(root, "bin/protoguard.js"), "policy", "--check", "--format", "markdown"];
+    const { stdout } = await run(process.execPath, args, { cwd: root });
+    assert.match(stdout, /\| `\/example\.v1\.AdminService\/DeleteUser` \| unary \| superuser \| method \|/);
+  });
+});
