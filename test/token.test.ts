@@ -245,11 +245,35 @@ describe("header and signature attacks", () => {
     assert.equal(code(await rsVerifier().verify(token, "access")), "KID_UNKNOWN");
   });
 
+  it("forgeries are refused synchronously for each algorithm, the genuine token is left to jose", async () => {
+    const cases = [
+      { ring: await createKeyring([{ alg: "HS256", secret: SECRET, kid: "k" }]), alg: "HS256", good: hmacSigner(SECRET), bad: hmacSigner(`${SECRET}-other`) },
+      { ring: await createKeyring([{ alg: "ES256", privateKey: pem(ec.privateKey), kid: "k" }]), alg: "ES256", good: ecSigner(ec.privateKey), bad: ecSigner(attackerEc.privateKey) },
+      { ring: await createKeyring([{ alg: "RS256", privateKey: pem(rsa.privateKey), kid: "k" }]), alg: "RS256", good: rsaSigner(rsa.privateKey), bad: rsaSigner(rsa2.privateKey) },
+    ];
+    for (const c of cases) {
+      const verifier = createTokenVerifier({ keyring: c.ring, now: () => T0 });
+      const header = JSON.stringify({ alg: c.alg, kid: "k" });
+      const forged = handSigned(header, JSON.stringify(claims()), c.bad);
+      assert.equal(code(verifier.peek(forged, "access")!), "SIGNATURE_INVALID", c.alg);
+      const genuine = handSigned(header, JSON.stringify(claims()), c.good);
+      assert.equal(verifier.peek(genuine, "access"), undefined, c.alg);
+      assert.equal(reason(await verifier.verify(genuine, "access")), "OK", c.alg);
+    }
+  });
+
   it("wrong signature and tampered payload", async () => {
     const token = handSigned(JSON.stringify({ alg: "RS256", kid: rsKid }), JSON.stringify(claims()), rsaSigner(rsa2.privateKey));
-    assert.equal(code(await rsVerifier().verify(token, "access")), "ERR_JWS_SIGNATURE_VERIFICATION_FAILED");
+    assert.equal(reason(await rsVerifier().verify(token, "access")), "TOKEN_INVALID");
+    assert.equal(code(await rsVerifier().verify(token, "access")), "SIGNATURE_INVALID");
+    // The forgery is refused without a promise: peek knows it already.
+    assert.equal(code(rsVerifier().peek(token, "access")!), "SIGNATURE_INVALID");
     const good = handSigned(JSON.stringify({ alg: "RS256", kid: rsKid }), JSON.stringify(claims()), rsaSigner(rsa.privateKey));
-    assert.equal(reason(await rsVerifier().verify(good, "access")), "OK");
+    // A good signature is not judged early: jose decides, then the cache remembers.
+    const verifier = rsVerifier();
+    assert.equal(verifier.peek(good, "access"), undefined);
+    assert.equal(reason(await verifier.verify(good, "access")), "OK");
+    assert.equal(reason(verifier.peek(good, "access")!), "OK");
     const [h, , s] = good.split(".");
     const tampered = `${h}.${json(claims({ user_id: 1 }))}.${s}`;
     assert.equal(reason(await rsVerifier().verify(tampered, "access")), "TOKEN_INVALID");

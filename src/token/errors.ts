@@ -59,6 +59,8 @@ export type TokenRejectionCode =
   | "KID_REQUIRED"
   /** The header's `alg` is not the algorithm bound to the selected key. */
   | "ALG_MISMATCH"
+  /** The signature does not match the selected key (found by the synchronous pre-check). */
+  | "SIGNATURE_INVALID"
   /** The payload is not a JSON object. */
   | "CLAIMS_NOT_OBJECT"
   /** A required claim is absent. */
