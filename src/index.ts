@@ -132,3 +132,25 @@ export type { AuthServiceOptions, TotpEnrollment } from "./lifecycle/auth-servic
 export { DEFAULT_THROTTLE } from "./store/login-attempts.js";
 export type { ThrottlePolicy } from "./store/login-attempts.js";
 export type { LoginFailureReason } from "./reasons.js";
+
+// Serving: one port for gRPC, gRPC-Web and Connect
+export { JWKS_PATH, METRICS_PATH, SERVER_SERVICES, startServer } from "./server/serve.js";
+export type { RunningServer, ServerRuntime, StartServerOptions } from "./server/serve.js";
+export { createPrefilter, createStreamPrefilter, prefilterContextValues } from "./server/prefilter.js";
+export type { PrefilterOptions } from "./server/prefilter.js";
+export { listen } from "./server/listen.js";
+export type { Listening, ListenOptions, RequestHandler, TlsOptions } from "./server/listen.js";
+export { withCors } from "./server/cors.js";
+export type { CorsOptions } from "./server/cors.js";
+export { createHealth } from "./server/health.js";
+export type { HealthService, ServingStatus } from "./server/health.js";
+export { fileRegistryOf, registerReflection } from "./server/reflection.js";
+export { createObservability } from "./server/observability.js";
+export type { Observability, ObservabilityOptions } from "./server/observability.js";
+export { onShutdownSignals } from "./server/shutdown.js";
+
+// Configuration from the environment (what the CLI and `serve` use)
+export { ConfigError, loadConfig } from "./runtime/config.js";
+export type { ProtoguardConfig } from "./runtime/config.js";
+export { openRuntime } from "./runtime/runtime.js";
+export type { OpenRuntimeOptions, Runtime } from "./runtime/runtime.js";

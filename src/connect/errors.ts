@@ -2,7 +2,7 @@ import { ConnectError } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import type { Deny, Unavailable } from "../decide/verdict.js";
-import { ERROR_DOMAIN, type DenyReason } from "../reasons.js";
+import { ERROR_DOMAIN, type DenyReason, type LoginFailureReason } from "../reasons.js";
 
 /**
  * Turns a refusal into the `ConnectError` clients receive: the safe message,
@@ -34,9 +34,9 @@ export function authError(message: string, code: Deny["code"] | Unavailable["cod
  * catch (e) { if (authErrorReason(ConnectError.from(e)) === "TOKEN_EXPIRED") await refresh(); }
  * ```
  */
-export function authErrorReason(error: ConnectError): DenyReason | undefined {
+export function authErrorReason(error: ConnectError): DenyReason | LoginFailureReason | undefined {
   for (const info of error.findDetails(ErrorInfoSchema)) {
-    if (info.domain === ERROR_DOMAIN) return info.reason as DenyReason;
+    if (info.domain === ERROR_DOMAIN) return info.reason as DenyReason | LoginFailureReason;
   }
   return undefined;
 }

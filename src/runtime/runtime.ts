@@ -87,7 +87,7 @@ async function keyConfigs(config: ProtoguardConfig, warn?: (message: string) => 
   const alg = config.algorithm;
   const keys: KeyConfig[] = [];
   if (config.privateKeyPath !== undefined) {
-    const loaded = await loadKeyFile(config.privateKeyPath);
+    const loaded = await keyFile("PROTOGUARD_JWT_PRIVATE_KEY", config.privateKeyPath);
     if (loaded.privateKey === undefined) {
       throw new ConfigError(`PROTOGUARD_JWT_PRIVATE_KEY (${config.privateKeyPath}) holds a public key, not a private one`);
     }
@@ -100,7 +100,7 @@ async function keyConfigs(config: ProtoguardConfig, warn?: (message: string) => 
     seen.add(await thumbprint(keys[0].privateKey));
   }
   for (const path of config.publicKeyPaths) {
-    const loaded = await loadKeyFile(path);
+    const loaded = await keyFile("PROTOGUARD_JWT_PUBLIC_KEY", path);
     const key = loaded.publicKey ?? loaded.privateKey;
     const id = await thumbprint(key);
     if (seen.has(id)) continue;
@@ -111,6 +111,24 @@ async function keyConfigs(config: ProtoguardConfig, warn?: (message: string) => 
     throw new ConfigError(`PROTOGUARD_JWT_ALGORITHM=${alg} needs PROTOGUARD_JWT_PRIVATE_KEY and/or PROTOGUARD_JWT_PUBLIC_KEY`);
   }
   return keys;
+}
+
+/** Loads a key file, naming the variable that pointed at it when it cannot be read. */
+async function keyFile(variable: string, path: string) {
+  try {
+    return await loadKeyFile(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why =
+      code === "ENOENT"
+        ? `${path}: no such file`
+        : code === "EACCES"
+          ? `${path}: permission denied`
+          : error instanceof Error
+            ? error.message // a KeyConfigError, which names the path already
+            : String(error);
+    throw new ConfigError(`${variable}: ${why}`, { cause: error });
+  }
 }
 
 /** RFC 7638 thumbprint of a key's public half, whatever form it was loaded in. */
