@@ -132,6 +132,7 @@ async function main(): Promise<void> {
   const variants: (Variant | { id: string; label: string; skipped: string })[] = [
     { ...base, id: "a", label: "(a) ceiling: no auth layer", env: { BENCH_VARIANT: "ceiling" }, headers: grpc, expect: "ok" },
     { ...base, id: "b", label: "(b) protoguard, warm caches", env: { BENCH_VARIANT: "protoguard", ...warmStore }, headers: bearer(token), expect: "ok" },
+    { ...base, id: "b-nolog", label: "(b) protoguard, warm, decision logs off", env: { BENCH_VARIANT: "protoguard", ...warmStore, PROTOGUARD_LOG_LEVEL: "warn" }, headers: bearer(token), expect: "ok" },
     onPg
       ? { ...base, id: "c-pg", label: "(c) protoguard, no cache, PostgreSQL", env: { BENCH_VARIANT: "protoguard", ...onPg, PROTOGUARD_CACHE_ENTRIES: "0" }, headers: bearer(token), expect: "ok" }
       : { id: "c-pg", label: "(c) protoguard, no cache, PostgreSQL", skipped: "no PostgreSQL" },
@@ -300,6 +301,7 @@ function report(rows: Row[], memory: { calls: number; rssMiB: number }[], notes:
   };
   const targets = [
     { name: "b/a (warm) >= 0.95", value: ratio("b", "a"), min: 0.95 },
+    { name: "b/a with decision logs off", value: ratio("b-nolog", "a") },
     { name: "c/a (no cache, PostgreSQL) >= 0.80", value: ratio("c-pg", "a"), min: 0.8 },
     { name: "b/d (vs hand-written) >= 1.5", value: ratio("b", "d"), min: 1.5 },
     { name: "e/a (no token) >= 1.0", value: ratio("e-none", "a"), min: 1.0 },
