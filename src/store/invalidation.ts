@@ -1,3 +1,4 @@
+import postgres from "postgres";
 import type { Database } from "./database.js";
 
 /**
@@ -37,11 +38,23 @@ export interface InvalidationSubscription {
   close(): Promise<void>;
 }
 
+/** Options for {@link subscribeInvalidations}. */
+export interface SubscribeOptions {
+  /** First wait before listening again after the connection dropped, ms. Default 100. */
+  retryMinMs?: number;
+  /** Longest wait between attempts, ms. Default 5000. */
+  retryMaxMs?: number;
+}
+
 /**
- * Subscribes to invalidation events: LISTEN on PostgreSQL (a dedicated
- * connection, re-established by postgres.js after a drop, and each
- * re-establishment is reported as `all` since notifications sent meanwhile
- * are lost), or PGlite's in-process notifications.
+ * Subscribes to invalidation events: LISTEN on PostgreSQL, or PGlite's
+ * in-process notifications.
+ *
+ * On PostgreSQL the subscription has a connection of its own. When it
+ * drops, notifications sent meanwhile are lost, so `all` is reported at
+ * once, and LISTEN is retried with backoff until it holds again (reported
+ * with another `all`). postgres.js's own `listen` tries to re-listen only
+ * once, and a database that is still down would leave caches deaf for good.
  *
  * @example
  * ```ts
@@ -51,17 +64,67 @@ export interface InvalidationSubscription {
 export async function subscribeInvalidations(
   database: Database,
   onEvent: (event: InvalidationEvent) => void,
+  options: SubscribeOptions = {},
 ): Promise<InvalidationSubscription> {
   const deliver = (payload: string) => onEvent(parseInvalidation(payload));
   const client = database.client;
-  if (client.kind === "postgres") {
-    let listening = false;
-    const meta = await client.sql.listen(INVALIDATION_CHANNEL, deliver, () => {
-      if (listening) onEvent({ kind: "all" });
-      listening = true;
-    });
-    return { close: () => meta.unlisten() };
+  if (client.kind === "pglite") {
+    const unsubscribe = await client.pg.listen(INVALIDATION_CHANNEL, deliver);
+    return { close: () => unsubscribe() };
   }
-  const unsubscribe = await client.pg.listen(INVALIDATION_CHANNEL, deliver);
-  return { close: () => unsubscribe() };
+
+  const retryMinMs = options.retryMinMs ?? 100;
+  const retryMaxMs = options.retryMaxMs ?? 5000;
+  let closed = false;
+  let retry: NodeJS.Timeout | undefined;
+  let delay = retryMinMs;
+  const listener = postgres({
+    ...client.sql.options,
+    max: 1,
+    idle_timeout: null,
+    max_lifetime: null,
+    fetch_types: false,
+    onnotice: () => {},
+    onnotify(channel: string, payload: string) {
+      if (channel === INVALIDATION_CHANNEL) deliver(payload);
+    },
+    onclose() {
+      if (closed) return;
+      onEvent({ kind: "all" });
+      schedule();
+    },
+  } as unknown as postgres.Options<Record<string, never>>);
+
+  const listen = () => listener.unsafe(`listen "${INVALIDATION_CHANNEL}"`);
+  function schedule(): void {
+    if (closed || retry !== undefined) return;
+    retry = setTimeout(() => {
+      retry = undefined;
+      listen().then(
+        () => {
+          delay = retryMinMs;
+          onEvent({ kind: "all" });
+        },
+        () => {
+          delay = Math.min(delay * 2, retryMaxMs);
+          schedule();
+        },
+      );
+    }, delay);
+    retry.unref();
+  }
+
+  try {
+    await listen();
+  } catch (error) {
+    await listener.end({ timeout: 0 });
+    throw error;
+  }
+  return {
+    async close() {
+      closed = true;
+      clearTimeout(retry);
+      await listener.end({ timeout: 1 });
+    },
+  };
 }
