@@ -27,6 +27,17 @@ export interface ObservabilityOptions {
   registry?: Registry;
   /** Also collect prom-client's default process metrics (CPU, memory, event loop, GC). Default true. */
   defaultMetrics?: boolean;
+  /**
+   * Most log lines per second for refusals of one kind (same method,
+   * outcome and reason). A flood of forged or missing tokens would otherwise
+   * cost a log line each and bury everything else; past the limit, refusals
+   * are only counted, and the next line written for that kind carries
+   * `suppressed: N`. Metrics always count every decision, and allowed calls
+   * are always logged. 0 means no limit. Default 100.
+   */
+  maxRefusalLogsPerSecond?: number;
+  /** Clock in milliseconds, for tests. Default `Date.now`. */
+  now?: () => number;
 }
 
 /** Logs and metrics of one server; see {@link createObservability}. */
@@ -50,8 +61,18 @@ const NO_REASON = "none";
 interface MethodMetrics {
   /** `/package.Service/Method`, the form gRPC and Connect put in the URL path. */
   readonly path: string;
-  /** Counter children by `outcome + "/" + reason`. */
-  readonly counters: Map<string, Counter.Internal>;
+  /** Counter children and log budgets by `outcome + "/" + reason`. */
+  readonly counters: Map<string, DecisionKind>;
+}
+
+interface DecisionKind {
+  readonly child: Counter.Internal;
+  /** Start of the current one-second log window, ms. */
+  windowStart: number;
+  /** Lines written in the current window. */
+  logged: number;
+  /** Refusals not logged since the last line of this kind. */
+  suppressed: number;
 }
 
 /**
@@ -61,7 +82,8 @@ interface MethodMetrics {
  *   `userId` (when known), `outcome` (allow, deny, unavailable), `reason`
  *   (the stable reason code, absent when allowed), `stage` (prefilter, gate,
  *   interceptor) and `latencyMs`; denials and allows at info, unavailable at
- *   error with the backend's error message;
+ *   error with the backend's error message; refusals of one kind are capped
+ *   at `maxRefusalLogsPerSecond` lines, the rest counted in `suppressed`;
  * - counter `protoguard_auth_decisions_total{method,outcome,reason}` and
  *   histogram `protoguard_auth_decision_seconds{outcome}`, plus the default
  *   process metrics.
@@ -119,12 +141,29 @@ export function createObservability(options: ObservabilityOptions = {}): Observa
       byMethod.set(method, entry);
     }
     const key = `${outcome}/${reason}`;
-    let child = entry.counters.get(key);
-    if (child === undefined) {
-      child = decisions.labels(entry.path, outcome, reason);
-      entry.counters.set(key, child);
+    let kind = entry.counters.get(key);
+    if (kind === undefined) {
+      kind = { child: decisions.labels(entry.path, outcome, reason), windowStart: 0, logged: 0, suppressed: 0 };
+      entry.counters.set(key, kind);
     }
-    return { path: entry.path, child };
+    return { path: entry.path, kind };
+  };
+  const maxRefusalLogs = options.maxRefusalLogsPerSecond ?? 100;
+  const now = options.now ?? Date.now;
+  /** Whether this refusal gets a line of its own, under the per-kind budget. */
+  const mayLog = (kind: DecisionKind): boolean => {
+    if (maxRefusalLogs === 0) return true;
+    const t = now();
+    if (t - kind.windowStart >= 1000) {
+      kind.windowStart = t;
+      kind.logged = 0;
+    }
+    if (kind.logged >= maxRefusalLogs) {
+      kind.suppressed++;
+      return false;
+    }
+    kind.logged++;
+    return true;
   };
 
   return {
@@ -135,12 +174,13 @@ export function createObservability(options: ObservabilityOptions = {}): Observa
       try {
         const { verdict } = event;
         const reason = verdict.outcome === "allow" ? NO_REASON : verdict.reason;
-        const { path, child } = counterFor(event.method, verdict.outcome, reason);
-        child.inc();
+        const { path, kind } = counterFor(event.method, verdict.outcome, reason);
+        kind.child.inc();
         byOutcome[verdict.outcome].observe(event.durationMs / 1000);
 
         const level = verdict.outcome === "unavailable" ? "error" : "info";
         if (!logger.isLevelEnabled(level)) return;
+        if (verdict.outcome !== "allow" && !mayLog(kind)) return;
         const userId =
           verdict.outcome === "allow"
             ? verdict.principal?.id
@@ -156,6 +196,10 @@ export function createObservability(options: ObservabilityOptions = {}): Observa
         if (userId !== undefined) record["userId"] = userId;
         if (verdict.outcome !== "allow") record["reason"] = verdict.reason;
         if (verdict.outcome === "unavailable") record["error"] = errorSummary(verdict.cause);
+        if (kind.suppressed > 0) {
+          record["suppressed"] = kind.suppressed;
+          kind.suppressed = 0;
+        }
         logger[level](record, "auth decision");
       } catch {
         // Metrics and logs are best effort; the decision stands.
