@@ -583,6 +583,23 @@ describe("remote JWKS", () => {
   });
   after(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
+  it("an external issuer's own user claim maps to a local user, for its tokens only", async () => {
+    const local = await createKeyring([{ alg: "HS256", secret: SECRET, kid: "local" }]);
+    const verifier = createTokenVerifier({ keyring: local, jwksUrl: url, jwksUserIdClaim: "uid", now: () => T0 });
+    const external = handSigned(
+      JSON.stringify({ alg: "ES256", kid: keyring.signingKey!.kid }),
+      JSON.stringify(claims({ user_id: undefined, uid: 41 })),
+      ecSigner(ec.privateKey),
+    );
+    const result = await verifier.verify(external, "access");
+    assert.ok(result.ok, result.ok ? "" : String(result.error));
+    assert.equal(result.claims.userId, 41);
+    // Local tokens keep the local claim: `uid` means nothing in them.
+    const localToken = hsToken(claims({ user_id: undefined, uid: 41 }), { alg: "HS256", kid: "local" });
+    assert.equal(code(await verifier.verify(localToken, "access")), "CLAIM_INVALID");
+    assert.equal(reason(await verifier.verify(hsToken(claims(), { alg: "HS256", kid: "local" }), "access")), "OK");
+  });
+
   it("a second verifier consumes the published keys", async () => {
     const issuer = createTokenIssuer({ keyring, now: () => T0 });
     const verifier = createTokenVerifier({ jwksUrl: url, now: () => T0, jwksOptions: { cacheMaxAge: 60_000, cooldownDuration: 10_000 } });

@@ -30,6 +30,13 @@ export interface ProtoguardConfig {
   accessTtlSeconds: number;
   /** `PROTOGUARD_REFRESH_TTL`, seconds. Default 86400. */
   refreshTtlSeconds: number;
+  /**
+   * `PROTOGUARD_JWKS_URL`: also trust tokens signed by the keys of this JWKS
+   * (another issuer speaking the same claim profile). Default none.
+   */
+  jwksUrl: string | undefined;
+  /** `PROTOGUARD_JWKS_USER_ID_CLAIM`: the claim of those tokens naming the local user id. Default `user_id`. */
+  jwksUserIdClaim: string | undefined;
   /** `PROTOGUARD_JWT_ISSUER`: `iss` to set and require. Default none. */
   issuer: string | undefined;
   /** `PROTOGUARD_JWT_AUDIENCE`: `aud` to set and require. Default none. */
@@ -104,6 +111,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
     publicKeyPaths: list("PROTOGUARD_JWT_PUBLIC_KEY"),
     accessTtlSeconds: int("PROTOGUARD_ACCESS_TTL", 300, 1, 31_536_000),
     refreshTtlSeconds: int("PROTOGUARD_REFRESH_TTL", 86_400, 1, 31_536_000),
+    jwksUrl: str("PROTOGUARD_JWKS_URL"),
+    jwksUserIdClaim: str("PROTOGUARD_JWKS_USER_ID_CLAIM"),
     issuer: str("PROTOGUARD_JWT_ISSUER"),
     audience: str("PROTOGUARD_JWT_AUDIENCE"),
     leewaySeconds: int("PROTOGUARD_JWT_LEEWAY", 30, 0, 60),

@@ -73,6 +73,8 @@ export async function openRuntime(config: ProtoguardConfig, options: OpenRuntime
     leewaySeconds: config.leewaySeconds,
     maxLifetimeSeconds: { access: config.accessTtlSeconds, refresh: config.refreshTtlSeconds },
     cache: { maxEntries: config.cacheEntries },
+    ...(config.jwksUrl !== undefined && { jwksUrl: config.jwksUrl }),
+    ...(config.jwksUserIdClaim !== undefined && { jwksUserIdClaim: config.jwksUserIdClaim }),
     ...claims,
   });
   const passwordHasher = createPasswordHasher({ scrypt: { logN: config.scryptLogN } });

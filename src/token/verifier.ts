@@ -17,6 +17,12 @@ export interface TokenVerifierOptions {
   /** A remote issuer's JWKS (https, or http on loopback). Consulted for kids not in `keyring`. */
   jwksUrl?: string | URL;
   /** Fetching and caching of `jwksUrl`, and its explicit algorithm list (default RS256, ES256). */
+  /**
+   * The claim naming the local user in tokens verified with a `jwksUrl` key,
+   * when the external issuer calls it something else than `userIdClaim`
+   * (its value must still be a local user id). Default: `userIdClaim`.
+   */
+  jwksUserIdClaim?: string;
   jwksOptions?: RemoteJwksOptions;
   /** Required exact `iss`. Default: not checked. */
   issuer?: string;
@@ -105,6 +111,16 @@ function resolveLifetime(
   return Object.freeze({ access: pair.access, refresh: pair.refresh });
 }
 
+/**
+ * One shared refusal for forged signatures: the error says nothing about the
+ * token, and capturing a stack per forgery would be most of its cost.
+ */
+const FORGED: VerifyResult = Object.freeze({
+  ok: false,
+  reason: "TOKEN_INVALID",
+  error: new TokenRejectedError("SIGNATURE_INVALID", "the signature does not match the key"),
+});
+
 function failure(error: unknown): VerifyResult {
   if (error instanceof TokenRejectedError) {
     switch (error.code) {
@@ -166,6 +182,12 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     userIdClaim,
     requireJti: options.requireJti ?? true,
   });
+  const jwksUserIdClaim = options.jwksUserIdClaim ?? userIdClaim;
+  if (typeof jwksUserIdClaim !== "string" || jwksUserIdClaim.length === 0 || RESERVED_CLAIMS.has(jwksUserIdClaim)) {
+    throw new RangeError("jwksUserIdClaim must be a non-empty string other than a registered claim");
+  }
+  const remoteRules: ClaimRules =
+    jwksUserIdClaim === userIdClaim ? rules : Object.freeze({ ...rules, userIdClaim: jwksUserIdClaim });
   const now = options.now ?? Date.now;
   const maxEntries = options.cache?.maxEntries ?? 10_000;
   const cache = maxEntries > 0 ? new VerifiedTokenCache<CachedResult>(maxEntries) : undefined;
@@ -257,7 +279,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       return undefined; // not ours to judge early; jose (and resolveKey) decide
     }
     if (check.verify(token.slice(0, lastDot), Buffer.from(token.slice(lastDot + 1), "base64url"))) return undefined;
-    return failure(new TokenRejectedError("SIGNATURE_INVALID", "the signature does not match the key"));
+    return FORGED;
   }
 
   function peek(token: string, expected: TokenType): VerifyResult | undefined {
@@ -279,10 +301,23 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     const known = peek(token, expected);
     if (known !== undefined) return known;
     try {
-      const { payload } = await compactVerify(token, resolveKey, verifyOptions);
+      // Local keys resolve synchronously; only a remote JWKS key comes as a
+      // promise, which is how the claim rules of the key's issuer are chosen.
+      let fromRemote = false;
+      const { payload } = await compactVerify(
+        token,
+        remoteRules === rules
+          ? resolveKey
+          : (header: CompactJWSHeaderParameters, input: FlattenedJWSInput) => {
+              const key = resolveKey(header, input);
+              fromRemote = key instanceof Promise;
+              return key;
+            },
+        verifyOptions,
+      );
       // Read the clock after verification: a JWKS fetch may have taken a while.
       const nowSeconds = Math.floor(now() / 1000);
-      const claims = checkClaims(JSON.parse(utf8.decode(payload)), expected, rules, nowSeconds);
+      const claims = checkClaims(JSON.parse(utf8.decode(payload)), expected, fromRemote ? remoteRules : rules, nowSeconds);
       const result = Object.freeze({ ok: true as const, claims });
       cache?.set(token, { dropAfter: claims.expiresAt + leewaySeconds, result }, nowSeconds);
       return result;
