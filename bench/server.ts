@@ -150,6 +150,10 @@ async function main(): Promise<void> {
   }
 }
 
+// Exit cleanly on SIGTERM so `node --cpu-prof` writes its profile when the
+// orchestrator (or a person profiling a variant) stops the server.
+process.once("SIGTERM", () => process.exit(0));
+
 main().catch((error: unknown) => {
   process.stderr.write(`bench server ${variant}: ${error instanceof Error ? error.stack : String(error)}\n`);
   process.exit(1);
