@@ -2,6 +2,7 @@ import { createHmac, KeyObject, timingSafeEqual, verify as cryptoVerify } from "
 /** Verifies access and refresh tokens on every call: structure, key, signature, then claims. */
 import { compactVerify } from "jose";
 import type { CompactJWSHeaderParameters, FlattenedJWSInput, JWSAlgorithm } from "jose";
+import { LruMap } from "../util/lru.js";
 import { VerifiedTokenCache } from "./cache.js";
 import { checkClaims, DEFAULT_USER_ID_CLAIM, RESERVED_CLAIMS } from "./claims.js";
 import type { ClaimRules, TokenType, VerifiedClaims } from "./claims.js";
@@ -258,26 +259,32 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   const onlySyncCheck = onlyLocalKey === undefined ? undefined : syncChecks.get(onlyLocalKey.kid);
 
   /** A refusal when the token's signature is provably wrong for the local key it names; else undefined. */
-  function forgedSignature(token: string): VerifyResult | undefined {
-    const firstDot = token.indexOf(".");
-    const lastDot = token.lastIndexOf(".");
-    let header: unknown;
-    try {
-      header = JSON.parse(Buffer.from(token.slice(0, firstDot), "base64url").toString("utf8"));
-    } catch {
-      return undefined; // jose reports it
-    }
-    if (typeof header !== "object" || header === null) return undefined;
-    const { alg, kid } = header as { alg?: unknown; kid?: unknown };
+  // Tokens of one issuer share their header segment, so the check it selects
+  // is remembered per segment (bounded) instead of decoding JSON per call.
+  const checkByHeader = new LruMap<string, SignatureCheck | null>(256);
+  function checkFor(encodedHeader: string): SignatureCheck | undefined {
+    const known = checkByHeader.get(encodedHeader);
+    if (known !== undefined) return known ?? undefined;
     let check: SignatureCheck | undefined;
-    if (Object.hasOwn(header, "kid")) {
-      check = typeof kid === "string" ? syncChecks.get(kid) : undefined;
-    } else {
-      check = onlySyncCheck;
+    try {
+      const header: unknown = JSON.parse(Buffer.from(encodedHeader, "base64url").toString("utf8"));
+      if (typeof header === "object" && header !== null) {
+        const { alg, kid } = header as { alg?: unknown; kid?: unknown };
+        check = Object.hasOwn(header, "kid") ? (typeof kid === "string" ? syncChecks.get(kid) : undefined) : onlySyncCheck;
+        // Not ours to judge early: jose (and resolveKey) decide those.
+        if (check?.alg !== alg || Object.hasOwn(header, "crit") || Object.hasOwn(header, "b64")) check = undefined;
+      }
+    } catch {
+      check = undefined; // jose reports it
     }
-    if (check === undefined || check.alg !== alg || Object.hasOwn(header, "crit") || Object.hasOwn(header, "b64")) {
-      return undefined; // not ours to judge early; jose (and resolveKey) decide
-    }
+    checkByHeader.set(encodedHeader, check ?? null);
+    return check;
+  }
+
+  function forgedSignature(token: string): VerifyResult | undefined {
+    const lastDot = token.lastIndexOf(".");
+    const check = checkFor(token.slice(0, token.indexOf(".")));
+    if (check === undefined) return undefined;
     if (check.verify(token.slice(0, lastDot), Buffer.from(token.slice(lastDot + 1), "base64url"))) return undefined;
     return FORGED;
   }
