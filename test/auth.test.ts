@@ -254,6 +254,29 @@ describe("rules enforced over the in-memory transport", { timeout: 120_000 }, ()
   });
 });
 
+describe("an unreachable database fails closed", { timeout: 60_000 }, () => {
+  it("protected methods are UNAVAILABLE with nothing internal; public methods keep working", async () => {
+    const t = await createTestAuth({ routes: guardedRoutes });
+    const client = createClient(GuardedService, t.transport);
+    const headers = await t.authHeaders(await t.createUser({ username: "stranded", isStaff: true }));
+    try {
+      // The store goes away; this token's user was never looked up, so nothing is cached.
+      await t.database.close();
+      const err = await expectCode(client.staffUnary({}, { headers }), Code.Unavailable, "AUTH_BACKEND_UNAVAILABLE");
+      assert.equal(err.rawMessage, "authentication backend unavailable, try again later");
+      assert.doesNotMatch(JSON.stringify(err.details) + err.message, /select|pglite|closed|stack/i);
+      await expectCode(collect(client.permissionServerStream({}, { headers })), Code.Unavailable);
+      // Public methods still answer: anonymously, even when a token is sent.
+      assert.equal((await client.publicUnary({ text: "x" })).username, "");
+      assert.equal((await client.publicUnary({ text: "x" }, { headers })).username, "");
+      // Refusals that need no database are still the usual ones.
+      await expectCode(client.staffUnary({}), Code.Unauthenticated, "TOKEN_MISSING");
+    } finally {
+      await t.close();
+    }
+  });
+});
+
 describe("rules are validated at start-up", () => {
   it("names every method with a malformed rule", () => {
     assert.throws(

@@ -69,8 +69,10 @@ export async function subscribeInvalidations(
   const deliver = (payload: string) => onEvent(parseInvalidation(payload));
   const client = database.client;
   if (client.kind === "pglite") {
-    const unsubscribe = await client.pg.listen(INVALIDATION_CHANNEL, deliver);
-    return { close: () => unsubscribe() };
+    const { pg } = client;
+    const unsubscribe = await pg.listen(INVALIDATION_CHANNEL, deliver);
+    // A closed PGlite has no subscription left to end (and refuses UNLISTEN).
+    return { close: async () => (pg.closed ? undefined : unsubscribe()) };
   }
 
   const retryMinMs = options.retryMinMs ?? 100;
