@@ -33,24 +33,6 @@ export async function lockedUntil(db: DrizzleDb, key: string, now: Date): Promis
   return row?.lockedUntil && row.lockedUntil > now ? row.lockedUntil : undefined;
 }
 
-/**
- * Counts one failure for `key`, atomically, and locks it with exponential
- * backoff once past the free failures. Returns the new lock end, if any.
- */
-export async function recordLoginFailure(
-  db: DrizzleDb,
-  key: string,
-  now: Date,
-  policy: ThrottlePolicy = DEFAULT_THROTTLE,
-): Promise<Date | undefined> {
-  const [row] = await db
-    .insert(loginAttempts)
-    .values(firstFailure(key, now, policy))
-    .onConflictDoUpdate({ target: loginAttempts.username, set: nextFailure(now, policy) })
-    .returning({ lockedUntil: loginAttempts.lockedUntil });
-  return row?.lockedUntil ?? undefined;
-}
-
 /** The row of a key's first counted failure. */
 function firstFailure(key: string, now: Date, policy: ThrottlePolicy) {
   return {
@@ -80,9 +62,8 @@ function nextFailure(now: Date, policy: ThrottlePolicy) {
 /**
  * Counts one login attempt for `key` before its password is checked, unless
  * `key` is locked at `now`: the lock check and the count are one statement.
- * With {@link lockedUntil} then {@link recordLoginFailure} around a slow
- * password check, N concurrent guesses all pass the check before the first
- * failure is recorded; here each one takes the row lock in turn, and once
+ * Checking the lock, then recording a failure after a slow password check,
+ * would let N concurrent guesses all pass before the first failure lands; here each one takes the row lock in turn, and once
  * the count passes `freeFailures` the rest see the lock. The attempt that
  * sets a lock is still allowed (it was counted before the lock existed).
  * Call {@link clearLoginFailures} when the attempt succeeds; a failure needs

@@ -8,10 +8,6 @@ export async function enableOtp(db: DrizzleDb, userId: number, secret: string): 
   await db.update(users).set({ otpSecret: secret, otpEnabled: true, otpLastStep: null }).where(eq(users.id, userId));
 }
 
-/** Stops requiring codes and forgets the secret. */
-export async function disableOtp(db: DrizzleDb, userId: number): Promise<void> {
-  await db.update(users).set({ otpSecret: null, otpEnabled: false, otpLastStep: null }).where(eq(users.id, userId));
-}
 
 /**
  * Records `step` as used, only if it is later than the last accepted step.

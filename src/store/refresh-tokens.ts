@@ -2,7 +2,7 @@
  * Refresh-token families: rotation, reuse detection and revocation. Tokens
  * are stored as SHA-256 hashes; the raw token never reaches the database.
  */
-import { and, eq, gt, isNull, lt, sql, type SQL } from "drizzle-orm";
+import { and, eq, gt, isNull, sql, type SQL } from "drizzle-orm";
 import type { DrizzleDb } from "./database.js";
 import { refreshTokens, revokedTokens, users } from "./schema.js";
 
@@ -103,13 +103,6 @@ export async function findRefreshFamily(db: DrizzleDb, tokenHash: string): Promi
   return row?.familyId;
 }
 
-/**
- * Revokes one access token by jti. Idempotent. The user's cached lookups
- * are invalidated by the database's notification trigger.
- */
-export async function revokeAccessToken(db: DrizzleDb, jti: string, userId: number, expiresAt: Date): Promise<void> {
-  await db.insert(revokedTokens).values({ jti, userId, expiresAt }).onConflictDoNothing();
-}
 
 /**
  * Ends every session of a user: marks the credentials changed (access tokens
@@ -145,11 +138,4 @@ export async function revokeUserSessions(db: DrizzleDb, userId: number, now: Dat
  */
 async function lockInIdOrder(db: DrizzleDb, where: SQL | undefined): Promise<void> {
   await db.select({ id: refreshTokens.id }).from(refreshTokens).where(where).orderBy(refreshTokens.id).for("update");
-}
-
-/** Deletes revocation and refresh rows that expired before `now`; returns how many went. */
-export async function purgeExpiredTokens(db: DrizzleDb, now: Date): Promise<number> {
-  const a = await db.delete(revokedTokens).where(lt(revokedTokens.expiresAt, now)).returning({ jti: revokedTokens.jti });
-  const b = await db.delete(refreshTokens).where(lt(refreshTokens.expiresAt, now)).returning({ id: refreshTokens.id });
-  return a.length + b.length;
 }
