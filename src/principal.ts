@@ -29,3 +29,15 @@ export interface Principal {
 export function principalHasPermission(principal: Principal, permission: string): boolean {
   return principal.isSuperuser || principal.permissions.has(permission);
 }
+
+/**
+ * What a user lookup found for a user id (and token). Checked in this order:
+ * `not_found`, `inactive`, `revoked`, `ok`, so a deleted or disabled account
+ * is reported as such even when its token is also revoked. A
+ * {@link PrincipalSource} of your own (bring your own user store) returns it.
+ */
+export type PrincipalLookup =
+  | { status: "ok"; principal: Principal }
+  | { status: "not_found" }
+  | { status: "inactive" }
+  | { status: "revoked" };

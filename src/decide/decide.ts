@@ -3,9 +3,8 @@ import type { DescMethod } from "@bufbuild/protobuf";
 import { readBearer, type HeaderReader } from "../credential/bearer.js";
 import type { AuthPolicy, MethodPlan } from "../policy/policy.js";
 import type { PlannedRule } from "../policy/rule.js";
-import { principalHasPermission, type Principal } from "../principal.js";
+import { principalHasPermission, type Principal, type PrincipalLookup } from "../principal.js";
 import type { UnauthenticatedReason } from "../reasons.js";
-import type { PrincipalLookup } from "../store/principal-query.js";
 import { MESSAGES, unauthenticated, type Allow, type Deny, type Verdict } from "./verdict.js";
 
 type VerifyOutcome =

@@ -1,18 +1,9 @@
 import { eq, sql } from "drizzle-orm";
-import type { Principal } from "../principal.js";
+import type { PrincipalLookup } from "../principal.js";
 import type { DrizzleDb } from "./database.js";
 import { users } from "./schema.js";
 
-/**
- * What {@link loadPrincipal} found for a user id (and token). Checked in this
- * order: `not_found`, `inactive`, `revoked`, `ok`, so a deleted or disabled
- * account is reported as such even when its token is also revoked.
- */
-export type PrincipalLookup =
-  | { status: "ok"; principal: Principal }
-  | { status: "not_found" }
-  | { status: "inactive" }
-  | { status: "revoked" };
+export type { PrincipalLookup } from "../principal.js";
 
 /** The token facts that can revoke it: its `jti` and `iat` (seconds). */
 export interface TokenRevocationInput {
