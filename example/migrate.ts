@@ -9,7 +9,7 @@ import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
-import type { Database } from "../src/index.js";
+import type { Database } from "../src/store/index.js";
 
 /** The journal table of the example's migrations, in Drizzle's `drizzle` schema. */
 export const EXAMPLE_MIGRATIONS_TABLE = "__example_migrations";

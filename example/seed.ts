@@ -5,8 +5,9 @@
  */
 import { randomBytes } from "node:crypto";
 import { count, eq, sql } from "drizzle-orm";
-import { createUser, ensurePermissions, grantUserPermissions, schema } from "../src/index.js";
-import type { DrizzleDb, PasswordHasher } from "../src/index.js";
+import { createUser, ensurePermissions, grantUserPermissions, schema } from "../src/store/index.js";
+import type { DrizzleDb } from "../src/store/index.js";
+import type { PasswordHasher } from "../src/lifecycle/index.js";
 import { orders, products } from "./schema.js";
 
 /** The permission UpdateProduct requires (Django's auto-created `change` permission of a model). */

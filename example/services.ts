@@ -15,18 +15,10 @@ import { AdminService } from "../gen/example/v1/admin_pb.js";
 import { OrderService } from "../gen/example/v1/order_pb.js";
 import { ProductService } from "../gen/example/v1/product_pb.js";
 import { UserService } from "../gen/example/v1/user_pb.js";
-import {
-  deleteUser,
-  getUser,
-  getUserById,
-  permissionDenied,
-  requireStaff,
-  requireSuperuser,
-  requireUser,
-  schema,
-  StoreError,
-} from "../src/index.js";
-import type { Database, Principal } from "../src/index.js";
+import { getUser, permissionDenied, requireStaff, requireSuperuser, requireUser } from "../src/index.js";
+import { deleteUser, getUserById, schema, StoreError } from "../src/store/index.js";
+import type { Principal } from "../src/index.js";
+import type { Database } from "../src/store/index.js";
 import { orders, products, type Order, type Product } from "./schema.js";
 
 /** Every service {@link exampleRoutes} registers, for policy reports and start-up checks. */

@@ -20,22 +20,9 @@ import {
 import { eq } from "drizzle-orm";
 import { create } from "@bufbuild/protobuf";
 import { AuthService, LoginRequestSchema } from "../gen/protoguard/v1/auth_pb.js";
-import {
-  authErrorReason,
-  changePassword,
-  createAuthService,
-  createPasswordHasher,
-  createUser,
-  deactivateUser,
-  enableTotp,
-  generateTotp,
-  grantGroupPermissions,
-  PasswordBusyError,
-  schema,
-  type AuthServiceOptions,
-  type Database,
-  type PasswordHasher,
-} from "../src/index.js";
+import { authErrorReason } from "../src/index.js";
+import { createUser, grantGroupPermissions, schema, type Database } from "../src/store/index.js";
+import { changePassword, createAuthService, createPasswordHasher, deactivateUser, enableTotp, generateTotp, PasswordBusyError, type AuthServiceOptions, type PasswordHasher } from "../src/lifecycle/index.js";
 import { createTestAuth, createTestDatabase, type TestAuth } from "../src/testing/index.js";
 
 const INVALID = { code: Code.Unauthenticated, message: "invalid credentials", reason: "INVALID_CREDENTIALS" };

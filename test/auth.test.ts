@@ -9,15 +9,8 @@ import { Code, ConnectError, createClient, type Client } from "@connectrpc/conne
 import { SignJWT } from "jose";
 import { GuardedService, StaffOnlyService, UnannotatedService } from "../gen/guardtest/v1/guarded_pb.js";
 import { MalformedRuleService, MalformedService } from "../gen/guardtest/v1/malformed_pb.js";
-import {
-  authErrorReason,
-  createAuthPolicy,
-  deleteUser,
-  PolicyError,
-  revokeUserPermissions,
-  setUserActive,
-  type DecisionEvent,
-} from "../src/index.js";
+import { authErrorReason, createAuthPolicy, PolicyError, type DecisionEvent } from "../src/index.js";
+import { deleteUser, revokeUserPermissions, setUserActive } from "../src/store/index.js";
 import { createTestAuth, type TestAuth } from "../src/testing/index.js";
 import { guardedRoutes } from "./helpers/guarded-service.js";
 
@@ -70,7 +63,7 @@ describe("rules enforced over the in-memory transport", { timeout: 120_000 }, ()
       root: await t.createUser({ username: "root", isSuperuser: true }),
     };
     await t.createUser({ username: "admin-group-seed", groups: ["order-admins"] });
-    const { grantGroupPermissions } = await import("../src/index.js");
+    const { grantGroupPermissions } = await import("../src/store/index.js");
     await grantGroupPermissions(t.database.db, "order-admins", ["shop.view_order", "shop.change_order"]);
     for (const [name, user] of Object.entries(users)) h[name] = await t.authHeaders(user);
   });

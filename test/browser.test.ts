@@ -16,16 +16,10 @@ import { migrateExample } from "../example/migrate.js";
 import { CHANGE_PRODUCT, seedExample } from "../example/seed.js";
 import { buildWebPage } from "../example/web/build.js";
 import { servedRoutes } from "../src/cli/serve.js";
-import {
-  createKeyring,
-  createPasswordHasher,
-  createTokenIssuer,
-  createTokenVerifier,
-  createUser,
-  enableTotp,
-  generateTotp,
-  grantUserPermissions,
-} from "../src/index.js";
+import exampleApp from "../example/app.js";
+import { createKeyring, createTokenIssuer, createTokenVerifier } from "../src/index.js";
+import { createUser, grantUserPermissions } from "../src/store/index.js";
+import { createPasswordHasher, enableTotp, generateTotp } from "../src/lifecycle/index.js";
 import { loadConfig } from "../src/runtime/config.js";
 import type { Runtime } from "../src/runtime/runtime.js";
 import { startServer, type RunningServer } from "../src/server/serve.js";
@@ -124,7 +118,7 @@ describe(
 
         server = await startServer({
           runtime,
-          routes: servedRoutes(runtime),
+          routes: servedRoutes(runtime, exampleApp),
           port: 0,
           logger: pino({ level: "silent" }),
           staticDir: built.outDir,

@@ -42,13 +42,13 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   return { ...env, PROTOGUARD_SCRYPT_LOG_N: "12", ...extra };
 }
 
-/** Runs the CLI (src/cli/main.ts, or the package bin) to completion. */
+/** Runs the CLI (this repository's, with the example as default app, or the package's bin) to completion. */
 function cli(
   args: readonly string[],
   env: NodeJS.ProcessEnv,
   { stdin, bin = false }: { stdin?: string; bin?: boolean } = {},
 ): Promise<CliResult> {
-  const entry = bin ? ["bin/protoguard.js"] : ["--import", "tsx", "src/cli/main.ts"];
+  const entry = bin ? ["--import", "tsx", "src/cli/bin.ts"] : ["--import", "tsx", "example/cli.ts"];
   const child = spawn(process.execPath, [...entry, ...args], { cwd: ROOT, env, stdio: ["pipe", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";

@@ -146,7 +146,7 @@ describe(`protoguard serve end to end (${backend})`, { timeout: 300_000 }, () =>
 
   /** `protoguard <args>` as a process, as an operator types it; must succeed. */
   async function cli(...args: string[]): Promise<string> {
-    const ran = await run(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], env);
+    const ran = await run(process.execPath, ["--import", "tsx", "example/cli.ts", ...args], env);
     assert.equal(ran.code, 0, `protoguard ${args.join(" ")} failed:\n${ran.stderr}`);
     return ran.stdout;
   }
@@ -227,7 +227,7 @@ describe(`protoguard serve end to end (${backend})`, { timeout: 300_000 }, () =>
 
       // Port 0: the server picks a free port and prints its URL, so no
       // other process can take the port between choosing and binding it.
-      child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve", "--port", "0"], {
+      child = spawn(process.execPath, ["--import", "tsx", "example/cli.ts", "serve", "--port", "0"], {
         cwd: root,
         env,
         stdio: ["ignore", "pipe", "pipe"],

@@ -9,7 +9,10 @@ import { GuardedService, StaffOnlyService, UnannotatedService } from "../gen/gua
 import { MalformedService } from "../gen/guardtest/v1/malformed_pb.js";
 import { createAuthPolicy } from "../src/index.js";
 import { formatPolicy, policyCommand, policyReport, runPolicy, type PolicyRow } from "../src/cli/policy.js";
-import { SERVED_SERVICES } from "../src/cli/serve.js";
+import { servedServices } from "../src/cli/serve.js";
+import exampleApp from "../example/app.js";
+
+const SERVED_SERVICES = servedServices(exampleApp);
 import { UsageError } from "../src/cli/io.js";
 import { SERVER_SERVICES } from "../src/server/serve.js";
 

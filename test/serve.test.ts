@@ -23,22 +23,13 @@ import { migrateExample } from "../example/migrate.js";
 import { orders, products } from "../example/schema.js";
 import { seedExample } from "../example/seed.js";
 import { exampleRoutes } from "../example/services.js";
-import {
-  createKeyring,
-  createPasswordHasher,
-  createTokenIssuer,
-  createTokenVerifier,
-  createUser,
-  grantUserPermissions,
-  openDatabase,
-  PolicyError,
-  type Database,
-  type Keyring,
-  type TokenIssuer,
-  type TokenVerifier,
-  type User,
-} from "../src/index.js";
-import { SERVED_SERVICES, servedRoutes } from "../src/cli/serve.js";
+import { createKeyring, createTokenIssuer, createTokenVerifier, PolicyError, type Keyring, type TokenIssuer, type TokenVerifier } from "../src/index.js";
+import { createUser, grantUserPermissions, openDatabase, type Database, type User } from "../src/store/index.js";
+import { createPasswordHasher } from "../src/lifecycle/index.js";
+import { servedRoutes, servedServices } from "../src/cli/serve.js";
+import exampleApp from "../example/app.js";
+
+const SERVED_SERVICES = servedServices(exampleApp);
 import { loadConfig } from "../src/runtime/config.js";
 import { startServer, type RunningServer } from "../src/server/serve.js";
 import { createTestDatabase, type TestDatabase } from "../src/testing/database.js";
@@ -141,7 +132,7 @@ describe("startServer with the example services", () => {
       close: async () => {},
     };
     const router = createConnectRouter();
-    servedRoutes(runtime)(router);
+    servedRoutes(runtime, exampleApp)(router);
     const registered = [...new Set(router.handlers.map((h) => h.service.typeName))];
     assert.deepEqual(registered, SERVED_SERVICES.map((s) => s.typeName));
   });

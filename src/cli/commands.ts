@@ -18,6 +18,7 @@ import {
   describeError,
   withRuntime,
   type CliIo,
+  type CliOptions,
   type Command,
 } from "./io.js";
 import { groupSubcommands, userSubcommands } from "./users.js";
@@ -59,13 +60,13 @@ const EXTERNAL_COMMANDS: Readonly<Record<string, ExternalCommand>> = {
   serve: {
     module: "./serve.js",
     exportName: "serveCommand",
-    usage: "serve [--port N]",
+    usage: "serve [--routes MODULE] [--port N]",
     summary: "run the Connect-RPC server configured by the environment",
   },
   policy: {
     module: "./policy.js",
     exportName: "policyCommand",
-    usage: "policy [--check] [--format table|markdown|json]",
+    usage: "policy [--image FILE | --routes MODULE] [--check] [--format table|markdown|json]",
     summary: "list every served method with its rule and where the rule comes from",
   },
 };
@@ -147,7 +148,12 @@ async function findCommand(name: string): Promise<Command | undefined> {
  *
  * @returns the process exit code.
  */
-export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io: CliIo): Promise<number> {
+export async function runCli(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+  io: CliIo,
+  options: CliOptions = {},
+): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === "help" || name === "--help" || name === "-h") {
     const topic = name === "help" ? rest[0] : undefined;
@@ -155,7 +161,7 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io
       for (const line of usageLines()) io.out(line);
       return EXIT_OK;
     }
-    return runCli([topic, "--help"], env, io);
+    return runCli([topic, "--help"], env, io, options);
   }
   try {
     const command = await findCommand(name);
@@ -164,7 +170,7 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io
       io.err(`${PROGRAM}: unknown command ${JSON.stringify(name)}`);
       return EXIT_USAGE;
     }
-    return await command(rest, env, io);
+    return await command(rest, env, io, options);
   } catch (error) {
     const { message, exitCode } = describeError(error, env["DATABASE_URL"]?.trim() || undefined);
     const command = error instanceof UsageError ? (error.command ?? name) : name;

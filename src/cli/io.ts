@@ -4,6 +4,7 @@
  * failure, and {@link withRuntime}, which opens and always closes the
  * database around a command's work.
  */
+import type { ServeApp } from "./app.js";
 import { loadConfig, ConfigError } from "../runtime/config.js";
 import { openRuntime, type Runtime } from "../runtime/runtime.js";
 import { StoreError } from "../store/errors.js";
@@ -23,7 +24,17 @@ export interface CliIo {
  * code. Commands may throw {@link UsageError} (exit 2) or any other error
  * (exit 1); the runner turns it into one `protoguard: <message>` line.
  */
-export type Command = (args: string[], env: NodeJS.ProcessEnv, io: CliIo) => Promise<number>;
+export type Command = (args: string[], env: NodeJS.ProcessEnv, io: CliIo, options?: CliOptions) => Promise<number>;
+
+/** How a program embedding the CLI adapts it (see `runCli`). */
+export interface CliOptions {
+  /**
+   * The application `serve` and `policy` use when no `--routes` (or, for
+   * `policy`, `--image`) is given. Default: none, so `serve` runs only
+   * AuthService. This repository's example CLI sets it to the example app.
+   */
+  defaultApp?: () => Promise<ServeApp>;
+}
 
 /** Exit codes, as most Unix tools use them. */
 export const EXIT_OK = 0;

@@ -1,27 +1,31 @@
 /**
- * Entry point of the `protoguard` command (`npm run protoguard -- ...`, the
- * package bin). Only wiring: arguments, environment and standard streams go
- * in, an exit code comes out. The commands are in ./commands.ts.
+ * Process wiring of the `protoguard` command: arguments, environment and
+ * standard streams go in, an exit code comes out. The commands are in
+ * ./commands.ts; ./bin.ts is the package's executable.
  */
 import { runCli } from "./commands.js";
-import type { CliIo } from "./io.js";
+import type { CliIo, CliOptions } from "./io.js";
 
-// `protoguard token alice | head -c 20` closes the pipe early: that is the
-// reader's choice, not a failure worth a stack trace.
-for (const stream of [process.stdout, process.stderr]) {
-  stream.on("error", (error: NodeJS.ErrnoException) => {
-    if (error.code !== "EPIPE") throw error;
-  });
+/**
+ * Runs the CLI on this process's arguments and sets its exit code. A program
+ * that embeds the CLI (as this repository's example does) passes options.
+ */
+export async function runMain(options: CliOptions = {}): Promise<void> {
+  // `protoguard token alice | head -c 20` closes the pipe early: that is the
+  // reader's choice, not a failure worth a stack trace.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on("error", (error: NodeJS.ErrnoException) => {
+      if (error.code !== "EPIPE") throw error;
+    });
+  }
+  const io: CliIo = {
+    out: (line) => void process.stdout.write(`${line}\n`),
+    err: (line) => void process.stderr.write(`${line}\n`),
+  };
+  const exitCode = await runCli(process.argv.slice(2), process.env, io, options);
+  process.exitCode = exitCode;
+  // Every command closes what it opened, so the process should end by itself;
+  // if a library leaves a handle behind, a finished admin command must still
+  // not hang a script. unref: this timer alone keeps nothing alive.
+  setTimeout(() => process.exit(exitCode), 2000).unref();
 }
-
-const io: CliIo = {
-  out: (line) => void process.stdout.write(`${line}\n`),
-  err: (line) => void process.stderr.write(`${line}\n`),
-};
-
-const exitCode = await runCli(process.argv.slice(2), process.env, io);
-process.exitCode = exitCode;
-// Every command closes what it opened, so the process should end by itself;
-// if a library leaves a handle behind, a finished admin command must still
-// not hang a script. unref: this timer alone keeps nothing alive.
-setTimeout(() => process.exit(exitCode), 2000).unref();

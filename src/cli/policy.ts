@@ -11,7 +11,8 @@ import { describeRule } from "../policy/rule.js";
 import { SERVER_SERVICES } from "../server/serve.js";
 import { parseArgs } from "./args.js";
 import { EXIT_FAILURE, EXIT_OK, PROGRAM, UsageError, type CliIo, type Command } from "./io.js";
-import { SERVED_SERVICES } from "./serve.js";
+import { readImageServices } from "./image.js";
+import { resolveApp, servedServices } from "./serve.js";
 
 /**
  * Where a method's rule comes from: its own option, its service's option,
@@ -117,9 +118,12 @@ export function formatPolicy(report: PolicyReport, format: PolicyFormat): string
 }
 
 const USAGE = [
-  `usage: ${PROGRAM} policy [--check] [--format table|markdown|json]`,
-  "  Lists every method the server serves with its rule and where the rule comes from",
-  "  (method option, service option, server default, or the server itself).",
+  `usage: ${PROGRAM} policy [--image FILE | --routes MODULE] [--check] [--format table|markdown|json]`,
+  "  Lists every method with its rule and where the rule comes from (method option,",
+  "  service option, server default, or the server itself).",
+  "  --image    a Buf image or FileDescriptorSet (npx buf build -o FILE; - for stdin):",
+  "             reports every service of its own files",
+  "  --routes   a module exporting a ServeApp: reports what serve --routes would serve",
   "  --check    exit 1 if a method relies on the server default or has a malformed rule",
   "  --format   table (default), markdown or json",
 ];
@@ -138,7 +142,7 @@ export async function runPolicy(
   io: CliIo,
   options: PolicyReportOptions = {},
 ): Promise<number> {
-  const parsed = parseArgs(args, { check: "boolean", format: "string" });
+  const parsed = parseArgs(args, { check: "boolean", format: "string", image: "string", routes: "string" });
   if (parsed.help) {
     for (const line of USAGE) io.out(line);
     return EXIT_OK;
@@ -173,12 +177,25 @@ export async function runPolicy(
 }
 
 /**
- * `protoguard policy [--check] [--format table|markdown|json]` over what
- * `protoguard serve` registers: the example services, AuthService, health
- * and reflection. Reads no environment: rules come from descriptors only.
+ * `protoguard policy`: with `--image FILE`, over every service of a Buf image
+ * (what a team's CI checks); otherwise over what `protoguard serve` would
+ * register: the `--routes` application (or the CLI's default one),
+ * AuthService, health and reflection. Reads no environment: rules come from
+ * descriptors only.
  */
-export const policyCommand: Command = (args, _env, io) =>
-  runPolicy(SERVED_SERVICES, args, io, { publicByServer: SERVER_SERVICES });
+export const policyCommand: Command = async (args, _env, io, options) => {
+  const parsed = parseArgs(args, { check: "boolean", format: "string", image: "string", routes: "string" });
+  if (parsed.help) return runPolicy([], args, io);
+  const { image, routes } = parsed.flags;
+  if (image !== undefined && routes !== undefined) throw usage("--image and --routes cannot be combined");
+  if (image !== undefined) {
+    const services = await readImageServices(image);
+    if (services.length === 0) io.err(`${PROGRAM}: warning: --image ${image} declares no services`);
+    return runPolicy(services, args, io);
+  }
+  const app = await resolveApp(routes, options?.defaultApp);
+  return runPolicy(servedServices(app), args, io, { publicByServer: SERVER_SERVICES });
+};
 
 function isFormat(value: string): value is PolicyFormat {
   return (FORMATS as readonly string[]).includes(value);

@@ -1,59 +1,69 @@
 /**
- * `protoguard serve`: the example application on the one-port server, with
- * the AuthService that hands out tokens. Configured by the environment
- * (see `loadConfig`); on a fresh embedded database it creates demo users and
- * prints how to call it.
+ * `protoguard serve`: the application named by `--routes` (or the CLI's
+ * default application, none in the package) on the one-port server, with
+ * `protoguard.v1.AuthService` handing out tokens. Configured by the
+ * environment (see `loadConfig`).
  */
 import { stat, readFile } from "node:fs/promises";
-import { fileURLToPath } from "node:url";
 import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { pino } from "pino";
 import { AuthService } from "../../gen/protoguard/v1/auth_pb.js";
-import { migrateExample } from "../../example/migrate.js";
-import { createDemoUsers, seedExample, type DemoUser } from "../../example/seed.js";
-import { EXAMPLE_SERVICES, exampleRoutes } from "../../example/services.js";
 import { createAuthService } from "../lifecycle/auth-service.js";
 import { ConfigError, loadConfig, type ProtoguardConfig } from "../runtime/config.js";
 import { openRuntime, type Runtime } from "../runtime/runtime.js";
 import { startServer, type RunningServer } from "../server/serve.js";
 import { onShutdownSignals } from "../server/shutdown.js";
+import { loadServeApp, type ServeApp } from "./app.js";
 import { parseArgs } from "./args.js";
 import { EXIT_OK, PROGRAM, UsageError, type Command } from "./io.js";
 
-/** Every application service `serve` registers (health and reflection come on top, from the server). */
-export const SERVED_SERVICES: readonly DescService[] = [...EXAMPLE_SERVICES, AuthService];
-
-/**
- * The browser page, when it has been built (example/web). Served under `/`
- * if present; the server runs without it.
- */
-const PAGE_DIR = fileURLToPath(new URL("../../example/web/dist", import.meta.url));
-
 const USAGE = [
-  `usage: ${PROGRAM} serve [--port N]`,
-  "  Serves the example services and protoguard.v1.AuthService on one port (Connect, gRPC, gRPC-Web),",
+  `usage: ${PROGRAM} serve [--routes MODULE] [--port N]`,
+  "  Serves your services and protoguard.v1.AuthService on one port (Connect, gRPC, gRPC-Web),",
   "  with gRPC health and reflection, /metrics and /.well-known/jwks.json.",
-  "  --port N   TCP port; 0 picks a free one. Default: PORT, else 8080.",
+  "  --routes MODULE  a module exporting a ServeApp (see defineServeApp in protoguard/server);",
+  "                   without it, only AuthService is served (a token service)",
+  "  --port N         TCP port; 0 picks a free one. Default: PORT, else 8080.",
   "  Stops gracefully on SIGTERM or SIGINT.",
 ];
 
+/** The services `serve` registers for `app`: the app's, then AuthService unless the app has it. */
+export function servedServices(app: ServeApp | undefined): readonly DescService[] {
+  const own = app?.services ?? [];
+  return own.some((s) => s.typeName === AuthService.typeName) ? own : [...own, AuthService];
+}
+
 /**
- * Registers {@link SERVED_SERVICES} over `runtime`: the example services and
- * the AuthService sharing its database, keys and password hasher.
+ * Registers the services of `app` over `runtime`, and the AuthService
+ * sharing its database, keys and password hasher.
  */
-export function servedRoutes(runtime: Runtime): (router: ConnectRouter) => void {
-  const example = exampleRoutes({ database: runtime.database });
-  const auth = createAuthService({
-    database: runtime.database,
-    issuer: runtime.issuer,
-    verifier: runtime.verifier,
-    passwordHasher: runtime.passwordHasher,
-  });
+export function servedRoutes(runtime: Runtime, app: ServeApp | undefined): (router: ConnectRouter) => void {
+  const ownsAuthService = app?.services.some((s) => s.typeName === AuthService.typeName) ?? false;
+  const auth = ownsAuthService
+    ? undefined
+    : createAuthService({
+        database: runtime.database,
+        issuer: runtime.issuer,
+        verifier: runtime.verifier,
+        passwordHasher: runtime.passwordHasher,
+      });
   return (router) => {
-    example(router);
-    router.service(AuthService, auth);
+    app?.routes(router, runtime);
+    if (auth !== undefined) router.service(AuthService, auth);
   };
+}
+
+/**
+ * The application `serve` and `policy` use: the module named by `--routes`,
+ * else the CLI's default (the repository's example wires one in), else none.
+ */
+export async function resolveApp(
+  routesFlag: string | undefined,
+  defaultApp: (() => Promise<ServeApp>) | undefined,
+): Promise<ServeApp | undefined> {
+  if (routesFlag !== undefined) return loadServeApp(routesFlag);
+  return defaultApp?.();
 }
 
 /**
@@ -62,8 +72,8 @@ export function servedRoutes(runtime: Runtime): (router: ConnectRouter) => void 
  * keys, database, rules, port) are thrown after everything opened so far is
  * closed; the CLI runner prints them as one line and exits 1.
  */
-export const serveCommand: Command = async (args, env, io) => {
-  const parsed = parseArgs(args, { port: "string" });
+export const serveCommand: Command = async (args, env, io, options) => {
+  const parsed = parseArgs(args, { port: "string", routes: "string" });
   if (parsed.help) {
     for (const line of USAGE) io.out(line);
     return EXIT_OK;
@@ -80,10 +90,11 @@ export const serveCommand: Command = async (args, env, io) => {
     const levels = [...Object.keys(pino.levels.values), "silent"].join(", ");
     throw new ConfigError(`PROTOGUARD_LOG_LEVEL must be one of ${levels}, got "${config.logLevel}"`);
   }
+  const app = await resolveApp(parsed.flags.routes, options?.defaultApp);
   const runtime = await openRuntime(config, { warn: (message) => io.err(`${PROGRAM}: warning: ${message}`) });
   let started: Started;
   try {
-    started = await start(runtime, config, portFlag ?? config.port);
+    started = await start(runtime, config, app, portFlag ?? config.port);
   } catch (error) {
     await runtime.close();
     throw error;
@@ -110,28 +121,18 @@ export const serveCommand: Command = async (args, env, io) => {
 /** What a successful start produced, for the banner. */
 interface Started {
   server: RunningServer;
-  demoUsers: DemoUser[];
-  /** Orders created now, by owner, so the banner can suggest trying someone else's. */
-  seededOrders: { username: string; ids: number[] }[];
+  /** What the application asked to print after the URL. */
+  banner: readonly string[];
 }
 
 async function start(
   runtime: Runtime,
   config: ProtoguardConfig,
+  app: ServeApp | undefined,
   port: number,
 ): Promise<Started> {
   const logger = pino({ level: config.logLevel, base: { name: "protoguard" } }, pino.destination(1));
-  await migrateExample(runtime.database);
-  // Demo accounts with passwords printed to a terminal belong on a local,
-  // embedded database only; a shared PostgreSQL gets its users from an admin.
-  const demoUsers =
-    config.databaseUrl === undefined ? await createDemoUsers(runtime.database.db, runtime.passwordHasher) : [];
-  const owners = demoUsers.filter((u) => u.username === "alice" || u.username === "editor");
-  const orders = await seedExample(runtime.database.db, { orderOwners: owners.map((u) => u.id) });
-  const seededOrders = owners.map((owner) => ({
-    username: owner.username,
-    ids: orders.filter((o) => o.userId === owner.id).map((o) => o.id),
-  }));
+  const prepared = (await app?.prepare?.(runtime)) ?? undefined;
   const tls =
     config.tlsCertPath !== undefined && config.tlsKeyPath !== undefined
       ? {
@@ -139,13 +140,16 @@ async function start(
           key: await readConfigFile("PROTOGUARD_TLS_KEY", config.tlsKeyPath),
         }
       : undefined;
-  const hasPage = await stat(PAGE_DIR).then(
-    (info) => info.isDirectory(),
-    () => false,
-  );
+  const staticDir = app?.staticDir;
+  const hasPage =
+    staticDir !== undefined &&
+    (await stat(staticDir).then(
+      (info) => info.isDirectory(),
+      () => false,
+    ));
   const server = await startServer({
     runtime,
-    routes: servedRoutes(runtime),
+    routes: servedRoutes(runtime, app),
     port,
     host: config.host,
     ...(tls !== undefined && { tls }),
@@ -153,9 +157,9 @@ async function start(
     logger,
     principalCacheEntries: config.cacheEntries,
     principalCacheMaxAgeMs: config.cacheMaxAgeMs,
-    ...(hasPage && { staticDir: PAGE_DIR }),
+    ...(hasPage && { staticDir }),
   });
-  return { server, demoUsers, seededOrders };
+  return { server, banner: prepared?.banner ?? [] };
 }
 
 async function readConfigFile(variable: string, path: string): Promise<Buffer> {
@@ -179,30 +183,18 @@ function usage(message: string): UsageError {
   return error;
 }
 
-/** What an operator (or a newcomer trying the demo) needs to start calling. */
-function banner(url: string, config: ProtoguardConfig, { demoUsers, seededOrders }: Started): string[] {
+/** What an operator needs to start calling. */
+function banner(url: string, config: ProtoguardConfig, started: Started): string[] {
   const lines = [`${PROGRAM}: serving on ${url} (Connect, gRPC and gRPC-Web; health, reflection, /metrics)`];
-  const curl = `npx buf curl --schema proto --protocol connect`;
-  const alice = demoUsers.find((u) => u.username === "alice");
-  if (demoUsers.length > 0) {
-    lines.push("", "Demo users (created on this first start; the passwords are not shown again):");
-    const width = Math.max(...demoUsers.map((u) => u.username.length));
-    for (const user of demoUsers) lines.push(`  ${user.username.padEnd(width)}  ${user.password}  ${user.role}`);
-    const owned = seededOrders.filter((o) => o.ids.length > 0).map((o) => `${o.ids.join(", ")} (${o.username})`);
-    if (owned.length > 0) {
-      lines.push(`Orders: ${owned.join("; ")}: UpdateOrder lets only the owner or staff change one.`);
-    }
-  } else if (config.databaseUrl === undefined) {
-    lines.push("", "Users exist already; create more with: protoguard user create <username> --password <password>");
+  if (started.banner.length > 0) lines.push("", ...started.banner);
+  else if (config.databaseUrl === undefined) {
+    lines.push("", "Create a user with: protoguard user create <username> --password <password>");
   }
-  const password = alice?.password ?? "<password>";
-  const username = alice?.username ?? "<username>";
+  const curl = `npx buf curl --protocol connect`;
   lines.push(
     "",
-    "Log in:",
-    `  ${curl} -d '{"username":"${username}","password":"${password}"}' ${url}/protoguard.v1.AuthService/Login`,
-    "Then, with the accessToken of the answer in TOKEN:",
-    `  ${curl} -H "Authorization: Bearer $TOKEN" ${url}/example.v1.AccountService/GetProfile`,
+    "Log in (with the accessToken of the answer, call your services with -H \"Authorization: Bearer $TOKEN\"):",
+    `  ${curl} -d '{"username":"<username>","password":"<password>"}' ${url}/protoguard.v1.AuthService/Login`,
     "",
   );
   return lines;

@@ -6,6 +6,7 @@ import type { Verdict } from "../decide/verdict.js";
 import { createAuthPolicy, type AuthPolicy } from "../policy/policy.js";
 import type { RuleInit } from "../policy/rule.js";
 import { principalKey, verdictKey } from "./context.js";
+import { assertRequestGateSupported } from "./peer-version.js";
 import { verdictToConnectError } from "./errors.js";
 
 /** Where a decision was made. */
@@ -93,8 +94,10 @@ export interface Auth {
  * ```
  *
  * @throws {PolicyError} if a rule of `services` or the default is malformed.
+ * @throws {Error} if the installed `@connectrpc/connect` is older than 2.2 (no `requestGate`).
  */
 export function createAuth(options: AuthOptions): Auth {
+  assertRequestGateSupported();
   const policy =
     options.policy ??
     createAuthPolicy({

@@ -1,16 +1,33 @@
 /**
- * The store: protoguard's schema, connection, migrations, the one-query
- * principal lookup and the admin operations over users, groups and
- * permissions.
+ * The user store: protoguard's Drizzle schema on PostgreSQL (postgres.js) or
+ * embedded PGlite, its migrations, the cached and invalidated principal
+ * source that `createAuth` reads callers from, and the admin operations on
+ * users, groups and permissions (what the `protoguard` command runs).
+ *
+ * @example
+ * ```ts
+ * import { createPrincipalSource, migrateDatabase, openDatabase } from "protoguard/store";
+ *
+ * const database = await openDatabase({ url: process.env.DATABASE_URL }); // PGlite when no url
+ * await migrateDatabase(database);
+ * const principals = await createPrincipalSource({ database });
+ * ```
+ *
+ * @module protoguard/store
  */
-export * from "./schema.js";
+
+// ---------------------------------------------------------------------------
+// Opening the store and reading callers from it
+// ---------------------------------------------------------------------------
 export { openDatabase } from "./database.js";
 export type { Database, DatabaseClient, DrizzleDb, OpenDatabaseOptions } from "./database.js";
 export { migrateDatabase } from "./migrate.js";
-export { loadPrincipal } from "./principal-query.js";
-export type { PrincipalLookup, TokenRevocationInput } from "./principal-query.js";
-export { StoreError, isUniqueViolation } from "./errors.js";
-export type { StoreErrorCode } from "./errors.js";
+export { createPrincipalSource } from "../principals/source.js";
+export type { CachedPrincipalSource, PrincipalSourceOptions } from "../principals/source.js";
+
+// ---------------------------------------------------------------------------
+// Admin operations: users, groups, permissions
+// ---------------------------------------------------------------------------
 export {
   addUsersToGroup,
   assertValidUsername,
@@ -29,3 +46,19 @@ export {
   setUserActive,
 } from "./users.js";
 export type { CreateUserInput, SetPasswordHashOptions } from "./users.js";
+export { StoreError, isUniqueViolation } from "./errors.js";
+export type { StoreErrorCode } from "./errors.js";
+
+// ---------------------------------------------------------------------------
+// The Drizzle schema: every table, and row types
+// ---------------------------------------------------------------------------
+export * from "./schema.js";
+export * as schema from "./schema.js";
+
+// ---------------------------------------------------------------------------
+// For library authors: the one-query lookup and cross-instance invalidation
+// ---------------------------------------------------------------------------
+export { loadPrincipal } from "./principal-query.js";
+export type { PrincipalLookup, TokenRevocationInput } from "./principal-query.js";
+export { INVALIDATION_CHANNEL, subscribeInvalidations } from "./invalidation.js";
+export type { InvalidationEvent, InvalidationSubscription, SubscribeOptions } from "./invalidation.js";

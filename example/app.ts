@@ -1,0 +1,60 @@
+/**
+ * The example application as `protoguard serve` runs it: the django-cfg
+ * reference page's services over their own tables, demo users on a fresh
+ * embedded database, and the browser page. `npm start` serves it through
+ * example/cli.ts; with the built package it would be
+ * `protoguard serve --routes example/app.js`.
+ */
+import { fileURLToPath } from "node:url";
+import { defineServeApp } from "../src/server/index.js";
+import { migrateExample } from "./migrate.js";
+import { createDemoUsers, seedExample } from "./seed.js";
+import { EXAMPLE_SERVICES, exampleRoutes } from "./services.js";
+
+/** The browser page (example/web), served under `/` once `npm run build:web` has built it. */
+const PAGE_DIR = fileURLToPath(new URL("./web/dist", import.meta.url));
+
+/**
+ * Demo data goes only where nobody's real data can be: the embedded
+ * database, or a PostgreSQL database whose operator asked for it with
+ * `PROTOGUARD_EXAMPLE_SEED=1`. Demo users (with passwords printed to a
+ * terminal) only ever go into the embedded one.
+ */
+export default defineServeApp({
+  services: EXAMPLE_SERVICES,
+  routes(router, runtime) {
+    exampleRoutes({ database: runtime.database })(router);
+  },
+  async prepare(runtime) {
+    const embedded = runtime.config.databaseUrl === undefined;
+    await migrateExample(runtime.database);
+    if (!embedded && process.env["PROTOGUARD_EXAMPLE_SEED"] !== "1") return {};
+    const demoUsers = embedded ? await createDemoUsers(runtime.database.db, runtime.passwordHasher) : [];
+    const owners = demoUsers.filter((u) => u.username === "alice" || u.username === "editor");
+    const orders = await seedExample(runtime.database.db, { orderOwners: owners.map((u) => u.id) });
+    const banner: string[] = [];
+    if (demoUsers.length > 0) {
+      banner.push("Demo users (created on this first start; the passwords are not shown again):");
+      const width = Math.max(...demoUsers.map((u) => u.username.length));
+      for (const user of demoUsers) banner.push(`  ${user.username.padEnd(width)}  ${user.password}  ${user.role}`);
+      const owned = owners
+        .map((owner) => ({ owner, ids: orders.filter((o) => o.userId === owner.id).map((o) => o.id) }))
+        .filter(({ ids }) => ids.length > 0)
+        .map(({ owner, ids }) => `${ids.join(", ")} (${owner.username})`);
+      if (owned.length > 0) banner.push(`Orders: ${owned.join("; ")}: UpdateOrder lets only the owner or staff change one.`);
+      const alice = demoUsers.find((u) => u.username === "alice");
+      if (alice !== undefined) {
+        banner.push(
+          "",
+          "Try it:",
+          `  npx buf curl --schema proto --protocol connect -d '{"username":"alice","password":"${alice.password}"}' <url>/protoguard.v1.AuthService/Login`,
+          `  npx buf curl --schema proto --protocol connect -H "Authorization: Bearer $TOKEN" <url>/example.v1.AccountService/GetProfile`,
+        );
+      }
+    } else if (embedded) {
+      banner.push("Users exist already; create more with: npm run -s protoguard -- user create <username> --password <password>");
+    }
+    return { banner };
+  },
+  staticDir: PAGE_DIR,
+});
