@@ -1,3 +1,4 @@
+/* global process */
 // `npm run build` (and `prepack`): compiles src/ and the descriptors it
 // imports to dist/ (ESM + .d.ts + maps), then copies the migrations that
 // migrateDatabase reads relative to its own module.
