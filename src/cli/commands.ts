@@ -21,6 +21,7 @@ import {
   type CliOptions,
   type Command,
 } from "./io.js";
+import { initSubcommand } from "./init.js";
 import { groupSubcommands, userSubcommands } from "./users.js";
 
 const migrate = defineSubcommand({
@@ -80,6 +81,7 @@ function group(name: string, subcommands: Readonly<Record<string, Subcommand>>):
  * and `policy` are not here: see {@link runCli}.
  */
 export const COMMANDS: Readonly<Record<string, CommandEntry>> = {
+  init: { run: initSubcommand.run, usages: [initSubcommand] },
   migrate: { run: migrate.run, usages: [migrate] },
   user: group("user", userSubcommands),
   group: group("group", groupSubcommands),
