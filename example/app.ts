@@ -32,28 +32,29 @@ export default defineServeApp({
     const demoUsers = embedded ? await createDemoUsers(runtime.database.db, runtime.passwordHasher) : [];
     const owners = demoUsers.filter((u) => u.username === "alice" || u.username === "editor");
     const orders = await seedExample(runtime.database.db, { orderOwners: owners.map((u) => u.id) });
-    const banner: string[] = [];
+    const lines: string[] = [];
     if (demoUsers.length > 0) {
-      banner.push("Demo users (created on this first start; the passwords are not shown again):");
+      lines.push("Demo users (created on this first start; the passwords are not shown again):");
       const width = Math.max(...demoUsers.map((u) => u.username.length));
-      for (const user of demoUsers) banner.push(`  ${user.username.padEnd(width)}  ${user.password}  ${user.role}`);
+      for (const user of demoUsers) lines.push(`  ${user.username.padEnd(width)}  ${user.password}  ${user.role}`);
       const owned = owners
         .map((owner) => ({ owner, ids: orders.filter((o) => o.userId === owner.id).map((o) => o.id) }))
         .filter(({ ids }) => ids.length > 0)
         .map(({ owner, ids }) => `${ids.join(", ")} (${owner.username})`);
-      if (owned.length > 0) banner.push(`Orders: ${owned.join("; ")}: UpdateOrder lets only the owner or staff change one.`);
-      const alice = demoUsers.find((u) => u.username === "alice");
-      if (alice !== undefined) {
-        banner.push(
-          "",
-          "Try it:",
-          `  npx buf curl --schema proto --protocol connect -d '{"username":"alice","password":"${alice.password}"}' <url>/protoguard.v1.AuthService/Login`,
-          `  npx buf curl --schema proto --protocol connect -H "Authorization: Bearer $TOKEN" <url>/example.v1.AccountService/GetProfile`,
-        );
-      }
+      if (owned.length > 0) lines.push(`Orders: ${owned.join("; ")}: UpdateOrder lets only the owner or staff change one.`);
+      lines.push("");
     } else if (embedded) {
-      banner.push("Users exist already; create more with: npm run -s protoguard -- user create <username> --password <password>");
+      lines.push("Users exist already; create more with: npm run -s protoguard -- user create <username> --password <password>", "");
     }
+    const alice = demoUsers.find((u) => u.username === "alice");
+    const curl = "npx buf curl --schema proto --protocol connect";
+    const banner = (url: string) => [
+      ...lines,
+      "Log in:",
+      `  ${curl} -d '{"username":"${alice?.username ?? "<username>"}","password":"${alice?.password ?? "<password>"}"}' ${url}/protoguard.v1.AuthService/Login`,
+      "Then, with the accessToken of the answer in TOKEN:",
+      `  ${curl} -H "Authorization: Bearer $TOKEN" ${url}/example.v1.AccountService/GetProfile`,
+    ];
     return { banner };
   },
   staticDir: PAGE_DIR,

@@ -12,8 +12,11 @@ import { CliError } from "./io.js";
 
 /** What {@link ServeApp.prepare} may return. */
 export interface ServeAppStart {
-  /** Lines printed after the server's URL (demo users, how to try it). Default: none. */
-  readonly banner?: readonly string[];
+  /**
+   * Lines printed after the server's URL (demo users, how to try it), given
+   * that URL; they replace the generic "log in" hint. Default: the hint.
+   */
+  readonly banner?: (url: string) => readonly string[];
 }
 
 /**

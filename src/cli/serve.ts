@@ -122,7 +122,7 @@ export const serveCommand: Command = async (args, env, io, options) => {
 interface Started {
   server: RunningServer;
   /** What the application asked to print after the URL. */
-  banner: readonly string[];
+  banner: ((url: string) => readonly string[]) | undefined;
 }
 
 async function start(
@@ -159,7 +159,7 @@ async function start(
     principalCacheMaxAgeMs: config.cacheMaxAgeMs,
     ...(hasPage && { staticDir }),
   });
-  return { server, banner: prepared?.banner ?? [] };
+  return { server, banner: prepared?.banner };
 }
 
 async function readConfigFile(variable: string, path: string): Promise<Buffer> {
@@ -186,15 +186,14 @@ function usage(message: string): UsageError {
 /** What an operator needs to start calling. */
 function banner(url: string, config: ProtoguardConfig, started: Started): string[] {
   const lines = [`${PROGRAM}: serving on ${url} (Connect, gRPC and gRPC-Web; health, reflection, /metrics)`];
-  if (started.banner.length > 0) lines.push("", ...started.banner);
-  else if (config.databaseUrl === undefined) {
-    lines.push("", "Create a user with: protoguard user create <username> --password <password>");
+  if (started.banner !== undefined) return [...lines, "", ...started.banner(url), ""];
+  if (config.databaseUrl === undefined) {
+    lines.push("", `Create a user with: ${PROGRAM} user create <username> --password <password>`);
   }
-  const curl = `npx buf curl --protocol connect`;
   lines.push(
     "",
-    "Log in (with the accessToken of the answer, call your services with -H \"Authorization: Bearer $TOKEN\"):",
-    `  ${curl} -d '{"username":"<username>","password":"<password>"}' ${url}/protoguard.v1.AuthService/Login`,
+    "Log in, then call your services with -H \"Authorization: Bearer $TOKEN\" (TOKEN: the answer's accessToken):",
+    `  npx buf curl --protocol connect -d '{"username":"<username>","password":"<password>"}' ${url}/protoguard.v1.AuthService/Login`,
     "",
   );
   return lines;
