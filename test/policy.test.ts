@@ -3,16 +3,21 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { GuardedService, StaffOnlyService, UnannotatedService } from "../gen/guardtest/v1/guarded_pb.js";
 import { MalformedService } from "../gen/guardtest/v1/malformed_pb.js";
 import { createAuthPolicy } from "../src/index.js";
 import { formatPolicy, policyCommand, policyReport, runPolicy, type PolicyRow } from "../src/cli/policy.js";
+import { readImageServices } from "../src/cli/image.js";
 import { servedServices } from "../src/cli/serve.js";
 import exampleApp from "../example/app.js";
 
 const SERVED_SERVICES = servedServices(exampleApp);
+/** What this repository's CLI (example/cli.ts) passes: the example as the default app. */
+const EXAMPLE_CLI = { defaultApp: async () => exampleApp };
 import { UsageError } from "../src/cli/io.js";
 import { SERVER_SERVICES } from "../src/server/serve.js";
 
@@ -135,7 +140,7 @@ describe("formatPolicy", () => {
 describe("runPolicy and policyCommand", () => {
   it("--check passes on the served services (everything is annotated)", async () => {
     const { out, err, io } = captureIo();
-    assert.equal(await policyCommand(["--check"], {}, io), 0);
+    assert.equal(await policyCommand(["--check"], {}, io, EXAMPLE_CLI), 0);
     assert.deepEqual(err, []);
     assert.ok(out.some((l) => l.startsWith("/example.v1.OrderService/UpdateOrder")));
   });
@@ -168,27 +173,74 @@ describe("runPolicy and policyCommand", () => {
 
   it("--format json prints parseable JSON only", async () => {
     const { out, io } = captureIo();
-    assert.equal(await policyCommand(["--format=json", "--check"], {}, io), 0);
+    assert.equal(await policyCommand(["--format=json", "--check"], {}, io, EXAMPLE_CLI), 0);
     const parsed = JSON.parse(out.join("\n")) as { rows: unknown[] };
     assert.equal(parsed.rows.length, [...SERVED_SERVICES, ...SERVER_SERVICES].flatMap((s) => s.methods).length);
   });
 
   it("refuses unknown formats, flags and arguments as usage errors", async () => {
     const { io } = captureIo();
-    await assert.rejects(policyCommand(["--format", "xml"], {}, io), UsageError);
-    await assert.rejects(policyCommand(["--strict"], {}, io), UsageError);
-    await assert.rejects(policyCommand(["extra"], {}, io), UsageError);
+    await assert.rejects(policyCommand(["--format", "xml"], {}, io, EXAMPLE_CLI), UsageError);
+    await assert.rejects(policyCommand(["--strict"], {}, io, EXAMPLE_CLI), UsageError);
+    await assert.rejects(policyCommand(["extra"], {}, io, EXAMPLE_CLI), UsageError);
   });
 
   it("--help prints the usage", async () => {
     const { out, io } = captureIo();
-    assert.equal(await policyCommand(["--help"], {}, io), 0);
-    assert.match(out[0]!, /^usage: protoguard policy \[--check\]/);
+    assert.equal(await policyCommand(["--help"], {}, io, EXAMPLE_CLI), 0);
+    assert.match(out[0]!, /^usage: protoguard policy \[--image FILE \| --routes MODULE\] \[--check\]/);
   });
 
-  it("runs as `protoguard policy --check` from the package bin", async () => {
-    const args = [join(root, "bin/protoguard.js"), "policy", "--check", "--format", "markdown"];
+  it("runs as `protoguard policy --check` from this repository's CLI", async () => {
+    const args = ["--import", "tsx", join(root, "example/cli.ts"), "policy", "--check", "--format", "markdown"];
     const { stdout } = await run(process.execPath, args, { cwd: root });
     assert.match(stdout, /\| `\/example\.v1\.AdminService\/DeleteUser` \| unary \| superuser \| method \|/);
+  });
+});
+
+describe("policy --image (a Buf image of someone else's services)", () => {
+  const buf = join(root, "node_modules", ".bin", "buf");
+
+  it("reports every service of the image's own files; --check names each unannotated method", async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), "protoguard-image-"));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const image = join(dir, "image.binpb");
+    await run(buf, ["build", "--path", "test/proto/guardtest/v1/guarded.proto", "-o", image], { cwd: root });
+    const { out, err, io } = captureIo();
+    assert.equal(await policyCommand(["--image", image, "--check"], {}, io), 1);
+    assert.ok(out.some((l) => /^\/guardtest\.v1\.GuardedService\/PublicUnary\s+unary\s+public\s+method$/.test(l)));
+    // Imports (options.proto, descriptor.proto) declare no services and are not the image's own.
+    assert.ok(!out.some((l) => l.includes("protoguard.v1.AuthService")));
+    assert.deepEqual(
+      err.filter((l) => l.includes("has no rule")).map((l) => l.split(" ")[1]),
+      ["/guardtest.v1.GuardedService/DefaultUnary", "/guardtest.v1.UnannotatedService/Anything"],
+    );
+  });
+
+  it("reads JSON images, images built without imports, and standard input", async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), "protoguard-image-"));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const json = join(dir, "image.json");
+    await run(buf, ["build", "--path", "test/proto/guardtest/v1/guarded.proto", "--exclude-imports", "-o", json], { cwd: root });
+    const fromFile = captureIo();
+    assert.equal(await policyCommand(["--image", json, "--format", "json"], {}, fromFile.io), 0);
+    const rows = (JSON.parse(fromFile.out.join("\n")) as { rows: PolicyRow[] }).rows;
+    assert.ok(rows.some((r) => r.method === "/guardtest.v1.StaffOnlyService/Inherited" && r.source === "service"));
+    const bytes = await readFile(json);
+    const services = await readImageServices("-", async () => bytes);
+    assert.deepEqual(
+      services.map((s) => s.typeName),
+      ["guardtest.v1.GuardedService", "guardtest.v1.StaffOnlyService", "guardtest.v1.UnannotatedService"],
+    );
+  });
+
+  it("a file that is not an image is one clear error", async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), "protoguard-image-"));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    await writeFile(join(dir, "junk.binpb"), "definitely not protobuf \u0000\u0001");
+    const { io } = captureIo();
+    await assert.rejects(policyCommand(["--image", join(dir, "junk.binpb")], {}, io), /is not a Buf image or FileDescriptorSet/);
+    await assert.rejects(policyCommand(["--image", join(dir, "missing.binpb")], {}, io), /cannot be read: ENOENT/);
+    await assert.rejects(policyCommand(["--image", "x", "--routes", "y"], {}, io), UsageError);
   });
 });

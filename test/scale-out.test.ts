@@ -22,7 +22,8 @@ import { createTestDatabase, type TestDatabase } from "../src/testing/database.j
 
 const databaseUrl = process.env["DATABASE_URL"];
 const root = join(import.meta.dirname, "..");
-const BIN = join(root, "bin/protoguard.js");
+/** This repository's CLI: the package's, with the example as the app `serve` runs. */
+const CLI = ["--import", "tsx", join(root, "example/cli.ts")];
 const SECRET = "scale-out-test-secret-scale-out-test-secret-0123";
 /** The promise of the issue: a change takes effect everywhere within this. */
 const DEADLINE_MS = 1000;
@@ -84,7 +85,7 @@ function environment(url: string): NodeJS.ProcessEnv {
 
 /** Runs `protoguard <args>` to completion, expects exit 0, returns stdout. */
 async function cli(env: NodeJS.ProcessEnv, ...args: string[]): Promise<string> {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [...CLI, ...args], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
   const closed = once(child, "close");
   let out = "";
   let err = "";
@@ -97,7 +98,7 @@ async function cli(env: NodeJS.ProcessEnv, ...args: string[]): Promise<string> {
 
 /** Starts `protoguard serve --port 0` and waits for the banner that names the port it got. */
 async function startInstance(name: string, env: NodeJS.ProcessEnv): Promise<Instance> {
-  const child = spawn(process.execPath, [BIN, "serve", "--port", "0"], {
+  const child = spawn(process.execPath, [...CLI, "serve", "--port", "0"], {
     cwd: root,
     env,
     stdio: ["ignore", "pipe", "pipe"],

@@ -488,7 +488,7 @@ describe("protoguard serve (child process)", () => {
     delete env["PORT"];
     delete env["PROTOGUARD_JWT_SECRET"];
     try {
-      const child = spawn(process.execPath, [join(root, "bin/protoguard.js"), "serve", "--port", "0"], {
+      const child = spawn(process.execPath, ["--import", "tsx", join(root, "example/cli.ts"), "serve", "--port", "0"], {
         cwd: root,
         env,
         stdio: ["ignore", "pipe", "pipe"],
@@ -543,7 +543,7 @@ describe("protoguard serve (child process)", () => {
       await once(blocker, "listening");
       const port = (blocker.address() as net.AddressInfo).port;
       try {
-        const again = spawn(process.execPath, [join(root, "bin/protoguard.js"), "serve"], {
+        const again = spawn(process.execPath, ["--import", "tsx", join(root, "example/cli.ts"), "serve"], {
           cwd: root,
           env: { ...env, PORT: String(port), PROTOGUARD_JWT_SECRET: SECRET },
           stdio: ["ignore", "pipe", "pipe"],

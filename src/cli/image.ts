@@ -57,12 +57,17 @@ export async function readImageServices(
     );
   }
   if (files.length === 0) throw new CliError(`--image ${path} contains no files`);
-  const present = new Set(files.map((f) => f.name));
-  const missing = [...new Set(files.flatMap((f) => f.dependency))].filter((name) => !present.has(name));
-  const supplied = missing.flatMap((name) => {
-    const known = KNOWN_IMPORTS.get(name);
-    return known === undefined ? [] : [known];
-  });
+  // Supply what the image imports but left out, and what those import in
+  // turn, dependencies first.
+  let supplied: FileDescriptorProto[] = [];
+  for (;;) {
+    const present = new Set([...supplied, ...files].map((f) => f.name));
+    const missing = [...supplied, ...files]
+      .flatMap((f) => f.dependency)
+      .filter((name) => !present.has(name) && KNOWN_IMPORTS.has(name));
+    if (missing.length === 0) break;
+    supplied = [...new Set(missing)].map((name) => KNOWN_IMPORTS.get(name)!).concat(supplied);
+  }
   let registry;
   try {
     registry = createFileRegistry({ ...emptySet(), file: [...supplied, ...files] });
