@@ -332,7 +332,9 @@ describe("AuthService on PGlite", { timeout: 180_000 }, () => {
     await expectError(f.client.refresh({ refreshToken: res.accessToken }), Code.Unauthenticated, "TOKEN_WRONG_TYPE");
     await expectError(f.client.logout({ refreshToken: res.accessToken }), Code.Unauthenticated, "TOKEN_WRONG_TYPE");
     await expectError(f.client.refresh({ refreshToken: "" }), Code.Unauthenticated, "TOKEN_MALFORMED");
-    await expectError(f.client.refresh({ refreshToken: "a.b.c" }), Code.Unauthenticated, "TOKEN_INVALID");
+    // One base64url character is not even a byte: not a canonical segment.
+    await expectError(f.client.refresh({ refreshToken: "a.b.c" }), Code.Unauthenticated, "TOKEN_MALFORMED");
+    await expectError(f.client.refresh({ refreshToken: "YQ.Yg.Yw" }), Code.Unauthenticated, "TOKEN_INVALID");
     // Signed by us but never recorded as a session.
     const stray = await f.t.issuer.issueRefresh(res.user!.id);
     await expectError(f.client.refresh({ refreshToken: stray.token }), Code.Unauthenticated, "TOKEN_REVOKED");

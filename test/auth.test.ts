@@ -75,7 +75,7 @@ describe("rules enforced over the in-memory transport", { timeout: 120_000 }, ()
   });
 
   it("public: a bad token is still refused, not silently ignored", async () => {
-    await expectCode(client.publicUnary({}, { headers: { authorization: "Bearer a.b.c" } }), Code.Unauthenticated, "TOKEN_INVALID");
+    await expectCode(client.publicUnary({}, { headers: { authorization: "Bearer YQ.Yg.Yw" } }), Code.Unauthenticated, "TOKEN_INVALID");
   });
 
   it("authenticated: no token is UNAUTHENTICATED, any active user passes", async () => {

@@ -356,7 +356,10 @@ describe("header and signature attacks", () => {
     for (const bad of ["", "abc", "a.b", "a.b.c.d", "a.b.c d", "a+b.c.d", "a.b.c=", `${"a".repeat(8190)}.b.c`, 42 as unknown as string]) {
       assert.equal(reason(await v.verify(bad, "access")), "TOKEN_MALFORMED");
     }
-    assert.equal(reason(await v.verify("a.b.c", "access")), "TOKEN_INVALID");
+    // Well-formed but meaningless: refused after decoding, not by the pre-check.
+    assert.equal(reason(await v.verify("YQ.Yg.Yw", "access")), "TOKEN_INVALID");
+    // One character is not a byte: "a.b.c" is not canonical base64url.
+    assert.equal(code(await v.verify("a.b.c", "access")), "NOT_CANONICAL");
   });
 });
 

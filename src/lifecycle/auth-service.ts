@@ -16,11 +16,13 @@ import { enableOtp } from "../store/otp.js";
 import { consumeRefreshToken, findRefreshFamily, revokeFamily, revokeUserSessions } from "../store/refresh-tokens.js";
 import { users, type User } from "../store/schema.js";
 import { findUserByUsername, setPasswordHash, setUserActive } from "../store/users.js";
+import { canonicalCompactJws } from "../token/base64url.js";
+import { TokenRejectedError } from "../token/errors.js";
 import type { TokenIssuer } from "../token/issuer.js";
 import type { TokenVerifier, VerifyResult } from "../token/verifier.js";
 import { createLogin, loginError } from "./login.js";
 import { createPasswordHasher, PasswordBusyError, type PasswordHasher } from "./passwords.js";
-import { hashRefreshToken, issueSession } from "./sessions.js";
+import { issueSession } from "./sessions.js";
 import { generateTotpSecret, totpUri } from "./totp.js";
 
 /** Options of {@link createAuthService}. */
@@ -67,6 +69,9 @@ const HASHER_BUSY_MESSAGE = "too many login attempts in progress, try again late
  *   token works once. Presenting a used one revokes the family (and its
  *   access tokens): UNAUTHENTICATED `TOKEN_REVOKED`.
  * - **Logout** `{refresh_token}` revokes the token's family; idempotent.
+ * - Refresh and Logout find the token's record by its verified `jti`. A
+ *   respelled twin of a refresh token (non-canonical base64url) is refused as
+ *   `TOKEN_MALFORMED` and revokes the family, like a reuse.
  * - **WhoAmI** → the caller with `is_staff`, `is_superuser` and sorted permissions.
  *
  * Database failures answer UNAVAILABLE (`AUTH_BACKEND_UNAVAILABLE`), never
@@ -98,8 +103,25 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
   /** Verifies a refresh token, or throws the UNAUTHENTICATED/UNAVAILABLE the auth layer would. */
   async function verifyRefresh(token: string) {
     const result = await verifier.verify(token, "refresh");
-    if (!result.ok) throw verifyFailure(result);
-    return result.claims;
+    if (result.ok) return result.claims;
+    if (result.error instanceof TokenRejectedError && result.error.code === "NOT_CANONICAL") await revokeTwinFamily(token);
+    throw verifyFailure(result);
+  }
+
+  /**
+   * A respelled twin of a refresh token we issued is refused like any
+   * malformed token, and is also proof that a copy of the real token is in
+   * hands that tamper with it (no client library writes spare base64url
+   * bits). Its family is revoked, as on reuse: only a holder of the real
+   * token can get here, and that holder could log the session out anyway.
+   */
+  async function revokeTwinFamily(twin: string): Promise<void> {
+    const canonical = canonicalCompactJws(twin);
+    if (canonical === undefined || canonical === twin) return;
+    const original = await verifier.verify(canonical, "refresh");
+    if (!original.ok) return;
+    const familyId = await findRefreshFamily(db, original.claims.jti);
+    if (familyId !== undefined) await revokeFamily(db, familyId, new Date(now()));
   }
 
   return {
@@ -118,7 +140,9 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
         // the transaction commits: a reuse's family revocation must persist
         // even though this call fails.
         const outcome = await db.transaction(async (tx) => {
-          const consumed = await consumeRefreshToken(tx, hashRefreshToken(req.refreshToken), at);
+          // Keyed by the signed jti, not the string: nothing a client can
+          // respell. An empty jti (requireJti: false) matches no row.
+          const consumed = await consumeRefreshToken(tx, claims.jti, at);
           if (consumed.status !== "ok") return "TOKEN_REVOKED" as const;
           const [user] = await tx
             .select({ isActive: users.isActive, credentialsChangedAt: users.credentialsChangedAt })
@@ -136,8 +160,8 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
 
     logout: (req) =>
       guard(async () => {
-        await verifyRefresh(req.refreshToken);
-        const familyId = await findRefreshFamily(db, hashRefreshToken(req.refreshToken));
+        const claims = await verifyRefresh(req.refreshToken);
+        const familyId = await findRefreshFamily(db, claims.jti);
         // Signed by us but not on record: its rows went with a deleted user, or were purged.
         if (familyId === undefined) throw authError(MESSAGES.TOKEN_REVOKED, Code.Unauthenticated, "TOKEN_REVOKED");
         await revokeFamily(db, familyId, new Date(now()));

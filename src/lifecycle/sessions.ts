@@ -14,8 +14,10 @@ export interface IssuedSession {
 }
 
 /**
- * SHA-256 hex of a refresh token: what the database stores and looks up,
- * so a leaked table yields no usable token.
+ * SHA-256 hex of a refresh token: what the database stores beside the
+ * token's `jti`, so a leaked table yields no usable token. Lookups go by the
+ * verified `jti`, never by this hash: the hash is of one spelling, and a
+ * lenient decoder would accept others.
  */
 export function hashRefreshToken(token: string): string {
   return createHash("sha256").update(token).digest("hex");

@@ -1,6 +1,8 @@
 /**
- * Refresh-token families: rotation, reuse detection and revocation. Tokens
- * are stored as SHA-256 hashes; the raw token never reaches the database.
+ * Refresh-token families: rotation, reuse detection and revocation. Every
+ * lookup is by the token's verified `jti` (unique per token, and signed, so a
+ * respelled twin of a token cannot change it); the token itself is stored
+ * only as a SHA-256 hash and never reaches the database.
  */
 import { and, eq, gt, isNull, sql, type SQL } from "drizzle-orm";
 import type { DrizzleDb } from "./database.js";
@@ -11,7 +13,7 @@ export interface RefreshTokenRecord {
   jti: string;
   familyId: string;
   userId: number;
-  /** SHA-256 hex of the token string. */
+  /** SHA-256 hex of the token string (kept for audits; lookups go by `jti`). */
   tokenHash: string;
   issuedAt: Date;
   expiresAt: Date;
@@ -35,21 +37,22 @@ export type ConsumeResult =
   | { status: "reused"; userId: number; familyId: string };
 
 /**
- * Marks a refresh token used, atomically: of any number of concurrent calls
- * with one token, exactly one sees `ok` (the conditional UPDATE is the
- * arbiter, on either driver). A token that was already used is reuse: its
- * family is revoked at once, including the access tokens issued with it.
+ * Marks the refresh token with this `jti` used, atomically: of any number of
+ * concurrent calls with one token, exactly one sees `ok` (the conditional
+ * UPDATE is the arbiter, on either driver). A token that was already used is
+ * reuse: its family is revoked at once, including the access tokens issued
+ * with it. Pass only a `jti` read from a verified token.
  *
  * Run it in the same transaction as {@link insertRefreshToken} for the
  * successor, so a failure leaves the old token live rather than neither.
  */
-export async function consumeRefreshToken(db: DrizzleDb, tokenHash: string, now: Date): Promise<ConsumeResult> {
+export async function consumeRefreshToken(db: DrizzleDb, jti: string, now: Date): Promise<ConsumeResult> {
   const [used] = await db
     .update(refreshTokens)
     .set({ usedAt: now })
     .where(
       and(
-        eq(refreshTokens.tokenHash, tokenHash),
+        eq(refreshTokens.jti, jti),
         isNull(refreshTokens.usedAt),
         isNull(refreshTokens.revokedAt),
         gt(refreshTokens.expiresAt, now),
@@ -60,7 +63,7 @@ export async function consumeRefreshToken(db: DrizzleDb, tokenHash: string, now:
   const [row] = await db
     .select({ userId: refreshTokens.userId, familyId: refreshTokens.familyId, usedAt: refreshTokens.usedAt })
     .from(refreshTokens)
-    .where(eq(refreshTokens.tokenHash, tokenHash));
+    .where(eq(refreshTokens.jti, jti));
   if (row === undefined || row.usedAt === null) return { status: "invalid" };
   await revokeFamily(db, row.familyId, now);
   return { status: "reused", userId: row.userId, familyId: row.familyId };
@@ -94,12 +97,9 @@ export async function revokeFamily(db: DrizzleDb, familyId: string, now: Date): 
   });
 }
 
-/** Finds the family of a refresh token by its hash (used or not), for logout. */
-export async function findRefreshFamily(db: DrizzleDb, tokenHash: string): Promise<string | undefined> {
-  const [row] = await db
-    .select({ familyId: refreshTokens.familyId })
-    .from(refreshTokens)
-    .where(eq(refreshTokens.tokenHash, tokenHash));
+/** Finds the family of a refresh token by its verified `jti` (used or not), for logout. */
+export async function findRefreshFamily(db: DrizzleDb, jti: string): Promise<string | undefined> {
+  const [row] = await db.select({ familyId: refreshTokens.familyId }).from(refreshTokens).where(eq(refreshTokens.jti, jti));
   return row?.familyId;
 }
 

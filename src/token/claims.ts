@@ -78,6 +78,8 @@ function numericDate(payload: Record<string, unknown>, name: string, required: b
 
 /**
  * Validates a payload whose signature has already been verified, and returns the claims.
+ * `nowSeconds` keeps its fraction (milliseconds): `iat`, `nbf` and `exp` are all compared
+ * against the same instant at the precision the issuer writes.
  * Order matters: only a token that is otherwise fine is reported as expired, so `EXPIRED`
  * (which makes clients refresh) is never a reply to a token that would fail anyway.
  *

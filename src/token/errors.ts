@@ -51,6 +51,13 @@ export class KeyConfigError extends Error {
 export type TokenRejectionCode =
   /** Not three base64url segments, or above the size cap. */
   | "TOKEN_STRUCTURE"
+  /**
+   * A segment is not canonical unpadded base64url: its last character has
+   * spare bits set, or its length is 1 modulo 4. Decoders ignore both, so
+   * such a string is a respelled twin of another token; client reason
+   * `TOKEN_MALFORMED`, as for `TOKEN_STRUCTURE`.
+   */
+  | "NOT_CANONICAL"
   /** Header parameters we refuse (`b64`, a non-string `kid`, ...). */
   | "HEADER_INVALID"
   /** No configured (or published) key has this `kid`. */

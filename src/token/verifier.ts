@@ -3,6 +3,7 @@ import { createHmac, KeyObject, timingSafeEqual, verify as cryptoVerify } from "
 import { compactVerify } from "jose";
 import type { CompactJWSHeaderParameters, FlattenedJWSInput, JWSAlgorithm } from "jose";
 import { LruMap } from "../util/lru.js";
+import { hasCanonicalEnding } from "./base64url.js";
 import { VerifiedTokenCache } from "./cache.js";
 import { checkClaims, DEFAULT_USER_ID_CLAIM, RESERVED_CLAIMS } from "./claims.js";
 import type { ClaimRules, TokenType, VerifiedClaims } from "./claims.js";
@@ -91,6 +92,13 @@ const MALFORMED: VerifyResult = Object.freeze({
   reason: "TOKEN_MALFORMED",
   error: Object.freeze(new TokenRejectedError("TOKEN_STRUCTURE", "not a compact JWS of at most 8 KiB")),
 });
+// A respelled twin of a token (spare bits set in a segment's last character,
+// or a dangling sixth-bit character): structurally malformed, like the above.
+const NOT_CANONICAL: VerifyResult = Object.freeze({
+  ok: false,
+  reason: "TOKEN_MALFORMED",
+  error: Object.freeze(new TokenRejectedError("NOT_CANONICAL", "a segment is not canonical unpadded base64url")),
+});
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 interface CachedResult {
@@ -132,6 +140,7 @@ function failure(error: unknown): VerifyResult {
       case "KEYS_UNAVAILABLE":
         return { ok: false, reason: "KEYS_UNAVAILABLE", error };
       case "TOKEN_STRUCTURE":
+      case "NOT_CANONICAL":
         return { ok: false, reason: "TOKEN_MALFORMED", error };
       default:
         break;
@@ -145,13 +154,21 @@ function failure(error: unknown): VerifyResult {
  * Creates the per-call token verifier. Everything configurable is resolved here, once; `verify`
  * does a regex pre-check, a kid lookup, one jose signature check, then the claim checks.
  *
+ * Structure: three segments of canonical unpadded base64url, at most 8 KiB. A segment whose
+ * last character has spare bits set, or whose length is 1 modulo 4, is a respelled twin of
+ * another token (lenient decoders read the same bytes) and is refused as `TOKEN_MALFORMED`
+ * (rejection code `NOT_CANONICAL`) before any decoding, cache lookup or signature check, so
+ * every token has exactly one accepted spelling.
+ *
  * Rules: the algorithm allow-list comes from the configured keys (each bound to one alg, looked up
  * by `kid`; a token without `kid` is accepted only when exactly one local key exists and no JWKS
  * is configured, which is how simplejwt tokens arrive); `none`, unknown `crit`, `b64` and keys
  * embedded in headers (`jwk`, `jku`, `x5u`, `x5c`) never work; the signature is checked before
  * any claim is read. Claims: `exp` and `iat` required, finite numbers; `nbf` honoured; `iat`
- * not in the future; `exp - iat` bounded; `iss`/`aud` exact; `token_type` must be `expected`;
- * the user id is a positive 32-bit integer (number or decimal string).
+ * not in the future; `exp - iat` bounded; `exp`, `nbf` and `iat` compared with the current time
+ * in milliseconds (the issuer writes a fractional `iat`), so a fresh token verifies at leeway 0;
+ * `iss`/`aud` exact; `token_type` must be `expected`; the user id is a positive 32-bit integer
+ * (number or decimal string).
  *
  * @example
  * ```ts
@@ -217,7 +234,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       throw new TokenRejectedError("CLAIMS_NOT_OBJECT", "the payload is not a JSON object");
     }
     const exp = Object.hasOwn(claims, "exp") ? (claims as { exp: unknown }).exp : undefined;
-    if (typeof exp === "number" && Math.floor(now() / 1000) >= exp + leewaySeconds) {
+    if (typeof exp === "number" && now() / 1000 >= exp + leewaySeconds) {
       throw new TokenRejectedError("EXPIRED", "token expired", { claim: "exp" });
     }
     if (rules.issuer !== undefined && (!Object.hasOwn(claims, "iss") || (claims as { iss: unknown }).iss !== rules.issuer)) {
@@ -291,11 +308,16 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
 
   function peek(token: string, expected: TokenType): VerifyResult | undefined {
     if (typeof token !== "string" || token.length > MAX_TOKEN_LENGTH || !COMPACT_JWS.test(token)) return MALFORMED;
+    // Every path (the auth layer's peek, verify, the refresh and logout
+    // calls) passes here before any decoding, cache lookup or signature
+    // check: one accepted spelling per token, so nothing keyed by the string
+    // can be given a twin.
+    if (!canonicalSegments(token)) return NOT_CANONICAL;
     if (expected !== "access" && expected !== "refresh") {
       return { ok: false, reason: "TOKEN_INVALID", error: new TypeError(`unknown expected token type ${String(expected)}`) };
     }
     if (cache) {
-      const hit = cache.get(token, Math.floor(now() / 1000));
+      const hit = cache.get(token, now() / 1000);
       if (hit) {
         if (hit.result.claims.tokenType === expected) return hit.result;
         return failure(new TokenRejectedError("WRONG_TYPE", `expected a ${expected} token`, { claim: "token_type" }));
@@ -323,7 +345,11 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         verifyOptions,
       );
       // Read the clock after verification: a JWKS fetch may have taken a while.
-      const nowSeconds = Math.floor(now() / 1000);
+      // Milliseconds kept (a fractional second): the issuer writes `iat` with
+      // milliseconds, and a whole-second "now" would put a fresh token's iat
+      // in the future, refused at leeway 0 until the next second. Integer
+      // claims from other issuers compare the same either way.
+      const nowSeconds = now() / 1000;
       const claims = checkClaims(JSON.parse(utf8.decode(payload)), expected, fromRemote ? remoteRules : rules, nowSeconds);
       const result = Object.freeze({ ok: true as const, claims });
       cache?.set(token, { dropAfter: claims.expiresAt + leewaySeconds, result }, nowSeconds);
@@ -340,6 +366,17 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       return cache?.size ?? 0;
     },
   });
+}
+
+/** Each segment of a string that matched COMPACT_JWS has a canonical ending (O(1)). */
+function canonicalSegments(token: string): boolean {
+  const first = token.indexOf(".");
+  const second = token.indexOf(".", first + 1);
+  return (
+    hasCanonicalEnding(token, 0, first) &&
+    hasCanonicalEnding(token, first + 1, second) &&
+    hasCanonicalEnding(token, second + 1, token.length)
+  );
 }
 
 interface SignatureCheck {
