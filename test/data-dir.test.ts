@@ -6,11 +6,12 @@
  * processes killed with SIGKILL.
  */
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess, type ChildProcessByStdio } from "node:child_process";
 import { once } from "node:events";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
+import type { Readable } from "node:stream";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -157,17 +158,30 @@ describe("embedded data directory", () => {
     await withDatabase(dataDir, async ({ db }) => assert.ok(await findUserByUsername(db, "erin")));
   });
 
-  it("recovers the lock of a holder killed with SIGKILL", { timeout: TEST_TIMEOUT }, async () => {
-    const script = join(root, "holder.mts");
+  /** A child process that opens `dataDir`, prints "ready", then runs `then` (never closing). */
+  async function spawnHolder(name: string, then: string): Promise<ChildProcessByStdio<null, Readable, null>> {
+    const script = join(root, `${name.replace(/\W/g, "-")}.mts`);
     await writeFile(
       script,
       `import { openDatabase } from ${JSON.stringify(pathToFileURL(join(ROOT, "src/store/database.ts")).href)};\n` +
-        `await openDatabase({ dataDir: ${JSON.stringify(dataDir)}, processName: "doomed holder" });\n` +
+        `await openDatabase({ dataDir: ${JSON.stringify(dataDir)}, processName: ${JSON.stringify(name)} });\n` +
         `process.stdout.write("ready\\n");\n` +
-        "setInterval(() => {}, 1000);\n",
+        `${then}\n`,
     );
     const child = spawn(process.execPath, ["--import", "tsx", script], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
     children.push(child);
+    return child;
+  }
+
+  it("removes the lock when a holder exits without closing", { timeout: TEST_TIMEOUT }, async () => {
+    const child = await spawnHolder("exiting holder", "process.exit(3);");
+    const [code] = (await once(child, "exit")) as [number | null];
+    assert.equal(code, 3);
+    assert.ok(!existsSync(lockFile(dataDir)), "the exit listener removed the lock");
+  });
+
+  it("recovers the lock of a holder killed with SIGKILL", { timeout: TEST_TIMEOUT }, async () => {
+    const child = await spawnHolder("doomed holder", "setInterval(() => {}, 1000);");
     const exited = once(child, "exit");
     let out = "";
     child.stdout.setEncoding("utf8");
