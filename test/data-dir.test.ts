@@ -18,7 +18,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { PGlite } from "@electric-sql/pglite";
 import { createUser, findUserByUsername, loadPrincipal, migrateDatabase, openDatabase } from "../src/store/index.js";
 import type { Database } from "../src/store/index.js";
-import { DATA_DIR_LOCK_FILE, procStartTime } from "../src/store/data-dir-lock.js";
+import { DATA_DIR_LOCK_FILE, defaultProcessName, procStartTime } from "../src/store/data-dir-lock.js";
 import { StoreError } from "../src/store/errors.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -237,6 +237,12 @@ describe("embedded data directory", () => {
       assert.ok(!existsSync(lockFile(dataDir)));
     },
   );
+
+  it("records the command before its first option, never a flag value", () => {
+    const argv = ["node", "/x/src/cli/main.ts", "user", "create", "eve", "--password", "secret"];
+    assert.equal(defaultProcessName("protoguard", argv), "protoguard user create");
+    assert.equal(defaultProcessName(undefined, ["node", "/app/server.mjs", "--token", "t"]), "server");
+  });
 
   it("keeps using a directory laid out by the old openDatabase, and refuses one holding both layouts", { timeout: TEST_TIMEOUT }, async () => {
     const legacy = join(root, "legacy");

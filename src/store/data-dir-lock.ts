@@ -152,17 +152,16 @@ export async function acquireDataDirLock(dir: string, options: AcquireDataDirLoc
     const found = readLock(file);
     if (found === "missing") continue; // released between our two calls: try again
     if (found === "unreadable") {
-      if (ageMs(file) > UNREADABLE_GRACE_MS) await removeStaleLock(file, undefined);
-      else if (Date.now() > deadline) throw lockedError(options.displayDir, undefined);
-      else await sleep(RETRY_MS);
+      if (ageMs(file) > UNREADABLE_GRACE_MS && (await removeStaleLock(file, undefined))) continue;
+      if (Date.now() > deadline) throw lockedError(options.displayDir, undefined);
+      await sleep(RETRY_MS);
       continue;
     }
     lastHolder = found;
     if (isAlive(found, key)) throw lockedError(options.displayDir, found);
-    if (!(await removeStaleLock(file, found.nonce))) {
-      if (Date.now() > deadline) throw lockedError(options.displayDir, lastHolder);
-      await sleep(RETRY_MS);
-    }
+    if (await removeStaleLock(file, found.nonce)) continue;
+    if (Date.now() > deadline) throw lockedError(options.displayDir, lastHolder);
+    await sleep(RETRY_MS);
   }
   registry.held.set(key, { nonce: holder.nonce, file });
   if (!registry.exitListener) {
@@ -287,9 +286,18 @@ async function removeStaleLock(file: string, nonce: string | undefined): Promise
   return true;
 }
 
+/**
+ * Removes the lock file if it still holds `nonce`. Never throws: it runs in
+ * `close()` and at exit, and a lock that could not be removed names a
+ * process that is about to be gone, which the next opener recovers.
+ */
 function removeIfOurs(file: string, nonce: string): void {
-  const found = readLock(file);
-  if (typeof found === "object" && found.nonce === nonce) unlinkQuietly(file);
+  try {
+    const found = readLock(file);
+    if (typeof found === "object" && found.nonce === nonce) unlinkQuietly(file);
+  } catch {
+    // See above.
+  }
 }
 
 function unlinkQuietly(file: string): void {
