@@ -8,7 +8,11 @@ import type { TokenAlgorithm } from "../token/keys.js";
 export interface ProtoguardConfig {
   /** `DATABASE_URL`: PostgreSQL. When unset, PGlite in {@link dataDir}. */
   databaseUrl: string | undefined;
-  /** `PROTOGUARD_DATA_DIR`: PGlite's data and the development secret. Default `.protoguard`. */
+  /**
+   * `PROTOGUARD_DATA_DIR`: the embedded database, laid out as
+   * `openDatabase({ dataDir })` lays it out (PGlite in `pgdata/`), and the
+   * development secret beside it. One process at a time. Default `.protoguard`.
+   */
   dataDir: string;
   /** `PROTOGUARD_JWT_ALGORITHM`: HS256, RS256 or ES256. Default HS256. */
   algorithm: TokenAlgorithm;

@@ -7,6 +7,7 @@ import { calculateJwkThumbprint, type JWK } from "jose";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createPasswordHasher, type PasswordHasher } from "../lifecycle/passwords.js";
+import { defaultProcessName } from "../store/data-dir-lock.js";
 import { openDatabase, type Database } from "../store/database.js";
 import { migrateDatabase } from "../store/migrate.js";
 import { createTokenIssuer, type TokenIssuer } from "../token/issuer.js";
@@ -34,7 +35,16 @@ export interface OpenRuntimeOptions {
   migrate?: boolean;
   /** Where to say that a development secret is in use. Default: none. */
   warn?: (message: string) => void;
+  /**
+   * How this process is described to another that finds the embedded data
+   * directory in use. Default: `protoguard` and up to two arguments of this
+   * process before the first option (`protoguard serve`, `protoguard user grant`).
+   */
+  processName?: string;
 }
+
+/** The name this process goes by in the lock of an embedded data directory. */
+const PROGRAM_NAME = "protoguard";
 
 /**
  * Connects to the database and loads the keys.
@@ -44,15 +54,29 @@ export interface OpenRuntimeOptions {
  * and reused, with a warning: fine for a demo, never for production. With
  * `DATABASE_URL` set, a missing secret is an error: several instances must
  * share one key, and a generated one would not be shared.
+ *
+ * The embedded database is `openDatabase({ dataDir: config.dataDir })`: the
+ * same directory an app opens, and held by one process at a time.
+ *
+ * @throws {StoreError} `DATA_DIR_LOCKED` when another process has the
+ *   embedded data directory open.
  */
 export async function openRuntime(config: ProtoguardConfig, options: OpenRuntimeOptions = {}): Promise<Runtime> {
-  const keys = await keyConfigs(config, options.warn);
-  const keyring = await createKeyring(keys);
-  if (config.databaseUrl === undefined) await mkdir(config.dataDir, { recursive: true });
+  // Keys that need nothing written are checked before the database opens, so
+  // a configuration mistake is reported at once. The development secret is
+  // written only once this process holds the data directory: a process
+  // refused because another one has it must leave no trace.
+  const needsDevelopmentSecret = config.algorithm === "HS256" && config.secret === undefined;
+  const early = needsDevelopmentSecret ? undefined : await createKeyring(await keyConfigs(config, options.warn));
+  if (needsDevelopmentSecret && config.databaseUrl !== undefined) throw developmentSecretWithUrl();
   const database = await openDatabase(
-    config.databaseUrl !== undefined ? { url: config.databaseUrl } : { dataDir: join(config.dataDir, "pgdata") },
+    config.databaseUrl !== undefined
+      ? { url: config.databaseUrl }
+      : { dataDir: config.dataDir, processName: options.processName ?? defaultProcessName(PROGRAM_NAME) },
   );
+  let keyring: Keyring;
   try {
+    keyring = early ?? (await createKeyring(await keyConfigs(config, options.warn)));
     if (options.migrate ?? true) await migrateDatabase(database);
   } catch (error) {
     await database.close();
@@ -154,10 +178,12 @@ function publicJwk(jwk: JWK): JWK {
   return rest;
 }
 
+function developmentSecretWithUrl(): ConfigError {
+  return new ConfigError("PROTOGUARD_JWT_SECRET is required with DATABASE_URL (every instance must share it)");
+}
+
 async function developmentSecret(config: ProtoguardConfig, warn?: (message: string) => void): Promise<string> {
-  if (config.databaseUrl !== undefined) {
-    throw new ConfigError("PROTOGUARD_JWT_SECRET is required with DATABASE_URL (every instance must share it)");
-  }
+  if (config.databaseUrl !== undefined) throw developmentSecretWithUrl();
   const path = join(config.dataDir, DEV_SECRET_FILE);
   let secret: string;
   try {

@@ -1,8 +1,13 @@
 import { PGlite } from "@electric-sql/pglite";
+import { existsSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
+import { acquireDataDirLock } from "./data-dir-lock.js";
+import { StoreError } from "./errors.js";
 import * as schema from "./schema.js";
 
 /**
@@ -44,15 +49,41 @@ export interface OpenDatabaseOptions {
    */
   url?: string;
   /**
-   * PGlite data directory, used when no `url` is given. Default: none, which
-   * means an in-memory database (`memory://`) that is gone on close.
+   * protoguard's data directory, used when no `url` is given: PGlite keeps
+   * its files in `<dataDir>/pgdata`, and the CLI its development secret
+   * beside them, so `openDatabase({ dataDir })` and the CLI with
+   * `PROTOGUARD_DATA_DIR` set to the same path share one database. A
+   * directory that holds PGlite's files itself (`<dataDir>/PG_VERSION`, as
+   * `openDatabase` laid it out before) is used as it is. Created if missing.
+   *
+   * One process at a time: while a process has the directory open, others
+   * (and a second open in the same process) fail with a `StoreError`
+   * `DATA_DIR_LOCKED` naming it. The lock is a file in the PGlite directory,
+   * removed on `close()` or when the process exits; one left by a killed
+   * process is recovered.
+   *
+   * Default: none, which means an in-memory database (`memory://`) that is
+   * gone on close, and no lock.
    */
   dataDir?: string;
-  /** An already created PGlite instance to use instead of opening one. */
+  /**
+   * How this process is described to another that finds `dataDir` in use
+   * ("in use by process 1234 (protoguard serve)"). Default: the script's
+   * file name and up to two arguments after it, stopping at the first option
+   * so that no flag value is recorded.
+   */
+  processName?: string;
+  /**
+   * An already created PGlite instance to use instead of opening one (it
+   * wins over `dataDir`). Not locked: the caller owns it.
+   */
   pglite?: PGlite;
   /** postgres.js pool size. Default 10. Ignored for PGlite (one connection). */
   max?: number;
 }
+
+/** Subdirectory of a data directory where PGlite keeps its files. */
+export const PGLITE_DIR = "pgdata";
 
 /** Default postgres.js pool size. */
 const DEFAULT_POOL_SIZE = 10;
@@ -75,6 +106,9 @@ const CONNECT_TIMEOUT_SECONDS = 5;
  * PGlite in memory.
  *
  * @throws {RangeError} if `max` is not a positive integer.
+ * @throws {StoreError} `DATA_DIR_LOCKED` if another process, or this one,
+ *   has `dataDir` open; `DATA_DIR_AMBIGUOUS` if `dataDir` holds PGlite
+ *   files both itself and in `pgdata`.
  */
 export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<Database> {
   if (options.url !== undefined) {
@@ -99,14 +133,57 @@ export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<D
     };
   }
 
-  const owned = options.pglite === undefined;
-  const pg = options.pglite ?? (await PGlite.create(options.dataDir ?? "memory://"));
+  if (options.pglite !== undefined || options.dataDir === undefined) {
+    const owned = options.pglite === undefined;
+    const pg = options.pglite ?? (await PGlite.create("memory://"));
+    return pgliteDatabase(pg, () => (owned && !pg.closed ? pg.close() : Promise.resolve()));
+  }
+
+  const dir = pgliteDirectory(options.dataDir);
+  await mkdir(dir, { recursive: true });
+  // Before PGlite starts: a refused opener must not touch the files.
+  const lock = await acquireDataDirLock(dir, {
+    displayDir: options.dataDir,
+    ...(options.processName !== undefined && { processName: options.processName }),
+  });
+  let pg: PGlite;
+  try {
+    pg = await PGlite.create(dir);
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
+  return pgliteDatabase(pg, async () => {
+    try {
+      if (!pg.closed) await pg.close();
+    } finally {
+      lock.release();
+    }
+  });
+}
+
+function pgliteDatabase(pg: PGlite, close: () => Promise<void>): Database {
   const db: DrizzleDb = drizzlePglite({ client: pg, schema });
   let closing: Promise<void> | undefined;
-  return {
-    db,
-    driver: "pglite",
-    client: { kind: "pglite", pg },
-    close: () => (closing ??= owned && !pg.closed ? pg.close() : Promise.resolve()),
-  };
+  return { db, driver: "pglite", client: { kind: "pglite", pg }, close: () => (closing ??= close()) };
+}
+
+/**
+ * Where PGlite keeps its files for a data directory: `<dataDir>/pgdata`,
+ * unless `dataDir` holds them itself, the way `openDatabase` laid them out
+ * before it agreed with the CLI; such a directory keeps working in place.
+ */
+function pgliteDirectory(dataDir: string): string {
+  const nested = join(dataDir, PGLITE_DIR);
+  if (!existsSync(join(dataDir, "PG_VERSION"))) return nested;
+  if (existsSync(join(nested, "PG_VERSION"))) {
+    // Both layouts were written (an app on the old openDatabase and the CLI
+    // on one path): picking either would hide the other's users.
+    throw new StoreError(
+      "DATA_DIR_AMBIGUOUS",
+      `${dataDir} holds two embedded databases, one in ${dataDir} itself and one in ${nested}; ` +
+        "move the one you do not need elsewhere",
+    );
+  }
+  return dataDir;
 }

@@ -5,11 +5,15 @@ export type StoreErrorCode =
   | "DUPLICATE_USERNAME"
   | "DUPLICATE_GROUP"
   | "INVALID_PERMISSION"
-  | "INVALID_INPUT";
+  | "INVALID_INPUT"
+  /** Another process (or this one) has the embedded data directory open. */
+  | "DATA_DIR_LOCKED"
+  /** The embedded data directory holds two databases, from two older layouts. */
+  | "DATA_DIR_AMBIGUOUS";
 
 /**
  * An expected, user-facing failure of a store operation (bad input, missing
- * or duplicate row). The message is one line meant for a CLI or an admin;
+ * or duplicate row, an embedded data directory in use). The message is one line meant for a CLI or an admin;
  * anything else the database throws (connection loss, bugs) is left as is so
  * callers can tell "you asked for something wrong" from "the store is down".
  */

@@ -1,0 +1,266 @@
+/**
+ * One embedded database, one writer: `openDatabase({ dataDir })` and the
+ * CLI's `PROTOGUARD_DATA_DIR` name the same database, and while one process
+ * holds a data directory every other opener is refused with one line naming
+ * it. The CLI runs as real child processes; holders that die are real
+ * processes killed with SIGKILL.
+ */
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess, type ChildProcessByStdio } from "node:child_process";
+import { once } from "node:events";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm, utimes, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import type { Readable } from "node:stream";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { PGlite } from "@electric-sql/pglite";
+import { createUser, findUserByUsername, loadPrincipal, migrateDatabase, openDatabase } from "../src/store/index.js";
+import type { Database } from "../src/store/index.js";
+import { DATA_DIR_LOCK_FILE, defaultProcessName, procStartTime } from "../src/store/data-dir-lock.js";
+import { StoreError } from "../src/store/errors.js";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+// Every test starts PGlite (2-15 s on a loaded 2-core machine) several
+// times, in this process and in CLI child processes.
+const TEST_TIMEOUT = 240_000;
+const HAS_PROC = procStartTime(process.pid) !== undefined;
+
+interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** The environment without anything pointing a child at another database or key. */
+function cleanEnv(dataDir: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (key === "DATABASE_URL" || key.startsWith("PROTOGUARD_") || key.startsWith("NODE_TEST")) continue;
+    env[key] = value;
+  }
+  return { ...env, PROTOGUARD_SCRYPT_LOG_N: "10", PROTOGUARD_DATA_DIR: dataDir };
+}
+
+/** Runs `node --import tsx src/cli/main.ts ...args` to completion. */
+async function cli(dataDir: string, ...args: string[]): Promise<CliResult> {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], {
+    cwd: ROOT,
+    env: cleanEnv(dataDir),
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+  const [code] = (await once(child, "close")) as [number | null];
+  return { code, stdout, stderr };
+}
+
+function assertOk(result: CliResult): void {
+  assert.equal(result.code, 0, `stdout: ${result.stdout}\nstderr: ${result.stderr}`);
+}
+
+/** Opens `dataDir`, migrates, runs `fn`, and closes. */
+async function withDatabase<T>(dataDir: string, fn: (database: Database) => Promise<T>): Promise<T> {
+  const database = await openDatabase({ dataDir });
+  try {
+    await migrateDatabase(database);
+    return await fn(database);
+  } finally {
+    await database.close();
+  }
+}
+
+const lockFile = (dataDir: string) => join(dataDir, "pgdata", DATA_DIR_LOCK_FILE);
+
+/** Rejects with a StoreError of `code` whose message matches `message`. */
+function storeError(code: string, message: RegExp) {
+  return (error: unknown) => {
+    assert.ok(error instanceof StoreError, `expected a StoreError, got ${String(error)}`);
+    assert.equal(error.code, code);
+    assert.match(error.message, message);
+    return true;
+  };
+}
+
+describe("embedded data directory", () => {
+  let root: string;
+  let dataDir: string;
+  const children: ChildProcess[] = [];
+
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), "protoguard-data-dir-"));
+    dataDir = join(root, "data");
+  });
+
+  after(async () => {
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it("the CLI and openDatabase({ dataDir }) share one database, PGlite in <dataDir>/pgdata", { timeout: TEST_TIMEOUT }, async () => {
+    assertOk(await cli(dataDir, "user", "create", "carol", "--password", "pw-carol"));
+    assert.ok(existsSync(join(dataDir, "pgdata", "PG_VERSION")), "PGlite's files are in pgdata");
+    assert.ok(existsSync(join(dataDir, "jwt-secret.dev")), "the development secret is beside them");
+    assert.ok(!existsSync(lockFile(dataDir)), "the CLI removed its lock on exit");
+
+    await withDatabase(dataDir, async ({ db }) => {
+      assert.ok(await findUserByUsername(db, "carol"), "the user the CLI made exists for openDatabase");
+      await createUser(db, { username: "dave" });
+    });
+    assert.ok(!existsSync(lockFile(dataDir)), "close() removed the lock");
+    assert.ok(!existsSync(join(dataDir, "PG_VERSION")), "no second database in dataDir itself");
+
+    // A grant fails with USER_NOT_FOUND unless the CLI sees the app's user.
+    assertOk(await cli(dataDir, "user", "grant", "dave", "shop.view_order"));
+    await withDatabase(dataDir, async ({ db }) => {
+      const dave = await findUserByUsername(db, "dave");
+      assert.ok(dave);
+      const lookup = await loadPrincipal(db, dave.id);
+      assert.equal(lookup.status, "ok");
+      assert.deepEqual([...(lookup.status === "ok" ? lookup.principal.permissions : [])], ["shop.view_order"]);
+    });
+  });
+
+  it("while held, another process is refused with one line naming the holder and writes nothing", { timeout: TEST_TIMEOUT }, async () => {
+    await rm(join(dataDir, "jwt-secret.dev"), { force: true });
+    const holder = await openDatabase({ dataDir, processName: "data-dir test holder" });
+    try {
+      await migrateDatabase(holder);
+      const lockBefore = await readFile(lockFile(dataDir), "utf8");
+      assert.equal(JSON.parse(lockBefore).pid, process.pid);
+
+      // This process, by either path to the same PGlite files: refused at once.
+      await assert.rejects(
+        openDatabase({ dataDir }),
+        storeError("DATA_DIR_LOCKED", new RegExp(`already open in this process \\(pid ${process.pid}\\)`)),
+      );
+      await assert.rejects(openDatabase({ dataDir: join(dataDir, "pgdata") }), storeError("DATA_DIR_LOCKED", /already open/));
+
+      const refused = await cli(dataDir, "user", "create", "erin", "--password", "pw-erin");
+      assert.equal(refused.code, 1, refused.stderr);
+      assert.equal(refused.stdout, "");
+      assert.equal(
+        refused.stderr,
+        `protoguard: the embedded database in ${dataDir} is in use by process ${process.pid} (data-dir test holder); ` +
+          "stop it, or use PostgreSQL (DATABASE_URL) for several processes\n",
+      );
+      assert.equal(await readFile(lockFile(dataDir), "utf8"), lockBefore, "the lock is untouched");
+      assert.ok(!existsSync(join(dataDir, "jwt-secret.dev")), "no development secret was written");
+      assert.equal(await findUserByUsername(holder.db, "erin"), undefined, "no user was written");
+    } finally {
+      await holder.close();
+    }
+    assert.ok(!existsSync(lockFile(dataDir)));
+    assertOk(await cli(dataDir, "user", "create", "erin", "--password", "pw-erin"));
+    await withDatabase(dataDir, async ({ db }) => assert.ok(await findUserByUsername(db, "erin")));
+  });
+
+  /** A child process that opens `dataDir`, prints "ready", then runs `then` (never closing). */
+  async function spawnHolder(name: string, then: string): Promise<ChildProcessByStdio<null, Readable, null>> {
+    const script = join(root, `${name.replace(/\W/g, "-")}.mts`);
+    await writeFile(
+      script,
+      `import { openDatabase } from ${JSON.stringify(pathToFileURL(join(ROOT, "src/store/database.ts")).href)};\n` +
+        `await openDatabase({ dataDir: ${JSON.stringify(dataDir)}, processName: ${JSON.stringify(name)} });\n` +
+        `process.stdout.write("ready\\n");\n` +
+        `${then}\n`,
+    );
+    const child = spawn(process.execPath, ["--import", "tsx", script], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
+    children.push(child);
+    return child;
+  }
+
+  it("removes the lock when a holder exits without closing", { timeout: TEST_TIMEOUT }, async () => {
+    const child = await spawnHolder("exiting holder", "process.exit(3);");
+    const [code] = (await once(child, "exit")) as [number | null];
+    assert.equal(code, 3);
+    assert.ok(!existsSync(lockFile(dataDir)), "the exit listener removed the lock");
+  });
+
+  it("recovers the lock of a holder killed with SIGKILL", { timeout: TEST_TIMEOUT }, async () => {
+    const child = await spawnHolder("doomed holder", "setInterval(() => {}, 1000);");
+    const exited = once(child, "exit");
+    let out = "";
+    child.stdout.setEncoding("utf8");
+    for await (const chunk of child.stdout) {
+      out += chunk as string;
+      if (out.includes("ready")) break;
+    }
+    assert.equal(out, "ready\n");
+    const stale = JSON.parse(await readFile(lockFile(dataDir), "utf8")) as { pid: number; command: string };
+    assert.deepEqual([stale.pid, stale.command], [child.pid, "doomed holder"]);
+    const refused = await cli(dataDir, "user", "create", "frank", "--password", "pw");
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, new RegExp(`in use by process ${child.pid} \\(doomed holder\\)`));
+
+    child.kill("SIGKILL");
+    await exited;
+    assert.ok(existsSync(lockFile(dataDir)), "SIGKILL left the lock behind");
+    await withDatabase(dataDir, async ({ db }) => {
+      assert.equal(JSON.parse(await readFile(lockFile(dataDir), "utf8")).pid, process.pid);
+      assert.ok(await findUserByUsername(db, "carol"), "the data survived the kill");
+    });
+    assert.ok(!existsSync(lockFile(dataDir)));
+  });
+
+  it(
+    "recovers a lock whose pid now belongs to another process, or that was left empty",
+    { timeout: TEST_TIMEOUT, ...(HAS_PROC ? {} : { skip: "no /proc: start times cannot be compared here" }) },
+    async () => {
+      // A live process that never held the directory stands for a reused pid.
+      const other = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"], { stdio: "ignore" });
+      children.push(other);
+      await once(other, "spawn");
+      const pid = other.pid!;
+      const bootId = (await readFile("/proc/sys/kernel/random/boot_id", "utf8")).trim();
+      const lock = (startTime: string) =>
+        JSON.stringify({ pid, startTime, bootId, command: "old holder", nonce: "n", createdAt: new Date(0).toISOString() });
+
+      // Its true start time: it is the holder, and refused without PGlite starting.
+      await writeFile(lockFile(dataDir), lock(procStartTime(pid)!));
+      await assert.rejects(openDatabase({ dataDir }), storeError("DATA_DIR_LOCKED", new RegExp(`process ${pid} \\(old holder\\)`)));
+
+      // Another start time: the holder died and the pid was reused.
+      await writeFile(lockFile(dataDir), lock("1"));
+      await withDatabase(dataDir, async ({ db }) => assert.ok(await findUserByUsername(db, "carol")));
+      assert.ok(!existsSync(lockFile(dataDir)));
+      other.kill("SIGKILL");
+
+      // Empty: a holder killed between creating and writing it.
+      await writeFile(lockFile(dataDir), "");
+      const longAgo = new Date(Date.now() - 60_000);
+      await utimes(lockFile(dataDir), longAgo, longAgo);
+      await withDatabase(dataDir, async ({ db }) => assert.ok(await findUserByUsername(db, "carol")));
+      assert.ok(!existsSync(lockFile(dataDir)));
+    },
+  );
+
+  it("records the command before its first option, never a flag value", () => {
+    const argv = ["node", "/x/src/cli/main.ts", "user", "create", "eve", "--password", "secret"];
+    assert.equal(defaultProcessName("protoguard", argv), "protoguard user create");
+    assert.equal(defaultProcessName(undefined, ["node", "/app/server.mjs", "--token", "t"]), "server");
+  });
+
+  it("keeps using a directory laid out by the old openDatabase, and refuses one holding both layouts", { timeout: TEST_TIMEOUT }, async () => {
+    const legacy = join(root, "legacy");
+    // What openDatabase({ dataDir: legacy }) did before: PGlite in the directory itself.
+    const pg = await PGlite.create(legacy);
+    try {
+      const old = await openDatabase({ pglite: pg });
+      await migrateDatabase(old);
+      await createUser(old.db, { username: "old-app-user" });
+    } finally {
+      await pg.close();
+    }
+    await withDatabase(legacy, async ({ db }) => assert.ok(await findUserByUsername(db, "old-app-user")));
+    assert.ok(!existsSync(join(legacy, "pgdata")), "no new database beside the old one");
+    assert.ok(!existsSync(join(legacy, DATA_DIR_LOCK_FILE)));
+
+    await mkdir(join(legacy, "pgdata"));
+    await writeFile(join(legacy, "pgdata", "PG_VERSION"), "18\n");
+    await assert.rejects(openDatabase({ dataDir: legacy }), storeError("DATA_DIR_AMBIGUOUS", /holds two embedded databases/));
+  });
+});
