@@ -317,6 +317,34 @@ describe("open streams follow the auth state: createTestAuth, in-memory transpor
     assert.equal(t.auth.watchedStreams, 0);
   });
 
+  it("with no notification at all, the sweep still ends a stream within intervalMs", async () => {
+    const SWEEP_MS = 300;
+    // Never listens: stands for a notification that was lost.
+    const deaf = await createPrincipalSource({ database: t.database, listen: false });
+    try {
+      const auth = createAuth({
+        services: [GuardedService, StaffOnlyService],
+        verifier: t.verifier,
+        principals: deaf,
+        revalidateStreams: { intervalMs: SWEEP_MS },
+      });
+      const transport = createRouterTransport(streamingRoutes(probe), {
+        router: { interceptors: [auth.interceptor], requestGate: auth.requestGate },
+      });
+      const user = await t.createUser({ username: "unheard", isStaff: true });
+      const call = follow(
+        createClient(StaffOnlyService, transport).inheritedServerStream({ text: "tick" }, { headers: await t.authHeaders(user) }),
+      );
+      await call.first;
+      const eventAt = Date.now();
+      await setUserActive(t.database.db, user.username, false);
+      const end = await ending(call.ended);
+      assertEnded({ ...end, at: end.at - SWEEP_MS }, eventAt, Code.Unauthenticated, "USER_INACTIVE");
+    } finally {
+      await deaf.close();
+    }
+  });
+
   it("revalidateStreams: false leaves an open stream alone", async () => {
     const auth = createAuth({
       services: [GuardedService, StaffOnlyService],

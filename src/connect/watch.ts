@@ -87,6 +87,9 @@ const EXPIRY_MARGIN_MS = 10;
 /** setTimeout's largest delay; longer waits are re-armed. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** Why a call is decided again: a change announced (or the sweep), its token's `exp`, or a step past it. */
+type RecheckCause = "change" | "expiry" | "step";
+
 interface WatchedCall {
   readonly method: DescMethod;
   readonly headers: HeaderReader;
@@ -98,6 +101,8 @@ interface WatchedCall {
   checking: boolean;
   /** Something changed while it was: decide again (fresh) when it returns. */
   again: boolean;
+  /** …and an expiry timer was among it. */
+  againTimed: boolean;
   ended: boolean;
 }
 
@@ -116,20 +121,22 @@ export function createCallWatch(options: CallWatchOptions): CallWatch {
   function onEvent(event: InvalidationEvent): void {
     if (size === 0) return;
     const batch = freshDecide();
-    if (event.kind === "user") forEach(byUser.get(event.userId), (call) => recheck(call, batch, false));
-    else if (event.kind === "token") forEach(byJti.get(event.jti), (call) => recheck(call, batch, false));
+    if (event.kind === "user") forEach(byUser.get(event.userId), (call) => recheck(call, batch, "change"));
+    else if (event.kind === "token") forEach(byJti.get(event.jti), (call) => recheck(call, batch, "change"));
     else recheckAll();
   }
 
   function recheckAll(): void {
     const batch = freshDecide();
-    for (const calls of byUser.values()) forEach(calls, (call) => recheck(call, batch, false));
+    for (const calls of byUser.values()) forEach(calls, (call) => recheck(call, batch, "change"));
   }
 
-  function recheck(call: WatchedCall, decideNow: Decide, atExpiry: boolean): void {
+  function recheck(call: WatchedCall, decideNow: Decide, cause: RecheckCause): void {
     if (call.ended) return;
     if (call.checking) {
       call.again = true;
+      // The timer that fired is spent: the re-run must arm the next step.
+      if (cause !== "change") call.againTimed = true;
       return;
     }
     call.checking = true;
@@ -141,24 +148,27 @@ export function createCallWatch(options: CallWatchOptions): CallWatch {
       .then(
         (verdict) => {
           try {
-            report?.(call.method, verdict, performance.now() - started);
+            // Stepping through a leeway we were not told about, a still
+            // valid token is no news: only the refusal is reported.
+            if (cause !== "step" || verdict.outcome !== "allow") report?.(call.method, verdict, performance.now() - started);
           } catch {
             // Logs and metrics are best effort; the decision stands.
           }
-          apply(call, verdict, atExpiry);
+          apply(call, verdict, cause);
         },
         (cause: unknown) => end(call, authError(MESSAGES.AUTH_BACKEND_UNAVAILABLE, Code.Unavailable, "AUTH_BACKEND_UNAVAILABLE", cause)),
       )
       .finally(() => {
         call.checking = false;
         if (call.again && !call.ended) {
-          call.again = false;
-          recheck(call, freshDecide(), false);
+          const timed = call.againTimed;
+          call.again = call.againTimed = false;
+          recheck(call, freshDecide(), timed ? "step" : "change");
         }
       });
   }
 
-  function apply(call: WatchedCall, verdict: Verdict, atExpiry: boolean): void {
+  function apply(call: WatchedCall, verdict: Verdict, cause: RecheckCause): void {
     if (call.ended) return;
     if (verdict.outcome !== "allow") {
       end(call, verdictToConnectError(verdict));
@@ -170,18 +180,18 @@ export function createCallWatch(options: CallWatchOptions): CallWatch {
     // verifier's leeway is larger, so look again at the next second, up to
     // the largest leeway a verifier accepts.
     const exp = call.token.expiresAt;
-    if (atExpiry && exp !== undefined && Date.now() < (exp + MAX_LEEWAY_SECONDS + 1) * 1000) {
-      armExpiry(call, (Math.floor(Date.now() / 1000) + 1) * 1000 + EXPIRY_MARGIN_MS);
+    if (cause !== "change" && exp !== undefined && Date.now() < (exp + MAX_LEEWAY_SECONDS + 1) * 1000) {
+      armExpiry(call, (Math.floor(Date.now() / 1000) + 1) * 1000 + EXPIRY_MARGIN_MS, "step");
     }
   }
 
-  function armExpiry(call: WatchedCall, at: number): void {
+  function armExpiry(call: WatchedCall, at: number, cause: "expiry" | "step"): void {
     clearTimeout(call.expiryTimer);
     const wait = Math.min(Math.max(at - Date.now(), 0), MAX_TIMER_MS);
     call.expiryTimer = setTimeout(() => {
       call.expiryTimer = undefined;
-      if (Date.now() < at) armExpiry(call, at);
-      else recheck(call, decide, true);
+      if (Date.now() < at) armExpiry(call, at, cause);
+      else recheck(call, decide, cause);
     }, wait);
     call.expiryTimer.unref();
   }
@@ -196,13 +206,14 @@ export function createCallWatch(options: CallWatchOptions): CallWatch {
       expiryTimer: undefined,
       checking: false,
       again: false,
+      againTimed: false,
       ended: false,
     };
     add(byUser, token.userId, call);
     add(byJti, token.jti, call);
     size++;
     if (token.expiresAt !== undefined) {
-      armExpiry(call, Math.ceil(token.expiresAt + (leewaySeconds ?? 0)) * 1000 + EXPIRY_MARGIN_MS);
+      armExpiry(call, Math.ceil(token.expiresAt + (leewaySeconds ?? 0)) * 1000 + EXPIRY_MARGIN_MS, "expiry");
     }
     if (sweep === undefined) {
       sweep = setInterval(recheckAll, intervalMs);
