@@ -87,6 +87,15 @@ const EXPIRY_MARGIN_MS = 10;
 /** setTimeout's largest delay; longer waits are re-armed. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/**
+ * Re-checks in flight at once: a few, so a sweep over thousands of open
+ * calls leaves the connection pool (postgres.js: 10 by default) to new calls.
+ */
+const MAX_CONCURRENT_RECHECKS = 4;
+
+/** `urgent`: a change to the call's own user or token, or its expiry; `bulk`: the sweep, or a change to everyone. */
+type Priority = "urgent" | "bulk";
+
 /** Why a call is decided again: a change announced (or the sweep), its token's `exp`, or a step past it. */
 type RecheckCause = "change" | "expiry" | "step";
 
@@ -97,11 +106,15 @@ interface WatchedCall {
   readonly values: ContextValues;
   readonly controller: AbortController;
   expiryTimer: NodeJS.Timeout | undefined;
+  /** A re-check is waiting for its turn, and with which priority. */
+  queued: Priority | undefined;
+  /** Numbers queue entries, so a superseded one is skipped. */
+  ticket: number;
   /** A re-check is in flight. */
   checking: boolean;
   /** Something changed while it was: decide again (fresh) when it returns. */
   again: boolean;
-  /** …and an expiry timer was among it. */
+  /** …and an expiry timer was among it (also while queued). */
   againTimed: boolean;
   ended: boolean;
 }
@@ -118,32 +131,59 @@ export function createCallWatch(options: CallWatchOptions): CallWatch {
   let sweep: NodeJS.Timeout | undefined;
   let subscribed = false;
 
+  // Re-checks wait their turn, so that a sweep over many open calls never
+  // holds more than a few database connections, and a re-check caused by
+  // a specific change (or an expiry) goes before the bulk.
+  const limiter = createLimiter(MAX_CONCURRENT_RECHECKS);
+
   function onEvent(event: InvalidationEvent): void {
     if (size === 0) return;
     const batch = freshDecide();
-    if (event.kind === "user") forEach(byUser.get(event.userId), (call) => recheck(call, batch, "change"));
-    else if (event.kind === "token") forEach(byJti.get(event.jti), (call) => recheck(call, batch, "change"));
+    if (event.kind === "user") forEach(byUser.get(event.userId), (call) => recheck(call, batch, "change", "urgent"));
+    else if (event.kind === "token") forEach(byJti.get(event.jti), (call) => recheck(call, batch, "change", "urgent"));
     else recheckAll();
   }
 
   function recheckAll(): void {
     const batch = freshDecide();
-    for (const calls of byUser.values()) forEach(calls, (call) => recheck(call, batch, "change"));
+    for (const calls of byUser.values()) forEach(calls, (call) => recheck(call, batch, "change", "bulk"));
   }
 
-  function recheck(call: WatchedCall, decideNow: Decide, cause: RecheckCause): void {
+  function recheck(call: WatchedCall, decideNow: Decide, cause: RecheckCause, priority: Priority): void {
     if (call.ended) return;
+    const timed = cause !== "change";
     if (call.checking) {
+      // A bulk re-check right after this one would find nothing new.
+      if (priority === "bulk") return;
       call.again = true;
       // The timer that fired is spent: the re-run must arm the next step.
-      if (cause !== "change") call.againTimed = true;
+      if (timed) call.againTimed = true;
       return;
     }
-    call.checking = true;
+    if (call.queued === "urgent" || (call.queued === "bulk" && priority === "bulk")) {
+      // A queued check has not looked yet, so it will see this change too.
+      if (timed) call.againTimed = true;
+      return;
+    }
+    // Not queued, or queued in bulk and now urgent: queue (again); the turn
+    // of a superseded entry is skipped.
+    const ticket = ++call.ticket;
+    call.queued = priority;
+    limiter(priority, () => {
+      if (ticket !== call.ticket || call.ended) return undefined;
+      call.queued = undefined;
+      call.checking = true;
+      const effective: RecheckCause = cause === "change" && call.againTimed ? "step" : cause;
+      call.againTimed = false;
+      return check(call, decideNow, effective);
+    });
+  }
+
+  function check(call: WatchedCall, decideNow: Decide, cause: RecheckCause): Promise<void> {
     const started = performance.now();
     // A decision never throws; should one reject all the same, the call
     // cannot be judged, and fails closed like an unavailable backend.
-    Promise.resolve()
+    return Promise.resolve()
       .then(() => decideNow(call.method, call.headers))
       .then(
         (verdict) => {
@@ -156,14 +196,14 @@ export function createCallWatch(options: CallWatchOptions): CallWatch {
           }
           apply(call, verdict, cause);
         },
-        (cause: unknown) => end(call, authError(MESSAGES.AUTH_BACKEND_UNAVAILABLE, Code.Unavailable, "AUTH_BACKEND_UNAVAILABLE", cause)),
+        (error: unknown) => end(call, authError(MESSAGES.AUTH_BACKEND_UNAVAILABLE, Code.Unavailable, "AUTH_BACKEND_UNAVAILABLE", error)),
       )
       .finally(() => {
         call.checking = false;
         if (call.again && !call.ended) {
           const timed = call.againTimed;
           call.again = call.againTimed = false;
-          recheck(call, freshDecide(), timed ? "step" : "change");
+          recheck(call, freshDecide(), timed ? "step" : "change", "urgent");
         }
       });
   }
@@ -191,7 +231,7 @@ export function createCallWatch(options: CallWatchOptions): CallWatch {
     call.expiryTimer = setTimeout(() => {
       call.expiryTimer = undefined;
       if (Date.now() < at) armExpiry(call, at, cause);
-      else recheck(call, decide, cause);
+      else recheck(call, decide, cause, "urgent");
     }, wait);
     call.expiryTimer.unref();
   }
@@ -204,6 +244,8 @@ export function createCallWatch(options: CallWatchOptions): CallWatch {
       values: req.contextValues,
       controller: new AbortController(),
       expiryTimer: undefined,
+      queued: undefined,
+      ticket: 0,
       checking: false,
       again: false,
       againTimed: false,
@@ -266,6 +308,47 @@ export function createCallWatch(options: CallWatchOptions): CallWatch {
       );
       return response.stream ? { ...response, message: failOnAbort(response.message, authAbort) } : response;
     },
+  };
+}
+
+/**
+ * Runs tasks at most `max` at a time, urgent ones first, each queue in
+ * order. Queues are arrays read from a moving head, so a long bulk queue
+ * costs no `shift` per task.
+ */
+function createLimiter(max: number): (priority: Priority, task: () => Promise<void> | undefined) => void {
+  const queues: Record<Priority, { tasks: (() => Promise<void> | undefined)[]; head: number }> = {
+    urgent: { tasks: [], head: 0 },
+    bulk: { tasks: [], head: 0 },
+  };
+  let active = 0;
+  const take = (queue: { tasks: (() => Promise<void> | undefined)[]; head: number }) => {
+    if (queue.head === queue.tasks.length) return undefined;
+    const task = queue.tasks[queue.head++];
+    if (queue.head === queue.tasks.length) queue.tasks.length = queue.head = 0;
+    return task;
+  };
+  function pump(): void {
+    while (active < max) {
+      const task = take(queues.urgent) ?? take(queues.bulk);
+      if (task === undefined) return;
+      const running = task();
+      // A skipped (superseded) entry takes no slot.
+      if (running === undefined) continue;
+      active++;
+      running
+        .finally(() => {
+          active--;
+          pump();
+        })
+        // A check settles its own failures; this keeps a bug in one from
+        // becoming an unhandled rejection.
+        .catch(() => {});
+    }
+  }
+  return (priority, task) => {
+    queues[priority].tasks.push(task);
+    pump();
   };
 }
 
