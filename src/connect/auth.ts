@@ -70,7 +70,10 @@ export interface AuthOptions {
    * `TOKEN_EXPIRED`, `TOKEN_REVOKED`, `USER_INACTIVE`; PERMISSION_DENIED;
    * UNAVAILABLE when the database cannot answer), within about a second of
    * the event; `authSignal(ctx)` and the call's `ctx.signal` abort with that
-   * error first. Unary calls are decided once: they are short.
+   * error first, and the call ends even if the handler ignores them. Cost:
+   * no polling; one timer per call, one shared invalidation listener and
+   * sweep, and one user lookup per affected token per event or sweep (at
+   * most 4 at once). Unary calls are decided once: they are short.
    *
    * `false` turns it off; an object tunes it. Default: `true`.
    */

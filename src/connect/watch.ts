@@ -8,6 +8,9 @@
  * the affected ones); one timer per call waits for its token's `exp`; one
  * shared sweep re-checks everything at the cache's max age, which bounds a
  * lost notification. Timers are unref'd and cleared when the call ends.
+ * Re-checks look the user up again past the cache (one lookup per token per
+ * batch), at most a few at once, and a change to a call's own user or token
+ * goes before the bulk of a sweep, so it still lands within a second.
  */
 import type { DescMethod } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
