@@ -5,12 +5,21 @@ import { createDecider, type AccessTokenVerifier, type Decide, type PrincipalSou
 import type { Verdict } from "../decide/verdict.js";
 import { createAuthPolicy, type AuthPolicy } from "../policy/policy.js";
 import type { RuleInit } from "../policy/rule.js";
+import type { PrincipalLookup } from "../store/principal-query.js";
 import { principalKey, verdictKey } from "./context.js";
 import { assertRequestGateSupported } from "./peer-version.js";
 import { verdictToConnectError } from "./errors.js";
+import { createCallWatch, type CallWatch, type RevalidationHooks, type StreamRevalidationOptions } from "./watch.js";
 
-/** Where a decision was made. */
-export type DecisionStage = "prefilter" | "gate" | "interceptor";
+/**
+ * Where a decision was made: before Connect (`prefilter`), in the request
+ * gate or the interceptor when a call starts, or again while a streaming
+ * call is open (`recheck`).
+ */
+export type DecisionStage = "prefilter" | "gate" | "interceptor" | "recheck";
+
+/** Sweep period of stream re-checks when neither the option nor the principal source says. */
+const DEFAULT_RECHECK_INTERVAL_MS = 30_000;
 
 /** One authorization decision, for logs and metrics. Holds no secret. */
 export interface DecisionEvent {
@@ -25,8 +34,11 @@ export interface DecisionEvent {
 export interface AuthOptions {
   /** Verifies access tokens; see `createTokenVerifier`. Required. */
   verifier: AccessTokenVerifier;
-  /** Loads users and their permissions; see `createPrincipalSource`. Required. */
-  principals: PrincipalSource;
+  /**
+   * Loads users and their permissions; see `createPrincipalSource`, which
+   * also offers the invalidation hooks that open streams follow. Required.
+   */
+  principals: PrincipalSource & RevalidationHooks;
   /**
    * Services served by this router. Their rules are validated now, so a
    * malformed rule fails start-up with a message naming the method.
@@ -47,6 +59,26 @@ export interface AuthOptions {
    * request path, so keep it cheap. Default: none.
    */
   onDecision?: (event: DecisionEvent) => void;
+  /**
+   * Keep open server-, client- and bidi-streaming calls under the auth
+   * state. An admitted call with an identified caller is decided again, with
+   * the same decision function (reported to `onDecision` at stage
+   * `recheck`), when its token reaches `exp` plus the verifier's leeway, when
+   * the database announces a change to its user, its token or everyone
+   * (logout, revocation, deactivation, deletion, lost permission, on this or
+   * another instance), and at least every `intervalMs`. A call no longer
+   * allowed ends with the refusal a new call would get (UNAUTHENTICATED
+   * `TOKEN_EXPIRED`, `TOKEN_REVOKED`, `USER_INACTIVE`; PERMISSION_DENIED;
+   * UNAVAILABLE when the database cannot answer), within about a second of
+   * the event; `authSignal(ctx)` and the call's `ctx.signal` abort with that
+   * error first, and the call ends even if the handler ignores them. Cost:
+   * no polling; one timer per call, one shared invalidation listener and
+   * sweep, and one user lookup per affected token per event or sweep (at
+   * most 4 at once). Unary calls are decided once: they are short.
+   *
+   * `false` turns it off; an object tunes it. Default: `true`.
+   */
+  revalidateStreams?: boolean | StreamRevalidationOptions;
 }
 
 /** The auth layer for one Connect router. */
@@ -73,6 +105,8 @@ export interface Auth {
    * unary calls.
    */
   readonly interceptor: Interceptor;
+  /** Streaming calls being re-checked now (see `revalidateStreams`); 0 when that is off. */
+  readonly watchedStreams: number;
 }
 
 /**
@@ -112,6 +146,7 @@ export function createAuth(options: AuthOptions): Auth {
     ...(options.lookupTimeoutMs !== undefined && { lookupTimeoutMs: options.lookupTimeoutMs }),
   });
   const onDecision = options.onDecision;
+  const watch = createWatch(options, policy, decide);
 
   function decideAndReport(method: DescMethod, headers: HeaderReader, stage: DecisionStage, timeoutMs?: number) {
     if (onDecision === undefined) return decide(method, headers, timeoutMs);
@@ -127,6 +162,9 @@ export function createAuth(options: AuthOptions): Auth {
   return {
     policy,
     decide,
+    get watchedStreams() {
+      return watch?.size ?? 0;
+    },
     check: decideAndReport,
     async requestGate(context) {
       const verdict =
@@ -140,7 +178,46 @@ export function createAuth(options: AuthOptions): Auth {
       const verdict = req.contextValues.get(verdictKey) ?? (await decideAndReport(req.method, req.header, "interceptor"));
       if (verdict.outcome !== "allow") throw verdictToConnectError(verdict);
       req.contextValues.set(principalKey, verdict.principal);
+      if (watch !== undefined && req.stream && verdict.token !== undefined) {
+        return watch.run(req, { ...verdict, token: verdict.token }, next);
+      }
       return next(req);
     },
   };
+}
+
+/** The registry of open streams, unless `revalidateStreams` is off. */
+function createWatch(options: AuthOptions, policy: AuthPolicy, decide: Decide): CallWatch | undefined {
+  const setting = options.revalidateStreams ?? true;
+  if (setting === false) return undefined;
+  const { principals, verifier, onDecision } = options;
+  const intervalMs =
+    (setting === true ? undefined : setting.intervalMs) ?? principals.maxAgeMs ?? DEFAULT_RECHECK_INTERVAL_MS;
+  if (!(intervalMs > 0)) throw new RangeError("revalidateStreams.intervalMs must be positive");
+  const reload = principals.reload?.bind(principals) ?? principals.load.bind(principals);
+  return createCallWatch({
+    decide,
+    // One decider per batch of re-checks, over lookups that bypass caches
+    // and are shared by the calls of one token within the batch.
+    freshDecide() {
+      const lookups = new Map<string, Promise<PrincipalLookup>>();
+      return createDecider({
+        policy,
+        verifier,
+        ...(options.lookupTimeoutMs !== undefined && { lookupTimeoutMs: options.lookupTimeoutMs }),
+        principals: {
+          load(userId, token) {
+            const key = `${userId}:${token.issuedAt}:${token.jti}`;
+            let lookup = lookups.get(key);
+            if (lookup === undefined) lookups.set(key, (lookup = reload(userId, token)));
+            return lookup;
+          },
+        },
+      });
+    },
+    report: onDecision && ((method, verdict, durationMs) => onDecision({ method, verdict, stage: "recheck", durationMs })),
+    onInvalidation: principals.onInvalidation?.bind(principals),
+    intervalMs,
+    leewaySeconds: verifier.leewaySeconds,
+  });
 }

@@ -18,3 +18,12 @@ export const principalKey = createContextKey<Principal | undefined>(undefined, {
 export const verdictKey = createContextKey<Verdict | undefined>(undefined, {
   description: "protoguard verdict",
 });
+
+/**
+ * Aborted when the auth layer ends this open call because the caller's
+ * token, account or permissions no longer allow it; the reason is the
+ * ConnectError the client receives. Read it with `authSignal(ctx)`.
+ */
+export const authSignalKey = createContextKey<AbortSignal | undefined>(undefined, {
+  description: "protoguard auth signal",
+});

@@ -2,7 +2,7 @@ import type { ConnectError} from "@connectrpc/connect";
 import { Code, type HandlerContext } from "@connectrpc/connect";
 import { MESSAGES } from "../decide/verdict.js";
 import { principalHasPermission, type Principal } from "../principal.js";
-import { principalKey } from "./context.js";
+import { authSignalKey, principalKey } from "./context.js";
 import { authError } from "./errors.js";
 
 /**
@@ -41,6 +41,34 @@ export function requireUser(ctx: Ctx): Principal {
   const user = ctx.values.get(principalKey);
   if (user === undefined) throw authError(MESSAGES.TOKEN_MISSING, Code.Unauthenticated, "TOKEN_MISSING");
   return user;
+}
+
+// Nothing can abort it: the signal of calls the auth layer does not watch.
+const NEVER_ABORTED = new AbortController().signal;
+
+/**
+ * Aborted when the auth layer ends this call because the caller may no
+ * longer make it: the token expired (past the leeway) or was revoked, the
+ * account was deactivated or deleted, or the method's rule no longer holds.
+ * `signal.reason` is the ConnectError the client receives (UNAUTHENTICATED
+ * or PERMISSION_DENIED, with the reason in its ErrorInfo; read it with
+ * `authErrorReason`). The call's own `ctx.signal` aborts with the same
+ * reason, and the call ends even if the handler ignores both.
+ *
+ * Open server-, client- and bidi-streaming calls with an identified caller
+ * are watched (see `createAuth`'s `revalidateStreams`); for other calls the
+ * signal never aborts.
+ *
+ * @example
+ * ```ts
+ * async *watchNotifications(req, ctx) {
+ *   const signal = authSignal(ctx);
+ *   for await (const note of feed.subscribe(requireUser(ctx).id, { signal })) yield note;
+ * }
+ * ```
+ */
+export function authSignal(ctx: Ctx): AbortSignal {
+  return ctx.values.get(authSignalKey) ?? NEVER_ABORTED;
 }
 
 /** Whether the caller holds `permission` (`app_label.codename`); false when anonymous. */

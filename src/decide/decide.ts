@@ -7,8 +7,10 @@ import { principalHasPermission, type Principal, type PrincipalLookup } from "..
 import type { UnauthenticatedReason } from "../reasons.js";
 import { MESSAGES, unauthenticated, type Allow, type Deny, type Verdict } from "./verdict.js";
 
+type VerifiedToken = Extract<VerifyOutcome, { ok: true }>["claims"];
+
 type VerifyOutcome =
-  | { ok: true; claims: { userId: number; jti: string; issuedAt: number } }
+  | { ok: true; claims: { userId: number; jti: string; issuedAt: number; expiresAt?: number } }
   | { ok: false; reason: UnauthenticatedReason | "KEYS_UNAVAILABLE"; error: unknown };
 
 /**
@@ -19,6 +21,12 @@ export interface AccessTokenVerifier {
   verify(token: string, expected: "access"): Promise<VerifyOutcome>;
   /** The answer without cryptography or I/O when it is known (cached or malformed); optional. */
   peek?(token: string, expected: "access"): VerifyOutcome | undefined;
+  /**
+   * Clock skew tolerated past `exp`, in seconds, when known: lets an open
+   * stream be re-checked once, right when its token stops verifying, instead
+   * of every second from `exp` on. Optional.
+   */
+  readonly leewaySeconds?: number;
 }
 
 /**
@@ -76,10 +84,10 @@ export function createDecider(options: DeciderOptions): Decide {
     }
     const { claims } = verified;
     const cached = principals.peek?.(claims.userId, claims);
-    if (cached !== undefined) return judge(plan, cached);
+    if (cached !== undefined) return judge(plan, cached, claims);
     const budget = timeoutMs === undefined ? lookupTimeoutMs : Math.min(timeoutMs, lookupTimeoutMs);
     return withTimeout(principals.load(claims.userId, claims), budget).then(
-      (lookup) => judge(plan, lookup),
+      (lookup) => judge(plan, lookup, claims),
       // Public methods keep working without the database; the caller is
       // treated as anonymous rather than trusted on the token's word.
       (cause: unknown) => (plan.rule.kind === "public" ? allow(plan, undefined) : unavailableFor(plan, cause)),
@@ -107,7 +115,7 @@ export function createDecider(options: DeciderOptions): Decide {
   };
 }
 
-function judge(plan: MethodPlan, lookup: PrincipalLookup): Verdict {
+function judge(plan: MethodPlan, lookup: PrincipalLookup, token: VerifiedToken): Verdict {
   switch (lookup.status) {
     case "not_found":
     case "inactive":
@@ -115,11 +123,11 @@ function judge(plan: MethodPlan, lookup: PrincipalLookup): Verdict {
     case "revoked":
       return unauthenticated(plan, "TOKEN_REVOKED");
   }
-  return authorize(plan, plan.rule, lookup.principal);
+  return authorize(plan, plan.rule, lookup.principal, token);
 }
 
-function authorize(plan: MethodPlan, rule: PlannedRule, principal: Principal): Allow | Deny {
-  if (rule.kind === "public") return allow(plan, principal);
+function authorize(plan: MethodPlan, rule: PlannedRule, principal: Principal, token: VerifiedToken): Allow | Deny {
+  if (rule.kind === "public") return allow(plan, principal, token);
   if (rule.superuser && !principal.isSuperuser) return denied(plan, principal, "SUPERUSER_REQUIRED", MESSAGES.SUPERUSER_REQUIRED);
   if (rule.staff && !principal.isStaff) return denied(plan, principal, "STAFF_REQUIRED", MESSAGES.STAFF_REQUIRED);
   for (const permission of rule.permissions) {
@@ -127,11 +135,11 @@ function authorize(plan: MethodPlan, rule: PlannedRule, principal: Principal): A
       return denied(plan, principal, "PERMISSION_MISSING", `missing permission ${permission}`);
     }
   }
-  return allow(plan, principal);
+  return allow(plan, principal, token);
 }
 
-function allow(plan: MethodPlan, principal: Principal | undefined): Allow {
-  return { outcome: "allow", plan, principal };
+function allow(plan: MethodPlan, principal: Principal | undefined, token?: VerifiedToken): Allow {
+  return { outcome: "allow", plan, principal, token };
 }
 
 function denied(plan: MethodPlan, principal: Principal, reason: Deny["reason"], message: string): Deny {

@@ -15,6 +15,22 @@ export interface Allow {
   readonly outcome: "allow";
   readonly plan: MethodPlan;
   readonly principal: Principal | undefined;
+  /**
+   * The verified access token the principal was identified by (undefined
+   * when anonymous): what re-checking a long-lived call is keyed on.
+   */
+  readonly token?: TokenIdentity;
+}
+
+/** The parts of a verified access token that later re-checks need; no secret. */
+export interface TokenIdentity {
+  readonly userId: number;
+  /** Revocation is keyed by it. */
+  readonly jti: string;
+  /** `iat`, seconds since the epoch. */
+  readonly issuedAt: number;
+  /** `exp`, seconds since the epoch, when the verifier reports it. */
+  readonly expiresAt?: number;
 }
 
 /** The call is refused: UNAUTHENTICATED or PERMISSION_DENIED. */

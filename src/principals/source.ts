@@ -22,7 +22,9 @@ export interface PrincipalSourceOptions {
   /**
    * Subscribe to the database's invalidation notifications. Turn off only
    * when the cache is off or a single writer invalidates by hand.
-   * Default: true when the cache is on.
+   * Default: true. With the cache on, the subscription starts at once; with
+   * it off, when the first {@link CachedPrincipalSource.onInvalidation}
+   * listener (the auth layer's stream re-checks) needs it.
    */
   listen?: boolean;
   /** Clock in milliseconds, for tests. Default: `Date.now`. */
@@ -36,8 +38,26 @@ export interface CachedPrincipalSource extends PrincipalSource {
    * Lets the hot path skip a promise and a timer when the cache is warm.
    */
   peek(userId: number, token: { jti: string; issuedAt: number }): PrincipalLookup | undefined;
-  /** Applies one invalidation (they also arrive from the database on their own). */
+  /**
+   * Loads from the database, ignoring any cached answer (and caching the
+   * fresh one): what re-checks of open calls use after an invalidation, so
+   * they never judge by the answer from before the change.
+   */
+  reload(userId: number, token: { jti: string; issuedAt: number }): Promise<PrincipalLookup>;
+  /**
+   * Applies one invalidation (they also arrive from the database on their
+   * own), then tells the {@link onInvalidation} listeners.
+   */
   invalidate(event: InvalidationEvent): void;
+  /**
+   * Calls `listener` after every invalidation has been applied to the cache,
+   * whether it came from the database or from {@link invalidate}; returns a
+   * function that removes it. One database subscription serves every
+   * listener. A listener must not throw (what it throws is ignored).
+   */
+  onInvalidation(listener: (event: InvalidationEvent) => void): () => void;
+  /** Longest time a cached lookup is trusted, in milliseconds (the resolved `maxAgeMs`). */
+  readonly maxAgeMs: number;
   /** Cached entries now. */
   readonly size: number;
   /** Stops listening for notifications. The database stays open. */
@@ -83,6 +103,8 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
   // cached with the answer from before the change.
   let generation = 0;
 
+  const listeners = new Set<(event: InvalidationEvent) => void>();
+
   function invalidate(event: InvalidationEvent): void {
     generation++;
     if (event.kind === "all") {
@@ -90,9 +112,10 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
       byUser.clear();
     } else if (event.kind === "user") {
       const keys = byUser.get(event.userId);
-      if (keys === undefined) return;
-      for (const jti of keys) cache.delete(jti);
-      byUser.delete(event.userId);
+      if (keys !== undefined) {
+        for (const jti of keys) cache.delete(jti);
+        byUser.delete(event.userId);
+      }
     } else {
       const entry = cache.get(event.jti);
       if (entry !== undefined) {
@@ -100,25 +123,79 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
         forget(event.jti, entry);
       }
     }
+    // After the cache: a listener that looks the user up again sees the change.
+    for (const listener of listeners) {
+      try {
+        listener(event);
+      } catch {
+        // One listener's failure must not keep the event from the others.
+      }
+    }
+  }
+
+  function store(token: { jti: string; issuedAt: number }, userId: number, lookup: PrincipalLookup, storedAt: number) {
+    const previous = cache.get(token.jti);
+    if (previous !== undefined) forget(token.jti, previous);
+    cache.set(token.jti, { lookup, userId, issuedAt: token.issuedAt, storedAt });
+    let keys = byUser.get(userId);
+    if (keys === undefined) byUser.set(userId, (keys = new Set()));
+    keys.add(token.jti);
+  }
+
+  async function fetchAndStore(userId: number, token: { jti: string; issuedAt: number }): Promise<PrincipalLookup> {
+    const startedAt = generation;
+    const storedAt = now();
+    const lookup = await loadPrincipal(database.db, userId, token);
+    if (maxEntries > 0 && generation === startedAt) store(token, userId, lookup, storedAt);
+    return lookup;
   }
 
   const isFresh = (entry: Entry, userId: number, issuedAt: number) =>
     entry.userId === userId && entry.issuedAt === issuedAt && now() - entry.storedAt < maxAgeMs;
 
+  const listen = options.listen ?? true;
+  let closed = false;
   let subscription: InvalidationSubscription | undefined;
-  if (maxEntries > 0 && (options.listen ?? true)) {
+  let subscribing: Promise<void> | undefined;
+  if (maxEntries > 0 && listen) {
     subscription = await subscribeInvalidations(database, invalidate);
+  }
+
+  /** Starts the subscription a listener needs when the cache did not; failures are retried by the next listener. */
+  function ensureSubscribed(): void {
+    if (!listen || closed || subscription !== undefined || subscribing !== undefined) return;
+    subscribing = subscribeInvalidations(database, invalidate).then(
+      async (started) => {
+        subscribing = undefined;
+        if (closed) await started.close();
+        else subscription = started;
+      },
+      () => {
+        // Listeners are still re-checked on their own schedule; a later
+        // listener tries again.
+        subscribing = undefined;
+      },
+    );
   }
 
   return {
     invalidate,
+    maxAgeMs,
     get size() {
       return cache.size;
     },
+    onInvalidation(listener) {
+      listeners.add(listener);
+      ensureSubscribed();
+      return () => listeners.delete(listener);
+    },
     async close() {
+      closed = true;
+      await subscribing;
       await subscription?.close();
       subscription = undefined;
     },
+    reload: fetchAndStore,
     peek(userId, token) {
       const cached = cache.get(token.jti);
       return cached !== undefined && isFresh(cached, userId, token.issuedAt) ? cached.lookup : undefined;
@@ -127,17 +204,7 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
       if (maxEntries === 0) return loadPrincipal(database.db, userId, token);
       const cached = cache.get(token.jti);
       if (cached !== undefined && isFresh(cached, userId, token.issuedAt)) return cached.lookup;
-      const startedAt = generation;
-      const storedAt = now();
-      const lookup = await loadPrincipal(database.db, userId, token);
-      if (generation === startedAt) {
-        if (cached !== undefined) forget(token.jti, cached);
-        cache.set(token.jti, { lookup, userId, issuedAt: token.issuedAt, storedAt });
-        let keys = byUser.get(userId);
-        if (keys === undefined) byUser.set(userId, (keys = new Set()));
-        keys.add(token.jti);
-      }
-      return lookup;
+      return fetchAndStore(userId, token);
     },
   };
 }
