@@ -78,7 +78,7 @@ async function main(): Promise<void> {
   }
   const pgliteDir = join(dir, "data");
   await mkdir(pgliteDir, { recursive: true });
-  const pglite = await openDatabase({ dataDir: join(pgliteDir, "pgdata") });
+  const pglite = await openDatabase({ dataDir: pgliteDir });
   await migrateDatabase(pglite);
   const hasher = createPasswordHasher();
   const passwordHash = await hasher.hash(PASSWORD);

@@ -32,9 +32,11 @@
 // ---------------------------------------------------------------------------
 export { createAuth } from "./connect/auth.js";
 export type { Auth, AuthOptions, DecisionEvent, DecisionStage } from "./connect/auth.js";
+export type { RevalidationHooks, StreamRevalidationOptions } from "./connect/watch.js";
 
 // Handler helpers (django-cfg's BaseService methods)
 export {
+  authSignal,
   getUser,
   hasPermission,
   permissionDenied,
@@ -112,8 +114,8 @@ export { isPermissionString, parsePermission } from "./permission.js";
 // ---------------------------------------------------------------------------
 export { createDecider } from "./decide/decide.js";
 export type { AccessTokenVerifier, Decide, DeciderOptions, PrincipalSource } from "./decide/decide.js";
-export type { Allow, Deny, Unavailable, Verdict } from "./decide/verdict.js";
+export type { Allow, Deny, TokenIdentity, Unavailable, Verdict } from "./decide/verdict.js";
 export { readBearer, parseAuthorization, MAX_AUTHORIZATION_LENGTH } from "./credential/bearer.js";
 export type { BearerCredential, HeaderReader } from "./credential/bearer.js";
 export { verdictToConnectError } from "./connect/errors.js";
-export { principalKey } from "./connect/context.js";
+export { authSignalKey, principalKey } from "./connect/context.js";

@@ -43,9 +43,9 @@ function cleanEnv(dataDir: string): NodeJS.ProcessEnv {
   return { ...env, PROTOGUARD_SCRYPT_LOG_N: "10", PROTOGUARD_DATA_DIR: dataDir };
 }
 
-/** Runs `node --import tsx src/cli/main.ts ...args` to completion. */
+/** Runs `node --import tsx src/cli/bin.ts ...args` to completion. */
 async function cli(dataDir: string, ...args: string[]): Promise<CliResult> {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/bin.ts", ...args], {
     cwd: ROOT,
     env: cleanEnv(dataDir),
     stdio: ["ignore", "pipe", "pipe"],

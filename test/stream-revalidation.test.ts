@@ -16,17 +16,9 @@ import { pino } from "pino";
 import { GuardedService, StaffOnlyService } from "../gen/guardtest/v1/guarded_pb.js";
 import { createAuthService } from "../src/lifecycle/auth-service.js";
 import { issueSession } from "../src/lifecycle/sessions.js";
-import {
-  authErrorReason,
-  createAuth,
-  createKeyring,
-  createPrincipalSource,
-  createTokenIssuer,
-  createTokenVerifier,
-  startServer,
-  type DecisionEvent,
-  type RunningServer,
-} from "../src/index.js";
+import { authErrorReason, createAuth, createKeyring, createTokenIssuer, createTokenVerifier, type DecisionEvent } from "../src/index.js";
+import { createPrincipalSource } from "../src/store/index.js";
+import { startServer, type RunningServer } from "../src/server/index.js";
 import { openDatabase, type Database } from "../src/store/database.js";
 import { revokeFamily } from "../src/store/refresh-tokens.js";
 import { users } from "../src/store/schema.js";

@@ -9,7 +9,8 @@ import { createHmac, generateKeyPairSync, randomBytes, type KeyObject } from "no
 import { after, before, describe, it } from "node:test";
 import { Code, ConnectError, createClient, type CallOptions, type Client, type ServiceImpl } from "@connectrpc/connect";
 import { AuthService } from "../gen/protoguard/v1/auth_pb.js";
-import { authErrorReason, createAuthService } from "../src/index.js";
+import { authErrorReason } from "../src/index.js";
+import { createAuthService } from "../src/lifecycle/index.js";
 import { createTestAuth, type TestAuth } from "../src/testing/index.js";
 import { createKeyring, createTokenIssuer, createTokenVerifier } from "../src/token/index.js";
 import type { KeyConfig, TokenVerifier, VerifyResult } from "../src/token/index.js";
@@ -245,6 +246,7 @@ describe("refresh records are keyed by the verified jti, not by the token string
     f = await authServiceFixture((t) => ({
       verify: (token, expected) => t.verifier.verify(respell(token), expected),
       peek: (token, expected) => t.verifier.peek(respell(token), expected),
+      leewaySeconds: t.verifier.leewaySeconds,
       get cacheSize() {
         return t.verifier.cacheSize;
       },

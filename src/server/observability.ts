@@ -81,8 +81,9 @@ interface DecisionKind {
  * - a log line per decision, `msg: "auth decision"`, with `method`,
  *   `userId` (when known), `outcome` (allow, deny, unavailable), `reason`
  *   (the stable reason code, absent when allowed), `stage` (prefilter, gate,
- *   interceptor) and `latencyMs`; denials and allows at info, unavailable at
- *   error with the backend's error message; refusals of one kind are capped
+ *   interceptor, or recheck when an open stream is decided again) and
+ *   `latencyMs`; denials and allows at info, unavailable at error with the
+ *   backend's error message; refusals of one kind are capped
  *   at `maxRefusalLogsPerSecond` lines, the rest counted in `suppressed`;
  * - counter `protoguard_auth_decisions_total{method,outcome,reason}` and
  *   histogram `protoguard_auth_decision_seconds{outcome}`, plus the default

@@ -19,7 +19,7 @@
 // ---------------------------------------------------------------------------
 // Opening the store and reading callers from it
 // ---------------------------------------------------------------------------
-export { openDatabase } from "./database.js";
+export { openDatabase, PGLITE_DIR } from "./database.js";
 export type { Database, DatabaseClient, DrizzleDb, OpenDatabaseOptions } from "./database.js";
 export { migrateDatabase } from "./migrate.js";
 export { createPrincipalSource } from "../principals/source.js";

@@ -76,6 +76,8 @@ export interface TokenVerifier {
   peek(token: string, expected: TokenType): VerifyResult | undefined;
   /** Number of cached verifications (0 when the cache is disabled). */
   readonly cacheSize: number;
+  /** The clock skew tolerated on `exp`, `nbf` and `iat`: open streams end at `exp` plus this. */
+  readonly leewaySeconds: number;
 }
 
 /** gRPC's suggested header size limit; a token is never close to it. */
@@ -362,6 +364,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   return Object.freeze({
     verify,
     peek,
+    leewaySeconds,
     get cacheSize() {
       return cache?.size ?? 0;
     },
