@@ -45,6 +45,7 @@ export {
   requireSuperuser,
   requireUser,
 } from "./connect/helpers.js";
+export type { CallerContext } from "./connect/helpers.js";
 export { principalHasPermission } from "./principal.js";
 export type { Principal, PrincipalLookup } from "./principal.js";
 
@@ -108,12 +109,15 @@ export type { AuthPolicy, AuthPolicyOptions, MethodPlan } from "./policy/policy.
 export { describeRule, planRule } from "./policy/rule.js";
 export type { PlannedRule, RuleInit, RuleSource } from "./policy/rule.js";
 export { isPermissionString, parsePermission } from "./permission.js";
+// The options themselves, as generated from proto/protoguard/v1/options.proto.
+export { file_protoguard_v1_options, method_rule, RuleSchema, service_rule } from "../gen/protoguard/v1/options_pb.js";
+export type { Rule } from "../gen/protoguard/v1/options_pb.js";
 
 // ---------------------------------------------------------------------------
 // For library authors: a user store of your own, the decision itself
 // ---------------------------------------------------------------------------
 export { createDecider } from "./decide/decide.js";
-export type { AccessTokenVerifier, Decide, DeciderOptions, PrincipalSource } from "./decide/decide.js";
+export type { AccessTokenResult, AccessTokenVerifier, Decide, DeciderOptions, PrincipalSource } from "./decide/decide.js";
 export type { Allow, Deny, TokenIdentity, Unavailable, Verdict } from "./decide/verdict.js";
 export { readBearer, parseAuthorization, MAX_AUTHORIZATION_LENGTH } from "./credential/bearer.js";
 export type { BearerCredential, HeaderReader } from "./credential/bearer.js";

@@ -5,12 +5,17 @@ import { principalHasPermission, type Principal } from "../principal.js";
 import { authSignalKey, principalKey } from "./context.js";
 import { authError } from "./errors.js";
 
-/**
+/*
  * Handler helpers: the Connect form of django-cfg's `BaseService` methods.
  * Each reads the caller that the auth layer put into the call's context
  * values; none reads module state.
  */
-type Ctx = Pick<HandlerContext, "values">;
+
+/**
+ * What the helpers read: anything carrying the call's context values, such
+ * as a handler's `HandlerContext`.
+ */
+export type CallerContext = Pick<HandlerContext, "values">;
 
 /**
  * The caller, or undefined for an anonymous call of a public method.
@@ -23,7 +28,7 @@ type Ctx = Pick<HandlerContext, "values">;
  * }
  * ```
  */
-export function getUser(ctx: Ctx): Principal | undefined {
+export function getUser(ctx: CallerContext): Principal | undefined {
   return ctx.values.get(principalKey);
 }
 
@@ -37,7 +42,7 @@ export function getUser(ctx: Ctx): Principal | undefined {
  * if (order.ownerId !== user.id && !user.isStaff) throw permissionDenied("you can only update your own orders");
  * ```
  */
-export function requireUser(ctx: Ctx): Principal {
+export function requireUser(ctx: CallerContext): Principal {
   const user = ctx.values.get(principalKey);
   if (user === undefined) throw authError(MESSAGES.TOKEN_MISSING, Code.Unauthenticated, "TOKEN_MISSING");
   return user;
@@ -67,12 +72,12 @@ const NEVER_ABORTED = new AbortController().signal;
  * }
  * ```
  */
-export function authSignal(ctx: Ctx): AbortSignal {
+export function authSignal(ctx: CallerContext): AbortSignal {
   return ctx.values.get(authSignalKey) ?? NEVER_ABORTED;
 }
 
 /** Whether the caller holds `permission` (`app_label.codename`); false when anonymous. */
-export function hasPermission(ctx: Ctx, permission: string): boolean {
+export function hasPermission(ctx: CallerContext, permission: string): boolean {
   const user = ctx.values.get(principalKey);
   return user !== undefined && principalHasPermission(user, permission);
 }
@@ -81,7 +86,7 @@ export function hasPermission(ctx: Ctx, permission: string): boolean {
  * The caller, who must hold every one of `permissions`: UNAUTHENTICATED when
  * anonymous, PERMISSION_DENIED (reason PERMISSION_MISSING) otherwise.
  */
-export function requirePermission(ctx: Ctx, ...permissions: string[]): Principal {
+export function requirePermission(ctx: CallerContext, ...permissions: string[]): Principal {
   const user = requireUser(ctx);
   for (const permission of permissions) {
     if (!principalHasPermission(user, permission)) {
@@ -92,14 +97,14 @@ export function requirePermission(ctx: Ctx, ...permissions: string[]): Principal
 }
 
 /** The caller, who must be staff: UNAUTHENTICATED when anonymous, PERMISSION_DENIED otherwise. */
-export function requireStaff(ctx: Ctx): Principal {
+export function requireStaff(ctx: CallerContext): Principal {
   const user = requireUser(ctx);
   if (!user.isStaff) throw authError(MESSAGES.STAFF_REQUIRED, Code.PermissionDenied, "STAFF_REQUIRED");
   return user;
 }
 
 /** The caller, who must be a superuser: UNAUTHENTICATED when anonymous, PERMISSION_DENIED otherwise. */
-export function requireSuperuser(ctx: Ctx): Principal {
+export function requireSuperuser(ctx: CallerContext): Principal {
   const user = requireUser(ctx);
   if (!user.isSuperuser) throw authError(MESSAGES.SUPERUSER_REQUIRED, Code.PermissionDenied, "SUPERUSER_REQUIRED");
   return user;

@@ -7,9 +7,10 @@ import { principalHasPermission, type Principal, type PrincipalLookup } from "..
 import type { UnauthenticatedReason } from "../reasons.js";
 import { MESSAGES, unauthenticated, type Allow, type Deny, type Verdict } from "./verdict.js";
 
-type VerifiedToken = Extract<VerifyOutcome, { ok: true }>["claims"];
+type VerifiedToken = Extract<AccessTokenResult, { ok: true }>["claims"];
 
-type VerifyOutcome =
+/** What an {@link AccessTokenVerifier} answers: the claims the decision needs, or why the token is refused. */
+export type AccessTokenResult =
   | { ok: true; claims: { userId: number; jti: string; issuedAt: number; expiresAt?: number } }
   | { ok: false; reason: UnauthenticatedReason | "KEYS_UNAVAILABLE"; error: unknown };
 
@@ -18,9 +19,9 @@ type VerifyOutcome =
  * `TokenVerifier` for access tokens.
  */
 export interface AccessTokenVerifier {
-  verify(token: string, expected: "access"): Promise<VerifyOutcome>;
+  verify(token: string, expected: "access"): Promise<AccessTokenResult>;
   /** The answer without cryptography or I/O when it is known (cached or malformed); optional. */
-  peek?(token: string, expected: "access"): VerifyOutcome | undefined;
+  peek?(token: string, expected: "access"): AccessTokenResult | undefined;
   /**
    * Clock skew tolerated past `exp`, in seconds, when known: lets an open
    * stream be re-checked once, right when its token stops verifying, instead
@@ -75,7 +76,7 @@ export function createDecider(options: DeciderOptions): Decide {
   const { policy, verifier, principals } = options;
   const lookupTimeoutMs = options.lookupTimeoutMs ?? 5000;
 
-  function afterVerify(plan: MethodPlan, verified: VerifyOutcome, timeoutMs: number | undefined): Verdict | Promise<Verdict> {
+  function afterVerify(plan: MethodPlan, verified: AccessTokenResult, timeoutMs: number | undefined): Verdict | Promise<Verdict> {
     if (!verified.ok) {
       if (verified.reason === "KEYS_UNAVAILABLE") {
         return plan.rule.kind === "public" ? allow(plan, undefined) : unavailableFor(plan, verified.error);
