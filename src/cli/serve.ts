@@ -40,7 +40,8 @@ const USAGE = [
 
 /**
  * Registers {@link SERVED_SERVICES} over `runtime`: the example services and
- * the AuthService sharing its database, keys and password hasher.
+ * the AuthService sharing its database, keys and password hasher, with the
+ * Login admission of its configuration.
  */
 export function servedRoutes(runtime: Runtime): (router: ConnectRouter) => void {
   const example = exampleRoutes({ database: runtime.database });
@@ -49,6 +50,11 @@ export function servedRoutes(runtime: Runtime): (router: ConnectRouter) => void 
     issuer: runtime.issuer,
     verifier: runtime.verifier,
     passwordHasher: runtime.passwordHasher,
+    loginAdmission: {
+      burst: runtime.config.loginPeerBurst,
+      perMinute: runtime.config.loginPeerPerMinute,
+      maxPeers: runtime.config.loginMaxPeers,
+    },
   });
   return (router) => {
     example(router);
@@ -153,6 +159,7 @@ async function start(
     logger,
     principalCacheEntries: config.cacheEntries,
     principalCacheMaxAgeMs: config.cacheMaxAgeMs,
+    clientAddress: { trustedProxies: config.trustedProxies, forwardedHeader: config.forwardedHeader },
     ...(hasPage && { staticDir: PAGE_DIR }),
   });
   return { server, demoUsers, seededOrders };
