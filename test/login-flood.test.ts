@@ -322,10 +322,13 @@ describe("Login under a flood, on a real server", { timeout: 300_000 }, () => {
       assert.deepEqual(Object.fromEntries(outcomes), { "Unauthenticated/INVALID_CREDENTIALS": 1000 });
       assert.equal((await rowCount(h.database, "")) - before, 0, "nothing was written");
       // Refused before admission: the address still has its whole budget.
-      const results = await Promise.allSettled(
-        Array.from({ length: DEFAULT_BURST }, () => client.auth.login({ username: randomName("after-"), password: "x" })),
-      );
-      assert.deepEqual(results.map(outcome), Array(DEFAULT_BURST).fill("Unauthenticated/INVALID_CREDENTIALS"));
+      // In batches of 10, which the test's small hasher queues without refusing any.
+      const results: string[] = [];
+      for (let i = 0; i < DEFAULT_BURST; i += 10) {
+        const batch = Array.from({ length: 10 }, () => client.auth.login({ username: randomName("after-"), password: "x" }));
+        results.push(...(await Promise.allSettled(batch)).map(outcome));
+      }
+      assert.deepEqual(results, Array(DEFAULT_BURST).fill("Unauthenticated/INVALID_CREDENTIALS"));
     } finally {
       client.close();
     }

@@ -10,7 +10,7 @@ import { and, eq } from "drizzle-orm";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { ERROR_DOMAIN, type LoginFailureReason } from "../reasons.js";
 import type { Database } from "../store/database.js";
-import { UNKNOWN_PEER } from "../connect/peer.js";
+import { addressKey, UNKNOWN_PEER } from "../connect/peer.js";
 import {
   clearLoginFailures,
   purgeLoginAttempts,
@@ -22,7 +22,7 @@ import { claimOtpStep } from "../store/otp.js";
 import { users, type User } from "../store/schema.js";
 import { findUserByUsername, normalizeUsername } from "../store/users.js";
 import type { TokenIssuer } from "../token/issuer.js";
-import type { LoginAdmission } from "./login-admission.js";
+import { DEFAULT_LOGIN_ADMISSION, type LoginAdmission } from "./login-admission.js";
 import { MAX_PASSWORD_BYTES, PasswordBusyError, type PasswordHasher, type PasswordWorkOptions } from "./passwords.js";
 import { issueSession, type IssuedSession } from "./sessions.js";
 import { verifyTotp } from "./totp.js";
@@ -168,7 +168,10 @@ export function createLogin(deps: LoginDependencies) {
     if (client !== undefined && !admission!.take(client, now())) {
       throw loginError(LOGIN_RATE_LIMITED_MESSAGE, Code.ResourceExhausted, "LOGIN_THROTTLED");
     }
-    const work: PasswordWorkOptions = { fairnessKey: client ?? peer ?? UNKNOWN_PEER };
+    const work: PasswordWorkOptions = {
+      fairnessKey:
+        client ?? (peer === undefined ? UNKNOWN_PEER : addressKey(peer, DEFAULT_LOGIN_ADMISSION.ipv6PrefixLength)),
+    };
 
     const at = new Date(now());
     await purgeIfDue(at);

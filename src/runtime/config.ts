@@ -139,7 +139,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
     trustedProxies,
     forwardedHeader,
     loginPeerBurst: int("PROTOGUARD_LOGIN_PEER_BURST", 20, 1, 1_000_000),
-    loginPeerPerMinute: int("PROTOGUARD_LOGIN_PEER_PER_MINUTE", 30, 0, 1_000_000),
+    loginPeerPerMinute: int("PROTOGUARD_LOGIN_PEER_PER_MINUTE", 30, 1, 1_000_000),
     loginMaxPeers: int("PROTOGUARD_LOGIN_MAX_PEERS", 10_000, 1, 10_000_000),
   };
 
