@@ -42,7 +42,8 @@ export type LoginFailureReason =
    */
   | "INVALID_CREDENTIALS"
   /**
-   * RESOURCE_EXHAUSTED: too many failed attempts for this username (or too
-   * many password checks in progress); retry later.
+   * RESOURCE_EXHAUSTED: too many failed attempts for this username, too many
+   * attempts from this client address, or too many password checks in
+   * progress; retry later.
    */
   | "LOGIN_THROTTLED";

@@ -36,7 +36,8 @@ export function servedServices(app: ServeApp | undefined): readonly DescService[
 
 /**
  * Registers the services of `app` over `runtime`, and the AuthService
- * sharing its database, keys and password hasher.
+ * sharing its database, keys and password hasher, with the Login admission
+ * of its configuration.
  */
 export function servedRoutes(runtime: Runtime, app: ServeApp | undefined): (router: ConnectRouter) => void {
   const ownsAuthService = app?.services.some((s) => s.typeName === AuthService.typeName) ?? false;
@@ -47,6 +48,11 @@ export function servedRoutes(runtime: Runtime, app: ServeApp | undefined): (rout
         issuer: runtime.issuer,
         verifier: runtime.verifier,
         passwordHasher: runtime.passwordHasher,
+        loginAdmission: {
+          burst: runtime.config.loginPeerBurst,
+          perMinute: runtime.config.loginPeerPerMinute,
+          maxPeers: runtime.config.loginMaxPeers,
+        },
       });
   return (router) => {
     app?.routes(router, runtime);
@@ -157,6 +163,7 @@ async function start(
     logger,
     principalCacheEntries: config.cacheEntries,
     principalCacheMaxAgeMs: config.cacheMaxAgeMs,
+    clientAddress: { trustedProxies: config.trustedProxies, forwardedHeader: config.forwardedHeader },
     ...(hasPage && { staticDir }),
   });
   return { server, banner: prepared?.banner };

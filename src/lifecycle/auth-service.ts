@@ -3,10 +3,11 @@
  * rotation, logout and WhoAmI over the Drizzle store, plus the account
  * operations the CLI runs (password change, deactivation, TOTP enrolment).
  */
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ContextValues, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { eq } from "drizzle-orm";
 import type { AuthService } from "../../gen/protoguard/v1/auth_pb.js";
 import { authError } from "../connect/errors.js";
+import { peerAddressKey } from "../connect/peer.js";
 import { requireUser } from "../connect/helpers.js";
 import { MESSAGES } from "../decide/verdict.js";
 import type { Database } from "../store/database.js";
@@ -21,6 +22,7 @@ import { TokenRejectedError } from "../token/errors.js";
 import type { TokenIssuer } from "../token/issuer.js";
 import type { TokenVerifier, VerifyResult } from "../token/verifier.js";
 import { createLogin, loginError } from "./login.js";
+import { createLoginAdmission, type LoginAdmissionOptions } from "./login-admission.js";
 import { createPasswordHasher, PasswordBusyError, type PasswordHasher } from "./passwords.js";
 import { issueSession } from "./sessions.js";
 import { generateTotpSecret, totpUri } from "./totp.js";
@@ -43,9 +45,24 @@ export interface AuthServiceOptions {
   passwordHasher?: PasswordHasher;
   /**
    * Per-username login throttling. Default: {@link DEFAULT_THROTTLE}
-   * (5 free failures, then a lock of 1 s doubling up to 60 s).
+   * (5 free failures, then a lock of 1 s doubling up to 60 s; failures
+   * forgotten, and their rows purged, 15 minutes after the last one).
    */
   throttle?: ThrottlePolicy;
+  /**
+   * Per-client admission of Login attempts, checked before anything is
+   * written or hashed: each client address (IPv6: each /64) has a budget of
+   * `burst` attempts, regained at `perMinute`; a successful login gives its
+   * attempt back. A client without budget gets RESOURCE_EXHAUSTED
+   * `LOGIN_THROTTLED` at once. The address is the call's `peerAddressKey`
+   * context value, which `startServer` sets (from the socket, or from a
+   * trusted proxy's forwarded header); calls without one (the in-memory
+   * transport, an adapter without `peerContextValues`) are not limited per
+   * client. `false` turns the admission off. Default:
+   * `DEFAULT_LOGIN_ADMISSION` (burst 20, 30 per minute, 10000 clients
+   * remembered, IPv6 per /64).
+   */
+  loginAdmission?: LoginAdmissionOptions | false;
   /**
    * Clock in milliseconds for throttling, TOTP steps, last-login and
    * revocation times (the issuer and verifier have their own). Default: `Date.now`.
@@ -62,8 +79,10 @@ const HASHER_BUSY_MESSAGE = "too many login attempts in progress, try again late
  * and Logout are public, WhoAmI needs an access token.
  *
  * - **Login** `{username, password, otp_code}` → `{access_token, refresh_token,
- *   user{id, username, email}}`. Every credential failure is UNAUTHENTICATED
- *   "invalid credentials" (reason `INVALID_CREDENTIALS`); a locked username is
+ *   user{id, username, email}}`. The username is taken in NFKC form, as
+ *   Django's login form does. Every credential failure is UNAUTHENTICATED
+ *   "invalid credentials" (reason `INVALID_CREDENTIALS`); a locked username,
+ *   a client address out of attempts and a full password hasher are
  *   RESOURCE_EXHAUSTED (reason `LOGIN_THROTTLED`).
  * - **Refresh** `{refresh_token}` → a new pair in the same family; the old
  *   token works once. Presenting a used one revokes the family (and its
@@ -97,6 +116,7 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
     issuer,
     passwordHasher: options.passwordHasher ?? createPasswordHasher(),
     throttle: options.throttle ?? DEFAULT_THROTTLE,
+    admission: options.loginAdmission === false ? undefined : createLoginAdmission(options.loginAdmission),
     now,
   });
 
@@ -125,9 +145,9 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
   }
 
   return {
-    login: (req) =>
+    login: (req, ctx) =>
       guard(async () => {
-        const { session, user } = await login(req.username, req.password, req.otpCode);
+        const { session, user } = await login(req.username, req.password, req.otpCode, peerOf(ctx));
         return { accessToken: session.accessToken, refreshToken: session.refreshToken, user };
       }),
 
@@ -178,6 +198,15 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
       };
     },
   };
+}
+
+/**
+ * The client address the front-end put into the call, if any. Tolerates a
+ * context without values: direct calls of the handler (tests, other
+ * adapters) must fail on their merits, not on a missing context.
+ */
+function peerOf(ctx: HandlerContext): string | undefined {
+  return (ctx.values as ContextValues | undefined)?.get(peerAddressKey);
 }
 
 function verifyFailure(result: Extract<VerifyResult, { ok: false }>): ConnectError {

@@ -1,7 +1,8 @@
 /**
  * The Login procedure of the AuthService: username, password and (once
  * enabled) a TOTP code in, a session out. Every way of failing looks the same
- * from outside, and attempts are throttled per username in the database.
+ * from outside; attempts are admitted per client address in memory, then
+ * throttled per username in the database.
  */
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -9,12 +10,20 @@ import { and, eq } from "drizzle-orm";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { ERROR_DOMAIN, type LoginFailureReason } from "../reasons.js";
 import type { Database } from "../store/database.js";
-import { clearLoginFailures, reserveLoginAttempt, type ThrottlePolicy } from "../store/login-attempts.js";
+import { addressKey, UNKNOWN_PEER } from "../connect/peer.js";
+import {
+  clearLoginFailures,
+  purgeLoginAttempts,
+  releaseLoginAttempt,
+  reserveLoginAttempt,
+  type ThrottlePolicy,
+} from "../store/login-attempts.js";
 import { claimOtpStep } from "../store/otp.js";
 import { users, type User } from "../store/schema.js";
-import { findUserByUsername } from "../store/users.js";
+import { findUserByUsername, normalizeUsername } from "../store/users.js";
 import type { TokenIssuer } from "../token/issuer.js";
-import { MAX_PASSWORD_BYTES, PasswordBusyError, type PasswordHasher } from "./passwords.js";
+import { DEFAULT_LOGIN_ADMISSION, type LoginAdmission } from "./login-admission.js";
+import { MAX_PASSWORD_BYTES, PasswordBusyError, type PasswordHasher, type PasswordWorkOptions } from "./passwords.js";
 import { issueSession, type IssuedSession } from "./sessions.js";
 import { verifyTotp } from "./totp.js";
 
@@ -25,6 +34,14 @@ export const MAX_LOGIN_USERNAME_LENGTH = 150;
 export const INVALID_CREDENTIALS_MESSAGE = "invalid credentials";
 /** The message of a throttled login. */
 export const LOGIN_THROTTLED_MESSAGE = "too many failed attempts, try again later";
+/** The message of a login refused because its client address has no attempts left. */
+export const LOGIN_RATE_LIMITED_MESSAGE = "too many login attempts from this address, try again later";
+
+// Expired throttle rows are purged at most this often, by the attempt that
+// finds a purge due, and at most this many per statement; a full batch
+// means a backlog, and the next attempt purges again.
+const PURGE_INTERVAL_MS = 60_000;
+const PURGE_BATCH = 1000;
 
 // A lone surrogate cannot be stored as UTF-8 and NUL cannot be stored in a
 // PostgreSQL text value: either would make the lookup a database error
@@ -75,6 +92,8 @@ export interface LoginDependencies {
   readonly issuer: TokenIssuer;
   readonly passwordHasher: PasswordHasher;
   readonly throttle: ThrottlePolicy;
+  /** Per-client admission; undefined admits every client. */
+  readonly admission: LoginAdmission | undefined;
   readonly now: () => number;
 }
 
@@ -82,51 +101,97 @@ export interface LoginDependencies {
  * Builds the login procedure. The returned function resolves with a new
  * session or rejects with a `ConnectError`: UNAUTHENTICATED
  * `INVALID_CREDENTIALS` for every credential problem, RESOURCE_EXHAUSTED
- * `LOGIN_THROTTLED` while the username is locked. Database and hasher errors
- * are rethrown as they are, for the service to map.
+ * `LOGIN_THROTTLED` while the username is locked or the client address has
+ * no attempts left. Database and hasher errors are rethrown as they are, for
+ * the service to map.
+ *
+ * `peer` is the client address ({@link UNKNOWN_PEER} when the front-end
+ * could not tell it), or undefined when the front-end supplies none (the
+ * in-memory transport): such calls skip the per-client admission and share
+ * one fairness key in the hasher.
  *
  * Order of work, and why:
  * 1. Inputs over the caps fail before any I/O or hashing (no account can
- *    have such a username; a huge password must not reach the KDF).
- * 2. The attempt is counted before the password is checked, atomically with
+ *    have such a username; a huge password must not reach the KDF), and
+ *    before anything is counted. The username is taken in NFKC form.
+ * 2. The client address must have an attempt left: a flood from one address
+ *    is refused here, in memory, before it writes a row or waits for the
+ *    hasher. Expired throttle rows are purged when a purge is due.
+ * 3. The attempt is counted before the password is checked, atomically with
  *    the lock check, so concurrent guesses cannot all slip past the lock.
- *    Unknown usernames are counted exactly like real ones.
- * 3. The password is checked for every username: a missing user (or one
- *    without a usable password) costs a dummy verification.
- * 4. The TOTP code is checked only after the password, and its step is
+ *    Unknown usernames are counted exactly like real ones. If the hasher
+ *    then refuses for being busy, the count is taken back.
+ * 4. The password is checked for every username: a missing user (or one
+ *    without a usable password) costs a dummy verification. The hasher
+ *    queues each client address fairly against the others.
+ * 5. The TOTP code is checked only after the password, and its step is
  *    claimed in the same transaction that issues the session.
- * 5. The last-login write is conditional on the password hash and the
- *    active flag read in step 3, so a password change or deactivation racing
+ * 6. The last-login write is conditional on the password hash and the
+ *    active flag read in step 4, so a password change or deactivation racing
  *    with this login wins, and a rehash never overwrites a newer password.
+ *    A successful login gives its attempt back to the client address.
  */
 export function createLogin(deps: LoginDependencies) {
-  const { issuer, passwordHasher, throttle, now } = deps;
+  const { issuer, passwordHasher, throttle, admission, now } = deps;
   const db = deps.database.db;
+  let nextPurgeAt = Number.NEGATIVE_INFINITY;
 
-  return async function login(username: string, password: string, otpCode: string): Promise<LoginResult> {
-    if (
-      username.length === 0 ||
-      username.length > 2 * MAX_LOGIN_USERNAME_LENGTH ||
-      [...username].length > MAX_LOGIN_USERNAME_LENGTH ||
-      !storable(username)
-    ) {
+  async function purgeIfDue(at: Date): Promise<void> {
+    if (at.getTime() < nextPurgeAt) return;
+    nextPurgeAt = at.getTime() + PURGE_INTERVAL_MS;
+    try {
+      if ((await purgeLoginAttempts(db, at, throttle, PURGE_BATCH)) === PURGE_BATCH) nextPurgeAt = at.getTime();
+    } catch {
+      // Housekeeping only: the statements that follow report a broken
+      // database to this caller, and the next due purge tries again.
+    }
+  }
+
+  return async function login(
+    rawUsername: string,
+    password: string,
+    otpCode: string,
+    peer?: string,
+  ): Promise<LoginResult> {
+    // The raw length is bounded before normalizing, which can expand text.
+    if (rawUsername.length === 0 || rawUsername.length > 2 * MAX_LOGIN_USERNAME_LENGTH) {
       throw invalidCredentials("username outside the accepted form");
     }
-    const at = new Date(now());
-    const lockedUntil = await reserveLoginAttempt(db, username, at, throttle);
-    if (lockedUntil !== undefined) {
-      throw loginError(LOGIN_THROTTLED_MESSAGE, Code.ResourceExhausted, "LOGIN_THROTTLED");
+    const username = normalizeUsername(rawUsername);
+    if ([...username].length > MAX_LOGIN_USERNAME_LENGTH || !storable(username)) {
+      throw invalidCredentials("username outside the accepted form");
     }
     if (Buffer.byteLength(password, "utf8") > MAX_PASSWORD_BYTES) {
       throw invalidCredentials("password longer than the cap");
     }
+    const client = peer === undefined || admission === undefined ? undefined : admission.keyOf(peer);
+    if (client !== undefined && !admission!.take(client, now())) {
+      throw loginError(LOGIN_RATE_LIMITED_MESSAGE, Code.ResourceExhausted, "LOGIN_THROTTLED");
+    }
+    const work: PasswordWorkOptions = {
+      fairnessKey:
+        client ?? (peer === undefined ? UNKNOWN_PEER : addressKey(peer, DEFAULT_LOGIN_ADMISSION.ipv6PrefixLength)),
+    };
+
+    const at = new Date(now());
+    await purgeIfDue(at);
+    const lockedUntil = await reserveLoginAttempt(db, username, at, throttle);
+    if (lockedUntil !== undefined) {
+      throw loginError(LOGIN_THROTTLED_MESSAGE, Code.ResourceExhausted, "LOGIN_THROTTLED");
+    }
 
     const user = await findUserByUsername(db, username);
-    if (user === undefined || user.password === "") {
-      await passwordHasher.dummyVerify(password);
-      throw invalidCredentials(user === undefined ? "unknown user" : "no usable password");
+    let verification: Awaited<ReturnType<PasswordHasher["verify"]>>;
+    try {
+      if (user === undefined || user.password === "") {
+        await passwordHasher.dummyVerify(password, work);
+        throw invalidCredentials(user === undefined ? "unknown user" : "no usable password");
+      }
+      verification = await passwordHasher.verify(password, user.password, work);
+    } catch (error) {
+      if (error instanceof PasswordBusyError) await releaseLoginAttempt(db, username, throttle);
+      throw error;
     }
-    const verification = await passwordHasher.verify(password, user.password);
     if (!verification.ok) throw invalidCredentials("wrong password");
     if (!user.isActive) throw invalidCredentials("inactive user");
 
@@ -149,7 +214,7 @@ export function createLogin(deps: LoginDependencies) {
     // the upgrade happens on a later one.
     let rehashed: string | undefined;
     if (verification.needsRehash) {
-      rehashed = await passwordHasher.hash(password).catch((error: unknown) => {
+      rehashed = await passwordHasher.hash(password, work).catch((error: unknown) => {
         if (error instanceof PasswordBusyError) return undefined;
         throw error;
       });
@@ -167,6 +232,7 @@ export function createLogin(deps: LoginDependencies) {
       return issueSession(tx, issuer, user.id);
     });
     if (typeof session === "string") throw invalidCredentials(session);
+    if (client !== undefined) admission!.giveBack(client, now());
     return { session, user: { id: user.id, username: user.username, email: user.email } };
   };
 }

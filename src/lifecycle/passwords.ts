@@ -44,10 +44,23 @@ export interface PasswordHasherOptions {
    */
   maxConcurrent?: number;
   /**
-   * Most calls waiting for a free slot. Default 64. Beyond it `hash`, `verify` and
-   * `dummyVerify` reject with {@link PasswordBusyError} at once.
+   * Most calls waiting for a free slot, shared fairly between
+   * {@link PasswordWorkOptions.fairnessKey fairness keys}. Default 64. When it is full, a call
+   * rejects with {@link PasswordBusyError} at once, unless its key has at least two calls fewer
+   * waiting than the key with the most, whose newest waiting call is then refused instead.
    */
   maxQueue?: number;
+}
+
+/** Per-call options of {@link PasswordHasher}'s methods. */
+export interface PasswordWorkOptions {
+  /**
+   * Whom the work is for, e.g. the client address of a login. Waiting calls are started
+   * round-robin across keys, and a full queue makes room for a key with fewer calls waiting
+   * by refusing the newest call of the key with the most, so one client cannot hold every
+   * place while others wait. Default `""`: one key shared by every call that names none.
+   */
+  readonly fairnessKey?: string;
 }
 
 /** Result of {@link PasswordHasher.verify}. */
@@ -71,7 +84,7 @@ export interface PasswordHasher {
    * the queue is full.
    * Length and strength policy (minimums, breached-password checks) belong to the caller.
    */
-  hash(password: string): Promise<string>;
+  hash(password: string, options?: PasswordWorkOptions): Promise<string>;
   /**
    * Checks a password against a stored hash: this module's scrypt strings and Django's
    * `pbkdf2_sha256$…` / `pbkdf2_sha1$…`. An empty, unusable (Django's `!…`), unknown,
@@ -79,7 +92,7 @@ export interface PasswordHasher {
    * {@link MAX_PASSWORD_BYTES}, give `{ ok: false }` without throwing. Rejects only with
    * {@link PasswordBusyError}.
    */
-  verify(password: string, encoded: string): Promise<PasswordVerification>;
+  verify(password: string, encoded: string, options?: PasswordWorkOptions): Promise<PasswordVerification>;
   /**
    * Does the work of a `verify` against a hash with the configured parameters and discards
    * the result. Call it when the user does not exist (or has no usable password) so the
@@ -87,11 +100,12 @@ export interface PasswordHasher {
    * parameters; imported Django hashes take their own PBKDF2 time until they are upgraded on
    * login. Rejects only with {@link PasswordBusyError}.
    */
-  dummyVerify(password: string): Promise<void>;
+  dummyVerify(password: string, options?: PasswordWorkOptions): Promise<void>;
 }
 
 /**
- * Thrown (as a rejection) when more than `maxQueue` calls are already waiting. Map it to
+ * Thrown (as a rejection) when `maxQueue` calls are already waiting and none of them gives way
+ * to this one, or when a waiting call is displaced by a call of a less busy fairness key. Map it to
  * RESOURCE_EXHAUSTED: a login flood then fails fast instead of queueing without bound and
  * starving the server of memory and threadpool time.
  */
@@ -130,7 +144,8 @@ const NOT_OK: PasswordVerification = Object.freeze({ ok: false, needsRehash: fal
  *
  * Defaults: scrypt N=2^17, r=8, p=1 for new hashes; at most
  * min(availableParallelism, libuv threadpool size) derivations at once (each takes 128 MiB at
- * the default parameters); at most 64 calls waiting, beyond which calls reject with
+ * the default parameters); at most 64 calls waiting, shared fairly between
+ * {@link PasswordWorkOptions.fairnessKey fairness keys}, beyond which calls reject with
  * {@link PasswordBusyError}. Throws a `RangeError` for out-of-range options.
  *
  * @example
@@ -168,27 +183,29 @@ export function createPasswordHasher(options: PasswordHasherOptions = {}): Passw
     throw new RangeError("maxQueue must be a non-negative integer");
   }
 
-  const limiter = new Limiter(maxConcurrent, maxQueue);
+  const limiter = new FairLimiter(maxConcurrent, maxQueue);
   // Random per process: the dummy comparison can never succeed, and nothing about it is secret.
   const dummySalt = randomBytes(SALT_BYTES);
   const dummyKey = randomBytes(KEY_BYTES);
 
-  async function hash(password: string): Promise<string> {
+  async function hash(password: string, options?: PasswordWorkOptions): Promise<string> {
     if (typeof password !== "string") throw new TypeError("password must be a string");
     if (Buffer.byteLength(password, "utf8") > MAX_PASSWORD_BYTES) {
       throw new RangeError(`password longer than ${MAX_PASSWORD_BYTES} bytes`);
     }
     const salt = randomBytes(SALT_BYTES);
-    const key = await limiter.run(() => scryptAsync(password, salt, KEY_BYTES, params));
+    const key = await limiter.run(keyOf(options), () => scryptAsync(password, salt, KEY_BYTES, params));
     return formatScrypt(params, salt, key);
   }
 
-  async function verify(password: string, encoded: string): Promise<PasswordVerification> {
+  async function verify(password: string, encoded: string, options?: PasswordWorkOptions): Promise<PasswordVerification> {
     if (!passwordAcceptable(password) || typeof encoded !== "string") return NOT_OK;
     if (encoded.startsWith(SCRYPT_PREFIX)) {
       const stored = parseScrypt(encoded);
       if (stored === undefined) return NOT_OK;
-      const key = await limiter.run(() => scryptAsync(password, stored.salt, stored.key.length, stored.params));
+      const key = await limiter.run(keyOf(options), () =>
+        scryptAsync(password, stored.salt, stored.key.length, stored.params),
+      );
       if (!timingSafeEqual(key, stored.key)) return NOT_OK;
       const weaker =
         stored.params.logN < params.logN ||
@@ -200,7 +217,7 @@ export function createPasswordHasher(options: PasswordHasherOptions = {}): Passw
     }
     const django = parseDjangoPbkdf2(encoded);
     if (django === undefined) return NOT_OK;
-    const key = await limiter.run(() =>
+    const key = await limiter.run(keyOf(options), () =>
       pbkdf2Async(password, django.salt, django.iterations, django.key.length, django.digest),
     );
     if (!timingSafeEqual(key, django.key)) return NOT_OK;
@@ -208,14 +225,19 @@ export function createPasswordHasher(options: PasswordHasherOptions = {}): Passw
     return { ok: true, needsRehash: true };
   }
 
-  async function dummyVerify(password: string): Promise<void> {
+  async function dummyVerify(password: string, options?: PasswordWorkOptions): Promise<void> {
     // Mirror verify's early exit so an oversized password costs the same for everyone.
     if (!passwordAcceptable(password)) return;
-    const key = await limiter.run(() => scryptAsync(password, dummySalt, KEY_BYTES, params));
+    const key = await limiter.run(keyOf(options), () => scryptAsync(password, dummySalt, KEY_BYTES, params));
     timingSafeEqual(key, dummyKey);
   }
 
   return { hash, verify, dummyVerify };
+}
+
+function keyOf(options: PasswordWorkOptions | undefined): string {
+  const key = options?.fairnessKey;
+  return typeof key === "string" ? key : "";
 }
 
 function passwordAcceptable(password: unknown): password is string {
@@ -309,30 +331,94 @@ function parseDjangoPbkdf2(
   return { digest, iterations, salt: Buffer.from(saltText, "utf8"), key };
 }
 
-/** A counting semaphore with a bounded wait queue. */
-class Limiter {
+/** One call waiting for a derivation slot. */
+interface Waiter {
+  readonly start: () => void;
+  readonly refuse: (error: PasswordBusyError) => void;
+}
+
+/**
+ * A counting semaphore whose bounded wait queue is shared fairly between
+ * keys (the client address, for logins): freed slots go round-robin across
+ * the keys that have calls waiting, and when the queue is full, a newcomer
+ * whose key has fewer calls waiting displaces the newest call of the key
+ * with the most. One key alone may still fill an idle queue (no capacity is
+ * held back), but it cannot keep another key out of it.
+ */
+class FairLimiter {
   private active = 0;
-  private readonly waiting: Array<() => void> = [];
+  private waitingCount = 0;
+  /** Waiting calls per key; the Map's order is the round-robin order. */
+  private readonly queues = new Map<string, Waiter[]>();
 
   constructor(
     private readonly maxActive: number,
     private readonly maxWaiting: number,
   ) {}
 
-  async run<T>(task: () => Promise<T>): Promise<T> {
+  async run<T>(key: string, task: () => Promise<T>): Promise<T> {
     if (this.active >= this.maxActive) {
-      if (this.waiting.length >= this.maxWaiting) throw new PasswordBusyError();
       // The releasing call hands its slot over directly, so `active` stays counted.
-      await new Promise<void>((resolve) => this.waiting.push(resolve));
+      await this.wait(key);
     } else {
       this.active++;
     }
     try {
       return await task();
     } finally {
-      const next = this.waiting.shift();
-      if (next === undefined) this.active--;
-      else next();
+      this.release();
     }
+  }
+
+  private wait(key: string): Promise<void> {
+    const own = this.queues.get(key);
+    if (this.waitingCount >= this.maxWaiting && !this.displaceFor(own?.length ?? 0)) {
+      return Promise.reject(new PasswordBusyError());
+    }
+    return new Promise<void>((start, refuse) => {
+      const waiter: Waiter = { start, refuse };
+      // Looked up again: displacing may have emptied and removed a queue.
+      const queue = this.queues.get(key);
+      if (queue === undefined) this.queues.set(key, [waiter]);
+      else queue.push(waiter);
+      this.waitingCount++;
+    });
+  }
+
+  /**
+   * Refuses the newest waiting call of the longest queue if that queue is at
+   * least two calls longer than the newcomer's would be, so the swap
+   * narrows the gap instead of moving it. Returns whether a place was freed.
+   */
+  private displaceFor(ownLength: number): boolean {
+    let longest: Waiter[] | undefined;
+    let longestKey = "";
+    for (const [key, queue] of this.queues) {
+      if (longest === undefined || queue.length > longest.length) {
+        longest = queue;
+        longestKey = key;
+      }
+    }
+    if (longest === undefined || longest.length < ownLength + 2) return false;
+    const victim = longest.pop()!;
+    if (longest.length === 0) this.queues.delete(longestKey);
+    this.waitingCount--;
+    victim.refuse(new PasswordBusyError());
+    return true;
+  }
+
+  private release(): void {
+    const next = this.queues.entries().next();
+    if (next.done === true) {
+      this.active--;
+      return;
+    }
+    const [key, queue] = next.value;
+    const waiter = queue.shift()!;
+    // Served keys go to the back of the round, so each key gets a turn in order.
+    this.queues.delete(key);
+    if (queue.length > 0) this.queues.set(key, queue);
+    this.waitingCount--;
+    waiter.start();
   }
 }

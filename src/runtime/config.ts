@@ -2,6 +2,7 @@
  * The environment, turned into options once. Only the CLI and `serve` read
  * `process.env`; the library takes these options and nothing else.
  */
+import { parseTrustedProxies, type ForwardedHeader } from "../connect/peer.js";
 import type { TokenAlgorithm } from "../token/keys.js";
 
 /** Everything `protoguard` commands and `serve` are configured with. */
@@ -64,6 +65,25 @@ export interface ProtoguardConfig {
   corsOrigins: string[];
   /** `PROTOGUARD_LOG_LEVEL`: pino level. Default info. */
   logLevel: string;
+
+  // Client addresses and Login admission.
+  /**
+   * `PROTOGUARD_TRUSTED_PROXIES`: comma-separated addresses and CIDR ranges
+   * of reverse proxies whose forwarded header names the client. Default
+   * none: the socket's peer is the client.
+   */
+  trustedProxies: string[];
+  /**
+   * `PROTOGUARD_FORWARDED_HEADER`: `x-forwarded-for` or `forwarded`, the
+   * header those proxies write. Default `x-forwarded-for`.
+   */
+  forwardedHeader: ForwardedHeader;
+  /** `PROTOGUARD_LOGIN_PEER_BURST`: Login attempts one client address may start at once. Default 20. */
+  loginPeerBurst: number;
+  /** `PROTOGUARD_LOGIN_PEER_PER_MINUTE`: Login attempts per minute a client address regains. Default 30. */
+  loginPeerPerMinute: number;
+  /** `PROTOGUARD_LOGIN_MAX_PEERS`: client addresses the Login admission remembers. Default 10000. */
+  loginMaxPeers: number;
 }
 
 /** A configuration mistake, reported as one line naming the variable. */
@@ -105,6 +125,28 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
   if ((tlsCertPath === undefined) !== (tlsKeyPath === undefined)) {
     throw new ConfigError("PROTOGUARD_TLS_CERT and PROTOGUARD_TLS_KEY must be set together");
   }
+  // Client addresses and Login admission.
+  const trustedProxies = list("PROTOGUARD_TRUSTED_PROXIES");
+  try {
+    parseTrustedProxies(trustedProxies);
+  } catch (error) {
+    throw new ConfigError(`PROTOGUARD_TRUSTED_PROXIES: ${(error as Error).message}`);
+  }
+  const forwardedHeader = (str("PROTOGUARD_FORWARDED_HEADER") ?? "x-forwarded-for").toLowerCase();
+  if (forwardedHeader !== "x-forwarded-for" && forwardedHeader !== "forwarded") {
+    throw new ConfigError(`PROTOGUARD_FORWARDED_HEADER must be x-forwarded-for or forwarded, got "${forwardedHeader}"`);
+  }
+  const admission: Pick<
+    ProtoguardConfig,
+    "trustedProxies" | "forwardedHeader" | "loginPeerBurst" | "loginPeerPerMinute" | "loginMaxPeers"
+  > = {
+    trustedProxies,
+    forwardedHeader,
+    loginPeerBurst: int("PROTOGUARD_LOGIN_PEER_BURST", 20, 1, 1_000_000),
+    loginPeerPerMinute: int("PROTOGUARD_LOGIN_PEER_PER_MINUTE", 30, 1, 1_000_000),
+    loginMaxPeers: int("PROTOGUARD_LOGIN_MAX_PEERS", 10_000, 1, 10_000_000),
+  };
+
   return {
     databaseUrl: str("DATABASE_URL"),
     dataDir: str("PROTOGUARD_DATA_DIR") ?? ".protoguard",
@@ -129,5 +171,6 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
     tlsKeyPath,
     corsOrigins: list("PROTOGUARD_CORS_ORIGINS"),
     logLevel: str("PROTOGUARD_LOG_LEVEL") ?? "info",
+    ...admission,
   };
 }

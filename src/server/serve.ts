@@ -16,6 +16,7 @@ import { file_grpc_health_v1_health, Health } from "../../gen/grpc/health/v1/hea
 import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionAlpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { createAuth, type Auth } from "../connect/auth.js";
+import { peerContextValues, type ClientAddressOptions } from "../connect/peer.js";
 import type { AccessTokenVerifier } from "../decide/decide.js";
 import { createAuthPolicy } from "../policy/policy.js";
 import type { RuleInit } from "../policy/rule.js";
@@ -108,6 +109,12 @@ export interface StartServerOptions {
   prefilter?: boolean;
   /** Largest request message accepted, in bytes. Default 4 MiB. */
   maxRequestBytes?: number;
+  /**
+   * How the client address of a call (`peerAddressKey`, for the Login
+   * admission) is found: the socket's peer, or the forwarded header when
+   * that peer is one of `trustedProxies`. Default: no trusted proxies.
+   */
+  clientAddress?: ClientAddressOptions;
 }
 
 /** A running server, returned by {@link startServer}. */
@@ -156,6 +163,7 @@ const DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024;
  */
 export async function startServer(options: StartServerOptions): Promise<RunningServer> {
   const { runtime } = options;
+  const peerValues = peerContextValues(options.clientAddress);
   const services = servicesOf(options.routes);
   // Validate before opening anything, so a bad rule costs no cleanup.
   const policy = createAuthPolicy({
@@ -193,7 +201,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       routes: options.routes,
       interceptors: [auth.interceptor],
       requestGate: auth.requestGate,
-      contextValues: prefilterContextValues,
+      contextValues: (req) => peerValues(req, prefilterContextValues(req)),
       readMaxBytes,
       fallback: staticRoot === undefined ? notFound : staticFiles(staticRoot),
     });

@@ -2,8 +2,14 @@
  * Per-account login throttling kept in the database, so it holds across
  * every server instance that shares it. Keyed by the normalized username
  * whether or not such a user exists, so throttling reveals nothing.
+ *
+ * The table stays bounded: a row is written only for an attempt that is
+ * about to be verified (the caller refuses malformed and rate-limited
+ * attempts first), failures are forgotten `forgetAfterMs` after the last
+ * one, and {@link purgeLoginAttempts} deletes forgotten rows in bounded
+ * batches.
  */
-import { eq, sql } from "drizzle-orm";
+import { and, eq, inArray, isNull, lte, or, sql } from "drizzle-orm";
 import type { DrizzleDb } from "./database.js";
 import { loginAttempts } from "./schema.js";
 
@@ -19,10 +25,23 @@ export interface ThrottlePolicy {
    * long. Default: 60000.
    */
   maxLockMs: number;
+  /**
+   * How long after its last failure (and the end of any lock) a username's
+   * failures are forgotten: the next attempt counts from one again, and the
+   * row may be purged. Bounds the table to the failures of this window.
+   * Default: 900000 (15 minutes).
+   */
+  forgetAfterMs?: number;
 }
 
 /** The defaults of {@link ThrottlePolicy}. */
-export const DEFAULT_THROTTLE: ThrottlePolicy = { freeFailures: 5, baseLockMs: 1000, maxLockMs: 60_000 };
+export const DEFAULT_THROTTLE: ThrottlePolicy = { freeFailures: 5, baseLockMs: 1000, maxLockMs: 60_000, forgetAfterMs: 900_000 };
+
+const DEFAULT_FORGET_AFTER_MS = 900_000;
+
+function forgottenBefore(now: Date, policy: ThrottlePolicy): Date {
+  return new Date(now.getTime() - (policy.forgetAfterMs ?? DEFAULT_FORGET_AFTER_MS));
+}
 
 /** Whether `key` is locked now; returns the time it unlocks, or undefined. */
 export async function lockedUntil(db: DrizzleDb, key: string, now: Date): Promise<Date | undefined> {
@@ -45,7 +64,8 @@ function firstFailure(key: string, now: Date, policy: ThrottlePolicy) {
 
 /** The update counting one more failure of an existing row, with its backoff. */
 function nextFailure(now: Date, policy: ThrottlePolicy) {
-  const failures = sql`${loginAttempts.failures} + 1`;
+  // A row whose failures are forgotten (not yet purged) counts from one again.
+  const failures = sql`case when ${loginAttempts.updatedAt} <= ${forgottenBefore(now, policy).toISOString()}::timestamptz then 1 else ${loginAttempts.failures} + 1 end`;
   const over = sql`greatest(${failures} - ${policy.freeFailures}, 0)`;
   // lock = min(base * 2^(over-1), max) once over > 0. The exponent is capped:
   // past 2^1023 float8 overflows and the statement errors, which after ~1000
@@ -89,6 +109,59 @@ export async function reserveLoginAttempt(
     .returning({ username: loginAttempts.username });
   if (rows.length === 1) return undefined;
   return (await lockedUntil(db, key, now)) ?? now;
+}
+
+/**
+ * Deletes up to `limit` rows whose failures are forgotten at `now` (last
+ * failure older than `forgetAfterMs`, no lock in force). Bounded so that a
+ * call never holds the table for long; call again while it returns `limit`.
+ * Rows updated meanwhile by a concurrent attempt are kept: the conditions are
+ * checked again on the row being deleted.
+ *
+ * @returns how many rows were deleted.
+ */
+export async function purgeLoginAttempts(
+  db: DrizzleDb,
+  now: Date,
+  policy: ThrottlePolicy = DEFAULT_THROTTLE,
+  limit = 1000,
+): Promise<number> {
+  const expired = and(
+    lte(loginAttempts.updatedAt, forgottenBefore(now, policy)),
+    or(isNull(loginAttempts.lockedUntil), lte(loginAttempts.lockedUntil, now)),
+  );
+  const batch = db.select({ username: loginAttempts.username }).from(loginAttempts).where(expired).limit(limit);
+  const deleted = await db
+    .delete(loginAttempts)
+    .where(and(inArray(loginAttempts.username, batch), expired))
+    .returning({ username: loginAttempts.username });
+  return deleted.length;
+}
+
+/**
+ * Takes back one attempt counted by {@link reserveLoginAttempt} whose password
+ * was never checked (the hasher was busy): the server's refusal must not
+ * count against the account, nor leave a row behind. A lock that the count
+ * no longer justifies is lifted; a row left with no failures is deleted.
+ */
+export async function releaseLoginAttempt(
+  db: DrizzleDb,
+  key: string,
+  policy: ThrottlePolicy = DEFAULT_THROTTLE,
+): Promise<void> {
+  await db.transaction(async (tx) => {
+    const [row] = await tx
+      .update(loginAttempts)
+      .set({
+        failures: sql`greatest(${loginAttempts.failures} - 1, 0)`,
+        lockedUntil: sql`case when ${loginAttempts.failures} - 1 <= ${policy.freeFailures} then null else ${loginAttempts.lockedUntil} end`,
+      })
+      .where(eq(loginAttempts.username, key))
+      .returning({ failures: loginAttempts.failures });
+    if (row !== undefined && row.failures === 0) {
+      await tx.delete(loginAttempts).where(and(eq(loginAttempts.username, key), eq(loginAttempts.failures, 0)));
+    }
+  });
 }
 
 /** Forgets the failures of `key` after a successful login. */

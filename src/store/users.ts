@@ -42,24 +42,35 @@ export interface CreateUserInput {
 }
 
 /**
+ * A username in the form it is stored and looked up in: Unicode NFKC, as
+ * Django's `AbstractBaseUser.normalize_username`, so compatibility variants
+ * of one name (fullwidth `ｂｏｂ`, the ligature `ﬁ`) are one name. Login
+ * applies it to what the user typed; {@link createUser} requires it.
+ */
+export function normalizeUsername(username: string): string {
+  return username.normalize("NFKC");
+}
+
+/**
  * Checks a username the way Django's `UnicodeUsernameValidator` does, and
- * also requires it to be NFKC-normalized: two spellings of one visible name
- * must not become two accounts, and silently rewriting it would make the
- * stored name differ from what the admin typed.
+ * also requires it to be NFKC-normalized ({@link normalizeUsername}): two
+ * spellings of one visible name must not become two accounts, and silently
+ * rewriting it would make the stored name differ from what the admin typed.
+ * The error names the normalized spelling when that one would do.
  *
  * @throws {StoreError} `INVALID_INPUT`.
  */
 export function assertValidUsername(username: string): void {
   const length = [...username].length;
-  if (
-    length < 1 ||
-    length > MAX_USERNAME_LENGTH ||
-    !USERNAME_PATTERN.test(username) ||
-    username.normalize("NFKC") !== username
-  ) {
+  const normalized = normalizeUsername(username);
+  if (length < 1 || length > MAX_USERNAME_LENGTH || !USERNAME_PATTERN.test(username) || normalized !== username) {
+    const normalizedValid =
+      normalized !== username && [...normalized].length <= MAX_USERNAME_LENGTH && USERNAME_PATTERN.test(normalized);
     throw new StoreError(
       "INVALID_INPUT",
-      `invalid username ${JSON.stringify(username)}: use 1-150 letters, digits and . @ + - _`,
+      normalizedValid
+        ? `invalid username ${JSON.stringify(username)}: not in Unicode NFKC form, which is ${JSON.stringify(normalized)}`
+        : `invalid username ${JSON.stringify(username)}: use 1-150 letters, digits and . @ + - _`,
     );
   }
 }

@@ -1,0 +1,227 @@
+/**
+ * The client address of a call, for limits that must hold per client (login
+ * admission). Taken from the socket; taken from a forwarded header only when
+ * the socket's peer is a configured trusted proxy, so a client cannot name
+ * its own address.
+ */
+import { BlockList, isIPv4, isIPv6 } from "node:net";
+import type { IncomingHttpHeaders } from "node:http";
+import { createContextKey, createContextValues, type ContextValues } from "@connectrpc/connect";
+
+/**
+ * The address given to calls whose client cannot be determined (a socket
+ * already closed, or a forwarded header with an obfuscated or malformed hop):
+ * they all share it, and so share one budget.
+ */
+export const UNKNOWN_PEER = "unknown";
+
+/**
+ * Context value holding the client address of the call: a canonical IPv4 or
+ * IPv6 address (IPv4-mapped IPv6 written as IPv4, no zone), or
+ * {@link UNKNOWN_PEER}. `undefined` means the front-end supplies no address
+ * at all (Connect's in-memory transport, or an adapter without
+ * {@link peerContextValues}). `startServer` sets it for every call.
+ */
+export const peerAddressKey = createContextKey<string | undefined>(undefined, {
+  description: "protoguard peer address",
+});
+
+/** Which forwarded header a trusted proxy writes. */
+export type ForwardedHeader = "x-forwarded-for" | "forwarded";
+
+/** Options of {@link createClientAddressResolver} and {@link peerContextValues}. */
+export interface ClientAddressOptions {
+  /**
+   * Addresses and CIDR ranges of the reverse proxies in front of the server
+   * (`"10.0.0.0/8"`, `"192.0.2.7"`, `"fd00::/8"`). Only when the socket's
+   * peer is one of them is {@link forwardedHeader} read. Default: none, so the
+   * socket's peer is always the client.
+   */
+  trustedProxies?: readonly string[];
+  /**
+   * The header those proxies append the client address to: `x-forwarded-for`
+   * (nginx, Envoy, HAProxy, cloud load balancers) or RFC 7239 `forwarded`.
+   * Only this one is read: a proxy that writes the other passes a client's
+   * forged copy of this one through untouched. Default `"x-forwarded-for"`.
+   */
+  forwardedHeader?: ForwardedHeader;
+}
+
+/** Request fields the resolver reads; both Node request types have them. */
+export interface PeerRequest {
+  readonly socket?: { readonly remoteAddress?: string | undefined } | null;
+  readonly headers: IncomingHttpHeaders;
+}
+
+/**
+ * Parses trusted-proxy entries: IPv4 or IPv6 addresses, optionally with a
+ * `/prefix`.
+ *
+ * @throws {RangeError} naming the first entry that is neither.
+ */
+export function parseTrustedProxies(entries: readonly string[]): BlockList {
+  const list = new BlockList();
+  for (const raw of entries) {
+    const entry = raw.trim();
+    const slash = entry.indexOf("/");
+    const address = slash === -1 ? entry : entry.slice(0, slash);
+    const family = isIPv4(address) ? "ipv4" : isIPv6(address) ? "ipv6" : undefined;
+    const bits = family === "ipv4" ? 32 : 128;
+    const prefixText = slash === -1 ? String(bits) : entry.slice(slash + 1);
+    const prefix = Number(prefixText);
+    if (family === undefined || !/^\d{1,3}$/.test(prefixText) || prefix > bits) {
+      throw new RangeError(`invalid trusted proxy ${JSON.stringify(raw)}: expected an IP address or CIDR range`);
+    }
+    list.addSubnet(address, prefix, family);
+  }
+  return list;
+}
+
+/**
+ * Builds the function that names the client of a request: the socket's peer,
+ * or, while that peer is a trusted proxy, the hop before it in the forwarded
+ * header, read from the right (the entries a proxy appended) and stopping at
+ * the first address that is not a trusted proxy. Entries further left were
+ * written by the client and are never read. A hop that is not an IP address
+ * (`unknown`, `_hidden`, garbage) gives {@link UNKNOWN_PEER}; a trusted proxy
+ * that sent no header is itself the client.
+ *
+ * @throws {RangeError} for a malformed trusted-proxy entry.
+ * @example
+ * ```ts
+ * const clientOf = createClientAddressResolver({ trustedProxies: ["10.0.0.0/8"] });
+ * clientOf(req); // "203.0.113.9" for a request from 10.0.0.2 with x-forwarded-for: 203.0.113.9
+ * ```
+ */
+export function createClientAddressResolver(options: ClientAddressOptions = {}): (req: PeerRequest) => string {
+  const entries = options.trustedProxies ?? [];
+  const header = options.forwardedHeader ?? "x-forwarded-for";
+  if (header !== "x-forwarded-for" && header !== "forwarded") {
+    throw new RangeError(`forwardedHeader must be "x-forwarded-for" or "forwarded", got ${JSON.stringify(header)}`);
+  }
+  const trusted = parseTrustedProxies(entries);
+  const isTrusted = (address: string) => trusted.check(address, isIPv4(address) ? "ipv4" : "ipv6");
+  const hopsOf = header === "forwarded" ? forwardedHops : xForwardedForHops;
+
+  return function clientAddress(req) {
+    const peer = canonicalAddress(req.socket?.remoteAddress);
+    if (peer === undefined) return UNKNOWN_PEER;
+    if (entries.length === 0 || !isTrusted(peer)) return peer;
+    const value = req.headers[header];
+    const hops = hopsOf(Array.isArray(value) ? value.join(",") : (value ?? ""));
+    let client = peer;
+    for (let i = hops.length - 1; i >= 0; i--) {
+      const hop = canonicalAddress(hops[i]);
+      if (hop === undefined) return UNKNOWN_PEER;
+      client = hop;
+      if (!isTrusted(hop)) break;
+    }
+    return client;
+  };
+}
+
+/**
+ * `contextValues` for `connectNodeAdapter` that sets {@link peerAddressKey}
+ * (on `values` when given, e.g. another front-end's values).
+ *
+ * @throws {RangeError} for a malformed trusted-proxy entry.
+ * @example
+ * ```ts
+ * const peer = peerContextValues({ trustedProxies: ["10.0.0.0/8"] });
+ * connectNodeAdapter({ routes, contextValues: (req) => peer(req) });
+ * ```
+ */
+export function peerContextValues(
+  options: ClientAddressOptions = {},
+): (req: PeerRequest, values?: ContextValues) => ContextValues {
+  const clientAddress = createClientAddressResolver(options);
+  return (req, values = createContextValues()) => values.set(peerAddressKey, clientAddress(req));
+}
+
+/**
+ * The canonical text of an IP address (brackets, port and zone removed;
+ * IPv6 compressed and lower case; IPv4-mapped IPv6 as IPv4), or undefined if
+ * `text` is not one. One spelling per address, so one client gets one budget.
+ */
+export function canonicalAddress(text: string | undefined): string | undefined {
+  if (text === undefined) return undefined;
+  let address = text.trim();
+  const bracketed = /^\[([^\]]+)\](?::\d{1,5})?$/.exec(address);
+  if (bracketed !== null) address = bracketed[1]!;
+  else if (/^[\d.]+:\d{1,5}$/.test(address)) address = address.slice(0, address.indexOf(":"));
+  const zone = address.indexOf("%");
+  if (zone !== -1) address = address.slice(0, zone);
+  if (isIPv4(address)) return address.split(".").map(Number).join(".");
+  if (!isIPv6(address)) return undefined;
+  const groups = ipv6Groups(address);
+  if (groups === undefined) return undefined;
+  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
+    return [groups[6]! >> 8, groups[6]! & 0xff, groups[7]! >> 8, groups[7]! & 0xff].join(".");
+  }
+  // The WHATWG URL parser writes IPv6 hosts in RFC 5952's canonical form.
+  return new URL(`http://[${address}]/`).hostname.slice(1, -1);
+}
+
+/**
+ * The key a per-client limit should count `address` under: an IPv4 address
+ * as it is, an IPv6 address as its network of `ipv6PrefixLength` bits
+ * (`"2001:db8:1:2::/64"`), since one subscriber is usually given a whole
+ * /64 and could otherwise spread over 2^64 budgets. Anything else (such as
+ * {@link UNKNOWN_PEER}) is returned unchanged.
+ */
+export function addressKey(address: string, ipv6PrefixLength: number): string {
+  if (!isIPv6(address) || ipv6PrefixLength >= 128) return address;
+  const groups = ipv6Groups(address);
+  if (groups === undefined) return address;
+  const masked = groups.map((group, i) => {
+    const keep = Math.min(Math.max(ipv6PrefixLength - 16 * i, 0), 16);
+    return keep === 0 ? 0 : group & ((0xffff << (16 - keep)) & 0xffff);
+  });
+  const network = new URL(`http://[${masked.map((g) => g.toString(16)).join(":")}]/`).hostname.slice(1, -1);
+  return `${network}/${ipv6PrefixLength}`;
+}
+
+/** The eight 16-bit groups of a valid IPv6 address (an IPv4 tail allowed). */
+function ipv6Groups(address: string): number[] | undefined {
+  let text = address;
+  const tail: number[] = [];
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (v4 !== null) {
+    const [a, b, c, d] = v4[1]!.split(".").map(Number);
+    tail.push((a! << 8) | b!, (c! << 8) | d!);
+    text = text.slice(0, -v4[1]!.length);
+    if (text.endsWith(":") && !text.endsWith("::")) text = text.slice(0, -1);
+  }
+  const parse = (part: string) => (part === "" ? [] : part.split(":").map((g) => Number.parseInt(g, 16)));
+  const double = text.indexOf("::");
+  let groups: number[];
+  if (double === -1) {
+    groups = [...parse(text), ...tail];
+  } else {
+    const head = parse(text.slice(0, double));
+    const rest = parse(text.slice(double + 2));
+    const zeros = 8 - head.length - rest.length - tail.length;
+    if (zeros < 0) return undefined;
+    groups = [...head, ...Array<number>(zeros).fill(0), ...rest, ...tail];
+  }
+  return groups.length === 8 && groups.every((g) => Number.isInteger(g) && g >= 0 && g <= 0xffff) ? groups : undefined;
+}
+
+/** The hops of `x-forwarded-for`, leftmost (furthest) first. */
+function xForwardedForHops(value: string): string[] {
+  return value === "" ? [] : value.split(",").map((hop) => hop.trim());
+}
+
+/** The `for=` of each element of an RFC 7239 `forwarded` header, leftmost first ("" when absent). */
+function forwardedHops(value: string): string[] {
+  if (value.trim() === "") return [];
+  return value.split(",").map((element) => {
+    for (const pair of element.split(";")) {
+      const eq = pair.indexOf("=");
+      if (eq === -1 || pair.slice(0, eq).trim().toLowerCase() !== "for") continue;
+      const raw = pair.slice(eq + 1).trim();
+      return raw.startsWith('"') && raw.endsWith('"') && raw.length >= 2 ? raw.slice(1, -1) : raw;
+    }
+    return "";
+  });
+}
