@@ -153,6 +153,15 @@ async function start(
     logger,
     principalCacheEntries: config.cacheEntries,
     principalCacheMaxAgeMs: config.cacheMaxAgeMs,
+    headersTimeoutMs: config.headersTimeoutMs,
+    requestTimeoutMs: config.requestTimeoutMs,
+    keepAliveTimeoutMs: config.keepAliveTimeoutMs,
+    idleTimeoutMs: config.idleTimeoutMs,
+    maxConcurrentStreams: config.maxConcurrentStreams,
+    maxConnections: config.maxConnections,
+    maxConnectionsPerPeer: config.maxConnectionsPerPeer,
+    maxWatchStreams: config.maxWatchStreams,
+    maxWatchStreamsPerConnection: config.maxWatchStreamsPerConnection,
     ...(hasPage && { staticDir: PAGE_DIR }),
   });
   return { server, demoUsers, seededOrders };

@@ -2,6 +2,8 @@
  * The environment, turned into options once. Only the CLI and `serve` read
  * `process.env`; the library takes these options and nothing else.
  */
+import { HEALTH_WATCH_DEFAULTS } from "../server/health.js";
+import { CONNECTION_LIMIT_DEFAULTS } from "../server/listen.js";
 import type { TokenAlgorithm } from "../token/keys.js";
 
 /** Everything `protoguard` commands and `serve` are configured with. */
@@ -60,6 +62,24 @@ export interface ProtoguardConfig {
   corsOrigins: string[];
   /** `PROTOGUARD_LOG_LEVEL`: pino level. Default info. */
   logLevel: string;
+  /** `PROTOGUARD_HEADERS_TIMEOUT_MS`: time to receive an HTTP/1.1 request head (and the h2c preface, the TLS handshake); 0 disables. Default 20000. */
+  headersTimeoutMs: number;
+  /** `PROTOGUARD_REQUEST_TIMEOUT_MS`: time to receive a whole HTTP/1.1 request; 0 disables. Default 300000. */
+  requestTimeoutMs: number;
+  /** `PROTOGUARD_KEEPALIVE_TIMEOUT_MS`: idle HTTP/1.1 keep-alive connections close after it. Default 5000. */
+  keepAliveTimeoutMs: number;
+  /** `PROTOGUARD_IDLE_TIMEOUT_MS`: HTTP/2 connections without a call for this long get GOAWAY; 0 disables. Default 60000. */
+  idleTimeoutMs: number;
+  /** `PROTOGUARD_MAX_CONCURRENT_STREAMS`: HTTP/2 streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS). Default 100. */
+  maxConcurrentStreams: number;
+  /** `PROTOGUARD_MAX_CONNECTIONS`: open connections in all; 0 means no limit. Default 4096. */
+  maxConnections: number;
+  /** `PROTOGUARD_MAX_CONNECTIONS_PER_PEER`: open connections from one IP address; 0 means no limit. Default 256. */
+  maxConnectionsPerPeer: number;
+  /** `PROTOGUARD_MAX_WATCH_STREAMS`: open health Watch calls in all; 0 means no limit. Default 1000. */
+  maxWatchStreams: number;
+  /** `PROTOGUARD_MAX_WATCH_STREAMS_PER_CONNECTION`: open health Watch calls on one connection; 0 means no limit. Default 10. */
+  maxWatchStreamsPerConnection: number;
 }
 
 /** A configuration mistake, reported as one line naming the variable. */
@@ -101,6 +121,15 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
   if ((tlsCertPath === undefined) !== (tlsKeyPath === undefined)) {
     throw new ConfigError("PROTOGUARD_TLS_CERT and PROTOGUARD_TLS_KEY must be set together");
   }
+  const limits = CONNECTION_LIMIT_DEFAULTS;
+  const day = 86_400_000;
+  const headersTimeoutMs = int("PROTOGUARD_HEADERS_TIMEOUT_MS", limits.headersTimeoutMs, 0, day);
+  const requestTimeoutMs = int("PROTOGUARD_REQUEST_TIMEOUT_MS", limits.requestTimeoutMs, 0, day);
+  if (requestTimeoutMs > 0 && headersTimeoutMs > requestTimeoutMs) {
+    throw new ConfigError(
+      `PROTOGUARD_HEADERS_TIMEOUT_MS (${headersTimeoutMs}) must not exceed PROTOGUARD_REQUEST_TIMEOUT_MS (${requestTimeoutMs})`,
+    );
+  }
   return {
     databaseUrl: str("DATABASE_URL"),
     dataDir: str("PROTOGUARD_DATA_DIR") ?? ".protoguard",
@@ -125,5 +154,19 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
     tlsKeyPath,
     corsOrigins: list("PROTOGUARD_CORS_ORIGINS"),
     logLevel: str("PROTOGUARD_LOG_LEVEL") ?? "info",
+    headersTimeoutMs,
+    requestTimeoutMs,
+    keepAliveTimeoutMs: int("PROTOGUARD_KEEPALIVE_TIMEOUT_MS", limits.keepAliveTimeoutMs, 0, day),
+    idleTimeoutMs: int("PROTOGUARD_IDLE_TIMEOUT_MS", limits.idleTimeoutMs, 0, day),
+    maxConcurrentStreams: int("PROTOGUARD_MAX_CONCURRENT_STREAMS", limits.maxConcurrentStreams, 1, 2 ** 31 - 1),
+    maxConnections: int("PROTOGUARD_MAX_CONNECTIONS", limits.maxConnections, 0, 10_000_000),
+    maxConnectionsPerPeer: int("PROTOGUARD_MAX_CONNECTIONS_PER_PEER", limits.maxConnectionsPerPeer, 0, 10_000_000),
+    maxWatchStreams: int("PROTOGUARD_MAX_WATCH_STREAMS", HEALTH_WATCH_DEFAULTS.maxWatchStreams, 0, 10_000_000),
+    maxWatchStreamsPerConnection: int(
+      "PROTOGUARD_MAX_WATCH_STREAMS_PER_CONNECTION",
+      HEALTH_WATCH_DEFAULTS.maxWatchStreamsPerConnection,
+      0,
+      10_000_000,
+    ),
   };
 }
