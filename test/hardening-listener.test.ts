@@ -18,12 +18,13 @@ import * as tls from "node:tls";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { connectNodeAdapter, createGrpcTransport } from "@connectrpc/connect-node";
 import { pino } from "pino";
 import { GuardedService } from "../gen/guardtest/v1/guarded_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { authErrorReason } from "../src/index.js";
 import { loadConfig } from "../src/runtime/config.js";
+import { createPrefilter, prefilterContextValues } from "../src/server/prefilter.js";
 import { startServer, type RunningServer, type StartServerOptions } from "../src/server/serve.js";
 import { createTestAuth, type TestAuth } from "../src/testing/index.js";
 import { guardedRoutes } from "./helpers/guarded-service.js";
@@ -457,6 +458,42 @@ describe("a repeated authorization header is TOKEN_MALFORMED on every front-end"
       });
     });
   }
+
+  it("createPrefilter alone (without listen) refuses two headers itself", async () => {
+    const connect = connectNodeAdapter({
+      routes: guardedRoutes,
+      interceptors: [t.auth.interceptor],
+      requestGate: t.auth.requestGate,
+      contextValues: prefilterContextValues,
+    });
+    let passedOn = 0;
+    const handler = createPrefilter({
+      auth: t.auth,
+      services: [GuardedService],
+      next: (req, res) => {
+        passedOn++;
+        connect(req, res);
+      },
+    });
+    const plainServer = http.createServer(handler);
+    plainServer.listen(0, "127.0.0.1");
+    await once(plainServer, "listening");
+    try {
+      const socket = await connectPlain((plainServer.address() as net.AddressInfo).port);
+      const closed = whenClosed(socket, Date.now());
+      socket.end(
+        `POST ${AUTHENTICATED} HTTP/1.1\r\nHost: x\r\nContent-Type: application/proto\r\n` +
+          `Authorization: Bearer ${staffToken}\r\nAuthorization: Bearer ${aliceToken}\r\n` +
+          `Content-Length: 0\r\nConnection: close\r\n\r\n`,
+      );
+      const { received } = await closed;
+      assert.match(received, /^HTTP\/1\.1 401 /);
+      assert.ok(received.includes(MALFORMED_MESSAGE), received);
+      assert.equal(passedOn, 0, "refused by the pre-filter itself");
+    } finally {
+      plainServer.close();
+    }
+  });
 
   it("in memory (createTestAuth's transport): two appended headers are TOKEN_MALFORMED", async () => {
     const client = createClient(GuardedService, t.transport);
