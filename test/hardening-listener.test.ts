@@ -294,7 +294,7 @@ describe("HTTP/2 streams and health Watch are bounded", { timeout: 120_000 }, ()
         routes: guardedRoutes, port: 0, logger: pino({ level: "silent" }), graceMs: 100,
         ...${JSON.stringify(options)},
       });
-      const report = () => { gc(); process.stdout.write(JSON.stringify({ url: server.url, rss: process.memoryUsage().rss }) + "\\n"); };
+      const report = () => { gc(); process.stdout.write(JSON.stringify({ url: server.url, rss: process.memoryUsage().rss, heap: process.memoryUsage().heapUsed }) + "\\n"); };
       process.stdin.on("data", report);
       process.stdin.on("end", async () => { await server.close(); await t.close(); });
       report();
@@ -304,10 +304,10 @@ describe("HTTP/2 streams and health Watch are bounded", { timeout: 120_000 }, ()
       stdio: ["pipe", "pipe", "inherit"],
     });
     const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
-    const read = async (): Promise<{ url: string; rss: number }> => {
+    const read = async (): Promise<{ url: string; rss: number; heap: number }> => {
       const line = await lines.next();
       if (line.done) throw new Error("the server process ended");
-      return JSON.parse(line.value) as { url: string; rss: number };
+      return JSON.parse(line.value) as { url: string; rss: number; heap: number };
     };
     const { url } = await read();
     return {
@@ -315,6 +315,11 @@ describe("HTTP/2 streams and health Watch are bounded", { timeout: 120_000 }, ()
       rss: async () => {
         child.stdin!.write("\n");
         return (await read()).rss;
+      },
+      /** V8 heap in use after a full GC: what the open calls retain. */
+      heap: async () => {
+        child.stdin!.write("\n");
+        return (await read()).heap;
       },
       stop: async () => {
         child.stdin!.end();
@@ -341,6 +346,7 @@ describe("HTTP/2 streams and health Watch are bounded", { timeout: 120_000 }, ()
       const connections = 20;
       const perConnection = 100;
       const rssBefore = await settledRss(server.rss);
+      const heapBefore = await server.heap();
       const outcomes = await Promise.all(
         Array.from({ length: connections }, async () => {
           const health = createClient(Health, createGrpcTransport({ baseUrl: server.url }));
@@ -349,6 +355,7 @@ describe("HTTP/2 streams and health Watch are bounded", { timeout: 120_000 }, ()
       );
       // Read while the admitted watches are still open.
       const rssGrowth = (await server.rss()) - rssBefore;
+      const heapGrowth = (await server.heap()) - heapBefore;
       const all = outcomes.flat();
       const open = all.filter((o) => o === "open").length;
       const exhausted = all.filter((o) => o === Code.ResourceExhausted).length;
@@ -357,7 +364,11 @@ describe("HTTP/2 streams and health Watch are bounded", { timeout: 120_000 }, ()
       assert.equal(open, maxWatchStreams);
       assert.equal(exhausted, all.length - open);
       // A figure for the README (the issue saw 375 MB for 8,000 unbounded streams).
-      console.log(`${all.length} Watch attempts, ${open} admitted: server RSS grew ${(rssGrowth / 2 ** 20).toFixed(1)} MiB`);
+      const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
+      console.log(
+        `${all.length} Watch attempts on ${connections} connections, ${open} admitted: ` +
+          `server RSS grew ${mib(rssGrowth)} MiB, heap in use ${mib(heapGrowth)} MiB`,
+      );
       assert.ok(rssGrowth < 128 * 2 ** 20, `server RSS grew ${rssGrowth} bytes`);
 
       // Cancelled watches give their places back.
