@@ -164,6 +164,15 @@ async function start(
     principalCacheEntries: config.cacheEntries,
     principalCacheMaxAgeMs: config.cacheMaxAgeMs,
     clientAddress: { trustedProxies: config.trustedProxies, forwardedHeader: config.forwardedHeader },
+    headersTimeoutMs: config.headersTimeoutMs,
+    requestTimeoutMs: config.requestTimeoutMs,
+    keepAliveTimeoutMs: config.keepAliveTimeoutMs,
+    idleTimeoutMs: config.idleTimeoutMs,
+    maxConcurrentStreams: config.maxConcurrentStreams,
+    maxConnections: config.maxConnections,
+    maxConnectionsPerPeer: config.maxConnectionsPerPeer,
+    maxWatchStreams: config.maxWatchStreams,
+    maxWatchStreamsPerConnection: config.maxWatchStreamsPerConnection,
     ...(hasPage && { staticDir }),
   });
   return { server, banner: prepared?.banner };

@@ -3,6 +3,8 @@
  * `process.env`; the library takes these options and nothing else.
  */
 import { parseTrustedProxies, type ForwardedHeader } from "../connect/peer.js";
+import { HEALTH_WATCH_DEFAULTS } from "../server/health.js";
+import { CONNECTION_LIMIT_DEFAULTS } from "../server/listen.js";
 import type { TokenAlgorithm } from "../token/keys.js";
 
 /** Everything `protoguard` commands and `serve` are configured with. */
@@ -84,6 +86,24 @@ export interface ProtoguardConfig {
   loginPeerPerMinute: number;
   /** `PROTOGUARD_LOGIN_MAX_PEERS`: client addresses the Login admission remembers. Default 10000. */
   loginMaxPeers: number;
+  /** `PROTOGUARD_HEADERS_TIMEOUT_MS`: time to receive an HTTP/1.1 request head (and the h2c preface, the TLS handshake); 0 disables. Default 20000. */
+  headersTimeoutMs: number;
+  /** `PROTOGUARD_REQUEST_TIMEOUT_MS`: time to receive a whole HTTP/1.1 request; 0 disables. Default 300000. */
+  requestTimeoutMs: number;
+  /** `PROTOGUARD_KEEPALIVE_TIMEOUT_MS`: idle HTTP/1.1 keep-alive connections close after it. Default 5000. */
+  keepAliveTimeoutMs: number;
+  /** `PROTOGUARD_IDLE_TIMEOUT_MS`: HTTP/2 connections without a call for this long get GOAWAY; 0 disables. Default 60000. */
+  idleTimeoutMs: number;
+  /** `PROTOGUARD_MAX_CONCURRENT_STREAMS`: HTTP/2 streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS). Default 100. */
+  maxConcurrentStreams: number;
+  /** `PROTOGUARD_MAX_CONNECTIONS`: open connections in all; 0 means no limit. Default 4096. */
+  maxConnections: number;
+  /** `PROTOGUARD_MAX_CONNECTIONS_PER_PEER`: open connections from one IP address; 0 means no limit. Default 256. */
+  maxConnectionsPerPeer: number;
+  /** `PROTOGUARD_MAX_WATCH_STREAMS`: open health Watch calls in all; 0 means no limit. Default 1000. */
+  maxWatchStreams: number;
+  /** `PROTOGUARD_MAX_WATCH_STREAMS_PER_CONNECTION`: open health Watch calls on one connection; 0 means no limit. Default 10. */
+  maxWatchStreamsPerConnection: number;
 }
 
 /** A configuration mistake, reported as one line naming the variable. */
@@ -147,6 +167,15 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
     loginMaxPeers: int("PROTOGUARD_LOGIN_MAX_PEERS", 10_000, 1, 10_000_000),
   };
 
+  const limits = CONNECTION_LIMIT_DEFAULTS;
+  const day = 86_400_000;
+  const headersTimeoutMs = int("PROTOGUARD_HEADERS_TIMEOUT_MS", limits.headersTimeoutMs, 0, day);
+  const requestTimeoutMs = int("PROTOGUARD_REQUEST_TIMEOUT_MS", limits.requestTimeoutMs, 0, day);
+  if (requestTimeoutMs > 0 && headersTimeoutMs > requestTimeoutMs) {
+    throw new ConfigError(
+      `PROTOGUARD_HEADERS_TIMEOUT_MS (${headersTimeoutMs}) must not exceed PROTOGUARD_REQUEST_TIMEOUT_MS (${requestTimeoutMs})`,
+    );
+  }
   return {
     databaseUrl: str("DATABASE_URL"),
     dataDir: str("PROTOGUARD_DATA_DIR") ?? ".protoguard",
@@ -172,5 +201,19 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
     corsOrigins: list("PROTOGUARD_CORS_ORIGINS"),
     logLevel: str("PROTOGUARD_LOG_LEVEL") ?? "info",
     ...admission,
+    headersTimeoutMs,
+    requestTimeoutMs,
+    keepAliveTimeoutMs: int("PROTOGUARD_KEEPALIVE_TIMEOUT_MS", limits.keepAliveTimeoutMs, 0, day),
+    idleTimeoutMs: int("PROTOGUARD_IDLE_TIMEOUT_MS", limits.idleTimeoutMs, 0, day),
+    maxConcurrentStreams: int("PROTOGUARD_MAX_CONCURRENT_STREAMS", limits.maxConcurrentStreams, 1, 2 ** 31 - 1),
+    maxConnections: int("PROTOGUARD_MAX_CONNECTIONS", limits.maxConnections, 0, 10_000_000),
+    maxConnectionsPerPeer: int("PROTOGUARD_MAX_CONNECTIONS_PER_PEER", limits.maxConnectionsPerPeer, 0, 10_000_000),
+    maxWatchStreams: int("PROTOGUARD_MAX_WATCH_STREAMS", HEALTH_WATCH_DEFAULTS.maxWatchStreams, 0, 10_000_000),
+    maxWatchStreamsPerConnection: int(
+      "PROTOGUARD_MAX_WATCH_STREAMS_PER_CONNECTION",
+      HEALTH_WATCH_DEFAULTS.maxWatchStreamsPerConnection,
+      0,
+      10_000_000,
+    ),
   };
 }

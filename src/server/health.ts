@@ -3,8 +3,8 @@
  * (`grpc` probes), grpc_health_probe and grpc-js clients understand.
  */
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
-import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError, createContextKey } from "@connectrpc/connect";
+import type { ConnectRouter, ContextKey, HandlerContext } from "@connectrpc/connect";
 import {
   Health,
   HealthCheckResponse_ServingStatus as ServingStatusEnum,
@@ -25,7 +25,35 @@ export interface HealthOptions {
   services?: Record<string, ServingStatus>;
   /** Status of the overall server "" at start. Default "SERVING". */
   overall?: ServingStatus;
+  /**
+   * Open Watch calls across all clients. Watch needs no token and never
+   * ends on its own, so without a bound anyone could hold any number of
+   * them (each costs an HTTP/2 stream and its buffers); one more is refused
+   * with RESOURCE_EXHAUSTED. Default 1000. 0 means no limit.
+   */
+  maxWatchStreams?: number;
+  /**
+   * Open Watch calls on one connection (as told by
+   * {@link healthConnectionKey}); a load balancer or probe watches a few
+   * services, not hundreds. One more is refused with RESOURCE_EXHAUSTED.
+   * Default 10. 0 means no limit.
+   */
+  maxWatchStreamsPerConnection?: number;
 }
+
+/** The defaults of the Watch bounds of {@link HealthOptions}. */
+export const HEALTH_WATCH_DEFAULTS = Object.freeze({ maxWatchStreams: 1000, maxWatchStreamsPerConnection: 10 });
+
+/**
+ * Context value naming the connection a call arrived on (any object that
+ * stays the same for the connection: the HTTP/2 session or the socket), for
+ * {@link HealthOptions.maxWatchStreamsPerConnection}. Set it from
+ * `connectNodeAdapter`'s `contextValues`; calls without it count only
+ * against the global bound.
+ */
+export const healthConnectionKey: ContextKey<object | undefined> = createContextKey<object | undefined>(undefined, {
+  description: "protoguard.healthConnection",
+});
 
 /** The health service of one server; see {@link createHealth}. */
 export interface HealthService {
@@ -63,6 +91,11 @@ export function createHealth(options: HealthOptions = {}): HealthService {
   const statuses = new Map<string, ServingStatusEnum>([["", toEnum(options.overall ?? "SERVING")]]);
   for (const [service, status] of Object.entries(options.services ?? {})) statuses.set(service, toEnum(status));
   let shutDown = false;
+  const maxWatchStreams = options.maxWatchStreams ?? HEALTH_WATCH_DEFAULTS.maxWatchStreams;
+  const maxPerConnection = options.maxWatchStreamsPerConnection ?? HEALTH_WATCH_DEFAULTS.maxWatchStreamsPerConnection;
+  let openWatches = 0;
+  // Weak: a connection's count goes with the connection, whatever happens to its calls.
+  const watchesByConnection = new WeakMap<object, number>();
   // Wakes every Watch loop; each one re-reads the status it follows.
   const listeners = new Set<() => void>();
 
@@ -83,7 +116,34 @@ export function createHealth(options: HealthOptions = {}): HealthService {
       signal.addEventListener("abort", done, { once: true });
     });
 
+  /** Counts a Watch in, or refuses it when a bound is reached; returns the release. */
+  const admitWatch = (context: HandlerContext): (() => void) => {
+    const connection = context.values.get(healthConnectionKey);
+    const onConnection = connection === undefined ? 0 : (watchesByConnection.get(connection) ?? 0);
+    if (maxWatchStreams > 0 && openWatches >= maxWatchStreams) {
+      throw new ConnectError("too many health watches on this server", Code.ResourceExhausted);
+    }
+    if (connection !== undefined && maxPerConnection > 0 && onConnection >= maxPerConnection) {
+      throw new ConnectError("too many health watches on this connection", Code.ResourceExhausted);
+    }
+    openWatches++;
+    if (connection !== undefined) watchesByConnection.set(connection, onConnection + 1);
+    return () => {
+      openWatches--;
+      if (connection !== undefined) watchesByConnection.set(connection, (watchesByConnection.get(connection) ?? 1) - 1);
+    };
+  };
+
   async function* watch(request: HealthCheckRequest, context: HandlerContext): AsyncGenerator<HealthCheckResponse> {
+    const release = admitWatch(context);
+    try {
+      yield* follow(request, context);
+    } finally {
+      release();
+    }
+  }
+
+  async function* follow(request: HealthCheckRequest, context: HandlerContext): AsyncGenerator<HealthCheckResponse> {
     let sent: ServingStatusEnum | undefined;
     while (!context.signal.aborted) {
       const current = statuses.get(request.service) ?? ServingStatusEnum.SERVICE_UNKNOWN;

@@ -25,7 +25,7 @@ import { verdictKey } from "../connect/context.js";
 import { verdictToConnectError } from "../connect/errors.js";
 import type { HeaderReader } from "../credential/bearer.js";
 import type { Deny, Unavailable, Verdict } from "../decide/verdict.js";
-import type { RequestHandler } from "./listen.js";
+import { authorizationValues, type RequestHandler } from "./listen.js";
 
 /** A Node request handler, as `connectNodeAdapter` returns. */
 export type NodeHandler = RequestHandler;
@@ -71,6 +71,18 @@ export interface PrefilterOptions {
    * Default: 65536 bytes.
    */
   maxDiscardBytes?: number;
+  /**
+   * After refusing an HTTP/1.1 call whose body is too large to keep the
+   * connection for, the server closes its side and keeps reading (and
+   * dropping) what the client still sends for at most this long: closing a
+   * socket with unread data makes the kernel reset the connection, and the
+   * client then often loses the refusal (EPIPE, ECONNRESET) instead of
+   * reading its 401 or 403. nginx's "lingering close" and Go's server do the
+   * same. Default 5000 ms.
+   */
+  lingerMs?: number;
+  /** The most bytes such a lingering read drops before closing anyway. Default 16 MiB. */
+  maxLingerBytes?: number;
 }
 
 /**
@@ -98,8 +110,12 @@ function createCore(options: PrefilterOptions) {
       const protocol = detectProtocol(contentType);
       return protocol === undefined ? undefined : { method, protocol };
     },
-    judge(method: DescMethod, headers: IncomingHttpHeaders) {
-      return auth.check(method, nodeHeaderReader(headers), "prefilter");
+    judge(method: DescMethod, headers: IncomingHttpHeaders, rawHeaders: readonly string[] | undefined) {
+      // Node keeps only the first of repeated `authorization` headers in
+      // `headers`; all of them, joined, match no credential (TOKEN_MALFORMED).
+      const credentials = authorizationValues(rawHeaders);
+      const reader = credentials.length > 1 ? repeatedAuthorizationReader(headers, credentials) : nodeHeaderReader(headers);
+      return auth.check(method, reader, "prefilter");
     },
     answer: (protocol: Protocol, verdict: Deny | Unavailable) => answerFor(answers, protocol, verdict),
   };
@@ -126,7 +142,11 @@ function createCore(options: PrefilterOptions) {
 export function createPrefilter(options: PrefilterOptions & { /** Where accepted and unrecognised requests go (Connect's handler). */ next: NodeHandler }): NodeHandler {
   const { next } = options;
   const core = createCore(options);
-  const maxDiscardBytes = options.maxDiscardBytes ?? 65_536;
+  const discard: DiscardLimits = {
+    maxDiscardBytes: options.maxDiscardBytes ?? 65_536,
+    lingerMs: options.lingerMs ?? 5_000,
+    maxLingerBytes: options.maxLingerBytes ?? 16 * 1024 * 1024,
+  };
   return function prefilter(req, res) {
     // Already judged on its raw HTTP/2 stream by createStreamPrefilter.
     if (taggedVerdict(req) !== undefined) return next(req, res);
@@ -137,10 +157,10 @@ export function createPrefilter(options: PrefilterOptions & { /** Where accepted
         (req as TaggedRequest)[VERDICT] = verdict;
         next(req, res);
       } else {
-        refuse(req, res, core.answer(call.protocol, verdict), maxDiscardBytes);
+        refuse(req, res, core.answer(call.protocol, verdict), discard);
       }
     };
-    const verdict = core.judge(call.method, req.headers);
+    const verdict = core.judge(call.method, req.headers, req.rawHeaders);
     if (verdict instanceof Promise) verdict.then(act, () => next(req, res));
     else act(verdict);
   };
@@ -156,9 +176,10 @@ export function createStreamPrefilter(options: PrefilterOptions): (
   stream: ServerHttp2Stream,
   headers: IncomingHttpHeaders,
   next: () => void,
+  rawHeaders?: readonly string[],
 ) => void {
   const core = createCore(options);
-  return function streamPrefilter(stream, headers, next) {
+  return function streamPrefilter(stream, headers, next, rawHeaders) {
     const call = core.recognise(headers[":method"], headers[":path"], headers["content-type"]);
     if (call === undefined) return next();
     const act = (verdict: Verdict) => {
@@ -169,7 +190,7 @@ export function createStreamPrefilter(options: PrefilterOptions): (
         refuseStream(stream, core.answer(call.protocol, verdict));
       }
     };
-    const verdict = core.judge(call.method, headers);
+    const verdict = core.judge(call.method, headers, rawHeaders);
     if (verdict instanceof Promise) verdict.then(act, next);
     else act(verdict);
   };
@@ -198,6 +219,13 @@ function nodeHeaderReader(headers: IncomingHttpHeaders): HeaderReader {
       return Array.isArray(value) ? value.join(", ") : value;
     },
   };
+}
+
+/** `headers`, except that `authorization` reads as all of `values`, joined as fetch `Headers` joins them. */
+function repeatedAuthorizationReader(headers: IncomingHttpHeaders, values: readonly string[]): HeaderReader {
+  const joined = values.join(", ");
+  const rest = nodeHeaderReader(headers);
+  return { get: (name: string) => (name.toLowerCase() === "authorization" ? joined : rest.get(name)) };
 }
 
 /** A ready refusal: status, headers and body, built once per protocol and reason. */
@@ -253,19 +281,59 @@ function buildAnswer(protocol: Protocol, verdict: Deny | Unavailable): Answer {
   }
 }
 
-function refuse(req: NodeRequest, res: NodeResponse, answer: Answer, maxDiscardBytes: number): void {
+/** How an HTTP/1.1 refusal deals with the body it never reads; see {@link PrefilterOptions}. */
+interface DiscardLimits {
+  readonly maxDiscardBytes: number;
+  readonly lingerMs: number;
+  readonly maxLingerBytes: number;
+}
+
+function refuse(req: NodeRequest, res: NodeResponse, answer: Answer, discard: DiscardLimits): void {
   if ("stream" in res && res.stream !== undefined) {
     refuseStream(res.stream, answer);
     return;
   }
   const h1 = res as ServerResponse;
   const length = Number(req.headers["content-length"] ?? Number.NaN);
-  const discardable = Number.isFinite(length) && length <= maxDiscardBytes;
-  h1.writeHead(answer.status, discardable ? answer.headers : { ...answer.headers, connection: "close" });
+  const discardable = Number.isFinite(length) && length <= discard.maxDiscardBytes;
+  h1.writeHead(answer.status, answer.headers);
   h1.end(answer.body);
   // Node reads and drops a small unread body to keep the connection; a
   // large or unbounded one is not worth receiving.
-  if (!discardable) req.socket?.destroySoon?.();
+  if (!discardable) lingeringClose(req, h1, discard);
+}
+
+/**
+ * Closes the connection of a refused HTTP/1.1 call without losing the
+ * refusal. Once the answer is written, the server half-closes (FIN), and
+ * Node keeps reading the request body and dropping it, never buffering it;
+ * the socket is destroyed when the client closes too, after `lingerMs`, or
+ * after `maxLingerBytes`, whichever comes first. (A `connection: close`
+ * header would make Node destroy the socket as soon as the answer is
+ * flushed, unread body and all, which resets the connection.)
+ */
+function lingeringClose(req: NodeRequest, res: ServerResponse, discard: DiscardLimits): void {
+  const socket = req.socket;
+  // 'finish' comes after Node's own finish handler, which resumed the body
+  // to drop it and armed the keep-alive timer.
+  res.once("finish", () => {
+    if (socket.destroyed) return;
+    socket.end();
+    let dropped = 0;
+    const onData = (chunk: Buffer | string): void => {
+      dropped += chunk.length;
+      if (dropped > discard.maxLingerBytes) socket.destroy();
+    };
+    const timer = setTimeout(() => socket.destroy(), discard.lingerMs);
+    timer.unref();
+    // On the request, not the socket: Node's parser may read the socket's
+    // handle directly, without 'data' events.
+    req.on("data", onData);
+    socket.once("close", () => {
+      clearTimeout(timer);
+      req.off("data", onData);
+    });
+  });
 }
 
 function refuseStream(stream: ServerHttp2Stream, answer: Answer): void {

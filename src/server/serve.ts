@@ -8,7 +8,7 @@
 import { readFile, stat } from "node:fs/promises";
 import { extname, resolve, sep } from "node:path";
 import type { DescService } from "@bufbuild/protobuf";
-import { createConnectRouter, type ConnectRouter } from "@connectrpc/connect";
+import { createConnectRouter, createContextValues, type ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
@@ -25,8 +25,8 @@ import type { Database } from "../store/database.js";
 import { jwksDocument } from "../token/jwks.js";
 import type { Keyring } from "../token/keys.js";
 import { withCors } from "./cors.js";
-import { createHealth, type HealthService } from "./health.js";
-import { listen, type RequestHandler, type TlsOptions } from "./listen.js";
+import { createHealth, healthConnectionKey, type HealthService } from "./health.js";
+import { CONNECTION_LIMIT_DEFAULTS, listen, type ConnectionLimits, type RequestHandler, type TlsOptions } from "./listen.js";
 import { createObservability } from "./observability.js";
 import { createPrefilter, createStreamPrefilter, prefilterContextValues } from "./prefilter.js";
 import { fileRegistryOf, reflectionFiles, registerReflection } from "./reflection.js";
@@ -61,8 +61,13 @@ export interface ServerRuntime {
   close?(): Promise<void>;
 }
 
-/** Options of {@link startServer}. */
-export interface StartServerOptions {
+/**
+ * Options of {@link startServer}. The connection bounds it extends
+ * (timeouts, `maxConcurrentStreams`, `maxConnections`,
+ * `maxConnectionsPerPeer`) apply to every listener, plaintext and TLS, with
+ * the defaults documented on {@link ConnectionLimits}.
+ */
+export interface StartServerOptions extends ConnectionLimits {
   /** Database, keys and verifier. Required. */
   runtime: ServerRuntime;
   /**
@@ -115,6 +120,14 @@ export interface StartServerOptions {
    * that peer is one of `trustedProxies`. Default: no trusted proxies.
    */
   clientAddress?: ClientAddressOptions;
+  /**
+   * Open grpc.health.v1.Health/Watch calls across all clients (Watch needs
+   * no token and never ends); more are refused with RESOURCE_EXHAUSTED.
+   * Default 1000. 0 means no limit.
+   */
+  maxWatchStreams?: number;
+  /** Open health Watch calls on one connection; more are refused with RESOURCE_EXHAUSTED. Default 10. 0 means no limit. */
+  maxWatchStreamsPerConnection?: number;
 }
 
 /** A running server, returned by {@link startServer}. */
@@ -193,6 +206,10 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     });
     const health = createHealth({
       services: Object.fromEntries(services.map((service) => [service.typeName, "SERVING" as const])),
+      ...(options.maxWatchStreams !== undefined && { maxWatchStreams: options.maxWatchStreams }),
+      ...(options.maxWatchStreamsPerConnection !== undefined && {
+        maxWatchStreamsPerConnection: options.maxWatchStreamsPerConnection,
+      }),
     });
     const readMaxBytes = options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES;
     const notFound: RequestHandler = (_req, res) => plain(res, 404, "not found");
@@ -220,6 +237,9 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
           services: [...services.map((s) => s.typeName), Health.typeName, ServerReflection.typeName],
         });
       },
+      // Health counts Watch calls per connection: the HTTP/2 session, or the socket.
+      contextValues: (req) =>
+        createContextValues().set(healthConnectionKey, "stream" in req ? req.stream.session : req.socket),
       readMaxBytes,
       fallback: notFound,
     });
@@ -263,6 +283,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       port: options.port ?? 8080,
       ...(options.host !== undefined && { host: options.host }),
       ...(options.tls !== undefined && { tls: options.tls }),
+      ...connectionLimitsOf(options),
       // Plaintext HTTP/2 streams are judged before Node builds request
       // objects for them; the request-level pre-filter covers the rest.
       ...(prefilter && { streamPrefilter: createStreamPrefilter({ auth, services }) }),
@@ -297,6 +318,16 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     await principals.close();
     throw error;
   }
+}
+
+/** The {@link ConnectionLimits} set in `options`, for `listen` (which applies the defaults). */
+function connectionLimitsOf(options: StartServerOptions): ConnectionLimits {
+  const limits: ConnectionLimits = {};
+  for (const name of Object.keys(CONNECTION_LIMIT_DEFAULTS) as (keyof ConnectionLimits)[]) {
+    const value = options[name];
+    if (value !== undefined) limits[name] = value;
+  }
+  return limits;
 }
 
 /** The distinct services `routes` registers, found by letting it register on a scratch router. */
