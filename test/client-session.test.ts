@@ -45,6 +45,9 @@ describe("protoguard/client sessions", { timeout: 300_000 }, () => {
     database = await createTestDatabase();
     const hasher = createPasswordHasher({ scrypt: { logN: 12 } });
     await createUser(database.db, { username: "alice", passwordHash: await hasher.hash("alice-password-123") });
+    // Tokens issued before a user's credentials were set count as revoked:
+    // the server's clock starts after that.
+    serverClock = Date.now() + 1000;
     const keyring = await createKeyring([{ alg: "HS256", secret: "a test secret that is at least 32 bytes long" }]);
     const now = () => serverClock;
     const issuer = createTokenIssuer({ keyring, now, accessTtlSeconds: ACCESS_TTL_S });

@@ -569,13 +569,14 @@ describe("usernames are taken in NFKC form, as Django does", { timeout: 60_000 }
     assert.equal(ligature.user?.username, "finn");
   });
 
-  it("a variant cannot be registered beside the name, and the error names the normal form", async () => {
-    for (const [variant, normal] of [["ｂｏｂ", "bob"], ["ﬁnn", "finn"]] as const) {
+  it("a variant is stored in its normal form, so it cannot be registered beside the name", async () => {
+    for (const variant of ["ｂｏｂ", "ﬁnn"]) {
       await assert.rejects(
         createUser(database.db, { username: variant }),
-        (e: unknown) => e instanceof StoreError && e.code === "INVALID_INPUT" && e.message.includes(JSON.stringify(normal)),
+        (e: unknown) => e instanceof StoreError && e.code === "DUPLICATE_USERNAME",
       );
     }
+    assert.equal((await createUser(database.db, { username: "ｄａｎ" })).username, "dan");
   });
 
   it("variants share one throttle: guessing through them locks the name", async () => {

@@ -101,9 +101,17 @@ function storeSuite(open: () => Promise<TestDatabase>): void {
   });
 
   it("refuses invalid usernames", async () => {
-    for (const bad of ["", "has space", "x".repeat(151), "semi;colon", "ﬁ"]) {
+    for (const bad of ["", "has space", "x".repeat(151), "semi;colon", "ﬁ;"]) {
       await assert.rejects(createUser(db, { username: bad }), assertStoreError("INVALID_INPUT"), bad);
     }
+    // Stored in NFKC form, as Django's normalize_username does: a look-alike
+    // spelling is the same account, so it cannot be registered twice.
+    const ligature = await createUser(db, { username: "ﬁnnegan" });
+    assert.equal(ligature.username, "finnegan");
+    await assert.rejects(createUser(db, { username: "finnegan" }), assertStoreError("DUPLICATE_USERNAME"));
+    const fullwidth = await createUser(db, { username: "ｂｏｂｂｙ" });
+    assert.equal(fullwidth.username, "bobby");
+    assert.equal((await findUserByUsername(db, "ｂｏｂｂｙ"))?.id, fullwidth.id);
     const ok = await createUser(db, { username: "é.u+s-e_r@x" });
     assert.equal(ok.username, "é.u+s-e_r@x");
     await createUser(db, { username: "y".repeat(150) });

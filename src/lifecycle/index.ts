@@ -35,5 +35,8 @@ export { createPasswordHasher, DEFAULT_SCRYPT_PARAMS, MAX_PASSWORD_BYTES, Passwo
 export type { PasswordHasher, PasswordHasherOptions, PasswordVerification, ScryptParams } from "./passwords.js";
 export { generateTotp, generateTotpSecret, totpUri, verifyTotp } from "./totp.js";
 export type { TotpFailure, TotpVerification, VerifyTotpOptions } from "./totp.js";
-export { DEFAULT_THROTTLE } from "../store/login-attempts.js";
+export { DEFAULT_LOGIN_ADMISSION } from "./login-admission.js";
+export type { LoginAdmissionOptions } from "./login-admission.js";
+export type { PasswordWorkOptions } from "./passwords.js";
+export { DEFAULT_THROTTLE, purgeLoginAttempts } from "../store/login-attempts.js";
 export type { ThrottlePolicy } from "../store/login-attempts.js";

@@ -38,12 +38,21 @@ export type { ServeApp, ServeAppStart } from "../cli/app.js";
 // The parts, for servers assembled by hand
 // ---------------------------------------------------------------------------
 export { createPrefilter, createStreamPrefilter, prefilterContextValues } from "./prefilter.js";
-export type { PrefilterOptions } from "./prefilter.js";
-export { listen } from "./listen.js";
-export type { Listening, ListenOptions, RequestHandler, TlsOptions } from "./listen.js";
+export type { NodeHandler, NodeRequest, PrefilterOptions } from "./prefilter.js";
+// Client addresses (behind trusted proxies), as the Login admission sees them.
+export {
+  createClientAddressResolver,
+  parseTrustedProxies,
+  peerAddressKey,
+  peerContextValues,
+  UNKNOWN_PEER,
+} from "../connect/peer.js";
+export type { ClientAddressOptions, ForwardedHeader, PeerRequest } from "../connect/peer.js";
+export { CONNECTION_LIMIT_DEFAULTS, listen } from "./listen.js";
+export type { ConnectionLimits, Listening, ListenOptions, RequestHandler, TlsOptions } from "./listen.js";
 export { withCors } from "./cors.js";
 export type { CorsOptions } from "./cors.js";
-export { createHealth } from "./health.js";
+export { createHealth, HEALTH_WATCH_DEFAULTS, healthConnectionKey } from "./health.js";
 export type { HealthOptions, HealthService, ServingStatus } from "./health.js";
 export { fileRegistryOf, registerReflection } from "./reflection.js";
 export type { ReflectionOptions } from "./reflection.js";

@@ -29,7 +29,8 @@ import { authorizationValues, type RequestHandler } from "./listen.js";
 
 /** A Node request handler, as `connectNodeAdapter` returns. */
 export type NodeHandler = RequestHandler;
-type NodeRequest = Parameters<RequestHandler>[0];
+/** The request a {@link NodeHandler} receives (HTTP/1.1 or HTTP/2). */
+export type NodeRequest = Parameters<RequestHandler>[0];
 type NodeResponse = Parameters<RequestHandler>[1];
 
 const VERDICT = Symbol("protoguard.verdict");

@@ -39,6 +39,7 @@ export {
   getUserById,
   grantGroupPermissions,
   grantUserPermissions,
+  normalizeUsername,
   removeUsersFromGroup,
   revokeGroupPermissions,
   revokeUserPermissions,

@@ -44,35 +44,31 @@ export interface CreateUserInput {
 /**
  * A username in the form it is stored and looked up in: Unicode NFKC, as
  * Django's `AbstractBaseUser.normalize_username`, so compatibility variants
- * of one name (fullwidth `ｂｏｂ`, the ligature `ﬁ`) are one name. Login
- * applies it to what the user typed; {@link createUser} requires it.
+ * of one name (fullwidth `ｂｏｂ`, the ligature `ﬁ`) are one name. Every
+ * operation that takes a username (create, login, grant, look-up) applies it
+ * to what it was given.
  */
 export function normalizeUsername(username: string): string {
   return username.normalize("NFKC");
 }
 
 /**
- * Checks a username the way Django's `UnicodeUsernameValidator` does, and
- * also requires it to be NFKC-normalized ({@link normalizeUsername}): two
- * spellings of one visible name must not become two accounts, and silently
- * rewriting it would make the stored name differ from what the admin typed.
- * The error names the normalized spelling when that one would do.
+ * Checks a username, after {@link normalizeUsername}, the way Django's
+ * `UnicodeUsernameValidator` does: 1–150 letters, digits and `. @ + - _`.
  *
+ * @returns the normalized username, the form to store and look up.
  * @throws {StoreError} `INVALID_INPUT`.
  */
-export function assertValidUsername(username: string): void {
-  const length = [...username].length;
+export function assertValidUsername(username: string): string {
   const normalized = normalizeUsername(username);
-  if (length < 1 || length > MAX_USERNAME_LENGTH || !USERNAME_PATTERN.test(username) || normalized !== username) {
-    const normalizedValid =
-      normalized !== username && [...normalized].length <= MAX_USERNAME_LENGTH && USERNAME_PATTERN.test(normalized);
+  const length = [...normalized].length;
+  if (length < 1 || length > MAX_USERNAME_LENGTH || !USERNAME_PATTERN.test(normalized)) {
     throw new StoreError(
       "INVALID_INPUT",
-      normalizedValid
-        ? `invalid username ${JSON.stringify(username)}: not in Unicode NFKC form, which is ${JSON.stringify(normalized)}`
-        : `invalid username ${JSON.stringify(username)}: use 1-150 letters, digits and . @ + - _`,
+      `invalid username ${JSON.stringify(username)}: use 1-150 letters, digits and . @ + - _`,
     );
   }
+  return normalized;
 }
 
 function assertValidGroupName(name: string): void {
@@ -109,7 +105,7 @@ function assertValidUserId(userId: number): void {
  *   `DUPLICATE_USERNAME` if the username is taken.
  */
 export async function createUser(db: DrizzleDb, input: CreateUserInput): Promise<User> {
-  assertValidUsername(input.username);
+  const username = assertValidUsername(input.username);
   const email = input.email ?? "";
   if ([...email].length > MAX_EMAIL_LENGTH) {
     throw new StoreError("INVALID_INPUT", `invalid email: longer than ${MAX_EMAIL_LENGTH} characters`);
@@ -118,7 +114,7 @@ export async function createUser(db: DrizzleDb, input: CreateUserInput): Promise
     const [row] = await db
       .insert(users)
       .values({
-        username: input.username,
+        username,
         email,
         password: input.passwordHash ?? "",
         isStaff: input.isStaff ?? false,
@@ -137,7 +133,7 @@ export async function createUser(db: DrizzleDb, input: CreateUserInput): Promise
 
 /** The user named `username`, or undefined. Exact, case-sensitive match. */
 export async function findUserByUsername(db: DrizzleDb, username: string): Promise<User | undefined> {
-  const [row] = await db.select().from(users).where(eq(users.username, username)).limit(1);
+  const [row] = await db.select().from(users).where(eq(users.username, normalizeUsername(username))).limit(1);
   return row;
 }
 
@@ -149,7 +145,7 @@ export async function getUserById(db: DrizzleDb, userId: number): Promise<User |
 }
 
 async function requireUserId(db: DrizzleDb, username: string): Promise<number> {
-  const [row] = await db.select({ id: users.id }).from(users).where(eq(users.username, username)).limit(1);
+  const [row] = await db.select({ id: users.id }).from(users).where(eq(users.username, normalizeUsername(username))).limit(1);
   if (row === undefined) throw new StoreError("USER_NOT_FOUND", `no user "${username}"`);
   return row.id;
 }
@@ -172,7 +168,7 @@ export async function setUserActive(db: DrizzleDb, username: string, active: boo
   const [row] = await db
     .update(users)
     .set(active ? { isActive: true } : { isActive: false, credentialsChangedAt: new Date() })
-    .where(eq(users.username, username))
+    .where(eq(users.username, normalizeUsername(username)))
     .returning();
   if (row === undefined) throw new StoreError("USER_NOT_FOUND", `no user "${username}"`);
   return row;
@@ -185,7 +181,7 @@ export async function setUserActive(db: DrizzleDb, username: string, active: boo
  * @throws {StoreError} `USER_NOT_FOUND`.
  */
 export async function deleteUser(db: DrizzleDb, username: string): Promise<void> {
-  const deleted = await db.delete(users).where(eq(users.username, username)).returning({ id: users.id });
+  const deleted = await db.delete(users).where(eq(users.username, normalizeUsername(username))).returning({ id: users.id });
   if (deleted.length === 0) throw new StoreError("USER_NOT_FOUND", `no user "${username}"`);
 }
 
@@ -376,7 +372,7 @@ export async function revokeGroupPermissions(
 
 /** Resolves every username to an id, or throws naming all that are missing. */
 async function requireUserIds(db: DrizzleDb, usernames: readonly string[]): Promise<number[]> {
-  const unique = [...new Set(usernames)];
+  const unique = [...new Set(usernames.map(normalizeUsername))];
   if (unique.length === 0) return [];
   const rows = await db
     .select({ id: users.id, username: users.username })
