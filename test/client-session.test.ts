@@ -219,6 +219,12 @@ describe("protoguard/client sessions", { timeout: 300_000 }, () => {
         requestGate: fixture.interceptors.requestGate,
       }),
     );
+    // Clients keep their HTTP/2 sessions open; end them with the server.
+    const sessions = new Set<http2.ServerHttp2Session>();
+    server.on("session", (session) => {
+      sessions.add(session);
+      session.on("close", () => sessions.delete(session));
+    });
     await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
     const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     try {
@@ -236,7 +242,8 @@ describe("protoguard/client sessions", { timeout: 300_000 }, () => {
         assert.ok(answers.every((a) => a.username === "alice"));
       }
     } finally {
-      server.close();
+      for (const session of sessions) session.destroy();
+      await new Promise((done) => server.close(done));
     }
   });
 });
