@@ -16,6 +16,7 @@ const ENTRIES: Readonly<Record<string, string>> = {
   "protoguard/auth-service": "src/lifecycle/index.ts",
   "protoguard/server": "src/server/index.ts",
   "protoguard/testing": "src/testing/index.ts",
+  "protoguard/client": "src/client/index.ts",
 };
 
 describe("public API", () => {

@@ -12,21 +12,30 @@
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
 import { AccountService, type GetProfileResponse } from "../../gen/example/v1/account_pb.js";
-import { AuthService } from "../../gen/protoguard/v1/auth_pb.js";
+import { createSession } from "../../src/client/index.js";
 
 const baseUrl = location.origin;
-// Login goes over Connect (JSON): the simplest protocol to read in the
-// browser's network panel. The profile is fetched over both.
-const connect = createConnectTransport({ baseUrl });
-const grpcWeb = createGrpcWebTransport({ baseUrl });
-const auth = createClient(AuthService, connect);
-
 /**
- * The access token lives in this variable only, never in localStorage: a
+ * protoguard/client's session logs in once and refreshes the access token by
+ * itself, so the profile keeps loading past the access token's lifetime. Its
+ * tokens live in memory only (the default storage), never in localStorage: a
  * bearer token in storage outlives the tab and is readable by any script
  * injected into the origin. Reloading the page means logging in again.
  */
-let accessToken: string | undefined;
+const auth = createSession({
+  // Login and Refresh go over Connect (JSON): the simplest protocol to read
+  // in the browser's network panel.
+  transport: createConnectTransport({ baseUrl }),
+  onSessionEnd: (reason) => {
+    if (reason === "LOGOUT") return;
+    session.textContent = "Not signed in.";
+    profileButton.disabled = true;
+    showError(`the session ended (${reason}): log in again`);
+  },
+});
+// The profile is fetched over both browser protocols, each with the session's interceptor.
+const connect = createConnectTransport({ baseUrl, interceptors: [auth.interceptor] });
+const grpcWeb = createGrpcWebTransport({ baseUrl, interceptors: [auth.interceptor] });
 
 function element<T extends HTMLElement>(id: string, type: new () => T): T {
   const found = document.getElementById(id);
@@ -72,18 +81,17 @@ async function login(): Promise<void> {
   loginButton.disabled = true;
   showError(undefined);
   try {
-    const response = await auth.login({
+    const user = await auth.login({
       username: username.value.trim(),
       password: password.value,
       otpCode: otp.value.trim(),
     });
-    accessToken = response.accessToken;
-    session.textContent = `Signed in as ${response.user?.username ?? username.value.trim()}.`;
+    session.textContent = `Signed in as ${user.username}.`;
     profileButton.disabled = false;
   } catch (error) {
     // A failed login ends any earlier session on this page: the form now
     // speaks for someone else.
-    accessToken = undefined;
+    await auth.logout().catch(() => undefined);
     session.textContent = "Not signed in.";
     profileButton.disabled = true;
     showError(describe(error));
@@ -99,27 +107,26 @@ profileButton.addEventListener("click", () => {
 });
 
 async function getProfiles(): Promise<void> {
-  if (accessToken === undefined) return;
-  const headers = { authorization: `Bearer ${accessToken}` };
+  if (!(await auth.isLoggedIn())) return;
   profileButton.disabled = true;
   showError(undefined);
   try {
     // Both at once and each on its own: one protocol failing must not hide
     // what the other answered.
     await Promise.all([
-      showProfile(results.grpcWeb, grpcWeb, headers),
-      showProfile(results.connect, connect, headers),
+      showProfile(results.grpcWeb, grpcWeb),
+      showProfile(results.connect, connect),
     ]);
   } finally {
     profileButton.disabled = false;
   }
 }
 
-async function showProfile(target: HTMLDivElement, transport: Transport, headers: HeadersInit): Promise<void> {
+async function showProfile(target: HTMLDivElement, transport: Transport): Promise<void> {
   target.dataset["state"] = "pending";
   render(target, [["status", "calling…"]]);
   try {
-    const profile: GetProfileResponse = await createClient(AccountService, transport).getProfile({}, { headers });
+    const profile: GetProfileResponse = await createClient(AccountService, transport).getProfile({});
     target.dataset["state"] = "ok";
     render(target, [
       ["username", profile.username],
