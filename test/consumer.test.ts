@@ -217,7 +217,7 @@ test("ShopService rules on the in-memory transport", async () => {
 });
 `;
 
-/** Every bare package the module graph of `entry` (compiled ESM) reaches. */
+/** Every bare package (and `node:` built-in) the module graph of `entry` (compiled ESM) reaches. */
 async function packagesReached(entry: string): Promise<Set<string>> {
   const seen = new Set<string>();
   const packages = new Set<string>();
@@ -230,7 +230,8 @@ async function packagesReached(entry: string): Promise<Set<string>> {
     for (const match of source.matchAll(/(?:^|\n)\s*(?:import|export)\s[^;]*?from\s*"([^"]+)"|import\("([^"]+)"\)/g)) {
       const specifier = match[1] ?? match[2]!;
       if (specifier.startsWith(".")) queue.push(resolve(dirname(file), specifier));
-      else if (!specifier.startsWith("node:")) {
+      else if (specifier.startsWith("node:")) packages.add(specifier);
+      else {
         packages.add(specifier.startsWith("@") ? specifier.split("/").slice(0, 2).join("/") : specifier.split("/")[0]!);
       }
     }
@@ -292,7 +293,7 @@ describe("a new app installs the packed package and follows the README", { timeo
     assert.ok(!existsSync(join(root, "node_modules", "@bufbuild")));
   });
 
-  it("the main entry point loads no database driver, logger or metrics library", async () => {
+  it("the main entry point loads no database driver, logger or metrics library; the client nothing of Node", async () => {
     const dist = join(app, "node_modules", "protoguard", "dist", "src");
     const main = await packagesReached(join(dist, "index.js"));
     for (const heavy of ["@electric-sql/pglite", "postgres", "pino", "prom-client", "drizzle-orm"]) {
@@ -301,6 +302,9 @@ describe("a new app installs the packed package and follows the README", { timeo
     assert.ok(main.has("jose") && main.has("@connectrpc/connect"));
     const store = await packagesReached(join(dist, "store", "index.js"));
     assert.ok(store.has("drizzle-orm") && !store.has("pino") && !store.has("prom-client"));
+    // The client session bundles for the browser: no Node built-in, nothing of the server.
+    const client = [...(await packagesReached(join(dist, "client", "index.js")))];
+    assert.deepEqual(client.filter((p) => p.startsWith("node:") || p === "jose" || p === "pino"), []);
   });
 
   it("init, then buf lint and buf generate are clean; tsc compiles the app under strict flags", async () => {
