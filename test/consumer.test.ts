@@ -408,4 +408,12 @@ describe("a new app installs the packed package and follows the README", { timeo
     assert.equal(ran.code, 0, `${ran.stdout}\n${ran.stderr}`);
     assert.match(ran.stdout, /# pass 1/);
   });
+
+  it("with a Connect older than requestGate (2.1), the app fails at start-up instead of running without the gate", async () => {
+    // Last: it replaces the app's peers. --force: protoguard's peer range says no, which is the point.
+    await ok("npm", ["install", "--force", "--no-audit", "--no-fund", "--loglevel=error", "@connectrpc/connect@2.1.2", "@connectrpc/connect-node@2.1.2"], app);
+    const ran = await run(process.execPath, ["dist/server.js"], app, env());
+    assert.notEqual(ran.code, 0);
+    assert.match(ran.stderr, /protoguard needs @connectrpc\/connect and @connectrpc\/connect-node >= 2\.2\.0/);
+  });
 });
