@@ -37,6 +37,7 @@ import {
   type PasswordHasher,
 } from "../src/index.js";
 import { createTestAuth, createTestDatabase, type TestAuth } from "../src/testing/index.js";
+import { describeOr, postgresUrl, skipWithoutPostgres } from "./helpers/env.js";
 
 const INVALID = { code: Code.Unauthenticated, message: "invalid credentials", reason: "INVALID_CREDENTIALS" };
 const THROTTLED = {
@@ -557,16 +558,16 @@ function raceSuite(fixture: () => Fixture) {
   });
 }
 
-const databaseUrl = process.env.DATABASE_URL;
-describe(
+describeOr(
+  skipWithoutPostgres,
   "AuthService on PostgreSQL",
-  { timeout: 120_000, ...(databaseUrl ? {} : { skip: "DATABASE_URL not set: PostgreSQL tests skipped" }) },
+  { timeout: 120_000 },
   () => {
     let f: Fixture;
     let database: Awaited<ReturnType<typeof createTestDatabase>>;
 
     before(async () => {
-      database = await createTestDatabase({ driver: "postgres", url: databaseUrl! });
+      database = await createTestDatabase({ driver: "postgres", url: postgresUrl! });
       f = await authServiceFixture(database);
     });
     after(async () => {

@@ -19,6 +19,7 @@ import { createKeyring, loadKeyFile } from "../src/token/keys.js";
 import type { KeyConfig } from "../src/token/keys.js";
 import { createTokenVerifier } from "../src/token/verifier.js";
 import type { VerifiedClaims } from "../src/token/claims.js";
+import { describeOr, postgresUrl, skipWithoutPostgres } from "./helpers/env.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 // Each CLI process starting PGlite takes 1-5 s (far more on a loaded
@@ -332,20 +333,16 @@ describe("protoguard CLI on PGlite", { timeout: SUITE_TIMEOUT }, () => {
   });
 });
 
-const databaseUrl = process.env.DATABASE_URL;
-
-describe(
+describeOr(
+  skipWithoutPostgres,
   "protoguard CLI on PostgreSQL",
-  {
-    timeout: SUITE_TIMEOUT,
-    ...(databaseUrl ? {} : { skip: "DATABASE_URL not set: PostgreSQL tests skipped" }),
-  },
+  { timeout: SUITE_TIMEOUT },
   () => {
     let database: TestDatabase;
     let env: NodeJS.ProcessEnv;
 
     before(async () => {
-      database = await createTestDatabase({ driver: "postgres", url: databaseUrl!, migrate: false });
+      database = await createTestDatabase({ driver: "postgres", url: postgresUrl!, migrate: false });
       env = cleanEnv({ DATABASE_URL: database.url!, PROTOGUARD_JWT_SECRET: EXPLICIT_SECRET });
     });
 

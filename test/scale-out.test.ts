@@ -3,7 +3,7 @@
 // must reach every instance's user cache within a second. The cache max age
 // is ten minutes here, so only the LISTEN/NOTIFY invalidation can explain a
 // prompt change of answer.
-import { after, before, describe, it } from "node:test";
+import { after, before, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
@@ -19,8 +19,9 @@ import { AuthService } from "../gen/protoguard/v1/auth_pb.js";
 import { authErrorReason, createKeyring, createTokenIssuer } from "../src/index.js";
 import { INVALIDATION_CHANNEL } from "../src/store/invalidation.js";
 import { createTestDatabase, type TestDatabase } from "../src/testing/database.js";
+import { describeOr, postgresUrl, skipWithoutPostgres } from "./helpers/env.js";
 
-const databaseUrl = process.env["DATABASE_URL"];
+const databaseUrl = postgresUrl;
 const root = join(import.meta.dirname, "..");
 const BIN = join(root, "bin/protoguard.js");
 const SECRET = "scale-out-test-secret-scale-out-test-secret-0123";
@@ -138,9 +139,10 @@ interface Probe {
   readonly call: () => Promise<unknown>;
 }
 
-describe(
+describeOr(
+  skipWithoutPostgres,
   "two protoguard serve instances on one PostgreSQL database",
-  { skip: databaseUrl ? false : "DATABASE_URL not set: PostgreSQL tests skipped" },
+  {},
   () => {
     let database: TestDatabase;
     let env: NodeJS.ProcessEnv;

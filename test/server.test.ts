@@ -2,7 +2,7 @@
 // grpc-js, and raw sockets for the protocol sniffing. No auth rules here.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { execFile, spawnSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { once } from "node:events";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import * as http from "node:http";
@@ -37,6 +37,7 @@ import { listen } from "../src/server/listen.js";
 import { onShutdownSignals } from "../src/server/shutdown.js";
 import type { Listening, RequestHandler } from "../src/server/listen.js";
 import { fileRegistryOf, reflectionFiles, registerReflection } from "../src/server/reflection.js";
+import { describeOr, skipWithoutOpenssl } from "./helpers/env.js";
 
 const run = promisify(execFile);
 const bufBin = join(import.meta.dirname, "..", "node_modules", ".bin", "buf");
@@ -513,9 +514,7 @@ describe("shutdown signals", () => {
 });
 
 // Node cannot issue X.509 certificates; without openssl the TLS suite has no certificate to serve.
-const haveOpenssl = spawnSync("openssl", ["version"]).status === 0;
-
-describe("TLS", { skip: haveOpenssl ? false : "openssl not installed: TLS tests skipped" }, () => {
+describeOr(skipWithoutOpenssl, "TLS", {}, () => {
   let dir: string;
   let cert: string;
   let key: string;

@@ -33,6 +33,7 @@ import {
 } from "../src/store/index.js";
 import type { DrizzleDb, PrincipalLookup } from "../src/store/index.js";
 import { createTestDatabase, type TestDatabase } from "../src/testing/database.js";
+import { describeOr, postgresUrl, skipWithoutPostgres } from "./helpers/env.js";
 
 // Every migration drizzle-kit generated, per its journal.
 const MIGRATIONS: number = (JSON.parse(readFileSync(new URL("../drizzle/meta/_journal.json", import.meta.url), "utf8")) as { entries: unknown[] }).entries.length;
@@ -322,13 +323,11 @@ describe("store on PGlite", { timeout: SUITE_TIMEOUT }, () => {
   });
 });
 
-const databaseUrl = process.env.DATABASE_URL;
-describe(
+const databaseUrl = postgresUrl;
+describeOr(
+  skipWithoutPostgres,
   "store on PostgreSQL",
-  {
-    timeout: SUITE_TIMEOUT,
-    ...(databaseUrl ? {} : { skip: "DATABASE_URL not set: PostgreSQL tests skipped" }),
-  },
+  { timeout: SUITE_TIMEOUT },
   () => {
     storeSuite(() => createTestDatabase({ driver: "postgres", url: databaseUrl! }));
 
