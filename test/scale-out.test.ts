@@ -18,6 +18,7 @@ import { ProductService } from "../gen/example/v1/product_pb.js";
 import { AuthService } from "../gen/protoguard/v1/auth_pb.js";
 import { authErrorReason, createKeyring, createTokenIssuer } from "../src/index.js";
 import { INVALIDATION_CHANNEL } from "../src/store/invalidation.js";
+import { runCli } from "../src/cli/commands.js";
 import { createTestDatabase, type TestDatabase } from "../src/testing/database.js";
 import { describeOr, postgresUrl, skipWithoutPostgres } from "./helpers/env.js";
 
@@ -83,15 +84,20 @@ function environment(url: string): NodeJS.ProcessEnv {
   };
 }
 
-/** Runs `protoguard <args>` to completion, expects exit 0, returns stdout. */
+/**
+ * Runs `protoguard <args>` to completion through `runCli` (what the
+ * executable wraps) in this process, expects exit 0, returns stdout. A child
+ * process per admin command would cost ~2 s of CPU each; the executable's
+ * own wiring is cli.test.ts's subject, the two `serve` processes are this
+ * file's.
+ */
 async function cli(env: NodeJS.ProcessEnv, ...args: string[]): Promise<string> {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
-  const closed = once(child, "close");
   let out = "";
   let err = "";
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (out += chunk));
-  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (err += chunk));
-  const [code] = await closed;
+  const code = await runCli(args, env, {
+    out: (line) => void (out += `${line}\n`),
+    err: (line) => void (err += `${line}\n`),
+  });
   assert.equal(code, 0, `protoguard ${args.join(" ")} failed:\n${err}`);
   return out;
 }
@@ -221,8 +227,8 @@ describeOr(
       listener = postgres(database.url!, { max: 1, onnotice: () => {} });
       await listener.listen(INVALIDATION_CHANNEL, (payload) => notifications.push({ at: performance.now(), payload }));
 
-      // Accounts are an admin's job: the CLI, against the shared database.
-      // Each run costs seconds of start-up, so independent ones run together.
+      // Accounts are an admin's job: the CLI, against the shared database;
+      // independent commands run together.
       const created = await Promise.all([
         ...(["editor", "alice", "bob", "carol"] as const).map((user) =>
           cli(env, "user", "create", user, "--password", `${user}-password`),
