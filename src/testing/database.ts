@@ -1,6 +1,8 @@
 import { createHash, randomBytes } from "node:crypto";
-import { readdir, readFile } from "node:fs/promises";
-import { join, relative } from "node:path";
+import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { dirname, join, relative } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import postgres from "postgres";
 import { openDatabase, type Database } from "../store/database.js";
@@ -44,12 +46,13 @@ const TEST_PGLITE_START_PARAMS: readonly string[] = [...PGlite.defaultStartParam
 
 /**
  * Creates an isolated database for tests, migrated unless `migrate: false`:
- * - `pglite`: a new in-memory PGlite. The first migrated one in a process
- *   runs initdb and the migrations (a few seconds) and keeps a snapshot of
- *   the migrated data directory; every later one starts from a copy of that
- *   snapshot (well under a second on an idle machine). Each fixture is its
- *   own PostgreSQL instance, so nothing is shared between fixtures, and
- *   `close()` ends it. To start faster, these instances run with a 16 MB
+ * - `pglite`: a new in-memory PGlite, started from a snapshot of a
+ *   migrated data directory (well under a second on an idle machine). The
+ *   snapshot is built once (initdb and the migrations: a few seconds), kept
+ *   for the process, and cached in `<tmpdir>/protoguard-test-<uid>/` for
+ *   later processes, keyed by the migrations and the PGlite version. Each
+ *   fixture is its own PostgreSQL instance, so nothing is shared between
+ *   fixtures, and `close()` ends it. To start faster, these instances run with a 16 MB
  *   buffer pool and without the `template0`/`template1` databases, which
  *   nothing can use on PGlite anyway.
  * - `postgres`: a brand-new database `protoguard_test_<random hex>` on the
@@ -100,45 +103,104 @@ export async function createTestDatabase(options: TestDatabaseOptions = {}): Pro
 }
 
 /**
- * The migrated PGlite data directory of this process, as an uncompressed
- * tarball. Built once; a failed build is forgotten so the next call retries.
+ * The migrated PGlite data directory as an uncompressed tarball, once per
+ * process. A failed attempt is forgotten so the next call retries.
  */
 let pgliteSnapshot: Promise<Blob> | undefined;
 
 /**
- * A new, migrated in-memory PGlite. The caller that builds the snapshot gets
- * the instance it was taken from (the snapshot is taken before anyone
- * writes to it); everyone else gets a fresh copy of the snapshot.
+ * A new, migrated in-memory PGlite started from a copy of the snapshot. The
+ * first call of a process gets the snapshot from the on-disk cache or builds
+ * it, and is handed the instance it loaded or built (taken before anyone
+ * wrote to it); later calls copy the snapshot.
  */
 async function migratedPglite(): Promise<PGlite> {
-  if (pgliteSnapshot !== undefined) {
-    return PGlite.create({ loadDataDir: await pgliteSnapshot, startParams: [...TEST_PGLITE_START_PARAMS] });
+  if (pgliteSnapshot === undefined) {
+    const pending = loadOrBuildSnapshot();
+    // Set before any await, so concurrent callers wait for this one.
+    const snapshot = pending.then(({ snapshot }) => snapshot);
+    pgliteSnapshot = snapshot;
+    snapshot.catch(() => {
+      if (pgliteSnapshot === snapshot) pgliteSnapshot = undefined;
+    });
+    return (await pending).first;
   }
-  const first = (async () => {
-    const pg = await PGlite.create({ startParams: [...TEST_PGLITE_START_PARAMS] });
-    try {
-      await migrateDatabase(await openDatabase({ pglite: pg }));
-      // Each copy unpacks every file of the snapshot, and the two template
-      // databases are two thirds of them: a test database never runs
-      // CREATE DATABASE (one PGlite instance serves one database), so they go.
-      // One statement per call: DROP DATABASE refuses a multi-statement string.
-      await pg.exec("update pg_database set datistemplate = false where datname in ('template0', 'template1')");
-      await pg.exec("drop database template0");
-      await pg.exec("drop database template1");
-      await pg.exec("checkpoint");
-      return { pg, snapshot: await pg.dumpDataDir("none") };
-    } catch (error) {
-      await pg.close();
-      throw error;
+  return PGlite.create({ loadDataDir: await pgliteSnapshot, startParams: [...TEST_PGLITE_START_PARAMS] });
+}
+
+/**
+ * The snapshot from the cache file when there is a usable one, else a new
+ * one (written to the cache for the next process), plus an instance
+ * started from it.
+ */
+async function loadOrBuildSnapshot(): Promise<{ snapshot: Blob; first: PGlite }> {
+  const file = await snapshotCacheFile();
+  if (file !== undefined) {
+    const bytes = await readFile(file).catch(() => undefined);
+    if (bytes !== undefined) {
+      const snapshot = new Blob([bytes]);
+      try {
+        return { snapshot, first: await PGlite.create({ loadDataDir: snapshot, startParams: [...TEST_PGLITE_START_PARAMS] }) };
+      } catch {
+        // An unreadable cache file: build a new one over it.
+      }
     }
-  })();
-  // Set before any await, so concurrent callers wait for this build.
-  const snapshot = first.then(({ snapshot }) => snapshot);
-  pgliteSnapshot = snapshot;
-  snapshot.catch(() => {
-    if (pgliteSnapshot === snapshot) pgliteSnapshot = undefined;
-  });
-  return (await first).pg;
+  }
+  const pg = await PGlite.create({ startParams: [...TEST_PGLITE_START_PARAMS] });
+  let snapshot: Blob;
+  try {
+    await migrateDatabase(await openDatabase({ pglite: pg }));
+    // Each copy unpacks every file of the snapshot, and the two template
+    // databases are two thirds of them: a test database never runs
+    // CREATE DATABASE (one PGlite instance serves one database), so they go.
+    // One statement per call: DROP DATABASE refuses a multi-statement string.
+    await pg.exec("update pg_database set datistemplate = false where datname in ('template0', 'template1')");
+    await pg.exec("drop database template0");
+    await pg.exec("drop database template1");
+    await pg.exec("checkpoint");
+    snapshot = await pg.dumpDataDir("none");
+  } catch (error) {
+    await pg.close();
+    throw error;
+  }
+  if (file !== undefined) {
+    // Written whole under a unique name, then renamed: a reader never sees
+    // half a file, and concurrent writers of the same key write the same.
+    const partial = `${file}.${process.pid}-${randomBytes(4).toString("hex")}.tmp`;
+    await writeFile(partial, new Uint8Array(await snapshot.arrayBuffer()), { mode: 0o600 })
+      .then(() => rename(partial, file))
+      .catch(() => rm(partial, { force: true })); // the cache is an optimization only
+  }
+  return { snapshot, first: pg };
+}
+
+/** Bump when the snapshot's content changes in a way the key does not capture. */
+const SNAPSHOT_FORMAT = 1;
+
+/**
+ * Where the snapshot for the current migrations, PGlite version and start
+ * parameters is cached across processes: `<tmpdir>/protoguard-test-<uid>/
+ * pglite-<hash>.tar`. Undefined (no caching) when that directory cannot be
+ * made private to this user, so no other local user can plant a snapshot.
+ */
+async function snapshotCacheFile(): Promise<string | undefined> {
+  try {
+    const uid = process.getuid?.();
+    const dir = join(tmpdir(), `protoguard-test-${uid ?? "user"}`);
+    await mkdir(dir, { mode: 0o700, recursive: true });
+    const info = await lstat(dir);
+    if (!info.isDirectory() || (uid !== undefined && info.uid !== uid) || (info.mode & 0o077) !== 0) return undefined;
+    const require = createRequire(import.meta.url);
+    const pglitePackage = join(dirname(require.resolve("@electric-sql/pglite")), "..", "package.json");
+    const { version } = JSON.parse(await readFile(pglitePackage, "utf8")) as { version: string };
+    const key = createHash("sha256")
+      .update(JSON.stringify([SNAPSHOT_FORMAT, version, TEST_PGLITE_START_PARAMS, await migrationsHash()]))
+      .digest("hex")
+      .slice(0, 24);
+    return join(dir, `pglite-${key}.tar`);
+  } catch {
+    return undefined;
+  }
 }
 
 /**
