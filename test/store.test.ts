@@ -345,6 +345,30 @@ describeOr(
       }
     });
 
+    it("copies a template database: each copy is migrated, and none sees another's rows", async () => {
+      const one = await createTestDatabase({ driver: "postgres", url: databaseUrl! });
+      const two = await createTestDatabase({ driver: "postgres", url: databaseUrl! });
+      try {
+        assert.equal(await migrationCount(one.db), MIGRATIONS);
+        await createUser(one.db, { username: "only-in-one" });
+        assert.equal(await findUserByUsername(two.db, "only-in-one"), undefined);
+        await createUser(two.db, { username: "only-in-one" });
+      } finally {
+        await Promise.all([one.close(), two.close()]);
+      }
+      const probe = await openDatabase({ url: databaseUrl!, max: 1 });
+      try {
+        const rows = await probe.db
+          .select({ allow: sql<boolean>`datallowconn` })
+          .from(sql`pg_database`)
+          .where(sql`datname like 'protoguard\_template\_%' and datname not like '%\_building'`);
+        assert.ok(rows.length >= 1, "a template database exists");
+        assert.ok(rows.every((row) => row.allow === false), "templates take no connections, so copying never fails");
+      } finally {
+        await probe.close();
+      }
+    });
+
     it("drops its throwaway database on close", async () => {
       const temp = await createTestDatabase({ driver: "postgres", url: databaseUrl! });
       const name = new URL(temp.url!).pathname.slice(1);
