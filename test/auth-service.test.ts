@@ -24,6 +24,7 @@ import { authErrorReason } from "../src/index.js";
 import { createUser, grantGroupPermissions, schema, type Database } from "../src/store/index.js";
 import { changePassword, createAuthService, createPasswordHasher, deactivateUser, enableTotp, generateTotp, PasswordBusyError, type AuthServiceOptions, type PasswordHasher } from "../src/lifecycle/index.js";
 import { createTestAuth, createTestDatabase, type TestAuth } from "../src/testing/index.js";
+import { describeOr, postgresUrl, skipWithoutPostgres } from "./helpers/env.js";
 
 const INVALID = { code: Code.Unauthenticated, message: "invalid credentials", reason: "INVALID_CREDENTIALS" };
 const THROTTLED = {
@@ -86,6 +87,13 @@ interface Fixture {
 }
 
 /**
+ * scrypt cost for every hasher here: these tests are about sessions,
+ * throttling and errors, not the hash's strength (passwords.test.ts checks
+ * the default cost), and each login hashes at least once.
+ */
+const TEST_LOG_N = 10;
+
+/**
  * createTestAuth builds the issuer, verifier and database the service
  * needs, but wants the routes first: register a delegate and build the real
  * service once the fixture exists.
@@ -93,7 +101,7 @@ interface Fixture {
 async function authServiceFixture(database?: Database, tokenClockSkewMs = 0): Promise<Fixture> {
   const late: { impl?: ServiceImpl<typeof AuthService> } = {};
   const service = () => late.impl ?? assert.fail("AuthService used before it was built");
-  const base = createPasswordHasher({ scrypt: { logN: 14 } });
+  const base = createPasswordHasher({ scrypt: { logN: TEST_LOG_N } });
   const { hasher, calls } = countingHasher(base);
   const t = await createTestAuth({
     ...(database && { database }),
@@ -357,7 +365,7 @@ describe("AuthService on PGlite", { timeout: 180_000 }, () => {
     const niaj = await f.t.createUser({ username: "niaj", password: "old-password" });
     const before = await f.client.login({ username: "niaj", password: "old-password" });
     const rotated = await f.client.refresh({ refreshToken: before.refreshToken });
-    const hasher = createPasswordHasher({ scrypt: { logN: 14 } });
+    const hasher = createPasswordHasher({ scrypt: { logN: TEST_LOG_N } });
     await changePassword(f.t.database, niaj.id, "new-password", hasher);
 
     for (const token of [before.accessToken, rotated.accessToken]) {
@@ -387,7 +395,7 @@ describe("AuthService on PGlite", { timeout: 180_000 }, () => {
     const first = await f.client.login({ username: "peggy", password: "django-pass" });
     assert.equal(first.user?.id, peggy.id);
     const row = await userRow(db, "peggy");
-    assert.match(row.password, /^\$scrypt\$ln=14,r=8,p=1\$/);
+    assert.match(row.password, new RegExp(`^\\$scrypt\\$ln=${TEST_LOG_N},r=8,p=1\\$`));
     assert.equal(row.credentialsChangedAt.getTime(), changedAt.getTime(), "a rehash is not a password change");
 
     const second = await f.client.login({ username: "peggy", password: "django-pass" });
@@ -430,7 +438,7 @@ describe("AuthService with a token clock running ahead of the database's", { tim
     const user = await f.t.createUser({ username: "skewed", password: "old-password" });
     const res = await f.client.login({ username: "skewed", password: "old-password" });
     assert.ok(await f.client.whoAmI({}, bearer(res.accessToken)));
-    await changePassword(f.t.database, user.id, "new-password", createPasswordHasher({ scrypt: { logN: 14 } }));
+    await changePassword(f.t.database, user.id, "new-password", createPasswordHasher({ scrypt: { logN: TEST_LOG_N } }));
     await expectError(f.client.whoAmI({}, bearer(res.accessToken)), Code.Unauthenticated, "TOKEN_REVOKED");
     await expectError(f.client.refresh({ refreshToken: res.refreshToken }), Code.Unauthenticated, "TOKEN_REVOKED");
   });
@@ -445,7 +453,7 @@ describe("AuthService with a token clock running ahead of the database's", { tim
 });
 
 describe("AuthService failure modes", { timeout: 60_000 }, () => {
-  const hasher = createPasswordHasher({ scrypt: { logN: 14 } });
+  const hasher = createPasswordHasher({ scrypt: { logN: TEST_LOG_N } });
 
   async function standalone(options: Partial<AuthServiceOptions> & Pick<AuthServiceOptions, "database">) {
     const t = await createTestAuth({ routes: () => {}, passwordHasher: hasher });
@@ -546,16 +554,16 @@ function raceSuite(fixture: () => Fixture) {
   });
 }
 
-const databaseUrl = process.env.DATABASE_URL;
-describe(
+describeOr(
+  skipWithoutPostgres,
   "AuthService on PostgreSQL",
-  { timeout: 120_000, ...(databaseUrl ? {} : { skip: "DATABASE_URL not set: PostgreSQL tests skipped" }) },
+  { timeout: 120_000 },
   () => {
     let f: Fixture;
     let database: Awaited<ReturnType<typeof createTestDatabase>>;
 
     before(async () => {
-      database = await createTestDatabase({ driver: "postgres", url: databaseUrl! });
+      database = await createTestDatabase({ driver: "postgres", url: postgresUrl! });
       f = await authServiceFixture(database);
     });
     after(async () => {

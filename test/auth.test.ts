@@ -11,6 +11,7 @@ import { GuardedService, StaffOnlyService, UnannotatedService } from "../gen/gua
 import { MalformedRuleService, MalformedService } from "../gen/guardtest/v1/malformed_pb.js";
 import { authErrorReason, createAuthPolicy, PolicyError, type DecisionEvent } from "../src/index.js";
 import { deleteUser, revokeUserPermissions, setUserActive } from "../src/store/index.js";
+import { findUserByUsername } from "../src/store/users.js";
 import { createTestAuth, type TestAuth } from "../src/testing/index.js";
 import { guardedRoutes } from "./helpers/guarded-service.js";
 
@@ -244,6 +245,32 @@ describe("rules enforced over the in-memory transport", { timeout: 120_000 }, ()
     assert.ok(events.length > 0);
     assert.ok(events.every((e) => e.stage === "gate"));
     assert.ok(!JSON.stringify(events.map((e) => e.verdict.outcome)).includes("ey"));
+  });
+});
+
+describe("createTestAuth fixtures", { timeout: 120_000 }, () => {
+  it("each starts migrated and empty, sees nothing of another, and close() ends its PGlite", async () => {
+    const first = await createTestAuth({ routes: guardedRoutes });
+    const second = await createTestAuth({ routes: guardedRoutes });
+    try {
+      const user = await first.createUser({ username: "only-in-first", permissions: ["shop.view"], groups: ["g"] });
+      assert.equal(await findUserByUsername(second.database.db, "only-in-first"), undefined);
+      // Made after the first fixture had rows: still a copy of the empty, migrated database.
+      const third = await createTestAuth({ routes: guardedRoutes });
+      try {
+        assert.equal(await findUserByUsername(third.database.db, "only-in-first"), undefined);
+        const mine = await third.createUser({ username: "only-in-first" });
+        assert.equal(mine.username, "only-in-first", "the same username is free in another fixture");
+        assert.equal((await findUserByUsername(first.database.db, "only-in-first"))?.id, user.id);
+      } finally {
+        await third.close();
+      }
+      assert.ok(third.database.client.kind === "pglite" && third.database.client.pg.closed);
+    } finally {
+      await first.close();
+      await second.close();
+    }
+    for (const t of [first, second]) assert.ok(t.database.client.kind === "pglite" && t.database.client.pg.closed);
   });
 });
 

@@ -4,11 +4,8 @@
 // calls go through a browser's fetch, so it is where gRPC-Web and Connect
 // from @connectrpc/connect-web meet the server's HTTP/1.1 side, the static
 // page and the auth layer together.
-import { after, before, describe, it } from "node:test";
+import { after, before, it } from "node:test";
 import assert from "node:assert/strict";
-import { constants } from "node:fs";
-import { access } from "node:fs/promises";
-import { delimiter, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
 import { chromium, type Browser, type Page } from "playwright-core";
@@ -24,6 +21,7 @@ import { loadConfig } from "../src/runtime/config.js";
 import type { Runtime } from "../src/runtime/runtime.js";
 import { startServer, type RunningServer } from "../src/server/serve.js";
 import { createTestDatabase, type TestDatabase } from "../src/testing/database.js";
+import { chromiumPath, describeOr, skipWithoutChromium } from "./helpers/env.js";
 
 const SECRET = "browser-test-secret-browser-test-secret-0123456789";
 const PASSWORD = "carol's long browser password";
@@ -47,37 +45,16 @@ const CHROMIUM_ARGS = [
   "--disable-sync",
 ];
 
-/** Debian's Chromium at /usr/bin/chromium, else `chromium` on PATH; undefined when neither exists. */
-async function findChromium(): Promise<string | undefined> {
-  const candidates = [
-    "/usr/bin/chromium",
-    ...(process.env["PATH"] ?? "").split(delimiter).filter((dir) => dir !== "").map((dir) => join(dir, "chromium")),
-  ];
-  for (const candidate of candidates) {
-    try {
-      await access(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // Not here; try the next.
-    }
-  }
-  return undefined;
-}
-
-const chromiumPath = await findChromium();
-
 /** A request the page sent to GetProfile, as the browser sent it. */
 interface ProfileRequest {
   contentType: string;
   authorization: string;
 }
 
-describe(
+describeOr(
+  skipWithoutChromium,
   "the example page in Chromium (gRPC-Web and Connect from the browser)",
-  {
-    ...(chromiumPath === undefined && { skip: "chromium not installed: browser tests skipped" }),
-    timeout: 240_000,
-  },
+  { timeout: 240_000 },
   () => {
     let database: TestDatabase;
     let server: RunningServer;

@@ -1,8 +1,10 @@
 /**
- * The `protoguard` CLI, run for real as child processes against a PGlite
- * data directory (and PostgreSQL when DATABASE_URL is set). Results are
- * checked through the store in-process, opening the PGlite directory only
- * while no CLI process has it open.
+ * The `protoguard` CLI against a PGlite data directory (and PostgreSQL when
+ * DATABASE_URL is set): most commands through `runCli` in this process,
+ * and enough as real child processes (the package bin, example/cli.ts) to
+ * cover what the executable adds: exit codes, the streams, stdin. Results
+ * are checked through the store, opening the PGlite directory only while no
+ * CLI command has it open.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -19,9 +21,11 @@ import { createKeyring, loadKeyFile } from "../src/token/keys.js";
 import type { KeyConfig } from "../src/token/keys.js";
 import { createTokenVerifier } from "../src/token/verifier.js";
 import type { VerifiedClaims } from "../src/token/claims.js";
+import { runCli } from "../src/cli/commands.js";
+import { describeOr, postgresUrl, skipWithoutPostgres } from "./helpers/env.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-// Each CLI process starting PGlite takes 1-5 s (far more on a loaded
+// Each CLI command opening PGlite takes 1-5 s (far more on a loaded
 // machine); about 25 of them run here.
 const SUITE_TIMEOUT = 600_000;
 const EXPLICIT_SECRET = "an-explicit-hs256-secret-of-at-least-32-bytes";
@@ -42,22 +46,38 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   return { ...env, PROTOGUARD_SCRYPT_LOG_N: "12", ...extra };
 }
 
-/** Runs the CLI (this repository's, with the example as default app, or the package's bin) to completion. */
-function cli(
+/**
+ * Runs one `protoguard` invocation to completion. By default in this process
+ * through `runCli`, the function the executable wraps (a child process costs
+ * a Node start and a TypeScript load of the CLI, about 2 s of CPU each, and
+ * this file runs ~30 commands). With `child` (implied by `bin` and `stdin`),
+ * as a real process: example/cli.ts (this repository's CLI), or the package bin; those calls cover
+ * the executable's own wiring (exit code, streams, stdin).
+ */
+async function cli(
   args: readonly string[],
   env: NodeJS.ProcessEnv,
-  { stdin, bin = false }: { stdin?: string; bin?: boolean } = {},
+  { stdin, bin = false, child = bin || stdin !== undefined }: { stdin?: string; bin?: boolean; child?: boolean } = {},
 ): Promise<CliResult> {
+  if (!child) {
+    let stdout = "";
+    let stderr = "";
+    const code = await runCli(args, env, {
+      out: (line) => void (stdout += `${line}\n`),
+      err: (line) => void (stderr += `${line}\n`),
+    });
+    return { code, stdout, stderr };
+  }
   const entry = bin ? ["--import", "tsx", "src/cli/bin.ts"] : ["--import", "tsx", "example/cli.ts"];
-  const child = spawn(process.execPath, [...entry, ...args], { cwd: ROOT, env, stdio: ["pipe", "pipe", "pipe"] });
+  const proc = spawn(process.execPath, [...entry, ...args], { cwd: ROOT, env, stdio: ["pipe", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-  child.stdin.end(stdin ?? "");
+  proc.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+  proc.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+  proc.stdin.end(stdin ?? "");
   return new Promise((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
+    proc.on("error", reject);
+    proc.on("close", (code) => resolve({ code, stdout, stderr }));
   });
 }
 
@@ -156,7 +176,7 @@ describe("protoguard CLI on PGlite", { timeout: SUITE_TIMEOUT }, () => {
     assertOk(bare);
     assert.equal(bare.stdout, help.stdout);
 
-    const unknown = await cli(["frobnicate"], env);
+    const unknown = await cli(["frobnicate"], env, { child: true });
     assert.equal(unknown.code, 2);
     assert.equal(unknown.stdout, "");
     assert.match(unknown.stderr, /^usage: protoguard/);
@@ -182,7 +202,10 @@ describe("protoguard CLI on PGlite", { timeout: SUITE_TIMEOUT }, () => {
 
   it("creates users; a duplicate or a bad flag value fails cleanly and creates nothing", async () => {
     assertOk(await cli(["user", "create", "alice", "--password", "pw-alice-1", "--email", "alice@example.com"], env));
-    assertOneLineFailure(await cli(["user", "create", "alice", "--password", "other"], env), /user "alice" already exists/);
+    assertOneLineFailure(
+      await cli(["user", "create", "alice", "--password", "other"], env, { child: true }),
+      /user "alice" already exists/,
+    );
 
     const badFlag = await cli(["user", "create", "bob", "--password", "pw", "--superuser=maybe"], env);
     assert.equal(badFlag.code, 2);
@@ -332,20 +355,16 @@ describe("protoguard CLI on PGlite", { timeout: SUITE_TIMEOUT }, () => {
   });
 });
 
-const databaseUrl = process.env.DATABASE_URL;
-
-describe(
+describeOr(
+  skipWithoutPostgres,
   "protoguard CLI on PostgreSQL",
-  {
-    timeout: SUITE_TIMEOUT,
-    ...(databaseUrl ? {} : { skip: "DATABASE_URL not set: PostgreSQL tests skipped" }),
-  },
+  { timeout: SUITE_TIMEOUT },
   () => {
     let database: TestDatabase;
     let env: NodeJS.ProcessEnv;
 
     before(async () => {
-      database = await createTestDatabase({ driver: "postgres", url: databaseUrl!, migrate: false });
+      database = await createTestDatabase({ driver: "postgres", url: postgresUrl!, migrate: false });
       env = cleanEnv({ DATABASE_URL: database.url!, PROTOGUARD_JWT_SECRET: EXPLICIT_SECRET });
     });
 

@@ -12,8 +12,7 @@ import assert from "node:assert/strict";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { constants } from "node:fs";
-import { access, mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -29,6 +28,7 @@ import { seedExample } from "../example/seed.js";
 import { loadConfig } from "../src/runtime/config.js";
 import { openRuntime } from "../src/runtime/runtime.js";
 import { createTestDatabase, type TestDatabase } from "../src/testing/database.js";
+import { curlPath, postgresUrl, skipWithoutCurl } from "./helpers/env.js";
 
 const root = join(import.meta.dirname, "..");
 /**
@@ -111,20 +111,8 @@ function jsonMessages(stdout: string): Record<string, unknown>[] {
   return text === "" ? [] : (JSON.parse(`[${text.replace(/\}\s*\{/g, "},{")}]`) as Record<string, unknown>[]);
 }
 
-async function findExecutable(name: string, preferred: string): Promise<string | undefined> {
-  for (const candidate of [preferred, ...(process.env["PATH"] ?? "").split(":").map((dir) => join(dir, name))]) {
-    try {
-      await access(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // Not here.
-    }
-  }
-  return undefined;
-}
-
-const curlBin = await findExecutable("curl", "/usr/bin/curl");
-const databaseUrl = process.env["DATABASE_URL"]?.trim() || undefined;
+const curlBin = curlPath;
+const databaseUrl = postgresUrl;
 
 const backend = databaseUrl === undefined ? "PGlite" : "PostgreSQL";
 
@@ -448,7 +436,7 @@ describe(`protoguard serve end to end (${backend})`, { timeout: 300_000 }, () =>
 
   it(
     "curl speaks Connect over HTTP/1.1: 401 and 403 JSON errors, 200 answers",
-    { ...(curlBin === undefined ? { skip: "curl not installed: HTTP/1.1 curl checks skipped" } : {}) },
+    { ...(skipWithoutCurl !== undefined && { skip: skipWithoutCurl }) },
     async () => {
       /** One Connect unary call; the last line curl writes is the HTTP version and status. */
       const post = async (method: string, data: unknown, token?: string) => {

@@ -8,6 +8,7 @@ import { sql } from "drizzle-orm";
 import { subscribeInvalidations, type InvalidationEvent } from "../src/store/invalidation.js";
 import { createGroup, createUser, grantGroupPermissions, grantUserPermissions } from "../src/store/users.js";
 import { createTestDatabase, type TestDatabase } from "../src/testing/database.js";
+import { describeOr, postgresUrl, skipWithoutPostgres } from "./helpers/env.js";
 
 async function until(events: InvalidationEvent[], match: (e: InvalidationEvent) => boolean, ms = 5000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -53,10 +54,11 @@ function suite(open: () => Promise<TestDatabase>) {
 
 describe("invalidation on PGlite", { timeout: 60_000 }, () => suite(() => createTestDatabase()));
 
-const url = process.env.DATABASE_URL;
-describe(
+const url = postgresUrl;
+describeOr(
+  skipWithoutPostgres,
   "invalidation on PostgreSQL",
-  { timeout: 60_000, ...(url ? {} : { skip: "DATABASE_URL not set: PostgreSQL tests skipped" }) },
+  { timeout: 60_000 },
   () => {
     suite(() => createTestDatabase({ driver: "postgres", url: url! }));
 

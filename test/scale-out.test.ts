@@ -3,7 +3,7 @@
 // must reach every instance's user cache within a second. The cache max age
 // is ten minutes here, so only the LISTEN/NOTIFY invalidation can explain a
 // prompt change of answer.
-import { after, before, describe, it } from "node:test";
+import { after, before, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
@@ -18,9 +18,11 @@ import { ProductService } from "../gen/example/v1/product_pb.js";
 import { AuthService } from "../gen/protoguard/v1/auth_pb.js";
 import { authErrorReason, createKeyring, createTokenIssuer } from "../src/index.js";
 import { INVALIDATION_CHANNEL } from "../src/store/invalidation.js";
+import { runCli } from "../src/cli/commands.js";
 import { createTestDatabase, type TestDatabase } from "../src/testing/database.js";
+import { describeOr, postgresUrl, skipWithoutPostgres } from "./helpers/env.js";
 
-const databaseUrl = process.env["DATABASE_URL"];
+const databaseUrl = postgresUrl;
 const root = join(import.meta.dirname, "..");
 /** This repository's CLI: the package's, with the example as the app `serve` runs. */
 const CLI = ["--import", "tsx", join(root, "example/cli.ts")];
@@ -83,15 +85,20 @@ function environment(url: string): NodeJS.ProcessEnv {
   };
 }
 
-/** Runs `protoguard <args>` to completion, expects exit 0, returns stdout. */
+/**
+ * Runs `protoguard <args>` to completion through `runCli` (what the
+ * executable wraps) in this process, expects exit 0, returns stdout. A child
+ * process per admin command would cost ~2 s of CPU each; the executable's
+ * own wiring is cli.test.ts's subject, the two `serve` processes are this
+ * file's.
+ */
 async function cli(env: NodeJS.ProcessEnv, ...args: string[]): Promise<string> {
-  const child = spawn(process.execPath, [...CLI, ...args], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
-  const closed = once(child, "close");
   let out = "";
   let err = "";
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (out += chunk));
-  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (err += chunk));
-  const [code] = await closed;
+  const code = await runCli(args, env, {
+    out: (line) => void (out += `${line}\n`),
+    err: (line) => void (err += `${line}\n`),
+  });
   assert.equal(code, 0, `protoguard ${args.join(" ")} failed:\n${err}`);
   return out;
 }
@@ -139,9 +146,10 @@ interface Probe {
   readonly call: () => Promise<unknown>;
 }
 
-describe(
+describeOr(
+  skipWithoutPostgres,
   "two protoguard serve instances on one PostgreSQL database",
-  { skip: databaseUrl ? false : "DATABASE_URL not set: PostgreSQL tests skipped" },
+  {},
   () => {
     let database: TestDatabase;
     let env: NodeJS.ProcessEnv;
@@ -220,8 +228,8 @@ describe(
       listener = postgres(database.url!, { max: 1, onnotice: () => {} });
       await listener.listen(INVALIDATION_CHANNEL, (payload) => notifications.push({ at: performance.now(), payload }));
 
-      // Accounts are an admin's job: the CLI, against the shared database.
-      // Each run costs seconds of start-up, so independent ones run together.
+      // Accounts are an admin's job: the CLI, against the shared database;
+      // independent commands run together.
       const created = await Promise.all([
         ...(["editor", "alice", "bob", "carol"] as const).map((user) =>
           cli(env, "user", "create", user, "--password", `${user}-password`),

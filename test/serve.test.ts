@@ -33,6 +33,7 @@ const SERVED_SERVICES = servedServices(exampleApp);
 import { loadConfig } from "../src/runtime/config.js";
 import { startServer, type RunningServer } from "../src/server/serve.js";
 import { createTestDatabase, type TestDatabase } from "../src/testing/database.js";
+import { describeOr, postgresUrl, skipWithoutPostgres } from "./helpers/env.js";
 
 const SECRET = "serve-test-secret-serve-test-secret-0123456789";
 const root = join(import.meta.dirname, "..");
@@ -449,11 +450,12 @@ describe("startServer with the example services", () => {
   });
 });
 
-const databaseUrl = process.env["DATABASE_URL"];
+const databaseUrl = postgresUrl;
 
-describe(
+describeOr(
+  skipWithoutPostgres,
   "example migrations and seed on PostgreSQL",
-  { ...(databaseUrl ? {} : { skip: "DATABASE_URL not set: PostgreSQL tests skipped" }) },
+  {},
   () => {
     it("run once when two instances start together, and again as no-ops", async () => {
       await using maintenance = await createTestDatabase({ url: databaseUrl! });

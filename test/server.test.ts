@@ -2,8 +2,8 @@
 // grpc-js, and raw sockets for the protocol sniffing. No auth rules here.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { execFile, spawnSync } from "node:child_process";
-import { once } from "node:events";
+import { execFile } from "node:child_process";
+import { EventEmitter, once } from "node:events";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import * as http from "node:http";
 import * as http2 from "node:http2";
@@ -37,16 +37,43 @@ import { listen } from "../src/server/listen.js";
 import { onShutdownSignals } from "../src/server/shutdown.js";
 import type { Listening, RequestHandler } from "../src/server/listen.js";
 import { fileRegistryOf, reflectionFiles, registerReflection } from "../src/server/reflection.js";
+import { describeOr, skipWithoutOpenssl } from "./helpers/env.js";
 
 const run = promisify(execFile);
 const bufBin = join(import.meta.dirname, "..", "node_modules", ".bin", "buf");
 const allowedOrigin = "https://app.example";
 
+/** Emits "start" each time a slow call reaches its handler. */
+const slowCalls = new EventEmitter();
+let slowCallsStarted = 0;
+
 /** `text` "slow:N" makes PublicUnary take N ms: enough to close a server under it. */
 async function pong(request: Ping) {
   const slow = /^slow:(\d+)$/.exec(request.text);
-  if (slow) await sleep(Number(slow[1]));
+  if (slow) {
+    slowCallsStarted++;
+    slowCalls.emit("start");
+    await sleep(Number(slow[1]));
+  }
   return create(PongSchema, { text: `pong ${request.text}` });
+}
+
+/**
+ * Resolves once `count` more slow calls are in their handler: "in flight"
+ * as an event rather than a guessed delay, which a loaded machine (a TLS
+ * handshake taking longer than the guess) turns into a connection reset.
+ * Call it before sending the calls.
+ */
+function slowCallsInFlight(count: number): Promise<void> {
+  const target = slowCallsStarted + count;
+  return new Promise((resolve) => {
+    const check = () => {
+      if (slowCallsStarted < target) return;
+      slowCalls.off("start", check);
+      resolve();
+    };
+    slowCalls.on("start", check);
+  });
 }
 
 function routes(health: HealthService) {
@@ -463,6 +490,7 @@ describe("connection hygiene", () => {
 describe("graceful close", () => {
   it("lets an in-flight HTTP/1.1 call and an in-flight HTTP/2 call finish, then refuses new ones", async () => {
     const server = await listen({ handler: appHandler(createHealth()), port: 0 });
+    const inFlight = slowCallsInFlight(2);
     const h1 = connectJson(server.url, "slow:400");
     const h2 = rawGrpc(server.url, "slow:400");
     // An idle keep-alive connection must not hold the close up.
@@ -470,7 +498,7 @@ describe("graceful close", () => {
     await new Promise<void>((resolve, reject) =>
       http.get(server.url, { agent: idle }, (res) => res.resume().on("end", resolve)).on("error", reject),
     );
-    await sleep(100);
+    await inFlight;
     const started = Date.now();
     await server.close(5000);
     const took = Date.now() - started;
@@ -485,9 +513,10 @@ describe("graceful close", () => {
 
   it("cuts calls that outlive the grace period", async () => {
     const server = await listen({ handler: appHandler(createHealth()), port: 0 });
+    const inFlight = slowCallsInFlight(1);
     const slow = rawGrpc(server.url, "slow:5000");
     slow.catch(() => {});
-    await sleep(100);
+    await inFlight;
     const started = Date.now();
     await server.close(200);
     const took = Date.now() - started;
@@ -513,9 +542,7 @@ describe("shutdown signals", () => {
 });
 
 // Node cannot issue X.509 certificates; without openssl the TLS suite has no certificate to serve.
-const haveOpenssl = spawnSync("openssl", ["version"]).status === 0;
-
-describe("TLS", { skip: haveOpenssl ? false : "openssl not installed: TLS tests skipped" }, () => {
+describeOr(skipWithoutOpenssl, "TLS", {}, () => {
   let dir: string;
   let cert: string;
   let key: string;
@@ -562,9 +589,10 @@ describe("TLS", { skip: haveOpenssl ? false : "openssl not installed: TLS tests 
 
   it("lets in-flight h1 and h2 calls over TLS finish on close", async () => {
     const server = await listen({ handler: appHandler(createHealth()), port: 0, tls: { cert, key } });
+    const inFlight = slowCallsInFlight(2);
     const h1 = connectJson(server.url, "slow:400", cert);
     const h2 = rawGrpc(server.url, "slow:400", { ca: cert });
-    await sleep(100);
+    await inFlight;
     const started = Date.now();
     await server.close(5000);
     assert.ok(Date.now() - started < 2000);

@@ -33,6 +33,7 @@ import {
 } from "../src/store/index.js";
 import type { DrizzleDb, PrincipalLookup } from "../src/store/index.js";
 import { createTestDatabase, type TestDatabase } from "../src/testing/database.js";
+import { describeOr, postgresUrl, skipWithoutPostgres } from "./helpers/env.js";
 
 // Every migration drizzle-kit generated, per its journal.
 const MIGRATIONS: number = (JSON.parse(readFileSync(new URL("../drizzle/meta/_journal.json", import.meta.url), "utf8")) as { entries: unknown[] }).entries.length;
@@ -330,13 +331,11 @@ describe("store on PGlite", { timeout: SUITE_TIMEOUT }, () => {
   });
 });
 
-const databaseUrl = process.env.DATABASE_URL;
-describe(
+const databaseUrl = postgresUrl;
+describeOr(
+  skipWithoutPostgres,
   "store on PostgreSQL",
-  {
-    timeout: SUITE_TIMEOUT,
-    ...(databaseUrl ? {} : { skip: "DATABASE_URL not set: PostgreSQL tests skipped" }),
-  },
+  { timeout: SUITE_TIMEOUT },
   () => {
     storeSuite(() => createTestDatabase({ driver: "postgres", url: databaseUrl! }));
 
@@ -351,6 +350,30 @@ describe(
       } finally {
         await Promise.all(others.map((d) => d.close()));
         await fresh.close();
+      }
+    });
+
+    it("copies a template database: each copy is migrated, and none sees another's rows", async () => {
+      const one = await createTestDatabase({ driver: "postgres", url: databaseUrl! });
+      const two = await createTestDatabase({ driver: "postgres", url: databaseUrl! });
+      try {
+        assert.equal(await migrationCount(one.db), MIGRATIONS);
+        await createUser(one.db, { username: "only-in-one" });
+        assert.equal(await findUserByUsername(two.db, "only-in-one"), undefined);
+        await createUser(two.db, { username: "only-in-one" });
+      } finally {
+        await Promise.all([one.close(), two.close()]);
+      }
+      const probe = await openDatabase({ url: databaseUrl!, max: 1 });
+      try {
+        const rows = await probe.db
+          .select({ allow: sql<boolean>`datallowconn` })
+          .from(sql`pg_database`)
+          .where(sql`datname like 'protoguard\_template\_%' and datname not like '%\_building'`);
+        assert.ok(rows.length >= 1, "a template database exists");
+        assert.ok(rows.every((row) => row.allow === false), "templates take no connections, so copying never fails");
+      } finally {
+        await probe.close();
       }
     });
 

@@ -10,7 +10,7 @@ import type { Database } from "./database.js";
  * rather than the working directory so migrations run from any cwd (the CLI,
  * tests, a service started elsewhere).
  */
-const MIGRATIONS_FOLDER = fileURLToPath(new URL("../../drizzle", import.meta.url));
+export const MIGRATIONS_FOLDER = fileURLToPath(new URL("../../drizzle", import.meta.url));
 
 /**
  * Key of the session-level advisory lock that serializes migrations
