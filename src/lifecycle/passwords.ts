@@ -211,8 +211,7 @@ export function createPasswordHasher(options: PasswordHasherOptions = {}): Passw
         stored.params.logN < params.logN ||
         stored.params.r < params.r ||
         stored.params.p < params.p ||
-        stored.salt.length < SALT_BYTES ||
-        stored.key.length < KEY_BYTES;
+        stored.salt.length < SALT_BYTES;
       return { ok: true, needsRehash: weaker };
     }
     const django = parseDjangoPbkdf2(encoded);
@@ -309,7 +308,11 @@ function parseScrypt(encoded: string): { params: ScryptParams; salt: Buffer; key
   const salt = strictBase64(match[4]!, false);
   const key = strictBase64(match[5]!, false);
   if (salt === undefined || key === undefined) return undefined;
-  if (salt.length < 8 || salt.length > 64 || key.length < 16 || key.length > 64) return undefined;
+  // A key shorter than ours is refused, not accepted as weaker: scrypt's
+  // output for a shorter length is a prefix of the longer one, so a stored
+  // hash cut short (a truncated column, a damaged copy) would otherwise
+  // still verify, with fewer bits to guess.
+  if (salt.length < 8 || salt.length > 64 || key.length < KEY_BYTES || key.length > 64) return undefined;
   return { params, salt, key };
 }
 
