@@ -24,8 +24,10 @@ interface Ran {
 
 function run(command: string, args: readonly string[], cwd: string, env: NodeJS.ProcessEnv = {}): Promise<Ran> {
   // node:test marks its child processes; a nested `node --test` would then
-  // report to us in its wire format instead of printing its results.
-  const { NODE_TEST_CONTEXT: _context, ...inherited } = process.env;
+  // report to us in its wire format instead of printing its results. And the
+  // app under test uses the embedded database: a DATABASE_URL meant for the
+  // server-backed suites must not send its CLI to PostgreSQL.
+  const { NODE_TEST_CONTEXT: _context, DATABASE_URL: _database, ...inherited } = process.env;
   return new Promise((done) => {
     execFile(
       command,
