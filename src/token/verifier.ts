@@ -25,8 +25,9 @@ export interface TokenVerifierOptions {
   /** A remote issuer's JWKS (https, or http on loopback). Consulted for kids not in `keyring`. */
   jwksUrl?: string | URL;
   /**
-   * Fetching and caching of `jwksUrl`, and its explicit algorithm list. Default: see
-   * {@link RemoteJwksOptions} (algorithms RS256 and ES256, https only). Ignored without `jwksUrl`.
+   * How `jwksUrl` is fetched and cached, and its explicit algorithm list. Default: each field's
+   * own default (re-fetch after 10 minutes, 30 s cool-down, 5 s timeout, RS256 and ES256, plain
+   * HTTP only on loopback); see {@link RemoteJwksOptions}. Ignored without `jwksUrl`.
    */
   jwksOptions?: RemoteJwksOptions;
   /**
@@ -177,7 +178,8 @@ function failure(error: unknown): VerifyResult {
 
 /**
  * Creates the per-call token verifier. Everything configurable is resolved here, once; `verify`
- * does a regex pre-check, a kid lookup, one jose signature check, then the claim checks.
+ * does a shape check, a cache lookup, a synchronous pre-check that refuses forged signatures for
+ * local keys, a kid lookup, one jose signature check, then the claim checks.
  *
  * Structure: three segments of canonical unpadded base64url, at most 8 KiB. A segment whose
  * last character has spare bits set, or whose length is 1 modulo 4, is a respelled twin of
