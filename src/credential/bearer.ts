@@ -1,9 +1,11 @@
+import { COMPACT_JWS_SOURCE, MAX_TOKEN_LENGTH } from "../token/compact.js";
+
 /**
- * Largest `authorization` value looked at. gRPC suggests 8 KiB for all
- * metadata; a longer bearer value is an attack or a mistake, and is refused
- * before any regular expression or decoder touches it.
+ * Largest `authorization` value looked at: the same 8 KiB as the largest token
+ * (gRPC's suggested limit for all metadata). A longer value is an attack or a
+ * mistake, and is refused before any regular expression touches it.
  */
-export const MAX_AUTHORIZATION_LENGTH = 8192;
+export const MAX_AUTHORIZATION_LENGTH = MAX_TOKEN_LENGTH;
 
 /**
  * The one thing the decision reads from a request: a header by name. A
@@ -21,10 +23,9 @@ export type BearerCredential =
 const NONE: BearerCredential = Object.freeze({ kind: "none" });
 const MALFORMED: BearerCredential = Object.freeze({ kind: "malformed" });
 
-// Scheme is case-insensitive (RFC 7235); exactly one space; a compact JWS is
-// three base64url segments. Commas cannot appear, so a header sent twice
-// (which Headers joins with ", ") can never match.
-const BEARER = /^[Bb][Ee][Aa][Rr][Ee][Rr] ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/;
+// Scheme is case-insensitive (RFC 7235); exactly one space; then the compact
+// JWS shape the verifier also checks (no commas, so a header sent twice never matches).
+const BEARER = new RegExp(`^[Bb][Ee][Aa][Rr][Ee][Rr] (${COMPACT_JWS_SOURCE})$`);
 
 /**
  * Reads the bearer token from request headers.

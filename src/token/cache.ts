@@ -1,4 +1,5 @@
 /** A bounded LRU of successful verifications, so a token seen again skips the signature check. */
+import { LruMap } from "../util/lru.js";
 
 /** An entry knows when it stops being usable (seconds since the Unix epoch). */
 export interface Expiring {
@@ -6,20 +7,20 @@ export interface Expiring {
 }
 
 /**
- * Least-recently-used map with a hard size bound. A `Map` keeps insertion order, so re-inserting
- * on a hit moves the entry to the back and the first key is always the eviction candidate.
- * Expired entries are dropped when met (on lookup, or when they reach the front on insert);
- * the size bound holds regardless.
+ * The shared {@link LruMap} (the one the principal cache uses too), plus what a token cache needs
+ * on top: an entry past its `dropAfter` is never returned, and is dropped when met.
  */
 export class VerifiedTokenCache<V extends Expiring> {
-  readonly #entries = new Map<string, V>();
-  readonly #maxEntries: number;
+  readonly #entries: LruMap<string, V>;
 
+  /** @param maxEntries Most entries kept: a positive integer (RangeError otherwise). */
   constructor(maxEntries: number) {
+    // LruMap would quietly round or keep nothing; a verifier asking for that is a bug.
     if (!Number.isSafeInteger(maxEntries) || maxEntries < 1) throw new RangeError("maxEntries must be a positive integer");
-    this.#maxEntries = maxEntries;
+    this.#entries = new LruMap(maxEntries);
   }
 
+  /** Number of entries held, expired ones not yet met included. */
   get size(): number {
     return this.#entries.size;
   }
@@ -27,27 +28,17 @@ export class VerifiedTokenCache<V extends Expiring> {
   /** The entry for `key` if present and not past `dropAfter` at `nowSeconds`. */
   get(key: string, nowSeconds: number): V | undefined {
     const entry = this.#entries.get(key);
-    if (entry === undefined) return undefined;
+    if (entry === undefined || nowSeconds < entry.dropAfter) return entry;
     this.#entries.delete(key);
-    if (nowSeconds >= entry.dropAfter) return undefined;
-    this.#entries.set(key, entry);
-    return entry;
+    return undefined;
   }
 
-  set(key: string, value: V, nowSeconds: number): void {
-    this.#entries.delete(key);
-    while (this.#entries.size >= this.#maxEntries) {
-      const oldest = this.#entries.keys().next().value as string;
-      this.#entries.delete(oldest);
-    }
-    // Drop a few already-expired entries from the front so idle memory does not sit on dead tokens.
-    for (const [k, v] of this.#entries) {
-      if (nowSeconds < v.dropAfter) break;
-      this.#entries.delete(k);
-    }
+  /** Remembers `value` for `key`, forgetting the least recently used entry when full. */
+  set(key: string, value: V): void {
     this.#entries.set(key, value);
   }
 
+  /** Forgets every entry. */
   clear(): void {
     this.#entries.clear();
   }

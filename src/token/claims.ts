@@ -3,6 +3,7 @@
  * `token_type`, `exp`, `iat`, `jti` and `user_id`, plus `iss`/`aud` when configured.
  */
 import type { JWTPayload } from "jose";
+import { isUserId, MAX_USER_ID } from "../user-id.js";
 import { TokenRejectedError } from "./errors.js";
 
 /** Which kind of token: short-lived access tokens on RPCs, refresh tokens only to get new ones. */
@@ -20,14 +21,26 @@ export interface VerifiedClaims {
   readonly payload: Readonly<JWTPayload>;
 }
 
-/** Largest accepted user id: the top of a PostgreSQL `integer` (Django's AutoField). */
-export const MAX_USER_ID = 2_147_483_647;
-
 /** simplejwt's default `USER_ID_CLAIM`. */
 export const DEFAULT_USER_ID_CLAIM = "user_id";
 
 /** Claims the issuer sets itself; `extra` claims may not override them. */
 export const RESERVED_CLAIMS: ReadonlySet<string> = new Set(["token_type", "exp", "iat", "nbf", "jti", "iss", "aud"]);
+
+/**
+ * Resolves a user-id-claim option (`userIdClaim`, `jwksUserIdClaim`): `value`, or `fallback`
+ * when undefined. The same rule for the issuer and the verifier, so a name one accepts the
+ * other accepts too.
+ *
+ * @throws {RangeError} when the name is empty, not a string, or a registered claim.
+ */
+export function userIdClaimName(value: string | undefined, fallback: string, option: string): string {
+  const name = value ?? fallback;
+  if (typeof name !== "string" || name.length === 0 || RESERVED_CLAIMS.has(name)) {
+    throw new RangeError(`${option} must be a non-empty string other than a registered claim`);
+  }
+  return name;
+}
 
 const DECIMAL_ID = /^[1-9][0-9]{0,9}$/;
 const MAX_JTI_LENGTH = 255;
@@ -37,9 +50,7 @@ const MAX_JTI_LENGTH = 255;
  * in 1..{@link MAX_USER_ID}. Anything else, including `"012"`, `1.5` and `2 ** 31`, is `undefined`.
  */
 export function parseUserId(value: unknown): number | undefined {
-  if (typeof value === "number") {
-    return Number.isInteger(value) && value >= 1 && value <= MAX_USER_ID ? value : undefined;
-  }
+  if (typeof value === "number") return isUserId(value) ? value : undefined;
   if (typeof value === "string" && DECIMAL_ID.test(value)) {
     const n = Number(value);
     return n <= MAX_USER_ID ? n : undefined;
@@ -149,6 +160,32 @@ export function checkClaims(
     tokenType: expected,
     payload: Object.freeze(claims) as Readonly<JWTPayload>,
   });
+}
+
+/**
+ * Cheap refusals read from a payload whose signature is not verified yet: expired by `exp`, or
+ * the wrong `iss`. Run before a remote JWKS fetch, so expired or foreign tokens cost no I/O.
+ * Unverified claims may only refuse, never accept: a forged "expired" token gains nothing.
+ *
+ * @throws {TokenRejectedError}
+ */
+export function refuseUnverified(encodedPayload: string, rules: ClaimRules, nowSeconds: number): void {
+  let claims: unknown;
+  try {
+    claims = JSON.parse(Buffer.from(encodedPayload, "base64url").toString("utf8"));
+  } catch (cause) {
+    throw new TokenRejectedError("CLAIMS_NOT_OBJECT", "the payload is not JSON", { cause });
+  }
+  if (typeof claims !== "object" || claims === null) {
+    throw new TokenRejectedError("CLAIMS_NOT_OBJECT", "the payload is not a JSON object");
+  }
+  const exp = Object.hasOwn(claims, "exp") ? (claims as { exp: unknown }).exp : undefined;
+  if (typeof exp === "number" && nowSeconds >= exp + rules.leewaySeconds) {
+    throw new TokenRejectedError("EXPIRED", "token expired", { claim: "exp" });
+  }
+  if (rules.issuer !== undefined && (!Object.hasOwn(claims, "iss") || (claims as { iss: unknown }).iss !== rules.issuer)) {
+    throw new TokenRejectedError("ISSUER_MISMATCH", "unexpected issuer", { claim: "iss" });
+  }
 }
 
 /** RFC 7519 §4.1.3: a token naming audiences must name ours; exact string equality only. */

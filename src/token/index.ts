@@ -12,7 +12,8 @@ export type {
   TokenAlgorithm,
   VerificationKey,
 } from "./keys.js";
-export { DEFAULT_USER_ID_CLAIM, MAX_USER_ID, parseUserId } from "./claims.js";
+export { DEFAULT_USER_ID_CLAIM, parseUserId } from "./claims.js";
+export { MAX_USER_ID } from "../user-id.js";
 export type { TokenType, VerifiedClaims } from "./claims.js";
 export { createTokenIssuer } from "./issuer.js";
 export type { IssuedToken, TokenIssuer, TokenIssuerOptions } from "./issuer.js";

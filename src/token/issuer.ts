@@ -1,7 +1,8 @@
 /** Signs access and refresh tokens shaped like djangorestframework-simplejwt's. */
 import { randomBytes } from "node:crypto";
 import { SignJWT } from "jose";
-import { DEFAULT_USER_ID_CLAIM, MAX_USER_ID, RESERVED_CLAIMS } from "./claims.js";
+import { isUserId, MAX_USER_ID } from "../user-id.js";
+import { DEFAULT_USER_ID_CLAIM, RESERVED_CLAIMS, userIdClaimName } from "./claims.js";
 import type { TokenType } from "./claims.js";
 import { KeyConfigError } from "./errors.js";
 import type { Keyring } from "./keys.js";
@@ -68,17 +69,14 @@ export function createTokenIssuer(options: TokenIssuerOptions): TokenIssuer {
   if (!signing) throw new KeyConfigError("NO_SIGNING_KEY", "the keyring has no private key or secret to sign with");
   const accessTtlSeconds = positiveSeconds(options.accessTtlSeconds, 300, "accessTtlSeconds");
   const refreshTtlSeconds = positiveSeconds(options.refreshTtlSeconds, 86_400, "refreshTtlSeconds");
-  const userIdClaim = options.userIdClaim ?? DEFAULT_USER_ID_CLAIM;
-  if (typeof userIdClaim !== "string" || userIdClaim.length === 0 || RESERVED_CLAIMS.has(userIdClaim)) {
-    throw new RangeError("userIdClaim must be a non-empty string other than a registered claim");
-  }
+  const userIdClaim = userIdClaimName(options.userIdClaim, DEFAULT_USER_ID_CLAIM, "userIdClaim");
   const { issuer, audience } = options;
   const now = options.now ?? Date.now;
   const signingKey = signing.key;
   const header = Object.freeze({ alg: signing.alg, kid: signing.kid, typ: "JWT" });
 
   async function issue(tokenType: TokenType, ttl: number, userId: number, extra?: Record<string, unknown>) {
-    if (!Number.isInteger(userId) || userId < 1 || userId > MAX_USER_ID) {
+    if (!isUserId(userId)) {
       throw new RangeError(`userId must be an integer in 1..${MAX_USER_ID}`);
     }
     const payload: Record<string, unknown> = {};

@@ -1,16 +1,22 @@
-import { createHmac, KeyObject, timingSafeEqual, verify as cryptoVerify } from "node:crypto";
-/** Verifies access and refresh tokens on every call: structure, key, signature, then claims. */
+/**
+ * Verifies access and refresh tokens on every call: structure, cache, key, signature, then
+ * claims. This file wires the parts together; each concept has its own module: the compact JWS
+ * shape (`compact.ts`), the verified-token cache (`cache.ts`), the synchronous signature
+ * pre-check (`precheck.ts`), key resolution by `kid` or remote JWKS (`key-resolver.ts`,
+ * `jwks.ts`), and the claim checks (`claims.ts`).
+ */
 import { compactVerify } from "jose";
-import type { CompactJWSHeaderParameters, FlattenedJWSInput, JWSAlgorithm } from "jose";
-import { LruMap } from "../util/lru.js";
-import { hasCanonicalEnding } from "./base64url.js";
+import type { CompactJWSHeaderParameters, FlattenedJWSInput } from "jose";
 import { VerifiedTokenCache } from "./cache.js";
-import { checkClaims, DEFAULT_USER_ID_CLAIM, RESERVED_CLAIMS } from "./claims.js";
+import { checkClaims, DEFAULT_USER_ID_CLAIM, refuseUnverified, userIdClaimName } from "./claims.js";
 import type { ClaimRules, TokenType, VerifiedClaims } from "./claims.js";
+import { hasCanonicalSegments, isCompactJws } from "./compact.js";
 import { TokenRejectedError } from "./errors.js";
 import { createRemoteKeySource } from "./jwks.js";
 import type { RemoteJwksOptions, RemoteKeySource } from "./jwks.js";
-import type { Keyring, TokenAlgorithm, VerificationKey } from "./keys.js";
+import { createKeyResolver } from "./key-resolver.js";
+import type { Keyring } from "./keys.js";
+import { createForgeryCheck } from "./precheck.js";
 
 /** Options of {@link createTokenVerifier}. At least one of `keyring` and `jwksUrl` is required. */
 export interface TokenVerifierOptions {
@@ -18,14 +24,18 @@ export interface TokenVerifierOptions {
   keyring?: Keyring;
   /** A remote issuer's JWKS (https, or http on loopback). Consulted for kids not in `keyring`. */
   jwksUrl?: string | URL;
-  /** Fetching and caching of `jwksUrl`, and its explicit algorithm list (default RS256, ES256). */
+  /**
+   * How `jwksUrl` is fetched and cached, and its explicit algorithm list. Default: each field's
+   * own default (re-fetch after 10 minutes, 30 s cool-down, 5 s timeout, RS256 and ES256, plain
+   * HTTP only on loopback); see {@link RemoteJwksOptions}. Ignored without `jwksUrl`.
+   */
+  jwksOptions?: RemoteJwksOptions;
   /**
    * The claim naming the local user in tokens verified with a `jwksUrl` key,
    * when the external issuer calls it something else than `userIdClaim`
    * (its value must still be a local user id). Default: `userIdClaim`.
    */
   jwksUserIdClaim?: string;
-  jwksOptions?: RemoteJwksOptions;
   /** Required exact `iss`. Default: not checked. */
   issuer?: string;
   /**
@@ -80,10 +90,6 @@ export interface TokenVerifier {
   readonly leewaySeconds: number;
 }
 
-/** gRPC's suggested header size limit; a token is never close to it. */
-const MAX_TOKEN_LENGTH = 8192;
-/** Three base64url segments; the classes exclude `.`, so this runs in linear time. */
-const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const MAX_LEEWAY_SECONDS = 60;
 const DEFAULT_LOCAL_LIFETIME = Object.freeze({ access: 300, refresh: 86_400 });
 const NO_LIFETIME_BOUND = Object.freeze({ access: Infinity, refresh: Infinity });
@@ -100,6 +106,15 @@ const NOT_CANONICAL: VerifyResult = Object.freeze({
   ok: false,
   reason: "TOKEN_MALFORMED",
   error: Object.freeze(new TokenRejectedError("NOT_CANONICAL", "a segment is not canonical unpadded base64url")),
+});
+/**
+ * One shared refusal for forged signatures: the error says nothing about the
+ * token, and capturing a stack per forgery would be most of its cost.
+ */
+const FORGED: VerifyResult = Object.freeze({
+  ok: false,
+  reason: "TOKEN_INVALID",
+  error: new TokenRejectedError("SIGNATURE_INVALID", "the signature does not match the key"),
 });
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -122,15 +137,24 @@ function resolveLifetime(
   return Object.freeze({ access: pair.access, refresh: pair.refresh });
 }
 
-/**
- * One shared refusal for forged signatures: the error says nothing about the
- * token, and capturing a stack per forgery would be most of its cost.
- */
-const FORGED: VerifyResult = Object.freeze({
-  ok: false,
-  reason: "TOKEN_INVALID",
-  error: new TokenRejectedError("SIGNATURE_INVALID", "the signature does not match the key"),
-});
+/** The claim rules for local keys, and those for `jwksUrl` keys (the same object when they agree). */
+function resolveClaimRules(options: TokenVerifierOptions, localOnly: boolean): { local: ClaimRules; remote: ClaimRules } {
+  const leewaySeconds = options.leewaySeconds ?? 30;
+  if (typeof leewaySeconds !== "number" || !(leewaySeconds >= 0 && leewaySeconds <= MAX_LEEWAY_SECONDS)) {
+    throw new RangeError(`leewaySeconds must be within 0..${MAX_LEEWAY_SECONDS}`);
+  }
+  const userIdClaim = userIdClaimName(options.userIdClaim, DEFAULT_USER_ID_CLAIM, "userIdClaim");
+  const local: ClaimRules = Object.freeze({
+    issuer: options.issuer,
+    audience: options.audience,
+    leewaySeconds,
+    maxLifetime: resolveLifetime(options.maxLifetimeSeconds, localOnly),
+    userIdClaim,
+    requireJti: options.requireJti ?? true,
+  });
+  const jwksUserIdClaim = userIdClaimName(options.jwksUserIdClaim, userIdClaim, "jwksUserIdClaim");
+  return { local, remote: jwksUserIdClaim === userIdClaim ? local : Object.freeze({ ...local, userIdClaim: jwksUserIdClaim }) };
+}
 
 function failure(error: unknown): VerifyResult {
   if (error instanceof TokenRejectedError) {
@@ -154,7 +178,8 @@ function failure(error: unknown): VerifyResult {
 
 /**
  * Creates the per-call token verifier. Everything configurable is resolved here, once; `verify`
- * does a regex pre-check, a kid lookup, one jose signature check, then the claim checks.
+ * does a shape check, a cache lookup, a synchronous pre-check that refuses forged signatures for
+ * local keys, a kid lookup, one jose signature check, then the claim checks.
  *
  * Structure: three segments of canonical unpadded base64url, at most 8 KiB. A segment whose
  * last character has spare bits set, or whose length is 1 modulo 4, is a respelled twin of
@@ -185,147 +210,34 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   const remote: RemoteKeySource | undefined =
     options.jwksUrl === undefined ? undefined : createRemoteKeySource(options.jwksUrl, options.jwksOptions);
   if (!keyring && !remote) throw new TypeError("createTokenVerifier needs a keyring or a jwksUrl");
-
-  const leewaySeconds = options.leewaySeconds ?? 30;
-  if (typeof leewaySeconds !== "number" || !(leewaySeconds >= 0 && leewaySeconds <= MAX_LEEWAY_SECONDS)) {
-    throw new RangeError(`leewaySeconds must be within 0..${MAX_LEEWAY_SECONDS}`);
-  }
-  const userIdClaim = options.userIdClaim ?? DEFAULT_USER_ID_CLAIM;
-  if (typeof userIdClaim !== "string" || userIdClaim.length === 0 || RESERVED_CLAIMS.has(userIdClaim)) {
-    throw new RangeError("userIdClaim must be a non-empty string other than a registered claim");
-  }
-  const rules: ClaimRules = Object.freeze({
-    issuer: options.issuer,
-    audience: options.audience,
-    leewaySeconds,
-    maxLifetime: resolveLifetime(options.maxLifetimeSeconds, remote === undefined),
-    userIdClaim,
-    requireJti: options.requireJti ?? true,
-  });
-  const jwksUserIdClaim = options.jwksUserIdClaim ?? userIdClaim;
-  if (typeof jwksUserIdClaim !== "string" || jwksUserIdClaim.length === 0 || RESERVED_CLAIMS.has(jwksUserIdClaim)) {
-    throw new RangeError("jwksUserIdClaim must be a non-empty string other than a registered claim");
-  }
-  const remoteRules: ClaimRules =
-    jwksUserIdClaim === userIdClaim ? rules : Object.freeze({ ...rules, userIdClaim: jwksUserIdClaim });
+  const { local: rules, remote: remoteRules } = resolveClaimRules(options, remote === undefined);
+  const { leewaySeconds } = rules;
   const now = options.now ?? Date.now;
   const maxEntries = options.cache?.maxEntries ?? 10_000;
   const cache = maxEntries > 0 ? new VerifiedTokenCache<CachedResult>(maxEntries) : undefined;
 
-  const localKeys: ReadonlyMap<string, VerificationKey> = keyring?.keys ?? new Map();
-  const onlyLocalKey = !remote && localKeys.size === 1 ? localKeys.values().next().value : undefined;
-  const algorithms = [...new Set<string>([...(keyring?.algorithms ?? []), ...(remote?.algorithms ?? [])])];
+  const keys = createKeyResolver(keyring, remote, (payload) => refuseUnverified(payload, rules, now() / 1000));
+  const isForged = createForgeryCheck(keys.localKeys, keys.onlyLocalKey);
   // jose refuses every alg not listed here before any key is resolved, `none` included.
-  const verifyOptions = Object.freeze({ algorithms: algorithms as JWSAlgorithm[] });
-
-  async function resolveRemote(source: RemoteKeySource, header: CompactJWSHeaderParameters, token: FlattenedJWSInput) {
-    // Cheap checks first (no JWKS I/O for expired or foreign tokens). The claims are unverified
-    // here, so they may only refuse, never accept; a forged "expired" token gains nothing.
-    if (source.mayFetch) precheckUnverified(token.payload);
-    return source.resolve(header, token);
-  }
-
-  function precheckUnverified(encodedPayload: FlattenedJWSInput["payload"]): void {
-    let claims: unknown;
-    try {
-      claims = JSON.parse(Buffer.from(encodedPayload as string, "base64url").toString("utf8"));
-    } catch (cause) {
-      throw new TokenRejectedError("CLAIMS_NOT_OBJECT", "the payload is not JSON", { cause });
-    }
-    if (typeof claims !== "object" || claims === null) {
-      throw new TokenRejectedError("CLAIMS_NOT_OBJECT", "the payload is not a JSON object");
-    }
-    const exp = Object.hasOwn(claims, "exp") ? (claims as { exp: unknown }).exp : undefined;
-    if (typeof exp === "number" && now() / 1000 >= exp + leewaySeconds) {
-      throw new TokenRejectedError("EXPIRED", "token expired", { claim: "exp" });
-    }
-    if (rules.issuer !== undefined && (!Object.hasOwn(claims, "iss") || (claims as { iss: unknown }).iss !== rules.issuer)) {
-      throw new TokenRejectedError("ISSUER_MISMATCH", "unexpected issuer", { claim: "iss" });
-    }
-  }
-
-  // Created once: jose hands it the header it already parsed, so the header is decoded once.
-  function resolveKey(header: CompactJWSHeaderParameters, token: FlattenedJWSInput): CryptoKey | Promise<CryptoKey> {
-    // b64 only matters with crit (jose refuses unknown crit itself); a JWT has no use for it at all.
-    if (Object.hasOwn(header, "b64")) throw new TokenRejectedError("HEADER_INVALID", "the b64 header is not accepted");
-    const alg = header.alg;
-    const kid = Object.hasOwn(header, "kid") ? header.kid : undefined;
-    let key: VerificationKey | undefined;
-    if (kid !== undefined) {
-      if (typeof kid !== "string") throw new TokenRejectedError("HEADER_INVALID", "kid must be a string");
-      key = localKeys.get(kid);
-      if (key === undefined) {
-        if (remote?.algorithms.has(alg)) return resolveRemote(remote, header, token);
-        throw new TokenRejectedError("KID_UNKNOWN", "no configured key has this kid");
-      }
-    } else if (onlyLocalKey !== undefined) {
-      key = onlyLocalKey;
-    } else if (remote && localKeys.size === 0) {
-      return resolveRemote(remote, header, token);
-    } else {
-      throw new TokenRejectedError("KID_REQUIRED", "a kid is required when several keys are configured");
-    }
-    // The key's own algorithm, not the header's, decides: this is what defeats alg confusion.
-    if (key.alg !== alg) throw new TokenRejectedError("ALG_MISMATCH", "the token's alg is not the key's alg");
-    return key.key;
-  }
-
-  // node:crypto checks a signature synchronously and several times faster
-  // than WebCrypto's promise; used only to refuse forged tokens early, so a
-  // flood of them costs no promise. jose still makes every acceptance.
-  const syncChecks = new Map<string, SignatureCheck>();
-  for (const [kid, key] of localKeys) syncChecks.set(kid, signatureCheck(key));
-  const onlySyncCheck = onlyLocalKey === undefined ? undefined : syncChecks.get(onlyLocalKey.kid);
-
-  /** A refusal when the token's signature is provably wrong for the local key it names; else undefined. */
-  // Tokens of one issuer share their header segment, so the check it selects
-  // is remembered per segment (bounded) instead of decoding JSON per call.
-  const checkByHeader = new LruMap<string, SignatureCheck | null>(256);
-  function checkFor(encodedHeader: string): SignatureCheck | undefined {
-    const known = checkByHeader.get(encodedHeader);
-    if (known !== undefined) return known ?? undefined;
-    let check: SignatureCheck | undefined;
-    try {
-      const header: unknown = JSON.parse(Buffer.from(encodedHeader, "base64url").toString("utf8"));
-      if (typeof header === "object" && header !== null) {
-        const { alg, kid } = header as { alg?: unknown; kid?: unknown };
-        check = Object.hasOwn(header, "kid") ? (typeof kid === "string" ? syncChecks.get(kid) : undefined) : onlySyncCheck;
-        // Not ours to judge early: jose (and resolveKey) decide those.
-        if (check?.alg !== alg || Object.hasOwn(header, "crit") || Object.hasOwn(header, "b64")) check = undefined;
-      }
-    } catch {
-      check = undefined; // jose reports it
-    }
-    checkByHeader.set(encodedHeader, check ?? null);
-    return check;
-  }
-
-  function forgedSignature(token: string): VerifyResult | undefined {
-    const lastDot = token.lastIndexOf(".");
-    const check = checkFor(token.slice(0, token.indexOf(".")));
-    if (check === undefined) return undefined;
-    if (check.verify(token.slice(0, lastDot), Buffer.from(token.slice(lastDot + 1), "base64url"))) return undefined;
-    return FORGED;
-  }
+  const verifyOptions = Object.freeze({ algorithms: [...keys.algorithms] });
+  const { resolveKey } = keys;
 
   function peek(token: string, expected: TokenType): VerifyResult | undefined {
-    if (typeof token !== "string" || token.length > MAX_TOKEN_LENGTH || !COMPACT_JWS.test(token)) return MALFORMED;
+    if (!isCompactJws(token)) return MALFORMED;
     // Every path (the auth layer's peek, verify, the refresh and logout
     // calls) passes here before any decoding, cache lookup or signature
     // check: one accepted spelling per token, so nothing keyed by the string
     // can be given a twin.
-    if (!canonicalSegments(token)) return NOT_CANONICAL;
+    if (!hasCanonicalSegments(token)) return NOT_CANONICAL;
     if (expected !== "access" && expected !== "refresh") {
       return { ok: false, reason: "TOKEN_INVALID", error: new TypeError(`unknown expected token type ${String(expected)}`) };
     }
-    if (cache) {
-      const hit = cache.get(token, now() / 1000);
-      if (hit) {
-        if (hit.result.claims.tokenType === expected) return hit.result;
-        return failure(new TokenRejectedError("WRONG_TYPE", `expected a ${expected} token`, { claim: "token_type" }));
-      }
+    const hit = cache?.get(token, now() / 1000);
+    if (hit) {
+      if (hit.result.claims.tokenType === expected) return hit.result;
+      return failure(new TokenRejectedError("WRONG_TYPE", `expected a ${expected} token`, { claim: "token_type" }));
     }
-    return forgedSignature(token);
+    return isForged(token) ? FORGED : undefined;
   }
 
   async function verify(token: string, expected: TokenType): Promise<VerifyResult> {
@@ -354,7 +266,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       const nowSeconds = now() / 1000;
       const claims = checkClaims(JSON.parse(utf8.decode(payload)), expected, fromRemote ? remoteRules : rules, nowSeconds);
       const result = Object.freeze({ ok: true as const, claims });
-      cache?.set(token, { dropAfter: claims.expiresAt + leewaySeconds, result }, nowSeconds);
+      cache?.set(token, { dropAfter: claims.expiresAt + leewaySeconds, result });
       return result;
     } catch (error) {
       return failure(error);
@@ -369,44 +281,4 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       return cache?.size ?? 0;
     },
   });
-}
-
-/** Each segment of a string that matched COMPACT_JWS has a canonical ending (O(1)). */
-function canonicalSegments(token: string): boolean {
-  const first = token.indexOf(".");
-  const second = token.indexOf(".", first + 1);
-  return (
-    hasCanonicalEnding(token, 0, first) &&
-    hasCanonicalEnding(token, first + 1, second) &&
-    hasCanonicalEnding(token, second + 1, token.length)
-  );
-}
-
-interface SignatureCheck {
-  readonly alg: TokenAlgorithm;
-  verify(signingInput: string, signature: Buffer): boolean;
-}
-
-function signatureCheck(key: VerificationKey): SignatureCheck {
-  const keyObject = KeyObject.from(key.key);
-  switch (key.alg) {
-    case "HS256":
-      return {
-        alg: key.alg,
-        verify(input, signature) {
-          const expected = createHmac("sha256", keyObject).update(input).digest();
-          return signature.length === expected.length && timingSafeEqual(signature, expected);
-        },
-      };
-    case "RS256":
-      return { alg: key.alg, verify: (input, signature) => cryptoVerify("sha256", Buffer.from(input), keyObject, signature) };
-    case "ES256":
-      return {
-        alg: key.alg,
-        verify: (input, signature) =>
-          // JWS carries r||s (64 bytes), not DER.
-          signature.length === 64 &&
-          cryptoVerify("sha256", Buffer.from(input), { key: keyObject, dsaEncoding: "ieee-p1363" }, signature),
-      };
-  }
 }
