@@ -226,6 +226,10 @@ describe("policy --image (a Buf image of someone else's services)", () => {
     assert.equal(await policyCommand(["--image", json, "--format", "json"], {}, fromFile.io), 0);
     const rows = (JSON.parse(fromFile.out.join("\n")) as { rows: PolicyRow[] }).rows;
     assert.ok(rows.some((r) => r.method === "/guardtest.v1.StaffOnlyService/Inherited" && r.source === "service"));
+    // Rules are extensions: a JSON image names them, and they are read, not dropped.
+    const permission = rows.find((r) => r.method === "/guardtest.v1.GuardedService/PermissionUnary");
+    assert.equal(permission?.source, "method");
+    assert.match(permission?.rule ?? "", /^permissions: /);
     const bytes = await readFile(json);
     const services = await readImageServices("-", async () => bytes);
     assert.deepEqual(

@@ -5,7 +5,7 @@
  * code.
  */
 import { readFile } from "node:fs/promises";
-import { createFileRegistry, fromBinary, fromJsonString, type DescService } from "@bufbuild/protobuf";
+import { createFileRegistry, createRegistry, fromBinary, fromJsonString, type DescService } from "@bufbuild/protobuf";
 import {
   file_google_protobuf_descriptor,
   FileDescriptorSetSchema,
@@ -14,6 +14,8 @@ import {
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { file_protoguard_v1_options } from "../../gen/protoguard/v1/options_pb.js";
 import { CliError } from "./io.js";
+
+const OPTION_REGISTRY = createRegistry(file_protoguard_v1_options);
 
 /**
  * Files an image built with `--exclude-imports` may leave out but its files
@@ -47,7 +49,12 @@ export async function readImageServices(
   let files: FileDescriptorProto[];
   try {
     const set = json
-      ? fromJsonString(FileDescriptorSetSchema, new TextDecoder().decode(bytes), { ignoreUnknownFields: true })
+      ? fromJsonString(FileDescriptorSetSchema, new TextDecoder().decode(bytes), {
+          // Rules are extensions of MethodOptions and ServiceOptions: JSON
+          // names them, so the reader must know them to keep them.
+          registry: OPTION_REGISTRY,
+          ignoreUnknownFields: true,
+        })
       : fromBinary(FileDescriptorSetSchema, bytes);
     files = set.file;
   } catch (error) {
