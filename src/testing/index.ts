@@ -7,10 +7,10 @@
  * @module protoguard/testing
  */
 import { randomBytes } from "node:crypto";
-import type { DescService } from "@bufbuild/protobuf";
-import { createConnectRouter, type ConnectRouter, type Transport } from "@connectrpc/connect";
+import type { ConnectRouter, Transport } from "@connectrpc/connect";
 import { createRouterTransport } from "@connectrpc/connect";
 import { createAuth, type Auth, type DecisionEvent } from "../connect/auth.js";
+import { servicesOf } from "../connect/routes.js";
 import { createPasswordHasher, type PasswordHasher } from "../lifecycle/passwords.js";
 import type { RuleInit } from "../policy/rule.js";
 import { createPrincipalSource, type CachedPrincipalSource } from "../principals/source.js";
@@ -113,9 +113,7 @@ export async function createTestAuth(options: TestAuthOptions): Promise<TestAuth
       database,
       ...(options.principalCacheEntries !== undefined && { maxEntries: options.principalCacheEntries }),
     });
-    const probe = createConnectRouter();
-    options.routes(probe);
-    const services = [...new Set(probe.handlers.map((h) => h.service))] as DescService[];
+    const services = servicesOf(options.routes);
     const auth = createAuth({
       verifier,
       principals,
