@@ -21,7 +21,7 @@ import { canonicalCompactJws } from "../token/base64url.js";
 import { TokenRejectedError } from "../token/errors.js";
 import type { TokenIssuer } from "../token/issuer.js";
 import type { TokenVerifier, VerifyResult } from "../token/verifier.js";
-import { createLogin, loginError } from "./login.js";
+import { createLogin } from "./login.js";
 import { createLoginAdmission, type LoginAdmissionOptions } from "./login-admission.js";
 import { createPasswordHasher, PasswordBusyError, type PasswordHasher } from "./passwords.js";
 import { issueSession } from "./sessions.js";
@@ -228,7 +228,7 @@ async function guard<T>(body: () => Promise<T>): Promise<T> {
   } catch (error) {
     if (error instanceof ConnectError) throw error;
     if (error instanceof PasswordBusyError) {
-      throw loginError(HASHER_BUSY_MESSAGE, Code.ResourceExhausted, "LOGIN_THROTTLED", error);
+      throw authError(HASHER_BUSY_MESSAGE, Code.ResourceExhausted, "LOGIN_THROTTLED", error);
     }
     throw authError(MESSAGES.AUTH_BACKEND_UNAVAILABLE, Code.Unavailable, "AUTH_BACKEND_UNAVAILABLE", error);
   }
