@@ -46,8 +46,9 @@ export {
   revokeUserPermissions,
   setPasswordHash,
   setUserActive,
+  withoutSecrets,
 } from "./users.js";
-export type { CreateUserInput, SetPasswordHashOptions } from "./users.js";
+export type { CreateUserInput, PublicUser, SetPasswordHashOptions } from "./users.js";
 export { StoreError, isUniqueViolation } from "./errors.js";
 export type { StoreErrorCode } from "./errors.js";
 

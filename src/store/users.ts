@@ -20,6 +20,18 @@ import {
   type User,
 } from "./schema.js";
 
+/**
+ * A user as handed out to code that manages accounts rather than checks credentials: the row
+ * without the password hash and the TOTP secret, so logging or serializing it leaks neither.
+ */
+export type PublicUser = Omit<User, "password" | "otpSecret">;
+
+/** `user` without its credentials, as a new object: the secrets are gone, not merely untyped. */
+export function withoutSecrets(user: User): PublicUser {
+  const { password: _password, otpSecret: _otpSecret, ...rest } = user;
+  return rest;
+}
+
 /** Django's username alphabet: Unicode word characters plus `.@+-`. */
 const USERNAME_PATTERN = /^[\p{L}\p{N}_.@+-]+$/u;
 const MAX_USERNAME_LENGTH = 150;
@@ -82,7 +94,12 @@ function assertValidGroupName(name: string): void {
   }
 }
 
-function assertValidPermissions(perms: readonly string[]): void {
+/**
+ * Refuses malformed permission strings, naming all of them.
+ *
+ * @throws {StoreError} `INVALID_PERMISSION`.
+ */
+export function assertValidPermissions(perms: readonly string[]): void {
   const bad = perms.filter((perm) => !isPermissionString(perm));
   if (bad.length > 0) {
     throw new StoreError(
