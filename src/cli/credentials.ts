@@ -14,7 +14,7 @@ import { CliError, EXIT_OK, UsageError } from "./io.js";
 import { assertActive, requireUser } from "./users.js";
 
 /** Issuer label in `otpauth://` URIs: what authenticator apps show above the code. */
-const OTP_ISSUER = "protoguard";
+const TOTP_ISSUER = "protoguard";
 
 /** `protoguard token <username>` */
 export const tokenSubcommand = defineStoreSubcommand({
@@ -38,7 +38,7 @@ const otpEnable = defineStoreSubcommand({
   summary: "give a user a new TOTP secret, require codes at login, and print the otpauth:// URI to enrol",
   positionals: { min: 1, max: 1, names: "<username>" },
   prepare: ({ positionals: [username] }) => username!,
-  work: (runtime, username) => enableTotp(runtime.database, username, OTP_ISSUER),
+  work: (runtime, username) => enableTotp(runtime.database, username, TOTP_ISSUER),
   // Only the URI: it carries the secret, and a single line pipes straight
   // into a QR encoder (`protoguard otp enable alice | qrencode -t ansi`).
   report: ({ uri }) => uri,

@@ -13,7 +13,7 @@ import { MESSAGES } from "../decide/verdict.js";
 import type { Database } from "../store/database.js";
 import { StoreError } from "../store/errors.js";
 import { DEFAULT_THROTTLE, type ThrottlePolicy } from "../store/login-attempts.js";
-import { enableOtp } from "../store/otp.js";
+import { storeTotpSecret } from "../store/totp.js";
 import { consumeRefreshToken, findRefreshFamily, revokeFamily, revokeUserSessions } from "../store/refresh-tokens.js";
 import { users, type User } from "../store/schema.js";
 import { findUserByUsername, setPasswordHash, setUserActive } from "../store/users.js";
@@ -309,6 +309,6 @@ export async function enableTotp(database: Database, username: string, issuerNam
   const secret = generateTotpSecret();
   // Built before the write, so a bad issuer name leaves the account as it was.
   const uri = totpUri({ secret, accountName: user.username, issuer: issuerName });
-  await enableOtp(database.db, user.id, secret);
+  await storeTotpSecret(database.db, user.id, secret);
   return { secret, uri };
 }

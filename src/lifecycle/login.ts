@@ -16,7 +16,7 @@ import {
   reserveLoginAttempt,
   type ThrottlePolicy,
 } from "../store/login-attempts.js";
-import { claimOtpStep } from "../store/otp.js";
+import { claimTotpStep } from "../store/totp.js";
 import { users, type User } from "../store/schema.js";
 import { findUserByUsername, normalizeUsername } from "../store/users.js";
 import type { TokenIssuer } from "../token/issuer.js";
@@ -173,7 +173,7 @@ export function createLogin(deps: LoginDependencies) {
     if (!verification.ok) throw invalidCredentials("wrong password");
     if (!user.isActive) throw invalidCredentials("inactive user");
 
-    let otpStep: number | undefined;
+    let totpStep: number | undefined;
     if (user.otpEnabled) {
       if (user.otpSecret === null) throw invalidCredentials("TOTP enabled without a secret");
       let result: ReturnType<typeof verifyTotp>;
@@ -184,7 +184,7 @@ export function createLogin(deps: LoginDependencies) {
         throw invalidCredentials("stored TOTP secret unusable");
       }
       if (!result.ok) throw invalidCredentials(`TOTP ${result.reason.toLowerCase()}`);
-      otpStep = result.step;
+      totpStep = result.step;
     }
 
     // Hash before the transaction: it takes a KDF's time, which must not be
@@ -199,7 +199,7 @@ export function createLogin(deps: LoginDependencies) {
     }
 
     const session = await db.transaction(async (tx) => {
-      if (otpStep !== undefined && !(await claimOtpStep(tx, user.id, otpStep))) return "TOTP replayed concurrently";
+      if (totpStep !== undefined && !(await claimTotpStep(tx, user.id, totpStep))) return "TOTP replayed concurrently";
       const updated = await tx
         .update(users)
         .set(rehashed === undefined ? { lastLogin: at } : { lastLogin: at, password: rehashed })
