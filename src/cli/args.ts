@@ -4,7 +4,8 @@
  * because the CLI writes to the user store: a misspelled `--superuser`
  * must stop the command, not be ignored or read as a username.
  */
-import { EXIT_OK, PROGRAM, UsageError, type CliIo, type Command } from "./io.js";
+import type { Runtime } from "../runtime/runtime.js";
+import { EXIT_OK, PROGRAM, UsageError, withRuntime, type CliIo, type Command } from "./io.js";
 
 /** How a flag takes its value. */
 export type FlagKind = "string" | "boolean";
@@ -154,6 +155,50 @@ export function defineSubcommand<S extends FlagSpec>(definition: SubcommandDefin
       }
     },
   };
+}
+
+/** Definition of a subcommand that does one piece of work in the store, for {@link defineStoreSubcommand}. */
+export interface StoreSubcommandDefinition<S extends FlagSpec, P, T> {
+  usage: string;
+  summary: string;
+  /** The flags it accepts. Default: none. */
+  flags?: S;
+  /** Allowed number of positional arguments, and how to name them in errors. */
+  positionals: { min: number; max: number; names: string };
+  /**
+   * Reads and checks the command line (usage errors, a password from stdin) before the database
+   * opens, so a typo fails in milliseconds and leaves the store untouched.
+   */
+  prepare(args: ParsedArgs<S>): P | Promise<P>;
+  /** The work, with the runtime open; closed whatever happens. */
+  work(runtime: Runtime, input: P): Promise<T>;
+  /** The one line printed on stdout once the work succeeded. */
+  report(result: T, input: P): string;
+  /** Pass on the development-secret warning (commands that sign tokens). Default false. */
+  warnAboutKeys?: boolean;
+}
+
+/**
+ * The shape of every store command (`user ...`, `group ...`, `token`, `otp enable`): check the
+ * command line, open the runtime for one piece of work, print one line, exit 0.
+ */
+export function defineStoreSubcommand<S extends FlagSpec = Record<never, never>, P = void, T = void>(
+  definition: StoreSubcommandDefinition<S, P, T>,
+): Subcommand {
+  const { prepare, work, report } = definition;
+  const options = { warnAboutKeys: definition.warnAboutKeys ?? false };
+  return defineSubcommand({
+    usage: definition.usage,
+    summary: definition.summary,
+    flags: definition.flags ?? ({} as S),
+    positionals: definition.positionals,
+    async run(args, env, io) {
+      const input = await prepare(args);
+      const result = await withRuntime(env, io, (runtime) => work(runtime, input), options);
+      io.out(report(result, input));
+      return EXIT_OK;
+    },
+  });
 }
 
 /**

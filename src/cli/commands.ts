@@ -80,7 +80,7 @@ function group(name: string, subcommands: Readonly<Record<string, Subcommand>>):
  * The built-in commands by name, in the order the usage lists them. `serve`
  * and `policy` are not here: see {@link runCli}.
  */
-export const COMMANDS: Readonly<Record<string, CommandEntry>> = {
+const COMMANDS: Readonly<Record<string, CommandEntry>> = {
   init: { run: initSubcommand.run, usages: [initSubcommand] },
   migrate: { run: migrate.run, usages: [migrate] },
   user: group("user", userSubcommands),
@@ -91,7 +91,7 @@ export const COMMANDS: Readonly<Record<string, CommandEntry>> = {
 };
 
 /** Every line of `protoguard --help`. */
-export function usageLines(): string[] {
+function usageLines(): string[] {
   const lines = [
     `usage: ${PROGRAM} <command> [arguments]`,
     "",

@@ -9,49 +9,39 @@ import { join, resolve } from "node:path";
 import { issueSession } from "../lifecycle/sessions.js";
 import { enableTotp } from "../lifecycle/auth-service.js";
 import { generateKeyPairFiles } from "../token/keys.js";
-import { defineSubcommand } from "./args.js";
-import { CliError, EXIT_OK, UsageError, withRuntime } from "./io.js";
+import { defineStoreSubcommand, defineSubcommand } from "./args.js";
+import { CliError, EXIT_OK, UsageError } from "./io.js";
 import { assertActive, requireUser } from "./users.js";
 
 /** Issuer label in `otpauth://` URIs: what authenticator apps show above the code. */
-const OTP_ISSUER = "protoguard";
+const TOTP_ISSUER = "protoguard";
 
 /** `protoguard token <username>` */
-export const tokenSubcommand = defineSubcommand({
+export const tokenSubcommand = defineStoreSubcommand({
   usage: "token <username>",
   summary: 'print {"access_token": ..., "refresh_token": ...} for an active user (the refresh token is recorded)',
-  flags: {},
   positionals: { min: 1, max: 1, names: "<username>" },
-  async run({ positionals: [username] }, env, io) {
-    const session = await withRuntime(
-      env,
-      io,
-      async (runtime) => {
-        const user = await requireUser(runtime.database.db, username!);
-        assertActive(user);
-        // Through issueSession, not the bare issuer: the refresh token must
-        // exist in its family to be refreshable, revocable and logged out.
-        return issueSession(runtime.database.db, runtime.issuer, user.id);
-      },
-      { warnAboutKeys: true },
-    );
-    io.out(JSON.stringify({ access_token: session.accessToken, refresh_token: session.refreshToken }));
-    return EXIT_OK;
+  prepare: ({ positionals: [username] }) => username!,
+  async work(runtime, username) {
+    const user = await requireUser(runtime.database.db, username);
+    assertActive(user);
+    // Through issueSession, not the bare issuer: the refresh token must
+    // exist in its family to be refreshable, revocable and logged out.
+    return issueSession(runtime.database.db, runtime.issuer, user.id);
   },
+  report: (session) => JSON.stringify({ access_token: session.accessToken, refresh_token: session.refreshToken }),
+  warnAboutKeys: true,
 });
 
-const otpEnable = defineSubcommand({
+const otpEnable = defineStoreSubcommand({
   usage: "otp enable <username>",
   summary: "give a user a new TOTP secret, require codes at login, and print the otpauth:// URI to enrol",
-  flags: {},
   positionals: { min: 1, max: 1, names: "<username>" },
-  async run({ positionals: [username] }, env, io) {
-    const { uri } = await withRuntime(env, io, (runtime) => enableTotp(runtime.database, username!, OTP_ISSUER));
-    // Only the URI: it carries the secret, and a single line pipes straight
-    // into a QR encoder (`protoguard otp enable alice | qrencode -t ansi`).
-    io.out(uri);
-    return EXIT_OK;
-  },
+  prepare: ({ positionals: [username] }) => username!,
+  work: (runtime, username) => enableTotp(runtime.database, username, TOTP_ISSUER),
+  // Only the URI: it carries the secret, and a single line pipes straight
+  // into a QR encoder (`protoguard otp enable alice | qrencode -t ansi`).
+  report: ({ uri }) => uri,
 });
 
 /** The `otp` subcommands. */

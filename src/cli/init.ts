@@ -112,8 +112,8 @@ export const initSubcommand = defineSubcommand({
   positionals: { min: 0, max: 0, names: "no arguments" },
   async run({ flags }, _env, io) {
     const result = await initProject({
-      ...(flags.proto !== undefined && { protoDir: flags.proto }),
-      ...(flags.out !== undefined && { outDir: flags.out }),
+      protoDir: flags.proto,
+      outDir: flags.out,
     });
     for (const file of result.written) io.out(`wrote ${file}`);
     for (const { file, lines } of result.advice) {

@@ -9,6 +9,7 @@ import { loadConfig, ConfigError } from "../runtime/config.js";
 import { openRuntime, type Runtime } from "../runtime/runtime.js";
 import { StoreError } from "../store/errors.js";
 import { KeyConfigError } from "../token/errors.js";
+import { causeChain } from "../util/cause-chain.js";
 
 /** Where a command writes. Each call is one line, without the trailing newline. */
 export interface CliIo {
@@ -83,15 +84,6 @@ const CONNECTION_CODES = new Set([
   "CONNECTION_ENDED",
   "CONNECTION_DESTROYED",
 ]);
-
-/** Walks `error` and its causes (Drizzle wraps driver errors), at most a few levels. */
-function* causeChain(error: unknown): Generator<Record<string, unknown>> {
-  let current: unknown = error;
-  for (let depth = 0; depth < 5 && typeof current === "object" && current !== null; depth++) {
-    yield current as Record<string, unknown>;
-    current = (current as { cause?: unknown }).cause;
-  }
-}
 
 /**
  * `host:port` of a PostgreSQL URL, never its credentials: the line may end

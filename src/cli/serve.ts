@@ -158,7 +158,7 @@ async function start(
     routes: servedRoutes(runtime, app),
     port,
     host: config.host,
-    ...(tls !== undefined && { tls }),
+    tls,
     corsOrigins: config.corsOrigins,
     logger,
     principalCacheEntries: config.cacheEntries,

@@ -8,12 +8,12 @@
 import { Buffer } from "node:buffer";
 import { changePassword, deactivateUser } from "../lifecycle/auth-service.js";
 import { MAX_PASSWORD_BYTES } from "../lifecycle/passwords.js";
-import { isPermissionString } from "../permission.js";
 import type { DrizzleDb } from "../store/database.js";
 import { StoreError } from "../store/errors.js";
 import type { User } from "../store/schema.js";
 import {
   addUsersToGroup,
+  assertValidPermissions,
   assertValidUsername,
   createGroup,
   createUser,
@@ -23,23 +23,8 @@ import {
   grantUserPermissions,
   revokeUserPermissions,
 } from "../store/users.js";
-import { defineSubcommand } from "./args.js";
-import { CliError, EXIT_OK, UsageError, withRuntime } from "./io.js";
-
-/**
- * Refuses malformed permission strings up front, naming all of them, so
- * the command fails in milliseconds instead of after starting the
- * database. The store checks again inside its transaction.
- */
-function assertPermissions(perms: readonly string[]): void {
-  const bad = perms.filter((perm) => !isPermissionString(perm));
-  if (bad.length > 0) {
-    throw new StoreError(
-      "INVALID_PERMISSION",
-      `invalid permission ${bad.map((b) => JSON.stringify(b)).join(", ")}: expected app_label.codename`,
-    );
-  }
-}
+import { defineStoreSubcommand } from "./args.js";
+import { CliError, UsageError } from "./io.js";
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -87,102 +72,93 @@ export async function requireUser(db: DrizzleDb, username: string): Promise<User
 
 const PASSWORD_FLAGS = { password: "string", "password-stdin": "boolean" } as const;
 
-const userCreate = defineSubcommand({
+/** What the user-management commands name: a user or a group. */
+const holder = ({ positionals: [name] }: { positionals: string[] }) => name!;
+
+/**
+ * A holder and the permissions to grant or revoke. Malformed permission strings are refused up
+ * front, naming all of them, so the command fails in milliseconds instead of after starting the
+ * database; the store checks again inside its transaction.
+ */
+function holderAndPermissions({ positionals: [name, ...perms] }: { positionals: string[] }) {
+  assertValidPermissions(perms);
+  return { name: name!, perms };
+}
+
+const userCreate = defineStoreSubcommand({
   usage: "user create <username> --password <pw> [--email <e>] [--staff] [--superuser]",
   summary: "create an active user (--superuser implies --staff; --password-stdin reads the password from stdin)",
   flags: { ...PASSWORD_FLAGS, email: "string", staff: "boolean", superuser: "boolean" },
   positionals: { min: 1, max: 1, names: "<username>" },
-  async run({ positionals: [username], flags }, env, io) {
+  async prepare({ positionals: [username], flags }) {
     assertValidUsername(username!);
     const password = await passwordFrom(flags);
     const isSuperuser = flags.superuser === true;
     // As Django's createsuperuser: a superuser who cannot reach the admin
     // side (is_staff) is never what anyone meant.
     if (isSuperuser && flags.staff === false) throw new UsageError("--superuser implies --staff; drop --staff=false");
-    const isStaff = isSuperuser || flags.staff === true;
-    const user = await withRuntime(env, io, async (runtime) =>
-      createUser(runtime.database.db, {
-        username: username!,
-        passwordHash: await runtime.passwordHasher.hash(password),
-        ...(flags.email !== undefined && { email: flags.email }),
-        isStaff,
-        isSuperuser,
-      }),
-    );
+    return { username: username!, password, email: flags.email, isStaff: isSuperuser || flags.staff === true, isSuperuser };
+  },
+  async work(runtime, { password, ...input }) {
+    return createUser(runtime.database.db, { ...input, passwordHash: await runtime.passwordHasher.hash(password) });
+  },
+  report(user) {
     const role = user.isSuperuser ? " (superuser)" : user.isStaff ? " (staff)" : "";
-    io.out(`created user "${user.username}" with id ${user.id}${role}`);
-    return EXIT_OK;
+    return `created user "${user.username}" with id ${user.id}${role}`;
   },
 });
 
-const userGrant = defineSubcommand({
+const userGrant = defineStoreSubcommand({
   usage: "user grant <username> <permission>...",
   summary: "grant app_label.codename permissions directly to a user (all or nothing)",
-  flags: {},
   positionals: { min: 2, max: Infinity, names: "<username> <permission>..." },
-  async run({ positionals: [username, ...perms] }, env, io) {
-    assertPermissions(perms);
-    await withRuntime(env, io, (runtime) => grantUserPermissions(runtime.database.db, username!, perms));
-    io.out(`granted ${perms.join(", ")} to user "${username}"`);
-    return EXIT_OK;
-  },
+  prepare: holderAndPermissions,
+  work: (runtime, { name, perms }) => grantUserPermissions(runtime.database.db, name, perms),
+  report: (_, { name, perms }) => `granted ${perms.join(", ")} to user "${name}"`,
 });
 
-const userRevoke = defineSubcommand({
+const userRevoke = defineStoreSubcommand({
   usage: "user revoke <username> <permission>...",
   summary: "remove direct grants from a user (grants through groups stay)",
-  flags: {},
   positionals: { min: 2, max: Infinity, names: "<username> <permission>..." },
-  async run({ positionals: [username, ...perms] }, env, io) {
-    assertPermissions(perms);
-    const removed = await withRuntime(env, io, (runtime) =>
-      revokeUserPermissions(runtime.database.db, username!, perms),
-    );
-    io.out(`revoked ${removed} direct grant${removed === 1 ? "" : "s"} from user "${username}"`);
-    return EXIT_OK;
-  },
+  prepare: holderAndPermissions,
+  work: (runtime, { name, perms }) => revokeUserPermissions(runtime.database.db, name, perms),
+  report: (removed, { name }) => `revoked ${removed} direct grant${removed === 1 ? "" : "s"} from user "${name}"`,
 });
 
-const userDeactivate = defineSubcommand({
+const userDeactivate = defineStoreSubcommand({
   usage: "user deactivate <username>",
   summary: "disable a user and end all their sessions (access and refresh tokens stop working)",
-  flags: {},
   positionals: { min: 1, max: 1, names: "<username>" },
-  async run({ positionals: [username] }, env, io) {
-    // One transaction inside: never an inactive user with live refresh tokens.
-    await withRuntime(env, io, (runtime) => deactivateUser(runtime.database, username!));
-    io.out(`deactivated user "${username}" and revoked their sessions`);
-    return EXIT_OK;
-  },
+  prepare: holder,
+  // One transaction inside: never an inactive user with live refresh tokens.
+  work: (runtime, username) => deactivateUser(runtime.database, username),
+  report: (_, username) => `deactivated user "${username}" and revoked their sessions`,
 });
 
-const userDelete = defineSubcommand({
+const userDelete = defineStoreSubcommand({
   usage: "user delete <username>",
   summary: "delete a user with their grants, memberships and tokens",
-  flags: {},
   positionals: { min: 1, max: 1, names: "<username>" },
-  async run({ positionals: [username] }, env, io) {
-    await withRuntime(env, io, (runtime) => deleteUser(runtime.database.db, username!));
-    io.out(`deleted user "${username}"`);
-    return EXIT_OK;
-  },
+  prepare: holder,
+  work: (runtime, username) => deleteUser(runtime.database.db, username),
+  report: (_, username) => `deleted user "${username}"`,
 });
 
-const userSetPassword = defineSubcommand({
+const userSetPassword = defineStoreSubcommand({
   usage: "user set-password <username> --password <pw>",
   summary: "set a new password and end all the user's sessions (--password-stdin reads it from stdin)",
   flags: PASSWORD_FLAGS,
   positionals: { min: 1, max: 1, names: "<username>" },
-  async run({ positionals: [username], flags }, env, io) {
-    const password = await passwordFrom(flags);
-    await withRuntime(env, io, async (runtime) => {
-      const user = await requireUser(runtime.database.db, username!);
-      // Hashes, then stores the hash and ends the sessions in one transaction.
-      await changePassword(runtime.database, user.id, password, runtime.passwordHasher);
-    });
-    io.out(`changed the password of user "${username}" and revoked their sessions`);
-    return EXIT_OK;
+  async prepare({ positionals: [username], flags }) {
+    return { username: username!, password: await passwordFrom(flags) };
   },
+  async work(runtime, { username, password }) {
+    const user = await requireUser(runtime.database.db, username);
+    // Hashes, then stores the hash and ends the sessions in one transaction.
+    await changePassword(runtime.database, user.id, password, runtime.passwordHasher);
+  },
+  report: (_, { username }) => `changed the password of user "${username}" and revoked their sessions`,
 });
 
 /** The `user` subcommands, in the order the usage lists them. */
@@ -195,41 +171,31 @@ export const userSubcommands = {
   "set-password": userSetPassword,
 };
 
-const groupCreate = defineSubcommand({
+const groupCreate = defineStoreSubcommand({
   usage: "group create <name>",
   summary: "create a group",
-  flags: {},
   positionals: { min: 1, max: 1, names: "<name>" },
-  async run({ positionals: [name] }, env, io) {
-    const group = await withRuntime(env, io, (runtime) => createGroup(runtime.database.db, name!));
-    io.out(`created group "${group.name}" with id ${group.id}`);
-    return EXIT_OK;
-  },
+  prepare: holder,
+  work: (runtime, name) => createGroup(runtime.database.db, name),
+  report: (group) => `created group "${group.name}" with id ${group.id}`,
 });
 
-const groupGrant = defineSubcommand({
+const groupGrant = defineStoreSubcommand({
   usage: "group grant <group> <permission>...",
   summary: "grant permissions to a group (all or nothing)",
-  flags: {},
   positionals: { min: 2, max: Infinity, names: "<group> <permission>..." },
-  async run({ positionals: [group, ...perms] }, env, io) {
-    assertPermissions(perms);
-    await withRuntime(env, io, (runtime) => grantGroupPermissions(runtime.database.db, group!, perms));
-    io.out(`granted ${perms.join(", ")} to group "${group}"`);
-    return EXIT_OK;
-  },
+  prepare: holderAndPermissions,
+  work: (runtime, { name, perms }) => grantGroupPermissions(runtime.database.db, name, perms),
+  report: (_, { name, perms }) => `granted ${perms.join(", ")} to group "${name}"`,
 });
 
-const groupAdd = defineSubcommand({
+const groupAdd = defineStoreSubcommand({
   usage: "group add <group> <username>...",
   summary: "add users to a group (nobody is added if any username is unknown)",
-  flags: {},
   positionals: { min: 2, max: Infinity, names: "<group> <username>..." },
-  async run({ positionals: [group, ...usernames] }, env, io) {
-    await withRuntime(env, io, (runtime) => addUsersToGroup(runtime.database.db, group!, usernames));
-    io.out(`added ${usernames.map((u) => `"${u}"`).join(", ")} to group "${group}"`);
-    return EXIT_OK;
-  },
+  prepare: ({ positionals: [group, ...usernames] }) => ({ group: group!, usernames }),
+  work: (runtime, { group, usernames }) => addUsersToGroup(runtime.database.db, group, usernames),
+  report: (_, { group, usernames }) => `added ${usernames.map((u) => `"${u}"`).join(", ")} to group "${group}"`,
 });
 
 /** The `group` subcommands. */

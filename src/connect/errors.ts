@@ -1,4 +1,4 @@
-import { ConnectError } from "@connectrpc/connect";
+import { ConnectError, type Code } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import type { Deny, Unavailable } from "../decide/verdict.js";
@@ -14,8 +14,16 @@ export function verdictToConnectError(verdict: Deny | Unavailable): ConnectError
   return authError(verdict.message, verdict.code, verdict.reason, verdict.cause);
 }
 
-/** A ConnectError carrying an ErrorInfo detail with `reason` in protoguard's domain. */
-export function authError(message: string, code: Deny["code"] | Unavailable["code"], reason: DenyReason, cause?: unknown) {
+/**
+ * A ConnectError carrying an ErrorInfo detail with `reason` in protoguard's domain: the one builder
+ * of the auth layer's refusals and of Login's failures, so `authErrorReason` reads both.
+ */
+export function authError(
+  message: string,
+  code: Deny["code"] | Unavailable["code"] | Code.ResourceExhausted,
+  reason: DenyReason | LoginFailureReason,
+  cause?: unknown,
+): ConnectError {
   return new ConnectError(
     message,
     code,

@@ -13,7 +13,7 @@ import { MESSAGES } from "../decide/verdict.js";
 import type { Database } from "../store/database.js";
 import { StoreError } from "../store/errors.js";
 import { DEFAULT_THROTTLE, type ThrottlePolicy } from "../store/login-attempts.js";
-import { enableOtp } from "../store/otp.js";
+import { storeTotpSecret } from "../store/totp.js";
 import { consumeRefreshToken, findRefreshFamily, revokeFamily, revokeUserSessions } from "../store/refresh-tokens.js";
 import { users, type User } from "../store/schema.js";
 import { findUserByUsername, setPasswordHash, setUserActive } from "../store/users.js";
@@ -21,7 +21,7 @@ import { canonicalCompactJws } from "../token/base64url.js";
 import { TokenRejectedError } from "../token/errors.js";
 import type { TokenIssuer } from "../token/issuer.js";
 import type { TokenVerifier, VerifyResult } from "../token/verifier.js";
-import { createLogin, loginError } from "./login.js";
+import { createLogin } from "./login.js";
 import { createLoginAdmission, type LoginAdmissionOptions } from "./login-admission.js";
 import { createPasswordHasher, PasswordBusyError, type PasswordHasher } from "./passwords.js";
 import { issueSession } from "./sessions.js";
@@ -228,7 +228,7 @@ async function guard<T>(body: () => Promise<T>): Promise<T> {
   } catch (error) {
     if (error instanceof ConnectError) throw error;
     if (error instanceof PasswordBusyError) {
-      throw loginError(HASHER_BUSY_MESSAGE, Code.ResourceExhausted, "LOGIN_THROTTLED", error);
+      throw authError(HASHER_BUSY_MESSAGE, Code.ResourceExhausted, "LOGIN_THROTTLED", error);
     }
     throw authError(MESSAGES.AUTH_BACKEND_UNAVAILABLE, Code.Unavailable, "AUTH_BACKEND_UNAVAILABLE", error);
   }
@@ -309,6 +309,6 @@ export async function enableTotp(database: Database, username: string, issuerNam
   const secret = generateTotpSecret();
   // Built before the write, so a bad issuer name leaves the account as it was.
   const uri = totpUri({ secret, accountName: user.username, issuer: issuerName });
-  await enableOtp(database.db, user.id, secret);
+  await storeTotpSecret(database.db, user.id, secret);
   return { secret, uri };
 }

@@ -4,12 +4,10 @@
  * from outside; attempts are admitted per client address in memory, then
  * throttled per username in the database.
  */
-import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, type ConnectError } from "@connectrpc/connect";
 import { and, eq } from "drizzle-orm";
-import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { ERROR_DOMAIN, type LoginFailureReason } from "../reasons.js";
 import type { Database } from "../store/database.js";
+import { authError } from "../connect/errors.js";
 import { addressKey, UNKNOWN_PEER } from "../connect/peer.js";
 import {
   clearLoginFailures,
@@ -18,7 +16,7 @@ import {
   reserveLoginAttempt,
   type ThrottlePolicy,
 } from "../store/login-attempts.js";
-import { claimOtpStep } from "../store/otp.js";
+import { claimTotpStep } from "../store/totp.js";
 import { users, type User } from "../store/schema.js";
 import { findUserByUsername, normalizeUsername } from "../store/users.js";
 import type { TokenIssuer } from "../token/issuer.js";
@@ -28,14 +26,14 @@ import { issueSession, type IssuedSession } from "./sessions.js";
 import { verifyTotp } from "./totp.js";
 
 /** Longest username Login looks up, in code points: the `users.username` column's size. */
-export const MAX_LOGIN_USERNAME_LENGTH = 150;
+const MAX_LOGIN_USERNAME_LENGTH = 150;
 
 /** The one message of every credential failure. */
-export const INVALID_CREDENTIALS_MESSAGE = "invalid credentials";
+const INVALID_CREDENTIALS_MESSAGE = "invalid credentials";
 /** The message of a throttled login. */
-export const LOGIN_THROTTLED_MESSAGE = "too many failed attempts, try again later";
+const LOGIN_THROTTLED_MESSAGE = "too many failed attempts, try again later";
 /** The message of a login refused because its client address has no attempts left. */
-export const LOGIN_RATE_LIMITED_MESSAGE = "too many login attempts from this address, try again later";
+const LOGIN_RATE_LIMITED_MESSAGE = "too many login attempts from this address, try again later";
 
 // Expired throttle rows are purged at most this often, by the attempt that
 // finds a purge due, and at most this many per statement; a full batch
@@ -53,31 +51,11 @@ function storable(text: string): boolean {
 }
 
 /**
- * A `ConnectError` with a `google.rpc.ErrorInfo` detail carrying a login
- * reason in protoguard's domain, built like the auth layer's errors so
- * `authErrorReason` reads both. `cause` stays server-side.
- */
-export function loginError(
-  message: string,
-  code: Code.Unauthenticated | Code.ResourceExhausted,
-  reason: LoginFailureReason,
-  cause?: unknown,
-): ConnectError {
-  return new ConnectError(
-    message,
-    code,
-    undefined,
-    [{ desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason, domain: ERROR_DOMAIN }) }],
-    cause,
-  );
-}
-
-/**
  * The failure of every refused credential check. `why` is for server logs
  * only (Connect never serializes `cause`); it never holds a secret.
  */
 function invalidCredentials(why: string): ConnectError {
-  return loginError(INVALID_CREDENTIALS_MESSAGE, Code.Unauthenticated, "INVALID_CREDENTIALS", new Error(why));
+  return authError(INVALID_CREDENTIALS_MESSAGE, Code.Unauthenticated, "INVALID_CREDENTIALS", new Error(why));
 }
 
 /** What a successful login yields. */
@@ -166,7 +144,7 @@ export function createLogin(deps: LoginDependencies) {
     }
     const client = peer === undefined || admission === undefined ? undefined : admission.keyOf(peer);
     if (client !== undefined && !admission!.take(client, now())) {
-      throw loginError(LOGIN_RATE_LIMITED_MESSAGE, Code.ResourceExhausted, "LOGIN_THROTTLED");
+      throw authError(LOGIN_RATE_LIMITED_MESSAGE, Code.ResourceExhausted, "LOGIN_THROTTLED");
     }
     const work: PasswordWorkOptions = {
       fairnessKey:
@@ -177,7 +155,7 @@ export function createLogin(deps: LoginDependencies) {
     await purgeIfDue(at);
     const lockedUntil = await reserveLoginAttempt(db, username, at, throttle);
     if (lockedUntil !== undefined) {
-      throw loginError(LOGIN_THROTTLED_MESSAGE, Code.ResourceExhausted, "LOGIN_THROTTLED");
+      throw authError(LOGIN_THROTTLED_MESSAGE, Code.ResourceExhausted, "LOGIN_THROTTLED");
     }
 
     const user = await findUserByUsername(db, username);
@@ -195,7 +173,7 @@ export function createLogin(deps: LoginDependencies) {
     if (!verification.ok) throw invalidCredentials("wrong password");
     if (!user.isActive) throw invalidCredentials("inactive user");
 
-    let otpStep: number | undefined;
+    let totpStep: number | undefined;
     if (user.otpEnabled) {
       if (user.otpSecret === null) throw invalidCredentials("TOTP enabled without a secret");
       let result: ReturnType<typeof verifyTotp>;
@@ -206,7 +184,7 @@ export function createLogin(deps: LoginDependencies) {
         throw invalidCredentials("stored TOTP secret unusable");
       }
       if (!result.ok) throw invalidCredentials(`TOTP ${result.reason.toLowerCase()}`);
-      otpStep = result.step;
+      totpStep = result.step;
     }
 
     // Hash before the transaction: it takes a KDF's time, which must not be
@@ -221,7 +199,7 @@ export function createLogin(deps: LoginDependencies) {
     }
 
     const session = await db.transaction(async (tx) => {
-      if (otpStep !== undefined && !(await claimOtpStep(tx, user.id, otpStep))) return "TOTP replayed concurrently";
+      if (totpStep !== undefined && !(await claimTotpStep(tx, user.id, totpStep))) return "TOTP replayed concurrently";
       const updated = await tx
         .update(users)
         .set(rehashed === undefined ? { lastLogin: at } : { lastLogin: at, password: rehashed })

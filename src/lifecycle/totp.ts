@@ -107,7 +107,7 @@ export interface VerifyTotpOptions {
  * @example
  * ```ts
  * const result = verifyTotp({ secret: user.otpSecret, code, lastAcceptedStep: user.otpLastStep });
- * if (!result.ok || !(await store.claimOtpStep(user.id, result.step))) throw unauthenticated();
+ * if (!result.ok || !(await store.claimTotpStep(user.id, result.step))) throw unauthenticated();
  * ```
  */
 export function verifyTotp({

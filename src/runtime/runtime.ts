@@ -2,7 +2,7 @@
  * The pieces every command and the server share, built from a
  * {@link ProtoguardConfig}: the database, keys, issuer, verifier and hasher.
  */
-import { createPrivateKey, createPublicKey, KeyObject, randomBytes } from "node:crypto";
+import { createPublicKey, randomBytes } from "node:crypto";
 import { calculateJwkThumbprint, type JWK } from "jose";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -16,7 +16,7 @@ import { createTokenVerifier, type TokenVerifier } from "../token/verifier.js";
 import { ConfigError, type ProtoguardConfig } from "./config.js";
 
 /** Name of the development secret kept in the data directory. */
-export const DEV_SECRET_FILE = "jwt-secret.dev";
+const DEV_SECRET_FILE = "jwt-secret.dev";
 
 /** What {@link openRuntime} builds. */
 export interface Runtime {
@@ -82,10 +82,7 @@ export async function openRuntime(config: ProtoguardConfig, options: OpenRuntime
     await database.close();
     throw error;
   }
-  const claims = {
-    ...(config.issuer !== undefined && { issuer: config.issuer }),
-    ...(config.audience !== undefined && { audience: config.audience }),
-  };
+  const claims = { issuer: config.issuer, audience: config.audience };
   const issuer = createTokenIssuer({
     keyring,
     accessTtlSeconds: config.accessTtlSeconds,
@@ -97,8 +94,8 @@ export async function openRuntime(config: ProtoguardConfig, options: OpenRuntime
     leewaySeconds: config.leewaySeconds,
     maxLifetimeSeconds: { access: config.accessTtlSeconds, refresh: config.refreshTtlSeconds },
     cache: { maxEntries: config.cacheEntries },
-    ...(config.jwksUrl !== undefined && { jwksUrl: config.jwksUrl }),
-    ...(config.jwksUserIdClaim !== undefined && { jwksUserIdClaim: config.jwksUserIdClaim }),
+    jwksUrl: config.jwksUrl,
+    jwksUserIdClaim: config.jwksUserIdClaim,
     ...claims,
   });
   const passwordHasher = createPasswordHasher({ scrypt: { logN: config.scryptLogN } });
@@ -112,18 +109,17 @@ async function keyConfigs(config: ProtoguardConfig, warn?: (message: string) => 
   }
   const alg = config.algorithm;
   const keys: KeyConfig[] = [];
+  // The signing key verifies too; listing its public half again (as the current key of a
+  // rotation list naturally does) must not count twice. createKeyring refuses a key configured
+  // twice (DUPLICATE_KEY), which is right for an explicit key list but not for these variables.
+  const seen = new Set<string>();
   if (config.privateKeyPath !== undefined) {
     const loaded = await keyFile("PROTOGUARD_JWT_PRIVATE_KEY", config.privateKeyPath);
     if (loaded.privateKey === undefined) {
       throw new ConfigError(`PROTOGUARD_JWT_PRIVATE_KEY (${config.privateKeyPath}) holds a public key, not a private one`);
     }
-    keys.push({ alg, privateKey: loaded.privateKey, ...(loaded.kid !== undefined && { kid: loaded.kid }) });
-  }
-  // The signing key verifies too; listing its public half again (as the
-  // current key of a rotation list naturally does) must not count twice.
-  const seen = new Set<string>();
-  if (keys[0] !== undefined && "privateKey" in keys[0] && keys[0].privateKey !== undefined) {
-    seen.add(await thumbprint(keys[0].privateKey));
+    seen.add(await thumbprint(loaded.privateKey));
+    keys.push({ alg, privateKey: loaded.privateKey, kid: loaded.kid });
   }
   for (const path of config.publicKeyPaths) {
     const loaded = await keyFile("PROTOGUARD_JWT_PUBLIC_KEY", path);
@@ -131,7 +127,7 @@ async function keyConfigs(config: ProtoguardConfig, warn?: (message: string) => 
     const id = await thumbprint(key);
     if (seen.has(id)) continue;
     seen.add(id);
-    keys.push({ alg, publicKey: key, ...(loaded.kid !== undefined && { kid: loaded.kid }) });
+    keys.push({ alg, publicKey: key, kid: loaded.kid });
   }
   if (keys.length === 0) {
     throw new ConfigError(`PROTOGUARD_JWT_ALGORITHM=${alg} needs PROTOGUARD_JWT_PRIVATE_KEY and/or PROTOGUARD_JWT_PUBLIC_KEY`);
@@ -157,25 +153,13 @@ async function keyFile(variable: string, path: string) {
   }
 }
 
-/** RFC 7638 thumbprint of a key's public half, whatever form it was loaded in. */
-async function thumbprint(key: string | JWK | CryptoKey | KeyObject): Promise<string> {
-  const object =
-    key instanceof KeyObject
-      ? key
-      : typeof key === "string"
-        ? key.includes("PRIVATE KEY")
-          ? createPublicKey(createPrivateKey(key))
-          : createPublicKey(key)
-        : "kty" in key
-          ? createPublicKey({ key: publicJwk(key) as never, format: "jwk" })
-          : KeyObject.from(key as CryptoKey);
-  const publicKey = object.type === "private" ? createPublicKey(object) : object;
+/**
+ * RFC 7638 thumbprint of the public half of a key file's key (PEM or JWK, private or public):
+ * `createPublicKey` derives the public half from a private key.
+ */
+async function thumbprint(key: string | JWK): Promise<string> {
+  const publicKey = typeof key === "string" ? createPublicKey(key) : createPublicKey({ key: key as never, format: "jwk" });
   return calculateJwkThumbprint(publicKey.export({ format: "jwk" }) as JWK, "sha256");
-}
-
-function publicJwk(jwk: JWK): JWK {
-  const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, oth: _oth, ...rest } = jwk as JWK & { oth?: unknown };
-  return rest;
 }
 
 function developmentSecretWithUrl(): ConfigError {

@@ -144,7 +144,7 @@ export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<D
   // Before PGlite starts: a refused opener must not touch the files.
   const lock = await acquireDataDirLock(dir, {
     displayDir: options.dataDir,
-    ...(options.processName !== undefined && { processName: options.processName }),
+    processName: options.processName,
   });
   let pg: PGlite;
   try {

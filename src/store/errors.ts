@@ -1,3 +1,5 @@
+import { causeChain } from "../util/cause-chain.js";
+
 /** Machine-readable reasons a store operation refused to do what it was asked. */
 export type StoreErrorCode =
   | "USER_NOT_FOUND"
@@ -40,11 +42,8 @@ const UNIQUE_VIOLATION = "23505";
  * error and its causes.
  */
 export function isUniqueViolation(error: unknown): boolean {
-  let current: unknown = error;
-  for (let depth = 0; depth < 4 && typeof current === "object" && current !== null; depth++) {
-    const { code, cause } = current as { code?: unknown; cause?: unknown };
-    if (code === UNIQUE_VIOLATION) return true;
-    current = cause;
+  for (const link of causeChain(error)) {
+    if (link["code"] === UNIQUE_VIOLATION) return true;
   }
   return false;
 }

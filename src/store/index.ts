@@ -22,6 +22,7 @@
 export { openDatabase, PGLITE_DIR } from "./database.js";
 export type { Database, DatabaseClient, DrizzleDb, OpenDatabaseOptions } from "./database.js";
 export { migrateDatabase } from "./migrate.js";
+export type { MigrateOptions } from "./migrate.js";
 export { createPrincipalSource } from "../principals/source.js";
 export type { CachedPrincipalSource, PrincipalSourceOptions } from "../principals/source.js";
 
@@ -45,8 +46,9 @@ export {
   revokeUserPermissions,
   setPasswordHash,
   setUserActive,
+  withoutSecrets,
 } from "./users.js";
-export type { CreateUserInput, SetPasswordHashOptions } from "./users.js";
+export type { CreateUserInput, PublicUser, SetPasswordHashOptions } from "./users.js";
 export { StoreError, isUniqueViolation } from "./errors.js";
 export type { StoreErrorCode } from "./errors.js";
 

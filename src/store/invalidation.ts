@@ -23,7 +23,7 @@ export type InvalidationEvent =
   | { readonly kind: "all" };
 
 /** Parses a notification payload; unknown payloads mean "drop everything", the safe side. */
-export function parseInvalidation(payload: string): InvalidationEvent {
+function parseInvalidation(payload: string): InvalidationEvent {
   if (payload.startsWith("user:")) {
     const userId = Number(payload.slice(5));
     if (Number.isSafeInteger(userId)) return { kind: "user", userId };

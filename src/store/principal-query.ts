@@ -1,5 +1,6 @@
 import { eq, sql } from "drizzle-orm";
 import type { PrincipalLookup } from "../principal.js";
+import { isUserId } from "../user-id.js";
 import type { DrizzleDb } from "./database.js";
 import { users } from "./schema.js";
 
@@ -11,9 +12,6 @@ export interface TokenRevocationInput {
   /** The token's `iat` claim, in seconds since the epoch. */
   issuedAt: number;
 }
-
-/** Largest value of a PostgreSQL `integer`, the type of `users.id`. */
-const MAX_USER_ID = 2 ** 31 - 1;
 
 /**
  * Builds the one statement. Its SQL text never varies (absent token facts
@@ -104,9 +102,7 @@ export async function loadPrincipal(
   userId: number,
   token?: TokenRevocationInput,
 ): Promise<PrincipalLookup> {
-  if (!Number.isSafeInteger(userId) || userId < 1 || userId > MAX_USER_ID) {
-    return { status: "not_found" };
-  }
+  if (!isUserId(userId)) return { status: "not_found" };
   let query = prepared.get(db);
   if (query === undefined) {
     query = buildQuery(db);

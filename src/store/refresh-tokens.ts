@@ -75,26 +75,7 @@ export async function consumeRefreshToken(db: DrizzleDb, jti: string, now: Date)
  * everywhere at once.
  */
 export async function revokeFamily(db: DrizzleDb, familyId: string, now: Date): Promise<void> {
-  await db.transaction(async (tx) => {
-    // Lock the family's rows in id order before updating them. A plain
-    // UPDATE locks them in scan order, which differs between transactions
-    // once rows have moved on the heap, and concurrent reuse detections of
-    // one family (a refresh race) then deadlocked on PostgreSQL.
-    await lockInIdOrder(tx, eq(refreshTokens.familyId, familyId));
-    await tx
-      .update(refreshTokens)
-      .set({ revokedAt: now })
-      .where(and(eq(refreshTokens.familyId, familyId), isNull(refreshTokens.revokedAt)));
-    // Dates go in as ISO strings: raw SQL parameters skip Drizzle's column
-    // encoders, and the drivers disagree on how to send a Date.
-    await tx.execute(sql`
-      insert into ${revokedTokens} (jti, user_id, expires_at)
-      select ${refreshTokens.accessJti}, ${refreshTokens.userId}, ${refreshTokens.accessExpiresAt}
-      from ${refreshTokens}
-      where ${refreshTokens.familyId} = ${familyId}
-        and ${refreshTokens.accessExpiresAt} > ${now.toISOString()}::timestamptz
-      on conflict do nothing`);
-  });
+  await db.transaction((tx) => revokeTokensWhere(tx, eq(refreshTokens.familyId, familyId), now));
 }
 
 /** Finds the family of a refresh token by its verified `jti` (used or not), for logout. */
@@ -113,22 +94,34 @@ export async function findRefreshFamily(db: DrizzleDb, jti: string): Promise<str
 export async function revokeUserSessions(db: DrizzleDb, userId: number, now: Date): Promise<void> {
   await db.transaction(async (tx) => {
     await tx.update(users).set({ credentialsChangedAt: now }).where(eq(users.id, userId));
-    await lockInIdOrder(tx, eq(refreshTokens.userId, userId));
-    await tx
-      .update(refreshTokens)
-      .set({ revokedAt: now })
-      .where(and(eq(refreshTokens.userId, userId), isNull(refreshTokens.revokedAt)));
-    // `iat < credentials_changed_at` alone misses a token issued in the same
-    // millisecond as the change (or by a server whose clock runs ahead);
-    // revoking the session's access tokens by jti does not depend on clocks.
-    await tx.execute(sql`
-      insert into ${revokedTokens} (jti, user_id, expires_at)
-      select ${refreshTokens.accessJti}, ${refreshTokens.userId}, ${refreshTokens.accessExpiresAt}
-      from ${refreshTokens}
-      where ${refreshTokens.userId} = ${userId}
-        and ${refreshTokens.accessExpiresAt} > ${now.toISOString()}::timestamptz
-      on conflict do nothing`);
+    await revokeTokensWhere(tx, eq(refreshTokens.userId, userId), now);
   });
+}
+
+/**
+ * Revokes the refresh tokens matching `where` (one family, or all of a user) and, by jti, the live
+ * access tokens issued with them. Run inside the caller's transaction. Revoking by jti does not
+ * depend on clocks: `iat < credentials_changed_at` alone misses a token issued in the same
+ * millisecond as a change, or by a server whose clock runs ahead.
+ */
+async function revokeTokensWhere(tx: DrizzleDb, where: SQL, now: Date): Promise<void> {
+  // Lock the rows in id order before updating them. A plain UPDATE locks them in scan order,
+  // which differs between transactions once rows have moved on the heap, and concurrent reuse
+  // detections of one family (a refresh race) then deadlocked on PostgreSQL.
+  await lockInIdOrder(tx, where);
+  await tx
+    .update(refreshTokens)
+    .set({ revokedAt: now })
+    .where(and(where, isNull(refreshTokens.revokedAt)));
+  // Dates go in as ISO strings: raw SQL parameters skip Drizzle's column
+  // encoders, and the drivers disagree on how to send a Date.
+  await tx.execute(sql`
+    insert into ${revokedTokens} (jti, user_id, expires_at)
+    select ${refreshTokens.accessJti}, ${refreshTokens.userId}, ${refreshTokens.accessExpiresAt}
+    from ${refreshTokens}
+    where ${where}
+      and ${refreshTokens.accessExpiresAt} > ${now.toISOString()}::timestamptz
+    on conflict do nothing`);
 }
 
 /**

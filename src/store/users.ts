@@ -6,6 +6,7 @@
  */
 import { and, eq, inArray, or } from "drizzle-orm";
 import { isPermissionString, parsePermission } from "../permission.js";
+import { isUserId } from "../user-id.js";
 import type { DrizzleDb } from "./database.js";
 import { StoreError, isUniqueViolation } from "./errors.js";
 import {
@@ -18,6 +19,18 @@ import {
   type Group,
   type User,
 } from "./schema.js";
+
+/**
+ * A user as handed out to code that manages accounts rather than checks credentials: the row
+ * without the password hash and the TOTP secret, so logging or serializing it leaks neither.
+ */
+export type PublicUser = Omit<User, "password" | "otpSecret">;
+
+/** `user` without its credentials, as a new object: the secrets are gone, not merely untyped. */
+export function withoutSecrets(user: User): PublicUser {
+  const { password: _password, otpSecret: _otpSecret, ...rest } = user;
+  return rest;
+}
 
 /** Django's username alphabet: Unicode word characters plus `.@+-`. */
 const USERNAME_PATTERN = /^[\p{L}\p{N}_.@+-]+$/u;
@@ -81,7 +94,12 @@ function assertValidGroupName(name: string): void {
   }
 }
 
-function assertValidPermissions(perms: readonly string[]): void {
+/**
+ * Refuses malformed permission strings, naming all of them.
+ *
+ * @throws {StoreError} `INVALID_PERMISSION`.
+ */
+export function assertValidPermissions(perms: readonly string[]): void {
   const bad = perms.filter((perm) => !isPermissionString(perm));
   if (bad.length > 0) {
     throw new StoreError(
@@ -92,7 +110,7 @@ function assertValidPermissions(perms: readonly string[]): void {
 }
 
 function assertValidUserId(userId: number): void {
-  if (!Number.isSafeInteger(userId) || userId < 1 || userId > 2 ** 31 - 1) {
+  if (!isUserId(userId)) {
     throw new StoreError("INVALID_INPUT", `invalid user id ${String(userId)}: expected a positive integer`);
   }
 }
@@ -139,7 +157,7 @@ export async function findUserByUsername(db: DrizzleDb, username: string): Promi
 
 /** The user with primary key `userId`, or undefined (also for ids that cannot exist). */
 export async function getUserById(db: DrizzleDb, userId: number): Promise<User | undefined> {
-  if (!Number.isSafeInteger(userId) || userId < 1 || userId > 2 ** 31 - 1) return undefined;
+  if (!isUserId(userId)) return undefined;
   const [row] = await db.select().from(users).where(eq(users.id, userId)).limit(1);
   return row;
 }
@@ -253,22 +271,78 @@ export async function ensurePermissions(db: DrizzleDb, perms: readonly string[])
 }
 
 /**
+ * Where the grants of one kind of holder live: direct user grants and group grants are the same
+ * (holder id, permission id) pair table, so one grant and one revoke serve both.
+ */
+interface GrantTable {
+  /** The holder's id for its name, or a StoreError naming the missing holder. */
+  readonly requireHolderId: (db: DrizzleDb, name: string) => Promise<number>;
+  readonly table: typeof userPermissions | typeof groupPermissions;
+  readonly holderColumn: typeof userPermissions.userId | typeof groupPermissions.groupId;
+  readonly permissionColumn: typeof userPermissions.permissionId | typeof groupPermissions.permissionId;
+  readonly row: (holderId: number, permissionId: number) => typeof userPermissions.$inferInsert | typeof groupPermissions.$inferInsert;
+}
+
+const USER_GRANTS: GrantTable = {
+  requireHolderId: requireUserId,
+  table: userPermissions,
+  holderColumn: userPermissions.userId,
+  permissionColumn: userPermissions.permissionId,
+  row: (userId, permissionId) => ({ userId, permissionId }),
+};
+
+const GROUP_GRANTS: GrantTable = {
+  requireHolderId: requireGroupId,
+  table: groupPermissions,
+  holderColumn: groupPermissions.groupId,
+  permissionColumn: groupPermissions.permissionId,
+  row: (groupId, permissionId) => ({ groupId, permissionId }),
+};
+
+/** Grants `perms` to the holder named `name`, creating missing permission rows; all or nothing. */
+async function grantPermissions(db: DrizzleDb, grants: GrantTable, name: string, perms: readonly string[]): Promise<void> {
+  assertValidPermissions(perms);
+  await db.transaction(async (tx) => {
+    const holderId = await grants.requireHolderId(tx, name);
+    const ids = await ensurePermissions(tx, perms);
+    if (ids.length === 0) return;
+    await tx
+      .insert(grants.table)
+      .values([...new Set(ids)].map((permissionId) => grants.row(holderId, permissionId)))
+      .onConflictDoNothing();
+  });
+}
+
+/** Removes `perms` from the holder named `name`; returns how many grants went. */
+async function revokePermissions(db: DrizzleDb, grants: GrantTable, name: string, perms: readonly string[]): Promise<number> {
+  assertValidPermissions(perms);
+  return db.transaction(async (tx) => {
+    const holderId = await grants.requireHolderId(tx, name);
+    if (perms.length === 0) return 0;
+    const removed = await tx
+      .delete(grants.table)
+      .where(
+        and(
+          eq(grants.holderColumn, holderId),
+          inArray(
+            grants.permissionColumn,
+            tx.select({ id: permissions.id }).from(permissions).where(permissionsMatching(perms)),
+          ),
+        ),
+      )
+      .returning({ permissionId: grants.permissionColumn });
+    return removed.length;
+  });
+}
+
+/**
  * Grants permissions directly to a user, creating missing permission rows.
  * Already held grants are left alone. All or nothing.
  *
  * @throws {StoreError} `USER_NOT_FOUND`, `INVALID_PERMISSION`.
  */
 export async function grantUserPermissions(db: DrizzleDb, username: string, perms: readonly string[]): Promise<void> {
-  assertValidPermissions(perms);
-  await db.transaction(async (tx) => {
-    const userId = await requireUserId(tx, username);
-    const ids = await ensurePermissions(tx, perms);
-    if (ids.length === 0) return;
-    await tx
-      .insert(userPermissions)
-      .values([...new Set(ids)].map((permissionId) => ({ userId, permissionId })))
-      .onConflictDoNothing();
-  });
+  await grantPermissions(db, USER_GRANTS, username, perms);
 }
 
 /**
@@ -282,24 +356,7 @@ export async function revokeUserPermissions(
   username: string,
   perms: readonly string[],
 ): Promise<number> {
-  assertValidPermissions(perms);
-  return db.transaction(async (tx) => {
-    const userId = await requireUserId(tx, username);
-    if (perms.length === 0) return 0;
-    const removed = await tx
-      .delete(userPermissions)
-      .where(
-        and(
-          eq(userPermissions.userId, userId),
-          inArray(
-            userPermissions.permissionId,
-            tx.select({ id: permissions.id }).from(permissions).where(permissionsMatching(perms)),
-          ),
-        ),
-      )
-      .returning({ permissionId: userPermissions.permissionId });
-    return removed.length;
-  });
+  return revokePermissions(db, USER_GRANTS, username, perms);
 }
 
 /**
@@ -327,16 +384,7 @@ export async function createGroup(db: DrizzleDb, name: string): Promise<Group> {
  * @throws {StoreError} `GROUP_NOT_FOUND`, `INVALID_PERMISSION`.
  */
 export async function grantGroupPermissions(db: DrizzleDb, group: string, perms: readonly string[]): Promise<void> {
-  assertValidPermissions(perms);
-  await db.transaction(async (tx) => {
-    const groupId = await requireGroupId(tx, group);
-    const ids = await ensurePermissions(tx, perms);
-    if (ids.length === 0) return;
-    await tx
-      .insert(groupPermissions)
-      .values([...new Set(ids)].map((permissionId) => ({ groupId, permissionId })))
-      .onConflictDoNothing();
-  });
+  await grantPermissions(db, GROUP_GRANTS, group, perms);
 }
 
 /**
@@ -350,24 +398,7 @@ export async function revokeGroupPermissions(
   group: string,
   perms: readonly string[],
 ): Promise<number> {
-  assertValidPermissions(perms);
-  return db.transaction(async (tx) => {
-    const groupId = await requireGroupId(tx, group);
-    if (perms.length === 0) return 0;
-    const removed = await tx
-      .delete(groupPermissions)
-      .where(
-        and(
-          eq(groupPermissions.groupId, groupId),
-          inArray(
-            groupPermissions.permissionId,
-            tx.select({ id: permissions.id }).from(permissions).where(permissionsMatching(perms)),
-          ),
-        ),
-      )
-      .returning({ permissionId: groupPermissions.permissionId });
-    return removed.length;
-  });
+  return revokePermissions(db, GROUP_GRANTS, group, perms);
 }
 
 /** Resolves every username to an id, or throws naming all that are missing. */

@@ -7,16 +7,23 @@
  * @module protoguard/testing
  */
 import { randomBytes } from "node:crypto";
-import type { DescService } from "@bufbuild/protobuf";
-import { createConnectRouter, type ConnectRouter, type Transport } from "@connectrpc/connect";
+import type { ConnectRouter, Transport } from "@connectrpc/connect";
 import { createRouterTransport } from "@connectrpc/connect";
 import { createAuth, type Auth, type DecisionEvent } from "../connect/auth.js";
+import { servicesOf } from "../connect/routes.js";
 import { createPasswordHasher, type PasswordHasher } from "../lifecycle/passwords.js";
 import type { RuleInit } from "../policy/rule.js";
 import { createPrincipalSource, type CachedPrincipalSource } from "../principals/source.js";
 import type { Database } from "../store/database.js";
 import type { User } from "../store/schema.js";
-import { addUsersToGroup, createGroup, createUser, grantUserPermissions } from "../store/users.js";
+import {
+  addUsersToGroup,
+  createGroup,
+  createUser,
+  grantUserPermissions,
+  withoutSecrets,
+  type PublicUser,
+} from "../store/users.js";
 import { StoreError } from "../store/errors.js";
 import { createKeyring, type KeyConfig, type Keyring } from "../token/keys.js";
 import { createTokenIssuer, type TokenIssuer } from "../token/issuer.js";
@@ -75,8 +82,8 @@ export interface TestAuth extends AsyncDisposable {
   readonly passwordHasher: PasswordHasher;
   /** The in-memory transport: pass it to `createClient(Service, transport)`. */
   readonly transport: Transport;
-  /** Creates a user with optional password, permissions and groups. */
-  createUser(init: TestUserInit): Promise<User>;
+  /** Creates a user with optional password, permissions and groups; the result carries no secrets. */
+  createUser(init: TestUserInit): Promise<PublicUser>;
   /** Mints a valid access token for `user` (the `RefreshToken.for_user(user).access_token` of simplejwt). */
   accessToken(user: Pick<User, "id"> | number): Promise<string>;
   /** `{ authorization: "Bearer …" }` for `user`, to pass as call headers. */
@@ -103,25 +110,23 @@ export async function createTestAuth(options: TestAuthOptions): Promise<TestAuth
   try {
     const keyring = await createKeyring(options.keys ?? [{ alg: "HS256", secret: randomBytes(32) }]);
     const now = options.now;
-    const issuer = createTokenIssuer({ keyring, ...(now && { now }) });
+    const issuer = createTokenIssuer({ keyring, now });
     const verifier = createTokenVerifier({
       keyring,
       maxLifetimeSeconds: { access: issuer.accessTtlSeconds, refresh: issuer.refreshTtlSeconds },
-      ...(now && { now }),
+      now,
     });
     const principals = await createPrincipalSource({
       database,
-      ...(options.principalCacheEntries !== undefined && { maxEntries: options.principalCacheEntries }),
+      maxEntries: options.principalCacheEntries,
     });
-    const probe = createConnectRouter();
-    options.routes(probe);
-    const services = [...new Set(probe.handlers.map((h) => h.service))] as DescService[];
+    const services = servicesOf(options.routes);
     const auth = createAuth({
       verifier,
       principals,
       services,
-      ...(options.defaultRule && { defaultRule: options.defaultRule }),
-      ...(options.onDecision && { onDecision: options.onDecision }),
+      defaultRule: options.defaultRule,
+      onDecision: options.onDecision,
     });
     const transport = createRouterTransport(options.routes, {
       router: { interceptors: [auth.interceptor], requestGate: auth.requestGate },
@@ -152,11 +157,11 @@ export async function createTestAuth(options: TestAuthOptions): Promise<TestAuth
       async createUser(init) {
         const user = await createUser(db, {
           username: init.username,
-          ...(init.email !== undefined && { email: init.email }),
-          ...(init.password !== undefined && { passwordHash: await passwordHasher.hash(init.password) }),
-          ...(init.isStaff !== undefined && { isStaff: init.isStaff }),
-          ...(init.isSuperuser !== undefined && { isSuperuser: init.isSuperuser }),
-          ...(init.isActive !== undefined && { isActive: init.isActive }),
+          email: init.email,
+          passwordHash: init.password === undefined ? undefined : await passwordHasher.hash(init.password),
+          isStaff: init.isStaff,
+          isSuperuser: init.isSuperuser,
+          isActive: init.isActive,
         });
         if (init.permissions?.length) await grantUserPermissions(db, user.username, init.permissions);
         for (const group of init.groups ?? []) {
@@ -165,7 +170,7 @@ export async function createTestAuth(options: TestAuthOptions): Promise<TestAuth
           });
           await addUsersToGroup(db, group, [user.username]);
         }
-        return user;
+        return withoutSecrets(user);
       },
       close,
       [Symbol.asyncDispose]: close,

@@ -17,10 +17,12 @@ export class LruMap<K, V> {
     this.#onEvict = onEvict;
   }
 
+  /** Number of entries held. */
   get size(): number {
     return this.#map.size;
   }
 
+  /** The value for `key`, or undefined; a hit makes the entry the most recently used. */
   get(key: K): V | undefined {
     const value = this.#map.get(key);
     if (value !== undefined) {
@@ -30,6 +32,7 @@ export class LruMap<K, V> {
     return value;
   }
 
+  /** Stores `value` as the most recently used entry, evicting the least recently used one when full. */
   set(key: K, value: V): void {
     if (this.#max === 0) return;
     this.#map.delete(key);
@@ -42,10 +45,12 @@ export class LruMap<K, V> {
     }
   }
 
+  /** Forgets `key` (no `onEvict` call); whether it was there. */
   delete(key: K): boolean {
     return this.#map.delete(key);
   }
 
+  /** Forgets every entry (no `onEvict` calls). */
   clear(): void {
     this.#map.clear();
   }
