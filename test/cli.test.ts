@@ -16,6 +16,7 @@ import { after, before, describe, it } from "node:test";
 import { eq } from "drizzle-orm";
 import { loadPrincipal, openDatabase, permissions, refreshTokens, findUserByUsername } from "../src/store/index.js";
 import type { DrizzleDb, PrincipalLookup } from "../src/store/index.js";
+import { findCredentials } from "../src/store/users.js";
 import { createTestDatabase, type TestDatabase } from "../src/testing/database.js";
 import { createKeyring, loadKeyFile } from "../src/token/keys.js";
 import type { KeyConfig } from "../src/token/keys.js";
@@ -230,7 +231,7 @@ describe("protoguard CLI on PGlite", { timeout: SUITE_TIMEOUT }, () => {
       assert.ok(alice);
       assert.equal(alice.email, "alice@example.com");
       assert.equal(alice.isStaff, false);
-      assert.match(alice.password, /^\$scrypt\$ln=12,/);
+      assert.match((await findCredentials(db, "alice"))!.password, /^\$scrypt\$ln=12,/);
       assert.deepEqual(permissionsOf(await loadPrincipal(db, alice.id)), ["blog.publish", "shop.view"]);
       // The refused grant left not even its permission row behind.
       const rows = await db.select().from(permissions).where(eq(permissions.codename, "delete"));
@@ -266,7 +267,7 @@ describe("protoguard CLI on PGlite", { timeout: SUITE_TIMEOUT }, () => {
     await withStore(async (db) => {
       const alice = await findUserByUsername(db, "alice");
       assert.ok(alice);
-      assert.match(alice.password, /^\$scrypt\$/);
+      assert.match((await findCredentials(db, "alice"))!.password, /^\$scrypt\$/);
       assert.equal((await loadPrincipal(db, alice.id, tokenFacts(aliceFirst.access))).status, "revoked");
       assert.equal((await loadPrincipal(db, alice.id, tokenFacts(second.access))).status, "ok");
       const [first] = await db.select().from(refreshTokens).where(eq(refreshTokens.jti, aliceFirst.refresh.jti));

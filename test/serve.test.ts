@@ -24,7 +24,7 @@ import { orders, products } from "../example/schema.js";
 import { seedExample } from "../example/seed.js";
 import { exampleRoutes } from "../example/services.js";
 import { createKeyring, createTokenIssuer, createTokenVerifier, PolicyError, type Keyring, type TokenIssuer, type TokenVerifier } from "../src/index.js";
-import { createUser, grantUserPermissions, openDatabase, type Database, type User } from "../src/store/index.js";
+import { createUser, grantUserPermissions, openDatabase, type Database, type PublicUser } from "../src/store/index.js";
 import { createPasswordHasher } from "../src/lifecycle/index.js";
 import { servedRoutes, servedServices } from "../src/cli/serve.js";
 import exampleApp from "../example/app.js";
@@ -71,7 +71,7 @@ describe("startServer with the example services", () => {
   let server: RunningServer;
   let url: string;
   const logLines: string[] = [];
-  const users: Record<"admin" | "staff" | "editor" | "alice" | "bob", User> = {} as never;
+  const users: Record<"admin" | "staff" | "editor" | "alice" | "bob", PublicUser> = {} as never;
   const tokens: Record<keyof typeof users, string> = {} as never;
   let aliceOrder: number;
   /** A Connect JSON call to an example.v1 method of the main server. */

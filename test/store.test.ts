@@ -32,6 +32,7 @@ import {
   users,
 } from "../src/store/index.js";
 import type { DrizzleDb, PrincipalLookup } from "../src/store/index.js";
+import { findCredentials } from "../src/store/users.js";
 import { createTestDatabase, type TestDatabase } from "../src/testing/database.js";
 import { describeOr, postgresUrl, skipWithoutPostgres } from "./helpers/env.js";
 
@@ -88,7 +89,9 @@ function storeSuite(open: () => Promise<TestDatabase>): void {
     assert.ok(user.id > 0);
     assert.equal(user.username, "alice");
     assert.equal(user.email, "alice@example.com");
-    assert.equal(user.password, "");
+    // The admin API hands out no secrets, not even as undefined fields.
+    assert.ok(!("password" in user) && !("otpSecret" in user));
+    assert.equal((await findCredentials(db, "alice"))?.password, "");
     assert.equal(user.isActive, true);
     assert.equal(user.isStaff, false);
     assert.equal(user.isSuperuser, false);
@@ -184,7 +187,8 @@ function storeSuite(open: () => Promise<TestDatabase>): void {
   it("revokes tokens issued before credentials_changed_at", async () => {
     const user = await createUser(db, { username: "pw-change" });
     const changed = await setPasswordHash(db, user.id, "scrypt$new");
-    assert.equal(changed.password, "scrypt$new");
+    assert.ok(!("password" in changed));
+    assert.equal((await findCredentials(db, "pw-change"))?.password, "scrypt$new");
     // iat has millisecond precision (protoguard's issuer) or whole seconds (others).
     const changedAt = changed.credentialsChangedAt.getTime() / 1000;
     assert.deepEqual(await loadPrincipal(db, user.id, { jti: "j-old", issuedAt: changedAt - 0.001 }), {

@@ -10,7 +10,7 @@ import { changePassword, deactivateUser } from "../lifecycle/auth-service.js";
 import { MAX_PASSWORD_BYTES } from "../lifecycle/passwords.js";
 import type { DrizzleDb } from "../store/database.js";
 import { StoreError } from "../store/errors.js";
-import type { User } from "../store/schema.js";
+import type { PublicUser } from "../store/users.js";
 import {
   addUsersToGroup,
   assertValidPermissions,
@@ -64,7 +64,7 @@ async function passwordFrom(flags: { password?: string; "password-stdin"?: boole
  *
  * @throws {StoreError} `USER_NOT_FOUND`.
  */
-export async function requireUser(db: DrizzleDb, username: string): Promise<User> {
+export async function requireUser(db: DrizzleDb, username: string): Promise<PublicUser> {
   const user = await findUserByUsername(db, username);
   if (user === undefined) throw new StoreError("USER_NOT_FOUND", `no user "${username}"`);
   return user;
@@ -210,6 +210,6 @@ export const groupSubcommands = {
  *
  * @throws {CliError}
  */
-export function assertActive(user: User): void {
+export function assertActive(user: PublicUser): void {
   if (!user.isActive) throw new CliError(`user "${user.username}" is inactive`);
 }

@@ -16,6 +16,7 @@ import { DEFAULT_THROTTLE, type ThrottlePolicy } from "../store/login-attempts.j
 import { storeTotpSecret } from "../store/totp.js";
 import { consumeRefreshToken, findRefreshFamily, revokeFamily, revokeUserSessions } from "../store/refresh-tokens.js";
 import { users, type User } from "../store/schema.js";
+import type { PublicUser } from "../store/users.js";
 import { findUserByUsername, setPasswordHash, setUserActive } from "../store/users.js";
 import { canonicalCompactJws } from "../token/base64url.js";
 import { TokenRejectedError } from "../token/errors.js";
@@ -254,7 +255,7 @@ export async function changePassword(
   userId: number,
   newPassword: string,
   hasher: PasswordHasher,
-): Promise<User> {
+): Promise<PublicUser> {
   const hash = await hasher.hash(newPassword);
   return database.db.transaction(async (tx) => {
     const user = await setPasswordHash(tx, userId, hash);

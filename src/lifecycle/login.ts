@@ -18,7 +18,7 @@ import {
 } from "../store/login-attempts.js";
 import { claimTotpStep } from "../store/totp.js";
 import { users, type User } from "../store/schema.js";
-import { findUserByUsername, normalizeUsername } from "../store/users.js";
+import { findCredentials, normalizeUsername } from "../store/users.js";
 import type { TokenIssuer } from "../token/issuer.js";
 import { DEFAULT_LOGIN_ADMISSION, type LoginAdmission } from "./login-admission.js";
 import { MAX_PASSWORD_BYTES, PasswordBusyError, type PasswordHasher, type PasswordWorkOptions } from "./passwords.js";
@@ -158,7 +158,7 @@ export function createLogin(deps: LoginDependencies) {
       throw authError(LOGIN_THROTTLED_MESSAGE, Code.ResourceExhausted, "LOGIN_THROTTLED");
     }
 
-    const user = await findUserByUsername(db, username);
+    const user = await findCredentials(db, username);
     let verification: Awaited<ReturnType<PasswordHasher["verify"]>>;
     try {
       if (user === undefined || user.password === "") {

@@ -122,7 +122,7 @@ function assertValidUserId(userId: number): void {
  * @throws {StoreError} `INVALID_INPUT` for a bad username or email,
  *   `DUPLICATE_USERNAME` if the username is taken.
  */
-export async function createUser(db: DrizzleDb, input: CreateUserInput): Promise<User> {
+export async function createUser(db: DrizzleDb, input: CreateUserInput): Promise<PublicUser> {
   const username = assertValidUsername(input.username);
   const email = input.email ?? "";
   if ([...email].length > MAX_EMAIL_LENGTH) {
@@ -140,7 +140,7 @@ export async function createUser(db: DrizzleDb, input: CreateUserInput): Promise
         isActive: input.isActive ?? true,
       })
       .returning();
-    return row!;
+    return withoutSecrets(row!);
   } catch (error) {
     if (isUniqueViolation(error)) {
       throw new StoreError("DUPLICATE_USERNAME", `user "${input.username}" already exists`, { cause: error });
@@ -150,16 +150,25 @@ export async function createUser(db: DrizzleDb, input: CreateUserInput): Promise
 }
 
 /** The user named `username`, or undefined. Exact, case-sensitive match. */
-export async function findUserByUsername(db: DrizzleDb, username: string): Promise<User | undefined> {
+export async function findUserByUsername(db: DrizzleDb, username: string): Promise<PublicUser | undefined> {
+  const row = await findCredentials(db, username);
+  return row && withoutSecrets(row);
+}
+
+/**
+ * The whole row, password hash and TOTP secret included: only for code that
+ * checks credentials (Login). Not exported from the package.
+ */
+export async function findCredentials(db: DrizzleDb, username: string): Promise<User | undefined> {
   const [row] = await db.select().from(users).where(eq(users.username, normalizeUsername(username))).limit(1);
   return row;
 }
 
 /** The user with primary key `userId`, or undefined (also for ids that cannot exist). */
-export async function getUserById(db: DrizzleDb, userId: number): Promise<User | undefined> {
+export async function getUserById(db: DrizzleDb, userId: number): Promise<PublicUser | undefined> {
   if (!isUserId(userId)) return undefined;
   const [row] = await db.select().from(users).where(eq(users.id, userId)).limit(1);
-  return row;
+  return row && withoutSecrets(row);
 }
 
 async function requireUserId(db: DrizzleDb, username: string): Promise<number> {
@@ -223,7 +232,7 @@ export async function setPasswordHash(
   userId: number,
   hash: string,
   { bumpCredentials = true }: SetPasswordHashOptions = {},
-): Promise<User> {
+): Promise<PublicUser> {
   assertValidUserId(userId);
   const [row] = await db
     .update(users)
@@ -231,7 +240,7 @@ export async function setPasswordHash(
     .where(eq(users.id, userId))
     .returning();
   if (row === undefined) throw new StoreError("USER_NOT_FOUND", `no user with id ${userId}`);
-  return row;
+  return withoutSecrets(row);
 }
 
 /** SQL condition matching the permission rows named by `perms` (already validated). */

@@ -21,7 +21,6 @@ import {
   createGroup,
   createUser,
   grantUserPermissions,
-  withoutSecrets,
   type PublicUser,
 } from "../store/users.js";
 import { StoreError } from "../store/errors.js";
@@ -170,7 +169,7 @@ export async function createTestAuth(options: TestAuthOptions): Promise<TestAuth
           });
           await addUsersToGroup(db, group, [user.username]);
         }
-        return withoutSecrets(user);
+        return user;
       },
       close,
       [Symbol.asyncDispose]: close,
