@@ -31,7 +31,7 @@ import { createAuthService } from "../src/lifecycle/auth-service.js";
 import { principalKey, type Principal } from "../src/index.js";
 import { loadConfig } from "../src/runtime/config.js";
 import { openRuntime } from "../src/runtime/runtime.js";
-import { listen } from "../src/server/listen.js";
+import { listen } from "../src/server/transport/listen.js";
 import { startServer } from "../src/server/serve.js";
 import { openDatabase } from "../src/store/database.js";
 

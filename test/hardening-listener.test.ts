@@ -24,7 +24,7 @@ import { GuardedService } from "../gen/guardtest/v1/guarded_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { authErrorReason } from "../src/index.js";
 import { loadConfig } from "../src/runtime/config.js";
-import { createPrefilter, prefilterContextValues } from "../src/server/prefilter.js";
+import { createPrefilter, prefilterContextValues } from "../src/server/prefilter/prefilter.js";
 import { startServer, type RunningServer, type StartServerOptions } from "../src/server/serve.js";
 import { createTestAuth, type TestAuth } from "../src/testing/index.js";
 import { guardedRoutes } from "./helpers/guarded-service.js";

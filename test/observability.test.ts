@@ -6,7 +6,7 @@ import { pino } from "pino";
 import { GuardedService } from "../gen/guardtest/v1/guarded_pb.js";
 import { unauthenticated } from "../src/decide/verdict.js";
 import { createAuthPolicy } from "../src/index.js";
-import { createObservability } from "../src/server/observability.js";
+import { createObservability } from "../src/server/observe/observability.js";
 
 describe("decision logs", () => {
   it("cap refusals of one kind per second, report the rest as suppressed, and count them all", async () => {

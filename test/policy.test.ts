@@ -19,7 +19,7 @@ const SERVED_SERVICES = servedServices(exampleApp);
 /** What this repository's CLI (example/cli.ts) passes: the example as the default app. */
 const EXAMPLE_CLI = { defaultApp: async () => exampleApp };
 import { UsageError } from "../src/cli/io.js";
-import { SERVER_SERVICES } from "../src/server/serve.js";
+import { SERVER_SERVICES } from "../src/server/services/server-services.js";
 
 const run = promisify(execFile);
 const root = join(import.meta.dirname, "..");

@@ -16,8 +16,8 @@ import {
 } from "@connectrpc/connect-node";
 import { GuardedService, PingSchema } from "../gen/guardtest/v1/guarded_pb.js";
 import { authErrorReason, createTokenIssuer, type DecisionEvent } from "../src/index.js";
-import { createPrefilter, createStreamPrefilter, prefilterContextValues } from "../src/server/prefilter.js";
-import { listen, type Listening } from "../src/server/listen.js";
+import { createPrefilter, createStreamPrefilter, prefilterContextValues } from "../src/server/prefilter/prefilter.js";
+import { listen, type Listening } from "../src/server/transport/listen.js";
 import { createTestAuth, type TestAuth } from "../src/testing/index.js";
 import { guardedRoutes } from "./helpers/guarded-service.js";
 

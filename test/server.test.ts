@@ -31,12 +31,13 @@ import { file_grpc_health_v1_health, Health, HealthCheckResponse_ServingStatus }
 import { ServerReflection as ServerReflectionAlpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { withCors } from "../src/server/cors.js";
-import { createHealth } from "../src/server/health.js";
-import type { HealthService } from "../src/server/health.js";
-import { listen } from "../src/server/listen.js";
+import { createHealth } from "../src/server/services/health.js";
+import type { HealthService } from "../src/server/services/health.js";
+import { listen } from "../src/server/transport/listen.js";
 import { onShutdownSignals } from "../src/server/shutdown.js";
-import type { Listening, RequestHandler } from "../src/server/listen.js";
-import { fileRegistryOf, reflectionFiles, registerReflection } from "../src/server/reflection.js";
+import type { NodeHandler as RequestHandler } from "../src/server/http.js";
+import type { Listening } from "../src/server/transport/listen.js";
+import { fileRegistryOf, reflectionFiles, registerReflection } from "../src/server/services/reflection.js";
 import { describeOr, skipWithoutOpenssl } from "./helpers/env.js";
 
 const run = promisify(execFile);

@@ -3,8 +3,8 @@
  * `process.env`; the library takes these options and nothing else.
  */
 import { parseTrustedProxies, type ForwardedHeader } from "../connect/peer.js";
-import { HEALTH_WATCH_DEFAULTS } from "../server/health.js";
-import { CONNECTION_LIMIT_DEFAULTS } from "../server/listen.js";
+import { HEALTH_WATCH_DEFAULTS } from "../server/services/health.js";
+import { CONNECTION_LIMIT_DEFAULTS } from "../server/transport/limits.js";
 import type { TokenAlgorithm } from "../token/keys.js";
 
 /** Everything `protoguard` commands and `serve` are configured with. */

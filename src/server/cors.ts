@@ -4,7 +4,7 @@
  * reach routing, which would answer OPTIONS with 404/405.
  */
 import { cors } from "@connectrpc/connect";
-import type { RequestHandler } from "./listen.js";
+import type { NodeHandler } from "./http.js";
 
 /** Options of {@link withCors}. */
 export interface CorsOptions {
@@ -43,7 +43,7 @@ export interface CorsOptions {
  * send no Origin, pass through untouched. Credentials (cookies) are not
  * allowed: bearer tokens travel in `authorization`, which needs none.
  */
-export function withCors(handler: RequestHandler, options: CorsOptions): RequestHandler {
+export function withCors(handler: NodeHandler, options: CorsOptions): NodeHandler {
   const anyOrigin = options.origins.includes("*");
   const origins = new Set(options.origins);
   const allowMethods = cors.allowedMethods.join(", ");

@@ -19,7 +19,9 @@
 // ---------------------------------------------------------------------------
 // The server
 // ---------------------------------------------------------------------------
-export { JWKS_PATH, METRICS_PATH, SERVER_SERVICES, startServer } from "./serve.js";
+export { startServer } from "./serve.js";
+export { JWKS_PATH, METRICS_PATH } from "./dispatch.js";
+export { SERVER_SERVICES } from "./services/server-services.js";
 export type { RunningServer, ServerRuntime, StartServerOptions } from "./serve.js";
 export { onShutdownSignals } from "./shutdown.js";
 export type { ShutdownSignalOptions } from "./shutdown.js";
@@ -37,8 +39,9 @@ export type { ServeApp, ServeAppStart } from "../cli/app.js";
 // ---------------------------------------------------------------------------
 // The parts, for servers assembled by hand
 // ---------------------------------------------------------------------------
-export { createPrefilter, createStreamPrefilter, prefilterContextValues } from "./prefilter.js";
-export type { NodeHandler, NodeRequest, PrefilterOptions } from "./prefilter.js";
+export type { NodeHandler, NodeRequest } from "./http.js";
+export { createPrefilter, createStreamPrefilter, prefilterContextValues } from "./prefilter/prefilter.js";
+export type { PrefilterOptions } from "./prefilter/prefilter.js";
 // Client addresses (behind trusted proxies), as the Login admission sees them.
 export {
   createClientAddressResolver,
@@ -48,13 +51,18 @@ export {
   UNKNOWN_PEER,
 } from "../connect/peer.js";
 export type { ClientAddressOptions, ForwardedHeader, PeerRequest } from "../connect/peer.js";
-export { CONNECTION_LIMIT_DEFAULTS, listen } from "./listen.js";
-export type { ConnectionLimits, Listening, ListenOptions, RequestHandler, TlsOptions } from "./listen.js";
+export { listen } from "./transport/listen.js";
+export type { Listening, ListenOptions } from "./transport/listen.js";
+export { CONNECTION_LIMIT_DEFAULTS } from "./transport/limits.js";
+export type { ConnectionLimits } from "./transport/limits.js";
+export type { TlsOptions } from "./transport/tls.js";
+export { ServerError } from "./transport/errors.js";
+export type { ServerErrorCode } from "./transport/errors.js";
 export { withCors } from "./cors.js";
 export type { CorsOptions } from "./cors.js";
-export { createHealth, HEALTH_WATCH_DEFAULTS, healthConnectionKey } from "./health.js";
-export type { HealthOptions, HealthService, ServingStatus } from "./health.js";
-export { fileRegistryOf, registerReflection } from "./reflection.js";
-export type { ReflectionOptions } from "./reflection.js";
-export { createObservability } from "./observability.js";
-export type { Observability, ObservabilityOptions } from "./observability.js";
+export { createHealth, HEALTH_WATCH_DEFAULTS, healthConnectionKey } from "./services/health.js";
+export type { HealthOptions, HealthService, ServingStatus } from "./services/health.js";
+export { fileRegistryOf, registerReflection } from "./services/reflection.js";
+export type { ReflectionOptions } from "./services/reflection.js";
+export { createObservability } from "./observe/observability.js";
+export type { Observability, ObservabilityOptions } from "./observe/observability.js";

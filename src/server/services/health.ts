@@ -10,8 +10,8 @@ import {
   HealthCheckResponse_ServingStatus as ServingStatusEnum,
   HealthCheckResponseSchema,
   HealthListResponseSchema,
-} from "../../gen/grpc/health/v1/health_pb.js";
-import type { HealthCheckRequest, HealthCheckResponse } from "../../gen/grpc/health/v1/health_pb.js";
+} from "../../../gen/grpc/health/v1/health_pb.js";
+import type { HealthCheckRequest, HealthCheckResponse } from "../../../gen/grpc/health/v1/health_pb.js";
 
 /** The statuses a server sets; UNKNOWN and SERVICE_UNKNOWN are the protocol's, not ours to set. */
 export type ServingStatus = "SERVING" | "NOT_SERVING";

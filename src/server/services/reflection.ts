@@ -12,16 +12,16 @@ import {
   ServerReflection,
   ServerReflectionRequestSchema,
   ServerReflectionResponseSchema,
-} from "../../gen/grpc/reflection/v1/reflection_pb.js";
-import type { ServerReflectionRequest, ServerReflectionResponse } from "../../gen/grpc/reflection/v1/reflection_pb.js";
+} from "../../../gen/grpc/reflection/v1/reflection_pb.js";
+import type { ServerReflectionRequest, ServerReflectionResponse } from "../../../gen/grpc/reflection/v1/reflection_pb.js";
 import {
   ServerReflection as ServerReflectionAlpha,
   ServerReflectionRequestSchema as ServerReflectionRequestSchemaAlpha,
   ServerReflectionResponseSchema as ServerReflectionResponseSchemaAlpha,
-} from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
-import type { ServerReflectionRequest as ServerReflectionRequestAlpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
-import { file_grpc_reflection_v1_reflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
-import { file_grpc_reflection_v1alpha_reflection } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
+} from "../../../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import type { ServerReflectionRequest as ServerReflectionRequestAlpha } from "../../../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { file_grpc_reflection_v1_reflection } from "../../../gen/grpc/reflection/v1/reflection_pb.js";
+import { file_grpc_reflection_v1alpha_reflection } from "../../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 
 /** Options of {@link registerReflection}. */
 export interface ReflectionOptions {

@@ -1,0 +1,95 @@
+/**
+ * What the server tells operators: one structured log line per auth
+ * decision (pino) and Prometheus metrics (prom-client), both fed from
+ * `createAuth`'s `onDecision` hook.
+ *
+ * Only what a decision is made of is recorded: the method, the user id, the
+ * outcome, the reason code, the stage and the latency. Never a header, a
+ * token, a password or a one-time code: the hook does not even receive them.
+ *
+ * This file puts the two together; the log lines are `decision-log.ts`'s,
+ * the metrics `metrics.ts`'s.
+ */
+import type { DestinationStream, Logger } from "pino";
+import { collectDefaultMetrics, Registry } from "prom-client";
+import type { DecisionEvent } from "../../connect/auth.js";
+import { createDecisionLog, createLogger } from "./decision-log.js";
+import { createDecisionMetrics } from "./metrics.js";
+
+/** Options of {@link createObservability}. */
+export interface ObservabilityOptions {
+  /** Logger to write to. Default: a new pino logger at `level` writing to `destination`. */
+  logger?: Logger;
+  /** Level of the default logger (pino's names: trace, debug, info, warn, error, silent). Default "info". */
+  level?: string;
+  /** Where the default logger writes. Default: standard output. */
+  destination?: DestinationStream;
+  /**
+   * Registry to put the metrics in. Default: a new registry, so that two
+   * servers in one process (tests) never collide on metric names.
+   */
+  registry?: Registry;
+  /** Also collect prom-client's default process metrics (CPU, memory, event loop, GC). Default true. */
+  defaultMetrics?: boolean;
+  /**
+   * Most log lines per second for refusals of one kind (same method,
+   * outcome and reason). A flood of forged or missing tokens would otherwise
+   * cost a log line each and bury everything else; past the limit, refusals
+   * are only counted, and the next line written for that kind carries
+   * `suppressed: N`. Metrics always count every decision, and allowed calls
+   * are always logged. 0 means no limit. Default 100.
+   */
+  maxRefusalLogsPerSecond?: number;
+  /** Clock in milliseconds, for tests. Default `Date.now`. */
+  now?: () => number;
+}
+
+/** Logs and metrics of one server; see {@link createObservability}. */
+export interface Observability {
+  readonly logger: Logger;
+  readonly registry: Registry;
+  /** Pass as `createAuth({ onDecision })`. Cheap and never throws. */
+  readonly onDecision: (event: DecisionEvent) => void;
+}
+
+/**
+ * Creates the decision logger and metrics:
+ *
+ * - a log line per decision, `msg: "auth decision"`, with `method`,
+ *   `userId` (when known), `outcome` (allow, deny, unavailable), `reason`
+ *   (the stable reason code, absent when allowed), `stage` (prefilter, gate,
+ *   interceptor, or recheck when an open stream is decided again) and
+ *   `latencyMs`; denials and allows at info, unavailable at error with the
+ *   backend's error message; refusals of one kind are capped
+ *   at `maxRefusalLogsPerSecond` lines, the rest counted in `suppressed`;
+ * - counter `protoguard_auth_decisions_total{method,outcome,reason}` and
+ *   histogram `protoguard_auth_decision_seconds{outcome}`, plus the default
+ *   process metrics.
+ *
+ * @example
+ * ```ts
+ * const observability = createObservability({ level: "info" });
+ * const auth = createAuth({ verifier, principals, services, onDecision: observability.onDecision });
+ * const text = await observability.registry.metrics();
+ * ```
+ */
+export function createObservability(options: ObservabilityOptions = {}): Observability {
+  const logger = options.logger ?? createLogger({ level: options.level, destination: options.destination });
+  const registry = options.registry ?? new Registry();
+  if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
+  const count = createDecisionMetrics(registry);
+  const log = createDecisionLog(logger, { maxRefusalLogsPerSecond: options.maxRefusalLogsPerSecond, now: options.now });
+  return {
+    logger,
+    registry,
+    onDecision(event) {
+      // The hook runs on the request path: a failure here must not fail the call.
+      try {
+        count(event);
+        log(event);
+      } catch {
+        // Metrics and logs are best effort; the decision stands.
+      }
+    },
+  };
+}
