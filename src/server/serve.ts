@@ -10,13 +10,14 @@
  * the pre-filter (`prefilter/`), static files and observability (`observe/`).
  */
 import type { DescService } from "@bufbuild/protobuf";
-import { createConnectRouter, type ConnectRouter } from "@connectrpc/connect";
+import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { createAuth, type Auth } from "../connect/auth.js";
 import { peerContextValues, type ClientAddressOptions } from "../connect/peer.js";
 import type { AccessTokenVerifier } from "../decide/decide.js";
+import { servicesOf } from "../connect/routes.js";
 import { createAuthPolicy } from "../policy/policy.js";
 import type { RuleInit } from "../policy/rule.js";
 import { createPrincipalSource } from "../principals/source.js";
@@ -290,9 +291,3 @@ function connectionLimitsOf(options: StartServerOptions): ConnectionLimits {
   return limits;
 }
 
-/** The distinct services `routes` registers, found by letting it register on a scratch router. */
-function servicesOf(routes: (router: ConnectRouter) => void): DescService[] {
-  const probe = createConnectRouter();
-  routes(probe);
-  return [...new Set(probe.handlers.map((handler) => handler.service))];
-}
