@@ -25,6 +25,7 @@ import { createUser, grantGroupPermissions, schema, type Database } from "../src
 import { changePassword, createAuthService, createPasswordHasher, deactivateUser, enableTotp, generateTotp, PasswordBusyError, type AuthServiceOptions, type PasswordHasher } from "../src/lifecycle/index.js";
 import { createTestAuth, createTestDatabase, type TestAuth } from "../src/testing/index.js";
 import { describeOr, postgresUrl, skipWithoutPostgres } from "./helpers/env.js";
+import { expectError, failure } from "./helpers/connect.js";
 
 const INVALID = { code: Code.Unauthenticated, message: "invalid credentials", reason: "INVALID_CREDENTIALS" };
 const THROTTLED = {
@@ -32,29 +33,6 @@ const THROTTLED = {
   message: "too many failed attempts, try again later",
   reason: "LOGIN_THROTTLED",
 };
-
-async function failure(promise: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await promise;
-  } catch (e) {
-    return ConnectError.from(e);
-  }
-  assert.fail("expected the call to fail, but it succeeded");
-}
-
-/** Asserts code and ErrorInfo reason (and, when given, the exact message the client sees). */
-async function expectError(
-  promise: Promise<unknown>,
-  code: Code,
-  reason: string,
-  message?: string,
-): Promise<ConnectError> {
-  const err = await failure(promise);
-  assert.equal(err.code, code, `expected ${Code[code]}, got ${Code[err.code]}: ${err.message}`);
-  assert.equal(authErrorReason(err), reason);
-  if (message !== undefined) assert.equal(err.rawMessage, message);
-  return err;
-}
 
 /** What a client can observe of a failure; two failures that must be indistinguishable compare equal. */
 function observable(err: ConnectError) {

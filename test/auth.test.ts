@@ -14,8 +14,8 @@ import { deleteUser, revokeUserPermissions, setUserActive } from "../src/store/i
 import { findUserByUsername } from "../src/store/users.js";
 import { createTestAuth, type TestAuth } from "../src/testing/index.js";
 import { guardedRoutes } from "./helpers/guarded-service.js";
-
-const SECRET = "test-secret-that-is-at-least-32-bytes-long";
+import { collect } from "./helpers/connect.js";
+import { TEST_SECRET as SECRET } from "./helpers/secrets.js";
 
 async function expectCode(promise: Promise<unknown>, code: Code, reason?: string): Promise<ConnectError> {
   try {
@@ -27,12 +27,6 @@ async function expectCode(promise: Promise<unknown>, code: Code, reason?: string
     return err;
   }
   assert.fail(`expected ${Code[code]}, but the call succeeded`);
-}
-
-async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
-  const out: T[] = [];
-  for await (const item of iterable) out.push(item);
-  return out;
 }
 
 async function* stream<T>(...items: T[]) {

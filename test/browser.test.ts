@@ -22,8 +22,8 @@ import type { Runtime } from "../src/runtime/runtime.js";
 import { startServer, type RunningServer } from "../src/server/serve.js";
 import { createTestDatabase, type TestDatabase } from "../src/testing/database.js";
 import { chromiumPath, describeOr, skipWithoutChromium } from "./helpers/env.js";
+import { TEST_SECRET as SECRET } from "./helpers/secrets.js";
 
-const SECRET = "browser-test-secret-browser-test-secret-0123456789";
 const PASSWORD = "carol's long browser password";
 const OTP_PASSWORD = "dave's long browser password";
 /** Looked at by hand when the page changes; never committed. */

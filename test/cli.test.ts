@@ -24,28 +24,13 @@ import { createTokenVerifier } from "../src/token/verifier.js";
 import type { VerifiedClaims } from "../src/token/claims.js";
 import { runCli } from "../src/cli/commands.js";
 import { describeOr, postgresUrl, skipWithoutPostgres } from "./helpers/env.js";
+import { assertOk, cleanEnv, type CliResult } from "./helpers/cli.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 // Each CLI command opening PGlite takes 1-5 s (far more on a loaded
 // machine); about 25 of them run here.
 const SUITE_TIMEOUT = 600_000;
 const EXPLICIT_SECRET = "an-explicit-hs256-secret-of-at-least-32-bytes";
-
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** The environment without anything that would point a child at another database or key. */
-function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (key === "DATABASE_URL" || key.startsWith("PROTOGUARD_") || key.startsWith("NODE_TEST")) continue;
-    env[key] = value;
-  }
-  return { ...env, PROTOGUARD_SCRYPT_LOG_N: "12", ...extra };
-}
 
 /**
  * Runs one `protoguard` invocation to completion. By default in this process
@@ -94,10 +79,6 @@ function assertOneLineFailure(result: CliResult, pattern: RegExp): void {
   assert.match(errLines[0]!, /^protoguard: /);
   assert.match(errLines[0]!, pattern);
   assert.doesNotMatch(result.stderr, /\n\s+at /);
-}
-
-function assertOk(result: CliResult): void {
-  assert.equal(result.code, 0, `stdout: ${result.stdout}\nstderr: ${result.stderr}`);
 }
 
 interface TokenPair {

@@ -20,6 +20,7 @@ import { createUser, findUserByUsername, loadPrincipal, migrateDatabase, openDat
 import type { Database } from "../src/store/index.js";
 import { DATA_DIR_LOCK_FILE, defaultProcessName, procStartTime } from "../src/store/data-dir-lock.js";
 import { StoreError } from "../src/store/errors.js";
+import { assertOk, cleanEnv as cleanEnvWith, type CliResult } from "./helpers/cli.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 // Every test starts PGlite (2-15 s on a loaded 2-core machine) several
@@ -27,21 +28,9 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const TEST_TIMEOUT = 240_000;
 const HAS_PROC = procStartTime(process.pid) !== undefined;
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** The environment without anything pointing a child at another database or key. */
-function cleanEnv(dataDir: string): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (key === "DATABASE_URL" || key.startsWith("PROTOGUARD_") || key.startsWith("NODE_TEST")) continue;
-    env[key] = value;
-  }
-  return { ...env, PROTOGUARD_SCRYPT_LOG_N: "10", PROTOGUARD_DATA_DIR: dataDir };
-}
+/** The clean environment, with this test's data directory and a cheaper scrypt. */
+const cleanEnv = (dataDir: string): NodeJS.ProcessEnv =>
+  cleanEnvWith({ PROTOGUARD_SCRYPT_LOG_N: "10", PROTOGUARD_DATA_DIR: dataDir });
 
 /** Runs `node --import tsx src/cli/bin.ts ...args` to completion. */
 async function cli(dataDir: string, ...args: string[]): Promise<CliResult> {
@@ -56,10 +45,6 @@ async function cli(dataDir: string, ...args: string[]): Promise<CliResult> {
   child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
   const [code] = (await once(child, "close")) as [number | null];
   return { code, stdout, stderr };
-}
-
-function assertOk(result: CliResult): void {
-  assert.equal(result.code, 0, `stdout: ${result.stdout}\nstderr: ${result.stderr}`);
 }
 
 /** Opens `dataDir`, migrates, runs `fn`, and closes. */

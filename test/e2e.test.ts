@@ -29,6 +29,7 @@ import { loadConfig } from "../src/runtime/config.js";
 import { openRuntime } from "../src/runtime/runtime.js";
 import { createTestDatabase, type TestDatabase } from "../src/testing/database.js";
 import { curlPath, postgresUrl, skipWithoutCurl } from "./helpers/env.js";
+import { TEST_SECRET as SECRET } from "./helpers/secrets.js";
 
 const root = join(import.meta.dirname, "..");
 /**
@@ -36,7 +37,6 @@ const root = join(import.meta.dirname, "..");
  * second per call on these machines, and this file makes dozens of calls.
  */
 const bufBin = join(root, "node_modules", ".bin", "buf");
-const SECRET = "e2e-test-secret-e2e-test-secret-0123456789abcdef";
 const PASSWORD = {
   alice: "alice e2e password",
   editor: "editor e2e password",

@@ -7,7 +7,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
@@ -28,6 +28,7 @@ import { createPrefilter, prefilterContextValues } from "../src/server/prefilter
 import { startServer, type RunningServer, type StartServerOptions } from "../src/server/serve.js";
 import { createTestAuth, type TestAuth } from "../src/testing/index.js";
 import { guardedRoutes } from "./helpers/guarded-service.js";
+import { selfSignedCertificate } from "./helpers/tls.js";
 
 const run = promisify(execFile);
 const haveOpenssl = spawnSync("openssl", ["version"]).status === 0;
@@ -64,17 +65,7 @@ before(async () => {
   aliceToken = await t.accessToken(await t.createUser({ username: "alice" }));
   if (haveOpenssl) {
     certDir = await mkdtemp(join(tmpdir(), "protoguard-hardening-"));
-    await run(
-      "openssl",
-      [
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", join(certDir, "key.pem"), "-out", join(certDir, "cert.pem"), "-days", "1",
-        "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-      ],
-      { timeout: 30_000 },
-    );
-    cert = await readFile(join(certDir, "cert.pem"), "utf8");
-    key = await readFile(join(certDir, "key.pem"), "utf8");
+    ({ cert, key } = await selfSignedCertificate(certDir));
   }
 });
 

@@ -38,8 +38,9 @@ import { createTestDatabase, type TestDatabase } from "../src/testing/database.j
 import { createKeyring } from "../src/token/keys.js";
 import { createTokenIssuer, type TokenIssuer } from "../src/token/issuer.js";
 import { createTokenVerifier, type TokenVerifier } from "../src/token/verifier.js";
+import { failure } from "./helpers/connect.js";
+import { TEST_SECRET as SECRET } from "./helpers/secrets.js";
 
-const SECRET = "login-flood-test-secret-login-flood-test-secret";
 /**
  * scrypt cost of the flood tests. 14 keeps the suite quick, with a hasher of
  * one slot and 16 places, which 80 calls overflow at that cost as they
@@ -141,15 +142,6 @@ function tally(into: Map<string, number>, results: PromiseSettledResult<unknown>
     const key = outcome(result);
     into.set(key, (into.get(key) ?? 0) + 1);
   }
-}
-
-async function failure(promise: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await promise;
-  } catch (error) {
-    return ConnectError.from(error);
-  }
-  assert.fail("the call succeeded");
 }
 
 async function rowCount(database: TestDatabase, usernamePrefix: string): Promise<number> {

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import * as http2 from "node:http2";
 import { after, before, describe, it } from "node:test";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import { Code, createClient, type ConnectError, type Transport } from "@connectrpc/connect";
 import {
   connectNodeAdapter,
   createConnectTransport,
@@ -20,6 +20,7 @@ import { createPrefilter, createStreamPrefilter, prefilterContextValues } from "
 import { listen, type Listening } from "../src/server/transport/listen.js";
 import { createTestAuth, type TestAuth } from "../src/testing/index.js";
 import { guardedRoutes } from "./helpers/guarded-service.js";
+import { collect as drain, failure } from "./helpers/connect.js";
 
 type Make = (baseUrl: string) => Transport;
 const transports: Record<string, Make> = {
@@ -29,21 +30,6 @@ const transports: Record<string, Make> = {
   "connect (h1)": (baseUrl) => createConnectTransport({ baseUrl, httpVersion: "1.1" }),
   "connect (h2)": (baseUrl) => createConnectTransport({ baseUrl, httpVersion: "2" }),
 };
-
-async function failure(promise: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await promise;
-  } catch (e) {
-    return ConnectError.from(e);
-  }
-  assert.fail("the call succeeded");
-}
-
-async function drain(it: AsyncIterable<unknown>) {
-  const out: unknown[] = [];
-  for await (const x of it) out.push(x);
-  return out;
-}
 
 function comparable(e: ConnectError) {
   return { code: e.code, message: e.rawMessage, reason: authErrorReason(e), details: e.details.length };

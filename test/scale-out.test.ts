@@ -21,12 +21,13 @@ import { INVALIDATION_CHANNEL } from "../src/store/invalidation.js";
 import { runCli } from "../src/cli/commands.js";
 import { createTestDatabase, type TestDatabase } from "../src/testing/database.js";
 import { describeOr, postgresUrl, skipWithoutPostgres } from "./helpers/env.js";
+import { bearer } from "./helpers/connect.js";
+import { TEST_SECRET as SECRET } from "./helpers/secrets.js";
 
 const databaseUrl = postgresUrl;
 const root = join(import.meta.dirname, "..");
 /** This repository's CLI: the package's, with the example as the app `serve` runs. */
 const CLI = ["--import", "tsx", join(root, "example/cli.ts")];
-const SECRET = "scale-out-test-secret-scale-out-test-secret-0123";
 /** The promise of the issue: a change takes effect everywhere within this. */
 const DEADLINE_MS = 1000;
 const POLL_MS = 25;
@@ -137,8 +138,6 @@ async function startInstance(name: string, env: NodeJS.ProcessEnv): Promise<Inst
     auth: createClient(AuthService, transport),
   };
 }
-
-const bearer = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
 
 /** One call whose answer should change, on one instance. */
 interface Probe {

@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Code, ConnectError, createClient, createConnectRouter } from "@connectrpc/connect";
+import { Code, createClient, createConnectRouter } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { pino } from "pino";
 import { AccountService } from "../gen/example/v1/account_pb.js";
@@ -34,8 +34,9 @@ import { loadConfig } from "../src/runtime/config.js";
 import { startServer, type RunningServer } from "../src/server/serve.js";
 import { createTestDatabase, type TestDatabase } from "../src/testing/database.js";
 import { describeOr, postgresUrl, skipWithoutPostgres } from "./helpers/env.js";
+import { failure } from "./helpers/connect.js";
+import { TEST_SECRET as SECRET } from "./helpers/secrets.js";
 
-const SECRET = "serve-test-secret-serve-test-secret-0123456789";
 const root = join(import.meta.dirname, "..");
 
 interface Reply {
@@ -52,15 +53,6 @@ async function post(baseUrl: string, path: string, message: unknown, token?: str
   });
   const text = await response.text();
   return { status: response.status, body: text === "" ? {} : (JSON.parse(text) as Record<string, unknown>) };
-}
-
-async function failure(promise: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await promise;
-  } catch (error) {
-    return ConnectError.from(error);
-  }
-  assert.fail("the call succeeded");
 }
 
 describe("startServer with the example services", () => {

@@ -4,7 +4,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { EventEmitter, once } from "node:events";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as https from "node:https";
@@ -39,6 +39,7 @@ import type { NodeHandler as RequestHandler } from "../src/server/http.js";
 import type { Listening } from "../src/server/transport/listen.js";
 import { fileRegistryOf, reflectionFiles, registerReflection } from "../src/server/services/reflection.js";
 import { describeOr, skipWithoutOpenssl } from "./helpers/env.js";
+import { selfSignedCertificate } from "./helpers/tls.js";
 
 const run = promisify(execFile);
 const bufBin = join(import.meta.dirname, "..", "node_modules", ".bin", "buf");
@@ -550,18 +551,7 @@ describeOr(skipWithoutOpenssl, "TLS", {}, () => {
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), "protoguard-tls-"));
-    // openssl rather than node:crypto: Node cannot issue X.509 certificates.
-    await run(
-      "openssl",
-      [
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"), "-days", "1",
-        "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-      ],
-      { timeout: 30_000 },
-    );
-    cert = await readFile(join(dir, "cert.pem"), "utf8");
-    key = await readFile(join(dir, "key.pem"), "utf8");
+    ({ cert, key } = await selfSignedCertificate(dir));
   });
   after(() => rm(dir, { recursive: true, force: true }));
 

@@ -25,6 +25,7 @@ import { users } from "../src/store/schema.js";
 import { createUser, deleteUser, grantUserPermissions, revokeUserPermissions, setUserActive } from "../src/store/users.js";
 import { createTestAuth, createTestDatabase, type TestAuth, type TestDatabase } from "../src/testing/index.js";
 import { createStreamProbe, streamingRoutes, type StreamProbe } from "./helpers/stream-service.js";
+import { describeOr, postgresUrl, skipWithoutPostgres } from "./helpers/env.js";
 import { AuthService } from "../gen/protoguard/v1/auth_pb.js";
 
 /** The bound the issue sets between an event and the end of the call. */
@@ -409,10 +410,11 @@ describe("open streams follow the auth state: real h2c server (startServer, PGli
   });
 });
 
-const url = process.env.DATABASE_URL;
-describe(
+const url = postgresUrl;
+describeOr(
+  skipWithoutPostgres,
   "open streams follow the auth state across instances on PostgreSQL",
-  { timeout: 120_000, ...(url ? {} : { skip: "DATABASE_URL not set: PostgreSQL tests skipped" }) },
+  { timeout: 120_000 },
   () => {
     const probe = createStreamProbe();
     let database: TestDatabase;

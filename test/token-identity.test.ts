@@ -7,13 +7,13 @@
 import assert from "node:assert/strict";
 import { createHmac, generateKeyPairSync, randomBytes, type KeyObject } from "node:crypto";
 import { after, before, describe, it } from "node:test";
-import { Code, ConnectError, createClient, type CallOptions, type Client, type ServiceImpl } from "@connectrpc/connect";
+import { Code, createClient, type Client, type ServiceImpl } from "@connectrpc/connect";
 import { AuthService } from "../gen/protoguard/v1/auth_pb.js";
-import { authErrorReason } from "../src/index.js";
 import { createAuthService } from "../src/lifecycle/index.js";
 import { createTestAuth, type TestAuth } from "../src/testing/index.js";
 import { createKeyring, createTokenIssuer, createTokenVerifier } from "../src/token/index.js";
 import type { KeyConfig, TokenVerifier, VerifyResult } from "../src/token/index.js";
+import { bearer, expectError } from "./helpers/connect.js";
 
 const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -52,23 +52,6 @@ function allTwins(token: string): string[] {
 function rejection(result: VerifyResult): string {
   return result.ok ? "OK" : `${result.reason}/${(result.error as { code?: string }).code}`;
 }
-
-async function failure(promise: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await promise;
-  } catch (e) {
-    return ConnectError.from(e);
-  }
-  assert.fail("expected the call to fail, but it succeeded");
-}
-
-async function expectError(promise: Promise<unknown>, code: Code, reason: string): Promise<void> {
-  const err = await failure(promise);
-  assert.equal(err.code, code, `expected ${Code[code]}, got ${Code[err.code]}: ${err.message}`);
-  assert.equal(authErrorReason(err), reason);
-}
-
-const bearer = (token: string): CallOptions => ({ headers: { authorization: `Bearer ${token}` } });
 
 const pkcs8 = (key: KeyObject) => key.export({ type: "pkcs8", format: "pem" }) as string;
 
