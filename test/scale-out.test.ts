@@ -83,6 +83,9 @@ function environment(url: string): NodeJS.ProcessEnv {
     PROTOGUARD_CACHE_MAX_AGE_MS: "600000",
     // Decision logs of hundreds of polls say nothing this test reads.
     PROTOGUARD_LOG_LEVEL: "warn",
+    // The example's products live in this throwaway database: ask for them,
+    // as an operator must before demo data goes into a DATABASE_URL database.
+    PROTOGUARD_EXAMPLE_SEED: "1",
   };
 }
 

@@ -11,7 +11,8 @@ import type { DescMethod } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { GuardedService } from "../gen/guardtest/v1/guarded_pb.js";
 import type { Verdict } from "../src/decide/verdict.js";
-import { createPrefilter, createStreamPrefilter, type NodeRequest } from "../src/server/prefilter.js";
+import { createPrefilter, createStreamPrefilter } from "../src/server/prefilter/prefilter.js";
+import type { NodeRequest } from "../src/server/http.js";
 
 const PATH = `/${GuardedService.typeName}/PublicUnary`;
 
