@@ -18,7 +18,10 @@ import { createTestAuth, createTestDatabase, type TestDatabase } from "../src/te
 const COUNT = Number(process.argv[2] ?? 5);
 
 /** Times `create` COUNT times; each fixture must start empty (isolation) before it gets a user. */
-async function series(label: string, create: () => Promise<{ database: TestDatabase | { db: TestDatabase["db"] }; close(): Promise<void> }>) {
+async function series(
+  label: string,
+  create: () => Promise<{ database: TestDatabase | { db: TestDatabase["db"] }; close(): Promise<void> }>,
+) {
   const times: number[] = [];
   const cpuTimes: number[] = [];
   for (let i = 0; i < COUNT; i++) {
@@ -48,7 +51,11 @@ function median(values: number[]): number {
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
-console.log(`${cpus().length} cores, load average ${loadavg().map((n) => n.toFixed(1)).join(" ")}`);
+console.log(
+  `${cpus().length} cores, load average ${loadavg()
+    .map((n) => n.toFixed(1))
+    .join(" ")}`,
+);
 await series("createTestAuth (PGlite)", () => createTestAuth({ routes: () => {} }));
 const url = process.env["DATABASE_URL"];
 if (url) {

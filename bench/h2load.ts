@@ -46,7 +46,20 @@ export async function hasH2load(): Promise<boolean> {
 /** Runs h2load: one connection, `streams` concurrent streams, `calls` POSTs. */
 export async function h2load(spec: LoadSpec): Promise<LoadResult> {
   const log = join(tmpdir(), `h2load-${process.pid}-${Date.now()}.log`);
-  const args = ["-n", String(spec.calls), "-c", "1", "-m", String(spec.streams), "-t", "1", "-d", spec.bodyFile, "--log-file", log];
+  const args = [
+    "-n",
+    String(spec.calls),
+    "-c",
+    "1",
+    "-m",
+    String(spec.streams),
+    "-t",
+    "1",
+    "-d",
+    spec.bodyFile,
+    "--log-file",
+    log,
+  ];
   for (const [name, value] of Object.entries(spec.headers)) args.push("-H", `${name}: ${value}`);
   args.push(spec.url);
   try {

@@ -19,7 +19,13 @@ import { LoginRequestSchema } from "../gen/protoguard/v1/auth_pb.js";
 import { createPasswordHasher } from "../src/lifecycle/passwords.js";
 import { openDatabase, type Database } from "../src/store/database.js";
 import { migrateDatabase } from "../src/store/migrate.js";
-import { addUsersToGroup, createGroup, createUser, grantGroupPermissions, grantUserPermissions } from "../src/store/users.js";
+import {
+  addUsersToGroup,
+  createGroup,
+  createUser,
+  grantGroupPermissions,
+  grantUserPermissions,
+} from "../src/store/users.js";
 import { createTestDatabase } from "../src/testing/database.js";
 import { createKeyring } from "../src/token/keys.js";
 import { createTokenIssuer } from "../src/token/issuer.js";
@@ -66,7 +72,10 @@ async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), "protoguard-bench-"));
   const secret = randomBytes(32).toString("base64url");
   const notes: string[] = [];
-  if (!haveH2load) notes.push("h2load not found (Debian package nghttp2-client): load came from a Node HTTP/2 client in the orchestrator process");
+  if (!haveH2load)
+    notes.push(
+      "h2load not found (Debian package nghttp2-client): load came from a Node HTTP/2 client in the orchestrator process",
+    );
 
   // --- stores: PostgreSQL (when reachable) and PGlite, same user and grants
   const pgUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
@@ -74,7 +83,9 @@ async function main(): Promise<void> {
   try {
     pg = await createTestDatabase({ driver: "postgres", url: pgUrl });
   } catch (error) {
-    notes.push(`PostgreSQL not reachable at ${pgUrl} (${error instanceof Error ? error.message : String(error)}): its variants are skipped`);
+    notes.push(
+      `PostgreSQL not reachable at ${pgUrl} (${error instanceof Error ? error.message : String(error)}): its variants are skipped`,
+    );
   }
   const pgliteDir = join(dir, "data");
   await mkdir(pgliteDir, { recursive: true });
@@ -130,30 +141,133 @@ async function main(): Promise<void> {
   const warmStore = onPg ?? onPglite;
   const base = { path: PATH, body: "empty" as const, calls: CALLS, streams: STREAMS };
   const variants: (Variant | { id: string; label: string; skipped: string })[] = [
-    { ...base, id: "a", label: "(a) ceiling: no auth layer", env: { BENCH_VARIANT: "ceiling" }, headers: grpc, expect: "ok" },
-    { ...base, id: "b", label: "(b) protoguard, warm caches", env: { BENCH_VARIANT: "protoguard", ...warmStore }, headers: bearer(token), expect: "ok" },
-    { ...base, id: "b-nolog", label: "(b) protoguard, warm, decision logs off", env: { BENCH_VARIANT: "protoguard", ...warmStore, PROTOGUARD_LOG_LEVEL: "warn" }, headers: bearer(token), expect: "ok" },
+    {
+      ...base,
+      id: "a",
+      label: "(a) ceiling: no auth layer",
+      env: { BENCH_VARIANT: "ceiling" },
+      headers: grpc,
+      expect: "ok",
+    },
+    {
+      ...base,
+      id: "b",
+      label: "(b) protoguard, warm caches",
+      env: { BENCH_VARIANT: "protoguard", ...warmStore },
+      headers: bearer(token),
+      expect: "ok",
+    },
+    {
+      ...base,
+      id: "b-nolog",
+      label: "(b) protoguard, warm, decision logs off",
+      env: { BENCH_VARIANT: "protoguard", ...warmStore, PROTOGUARD_LOG_LEVEL: "warn" },
+      headers: bearer(token),
+      expect: "ok",
+    },
     onPg
-      ? { ...base, id: "c-pg", label: "(c) protoguard, no cache, PostgreSQL", env: { BENCH_VARIANT: "protoguard", ...onPg, PROTOGUARD_CACHE_ENTRIES: "0" }, headers: bearer(token), expect: "ok" }
+      ? {
+          ...base,
+          id: "c-pg",
+          label: "(c) protoguard, no cache, PostgreSQL",
+          env: { BENCH_VARIANT: "protoguard", ...onPg, PROTOGUARD_CACHE_ENTRIES: "0" },
+          headers: bearer(token),
+          expect: "ok",
+        }
       : { id: "c-pg", label: "(c) protoguard, no cache, PostgreSQL", skipped: "no PostgreSQL" },
     // PGlite answers one query at a time in-process, so this variant is slow; fewer calls keep the run short.
-    { ...base, id: "c-pglite", label: "(c) protoguard, no cache, PGlite", env: { BENCH_VARIANT: "protoguard", ...onPglite, PROTOGUARD_CACHE_ENTRIES: "0" }, headers: bearer(token), expect: "ok", calls: Math.ceil(CALLS / 5) },
+    {
+      ...base,
+      id: "c-pglite",
+      label: "(c) protoguard, no cache, PGlite",
+      env: { BENCH_VARIANT: "protoguard", ...onPglite, PROTOGUARD_CACHE_ENTRIES: "0" },
+      headers: bearer(token),
+      expect: "ok",
+      calls: Math.ceil(CALLS / 5),
+    },
     onPg
-      ? { ...base, id: "d", label: "(d) hand-written: jsonwebtoken + 2 queries", env: { BENCH_VARIANT: "handwritten", ...onPg }, headers: bearer(token), expect: "ok" }
+      ? {
+          ...base,
+          id: "d",
+          label: "(d) hand-written: jsonwebtoken + 2 queries",
+          env: { BENCH_VARIANT: "handwritten", ...onPg },
+          headers: bearer(token),
+          expect: "ok",
+        }
       : { id: "d", label: "(d) hand-written: jsonwebtoken + 2 queries", skipped: "no PostgreSQL" },
-    { ...base, id: "e-none", label: "(e) reject: no token", env: { BENCH_VARIANT: "protoguard", ...warmStore }, headers: grpc, expect: "unauthenticated" },
-    { ...base, id: "e-badsig", label: "(e) reject: bad signature", env: { BENCH_VARIANT: "protoguard", ...warmStore }, headers: bearer(badSignature), expect: "unauthenticated" },
-    { ...base, id: "e-mib", label: "(e) reject: 1 MiB body, no token", env: { BENCH_VARIANT: "protoguard", ...warmStore }, headers: grpc, body: "mib", expect: "unauthenticated", calls: Math.ceil(CALLS / 4) },
-    { ...base, id: "g-none", label: "(e) reject: no token, pre-filter off", env: { BENCH_VARIANT: "protoguard", ...warmStore, BENCH_PREFILTER: "0" }, headers: grpc, expect: "unauthenticated" },
-    { ...base, id: "g-badsig", label: "(e) reject: bad signature, pre-filter off", env: { BENCH_VARIANT: "protoguard", ...warmStore, BENCH_PREFILTER: "0" }, headers: bearer(badSignature), expect: "unauthenticated" },
-    { ...base, id: "g-bare", label: "bare Node http2: trailers-only error from headers", env: { BENCH_VARIANT: "bare-h2" }, headers: grpc, expect: "unauthenticated" },
-    { ...base, id: "f", label: "(f) login (scrypt N=2^17)", env: { BENCH_VARIANT: "protoguard", ...warmStore }, path: LOGIN_PATH, headers: grpc, body: "login", expect: "ok", calls: LOGIN_CALLS, streams: 4 },
+    {
+      ...base,
+      id: "e-none",
+      label: "(e) reject: no token",
+      env: { BENCH_VARIANT: "protoguard", ...warmStore },
+      headers: grpc,
+      expect: "unauthenticated",
+    },
+    {
+      ...base,
+      id: "e-badsig",
+      label: "(e) reject: bad signature",
+      env: { BENCH_VARIANT: "protoguard", ...warmStore },
+      headers: bearer(badSignature),
+      expect: "unauthenticated",
+    },
+    {
+      ...base,
+      id: "e-mib",
+      label: "(e) reject: 1 MiB body, no token",
+      env: { BENCH_VARIANT: "protoguard", ...warmStore },
+      headers: grpc,
+      body: "mib",
+      expect: "unauthenticated",
+      calls: Math.ceil(CALLS / 4),
+    },
+    {
+      ...base,
+      id: "g-none",
+      label: "(e) reject: no token, pre-filter off",
+      env: { BENCH_VARIANT: "protoguard", ...warmStore, BENCH_PREFILTER: "0" },
+      headers: grpc,
+      expect: "unauthenticated",
+    },
+    {
+      ...base,
+      id: "g-badsig",
+      label: "(e) reject: bad signature, pre-filter off",
+      env: { BENCH_VARIANT: "protoguard", ...warmStore, BENCH_PREFILTER: "0" },
+      headers: bearer(badSignature),
+      expect: "unauthenticated",
+    },
+    {
+      ...base,
+      id: "g-bare",
+      label: "bare Node http2: trailers-only error from headers",
+      env: { BENCH_VARIANT: "bare-h2" },
+      headers: grpc,
+      expect: "unauthenticated",
+    },
+    {
+      ...base,
+      id: "f",
+      label: "(f) login (scrypt N=2^17)",
+      env: { BENCH_VARIANT: "protoguard", ...warmStore },
+      path: LOGIN_PATH,
+      headers: grpc,
+      body: "login",
+      expect: "ok",
+      calls: LOGIN_CALLS,
+      streams: 4,
+    },
   ];
 
   // Every server is started first and the rounds interleave the variants,
   // so a burst of load from elsewhere on the machine lands on all of them
   // alike instead of skewing one variant's ratio.
-  const running: { variant: Variant; server: StartedServer; spec: (calls: number) => LoadSpec; results: (LoadResult & { cpuUsPerCall: number | null })[] }[] = [];
+  const running: {
+    variant: Variant;
+    server: StartedServer;
+    spec: (calls: number) => LoadSpec;
+    results: (LoadResult & { cpuUsPerCall: number | null })[];
+  }[] = [];
   try {
     for (const variant of variants) {
       if ("skipped" in variant) continue;
@@ -184,8 +298,10 @@ async function main(): Promise<void> {
         const before = await cpuTicks(entry.server.pid);
         const result = await drive(entry.spec(entry.variant.calls));
         const after = await cpuTicks(entry.server.pid);
-        if (result.failed > 0) throw new Error(`${entry.variant.label}: ${result.failed} calls failed at the HTTP level`);
-        const cpu = before === null || after === null ? null : (((after - before) / CLK_TCK) * 1e6) / entry.variant.calls;
+        if (result.failed > 0)
+          throw new Error(`${entry.variant.label}: ${result.failed} calls failed at the HTTP level`);
+        const cpu =
+          before === null || after === null ? null : (((after - before) / CLK_TCK) * 1e6) / entry.variant.calls;
         entry.results.push({ ...result, cpuUsPerCall: cpu });
       }
     }
@@ -194,7 +310,16 @@ async function main(): Promise<void> {
   }
   const rows: Row[] = variants.map((variant) => {
     if ("skipped" in variant) {
-      return { id: variant.id, label: variant.label, callsPerSecond: Number.NaN, p50Ms: Number.NaN, p99Ms: Number.NaN, cpuUsPerCall: null, rounds: 0, skipped: variant.skipped };
+      return {
+        id: variant.id,
+        label: variant.label,
+        callsPerSecond: Number.NaN,
+        p50Ms: Number.NaN,
+        p99Ms: Number.NaN,
+        cpuUsPerCall: null,
+        rounds: 0,
+        skipped: variant.skipped,
+      };
     }
     const { results } = running.find((entry) => entry.variant === variant)!;
     return {
@@ -218,7 +343,14 @@ async function main(): Promise<void> {
     try {
       let done = 0;
       for (const target of MEMORY_CALLS) {
-        await drive({ url: `${server.url}${PATH}`, headers: bearer(token), bodyFile: bodyFiles.empty, body: bodies.empty, calls: target - done, streams: STREAMS });
+        await drive({
+          url: `${server.url}${PATH}`,
+          headers: bearer(token),
+          bodyFile: bodyFiles.empty,
+          body: bodies.empty,
+          calls: target - done,
+          streams: STREAMS,
+        });
         done = target;
         memory.push({ calls: target, rssMiB: (await rssKiB(server.pid)) / 1024 });
       }
@@ -316,7 +448,9 @@ function report(rows: Row[], memory: { calls: number; rssMiB: number }[], notes:
   const ratio = (a: string, b: string, field: "callsPerSecond" | "cpuUsPerCall" = "callsPerSecond") => {
     const x = by(a)?.[field];
     const y = by(b)?.[field];
-    return typeof x === "number" && typeof y === "number" && Number.isFinite(x) && Number.isFinite(y) && y !== 0 ? x / y : null;
+    return typeof x === "number" && typeof y === "number" && Number.isFinite(x) && Number.isFinite(y) && y !== 0
+      ? x / y
+      : null;
   };
   const targets = [
     { name: "b/a (warm) >= 0.95", value: ratio("b", "a"), min: 0.95 },
@@ -337,14 +471,29 @@ function report(rows: Row[], memory: { calls: number; rssMiB: number }[], notes:
     },
   ].map((t) => ({
     ...t,
-    met: t.value === null ? null : "min" in t && t.min !== undefined ? t.value >= t.min : "max" in t && t.max !== undefined ? t.value <= t.max : null,
+    met:
+      t.value === null
+        ? null
+        : "min" in t && t.min !== undefined
+          ? t.value >= t.min
+          : "max" in t && t.max !== undefined
+            ? t.value <= t.max
+            : null,
   }));
   const fmt = (n: number | null, digits = 0) => (n === null || !Number.isFinite(n) ? "-" : n.toFixed(digits));
   const lines: string[] = [];
-  lines.push(`protoguard bench (${quick ? "quick" : "full"}): ${ROUNDS} round(s) × ${CALLS} calls, ${STREAMS} streams on 1 connection, gRPC over h2c, load from ${haveH2load ? "h2load" : "a Node client"}`);
-  lines.push(`machine: ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, node ${process.version}, load average at end ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
+  lines.push(
+    `protoguard bench (${quick ? "quick" : "full"}): ${ROUNDS} round(s) × ${CALLS} calls, ${STREAMS} streams on 1 connection, gRPC over h2c, load from ${haveH2load ? "h2load" : "a Node client"}`,
+  );
+  lines.push(
+    `machine: ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, node ${process.version}, load average at end ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")}`,
+  );
   lines.push("");
-  lines.push(`${"variant".padEnd(52)} ${"calls/s".padStart(9)} ${"p50 ms".padStart(8)} ${"p99 ms".padStart(8)} ${"CPU µs/call".padStart(12)}`);
+  lines.push(
+    `${"variant".padEnd(52)} ${"calls/s".padStart(9)} ${"p50 ms".padStart(8)} ${"p99 ms".padStart(8)} ${"CPU µs/call".padStart(12)}`,
+  );
   for (const r of rows) {
     lines.push(
       `${r.label.padEnd(52)} ${r.skipped ? `skipped: ${r.skipped}` : `${fmt(r.callsPerSecond).padStart(9)} ${fmt(r.p50Ms, 2).padStart(8)} ${fmt(r.p99Ms, 2).padStart(8)} ${fmt(r.cpuUsPerCall, 1).padStart(12)}`}`,

@@ -103,7 +103,8 @@ async function main(): Promise<void> {
         } catch {
           throw new ConnectError("invalid token", Code.Unauthenticated);
         }
-        const [user] = await sql`select id, username, email, is_active, is_staff, is_superuser from users where id = ${claims.user_id}`;
+        const [user] =
+          await sql`select id, username, email, is_active, is_staff, is_superuser from users where id = ${claims.user_id}`;
         if (user === undefined || !user.is_active) throw new ConnectError("invalid user", Code.Unauthenticated);
         const rows = await sql`
           select p.app_label || '.' || p.codename as name from user_permissions up join permissions p on p.id = up.permission_id where up.user_id = ${user.id}

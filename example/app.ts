@@ -41,10 +41,14 @@ export default defineServeApp({
         .map((owner) => ({ owner, ids: orders.filter((o) => o.userId === owner.id).map((o) => o.id) }))
         .filter(({ ids }) => ids.length > 0)
         .map(({ owner, ids }) => `${ids.join(", ")} (${owner.username})`);
-      if (owned.length > 0) lines.push(`Orders: ${owned.join("; ")}: UpdateOrder lets only the owner or staff change one.`);
+      if (owned.length > 0)
+        lines.push(`Orders: ${owned.join("; ")}: UpdateOrder lets only the owner or staff change one.`);
       lines.push("");
     } else if (embedded) {
-      lines.push("Users exist already; create more with: npm run -s protoguard -- user create <username> --password <password>", "");
+      lines.push(
+        "Users exist already; create more with: npm run -s protoguard -- user create <username> --password <password>",
+        "",
+      );
     }
     const alice = demoUsers.find((u) => u.username === "alice");
     const curl = "npx buf curl --schema proto --protocol connect";

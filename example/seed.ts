@@ -44,7 +44,10 @@ export async function seedExample(db: DrizzleDb, options: SeedOptions = {}): Pro
   return db.transaction(async (tx) => {
     const created: SeededOrder[] = [];
     await tx.execute(sql`select pg_advisory_xact_lock(${SEED_LOCK_KEY.toString()}::bigint)`);
-    await tx.insert(products).values([...DEMO_PRODUCTS]).onConflictDoNothing({ target: products.name });
+    await tx
+      .insert(products)
+      .values([...DEMO_PRODUCTS])
+      .onConflictDoNothing({ target: products.name });
     await ensurePermissions(tx, [CHANGE_PRODUCT]);
     for (const userId of options.orderOwners ?? []) {
       const [row] = await tx.select({ n: count() }).from(orders).where(eq(orders.userId, userId));

@@ -117,7 +117,13 @@ export type { Rule } from "../gen/protoguard/v1/options_pb.js";
 // For library authors: a user store of your own, the decision itself
 // ---------------------------------------------------------------------------
 export { createDecider } from "./decide/decide.js";
-export type { AccessTokenResult, AccessTokenVerifier, Decide, DeciderOptions, PrincipalSource } from "./decide/decide.js";
+export type {
+  AccessTokenResult,
+  AccessTokenVerifier,
+  Decide,
+  DeciderOptions,
+  PrincipalSource,
+} from "./decide/decide.js";
 export type { Allow, Deny, TokenIdentity, Unavailable, Verdict } from "./decide/verdict.js";
 export { readBearer, parseAuthorization, MAX_AUTHORIZATION_LENGTH } from "./credential/bearer.js";
 export type { BearerCredential, HeaderReader } from "./credential/bearer.js";

@@ -22,7 +22,17 @@ import { create } from "@bufbuild/protobuf";
 import { AuthService, LoginRequestSchema } from "../gen/protoguard/v1/auth_pb.js";
 import { authErrorReason } from "../src/index.js";
 import { createUser, grantGroupPermissions, schema, type Database } from "../src/store/index.js";
-import { changePassword, createAuthService, createPasswordHasher, deactivateUser, enableTotp, generateTotp, PasswordBusyError, type AuthServiceOptions, type PasswordHasher } from "../src/lifecycle/index.js";
+import {
+  changePassword,
+  createAuthService,
+  createPasswordHasher,
+  deactivateUser,
+  enableTotp,
+  generateTotp,
+  PasswordBusyError,
+  type AuthServiceOptions,
+  type PasswordHasher,
+} from "../src/lifecycle/index.js";
 import { createTestAuth, createTestDatabase, type TestAuth } from "../src/testing/index.js";
 import { describeOr, postgresUrl, skipWithoutPostgres } from "./helpers/env.js";
 import { expectError, failure } from "./helpers/connect.js";
@@ -199,13 +209,19 @@ describe("AuthService on PGlite", { timeout: 180_000 }, () => {
       await failure(f.client.login({ username: "bob", password: "not-bobs" })),
       await failure(f.client.login({ username: "carol", password: "carol-password" })),
       await failure(f.client.login({ username: "dave", password: "dave-password" })),
-      await failure(f.client.login({ username: "dave", password: "dave-password", otpCode: wrongTotp(secret, f.serviceNow()) })),
+      await failure(
+        f.client.login({ username: "dave", password: "dave-password", otpCode: wrongTotp(secret, f.serviceNow()) }),
+      ),
       await failure(f.client.login({ username: "dave", password: "dave-password", otpCode: "12345" })),
     ];
     for (const err of errors) assert.deepEqual(observable(err), INVALID);
     assert.equal(f.calls.dummyVerify, dummyBefore + 1, "the unknown user costs a dummy verification");
     // The right password and a right code still work afterwards.
-    const ok = await f.client.login({ username: "dave", password: "dave-password", otpCode: generateTotp(secret, f.serviceNow()) });
+    const ok = await f.client.login({
+      username: "dave",
+      password: "dave-password",
+      otpCode: generateTotp(secret, f.serviceNow()),
+    });
     assert.ok(ok.accessToken);
   });
 
@@ -215,7 +231,10 @@ describe("AuthService on PGlite", { timeout: 180_000 }, () => {
     const { secret, uri } = await enableTotp(f.t.database, "erin", "Example Shop");
     assert.match(uri, /^otpauth:\/\/totp\/Example%20Shop:erin\?/);
     assert.ok(uri.includes(`secret=${secret}`));
-    assert.deepEqual(observable(await failure(f.client.login({ username: "erin", password: "erin-password" }))), INVALID);
+    assert.deepEqual(
+      observable(await failure(f.client.login({ username: "erin", password: "erin-password" }))),
+      INVALID,
+    );
 
     const at = f.serviceNow();
     const code = generateTotp(secret, at);
@@ -235,7 +254,10 @@ describe("AuthService on PGlite", { timeout: 180_000 }, () => {
   it("throttling: after 5 free failures a failure locks the username; the lock expires", async () => {
     await f.t.createUser({ username: "frank", password: "frank-password" });
     for (let i = 1; i <= 6; i++) {
-      assert.deepEqual(observable(await failure(f.client.login({ username: "frank", password: `guess-${i}` }))), INVALID);
+      assert.deepEqual(
+        observable(await failure(f.client.login({ username: "frank", password: `guess-${i}` }))),
+        INVALID,
+      );
     }
     const verifies = f.calls.verify;
     // Locked: even the right password is refused, without checking it.
@@ -249,7 +271,10 @@ describe("AuthService on PGlite", { timeout: 180_000 }, () => {
     assert.ok((await f.client.login({ username: "frank", password: "frank-password" })).accessToken);
     const rows = await db.select().from(schema.loginAttempts).where(eq(schema.loginAttempts.username, "frank"));
     assert.equal(rows.length, 0, "success forgets the failures");
-    assert.deepEqual(observable(await failure(f.client.login({ username: "frank", password: "again-wrong" }))), INVALID);
+    assert.deepEqual(
+      observable(await failure(f.client.login({ username: "frank", password: "again-wrong" }))),
+      INVALID,
+    );
   });
 
   it("throttling: an unknown username is throttled exactly like a real one", async () => {
@@ -304,7 +329,10 @@ describe("AuthService on PGlite", { timeout: 180_000 }, () => {
     // The revocation was committed although that call failed.
     const rows = await familyRows(db, judy.id);
     assert.equal(rows.length, 2);
-    assert.ok(rows.every((r) => r.revokedAt !== null), "every token of the family is revoked");
+    assert.ok(
+      rows.every((r) => r.revokedAt !== null),
+      "every token of the family is revoked",
+    );
     await expectError(f.client.refresh({ refreshToken: second.refreshToken }), Code.Unauthenticated, "TOKEN_REVOKED");
     await expectError(f.client.whoAmI({}, bearer(second.accessToken)), Code.Unauthenticated, "TOKEN_REVOKED");
     await expectError(f.client.whoAmI({}, bearer(first.accessToken)), Code.Unauthenticated, "TOKEN_REVOKED");
@@ -350,7 +378,10 @@ describe("AuthService on PGlite", { timeout: 180_000 }, () => {
       await expectError(f.client.whoAmI({}, bearer(token)), Code.Unauthenticated, "TOKEN_REVOKED");
     }
     await expectError(f.client.refresh({ refreshToken: rotated.refreshToken }), Code.Unauthenticated, "TOKEN_REVOKED");
-    assert.deepEqual(observable(await failure(f.client.login({ username: "niaj", password: "old-password" }))), INVALID);
+    assert.deepEqual(
+      observable(await failure(f.client.login({ username: "niaj", password: "old-password" }))),
+      INVALID,
+    );
     const after = await f.client.login({ username: "niaj", password: "new-password" });
     assert.equal((await f.client.whoAmI({}, bearer(after.accessToken))).user?.username, "niaj");
     assert.ok((await f.client.refresh({ refreshToken: after.refreshToken })).accessToken);
@@ -363,11 +394,17 @@ describe("AuthService on PGlite", { timeout: 180_000 }, () => {
     await deactivateUser(f.t.database, "olivia");
     await expectError(f.client.whoAmI({}, bearer(res.accessToken)), Code.Unauthenticated, "USER_INACTIVE");
     await expectError(f.client.refresh({ refreshToken: res.refreshToken }), Code.Unauthenticated, "TOKEN_REVOKED");
-    assert.deepEqual(observable(await failure(f.client.login({ username: "olivia", password: "olivia-password" }))), INVALID);
+    assert.deepEqual(
+      observable(await failure(f.client.login({ username: "olivia", password: "olivia-password" }))),
+      INVALID,
+    );
   });
 
   it("a Django pbkdf2_sha256 hash logs in and is upgraded to scrypt without ending sessions", async () => {
-    const peggy = await createUser(db, { username: "peggy", passwordHash: djangoPbkdf2("django-pass", "s4ltyS4lt", 1000) });
+    const peggy = await createUser(db, {
+      username: "peggy",
+      passwordHash: djangoPbkdf2("django-pass", "s4ltyS4lt", 1000),
+    });
     const changedAt = (await userRow(db, "peggy")).credentialsChangedAt;
     assert.deepEqual(observable(await failure(f.client.login({ username: "peggy", password: "wrong" }))), INVALID);
     const first = await f.client.login({ username: "peggy", password: "django-pass" });
@@ -436,7 +473,10 @@ describe("AuthService failure modes", { timeout: 60_000 }, () => {
   async function standalone(options: Partial<AuthServiceOptions> & Pick<AuthServiceOptions, "database">) {
     const t = await createTestAuth({ routes: () => {}, passwordHasher: hasher });
     const service = createAuthService({ issuer: t.issuer, verifier: t.verifier, passwordHasher: hasher, ...options });
-    const client = createClient(AuthService, createRouterTransport((r) => r.service(AuthService, service)));
+    const client = createClient(
+      AuthService,
+      createRouterTransport((r) => r.service(AuthService, service)),
+    );
     return { t, client, service };
   }
 
@@ -462,7 +502,9 @@ describe("AuthService failure modes", { timeout: 60_000 }, () => {
       }
       // Server-side, the database error stays attached for logs.
       const direct = await failure(
-        Promise.resolve(service.login(create(LoginRequestSchema, { username: "rupert", password: "x" }), {} as HandlerContext)),
+        Promise.resolve(
+          service.login(create(LoginRequestSchema, { username: "rupert", password: "x" }), {} as HandlerContext),
+        ),
       );
       assert.equal(direct.code, Code.Unavailable);
       assert.ok(direct.cause instanceof Error, "the database error is kept as the cause");
@@ -482,7 +524,11 @@ describe("AuthService failure modes", { timeout: 60_000 }, () => {
     try {
       await createUser(t0.db, { username: "sybil", passwordHash: await hasher.hash("sybil-password") });
       for (const username of ["sybil", "nobody-at-all"]) {
-        await expectError(client.login({ username, password: "sybil-password" }), Code.ResourceExhausted, "LOGIN_THROTTLED");
+        await expectError(
+          client.login({ username, password: "sybil-password" }),
+          Code.ResourceExhausted,
+          "LOGIN_THROTTLED",
+        );
       }
     } finally {
       await t.close();
@@ -516,7 +562,10 @@ function raceSuite(fixture: () => Fixture) {
     }
     const rows = await familyRows(db, user.id);
     assert.equal(rows.length, 2, "one successor issued, not more");
-    assert.ok(rows.every((r) => r.revokedAt !== null), "the losers' reuse revoked the family");
+    assert.ok(
+      rows.every((r) => r.revokedAt !== null),
+      "the losers' reuse revoked the family",
+    );
     const winner = (won[0] as PromiseFulfilledResult<{ accessToken: string; refreshToken: string }>).value;
     await expectError(f.client.refresh({ refreshToken: winner.refreshToken }), Code.Unauthenticated, "TOKEN_REVOKED");
     await expectError(f.client.whoAmI({}, bearer(winner.accessToken)), Code.Unauthenticated, "TOKEN_REVOKED");
@@ -532,60 +581,55 @@ function raceSuite(fixture: () => Fixture) {
   });
 }
 
-describeOr(
-  skipWithoutPostgres,
-  "AuthService on PostgreSQL",
-  { timeout: 120_000 },
-  () => {
-    let f: Fixture;
-    let database: Awaited<ReturnType<typeof createTestDatabase>>;
+describeOr(skipWithoutPostgres, "AuthService on PostgreSQL", { timeout: 120_000 }, () => {
+  let f: Fixture;
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
 
-    before(async () => {
-      database = await createTestDatabase({ driver: "postgres", url: postgresUrl! });
-      f = await authServiceFixture(database);
-    });
-    after(async () => {
-      await f?.t.close();
-      await database?.close();
-    });
+  before(async () => {
+    database = await createTestDatabase({ driver: "postgres", url: postgresUrl! });
+    f = await authServiceFixture(database);
+  });
+  after(async () => {
+    await f?.t.close();
+    await database?.close();
+  });
 
-    raceSuite(() => f);
+  raceSuite(() => f);
 
-    it("repeated refresh races never deadlock (every loser is TOKEN_REVOKED, never UNAVAILABLE)", async () => {
-      await f.t.createUser({ username: "stampede", password: "stampede-password" });
-      const seen = new Map<string, number>();
-      for (let round = 0; round < 30; round++) {
-        const res = await f.client.login({ username: "stampede", password: "stampede-password" });
-        const outcomes = await Promise.allSettled(
-          Array.from({ length: 40 }, () => f.client.refresh({ refreshToken: res.refreshToken })),
-        );
-        for (const o of outcomes) {
-          const key = o.status === "fulfilled" ? "ok" : `${Code[ConnectError.from(o.reason).code]}`;
-          seen.set(key, (seen.get(key) ?? 0) + 1);
-        }
-      }
-      assert.deepEqual(Object.fromEntries(seen), { ok: 30, Unauthenticated: 30 * 39 });
-    });
-
-    it("throttling holds under concurrency on a connection pool too", async () => {
-      await f.t.createUser({ username: "pooled", password: "pooled-password" });
-      const results = await Promise.all(
-        Array.from({ length: 20 }, (_, i) => failure(f.client.login({ username: "pooled", password: `p-${i}` }))),
+  it("repeated refresh races never deadlock (every loser is TOKEN_REVOKED, never UNAVAILABLE)", async () => {
+    await f.t.createUser({ username: "stampede", password: "stampede-password" });
+    const seen = new Map<string, number>();
+    for (let round = 0; round < 30; round++) {
+      const res = await f.client.login({ username: "stampede", password: "stampede-password" });
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 40 }, () => f.client.refresh({ refreshToken: res.refreshToken })),
       );
-      const reasons = results.map((e) => observable(e).reason);
-      assert.equal(reasons.filter((r) => r === "INVALID_CREDENTIALS").length, 6);
-      assert.equal(reasons.filter((r) => r === "LOGIN_THROTTLED").length, 14);
-    });
+      for (const o of outcomes) {
+        const key = o.status === "fulfilled" ? "ok" : `${Code[ConnectError.from(o.reason).code]}`;
+        seen.set(key, (seen.get(key) ?? 0) + 1);
+      }
+    }
+    assert.deepEqual(Object.fromEntries(seen), { ok: 30, Unauthenticated: 30 * 39 });
+  });
 
-    it("refresh rotation and logout", async () => {
-      await f.t.createUser({ username: "pg-user", password: "pg-password" });
-      const first = await f.client.login({ username: "pg-user", password: "pg-password" });
-      const second = await f.client.refresh({ refreshToken: first.refreshToken });
-      await expectError(f.client.refresh({ refreshToken: first.refreshToken }), Code.Unauthenticated, "TOKEN_REVOKED");
-      await expectError(f.client.whoAmI({}, bearer(second.accessToken)), Code.Unauthenticated, "TOKEN_REVOKED");
-      const third = await f.client.login({ username: "pg-user", password: "pg-password" });
-      await f.client.logout({ refreshToken: third.refreshToken });
-      await expectError(f.client.whoAmI({}, bearer(third.accessToken)), Code.Unauthenticated, "TOKEN_REVOKED");
-    });
-  },
-);
+  it("throttling holds under concurrency on a connection pool too", async () => {
+    await f.t.createUser({ username: "pooled", password: "pooled-password" });
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => failure(f.client.login({ username: "pooled", password: `p-${i}` }))),
+    );
+    const reasons = results.map((e) => observable(e).reason);
+    assert.equal(reasons.filter((r) => r === "INVALID_CREDENTIALS").length, 6);
+    assert.equal(reasons.filter((r) => r === "LOGIN_THROTTLED").length, 14);
+  });
+
+  it("refresh rotation and logout", async () => {
+    await f.t.createUser({ username: "pg-user", password: "pg-password" });
+    const first = await f.client.login({ username: "pg-user", password: "pg-password" });
+    const second = await f.client.refresh({ refreshToken: first.refreshToken });
+    await expectError(f.client.refresh({ refreshToken: first.refreshToken }), Code.Unauthenticated, "TOKEN_REVOKED");
+    await expectError(f.client.whoAmI({}, bearer(second.accessToken)), Code.Unauthenticated, "TOKEN_REVOKED");
+    const third = await f.client.login({ username: "pg-user", password: "pg-password" });
+    await f.client.logout({ refreshToken: third.refreshToken });
+    await expectError(f.client.whoAmI({}, bearer(third.accessToken)), Code.Unauthenticated, "TOKEN_REVOKED");
+  });
+});

@@ -70,7 +70,11 @@ describe("rules enforced over the in-memory transport", { timeout: 120_000 }, ()
   });
 
   it("public: a bad token is still refused, not silently ignored", async () => {
-    await expectCode(client.publicUnary({}, { headers: { authorization: "Bearer YQ.Yg.Yw" } }), Code.Unauthenticated, "TOKEN_INVALID");
+    await expectCode(
+      client.publicUnary({}, { headers: { authorization: "Bearer YQ.Yg.Yw" } }),
+      Code.Unauthenticated,
+      "TOKEN_INVALID",
+    );
   });
 
   it("authenticated: no token is UNAUTHENTICATED, any active user passes", async () => {
@@ -82,13 +86,21 @@ describe("rules enforced over the in-memory transport", { timeout: 120_000 }, ()
   it("permission: granted directly or through a group; missing is PERMISSION_DENIED", async () => {
     assert.equal((await client.permissionUnary({}, { headers: h.viewer })).username, "viewer");
     assert.equal((await client.permissionUnary({}, { headers: h.grouped })).username, "grouped");
-    const err = await expectCode(client.permissionUnary({}, { headers: h.plain }), Code.PermissionDenied, "PERMISSION_MISSING");
+    const err = await expectCode(
+      client.permissionUnary({}, { headers: h.plain }),
+      Code.PermissionDenied,
+      "PERMISSION_MISSING",
+    );
     assert.match(err.rawMessage, /shop\.view_order/);
     await expectCode(client.permissionUnary({}), Code.Unauthenticated, "TOKEN_MISSING");
   });
 
   it("several permissions: all are required", async () => {
-    await expectCode(client.twoPermissionsUnary({}, { headers: h.viewer }), Code.PermissionDenied, "PERMISSION_MISSING");
+    await expectCode(
+      client.twoPermissionsUnary({}, { headers: h.viewer }),
+      Code.PermissionDenied,
+      "PERMISSION_MISSING",
+    );
     assert.equal((await client.twoPermissionsUnary({}, { headers: h.grouped })).username, "grouped");
   });
 
@@ -117,8 +129,15 @@ describe("rules enforced over the in-memory transport", { timeout: 120_000 }, ()
   });
 
   it("server streaming", async () => {
-    assert.deepEqual((await collect(client.publicServerStream({ text: "x" }))).map((p) => p.username), ["", ""]);
-    await expectCode(collect(client.permissionServerStream({}, { headers: h.plain })), Code.PermissionDenied, "PERMISSION_MISSING");
+    assert.deepEqual(
+      (await collect(client.publicServerStream({ text: "x" }))).map((p) => p.username),
+      ["", ""],
+    );
+    await expectCode(
+      collect(client.permissionServerStream({}, { headers: h.plain })),
+      Code.PermissionDenied,
+      "PERMISSION_MISSING",
+    );
     await expectCode(collect(client.permissionServerStream({})), Code.Unauthenticated, "TOKEN_MISSING");
     assert.equal((await collect(client.permissionServerStream({}, { headers: h.viewer }))).length, 2);
   });
@@ -126,16 +145,30 @@ describe("rules enforced over the in-memory transport", { timeout: 120_000 }, ()
   it("client streaming", async () => {
     const ok = await client.staffClientStream(stream({ text: "a" }, { text: "b" }), { headers: h.staff });
     assert.deepEqual([ok.text, ok.username], ["a,b", "staff"]);
-    await expectCode(client.staffClientStream(stream({ text: "a" }), { headers: h.plain }), Code.PermissionDenied, "STAFF_REQUIRED");
+    await expectCode(
+      client.staffClientStream(stream({ text: "a" }), { headers: h.plain }),
+      Code.PermissionDenied,
+      "STAFF_REQUIRED",
+    );
     await expectCode(client.staffClientStream(stream({ text: "a" })), Code.Unauthenticated, "TOKEN_MISSING");
     assert.equal((await client.publicClientStream(stream({ text: "z" }))).text, "z");
   });
 
   it("bidi streaming", async () => {
     const out = await collect(client.superuserBidiStream(stream({ text: "1" }, { text: "2" }), { headers: h.root }));
-    assert.deepEqual(out.map((p) => `${p.text}:${p.username}`), ["1:root", "2:root"]);
-    await expectCode(collect(client.superuserBidiStream(stream({ text: "1" }), { headers: h.staff })), Code.PermissionDenied);
-    await expectCode(collect(client.authenticatedBidiStream(stream({ text: "1" }))), Code.Unauthenticated, "TOKEN_MISSING");
+    assert.deepEqual(
+      out.map((p) => `${p.text}:${p.username}`),
+      ["1:root", "2:root"],
+    );
+    await expectCode(
+      collect(client.superuserBidiStream(stream({ text: "1" }), { headers: h.staff })),
+      Code.PermissionDenied,
+    );
+    await expectCode(
+      collect(client.authenticatedBidiStream(stream({ text: "1" }))),
+      Code.Unauthenticated,
+      "TOKEN_MISSING",
+    );
   });
 
   it("expired tokens say so, with reason TOKEN_EXPIRED", async () => {
@@ -165,7 +198,11 @@ describe("rules enforced over the in-memory transport", { timeout: 120_000 }, ()
       .setIssuedAt()
       .setExpirationTime("5m")
       .sign(new TextEncoder().encode("another-secret-that-is-at-least-32-bytes"));
-    await expectCode(client.authenticatedUnary({}, { headers: { authorization: `Bearer ${token}` } }), Code.Unauthenticated, "TOKEN_INVALID");
+    await expectCode(
+      client.authenticatedUnary({}, { headers: { authorization: `Bearer ${token}` } }),
+      Code.Unauthenticated,
+      "TOKEN_INVALID",
+    );
   });
 
   it("a token with an algorithm the key is not bound to is refused (RS256, none)", async () => {
@@ -176,12 +213,19 @@ describe("rules enforced over the in-memory transport", { timeout: 120_000 }, ()
       .setIssuedAt()
       .setExpirationTime("5m")
       .sign(privateKey);
-    await expectCode(client.authenticatedUnary({}, { headers: { authorization: `Bearer ${rs}` } }), Code.Unauthenticated, "TOKEN_INVALID");
+    await expectCode(
+      client.authenticatedUnary({}, { headers: { authorization: `Bearer ${rs}` } }),
+      Code.Unauthenticated,
+      "TOKEN_INVALID",
+    );
     const b64 = (v: object) => Buffer.from(JSON.stringify(v)).toString("base64url");
     const now = Math.floor(Date.now() / 1000);
     const payload = b64({ token_type: "access", user_id: user.id, jti: "n".repeat(32), iat: now, exp: now + 60 });
     const none = `${b64({ alg: "none", typ: "JWT" })}.${payload}.AAAA`;
-    await expectCode(client.authenticatedUnary({}, { headers: { authorization: `Bearer ${none}` } }), Code.Unauthenticated);
+    await expectCode(
+      client.authenticatedUnary({}, { headers: { authorization: `Bearer ${none}` } }),
+      Code.Unauthenticated,
+    );
   });
 
   it("a refresh token is not an access token", async () => {
@@ -202,7 +246,10 @@ describe("rules enforced over the in-memory transport", { timeout: 120_000 }, ()
     const now = Math.ceil(Date.now() / 1000);
     const input = `${b64({ typ: "JWT", alg: "HS256" })}.${b64({ token_type: "access", exp: now + 240, iat: now, jti: "0123456789abcdef0123456789abcdef", user_id: user.id })}`;
     const token = `${input}.${createHmac("sha256", SECRET).update(input).digest("base64url")}`;
-    assert.equal((await client.authenticatedUnary({}, { headers: { authorization: `Bearer ${token}` } })).username, "from-django");
+    assert.equal(
+      (await client.authenticatedUnary({}, { headers: { authorization: `Bearer ${token}` } })).username,
+      "from-django",
+    );
   });
 
   it("deleted and inactive users authenticate as nobody", async () => {
@@ -230,8 +277,20 @@ describe("rules enforced over the in-memory transport", { timeout: 120_000 }, ()
   });
 
   it("malformed authorization headers are UNAUTHENTICATED, never INTERNAL", async () => {
-    for (const value of ["Basic abc", "Bearer", "Bearer  a.b.c", "Bearer a.b", "Bearer a.b.c.d", `Bearer ${"a".repeat(9000)}.b.c`, "bearer a.b!.c"]) {
-      await expectCode(client.authenticatedUnary({}, { headers: { authorization: value } }), Code.Unauthenticated, "TOKEN_MALFORMED");
+    for (const value of [
+      "Basic abc",
+      "Bearer",
+      "Bearer  a.b.c",
+      "Bearer a.b",
+      "Bearer a.b.c.d",
+      `Bearer ${"a".repeat(9000)}.b.c`,
+      "bearer a.b!.c",
+    ]) {
+      await expectCode(
+        client.authenticatedUnary({}, { headers: { authorization: value } }),
+        Code.Unauthenticated,
+        "TOKEN_MALFORMED",
+      );
     }
   });
 

@@ -95,7 +95,10 @@ function parseTokens(result: CliResult): TokenPair {
   return pair;
 }
 
-async function verifyPair(keys: KeyConfig[], pair: TokenPair): Promise<{ access: VerifiedClaims; refresh: VerifiedClaims }> {
+async function verifyPair(
+  keys: KeyConfig[],
+  pair: TokenPair,
+): Promise<{ access: VerifiedClaims; refresh: VerifiedClaims }> {
   const verifier = createTokenVerifier({ keyring: await createKeyring(keys) });
   const access = await verifier.verify(pair.access_token, "access");
   const refresh = await verifier.verify(pair.refresh_token, "refresh");
@@ -151,7 +154,15 @@ describe("protoguard CLI on PGlite", { timeout: SUITE_TIMEOUT }, () => {
   it("prints the usage for help and no arguments, and exits 2 on an unknown command", async () => {
     const help = await cli(["--help"], env, { bin: true });
     assertOk(help);
-    for (const command of ["migrate", "user create", "user set-password", "group add", "token", "otp enable", "keys generate"]) {
+    for (const command of [
+      "migrate",
+      "user create",
+      "user set-password",
+      "group add",
+      "token",
+      "otp enable",
+      "keys generate",
+    ]) {
       assert.ok(help.stdout.includes(`  ${command}`), `usage lists ${command}`);
     }
     const bare = await cli([], env);
@@ -243,7 +254,10 @@ describe("protoguard CLI on PGlite", { timeout: SUITE_TIMEOUT }, () => {
 
   it("set-password ends earlier sessions, deactivate ends all of them", async () => {
     assertOk(await cli(["user", "set-password", "alice", "--password-stdin"], env, { stdin: "pw-alice-2\n" }));
-    const second = await verifyPair([{ alg: "HS256", secret: devSecret }], parseTokens(await cli(["token", "alice"], env)));
+    const second = await verifyPair(
+      [{ alg: "HS256", secret: devSecret }],
+      parseTokens(await cli(["token", "alice"], env)),
+    );
 
     await withStore(async (db) => {
       const alice = await findUserByUsername(db, "alice");
@@ -262,7 +276,10 @@ describe("protoguard CLI on PGlite", { timeout: SUITE_TIMEOUT }, () => {
       assert.equal((await loadPrincipal(db, second.access.userId, tokenFacts(second.access))).status, "inactive");
       const rows = await db.select().from(refreshTokens).where(eq(refreshTokens.userId, second.access.userId));
       assert.equal(rows.length, 2);
-      assert.ok(rows.every((row) => row.revokedAt !== null), "every refresh token is revoked");
+      assert.ok(
+        rows.every((row) => row.revokedAt !== null),
+        "every refresh token is revoked",
+      );
     });
   });
 
@@ -337,33 +354,28 @@ describe("protoguard CLI on PGlite", { timeout: SUITE_TIMEOUT }, () => {
   });
 });
 
-describeOr(
-  skipWithoutPostgres,
-  "protoguard CLI on PostgreSQL",
-  { timeout: SUITE_TIMEOUT },
-  () => {
-    let database: TestDatabase;
-    let env: NodeJS.ProcessEnv;
+describeOr(skipWithoutPostgres, "protoguard CLI on PostgreSQL", { timeout: SUITE_TIMEOUT }, () => {
+  let database: TestDatabase;
+  let env: NodeJS.ProcessEnv;
 
-    before(async () => {
-      database = await createTestDatabase({ driver: "postgres", url: postgresUrl!, migrate: false });
-      env = cleanEnv({ DATABASE_URL: database.url!, PROTOGUARD_JWT_SECRET: EXPLICIT_SECRET });
-    });
+  before(async () => {
+    database = await createTestDatabase({ driver: "postgres", url: postgresUrl!, migrate: false });
+    env = cleanEnv({ DATABASE_URL: database.url!, PROTOGUARD_JWT_SECRET: EXPLICIT_SECRET });
+  });
 
-    after(async () => {
-      await database?.close();
-    });
+  after(async () => {
+    await database?.close();
+  });
 
-    it("migrates, creates a user and issues a token", async () => {
-      assertOk(await cli(["migrate"], env));
-      assertOk(await cli(["user", "create", "alice", "--password", "pw-alice", "--staff"], env));
-      const { access } = await verifyPair(
-        [{ alg: "HS256", secret: EXPLICIT_SECRET }],
-        parseTokens(await cli(["token", "alice"], env)),
-      );
-      const lookup = await loadPrincipal(database.db, access.userId, tokenFacts(access));
-      assert.equal(lookup.status, "ok");
-      assert.equal((lookup as Extract<PrincipalLookup, { status: "ok" }>).principal.isStaff, true);
-    });
-  },
-);
+  it("migrates, creates a user and issues a token", async () => {
+    assertOk(await cli(["migrate"], env));
+    assertOk(await cli(["user", "create", "alice", "--password", "pw-alice", "--staff"], env));
+    const { access } = await verifyPair(
+      [{ alg: "HS256", secret: EXPLICIT_SECRET }],
+      parseTokens(await cli(["token", "alice"], env)),
+    );
+    const lookup = await loadPrincipal(database.db, access.userId, tokenFacts(access));
+    assert.equal(lookup.status, "ok");
+    assert.equal((lookup as Extract<PrincipalLookup, { status: "ok" }>).principal.isStaff, true);
+  });
+});

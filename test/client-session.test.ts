@@ -16,7 +16,13 @@ import {
 } from "@connectrpc/connect";
 import { connectNodeAdapter, createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { GuardedService } from "../gen/guardtest/v1/guarded_pb.js";
-import { createSession, memoryStorage, webStorage, type SessionEndReason, type WebStorageLike } from "../src/client/index.js";
+import {
+  createSession,
+  memoryStorage,
+  webStorage,
+  type SessionEndReason,
+  type WebStorageLike,
+} from "../src/client/index.js";
 import { authErrorReason, createAuth, createKeyring, createTokenIssuer, createTokenVerifier } from "../src/index.js";
 import { AuthService, createAuthService, createPasswordHasher } from "../src/lifecycle/index.js";
 import { createPrincipalSource, createUser, type CachedPrincipalSource } from "../src/store/index.js";
@@ -96,14 +102,19 @@ describe("protoguard/client sessions", { timeout: 300_000 }, () => {
     // so every call fails first and the retry path is what is tested.
     const session = createSession({ transport: fixture.transport, now: () => 0, onSessionEnd: (r) => ended.push(r) });
     const client = createClient(GuardedService, appTransport(session));
-    await assert.rejects(client.authenticatedUnary({ text: "x" }), (e) => ConnectError.from(e).code === Code.Unauthenticated);
+    await assert.rejects(
+      client.authenticatedUnary({ text: "x" }),
+      (e) => ConnectError.from(e).code === Code.Unauthenticated,
+    );
     const user = await session.login({ username: "alice", password: "alice-password-123" });
     assert.equal(user.username, "alice");
     assert.equal((await client.authenticatedUnary({ text: "x" })).username, "alice");
 
     fixture.advance((ACCESS_TTL_S + 1) * 1000);
     const before = fixture.refreshes();
-    const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => client.authenticatedUnary({ text: `${i}` })));
+    const answers = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => client.authenticatedUnary({ text: `${i}` })),
+    );
     assert.equal(fixture.refreshes() - before, 1, "exactly one Refresh RPC");
     assert.equal(answers.length, 50);
     assert.ok(answers.every((a, i) => a.username === "alice" && a.text === `${i}`));
@@ -181,7 +192,9 @@ describe("protoguard/client sessions", { timeout: 300_000 }, () => {
 
     fixture.advance((ACCESS_TTL_S + 1) * 1000);
     const before = fixture.refreshes();
-    const results = await Promise.allSettled(Array.from({ length: 10 }, () => client.authenticatedUnary({ text: "z" })));
+    const results = await Promise.allSettled(
+      Array.from({ length: 10 }, () => client.authenticatedUnary({ text: "z" })),
+    );
     assert.equal(fixture.refreshes() - before, 1, "one Refresh, then no loop");
     for (const result of results) {
       assert.equal(result.status, "rejected");
@@ -191,7 +204,10 @@ describe("protoguard/client sessions", { timeout: 300_000 }, () => {
     assert.equal(stored.has("protoguard.session"), false);
     assert.equal(await session.isLoggedIn(), false);
     // Afterwards calls go anonymous: refused by the rule, no refresh attempted.
-    await assert.rejects(client.authenticatedUnary({ text: "z" }), (e) => authErrorReason(ConnectError.from(e)) === "TOKEN_MISSING");
+    await assert.rejects(
+      client.authenticatedUnary({ text: "z" }),
+      (e) => authErrorReason(ConnectError.from(e)) === "TOKEN_MISSING",
+    );
     assert.equal(fixture.refreshes() - before, 1);
   });
 
@@ -229,7 +245,8 @@ describe("protoguard/client sessions", { timeout: 300_000 }, () => {
     const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     try {
       for (const make of [
-        (interceptors: never[] | undefined) => createConnectTransport({ baseUrl, httpVersion: "2", ...(interceptors && { interceptors }) }),
+        (interceptors: never[] | undefined) =>
+          createConnectTransport({ baseUrl, httpVersion: "2", ...(interceptors && { interceptors }) }),
         (interceptors: never[] | undefined) => createGrpcTransport({ baseUrl, ...(interceptors && { interceptors }) }),
       ]) {
         const session = createSession({ transport: make(undefined), now: () => 0 });

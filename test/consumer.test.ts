@@ -49,7 +49,9 @@ async function ok(command: string, args: readonly string[], cwd: string, env: No
 
 /** Versions this repository tests with, so npm finds them in its cache. */
 async function versionOf(name: string): Promise<string> {
-  const pkg = JSON.parse(await readFile(join(REPO, "node_modules", name, "package.json"), "utf8")) as { version: string };
+  const pkg = JSON.parse(await readFile(join(REPO, "node_modules", name, "package.json"), "utf8")) as {
+    version: string;
+  };
   return pkg.version;
 }
 
@@ -246,7 +248,11 @@ describe("a new app installs the packed package and follows the README", { timeo
   let app: string;
   let tarball: string;
   let server: ChildProcess | undefined;
-  const env = () => ({ PROTOGUARD_DATA_DIR: join(app, ".data"), PROTOGUARD_JWT_SECRET: SECRET, PROTOGUARD_SCRYPT_LOG_N: "12" });
+  const env = () => ({
+    PROTOGUARD_DATA_DIR: join(app, ".data"),
+    PROTOGUARD_JWT_SECRET: SECRET,
+    PROTOGUARD_SCRYPT_LOG_N: "12",
+  });
 
   before(async () => {
     work = await mkdtemp(join(tmpdir(), "protoguard-consumer-"));
@@ -260,10 +266,14 @@ describe("a new app installs the packed package and follows the README", { timeo
       JSON.stringify({ name: "shop-app", version: "1.0.0", private: true, type: "module" }, null, 2),
     );
     const peers = await Promise.all(
-      ["@bufbuild/protobuf", "@connectrpc/connect", "@connectrpc/connect-node"].map(async (n) => `${n}@${await versionOf(n)}`),
+      ["@bufbuild/protobuf", "@connectrpc/connect", "@connectrpc/connect-node"].map(
+        async (n) => `${n}@${await versionOf(n)}`,
+      ),
     );
     const tools = await Promise.all(
-      ["@bufbuild/buf", "@bufbuild/protoc-gen-es", "typescript", "@types/node"].map(async (n) => `${n}@${await versionOf(n)}`),
+      ["@bufbuild/buf", "@bufbuild/protoc-gen-es", "typescript", "@types/node"].map(
+        async (n) => `${n}@${await versionOf(n)}`,
+      ),
     );
     const npmFlags = ["--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error"];
     await ok("npm", ["install", ...npmFlags, tarball, ...peers], app);
@@ -281,10 +291,22 @@ describe("a new app installs the packed package and follows the README", { timeo
     assert.deepEqual(top, ["LICENSE", "README.md", "dist", "gen", "package.json", "proto", "src"]);
     assert.deepEqual(await readdir(join(root, "proto")), ["protoguard"]);
     assert.ok(existsSync(join(root, "dist/src/index.js")) && existsSync(join(root, "dist/src/index.d.ts")));
-    for (const absent of ["test", "bench", "example", ".ci", "proto/grpc", "proto/google", "dist/example", "dist/test"]) {
+    for (const absent of [
+      "test",
+      "bench",
+      "example",
+      ".ci",
+      "proto/grpc",
+      "proto/google",
+      "dist/example",
+      "dist/test",
+    ]) {
       assert.ok(!existsSync(join(root, absent)), `${absent} is in the package`);
     }
-    const manifest = JSON.parse(await readFile(join(root, "package.json"), "utf8")) as Record<string, Record<string, string>>;
+    const manifest = JSON.parse(await readFile(join(root, "package.json"), "utf8")) as Record<
+      string,
+      Record<string, string>
+    >;
     for (const runner of ["tsx", "typescript", "esbuild"]) assert.equal(manifest["dependencies"]?.[runner], undefined);
     for (const peer of ["@bufbuild/protobuf", "@connectrpc/connect", "@connectrpc/connect-node"]) {
       assert.equal(manifest["dependencies"]?.[peer], undefined, `${peer} is a dependency`);
@@ -306,7 +328,10 @@ describe("a new app installs the packed package and follows the README", { timeo
     assert.ok(store.has("drizzle-orm") && !store.has("pino") && !store.has("prom-client"));
     // The client session bundles for the browser: no Node built-in, nothing of the server.
     const client = [...(await packagesReached(join(dist, "client", "index.js")))];
-    assert.deepEqual(client.filter((p) => p.startsWith("node:") || p === "jose" || p === "pino"), []);
+    assert.deepEqual(
+      client.filter((p) => p.startsWith("node:") || p === "jose" || p === "pino"),
+      [],
+    );
   });
 
   it("init, then buf lint and buf generate are clean; tsc compiles the app under strict flags", async () => {
@@ -343,7 +368,11 @@ describe("a new app installs the packed package and follows the README", { timeo
       'syntax = "proto3";\n\npackage shop.v1;\n\n// ExtraService forgot its rules.\nservice ExtraService {\n  // Unannotated.\n  rpc Ping(PingRequest) returns (PingResponse);\n}\n\n// PingRequest.\nmessage PingRequest {}\n\n// PingResponse.\nmessage PingResponse {}\n',
     );
     await ok("npx", ["--no-install", "buf", "build", "-o", "image2.binpb"], app);
-    const failing = await run("npx", ["--no-install", "protoguard", "policy", "--image", "image2.binpb", "--check"], app);
+    const failing = await run(
+      "npx",
+      ["--no-install", "protoguard", "policy", "--image", "image2.binpb", "--check"],
+      app,
+    );
     assert.equal(failing.code, 1);
     assert.match(failing.stderr, /\/shop\.v1\.ExtraService\/Ping has no rule/);
     await rm(join(app, "proto", "shop", "v1", "extra.proto"));
@@ -413,7 +442,19 @@ describe("a new app installs the packed package and follows the README", { timeo
 
   it("with a Connect older than requestGate (2.1), the app fails at start-up instead of running without the gate", async () => {
     // Last: it replaces the app's peers. --force: protoguard's peer range says no, which is the point.
-    await ok("npm", ["install", "--force", "--no-audit", "--no-fund", "--loglevel=error", "@connectrpc/connect@2.1.2", "@connectrpc/connect-node@2.1.2"], app);
+    await ok(
+      "npm",
+      [
+        "install",
+        "--force",
+        "--no-audit",
+        "--no-fund",
+        "--loglevel=error",
+        "@connectrpc/connect@2.1.2",
+        "@connectrpc/connect-node@2.1.2",
+      ],
+      app,
+    );
     const ran = await run(process.execPath, ["dist/server.js"], app, env());
     assert.notEqual(ran.code, 0);
     assert.match(ran.stderr, /protoguard needs @connectrpc\/connect and @connectrpc\/connect-node >= 2\.2\.0/);

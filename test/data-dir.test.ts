@@ -85,7 +85,9 @@ describe("embedded data directory", () => {
     await rm(root, { recursive: true, force: true });
   });
 
-  it("the CLI and openDatabase({ dataDir }) share one database, PGlite in <dataDir>/pgdata", { timeout: TEST_TIMEOUT }, async () => {
+  it("the CLI and openDatabase({ dataDir }) share one database, PGlite in <dataDir>/pgdata", {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
     assertOk(await cli(dataDir, "user", "create", "carol", "--password", "pw-carol"));
     assert.ok(existsSync(join(dataDir, "pgdata", "PG_VERSION")), "PGlite's files are in pgdata");
     assert.ok(existsSync(join(dataDir, "jwt-secret.dev")), "the development secret is beside them");
@@ -109,7 +111,9 @@ describe("embedded data directory", () => {
     });
   });
 
-  it("while held, another process is refused with one line naming the holder and writes nothing", { timeout: TEST_TIMEOUT }, async () => {
+  it("while held, another process is refused with one line naming the holder and writes nothing", {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
     await rm(join(dataDir, "jwt-secret.dev"), { force: true });
     const holder = await openDatabase({ dataDir, processName: "data-dir test holder" });
     try {
@@ -122,7 +126,10 @@ describe("embedded data directory", () => {
         openDatabase({ dataDir }),
         storeError("DATA_DIR_LOCKED", new RegExp(`already open in this process \\(pid ${process.pid}\\)`)),
       );
-      await assert.rejects(openDatabase({ dataDir: join(dataDir, "pgdata") }), storeError("DATA_DIR_LOCKED", /already open/));
+      await assert.rejects(
+        openDatabase({ dataDir: join(dataDir, "pgdata") }),
+        storeError("DATA_DIR_LOCKED", /already open/),
+      );
 
       const refused = await cli(dataDir, "user", "create", "erin", "--password", "pw-erin");
       assert.equal(refused.code, 1, refused.stderr);
@@ -153,7 +160,10 @@ describe("embedded data directory", () => {
         `process.stdout.write("ready\\n");\n` +
         `${then}\n`,
     );
-    const child = spawn(process.execPath, ["--import", "tsx", script], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(process.execPath, ["--import", "tsx", script], {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "inherit"],
+    });
     children.push(child);
     return child;
   }
@@ -191,37 +201,46 @@ describe("embedded data directory", () => {
     assert.ok(!existsSync(lockFile(dataDir)));
   });
 
-  it(
-    "recovers a lock whose pid now belongs to another process, or that was left empty",
-    { timeout: TEST_TIMEOUT, ...(HAS_PROC ? {} : { skip: "no /proc: start times cannot be compared here" }) },
-    async () => {
-      // A live process that never held the directory stands for a reused pid.
-      const other = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"], { stdio: "ignore" });
-      children.push(other);
-      await once(other, "spawn");
-      const pid = other.pid!;
-      const bootId = (await readFile("/proc/sys/kernel/random/boot_id", "utf8")).trim();
-      const lock = (startTime: string) =>
-        JSON.stringify({ pid, startTime, bootId, command: "old holder", nonce: "n", createdAt: new Date(0).toISOString() });
+  it("recovers a lock whose pid now belongs to another process, or that was left empty", {
+    timeout: TEST_TIMEOUT,
+    ...(HAS_PROC ? {} : { skip: "no /proc: start times cannot be compared here" }),
+  }, async () => {
+    // A live process that never held the directory stands for a reused pid.
+    const other = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"], { stdio: "ignore" });
+    children.push(other);
+    await once(other, "spawn");
+    const pid = other.pid!;
+    const bootId = (await readFile("/proc/sys/kernel/random/boot_id", "utf8")).trim();
+    const lock = (startTime: string) =>
+      JSON.stringify({
+        pid,
+        startTime,
+        bootId,
+        command: "old holder",
+        nonce: "n",
+        createdAt: new Date(0).toISOString(),
+      });
 
-      // Its true start time: it is the holder, and refused without PGlite starting.
-      await writeFile(lockFile(dataDir), lock(procStartTime(pid)!));
-      await assert.rejects(openDatabase({ dataDir }), storeError("DATA_DIR_LOCKED", new RegExp(`process ${pid} \\(old holder\\)`)));
+    // Its true start time: it is the holder, and refused without PGlite starting.
+    await writeFile(lockFile(dataDir), lock(procStartTime(pid)!));
+    await assert.rejects(
+      openDatabase({ dataDir }),
+      storeError("DATA_DIR_LOCKED", new RegExp(`process ${pid} \\(old holder\\)`)),
+    );
 
-      // Another start time: the holder died and the pid was reused.
-      await writeFile(lockFile(dataDir), lock("1"));
-      await withDatabase(dataDir, async ({ db }) => assert.ok(await findUserByUsername(db, "carol")));
-      assert.ok(!existsSync(lockFile(dataDir)));
-      other.kill("SIGKILL");
+    // Another start time: the holder died and the pid was reused.
+    await writeFile(lockFile(dataDir), lock("1"));
+    await withDatabase(dataDir, async ({ db }) => assert.ok(await findUserByUsername(db, "carol")));
+    assert.ok(!existsSync(lockFile(dataDir)));
+    other.kill("SIGKILL");
 
-      // Empty: a holder killed between creating and writing it.
-      await writeFile(lockFile(dataDir), "");
-      const longAgo = new Date(Date.now() - 60_000);
-      await utimes(lockFile(dataDir), longAgo, longAgo);
-      await withDatabase(dataDir, async ({ db }) => assert.ok(await findUserByUsername(db, "carol")));
-      assert.ok(!existsSync(lockFile(dataDir)));
-    },
-  );
+    // Empty: a holder killed between creating and writing it.
+    await writeFile(lockFile(dataDir), "");
+    const longAgo = new Date(Date.now() - 60_000);
+    await utimes(lockFile(dataDir), longAgo, longAgo);
+    await withDatabase(dataDir, async ({ db }) => assert.ok(await findUserByUsername(db, "carol")));
+    assert.ok(!existsSync(lockFile(dataDir)));
+  });
 
   it("records the command before its first option, never a flag value", () => {
     const argv = ["node", "/x/src/cli/main.ts", "user", "create", "eve", "--password", "secret"];
@@ -229,7 +248,9 @@ describe("embedded data directory", () => {
     assert.equal(defaultProcessName(undefined, ["node", "/app/server.mjs", "--token", "t"]), "server");
   });
 
-  it("keeps using a directory laid out by the old openDatabase, and refuses one holding both layouts", { timeout: TEST_TIMEOUT }, async () => {
+  it("keeps using a directory laid out by the old openDatabase, and refuses one holding both layouts", {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
     const legacy = join(root, "legacy");
     // What openDatabase({ dataDir: legacy }) did before: PGlite in the directory itself.
     const pg = await PGlite.create(legacy);
@@ -246,6 +267,9 @@ describe("embedded data directory", () => {
 
     await mkdir(join(legacy, "pgdata"));
     await writeFile(join(legacy, "pgdata", "PG_VERSION"), "18\n");
-    await assert.rejects(openDatabase({ dataDir: legacy }), storeError("DATA_DIR_AMBIGUOUS", /holds two embedded databases/));
+    await assert.rejects(
+      openDatabase({ dataDir: legacy }),
+      storeError("DATA_DIR_AMBIGUOUS", /holds two embedded databases/),
+    );
   });
 });

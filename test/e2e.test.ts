@@ -434,40 +434,38 @@ describe(`protoguard serve end to end (${backend})`, { timeout: 300_000 }, () =>
     }
   });
 
-  it(
-    "curl speaks Connect over HTTP/1.1: 401 and 403 JSON errors, 200 answers",
-    { ...(skipWithoutCurl !== undefined && { skip: skipWithoutCurl }) },
-    async () => {
-      /** One Connect unary call; the last line curl writes is the HTTP version and status. */
-      const post = async (method: string, data: unknown, token?: string) => {
-        const args = ["--silent", "--show-error", "--http1.1", "-H", "content-type: application/json"];
-        if (token !== undefined) args.push("-H", `authorization: Bearer ${token}`);
-        args.push("-d", JSON.stringify(data), "-w", "\n%{http_version} %{http_code}", `${url}/${method}`);
-        const ran = await run(curlBin!, args);
-        assert.equal(ran.code, 0, ran.stderr);
-        const newline = ran.stdout.lastIndexOf("\n");
-        const [version, status] = ran.stdout.slice(newline + 1).split(" ");
-        assert.equal(version, "1.1");
-        return { status: Number(status), body: JSON.parse(ran.stdout.slice(0, newline)) as Record<string, unknown> };
-      };
-      const [anonymous, denied, renamed, listed] = await Promise.all([
-        post("example.v1.AccountService/GetProfile", {}),
-        post("example.v1.ProductService/UpdateProduct", { productId: 2, name: "Nope" }, tokens.alice),
-        post("example.v1.ProductService/UpdateProduct", { productId: 3, name: "Steel milk jug" }, tokens.editor),
-        post("example.v1.AdminService/ListUsers", {}, tokens.staff),
-      ]);
-      assert.equal(anonymous.status, 401);
-      assert.equal(anonymous.body["code"], "unauthenticated");
-      assert.equal(anonymous.body["message"], "authentication required");
-      assert.equal(denied.status, 403);
-      assert.equal(denied.body["code"], "permission_denied");
-      assert.equal(renamed.status, 200, JSON.stringify(renamed.body));
-      assert.deepEqual(renamed.body, { id: 3, name: "Steel milk jug", priceCents: "1499" });
-      assert.equal(listed.status, 200, JSON.stringify(listed.body));
-      const names = (listed.body["users"] as { username: string }[]).map((u) => u.username);
-      assert.deepEqual(names, ["alice", "editor", "staff", "admin"]);
-    },
-  );
+  it("curl speaks Connect over HTTP/1.1: 401 and 403 JSON errors, 200 answers", {
+    ...(skipWithoutCurl !== undefined && { skip: skipWithoutCurl }),
+  }, async () => {
+    /** One Connect unary call; the last line curl writes is the HTTP version and status. */
+    const post = async (method: string, data: unknown, token?: string) => {
+      const args = ["--silent", "--show-error", "--http1.1", "-H", "content-type: application/json"];
+      if (token !== undefined) args.push("-H", `authorization: Bearer ${token}`);
+      args.push("-d", JSON.stringify(data), "-w", "\n%{http_version} %{http_code}", `${url}/${method}`);
+      const ran = await run(curlBin!, args);
+      assert.equal(ran.code, 0, ran.stderr);
+      const newline = ran.stdout.lastIndexOf("\n");
+      const [version, status] = ran.stdout.slice(newline + 1).split(" ");
+      assert.equal(version, "1.1");
+      return { status: Number(status), body: JSON.parse(ran.stdout.slice(0, newline)) as Record<string, unknown> };
+    };
+    const [anonymous, denied, renamed, listed] = await Promise.all([
+      post("example.v1.AccountService/GetProfile", {}),
+      post("example.v1.ProductService/UpdateProduct", { productId: 2, name: "Nope" }, tokens.alice),
+      post("example.v1.ProductService/UpdateProduct", { productId: 3, name: "Steel milk jug" }, tokens.editor),
+      post("example.v1.AdminService/ListUsers", {}, tokens.staff),
+    ]);
+    assert.equal(anonymous.status, 401);
+    assert.equal(anonymous.body["code"], "unauthenticated");
+    assert.equal(anonymous.body["message"], "authentication required");
+    assert.equal(denied.status, 403);
+    assert.equal(denied.body["code"], "permission_denied");
+    assert.equal(renamed.status, 200, JSON.stringify(renamed.body));
+    assert.deepEqual(renamed.body, { id: 3, name: "Steel milk jug", priceCents: "1499" });
+    assert.equal(listed.status, 200, JSON.stringify(listed.body));
+    const names = (listed.body["users"] as { username: string }[]).map((u) => u.username);
+    assert.deepEqual(names, ["alice", "editor", "staff", "admin"]);
+  });
 
   it("reflection lists the served services and health answers SERVING, both through buf curl", async () => {
     const [listed, checked] = await Promise.all([

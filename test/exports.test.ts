@@ -35,8 +35,7 @@ describe("public API", () => {
     const file = decl.getSourceFile().fileName;
     return !file.includes("/node_modules/") && (file.includes("/src/") || file.includes("/gen/"));
   };
-  const real = (symbol: ts.Symbol) =>
-    symbol.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(symbol) : symbol;
+  const real = (symbol: ts.Symbol) => (symbol.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(symbol) : symbol);
 
   const exported = new Map<ts.Symbol, string>();
   for (const [subpath, file] of Object.entries(ENTRIES)) {

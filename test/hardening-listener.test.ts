@@ -142,7 +142,9 @@ describe("slow and idle clients are timed out", { timeout: 60_000 }, () => {
     assert.ok(ms < 1500, `trickling socket held for ${ms} ms`);
   });
 
-  it("times out slow HTTP/1.1 and idle HTTP/2 over TLS too", { skip: haveOpenssl ? false : "openssl not installed" }, async () => {
+  it("times out slow HTTP/1.1 and idle HTTP/2 over TLS too", {
+    skip: haveOpenssl ? false : "openssl not installed",
+  }, async () => {
     const server = await serve({ ...limits, tls: { cert, key } });
     const start = Date.now();
     const slow = tls.connect({ port: server.port, host: "127.0.0.1", ca: cert, ALPNProtocols: ["http/1.1"] });
@@ -419,7 +421,9 @@ describe("a repeated authorization header is TOKEN_MALFORMED on every front-end"
         ["TLS h2 (curl)", () => secure?.url, () => ["--http2", ...cacert()]],
       ];
       for (const [name, url, flagsOf] of fronts) {
-        it(`${name}: Connect unary is refused with 401 TOKEN_MALFORMED`, { skip: haveCurlHttp2 ? false : "curl without HTTP/2" }, async (ctx) => {
+        it(`${name}: Connect unary is refused with 401 TOKEN_MALFORMED`, {
+          skip: haveCurlHttp2 ? false : "curl without HTTP/2",
+        }, async (ctx) => {
           const base = url();
           if (base === undefined) return ctx.skip("openssl not installed");
           const flags = flagsOf();
@@ -428,8 +432,14 @@ describe("a repeated authorization header is TOKEN_MALFORMED on every front-end"
           // sometimes reports as a framing error instead of the answer.
           const out = await curl([
             ...flags,
-            "-X", "POST", "-o", "-", "-w", "\n%{http_code} %{http_version}",
-            "-H", "content-type: application/proto",
+            "-X",
+            "POST",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code} %{http_version}",
+            "-H",
+            "content-type: application/proto",
             ...twoCredentials(),
             `${base}${AUTHENTICATED}`,
           ]);
@@ -437,21 +447,44 @@ describe("a repeated authorization header is TOKEN_MALFORMED on every front-end"
           assert.equal(status?.split(" ")[0], "401", out);
           assert.equal(status?.split(" ")[1], name.includes("h1") ? "1.1" : "2", out);
           const error = JSON.parse(body!) as { code: string; message: string };
-          assert.deepEqual({ code: error.code, message: error.message }, { code: "unauthenticated", message: MALFORMED_MESSAGE });
+          assert.deepEqual(
+            { code: error.code, message: error.message },
+            { code: "unauthenticated", message: MALFORMED_MESSAGE },
+          );
           // Control: one header is served.
           const one = await curl([
-            ...flags, "-X", "POST", "-o", "/dev/null", "-w", "%{http_code}",
-            "-H", "content-type: application/proto", "-H", `authorization: Bearer ${staffToken}`,
+            ...flags,
+            "-X",
+            "POST",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "content-type: application/proto",
+            "-H",
+            `authorization: Bearer ${staffToken}`,
             `${base}${AUTHENTICATED}`,
           ]);
           assert.equal(one, "200");
         });
       }
 
-      it("h2c gRPC (curl): grpc-status 16 in the caller's protocol", { skip: haveCurlHttp2 ? false : "curl without HTTP/2" }, async () => {
+      it("h2c gRPC (curl): grpc-status 16 in the caller's protocol", {
+        skip: haveCurlHttp2 ? false : "curl without HTTP/2",
+      }, async () => {
         const out = await curl([
-          "--http2-prior-knowledge", "-X", "POST", "-o", "/dev/null", "-D", "-",
-          "-H", "content-type: application/grpc", "-H", "te: trailers",
+          "--http2-prior-knowledge",
+          "-X",
+          "POST",
+          "-o",
+          "/dev/null",
+          "-D",
+          "-",
+          "-H",
+          "content-type: application/grpc",
+          "-H",
+          "te: trailers",
           ...twoCredentials(),
           `${plain.url}${AUTHENTICATED}`,
         ]);
@@ -530,7 +563,9 @@ describe("refusals of large HTTP/1.1 uploads reach the client", { timeout: 60_00
       const head =
         `POST ${AUTHENTICATED} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
         `Content-Length: ${body.length}\r\n\r\n`;
-      const written = new Promise<void>((resolve) => socket.write(Buffer.concat([Buffer.from(head), body]), () => resolve()));
+      const written = new Promise<void>((resolve) =>
+        socket.write(Buffer.concat([Buffer.from(head), body]), () => resolve()),
+      );
       await Promise.race([written, outcome]);
       socket.resume();
       socket.end();

@@ -38,7 +38,9 @@ function suite(open: () => Promise<TestDatabase>) {
       await until(events, (e) => e.kind === "all");
       // A no-op write (the permission exists already) must not flush every cache.
       events.length = 0;
-      await database.db.execute(sql`insert into permissions (app_label, codename) values ('shop', 'edit') on conflict do nothing`);
+      await database.db.execute(
+        sql`insert into permissions (app_label, codename) values ('shop', 'edit') on conflict do nothing`,
+      );
       await grantUserPermissions(database.db, "notified", ["shop.other"]);
       await until(events, (e) => e.kind === "user");
       assert.deepEqual(
@@ -55,31 +57,26 @@ function suite(open: () => Promise<TestDatabase>) {
 describe("invalidation on PGlite", { timeout: 60_000 }, () => suite(() => createTestDatabase()));
 
 const url = postgresUrl;
-describeOr(
-  skipWithoutPostgres,
-  "invalidation on PostgreSQL",
-  { timeout: 60_000 },
-  () => {
-    suite(() => createTestDatabase({ driver: "postgres", url: url! }));
+describeOr(skipWithoutPostgres, "invalidation on PostgreSQL", { timeout: 60_000 }, () => {
+  suite(() => createTestDatabase({ driver: "postgres", url: url! }));
 
-    it("a cut listening connection reports `all`, listens again, and keeps delivering", async () => {
-      const database = await createTestDatabase({ driver: "postgres", url: url! });
-      const events: InvalidationEvent[] = [];
-      const sub = await subscribeInvalidations(database, (e) => events.push(e), { retryMinMs: 20 });
-      try {
-        const killed = await database.db.execute(sql`
+  it("a cut listening connection reports `all`, listens again, and keeps delivering", async () => {
+    const database = await createTestDatabase({ driver: "postgres", url: url! });
+    const events: InvalidationEvent[] = [];
+    const sub = await subscribeInvalidations(database, (e) => events.push(e), { retryMinMs: 20 });
+    try {
+      const killed = await database.db.execute(sql`
           select pg_terminate_backend(pid) as ok from pg_stat_activity
           where datname = current_database() and query ilike 'listen%'`);
-        const rows = (Array.isArray(killed) ? killed : (killed as { rows: unknown[] }).rows) as { ok: boolean }[];
-        assert.equal(rows.length, 1, "exactly one listening connection");
-        // One `all` when it drops, one when LISTEN holds again.
-        await until(events, () => events.filter((e) => e.kind === "all").length >= 2);
-        const user = await createUser(database.db, { username: "after-the-cut" });
-        await until(events, (e) => e.kind === "user" && e.userId === user.id);
-      } finally {
-        await sub.close();
-        await database.close();
-      }
-    });
-  },
-);
+      const rows = (Array.isArray(killed) ? killed : (killed as { rows: unknown[] }).rows) as { ok: boolean }[];
+      assert.equal(rows.length, 1, "exactly one listening connection");
+      // One `all` when it drops, one when LISTEN holds again.
+      await until(events, () => events.filter((e) => e.kind === "all").length >= 2);
+      const user = await createUser(database.db, { username: "after-the-cut" });
+      await until(events, (e) => e.kind === "user" && e.userId === user.id);
+    } finally {
+      await sub.close();
+      await database.close();
+    }
+  });
+});

@@ -9,7 +9,14 @@ import * as http from "node:http";
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Worker } from "node:worker_threads";
-import { Code, ConnectError, createClient, createRouterTransport, type Client, type Interceptor } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  createClient,
+  createRouterTransport,
+  type Client,
+  type Interceptor,
+} from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { count, like } from "drizzle-orm";
 import { pino } from "pino";
@@ -65,7 +72,10 @@ interface Harness {
 }
 
 /** The example services and the AuthService on a real server, port 0 on 127.0.0.1. */
-async function startHarness(clientAddress?: ClientAddressOptions, auth: Partial<AuthServiceOptions> = {}): Promise<Harness> {
+async function startHarness(
+  clientAddress?: ClientAddressOptions,
+  auth: Partial<AuthServiceOptions> = {},
+): Promise<Harness> {
   const database = await createTestDatabase();
   await migrateExample(database);
   await seedExample(database.db);
@@ -279,7 +289,12 @@ describe("Login under a flood, on a real server", { timeout: 300_000 }, () => {
       realUser: `${logins.get("ok") ?? 0} of ${REAL_LOGINS}`,
       realUserOutcomes: Object.fromEntries(logins),
       realLoginMs: loginMs.map(Math.round),
-      getProductMs: { calls: productMs.length, p50: percentile(productMs, 0.5), p95: percentile(productMs, 0.95), max: percentile(productMs, 1) },
+      getProductMs: {
+        calls: productMs.length,
+        p50: percentile(productMs, 0.5),
+        p95: percentile(productMs, 0.95),
+        max: percentile(productMs, 1),
+      },
       floodOutcomes: Object.fromEntries(flood),
       floodSeconds: Math.round(elapsedMin * 600) / 10,
       throttleRowsAfterFlood: rows,
@@ -294,7 +309,10 @@ describe("Login under a flood, on a real server", { timeout: 300_000 }, () => {
     );
     assert.ok(rows <= admitted, `no more throttle rows (${rows}) than admitted attempts (${admitted})`);
     // Typical, not worst, latency: other test processes share the machine's cores.
-    assert.ok(percentile(productMs, 0.5) < 1000, `a public RPC answers within 1 s during the flood: ${JSON.stringify(figures.getProductMs)}`);
+    assert.ok(
+      percentile(productMs, 0.5) < 1000,
+      `a public RPC answers within 1 s during the flood: ${JSON.stringify(figures.getProductMs)}`,
+    );
   });
 
   it("1,000 logins with 5 KB passwords add no throttle row and cost no budget", async () => {
@@ -317,7 +335,9 @@ describe("Login under a flood, on a real server", { timeout: 300_000 }, () => {
       // In batches of 10, which the test's small hasher queues without refusing any.
       const results: string[] = [];
       for (let i = 0; i < DEFAULT_BURST; i += 10) {
-        const batch = Array.from({ length: 10 }, () => client.auth.login({ username: randomName("after-"), password: "x" }));
+        const batch = Array.from({ length: 10 }, () =>
+          client.auth.login({ username: randomName("after-"), password: "x" }),
+        );
         results.push(...(await Promise.allSettled(batch)).map(outcome));
       }
       assert.deepEqual(results, Array(DEFAULT_BURST).fill("Unauthenticated/INVALID_CREDENTIALS"));
@@ -354,7 +374,8 @@ describe("client addresses behind a trusted proxy", { timeout: 120_000 }, () => 
     const b = viaProxy("203.0.113.5", "127.0.0.2");
     const spoofer = caller(h.server.url, "127.0.0.9", () => ({ "x-forwarded-for": randomName("10.0.0.") }));
     try {
-      const attempt = (c: Caller) => Promise.allSettled([c.auth.login({ username: randomName("fwd-"), password: "x" })]);
+      const attempt = (c: Caller) =>
+        Promise.allSettled([c.auth.login({ username: randomName("fwd-"), password: "x" })]);
       const seen = { a: [] as string[], b: [] as string[], spoofer: [] as string[] };
       for (let i = 0; i < 4; i++) seen.a.push(...(await attempt(a)).map(outcome));
       seen.b.push(...(await attempt(b)).map(outcome));
@@ -391,7 +412,11 @@ describe("createClientAddressResolver", () => {
   it("reads X-Forwarded-For from the right, through trusted proxies only (CIDR, IPv4 and IPv6)", () => {
     const clientOf = createClientAddressResolver({ trustedProxies: ["10.0.0.0/8", "fd00::/8", "192.0.2.7"] });
     const xff = (peer: string, value: string) => clientOf(req(peer, { "x-forwarded-for": value }));
-    assert.equal(xff("10.1.2.3", "6.6.6.6, 203.0.113.9"), "203.0.113.9", "the left, client-written, part is never read");
+    assert.equal(
+      xff("10.1.2.3", "6.6.6.6, 203.0.113.9"),
+      "203.0.113.9",
+      "the left, client-written, part is never read",
+    );
     assert.equal(xff("10.1.2.3", "203.0.113.9, 10.9.9.9"), "203.0.113.9", "a chain of trusted proxies is walked");
     assert.equal(xff("192.0.2.7", "[2001:db8::5]:443"), "2001:db8::5");
     assert.equal(xff("fd00::1", "203.0.113.9:8080"), "203.0.113.9");
@@ -417,9 +442,12 @@ describe("createClientAddressResolver", () => {
     for (const bad of ["10.0.0.0/33", "fd00::/129", "example.com", "10.0.0.0/", "10.0.0.0/8/8", ""]) {
       assert.throws(() => parseTrustedProxies([bad]), RangeError, bad);
     }
-    assert.throws(() => loadConfig({ PROTOGUARD_TRUSTED_PROXIES: "10.0.0.0/8, nope" }), (e: unknown) => {
-      return e instanceof ConfigError && e.message.startsWith("PROTOGUARD_TRUSTED_PROXIES");
-    });
+    assert.throws(
+      () => loadConfig({ PROTOGUARD_TRUSTED_PROXIES: "10.0.0.0/8, nope" }),
+      (e: unknown) => {
+        return e instanceof ConfigError && e.message.startsWith("PROTOGUARD_TRUSTED_PROXIES");
+      },
+    );
     assert.throws(() => loadConfig({ PROTOGUARD_FORWARDED_HEADER: "x-real-ip" }), ConfigError);
     assert.throws(() => loadConfig({ PROTOGUARD_LOGIN_PEER_BURST: "0" }), ConfigError);
     const config = loadConfig({
@@ -430,12 +458,24 @@ describe("createClientAddressResolver", () => {
       PROTOGUARD_LOGIN_MAX_PEERS: "100",
     });
     assert.deepEqual(
-      [config.trustedProxies, config.forwardedHeader, config.loginPeerBurst, config.loginPeerPerMinute, config.loginMaxPeers],
+      [
+        config.trustedProxies,
+        config.forwardedHeader,
+        config.loginPeerBurst,
+        config.loginPeerPerMinute,
+        config.loginMaxPeers,
+      ],
       [["10.0.0.0/8", "::1"], "forwarded", 5, 12, 100],
     );
     const defaults = loadConfig({});
     assert.deepEqual(
-      [defaults.trustedProxies, defaults.forwardedHeader, defaults.loginPeerBurst, defaults.loginPeerPerMinute, defaults.loginMaxPeers],
+      [
+        defaults.trustedProxies,
+        defaults.forwardedHeader,
+        defaults.loginPeerBurst,
+        defaults.loginPeerPerMinute,
+        defaults.loginMaxPeers,
+      ],
       [[], "x-forwarded-for", 20, 30, 10_000],
     );
   });
@@ -487,7 +527,10 @@ describe("throttle rows expire and are purged", { timeout: 60_000 }, () => {
       passwordHasher: createPasswordHasher({ scrypt: { logN: 10 } }),
       now: () => clock.now,
     });
-    const client = createClient(AuthService, createRouterTransport((router) => router.service(AuthService, service)));
+    const client = createClient(
+      AuthService,
+      createRouterTransport((router) => router.service(AuthService, service)),
+    );
     try {
       for (const name of ["old-1", "old-2", "old-3"]) await failure(client.login({ username: name, password: "x" }));
       clock.now += 10 * 60_000;
@@ -550,7 +593,10 @@ describe("usernames are taken in NFKC form, as Django does", { timeout: 60_000 }
       verifier: createTokenVerifier({ keyring }),
       passwordHasher: hasher,
     });
-    client = createClient(AuthService, createRouterTransport((router) => router.service(AuthService, service)));
+    client = createClient(
+      AuthService,
+      createRouterTransport((router) => router.service(AuthService, service)),
+    );
   });
   after(async () => database?.close());
 
@@ -575,7 +621,8 @@ describe("usernames are taken in NFKC form, as Django does", { timeout: 60_000 }
     await createUser(database.db, { username: "carol" });
     const variants = ["ｃａｒｏｌ", "ｃarol", "cａrol", "caｒol", "carｏl", "caroｌ"];
     const seen = [];
-    for (const username of variants) seen.push(authErrorReason(await failure(client.login({ username, password: "x" }))));
+    for (const username of variants)
+      seen.push(authErrorReason(await failure(client.login({ username, password: "x" }))));
     seen.push(authErrorReason(await failure(client.login({ username: "carol", password: "x" }))));
     assert.deepEqual(seen, [...Array(6).fill("INVALID_CREDENTIALS"), "LOGIN_THROTTLED"]);
   });

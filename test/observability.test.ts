@@ -13,7 +13,8 @@ describe("decision logs", () => {
     const lines: Record<string, unknown>[] = [];
     const sink = new Writable({
       write(chunk: Buffer, _encoding, done) {
-        for (const line of chunk.toString("utf8").split("\n")) if (line) lines.push(JSON.parse(line) as Record<string, unknown>);
+        for (const line of chunk.toString("utf8").split("\n"))
+          if (line) lines.push(JSON.parse(line) as Record<string, unknown>);
         done();
       },
     });
@@ -43,6 +44,9 @@ describe("decision logs", () => {
     assert.equal(lines.filter((l) => l.outcome === "allow").length, 3);
     assert.equal(lines.filter((l) => l.reason === "TOKEN_EXPIRED").length, 1);
     const metrics = await o.registry.metrics();
-    assert.match(metrics, /protoguard_auth_decisions_total\{method="\/guardtest\.v1\.GuardedService\/AuthenticatedUnary",outcome="deny",reason="TOKEN_MISSING"\} 6/);
+    assert.match(
+      metrics,
+      /protoguard_auth_decisions_total\{method="\/guardtest\.v1\.GuardedService\/AuthenticatedUnary",outcome="deny",reason="TOKEN_MISSING"\} 6/,
+    );
   });
 });

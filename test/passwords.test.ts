@@ -1,11 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { pbkdf2Sync, randomBytes } from "node:crypto";
-import {
-  MAX_PASSWORD_BYTES,
-  PasswordBusyError,
-  createPasswordHasher,
-} from "../src/lifecycle/passwords.js";
+import { MAX_PASSWORD_BYTES, PasswordBusyError, createPasswordHasher } from "../src/lifecycle/passwords.js";
 
 // N=2^14 keeps most tests in milliseconds; one test below runs the production default.
 const fast = createPasswordHasher({ scrypt: { logN: 14 } });

@@ -221,7 +221,9 @@ describe("policy --image (a Buf image of someone else's services)", () => {
     const dir = await mkdtemp(join(tmpdir(), "protoguard-image-"));
     t.after(() => rm(dir, { recursive: true, force: true }));
     const json = join(dir, "image.json");
-    await run(buf, ["build", "--path", "test/proto/guardtest/v1/guarded.proto", "--exclude-imports", "-o", json], { cwd: root });
+    await run(buf, ["build", "--path", "test/proto/guardtest/v1/guarded.proto", "--exclude-imports", "-o", json], {
+      cwd: root,
+    });
     const fromFile = captureIo();
     assert.equal(await policyCommand(["--image", json, "--format", "json"], {}, fromFile.io), 0);
     const rows = (JSON.parse(fromFile.out.join("\n")) as { rows: PolicyRow[] }).rows;
@@ -243,7 +245,10 @@ describe("policy --image (a Buf image of someone else's services)", () => {
     t.after(() => rm(dir, { recursive: true, force: true }));
     await writeFile(join(dir, "junk.binpb"), "definitely not protobuf \u0000\u0001");
     const { io } = captureIo();
-    await assert.rejects(policyCommand(["--image", join(dir, "junk.binpb")], {}, io), /is not a Buf image or FileDescriptorSet/);
+    await assert.rejects(
+      policyCommand(["--image", join(dir, "junk.binpb")], {}, io),
+      /is not a Buf image or FileDescriptorSet/,
+    );
     await assert.rejects(policyCommand(["--image", join(dir, "missing.binpb")], {}, io), /cannot be read: ENOENT/);
     await assert.rejects(policyCommand(["--image", "x", "--routes", "y"], {}, io), UsageError);
   });

@@ -93,50 +93,50 @@ describe("HTTP pre-filter", { timeout: 120_000 }, () => {
     ["stream+handler", () => withFilter],
     ["handler only", () => handlerOnly],
   ] as const)
-  for (const [protocol, make] of Object.entries(transports)) {
-    for (const [name, headers] of cases) {
-      it(`${front}, ${protocol}: ${name} is refused exactly as Connect refuses it`, async () => {
+    for (const [protocol, make] of Object.entries(transports)) {
+      for (const [name, headers] of cases) {
+        it(`${front}, ${protocol}: ${name} is refused exactly as Connect refuses it`, async () => {
+          const a = createClient(GuardedService, make(filtered().url));
+          const b = createClient(GuardedService, make(without.url));
+          const before = passedOn;
+          const mine = await failure(a.authenticatedUnary({ text: "x" }, { headers: headers() }));
+          const theirs = await failure(b.authenticatedUnary({ text: "x" }, { headers: headers() }));
+          assert.deepEqual(comparable(mine), comparable(theirs));
+          assert.equal(mine.code, Code.Unauthenticated);
+          assert.equal(passedOn, before, "the refusal was answered by the pre-filter");
+        });
+      }
+
+      it(`${front}, ${protocol}: server-streaming refusal matches too`, async () => {
         const a = createClient(GuardedService, make(filtered().url));
         const b = createClient(GuardedService, make(without.url));
-        const before = passedOn;
-        const mine = await failure(a.authenticatedUnary({ text: "x" }, { headers: headers() }));
-        const theirs = await failure(b.authenticatedUnary({ text: "x" }, { headers: headers() }));
+        const mine = await failure(drain(a.permissionServerStream({})));
+        const theirs = await failure(drain(b.permissionServerStream({})));
         assert.deepEqual(comparable(mine), comparable(theirs));
-        assert.equal(mine.code, Code.Unauthenticated);
-        assert.equal(passedOn, before, "the refusal was answered by the pre-filter");
+      });
+
+      it(`${front}, ${protocol}: accepted calls pass with the verdict, decided once`, async () => {
+        const a = createClient(GuardedService, make(filtered().url));
+        events.length = 0;
+        const before = passedOn;
+        assert.equal((await a.authenticatedUnary({}, { headers: user })).username, "plain");
+        assert.equal(passedOn, before + 1);
+        assert.deepEqual(
+          events.map((e) => e.stage),
+          ["prefilter"],
+        );
+      });
+
+      it(`${front}, ${protocol}: PERMISSION_DENIED (needs the database) matches too`, async () => {
+        const a = createClient(GuardedService, make(filtered().url));
+        const b = createClient(GuardedService, make(without.url));
+        const mine = await failure(a.staffUnary({}, { headers: user }));
+        const theirs = await failure(b.staffUnary({}, { headers: user }));
+        assert.deepEqual(comparable(mine), comparable(theirs));
+        assert.equal(mine.code, Code.PermissionDenied);
+        assert.equal((await a.staffUnary({}, { headers: staffUser })).username, "staffer");
       });
     }
-
-    it(`${front}, ${protocol}: server-streaming refusal matches too`, async () => {
-      const a = createClient(GuardedService, make(filtered().url));
-      const b = createClient(GuardedService, make(without.url));
-      const mine = await failure(drain(a.permissionServerStream({})));
-      const theirs = await failure(drain(b.permissionServerStream({})));
-      assert.deepEqual(comparable(mine), comparable(theirs));
-    });
-
-    it(`${front}, ${protocol}: accepted calls pass with the verdict, decided once`, async () => {
-      const a = createClient(GuardedService, make(filtered().url));
-      events.length = 0;
-      const before = passedOn;
-      assert.equal((await a.authenticatedUnary({}, { headers: user })).username, "plain");
-      assert.equal(passedOn, before + 1);
-      assert.deepEqual(
-        events.map((e) => e.stage),
-        ["prefilter"],
-      );
-    });
-
-    it(`${front}, ${protocol}: PERMISSION_DENIED (needs the database) matches too`, async () => {
-      const a = createClient(GuardedService, make(filtered().url));
-      const b = createClient(GuardedService, make(without.url));
-      const mine = await failure(a.staffUnary({}, { headers: user }));
-      const theirs = await failure(b.staffUnary({}, { headers: user }));
-      assert.deepEqual(comparable(mine), comparable(theirs));
-      assert.equal(mine.code, Code.PermissionDenied);
-      assert.equal((await a.staffUnary({}, { headers: staffUser })).username, "staffer");
-    });
-  }
 
   it("Connect unary refusals carry the same HTTP status and body as Connect's", async () => {
     for (const headers of [{}, { authorization: "Bearer a.b.c" }, user]) {

@@ -19,7 +19,15 @@ import { errors as joseErrors } from "jose";
 import { GuardedService, StaffOnlyService, UnannotatedService } from "../gen/guardtest/v1/guarded_pb.js";
 import { RuleSchema } from "../gen/protoguard/v1/options_pb.js";
 import { MAX_AUTHORIZATION_LENGTH, parseAuthorization, readBearer } from "../src/credential/bearer.js";
-import { createAuth, createAuthPolicy, describeRule, planRule, PolicyError, type Auth, type PrincipalSource } from "../src/index.js";
+import {
+  createAuth,
+  createAuthPolicy,
+  describeRule,
+  planRule,
+  PolicyError,
+  type Auth,
+  type PrincipalSource,
+} from "../src/index.js";
 import type { PlannedRule, RuleInit } from "../src/policy/rule.js";
 import { listen, type Listening } from "../src/server/transport/listen.js";
 import { createPrefilter, createStreamPrefilter, prefilterContextValues } from "../src/server/prefilter/prefilter.js";
@@ -33,7 +41,27 @@ if (process.env.PROTOGUARD_FC_SEED !== undefined) fc.configureGlobal({ seed: Num
 const B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /** Characters that make the interesting near-misses: separators, padding, the other base64 alphabet, whitespace, controls, non-ASCII. */
-const TRICKY = [".", "=", "+", "/", " ", "\t", ",", ";", "\u0000", "\n", "\r", "é", "\u00a0", "\u2028", "\ud800", "😀", "İ", "ſ", "K"];
+const TRICKY = [
+  ".",
+  "=",
+  "+",
+  "/",
+  " ",
+  "\t",
+  ",",
+  ";",
+  "\u0000",
+  "\n",
+  "\r",
+  "é",
+  "\u00a0",
+  "\u2028",
+  "\ud800",
+  "😀",
+  "İ",
+  "ſ",
+  "K",
+];
 
 const trickyChar = fc.constantFrom(...TRICKY);
 const b64Char = fc.constantFrom(...B64URL);
@@ -62,13 +90,28 @@ function grammarToken(value: string): string | undefined {
 }
 
 const schemeLike = fc.oneof(
-  fc.constantFrom("Bearer", "bearer", "BEARER", "bEaReR", "Bearer ", "Basic", "Token", "Bearer\t", "Bear", "Bearerr", "ᴮearer", "BEARER\u0130"),
+  fc.constantFrom(
+    "Bearer",
+    "bearer",
+    "BEARER",
+    "bEaReR",
+    "Bearer ",
+    "Basic",
+    "Token",
+    "Bearer\t",
+    "Bear",
+    "Bearerr",
+    "ᴮearer",
+    "BEARER\u0130",
+  ),
   fc.string({ unit: fc.constantFrom(..."BbEeAaRr"), minLength: 5, maxLength: 7 }),
 );
 const separator = fc.constantFrom(" ", "", "  ", "\t", " \t", "\u00a0", ",", " ,");
 const tokenLike = fc.oneof(
   fc.tuple(segment, segment, segment).map((p) => p.join(".")),
-  fc.array(fc.oneof({ weight: 5, arbitrary: b64Char }, { weight: 1, arbitrary: trickyChar }), { maxLength: 60 }).map((a) => a.join("")),
+  fc
+    .array(fc.oneof({ weight: 5, arbitrary: b64Char }, { weight: 1, arbitrary: trickyChar }), { maxLength: 60 })
+    .map((a) => a.join("")),
   fc.tuple(segment, segment, segment, fc.nat(60), trickyChar).map(([a, b, c, at, ch]) => {
     const t = `${a}.${b}.${c}`;
     const i = at % (t.length + 1);
@@ -78,9 +121,19 @@ const tokenLike = fc.oneof(
 const authorizationLike = fc.oneof(
   { weight: 2, arbitrary: fc.string({ unit: "binary", maxLength: 80 }) },
   { weight: 1, arbitrary: fc.string({ unit: "grapheme", maxLength: 80 }) },
-  { weight: 6, arbitrary: fc.tuple(schemeLike, separator, tokenLike, fc.constantFrom("", "", " ", ", Bearer a.b.c", "\r\n")).map((p) => p.join("")) },
+  {
+    weight: 6,
+    arbitrary: fc
+      .tuple(schemeLike, separator, tokenLike, fc.constantFrom("", "", " ", ", Bearer a.b.c", "\r\n"))
+      .map((p) => p.join("")),
+  },
   // Around the length cap.
-  { weight: 1, arbitrary: fc.integer({ min: -3, max: 3 }).map((d) => `Bearer ${"a".repeat(MAX_AUTHORIZATION_LENGTH - 7 - 4 + d)}.b.c`) },
+  {
+    weight: 1,
+    arbitrary: fc
+      .integer({ min: -3, max: 3 })
+      .map((d) => `Bearer ${"a".repeat(MAX_AUTHORIZATION_LENGTH - 7 - 4 + d)}.b.c`),
+  },
 );
 
 describe("property: the authorization parser", () => {
@@ -230,7 +283,12 @@ describe("property: the verifier", () => {
         )
         .map(json),
     );
-    const payloadish = fc.oneof(fc.constant(real[1]!), segment, fc.jsonValue().map(json), fc.string({ unit: "binary" }).map((s) => Buffer.from(s).toString("base64url")));
+    const payloadish = fc.oneof(
+      fc.constant(real[1]!),
+      segment,
+      fc.jsonValue().map(json),
+      fc.string({ unit: "binary" }).map((s) => Buffer.from(s).toString("base64url")),
+    );
     const garbage = fc.oneof(
       fc.string({ unit: "binary", maxLength: 100 }),
       fc.tuple(headerish, payloadish, fc.oneof(segment, fc.constant(real[2]!))).map((p) => p.join(".")),
@@ -257,8 +315,13 @@ const pathLike: fc.Arbitrary<string> = fc.oneof(
   { weight: 8, arbitrary: fc.constantFrom(...PATHS) },
   {
     weight: 6,
-    arbitrary: fc.tuple(fc.constantFrom(...PATHS), fc.nat(), fc.constantFrom("upper", "lower", "suffix", "prefix", "encode", "insert")).map(
-      ([path, at, how]) => {
+    arbitrary: fc
+      .tuple(
+        fc.constantFrom(...PATHS),
+        fc.nat(),
+        fc.constantFrom("upper", "lower", "suffix", "prefix", "encode", "insert"),
+      )
+      .map(([path, at, how]) => {
         const i = at % path.length;
         switch (how) {
           case "upper":
@@ -279,10 +342,12 @@ const pathLike: fc.Arbitrary<string> = fc.oneof(
             return path.slice(0, j) + ["/", ".", "%2F", "%2E", "-", "_"][at % 6]! + path.slice(j);
           }
         }
-      },
-    ),
+      }),
   },
-  { weight: 1, arbitrary: fc.string({ unit: fc.constantFrom(..."/.?%#;=&abcGuardedSvice"), maxLength: 40 }).map((s) => `/${s}`) },
+  {
+    weight: 1,
+    arbitrary: fc.string({ unit: fc.constantFrom(..."/.?%#;=&abcGuardedSvice"), maxLength: 40 }).map((s) => `/${s}`),
+  },
 );
 
 const CONTENT_TYPES = [
@@ -313,7 +378,18 @@ const contentTypeLike: fc.Arbitrary<string | undefined> = fc.oneof(
           case "upper":
             return ct.toUpperCase();
           case "param":
-            return ct + ["; charset=utf-8", ";charset=UTF-8", "; foo=bar", ";", "; charset=latin1", ";  charset=utf-8", ";charset=utf8"][at % 7]!;
+            return (
+              ct +
+              [
+                "; charset=utf-8",
+                ";charset=UTF-8",
+                "; foo=bar",
+                ";",
+                "; charset=latin1",
+                ";  charset=utf-8",
+                ";charset=utf8",
+              ][at % 7]!
+            );
           case "space":
             return [" ", "\t"][at % 2]! + ct + [" ", "", "\t"][at % 3]!;
           case "cut":
@@ -323,7 +399,10 @@ const contentTypeLike: fc.Arbitrary<string | undefined> = fc.oneof(
         }
       }),
   },
-  { weight: 1, arbitrary: fc.string({ unit: fc.constantFrom(..."application/grpcwebjsonprotconect+;= -"), maxLength: 40 }) },
+  {
+    weight: 1,
+    arbitrary: fc.string({ unit: fc.constantFrom(..."application/grpcwebjsonprotconect+;= -"), maxLength: 40 }),
+  },
 );
 
 /** A body Connect can parse for a content type, so a routed call really reaches its handler. */
@@ -337,11 +416,25 @@ interface Exchange {
   status: number;
 }
 
-function h1Request(url: string, method: string, path: string, contentType: string | undefined, body: Buffer, agent: http.Agent): Promise<Exchange> {
+function h1Request(
+  url: string,
+  method: string,
+  path: string,
+  contentType: string | undefined,
+  body: Buffer,
+  agent: http.Agent,
+): Promise<Exchange> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: hostname, port, method, path, agent, headers: contentType === undefined ? {} : { "content-type": contentType } },
+      {
+        host: hostname,
+        port,
+        method,
+        path,
+        agent,
+        headers: contentType === undefined ? {} : { "content-type": contentType },
+      },
       (res) => {
         res.resume();
         res.on("end", () => resolve({ status: res.statusCode ?? 0 }));
@@ -354,7 +447,13 @@ function h1Request(url: string, method: string, path: string, contentType: strin
   });
 }
 
-function h2Request(session: http2.ClientHttp2Session, method: string, path: string, contentType: string | undefined, body: Buffer): Promise<Exchange> {
+function h2Request(
+  session: http2.ClientHttp2Session,
+  method: string,
+  path: string,
+  contentType: string | undefined,
+  body: Buffer,
+): Promise<Exchange> {
   return new Promise((resolve, reject) => {
     const headers: http2.OutgoingHttpHeaders = { ":method": method, ":path": path };
     if (contentType !== undefined) headers["content-type"] = contentType;
@@ -365,7 +464,9 @@ function h2Request(session: http2.ClientHttp2Session, method: string, path: stri
     stream.setTimeout(5000, () => stream.close(http2.constants.NGHTTP2_CANCEL));
     stream.on("error", reject);
     stream.resume();
-    stream.on("close", () => (status === 0 ? reject(new Error(`stream closed with code ${stream.rstCode}`)) : resolve({ status })));
+    stream.on("close", () =>
+      status === 0 ? reject(new Error(`stream closed with code ${stream.rstCode}`)) : resolve({ status }),
+    );
     stream.end(body);
   });
 }
@@ -383,7 +484,8 @@ const PREFILTER_GAPS = [
   /^application\/(?:grpc|grpc-web|connect)\+json; ?charset=utf-?8$/i,
   /^application\/connect(?:json|proto)$/i,
 ];
-const knownGap = (contentType: string | undefined) => contentType !== undefined && PREFILTER_GAPS.some((re) => re.test(contentType));
+const knownGap = (contentType: string | undefined) =>
+  contentType !== undefined && PREFILTER_GAPS.some((re) => re.test(contentType));
 
 describe("property: the pre-filter recognises every call Connect would route", { timeout: 120_000 }, () => {
   let auth: Auth;
@@ -436,7 +538,10 @@ describe("property: the pre-filter recognises every call Connect would route", {
       seen.dispatched = nameOf(req.method);
       return nextCall(req);
     };
-    reference = await listen({ port: 0, handler: connectNodeAdapter({ routes: guardedRoutes, interceptors: [recorder] }) });
+    reference = await listen({
+      port: 0,
+      handler: connectNodeAdapter({ routes: guardedRoutes, interceptors: [recorder] }),
+    });
   });
   after(async () => {
     for (const s of sessions) s.close();
@@ -446,7 +551,10 @@ describe("property: the pre-filter recognises every call Connect would route", {
   });
 
   it("for arbitrary paths and content types (HTTP/1.1 and h2c): what Connect routes, the pre-filter judged; nothing is dropped", async () => {
-    const h1 = { filtered: new http.Agent({ keepAlive: true, maxSockets: 1 }), reference: new http.Agent({ keepAlive: true, maxSockets: 1 }) };
+    const h1 = {
+      filtered: new http.Agent({ keepAlive: true, maxSockets: 1 }),
+      reference: new http.Agent({ keepAlive: true, maxSockets: 1 }),
+    };
     agents.push(h1.filtered, h1.reference);
     const h2 = { filtered: http2.connect(filtered.url), reference: http2.connect(reference.url) };
     sessions.push(h2.filtered, h2.reference);
@@ -454,14 +562,24 @@ describe("property: the pre-filter recognises every call Connect would route", {
     await fc.assert(
       fc.asyncProperty(
         fc.constantFrom("h1", "h2"),
-        fc.oneof({ weight: 8, arbitrary: fc.constant("POST") }, { weight: 1, arbitrary: fc.constantFrom("GET", "PUT", "post") }),
+        fc.oneof(
+          { weight: 8, arbitrary: fc.constant("POST") },
+          { weight: 1, arbitrary: fc.constantFrom("GET", "PUT", "post") },
+        ),
         pathLike,
         contentTypeLike,
         async (protocol, method, path, contentType) => {
           const body = bodyFor(contentType);
           const send = (server: "filtered" | "reference") =>
             protocol === "h1"
-              ? h1Request(server === "filtered" ? filtered.url : reference.url, method, path, contentType, body, h1[server])
+              ? h1Request(
+                  server === "filtered" ? filtered.url : reference.url,
+                  method,
+                  path,
+                  contentType,
+                  body,
+                  h1[server],
+                )
               : h2Request(h2[server], method, path, contentType, body);
           seen.judged = seen.dispatched = seen.reached = undefined;
           const mine = await send("filtered");
@@ -470,11 +588,16 @@ describe("property: the pre-filter recognises every call Connect would route", {
           const dispatched = seen.dispatched;
           assert.ok(mine.status >= 200 && theirs.status >= 200);
           // Without a token, only public methods' handlers ever run, whoever decided.
-          if (reached !== undefined) assert.equal(policy.planFor(reached).rule.kind, "public", `${nameOf(reached)} ran without a token`);
+          if (reached !== undefined)
+            assert.equal(policy.planFor(reached).rule.kind, "public", `${nameOf(reached)} ran without a token`);
           if (dispatched !== undefined) {
             routed++;
             if (!knownGap(contentType)) {
-              assert.equal(judged, dispatched, `Connect routed ${method} ${path} (${contentType}) to ${dispatched}; the pre-filter judged ${judged}`);
+              assert.equal(
+                judged,
+                dispatched,
+                `Connect routed ${method} ${path} (${contentType}) to ${dispatched}; the pre-filter judged ${judged}`,
+              );
             }
           }
           // A judged call is the method its path names.
@@ -550,7 +673,10 @@ describe("property: the rule planner", () => {
         }
         assert.deepEqual(policyDefault, planned);
         // The .proto form of the same rule plans the same.
-        assert.deepEqual(planRule(create(RuleSchema, init as Parameters<typeof create<typeof RuleSchema>>[1])), planned);
+        assert.deepEqual(
+          planRule(create(RuleSchema, init as Parameters<typeof create<typeof RuleSchema>>[1])),
+          planned,
+        );
         // describeRule round-trips: its text plans back to the same rule and the same text.
         const text = describeRule(planned);
         const again = planRule(parseDescription(text));

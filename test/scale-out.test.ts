@@ -148,83 +148,80 @@ interface Probe {
   readonly call: () => Promise<unknown>;
 }
 
-describeOr(
-  skipWithoutPostgres,
-  "two protoguard serve instances on one PostgreSQL database",
-  {},
-  () => {
-    let database: TestDatabase;
-    let env: NodeJS.ProcessEnv;
-    let listener: postgres.Sql | undefined;
-    /** Every invalidation notification this process saw, with when (performance.now()). */
-    const notifications: { at: number; payload: string }[] = [];
-    let a: Instance;
-    let b: Instance;
-    const instances: Instance[] = [];
-    const tokens: Record<"editor" | "alice" | "bob" | "carol", { access_token: string; refresh_token: string }> =
-      {} as never;
-    let editorId: number;
+describeOr(skipWithoutPostgres, "two protoguard serve instances on one PostgreSQL database", {}, () => {
+  let database: TestDatabase;
+  let env: NodeJS.ProcessEnv;
+  let listener: postgres.Sql | undefined;
+  /** Every invalidation notification this process saw, with when (performance.now()). */
+  const notifications: { at: number; payload: string }[] = [];
+  let a: Instance;
+  let b: Instance;
+  const instances: Instance[] = [];
+  const tokens: Record<"editor" | "alice" | "bob" | "carol", { access_token: string; refresh_token: string }> =
+    {} as never;
+  let editorId: number;
 
-    const updateProduct = (instance: Instance, token: string) => () =>
-      instance.products.updateProduct({ productId: 1, name: "Espresso machine" }, bearer(token));
-    const getProfile = (instance: Instance, token: string) => () => instance.account.getProfile({}, bearer(token));
+  const updateProduct = (instance: Instance, token: string) => () =>
+    instance.products.updateProduct({ productId: 1, name: "Espresso machine" }, bearer(token));
+  const getProfile = (instance: Instance, token: string) => () => instance.account.getProfile({}, bearer(token));
 
-    /**
-     * Checks that every probe still gives the old answer, makes the change
-     * while polling every probe every 25 ms, and returns how long after the
-     * change was committed each probe first gave the new answer.
-     *
-     * "Committed" is the earliest sign of it this process has: its own
-     * LISTEN connection receiving the notification (sent at commit), or the
-     * writer finishing (the CLI exiting, the RPC answering), which cannot
-     * precede the commit. The second keeps the measure honest if the
-     * triggers send nothing at all.
-     */
-    async function measure(what: string, change: () => Promise<unknown>, probes: Probe[], from: string, to: string) {
-      // Right before the change the instances still give the old answer;
-      // the caches are warm, so this is what a cache hit says.
-      for (const probe of probes) assert.equal(await outcome(probe.call()), from, `${probe.label}, before: ${what}`);
+  /**
+   * Checks that every probe still gives the old answer, makes the change
+   * while polling every probe every 25 ms, and returns how long after the
+   * change was committed each probe first gave the new answer.
+   *
+   * "Committed" is the earliest sign of it this process has: its own
+   * LISTEN connection receiving the notification (sent at commit), or the
+   * writer finishing (the CLI exiting, the RPC answering), which cannot
+   * precede the commit. The second keeps the measure honest if the
+   * triggers send nothing at all.
+   */
+  async function measure(what: string, change: () => Promise<unknown>, probes: Probe[], from: string, to: string) {
+    // Right before the change the instances still give the old answer;
+    // the caches are warm, so this is what a cache hit says.
+    for (const probe of probes) assert.equal(await outcome(probe.call()), from, `${probe.label}, before: ${what}`);
 
-      const seen = notifications.length;
-      let doneAt: number | undefined;
-      let failed: unknown;
-      const changing = change().then(
-        () => void (doneAt = performance.now()),
-        (error: unknown) => void (failed = error ?? new Error("the change failed")),
-      );
-      const committedAt = () => Math.min(notifications[seen]?.at ?? Infinity, doneAt ?? Infinity);
-      const startedAt = performance.now();
+    const seen = notifications.length;
+    let doneAt: number | undefined;
+    let failed: unknown;
+    const changing = change().then(
+      () => void (doneAt = performance.now()),
+      (error: unknown) => void (failed = error ?? new Error("the change failed")),
+    );
+    const committedAt = () => Math.min(notifications[seen]?.at ?? Infinity, doneAt ?? Infinity);
+    const startedAt = performance.now();
 
-      const poll = async (probe: Probe): Promise<number> => {
-        for (;;) {
-          if (failed !== undefined) throw failed;
-          const answer = await outcome(probe.call());
-          const at = performance.now();
-          if (answer === to) return at;
-          assert.equal(answer, from, `${probe.label} answered something else while waiting for: ${what}`);
-          const since = at - committedAt();
-          if (since > DEADLINE_MS) {
-            assert.fail(`${probe.label} still answered ${from} ${Math.round(since)} ms after: ${what}`);
-          }
-          if (at - startedAt > 60_000) assert.fail(`${what}: the change did not complete within 60 s`);
-          await sleep(POLL_MS);
+    const poll = async (probe: Probe): Promise<number> => {
+      for (;;) {
+        if (failed !== undefined) throw failed;
+        const answer = await outcome(probe.call());
+        const at = performance.now();
+        if (answer === to) return at;
+        assert.equal(answer, from, `${probe.label} answered something else while waiting for: ${what}`);
+        const since = at - committedAt();
+        if (since > DEADLINE_MS) {
+          assert.fail(`${probe.label} still answered ${from} ${Math.round(since)} ms after: ${what}`);
         }
-      };
-      const flippedAt = await Promise.all(probes.map(poll));
-      await changing;
-      if (failed !== undefined) throw failed;
+        if (at - startedAt > 60_000) assert.fail(`${what}: the change did not complete within 60 s`);
+        await sleep(POLL_MS);
+      }
+    };
+    const flippedAt = await Promise.all(probes.map(poll));
+    await changing;
+    if (failed !== undefined) throw failed;
 
-      const committed = committedAt();
-      return probes.map((probe, i) => {
-        // The instance may hear the notification a hair before this process does.
-        const delay = Math.max(0, Math.round(flippedAt[i]! - committed));
-        console.log(`${what}: invalidation reached ${probe.label} after ${delay} ms`);
-        assert.ok(delay < DEADLINE_MS, `${probe.label}: ${delay} ms`);
-        return delay;
-      });
-    }
+    const committed = committedAt();
+    return probes.map((probe, i) => {
+      // The instance may hear the notification a hair before this process does.
+      const delay = Math.max(0, Math.round(flippedAt[i]! - committed));
+      console.log(`${what}: invalidation reached ${probe.label} after ${delay} ms`);
+      assert.ok(delay < DEADLINE_MS, `${probe.label}: ${delay} ms`);
+      return delay;
+    });
+  }
 
-    before(async () => {
+  before(
+    async () => {
       database = await createTestDatabase({ driver: "postgres", url: databaseUrl! });
       env = environment(database.url!);
       listener = postgres(database.url!, { max: 1, onnotice: () => {} });
@@ -261,116 +258,119 @@ describeOr(
         assert.equal(await outcome(getProfile(instance, tokens.bob.access_token)()), OK);
         assert.equal(await outcome(updateProduct(instance, tokens.carol.access_token)()), PERMISSION_MISSING);
       }
-    }, { timeout: 180_000 });
+    },
+    { timeout: 180_000 },
+  );
 
-    after(async () => {
-      for (const instance of instances) {
-        instance.session.abort();
-        if (instance.child.exitCode === null && instance.child.signalCode === null) instance.child.kill("SIGKILL");
-      }
-      try {
-        await listener?.end({ timeout: 5 });
-      } finally {
-        await database?.close();
-      }
-    });
+  after(async () => {
+    for (const instance of instances) {
+      instance.session.abort();
+      if (instance.child.exitCode === null && instance.child.signalCode === null) instance.child.kill("SIGKILL");
+    }
+    try {
+      await listener?.end({ timeout: 5 });
+    } finally {
+      await database?.close();
+    }
+  });
 
-    it("answers from the caches: a write the database does not announce stays invisible", async (t) => {
-      const [role] = await listener!<{ super: boolean }[]>`select rolsuper as super from pg_roles where rolname = current_user`;
-      if (role?.super !== true) return t.skip("silencing the triggers (session_replication_role) needs a superuser");
-      /** Runs `statement` with the triggers off, so no notification is sent. */
-      const silently = (statement: (sql: postgres.TransactionSql) => Promise<unknown>) =>
-        listener!.begin(async (sql) => {
-          await sql`set local session_replication_role = replica`;
-          await statement(sql);
-        });
-      const grant = { user_id: editorId, permission_id: 0 };
-      await silently(async (sql) => {
-        const [row] = await sql<{ permission_id: number }[]>`
-          delete from user_permissions where user_id = ${editorId} returning permission_id`;
-        grant.permission_id = row!.permission_id;
+  it("answers from the caches: a write the database does not announce stays invisible", async (t) => {
+    const [role] = await listener!<
+      { super: boolean }[]
+    >`select rolsuper as super from pg_roles where rolname = current_user`;
+    if (role?.super !== true) return t.skip("silencing the triggers (session_replication_role) needs a superuser");
+    /** Runs `statement` with the triggers off, so no notification is sent. */
+    const silently = (statement: (sql: postgres.TransactionSql) => Promise<unknown>) =>
+      listener!.begin(async (sql) => {
+        await sql`set local session_replication_role = replica`;
+        await statement(sql);
       });
-      try {
-        const seen = notifications.length;
-        // The database now says no: a token the caches have not seen is refused...
-        const issuer = createTokenIssuer({ keyring: await createKeyring([{ alg: "HS256", secret: SECRET }]) });
-        const fresh = (await issuer.issueAccess(editorId)).token;
-        for (const instance of instances) {
-          assert.equal(await outcome(updateProduct(instance, fresh)()), PERMISSION_MISSING, instance.name);
-        }
-        // ...yet the cached token keeps its old answer for longer than the
-        // deadline, on both: nothing but a notification drops a cached lookup.
-        const until = performance.now() + DEADLINE_MS + 200;
-        while (performance.now() < until) {
-          for (const instance of instances) {
-            assert.equal(await outcome(updateProduct(instance, tokens.editor.access_token)()), OK, instance.name);
-          }
-          await sleep(100);
-        }
-        assert.equal(notifications.length, seen, "a silenced write was announced");
-      } finally {
-        await silently((sql) => sql`insert into user_permissions ${sql(grant)}`);
-      }
+    const grant = { user_id: editorId, permission_id: 0 };
+    await silently(async (sql) => {
+      const [row] = await sql<{ permission_id: number }[]>`
+          delete from user_permissions where user_id = ${editorId} returning permission_id`;
+      grant.permission_id = row!.permission_id;
     });
-
-    it("a permission revoked by `protoguard user revoke` is refused by both within 1 s", async () => {
-      await measure(
-        "user revoke editor",
-        () => cli(env, "user", "revoke", "editor", PERMISSION),
-        [
-          { label: "instance B", call: updateProduct(b, tokens.editor.access_token) },
-          { label: "instance A", call: updateProduct(a, tokens.editor.access_token) },
-        ],
-        OK,
-        PERMISSION_MISSING,
-      );
-    });
-
-    it("an access token revoked by Logout on instance A is refused by instance B within 1 s", async () => {
-      await measure(
-        "Logout on instance A",
-        () => a.auth.logout({ refreshToken: tokens.alice.refresh_token }),
-        [
-          { label: "instance B", call: getProfile(b, tokens.alice.access_token) },
-          { label: "instance A", call: getProfile(a, tokens.alice.access_token) },
-        ],
-        OK,
-        TOKEN_REVOKED,
-      );
-    });
-
-    it("a user deactivated by `protoguard user deactivate` is refused by both within 1 s", async () => {
-      await measure(
-        "user deactivate bob",
-        () => cli(env, "user", "deactivate", "bob"),
-        [
-          { label: "instance B", call: getProfile(b, tokens.bob.access_token) },
-          { label: "instance A", call: getProfile(a, tokens.bob.access_token) },
-        ],
-        OK,
-        USER_INACTIVE,
-      );
-    });
-
-    it("a permission granted to a group by `protoguard group grant` is honoured by both within 1 s", async () => {
-      await measure(
-        "group grant catalog",
-        () => cli(env, "group", "grant", "catalog", PERMISSION),
-        [
-          { label: "instance B", call: updateProduct(b, tokens.carol.access_token) },
-          { label: "instance A", call: updateProduct(a, tokens.carol.access_token) },
-        ],
-        PERMISSION_MISSING,
-        OK,
-      );
-    });
-
-    it("both instances stop on SIGTERM with exit 0", { timeout: 30_000 }, async () => {
-      for (const instance of instances) instance.child.kill("SIGTERM");
+    try {
+      const seen = notifications.length;
+      // The database now says no: a token the caches have not seen is refused...
+      const issuer = createTokenIssuer({ keyring: await createKeyring([{ alg: "HS256", secret: SECRET }]) });
+      const fresh = (await issuer.issueAccess(editorId)).token;
       for (const instance of instances) {
-        const [code, signal] = await instance.exited;
-        assert.deepEqual({ code, signal }, { code: 0, signal: null }, `${instance.name}:\n${instance.output()}`);
+        assert.equal(await outcome(updateProduct(instance, fresh)()), PERMISSION_MISSING, instance.name);
       }
-    });
-  },
-);
+      // ...yet the cached token keeps its old answer for longer than the
+      // deadline, on both: nothing but a notification drops a cached lookup.
+      const until = performance.now() + DEADLINE_MS + 200;
+      while (performance.now() < until) {
+        for (const instance of instances) {
+          assert.equal(await outcome(updateProduct(instance, tokens.editor.access_token)()), OK, instance.name);
+        }
+        await sleep(100);
+      }
+      assert.equal(notifications.length, seen, "a silenced write was announced");
+    } finally {
+      await silently((sql) => sql`insert into user_permissions ${sql(grant)}`);
+    }
+  });
+
+  it("a permission revoked by `protoguard user revoke` is refused by both within 1 s", async () => {
+    await measure(
+      "user revoke editor",
+      () => cli(env, "user", "revoke", "editor", PERMISSION),
+      [
+        { label: "instance B", call: updateProduct(b, tokens.editor.access_token) },
+        { label: "instance A", call: updateProduct(a, tokens.editor.access_token) },
+      ],
+      OK,
+      PERMISSION_MISSING,
+    );
+  });
+
+  it("an access token revoked by Logout on instance A is refused by instance B within 1 s", async () => {
+    await measure(
+      "Logout on instance A",
+      () => a.auth.logout({ refreshToken: tokens.alice.refresh_token }),
+      [
+        { label: "instance B", call: getProfile(b, tokens.alice.access_token) },
+        { label: "instance A", call: getProfile(a, tokens.alice.access_token) },
+      ],
+      OK,
+      TOKEN_REVOKED,
+    );
+  });
+
+  it("a user deactivated by `protoguard user deactivate` is refused by both within 1 s", async () => {
+    await measure(
+      "user deactivate bob",
+      () => cli(env, "user", "deactivate", "bob"),
+      [
+        { label: "instance B", call: getProfile(b, tokens.bob.access_token) },
+        { label: "instance A", call: getProfile(a, tokens.bob.access_token) },
+      ],
+      OK,
+      USER_INACTIVE,
+    );
+  });
+
+  it("a permission granted to a group by `protoguard group grant` is honoured by both within 1 s", async () => {
+    await measure(
+      "group grant catalog",
+      () => cli(env, "group", "grant", "catalog", PERMISSION),
+      [
+        { label: "instance B", call: updateProduct(b, tokens.carol.access_token) },
+        { label: "instance A", call: updateProduct(a, tokens.carol.access_token) },
+      ],
+      PERMISSION_MISSING,
+      OK,
+    );
+  });
+
+  it("both instances stop on SIGTERM with exit 0", { timeout: 30_000 }, async () => {
+    for (const instance of instances) instance.child.kill("SIGTERM");
+    for (const instance of instances) {
+      const [code, signal] = await instance.exited;
+      assert.deepEqual({ code, signal }, { code: 0, signal: null }, `${instance.name}:\n${instance.output()}`);
+    }
+  });
+});

@@ -23,7 +23,15 @@ import { migrateExample } from "../example/migrate.js";
 import { orders, products } from "../example/schema.js";
 import { seedExample } from "../example/seed.js";
 import { exampleRoutes } from "../example/services.js";
-import { createKeyring, createTokenIssuer, createTokenVerifier, PolicyError, type Keyring, type TokenIssuer, type TokenVerifier } from "../src/index.js";
+import {
+  createKeyring,
+  createTokenIssuer,
+  createTokenVerifier,
+  PolicyError,
+  type Keyring,
+  type TokenIssuer,
+  type TokenVerifier,
+} from "../src/index.js";
 import { createUser, grantUserPermissions, openDatabase, type Database, type PublicUser } from "../src/store/index.js";
 import { createPasswordHasher } from "../src/lifecycle/index.js";
 import { servedRoutes, servedServices } from "../src/cli/serve.js";
@@ -93,7 +101,12 @@ describe("startServer with the example services", () => {
     }
     const logStream = new Writable({
       write(chunk: Buffer, _encoding, callback) {
-        logLines.push(...chunk.toString("utf8").split("\n").filter((line) => line !== ""));
+        logLines.push(
+          ...chunk
+            .toString("utf8")
+            .split("\n")
+            .filter((line) => line !== ""),
+        );
         callback();
       },
     });
@@ -127,7 +140,10 @@ describe("startServer with the example services", () => {
     const router = createConnectRouter();
     servedRoutes(runtime, exampleApp)(router);
     const registered = [...new Set(router.handlers.map((h) => h.service.typeName))];
-    assert.deepEqual(registered, SERVED_SERVICES.map((s) => s.typeName));
+    assert.deepEqual(
+      registered,
+      SERVED_SERVICES.map((s) => s.typeName),
+    );
   });
 
   describe("UserService.GetUser (public)", () => {
@@ -444,34 +460,29 @@ describe("startServer with the example services", () => {
 
 const databaseUrl = postgresUrl;
 
-describeOr(
-  skipWithoutPostgres,
-  "example migrations and seed on PostgreSQL",
-  {},
-  () => {
-    it("run once when two instances start together, and again as no-ops", async () => {
-      await using maintenance = await createTestDatabase({ url: databaseUrl! });
-      const url = maintenance.url!;
-      const instances = await Promise.all([openDatabase({ url }), openDatabase({ url })]);
-      try {
-        const [first, second] = instances as [Database, Database];
-        await Promise.all([migrateExample(first), migrateExample(second)]);
-        const owner = await createUser(first.db, { username: "owner" });
-        const seeded = await Promise.all([
-          seedExample(first.db, { orderOwners: [owner.id] }),
-          seedExample(second.db, { orderOwners: [owner.id] }),
-        ]);
-        assert.equal(seeded.flat().length, 2, "one of the two seeds created the orders");
-        await migrateExample(first);
-        assert.deepEqual(await seedExample(first.db, { orderOwners: [owner.id] }), []);
-        assert.equal((await first.db.select().from(products)).length, 3);
-        assert.equal((await first.db.select().from(orders)).length, 2);
-      } finally {
-        await Promise.all(instances.map((d) => d.close()));
-      }
-    });
-  },
-);
+describeOr(skipWithoutPostgres, "example migrations and seed on PostgreSQL", {}, () => {
+  it("run once when two instances start together, and again as no-ops", async () => {
+    await using maintenance = await createTestDatabase({ url: databaseUrl! });
+    const url = maintenance.url!;
+    const instances = await Promise.all([openDatabase({ url }), openDatabase({ url })]);
+    try {
+      const [first, second] = instances as [Database, Database];
+      await Promise.all([migrateExample(first), migrateExample(second)]);
+      const owner = await createUser(first.db, { username: "owner" });
+      const seeded = await Promise.all([
+        seedExample(first.db, { orderOwners: [owner.id] }),
+        seedExample(second.db, { orderOwners: [owner.id] }),
+      ]);
+      assert.equal(seeded.flat().length, 2, "one of the two seeds created the orders");
+      await migrateExample(first);
+      assert.deepEqual(await seedExample(first.db, { orderOwners: [owner.id] }), []);
+      assert.equal((await first.db.select().from(products)).length, 3);
+      assert.equal((await first.db.select().from(orders)).length, 2);
+    } finally {
+      await Promise.all(instances.map((d) => d.close()));
+    }
+  });
+});
 
 describe("protoguard serve (child process)", () => {
   const name = "prints demo users and a buf curl line, answers Login, stops on SIGTERM with exit 0";

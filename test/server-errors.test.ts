@@ -51,15 +51,30 @@ describe("ServerError", () => {
     });
   });
 
-  describe("with a certificate", { skip: opensslMissing && "openssl not installed: no certificate to test with" }, () => {
+  describe("with a certificate", {
+    skip: opensslMissing && "openssl not installed: no certificate to test with",
+  }, () => {
     let dir: string;
     let cert: string;
     let key: string;
     before(async () => {
       dir = await mkdtemp(join(tmpdir(), "protoguard-server-errors-"));
       await run("openssl", [
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"), "-days", "1", "-subj", "/CN=localhost",
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        join(dir, "key.pem"),
+        "-out",
+        join(dir, "cert.pem"),
+        "-days",
+        "1",
+        "-subj",
+        "/CN=localhost",
       ]);
       cert = await readFile(join(dir, "cert.pem"), "utf8");
       key = await readFile(join(dir, "key.pem"), "utf8");

@@ -20,14 +20,13 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import {
-  file_guardtest_v1_guarded,
-  GuardedService,
-  PingSchema,
-  PongSchema,
-} from "../gen/guardtest/v1/guarded_pb.js";
+import { file_guardtest_v1_guarded, GuardedService, PingSchema, PongSchema } from "../gen/guardtest/v1/guarded_pb.js";
 import type { Ping } from "../gen/guardtest/v1/guarded_pb.js";
-import { file_grpc_health_v1_health, Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
+import {
+  file_grpc_health_v1_health,
+  Health,
+  HealthCheckResponse_ServingStatus,
+} from "../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection as ServerReflectionAlpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { withCors } from "../src/server/cors.js";
@@ -149,7 +148,9 @@ async function rawGrpc(url: string, text: string, options: http2.SecureClientSes
       stream.on("trailers", (t) => (received = t));
       stream.on("error", reject);
       // A stream cut by the server ends with "close" and no error event.
-      stream.on("close", () => (received ? resolve(received) : reject(new Error(`stream closed, rst ${stream.rstCode}`))));
+      stream.on("close", () =>
+        received ? resolve(received) : reject(new Error(`stream closed, rst ${stream.rstCode}`)),
+      );
       stream.resume();
       stream.end(frame);
     });
@@ -212,10 +213,7 @@ describe("one plaintext port", () => {
   it("serves server streaming to a Connect gRPC client", async () => {
     const sessionManager = new Http2SessionManager(url);
     try {
-      const client = createClient(
-        GuardedService,
-        createGrpcTransport({ baseUrl: url, sessionManager }),
-      );
+      const client = createClient(GuardedService, createGrpcTransport({ baseUrl: url, sessionManager }));
       const texts: string[] = [];
       for await (const p of client.publicServerStream({ text: "s" })) texts.push(p.text);
       assert.deepEqual(texts, ["s 0", "s 1", "s 2"]);
@@ -289,7 +287,10 @@ describe("one plaintext port", () => {
       grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } };
     };
     const client = new loaded.grpc.health.v1.Health(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
-    type Check = (req: { service: string }, cb: (err: grpc.ServiceError | null, res?: { status: string }) => void) => void;
+    type Check = (
+      req: { service: string },
+      cb: (err: grpc.ServiceError | null, res?: { status: string }) => void,
+    ) => void;
     const check = (service: string) =>
       new Promise<{ status: string }>((resolve, reject) =>
         (client["Check"] as Check).call(client, { service }, (err, res) => (err ? reject(err) : resolve(res!))),
@@ -351,7 +352,10 @@ describe("one plaintext port", () => {
         seen.push(response.status);
         if (seen.length === 1) ownHealth.shutdown();
       }
-      assert.deepEqual(seen, [HealthCheckResponse_ServingStatus.SERVING, HealthCheckResponse_ServingStatus.NOT_SERVING]);
+      assert.deepEqual(seen, [
+        HealthCheckResponse_ServingStatus.SERVING,
+        HealthCheckResponse_ServingStatus.NOT_SERVING,
+      ]);
       ownHealth.setStatus("a.v1.A", "SERVING");
       assert.equal(ownHealth.getStatus("a.v1.A"), "NOT_SERVING", "updates after shutdown are ignored");
       assert.equal(ownHealth.getStatus(""), "NOT_SERVING");
@@ -363,13 +367,12 @@ describe("one plaintext port", () => {
 
   it("answers reflection v1alpha, symbols, extensions and NOT_FOUND on one stream", async () => {
     const sessionManager = new Http2SessionManager(url);
-    const client = createClient(
-      ServerReflectionAlpha,
-      createGrpcTransport({ baseUrl: url, sessionManager }),
-    );
+    const client = createClient(ServerReflectionAlpha, createGrpcTransport({ baseUrl: url, sessionManager }));
     async function* requests() {
       yield { messageRequest: { case: "listServices" as const, value: "" } };
-      yield { messageRequest: { case: "fileContainingSymbol" as const, value: "guardtest.v1.GuardedService.PublicUnary" } };
+      yield {
+        messageRequest: { case: "fileContainingSymbol" as const, value: "guardtest.v1.GuardedService.PublicUnary" },
+      };
       yield { messageRequest: { case: "fileContainingSymbol" as const, value: "guardtest.v1.Pong.username" } };
       yield { messageRequest: { case: "fileByFilename" as const, value: "missing.proto" } };
       yield { messageRequest: { case: "allExtensionNumbersOfType" as const, value: "google.protobuf.MethodOptions" } };
@@ -569,7 +572,13 @@ describeOr(skipWithoutOpenssl, "TLS", {}, () => {
       assert.equal(h2.pong.text, "pong tls h2");
 
       const { stdout } = await buf([
-        "curl", "--cacert", join(dir, "cert.pem"), "--protocol", "grpc", "-d", '{"text":"buf tls"}',
+        "curl",
+        "--cacert",
+        join(dir, "cert.pem"),
+        "--protocol",
+        "grpc",
+        "-d",
+        '{"text":"buf tls"}',
         `${server.url}/guardtest.v1.GuardedService/PublicUnary`,
       ]);
       assert.deepEqual(JSON.parse(stdout), { text: "pong buf tls" });
@@ -617,7 +626,11 @@ describeOr(skipWithoutOpenssl, "TLS", {}, () => {
       message: /private key does not match the certificate/,
     });
     await assert.rejects(
-      listen({ handler, port: 0, tls: { cert: "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n", key } }),
+      listen({
+        handler,
+        port: 0,
+        tls: { cert: "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n", key },
+      }),
       { message: /TLS certificate is invalid/ },
     );
   });

@@ -37,7 +37,9 @@ import { createTestDatabase, type TestDatabase } from "../src/testing/database.j
 import { describeOr, postgresUrl, skipWithoutPostgres } from "./helpers/env.js";
 
 // Every migration drizzle-kit generated, per its journal.
-const MIGRATIONS: number = (JSON.parse(readFileSync(new URL("../drizzle/meta/_journal.json", import.meta.url), "utf8")) as { entries: unknown[] }).entries.length;
+const MIGRATIONS: number = (
+  JSON.parse(readFileSync(new URL("../drizzle/meta/_journal.json", import.meta.url), "utf8")) as { entries: unknown[] }
+).entries.length;
 
 // PGlite needs 2-5 s to start; PostgreSQL database creation is quick.
 const SUITE_TIMEOUT = 60_000;
@@ -56,9 +58,7 @@ function okPermissions(lookup: PrincipalLookup): string[] {
 }
 
 async function migrationCount(db: DrizzleDb): Promise<number> {
-  const [row] = await db
-    .select({ n: sql<number>`count(*)::int` })
-    .from(sql`drizzle.__drizzle_migrations`);
+  const [row] = await db.select({ n: sql<number>`count(*)::int` }).from(sql`drizzle.__drizzle_migrations`);
   return row!.n;
 }
 
@@ -179,7 +179,9 @@ function storeSuite(open: () => Promise<TestDatabase>): void {
   it("reports a revoked jti", async () => {
     const user = await createUser(db, { username: "revoked-jti" });
     const issuedAt = Math.floor(Date.now() / 1000) + 10;
-    await db.insert(revokedTokens).values({ jti: "jti-revoked-1", userId: user.id, expiresAt: new Date(Date.now() + 60_000) });
+    await db
+      .insert(revokedTokens)
+      .values({ jti: "jti-revoked-1", userId: user.id, expiresAt: new Date(Date.now() + 60_000) });
     assert.deepEqual(await loadPrincipal(db, user.id, { jti: "jti-revoked-1", issuedAt }), { status: "revoked" });
     assert.equal((await loadPrincipal(db, user.id, { jti: "jti-live-1", issuedAt })).status, "ok");
   });
@@ -336,66 +338,64 @@ describe("store on PGlite", { timeout: SUITE_TIMEOUT }, () => {
 });
 
 const databaseUrl = postgresUrl;
-describeOr(
-  skipWithoutPostgres,
-  "store on PostgreSQL",
-  { timeout: SUITE_TIMEOUT },
-  () => {
-    storeSuite(() => createTestDatabase({ driver: "postgres", url: databaseUrl! }));
+describeOr(skipWithoutPostgres, "store on PostgreSQL", { timeout: SUITE_TIMEOUT }, () => {
+  storeSuite(() => createTestDatabase({ driver: "postgres", url: databaseUrl! }));
 
-    it("serializes concurrent migrations of one database", async () => {
-      const fresh = await createTestDatabase({ driver: "postgres", url: databaseUrl!, migrate: false });
-      const others = await Promise.all([openDatabase({ url: fresh.url! }), openDatabase({ url: fresh.url! })]);
-      try {
-        await Promise.all([fresh, ...others].map((d) => migrateDatabase(d)));
-        assert.equal(await migrationCount(fresh.db), MIGRATIONS);
-        const user = await createUser(fresh.db, { username: "after-race" });
-        assert.equal((await loadPrincipal(fresh.db, user.id)).status, "ok");
-      } finally {
-        await Promise.all(others.map((d) => d.close()));
-        await fresh.close();
-      }
-    });
+  it("serializes concurrent migrations of one database", async () => {
+    const fresh = await createTestDatabase({ driver: "postgres", url: databaseUrl!, migrate: false });
+    const others = await Promise.all([openDatabase({ url: fresh.url! }), openDatabase({ url: fresh.url! })]);
+    try {
+      await Promise.all([fresh, ...others].map((d) => migrateDatabase(d)));
+      assert.equal(await migrationCount(fresh.db), MIGRATIONS);
+      const user = await createUser(fresh.db, { username: "after-race" });
+      assert.equal((await loadPrincipal(fresh.db, user.id)).status, "ok");
+    } finally {
+      await Promise.all(others.map((d) => d.close()));
+      await fresh.close();
+    }
+  });
 
-    it("copies a template database: each copy is migrated, and none sees another's rows", async () => {
-      const one = await createTestDatabase({ driver: "postgres", url: databaseUrl! });
-      const two = await createTestDatabase({ driver: "postgres", url: databaseUrl! });
-      try {
-        assert.equal(await migrationCount(one.db), MIGRATIONS);
-        await createUser(one.db, { username: "only-in-one" });
-        assert.equal(await findUserByUsername(two.db, "only-in-one"), undefined);
-        await createUser(two.db, { username: "only-in-one" });
-      } finally {
-        await Promise.all([one.close(), two.close()]);
-      }
-      const probe = await openDatabase({ url: databaseUrl!, max: 1 });
-      try {
-        const rows = await probe.db
-          .select({ allow: sql<boolean>`datallowconn` })
-          .from(sql`pg_database`)
-          .where(sql`datname like 'protoguard\_template\_%' and datname not like '%\_building'`);
-        assert.ok(rows.length >= 1, "a template database exists");
-        assert.ok(rows.every((row) => row.allow === false), "templates take no connections, so copying never fails");
-      } finally {
-        await probe.close();
-      }
-    });
+  it("copies a template database: each copy is migrated, and none sees another's rows", async () => {
+    const one = await createTestDatabase({ driver: "postgres", url: databaseUrl! });
+    const two = await createTestDatabase({ driver: "postgres", url: databaseUrl! });
+    try {
+      assert.equal(await migrationCount(one.db), MIGRATIONS);
+      await createUser(one.db, { username: "only-in-one" });
+      assert.equal(await findUserByUsername(two.db, "only-in-one"), undefined);
+      await createUser(two.db, { username: "only-in-one" });
+    } finally {
+      await Promise.all([one.close(), two.close()]);
+    }
+    const probe = await openDatabase({ url: databaseUrl!, max: 1 });
+    try {
+      const rows = await probe.db
+        .select({ allow: sql<boolean>`datallowconn` })
+        .from(sql`pg_database`)
+        .where(sql`datname like 'protoguard\_template\_%' and datname not like '%\_building'`);
+      assert.ok(rows.length >= 1, "a template database exists");
+      assert.ok(
+        rows.every((row) => row.allow === false),
+        "templates take no connections, so copying never fails",
+      );
+    } finally {
+      await probe.close();
+    }
+  });
 
-    it("drops its throwaway database on close", async () => {
-      const temp = await createTestDatabase({ driver: "postgres", url: databaseUrl! });
-      const name = new URL(temp.url!).pathname.slice(1);
-      assert.match(name, /^protoguard_test_[0-9a-f]+$/);
-      await temp.close();
-      const probe = await openDatabase({ url: databaseUrl!, max: 1 });
-      try {
-        const rows = await probe.db
-          .select({ n: sql<number>`count(*)::int` })
-          .from(sql`pg_database`)
-          .where(sql`datname = ${name}`);
-        assert.equal(rows[0]!.n, 0);
-      } finally {
-        await probe.close();
-      }
-    });
-  },
-);
+  it("drops its throwaway database on close", async () => {
+    const temp = await createTestDatabase({ driver: "postgres", url: databaseUrl! });
+    const name = new URL(temp.url!).pathname.slice(1);
+    assert.match(name, /^protoguard_test_[0-9a-f]+$/);
+    await temp.close();
+    const probe = await openDatabase({ url: databaseUrl!, max: 1 });
+    try {
+      const rows = await probe.db
+        .select({ n: sql<number>`count(*)::int` })
+        .from(sql`pg_database`)
+        .where(sql`datname = ${name}`);
+      assert.equal(rows[0]!.n, 0);
+    } finally {
+      await probe.close();
+    }
+  });
+});

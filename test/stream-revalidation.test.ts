@@ -9,20 +9,40 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { Code, ConnectError, createClient, createRouterTransport, type Client, type Transport } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  createClient,
+  createRouterTransport,
+  type Client,
+  type Transport,
+} from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { eq } from "drizzle-orm";
 import { pino } from "pino";
 import { GuardedService, StaffOnlyService } from "../gen/guardtest/v1/guarded_pb.js";
 import { createAuthService } from "../src/lifecycle/auth-service.js";
 import { issueSession } from "../src/lifecycle/sessions.js";
-import { authErrorReason, createAuth, createKeyring, createTokenIssuer, createTokenVerifier, type DecisionEvent } from "../src/index.js";
+import {
+  authErrorReason,
+  createAuth,
+  createKeyring,
+  createTokenIssuer,
+  createTokenVerifier,
+  type DecisionEvent,
+} from "../src/index.js";
 import { createPrincipalSource } from "../src/store/index.js";
 import { startServer, type RunningServer } from "../src/server/index.js";
 import { openDatabase, type Database } from "../src/store/database.js";
 import { revokeFamily } from "../src/store/refresh-tokens.js";
 import { users } from "../src/store/schema.js";
-import { createUser, deleteUser, grantUserPermissions, revokeUserPermissions, setUserActive } from "../src/store/users.js";
+import {
+  createUser,
+  deleteUser,
+  grantUserPermissions,
+  revokeUserPermissions,
+  setUserActive,
+} from "../src/store/users.js";
 import { createTestAuth, createTestDatabase, type TestAuth, type TestDatabase } from "../src/testing/index.js";
 import { createStreamProbe, streamingRoutes, type StreamProbe } from "./helpers/stream-service.js";
 import { describeOr, postgresUrl, skipWithoutPostgres } from "./helpers/env.js";
@@ -104,7 +124,11 @@ function openRequests(first: string): { messages: AsyncIterable<{ text: string }
 }
 
 /** A bidi request stream that sends on demand and stays open until `close()`. */
-function bidiRequests(): { messages: AsyncIterable<{ text: string }>; send: (text: string) => void; close: () => void } {
+function bidiRequests(): {
+  messages: AsyncIterable<{ text: string }>;
+  send: (text: string) => void;
+  close: () => void;
+} {
   const queue: ({ text: string } | null)[] = [];
   let wake: (() => void) | undefined;
   const push = (item: { text: string } | null) => {
@@ -122,7 +146,8 @@ function bidiRequests(): { messages: AsyncIterable<{ text: string }>; send: (tex
   return { messages: messages(), send: (text) => push({ text }), close: () => push(null) };
 }
 
-const unStaff = (database: Database, userId: number) => database.db.update(users).set({ isStaff: false }).where(eq(users.id, userId));
+const unStaff = (database: Database, userId: number) =>
+  database.db.update(users).set({ isStaff: false }).where(eq(users.id, userId));
 const unSuperuser = (database: Database, userId: number) =>
   database.db.update(users).set({ isSuperuser: false }).where(eq(users.id, userId));
 
@@ -135,7 +160,12 @@ let userSerial = 0;
  * over `database` and the probe its handlers report to.
  */
 function scenarios(
-  context: () => { database: Database; issuer: ReturnType<typeof createTokenIssuer>; transport: Transport; probe: StreamProbe },
+  context: () => {
+    database: Database;
+    issuer: ReturnType<typeof createTokenIssuer>;
+    transport: Transport;
+    probe: StreamProbe;
+  },
 ) {
   const fresh = (prefix: string) => `${prefix}${++userSerial}`;
   const client = () => createClient(GuardedService, context().transport);
@@ -194,7 +224,12 @@ function scenarios(
     await grantUserPermissions(database.db, bystander.username, ["shop.view_order"]);
     probe.aborts.length = 0;
     const abort = new AbortController();
-    const other = follow(client().permissionServerStream({ text: "tick" }, { headers: await headersFor(bystander.id), signal: abort.signal }));
+    const other = follow(
+      client().permissionServerStream(
+        { text: "tick" },
+        { headers: await headersFor(bystander.id), signal: abort.signal },
+      ),
+    );
     await other.first;
     const call = await openServerStream(client(), await headersFor(user.id));
     const eventAt = Date.now();
@@ -254,14 +289,24 @@ function scenarios(
 }
 
 /** (a): a short-lived token, a verifier with 1 s of leeway. */
-function expiryScenario(context: () => { database: Database; transport: Transport; probe: StreamProbe; issuer: ReturnType<typeof createTokenIssuer> }) {
+function expiryScenario(
+  context: () => {
+    database: Database;
+    transport: Transport;
+    probe: StreamProbe;
+    issuer: ReturnType<typeof createTokenIssuer>;
+  },
+) {
   it("(a) a server stream ends at the token's exp + leeway: UNAUTHENTICATED TOKEN_EXPIRED", async () => {
     const { database, issuer, transport, probe } = context();
     const user = await createUser(database.db, { username: `expiring${Date.now()}`, isStaff: true });
     const token = await issuer.issueAccess(user.id);
     probe.aborts.length = 0;
     const call = follow(
-      createClient(StaffOnlyService, transport).inheritedServerStream({ text: "tick" }, { headers: { authorization: `Bearer ${token.token}` } }),
+      createClient(StaffOnlyService, transport).inheritedServerStream(
+        { text: "tick" },
+        { headers: { authorization: `Bearer ${token.token}` } },
+      ),
     );
     await call.first;
     const expiresAtMs = (token.expiresAt + LEEWAY_SECONDS) * 1000;
@@ -276,7 +321,9 @@ function expiryScenario(context: () => { database: Database; transport: Transpor
 const LEEWAY_SECONDS = 1;
 const SHORT_TTL_SECONDS = 2;
 
-describe("open streams follow the auth state: createTestAuth, in-memory transport (PGlite)", { timeout: 120_000 }, () => {
+describe("open streams follow the auth state: createTestAuth, in-memory transport (PGlite)", {
+  timeout: 120_000,
+}, () => {
   const probe = createStreamProbe();
   let t: TestAuth;
   let shortIssuer: ReturnType<typeof createTokenIssuer>;
@@ -326,7 +373,10 @@ describe("open streams follow the auth state: createTestAuth, in-memory transpor
       });
       const user = await t.createUser({ username: "unheard", isStaff: true });
       const call = follow(
-        createClient(StaffOnlyService, transport).inheritedServerStream({ text: "tick" }, { headers: await t.authHeaders(user) }),
+        createClient(StaffOnlyService, transport).inheritedServerStream(
+          { text: "tick" },
+          { headers: await t.authHeaders(user) },
+        ),
       );
       await call.first;
       const eventAt = Date.now();
@@ -351,7 +401,10 @@ describe("open streams follow the auth state: createTestAuth, in-memory transpor
     const user = await t.createUser({ username: "unwatched", isStaff: true });
     const abort = new AbortController();
     const call = follow(
-      createClient(StaffOnlyService, transport).inheritedServerStream({ text: "tick" }, { headers: await t.authHeaders(user), signal: abort.signal }),
+      createClient(StaffOnlyService, transport).inheritedServerStream(
+        { text: "tick" },
+        { headers: await t.authHeaders(user), signal: abort.signal },
+      ),
     );
     await call.first;
     await setUserActive(t.database.db, user.username, false);
@@ -375,7 +428,11 @@ describe("open streams follow the auth state: real h2c server (startServer, PGli
     const keys = await keyring();
     issuer = createTokenIssuer({ keyring: keys, accessTtlSeconds: SHORT_TTL_SECONDS });
     server = await startServer({
-      runtime: { database, keyring: keys, verifier: createTokenVerifier({ keyring: keys, leewaySeconds: LEEWAY_SECONDS }) },
+      runtime: {
+        database,
+        keyring: keys,
+        verifier: createTokenVerifier({ keyring: keys, leewaySeconds: LEEWAY_SECONDS }),
+      },
       routes: streamingRoutes(probe),
       port: 0,
       logger: pino({ level: "silent" }),
@@ -392,7 +449,12 @@ describe("open streams follow the auth state: real h2c server (startServer, PGli
     expiryScenario(() => ({ database, issuer, transport: transport(), probe }));
   });
   describe("Connect over h2c", () => {
-    scenarios(() => ({ database, issuer, transport: createConnectTransport({ baseUrl: server.url, httpVersion: "2" }), probe }));
+    scenarios(() => ({
+      database,
+      issuer,
+      transport: createConnectTransport({ baseUrl: server.url, httpVersion: "2" }),
+      probe,
+    }));
   });
   describe("gRPC-Web over HTTP/1.1 (server streams)", () => {
     const transport = () => createGrpcWebTransport({ baseUrl: server.url, httpVersion: "1.1" });
@@ -400,7 +462,10 @@ describe("open streams follow the auth state: real h2c server (startServer, PGli
       const user = await createUser(database.db, { username: "web-user", isStaff: true });
       const token = (await issuer.issueAccess(user.id)).token;
       const call = follow(
-        createClient(StaffOnlyService, transport()).inheritedServerStream({ text: "t" }, { headers: { authorization: `Bearer ${token}` } }),
+        createClient(StaffOnlyService, transport()).inheritedServerStream(
+          { text: "t" },
+          { headers: { authorization: `Bearer ${token}` } },
+        ),
       );
       await call.first;
       const eventAt = Date.now();
@@ -439,7 +504,12 @@ describeOr(
         port: 0,
         logger,
       });
-      two = await startServer({ runtime: { database: second, keyring: keys, verifier }, routes: streamingRoutes(probe), port: 0, logger });
+      two = await startServer({
+        runtime: { database: second, keyring: keys, verifier },
+        routes: streamingRoutes(probe),
+        port: 0,
+        logger,
+      });
     });
     after(async () => {
       await two?.close();
@@ -459,7 +529,9 @@ describeOr(
       );
       await call.first;
       const eventAt = Date.now();
-      await createClient(AuthService, createGrpcTransport({ baseUrl: one.url })).logout({ refreshToken: session.refreshToken });
+      await createClient(AuthService, createGrpcTransport({ baseUrl: one.url })).logout({
+        refreshToken: session.refreshToken,
+      });
       assertEnded(await ending(call.ended), eventAt, Code.Unauthenticated, "TOKEN_REVOKED");
     });
 
@@ -480,8 +552,12 @@ describeOr(
     it("a principal source with its cache off still follows notifications", async () => {
       const principals = await createPrincipalSource({ database: second, maxEntries: 0 });
       try {
-          const keys = await createKeyring([{ alg: "HS256", secret: "p".repeat(32) }]);
-        const auth = createAuth({ services: [StaffOnlyService], verifier: createTokenVerifier({ keyring: keys }), principals });
+        const keys = await createKeyring([{ alg: "HS256", secret: "p".repeat(32) }]);
+        const auth = createAuth({
+          services: [StaffOnlyService],
+          verifier: createTokenVerifier({ keyring: keys }),
+          principals,
+        });
         const transport = createRouterTransport(streamingRoutes(probe), {
           router: { interceptors: [auth.interceptor], requestGate: auth.requestGate },
         });

@@ -28,9 +28,7 @@ function segmentTwins(segment: string): string[] {
   const mask = spare === 2 ? 0x30 : 0x3c; // the bits the last character really carries
   const last = ALPHABET.indexOf(segment.at(-1)!);
   const head = segment.slice(0, -1);
-  return [...ALPHABET]
-    .filter((_, value) => value !== last && (value & mask) === (last & mask))
-    .map((c) => head + c);
+  return [...ALPHABET].filter((_, value) => value !== last && (value & mask) === (last & mask)).map((c) => head + c);
 }
 
 /** All spellings of the token's signature's last character (4 for HS256's 43 characters, 16 for RS/ES256's). */
@@ -77,7 +75,8 @@ describe("canonical tokens: one accepted spelling", () => {
         for (const s of spellings) results.push(rejection(await verifier.verify(s, "access")));
         assert.deepEqual(results, ["OK", ...spellings.slice(1).map(() => "TOKEN_MALFORMED/NOT_CANONICAL")]);
         // peek (the auth layer's synchronous path, with the node:crypto pre-check) agrees.
-        for (const s of spellings.slice(1)) assert.equal(rejection(verifier.peek(s, "access")!), "TOKEN_MALFORMED/NOT_CANONICAL");
+        for (const s of spellings.slice(1))
+          assert.equal(rejection(verifier.peek(s, "access")!), "TOKEN_MALFORMED/NOT_CANONICAL");
         // Refresh tokens go through the same check.
         const refresh = await issuer.issueRefresh(7);
         for (const s of signatureSpellings(refresh.token).slice(1)) {
@@ -117,7 +116,12 @@ describe("canonical tokens: one accepted spelling", () => {
     const token = `${input}.${createHmac("sha256", secret).update(input).digest("base64url")}`;
     const results = [];
     for (const s of signatureSpellings(token)) results.push(rejection(await verifier.verify(s, "access")));
-    assert.deepEqual(results, ["OK", "TOKEN_MALFORMED/NOT_CANONICAL", "TOKEN_MALFORMED/NOT_CANONICAL", "TOKEN_MALFORMED/NOT_CANONICAL"]);
+    assert.deepEqual(results, [
+      "OK",
+      "TOKEN_MALFORMED/NOT_CANONICAL",
+      "TOKEN_MALFORMED/NOT_CANONICAL",
+      "TOKEN_MALFORMED/NOT_CANONICAL",
+    ]);
   });
 });
 
@@ -139,7 +143,12 @@ async function authServiceFixture(verifierFor: (t: TestAuth) => TokenVerifier = 
         whoAmI: (req, ctx) => service().whoAmI(req, ctx),
       }),
   });
-  late.impl = createAuthService({ database: t.database, issuer: t.issuer, verifier: verifierFor(t), passwordHasher: t.passwordHasher });
+  late.impl = createAuthService({
+    database: t.database,
+    issuer: t.issuer,
+    verifier: verifierFor(t),
+    passwordHasher: t.passwordHasher,
+  });
   return { t, client: createClient(AuthService, t.transport) };
 }
 
@@ -166,7 +175,8 @@ describe("canonical tokens through the AuthService (in-memory transport)", () =>
     const [canonical, ...twins] = signatureSpellings(accessToken);
     assert.equal(twins.length, 3);
     assert.ok((await f.client.whoAmI({}, bearer(canonical!))).user?.username);
-    for (const twin of twins) await expectError(f.client.whoAmI({}, bearer(twin)), Code.Unauthenticated, "TOKEN_MALFORMED");
+    for (const twin of twins)
+      await expectError(f.client.whoAmI({}, bearer(twin)), Code.Unauthenticated, "TOKEN_MALFORMED");
   });
 
   it("a twin of an already-used refresh token is refused and revokes the family (reuse detected)", async () => {
@@ -309,7 +319,10 @@ describe("time compared at one precision", () => {
     const t = { now: 1_750_000_007_500 };
     const verifier = createTokenVerifier({ keyring, now: () => t.now, leewaySeconds: 0, cache: { maxEntries: 0 } });
     const ahead = createTokenIssuer({ keyring, now: () => t.now + 1 });
-    assert.equal(rejection(await verifier.verify((await ahead.issueAccess(1)).token, "access")), "TOKEN_INVALID/ISSUED_IN_FUTURE");
+    assert.equal(
+      rejection(await verifier.verify((await ahead.issueAccess(1)).token, "access")),
+      "TOKEN_INVALID/ISSUED_IN_FUTURE",
+    );
     const issuer = createTokenIssuer({ keyring, now: () => t.now, accessTtlSeconds: 300 });
     const { token, expiresAt } = await issuer.issueAccess(1);
     t.now = expiresAt * 1000 - 1;
@@ -323,7 +336,12 @@ describe("time compared at one precision", () => {
     const keyring = await createKeyring([{ alg: "HS256", secret }]);
     const s = 1_750_000_007;
     for (const ms of [0, 1, 999]) {
-      const verifier = createTokenVerifier({ keyring, now: () => s * 1000 + ms, leewaySeconds: 0, cache: { maxEntries: 0 } });
+      const verifier = createTokenVerifier({
+        keyring,
+        now: () => s * 1000 + ms,
+        leewaySeconds: 0,
+        cache: { maxEntries: 0 },
+      });
       const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString("base64url");
       const input = `${b64({ alg: "HS256", typ: "JWT" })}.${b64({ token_type: "access", exp: s + 300, iat: s, nbf: s, jti: "j", user_id: 3 })}`;
       const token = `${input}.${createHmac("sha256", secret).update(input).digest("base64url")}`;

@@ -42,15 +42,27 @@ function handSigned(headerJson: string, payloadJson: string, signer: (input: str
   return `${input}.${signer(input).toString("base64url")}`;
 }
 const hmacSigner = (secret: string | Buffer) => (input: string) => createHmac("sha256", secret).update(input).digest();
-const ecSigner = (key: KeyObject) => (input: string) => sign("sha256", Buffer.from(input), { key, dsaEncoding: "ieee-p1363" });
+const ecSigner = (key: KeyObject) => (input: string) =>
+  sign("sha256", Buffer.from(input), { key, dsaEncoding: "ieee-p1363" });
 const rsaSigner = (key: KeyObject) => (input: string) => sign("sha256", Buffer.from(input), key);
 
 /** simplejwt-shaped claims at the frozen time. */
 function claims(overrides: Record<string, unknown> = {}): Record<string, unknown> {
-  return { token_type: "access", exp: NOW_S + 300, iat: NOW_S, jti: randomBytes(16).toString("hex"), user_id: 42, ...overrides };
+  return {
+    token_type: "access",
+    exp: NOW_S + 300,
+    iat: NOW_S,
+    jti: randomBytes(16).toString("hex"),
+    user_id: 42,
+    ...overrides,
+  };
 }
 
-function hsToken(payload: Record<string, unknown>, header: Record<string, unknown> = { alg: "HS256", typ: "JWT" }, secret = SECRET) {
+function hsToken(
+  payload: Record<string, unknown>,
+  header: Record<string, unknown> = { alg: "HS256", typ: "JWT" },
+  secret = SECRET,
+) {
   return handSigned(JSON.stringify(header), JSON.stringify(payload), hmacSigner(secret));
 }
 
@@ -108,7 +120,10 @@ describe("round trip", () => {
   }
 
   it("kid defaults: JWK thumbprint for asymmetric keys, a hash id (not the secret) for HS256", async () => {
-    const keyring = await createKeyring([{ alg: "ES256", privateKey: pem(ec.privateKey) }, { alg: "HS256", secret: SECRET }]);
+    const keyring = await createKeyring([
+      { alg: "ES256", privateKey: pem(ec.privateKey) },
+      { alg: "HS256", secret: SECRET },
+    ]);
     const thumb = await calculateJwkThumbprint(ec.publicKey.export({ format: "jwk" }) as JWK, "sha256");
     assert.equal(keyring.signingKey!.kid, thumb);
     const hsKid = [...keyring.keys.keys()].find((k) => k !== thumb)!;
@@ -135,8 +150,14 @@ describe("round trip", () => {
   });
 
   it("an HS256 key and an RS256 key share a keyring; a token without kid is then refused", async () => {
-    const { verifier, keyring } = await setup([{ alg: "HS256", secret: SECRET }, { alg: "RS256", privateKey: pem(rsa.privateKey) }]);
-    const rsIssuer = createTokenIssuer({ keyring: await createKeyring([{ alg: "RS256", privateKey: pem(rsa.privateKey) }]), now: () => T0 });
+    const { verifier, keyring } = await setup([
+      { alg: "HS256", secret: SECRET },
+      { alg: "RS256", privateKey: pem(rsa.privateKey) },
+    ]);
+    const rsIssuer = createTokenIssuer({
+      keyring: await createKeyring([{ alg: "RS256", privateKey: pem(rsa.privateKey) }]),
+      now: () => T0,
+    });
     assert.equal(reason(await verifier.verify((await rsIssuer.issueAccess(1)).token, "access")), "OK");
     assert.deepEqual([...keyring.algorithms].sort(), ["HS256", "RS256"]);
     assert.equal(reason(await verifier.verify(hsToken(claims()), "access")), "TOKEN_INVALID");
@@ -165,7 +186,10 @@ describe("keys and rotation", () => {
 
   it("a verification-only keyring cannot issue", async () => {
     const keyring = await createKeyring([{ alg: "RS256", publicKey: pem(rsa.publicKey) }]);
-    assert.throws(() => createTokenIssuer({ keyring }), (e: unknown) => e instanceof KeyConfigError && e.code === "NO_SIGNING_KEY");
+    assert.throws(
+      () => createTokenIssuer({ keyring }),
+      (e: unknown) => e instanceof KeyConfigError && e.code === "NO_SIGNING_KEY",
+    );
   });
 
   it("refuses unusable keys with stable codes", async () => {
@@ -183,19 +207,40 @@ describe("keys and rotation", () => {
     await expectKeyError([{ alg: "HS256", secret: pem(rsa.publicKey) }], "KEY_TYPE_MISMATCH");
     await expectKeyError([{ alg: "RS256" }], "KEY_MISSING");
     await expectKeyError([{ alg: "PS256", secret: SECRET } as unknown as KeyConfig], "UNSUPPORTED_ALG");
-    await expectKeyError([{ alg: "RS256", privateKey: pem(rsa.privateKey), publicKey: pem(rsa2.publicKey) }], "KEY_PAIR_MISMATCH");
     await expectKeyError(
-      [{ alg: "HS256", secret: SECRET, kid: "k1" }, { alg: "HS256", secret: SECRET + "2", kid: "k1" }],
+      [{ alg: "RS256", privateKey: pem(rsa.privateKey), publicKey: pem(rsa2.publicKey) }],
+      "KEY_PAIR_MISMATCH",
+    );
+    await expectKeyError(
+      [
+        { alg: "HS256", secret: SECRET, kid: "k1" },
+        { alg: "HS256", secret: SECRET + "2", kid: "k1" },
+      ],
       "DUPLICATE_KID",
     );
-    await expectKeyError([{ alg: "RS256", privateKey: pem(rsa.privateKey) }, { alg: "RS256", publicKey: pem(rsa.publicKey), kid: "other" }], "DUPLICATE_KEY");
+    await expectKeyError(
+      [
+        { alg: "RS256", privateKey: pem(rsa.privateKey) },
+        { alg: "RS256", publicKey: pem(rsa.publicKey), kid: "other" },
+      ],
+      "DUPLICATE_KEY",
+    );
     await expectKeyError([{ alg: "HS256", secret: SECRET, kid: "" }], "KID_INVALID");
   });
 
   it("accepts JWK, CryptoKey and KeyObject inputs", async () => {
     const jwk = rsa.privateKey.export({ format: "jwk" }) as JWK;
-    const cryptoKey = await crypto.subtle.importKey("jwk", ec.publicKey.export({ format: "jwk" }), { name: "ECDSA", namedCurve: "P-256" }, false, ["verify"]);
-    const keyring = await createKeyring([{ alg: "RS256", privateKey: jwk }, { alg: "ES256", publicKey: cryptoKey }]);
+    const cryptoKey = await crypto.subtle.importKey(
+      "jwk",
+      ec.publicKey.export({ format: "jwk" }),
+      { name: "ECDSA", namedCurve: "P-256" },
+      false,
+      ["verify"],
+    );
+    const keyring = await createKeyring([
+      { alg: "RS256", privateKey: jwk },
+      { alg: "ES256", publicKey: cryptoKey },
+    ]);
     assert.equal(keyring.keys.size, 2);
   });
 
@@ -213,7 +258,10 @@ describe("keys and rotation", () => {
         assert.equal(signer.signingKey!.kid, kid);
         const verifierRing = await createKeyring([{ alg, ...pub }]);
         const token = (await createTokenIssuer({ keyring: signer, now: () => T0 }).issueAccess(3)).token;
-        assert.equal(reason(await createTokenVerifier({ keyring: verifierRing, now: () => T0 }).verify(token, "access")), "OK");
+        assert.equal(
+          reason(await createTokenVerifier({ keyring: verifierRing, now: () => T0 }).verify(token, "access")),
+          "OK",
+        );
         await assert.rejects(generateKeyPairFiles(alg, out), { code: "EEXIST" });
       }
       const jwkPath = join(dir, "key.json");
@@ -223,7 +271,10 @@ describe("keys and rotation", () => {
       assert.ok(loaded.publicKey);
       const junk = join(dir, "junk.txt");
       await writeFile(junk, "hello");
-      await assert.rejects(loadKeyFile(junk), (e: unknown) => e instanceof KeyConfigError && e.code === "KEY_FILE_INVALID");
+      await assert.rejects(
+        loadKeyFile(junk),
+        (e: unknown) => e instanceof KeyConfigError && e.code === "KEY_FILE_INVALID",
+      );
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -240,16 +291,35 @@ describe("header and signature attacks", () => {
   const rsVerifier = () => createTokenVerifier({ keyring: rsRing, now: () => T0 });
 
   it("unknown kid", async () => {
-    const token = handSigned(JSON.stringify({ alg: "RS256", kid: "nope" }), JSON.stringify(claims()), rsaSigner(rsa.privateKey));
+    const token = handSigned(
+      JSON.stringify({ alg: "RS256", kid: "nope" }),
+      JSON.stringify(claims()),
+      rsaSigner(rsa.privateKey),
+    );
     assert.equal(reason(await rsVerifier().verify(token, "access")), "TOKEN_INVALID");
     assert.equal(code(await rsVerifier().verify(token, "access")), "KID_UNKNOWN");
   });
 
   it("forgeries are refused synchronously for each algorithm, the genuine token is left to jose", async () => {
     const cases = [
-      { ring: await createKeyring([{ alg: "HS256", secret: SECRET, kid: "k" }]), alg: "HS256", good: hmacSigner(SECRET), bad: hmacSigner(`${SECRET}-other`) },
-      { ring: await createKeyring([{ alg: "ES256", privateKey: pem(ec.privateKey), kid: "k" }]), alg: "ES256", good: ecSigner(ec.privateKey), bad: ecSigner(attackerEc.privateKey) },
-      { ring: await createKeyring([{ alg: "RS256", privateKey: pem(rsa.privateKey), kid: "k" }]), alg: "RS256", good: rsaSigner(rsa.privateKey), bad: rsaSigner(rsa2.privateKey) },
+      {
+        ring: await createKeyring([{ alg: "HS256", secret: SECRET, kid: "k" }]),
+        alg: "HS256",
+        good: hmacSigner(SECRET),
+        bad: hmacSigner(`${SECRET}-other`),
+      },
+      {
+        ring: await createKeyring([{ alg: "ES256", privateKey: pem(ec.privateKey), kid: "k" }]),
+        alg: "ES256",
+        good: ecSigner(ec.privateKey),
+        bad: ecSigner(attackerEc.privateKey),
+      },
+      {
+        ring: await createKeyring([{ alg: "RS256", privateKey: pem(rsa.privateKey), kid: "k" }]),
+        alg: "RS256",
+        good: rsaSigner(rsa.privateKey),
+        bad: rsaSigner(rsa2.privateKey),
+      },
     ];
     for (const c of cases) {
       const verifier = createTokenVerifier({ keyring: c.ring, now: () => T0 });
@@ -263,12 +333,20 @@ describe("header and signature attacks", () => {
   });
 
   it("wrong signature and tampered payload", async () => {
-    const token = handSigned(JSON.stringify({ alg: "RS256", kid: rsKid }), JSON.stringify(claims()), rsaSigner(rsa2.privateKey));
+    const token = handSigned(
+      JSON.stringify({ alg: "RS256", kid: rsKid }),
+      JSON.stringify(claims()),
+      rsaSigner(rsa2.privateKey),
+    );
     assert.equal(reason(await rsVerifier().verify(token, "access")), "TOKEN_INVALID");
     assert.equal(code(await rsVerifier().verify(token, "access")), "SIGNATURE_INVALID");
     // The forgery is refused without a promise: peek knows it already.
     assert.equal(code(rsVerifier().peek(token, "access")!), "SIGNATURE_INVALID");
-    const good = handSigned(JSON.stringify({ alg: "RS256", kid: rsKid }), JSON.stringify(claims()), rsaSigner(rsa.privateKey));
+    const good = handSigned(
+      JSON.stringify({ alg: "RS256", kid: rsKid }),
+      JSON.stringify(claims()),
+      rsaSigner(rsa.privateKey),
+    );
     // A good signature is not judged early: jose decides, then the cache remembers.
     const verifier = rsVerifier();
     assert.equal(verifier.peek(good, "access"), undefined);
@@ -281,7 +359,10 @@ describe("header and signature attacks", () => {
 
   it("alg confusion: HS256 token keyed with the RSA public PEM is refused", async () => {
     const publicPem = pem(rsa.publicKey);
-    for (const header of [{ alg: "HS256", kid: rsKid, typ: "JWT" }, { alg: "HS256", typ: "JWT" }]) {
+    for (const header of [
+      { alg: "HS256", kid: rsKid, typ: "JWT" },
+      { alg: "HS256", typ: "JWT" },
+    ]) {
       const token = hsToken(claims(), header, publicPem);
       const result = await rsVerifier().verify(token, "access");
       assert.equal(reason(result), "TOKEN_INVALID");
@@ -290,7 +371,10 @@ describe("header and signature attacks", () => {
     }
     // With both algs allowed, the kid's binding still refuses the swap.
     const mixed = createTokenVerifier({
-      keyring: await createKeyring([{ alg: "RS256", publicKey: publicPem }, { alg: "HS256", secret: SECRET }]),
+      keyring: await createKeyring([
+        { alg: "RS256", publicKey: publicPem },
+        { alg: "HS256", secret: SECRET },
+      ]),
       now: () => T0,
     });
     for (const secret of [publicPem, SECRET]) {
@@ -338,14 +422,20 @@ describe("header and signature attacks", () => {
       { alg: "ES256", x5c: ["MIIB"] },
     ]) {
       const token = handSigned(JSON.stringify(header), JSON.stringify(claims()), ecSigner(attackerEc.privateKey));
-      assert.equal(reason(await verifier.verify(token, "access")), "TOKEN_INVALID", JSON.stringify(Object.keys(header)));
+      assert.equal(
+        reason(await verifier.verify(token, "access")),
+        "TOKEN_INVALID",
+        JSON.stringify(Object.keys(header)),
+      );
     }
   });
 
   it("ES256 accepts only the 64-byte r||s signature form", async () => {
     const ecRing = await createKeyring([{ alg: "ES256", privateKey: pem(ec.privateKey) }]);
     const verifier = createTokenVerifier({ keyring: ecRing, now: () => T0 });
-    const der = handSigned(JSON.stringify({ alg: "ES256" }), JSON.stringify(claims()), (i) => sign("sha256", Buffer.from(i), ec.privateKey));
+    const der = handSigned(JSON.stringify({ alg: "ES256" }), JSON.stringify(claims()), (i) =>
+      sign("sha256", Buffer.from(i), ec.privateKey),
+    );
     assert.equal(reason(await verifier.verify(der, "access")), "TOKEN_INVALID");
     const p1363 = handSigned(JSON.stringify({ alg: "ES256" }), JSON.stringify(claims()), ecSigner(ec.privateKey));
     assert.equal(reason(await verifier.verify(p1363, "access")), "OK");
@@ -353,7 +443,17 @@ describe("header and signature attacks", () => {
 
   it("structural pre-check: malformed tokens", async () => {
     const v = rsVerifier();
-    for (const bad of ["", "abc", "a.b", "a.b.c.d", "a.b.c d", "a+b.c.d", "a.b.c=", `${"a".repeat(8190)}.b.c`, 42 as unknown as string]) {
+    for (const bad of [
+      "",
+      "abc",
+      "a.b",
+      "a.b.c.d",
+      "a.b.c d",
+      "a+b.c.d",
+      "a.b.c=",
+      `${"a".repeat(8190)}.b.c`,
+      42 as unknown as string,
+    ]) {
       assert.equal(reason(await v.verify(bad, "access")), "TOKEN_MALFORMED");
     }
     // Well-formed but meaningless: refused after decoding, not by the pre-check.
@@ -365,7 +465,12 @@ describe("header and signature attacks", () => {
 
 describe("claims", () => {
   const hsVerifier = async (options: Partial<TokenVerifierOptions> = {}) =>
-    createTokenVerifier({ keyring: await createKeyring([{ alg: "HS256", secret: SECRET }]), now: () => T0, cache: { maxEntries: 0 }, ...options });
+    createTokenVerifier({
+      keyring: await createKeyring([{ alg: "HS256", secret: SECRET }]),
+      now: () => T0,
+      cache: { maxEntries: 0 },
+      ...options,
+    });
 
   it("accepts a token made by another implementation (simplejwt shape, no kid)", async () => {
     const token = handSigned(
@@ -392,14 +497,20 @@ describe("claims", () => {
     const strict = await hsVerifier({ now: c.now, leewaySeconds: 0 });
     c.t = T0 + 10_000;
     assert.equal(reason(await strict.verify(token, "access")), "TOKEN_EXPIRED");
-    assert.throws(() => createTokenVerifier({ keyring: undefined as never, jwksUrl: "https://x.example/jwks", leewaySeconds: 61 }), RangeError);
+    assert.throws(
+      () => createTokenVerifier({ keyring: undefined as never, jwksUrl: "https://x.example/jwks", leewaySeconds: 61 }),
+      RangeError,
+    );
   });
 
   it("nbf and iat in the future", async () => {
     const v = await hsVerifier();
     assert.equal(code(await v.verify(hsToken(claims({ nbf: NOW_S + 120 })), "access")), "NOT_YET_VALID");
     assert.equal(reason(await v.verify(hsToken(claims({ nbf: NOW_S + 20 })), "access")), "OK");
-    assert.equal(code(await v.verify(hsToken(claims({ iat: NOW_S + 120, exp: NOW_S + 300 })), "access")), "ISSUED_IN_FUTURE");
+    assert.equal(
+      code(await v.verify(hsToken(claims({ iat: NOW_S + 120, exp: NOW_S + 300 })), "access")),
+      "ISSUED_IN_FUTURE",
+    );
     assert.equal(reason(await v.verify(hsToken(claims({ iat: NOW_S + 20 })), "access")), "OK");
   });
 
@@ -428,7 +539,10 @@ describe("claims", () => {
     const v = await hsVerifier({ issuer: "https://auth.example.com", audience: "api" });
     const ok = hsToken(claims({ iss: "https://auth.example.com", aud: "api" }));
     assert.equal(reason(await v.verify(ok, "access")), "OK");
-    assert.equal(reason(await v.verify(hsToken(claims({ iss: "https://auth.example.com", aud: ["other", "api"] })), "access")), "OK");
+    assert.equal(
+      reason(await v.verify(hsToken(claims({ iss: "https://auth.example.com", aud: ["other", "api"] })), "access")),
+      "OK",
+    );
     for (const overrides of [
       { iss: "https://auth.example.com.evil.test", aud: "api" },
       { iss: "https://auth.example", aud: "api" },
@@ -438,7 +552,11 @@ describe("claims", () => {
       { iss: "https://auth.example.com", aud: ["apis"] },
       { iss: "https://auth.example.com" },
     ]) {
-      assert.equal(reason(await v.verify(hsToken(claims(overrides)), "access")), "TOKEN_INVALID", JSON.stringify(overrides));
+      assert.equal(
+        reason(await v.verify(hsToken(claims(overrides)), "access")),
+        "TOKEN_INVALID",
+        JSON.stringify(overrides),
+      );
     }
     // A token naming an audience is refused by a verifier that has none (RFC 7519 §4.1.3).
     assert.equal(reason(await (await hsVerifier()).verify(hsToken(claims({ aud: "api" })), "access")), "TOKEN_INVALID");
@@ -467,8 +585,29 @@ describe("claims", () => {
       assert.ok(result.ok, String(value));
       assert.equal(result.claims.userId, expected);
     }
-    for (const value of ["12a", "012", " 12", "1e3", "", -1, 0, 1.5, 2 ** 31, "2147483648", 1e300, "99999999999999999999", null, true, [12], { id: 12 }]) {
-      assert.equal(reason(await v.verify(hsToken(claims({ user_id: value })), "access")), "TOKEN_INVALID", JSON.stringify(value));
+    for (const value of [
+      "12a",
+      "012",
+      " 12",
+      "1e3",
+      "",
+      -1,
+      0,
+      1.5,
+      2 ** 31,
+      "2147483648",
+      1e300,
+      "99999999999999999999",
+      null,
+      true,
+      [12],
+      { id: 12 },
+    ]) {
+      assert.equal(
+        reason(await v.verify(hsToken(claims({ user_id: value })), "access")),
+        "TOKEN_INVALID",
+        JSON.stringify(value),
+      );
     }
     assert.equal(reason(await v.verify(hsToken(claims({ user_id: undefined })), "access")), "TOKEN_INVALID");
     const custom = await hsVerifier({ userIdClaim: "sub" });
@@ -498,7 +637,10 @@ describe("claims", () => {
   });
 
   it("jti is required by default", async () => {
-    assert.equal(reason(await (await hsVerifier()).verify(hsToken(claims({ jti: undefined })), "access")), "TOKEN_INVALID");
+    assert.equal(
+      reason(await (await hsVerifier()).verify(hsToken(claims({ jti: undefined })), "access")),
+      "TOKEN_INVALID",
+    );
     assert.equal(reason(await (await hsVerifier()).verify(hsToken(claims({ jti: 5 })), "access")), "TOKEN_INVALID");
     const lax = await hsVerifier({ requireJti: false });
     const result = await lax.verify(hsToken(claims({ jti: undefined })), "access");
@@ -509,8 +651,14 @@ describe("claims", () => {
   it("exp - iat above the maximum lifetime is refused", async () => {
     const v = await hsVerifier();
     assert.equal(code(await v.verify(hsToken(claims({ exp: NOW_S + 3600 })), "access")), "LIFETIME_EXCEEDED");
-    assert.equal(reason(await v.verify(hsToken(claims({ token_type: "refresh", exp: NOW_S + 86_400 })), "refresh")), "OK");
-    assert.equal(reason(await v.verify(hsToken(claims({ token_type: "refresh", exp: NOW_S + 86_401 })), "refresh")), "TOKEN_INVALID");
+    assert.equal(
+      reason(await v.verify(hsToken(claims({ token_type: "refresh", exp: NOW_S + 86_400 })), "refresh")),
+      "OK",
+    );
+    assert.equal(
+      reason(await v.verify(hsToken(claims({ token_type: "refresh", exp: NOW_S + 86_401 })), "refresh")),
+      "TOKEN_INVALID",
+    );
     const longer = await hsVerifier({ maxLifetimeSeconds: { access: 3600, refresh: 86_400 } });
     assert.equal(reason(await longer.verify(hsToken(claims({ exp: NOW_S + 3600 })), "access")), "OK");
   });
@@ -520,7 +668,12 @@ describe("claims", () => {
     for (const id of [0, -1, 1.5, 2 ** 31, Number.NaN]) await assert.rejects(issuer.issueAccess(id), RangeError);
     await assert.rejects(issuer.issueAccess(1, { exp: 1 }), RangeError);
     await assert.rejects(issuer.issueAccess(1, { user_id: 2 }), RangeError);
-    const withIss = createTokenIssuer({ keyring: (await createKeyring([{ alg: "HS256", secret: SECRET }])), issuer: "me", audience: "you", now: () => T0 });
+    const withIss = createTokenIssuer({
+      keyring: await createKeyring([{ alg: "HS256", secret: SECRET }]),
+      issuer: "me",
+      audience: "you",
+      now: () => T0,
+    });
     const issued = await withIss.issueAccess(9, { scope: "read" });
     const result = await verifier.verify(issued.token, "access");
     assert.ok(result.ok);
@@ -546,7 +699,8 @@ describe("cache", () => {
 
   it("is bounded and can be disabled", async () => {
     const { issuer, verifier } = await setup([{ alg: "HS256", secret: SECRET }], { cache: { maxEntries: 2 } });
-    for (let id = 1; id <= 5; id++) assert.ok((await verifier.verify((await issuer.issueAccess(id)).token, "access")).ok);
+    for (let id = 1; id <= 5; id++)
+      assert.ok((await verifier.verify((await issuer.issueAccess(id)).token, "access")).ok);
     assert.equal(verifier.cacheSize, 2);
     const off = await setup([{ alg: "HS256", secret: SECRET }], { cache: { maxEntries: 0 } });
     const { token } = await off.issuer.issueAccess(1);
@@ -571,7 +725,10 @@ describe("remote JWKS", () => {
   let keyring: Keyring;
 
   before(async () => {
-    keyring = await createKeyring([{ alg: "ES256", privateKey: pem(ec.privateKey) }, { alg: "RS256", privateKey: pem(rsa.privateKey) }]);
+    keyring = await createKeyring([
+      { alg: "ES256", privateKey: pem(ec.privateKey) },
+      { alg: "RS256", privateKey: pem(rsa.privateKey) },
+    ]);
     const doc = jwksDocument(keyring);
     server = createServer((req, res) => {
       requests++;
@@ -605,7 +762,11 @@ describe("remote JWKS", () => {
 
   it("a second verifier consumes the published keys", async () => {
     const issuer = createTokenIssuer({ keyring, now: () => T0 });
-    const verifier = createTokenVerifier({ jwksUrl: url, now: () => T0, jwksOptions: { cacheMaxAge: 60_000, cooldownDuration: 10_000 } });
+    const verifier = createTokenVerifier({
+      jwksUrl: url,
+      now: () => T0,
+      jwksOptions: { cacheMaxAge: 60_000, cooldownDuration: 10_000 },
+    });
     const issued = await issuer.issueAccess(77);
     const result = await verifier.verify(issued.token, "access");
     assert.ok(result.ok, result.ok ? "" : String(result.error));
@@ -615,8 +776,15 @@ describe("remote JWKS", () => {
     const rsToken = (await createTokenIssuer({ keyring: rsOnly, now: () => T0 }).issueAccess(78)).token;
     assert.equal(reason(await verifier.verify(rsToken, "access")), "OK");
     // HMAC tokens are never checked against a JWKS.
-    assert.equal(reason(await verifier.verify(hsToken(claims(), { alg: "HS256", kid: keyring.signingKey!.kid }), "access")), "TOKEN_INVALID");
-    const unknown = handSigned(JSON.stringify({ alg: "ES256", kid: "nope" }), JSON.stringify(claims()), ecSigner(attackerEc.privateKey));
+    assert.equal(
+      reason(await verifier.verify(hsToken(claims(), { alg: "HS256", kid: keyring.signingKey!.kid }), "access")),
+      "TOKEN_INVALID",
+    );
+    const unknown = handSigned(
+      JSON.stringify({ alg: "ES256", kid: "nope" }),
+      JSON.stringify(claims()),
+      ecSigner(attackerEc.privateKey),
+    );
     assert.equal(reason(await verifier.verify(unknown, "access")), "TOKEN_INVALID");
   });
 
@@ -634,7 +802,11 @@ describe("remote JWKS", () => {
     await new Promise<void>((resolve) => dead.listen(0, "127.0.0.1", resolve));
     const port = (dead.address() as AddressInfo).port;
     await new Promise<void>((resolve) => dead.close(() => resolve()));
-    const verifier = createTokenVerifier({ jwksUrl: `http://127.0.0.1:${port}/jwks.json`, now: () => T0, jwksOptions: { timeoutDuration: 2000 } });
+    const verifier = createTokenVerifier({
+      jwksUrl: `http://127.0.0.1:${port}/jwks.json`,
+      now: () => T0,
+      jwksOptions: { timeoutDuration: 2000 },
+    });
     const issued = await createTokenIssuer({ keyring, now: () => T0 }).issueAccess(1);
     assert.equal(reason(await verifier.verify(issued.token, "access")), "KEYS_UNAVAILABLE");
     const notFound = createTokenVerifier({ jwksUrl: url.replace("jwks.json", "missing.json"), now: () => T0 });

@@ -1,13 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Secret } from "otpauth";
-import {
-  generateTotp,
-  generateTotpSecret,
-  totpStepAt,
-  totpUri,
-  verifyTotp,
-} from "../src/lifecycle/totp.js";
+import { generateTotp, generateTotpSecret, totpStepAt, totpUri, verifyTotp } from "../src/lifecycle/totp.js";
 
 // RFC 6238 Appendix B: the SHA-1 seed is the ASCII string "12345678901234567890".
 const RFC_SECRET = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
@@ -56,7 +50,10 @@ test("codes one step either side are accepted, two steps are not", () => {
 test("window 0 accepts only the current step", () => {
   const code = generateTotp(RFC_SECRET, 59_000 - STEP);
   assert.equal(verifyTotp({ secret: RFC_SECRET, code, lastAcceptedStep: null, now: 59_000, window: 0 }).ok, false);
-  assert.equal(verifyTotp({ secret: RFC_SECRET, code: "287082", lastAcceptedStep: null, now: 59_000, window: 0 }).ok, true);
+  assert.equal(
+    verifyTotp({ secret: RFC_SECRET, code: "287082", lastAcceptedStep: null, now: 59_000, window: 0 }).ok,
+    true,
+  );
 });
 
 test("the same step is never accepted twice, nor an older one", () => {
@@ -83,11 +80,26 @@ test("the same step is never accepted twice, nor an older one", () => {
 });
 
 test("malformed codes are refused before any HMAC", () => {
-  for (const code of ["12345", "abcdef", "1234567", " 123456", "123456 ", "12 456", "", "１２３４５６", "+12345", "12345\n"]) {
-    assert.deepEqual(verifyTotp({ secret: RFC_SECRET, code, lastAcceptedStep: null, now: 59_000 }), {
-      ok: false,
-      reason: "MALFORMED",
-    }, JSON.stringify(code));
+  for (const code of [
+    "12345",
+    "abcdef",
+    "1234567",
+    " 123456",
+    "123456 ",
+    "12 456",
+    "",
+    "１２３４５６",
+    "+12345",
+    "12345\n",
+  ]) {
+    assert.deepEqual(
+      verifyTotp({ secret: RFC_SECRET, code, lastAcceptedStep: null, now: 59_000 }),
+      {
+        ok: false,
+        reason: "MALFORMED",
+      },
+      JSON.stringify(code),
+    );
   }
   assert.deepEqual(
     verifyTotp({ secret: RFC_SECRET, code: 287082 as unknown as string, lastAcceptedStep: null, now: 59_000 }),
@@ -142,7 +154,12 @@ test("totpUri refuses labels the URI format cannot carry", () => {
 });
 
 test("a corrupt or too-short stored secret throws instead of looking like a wrong code", () => {
-  for (const secret of ["", "not-base32!", "GEZD GNBV GY3T QOJQ GEZD GNBV GY3T QOJQ", "GEZDGNBVGY3TQOJQ" /* 80 bits */]) {
+  for (const secret of [
+    "",
+    "not-base32!",
+    "GEZD GNBV GY3T QOJQ GEZD GNBV GY3T QOJQ",
+    "GEZDGNBVGY3TQOJQ" /* 80 bits */,
+  ]) {
     assert.throws(() => verifyTotp({ secret, code: "123456", lastAcceptedStep: null }), TypeError, secret);
   }
   // Lower case and padding are fine.

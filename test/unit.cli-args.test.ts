@@ -35,7 +35,15 @@ describe("parseArgs", () => {
   });
 
   it("refuses unknown, repeated, short and valueless flags", () => {
-    for (const argv of [["--superuser"], ["--staff", "--staff"], ["--password=a", "--password", "b"], ["-s"], ["--password"], ["--constructor"], ["--__proto__=x"]]) {
+    for (const argv of [
+      ["--superuser"],
+      ["--staff", "--staff"],
+      ["--password=a", "--password", "b"],
+      ["-s"],
+      ["--password"],
+      ["--constructor"],
+      ["--__proto__=x"],
+    ]) {
       assert.throws(() => parseArgs(argv, SPEC), UsageError, JSON.stringify(argv));
     }
   });

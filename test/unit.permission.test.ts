@@ -11,7 +11,18 @@ describe("permission strings", () => {
   });
 
   it("refuses typos that would never match", () => {
-    for (const value of ["", "shop", "shop.", ".view", "a.b.c", "shop .view", "1shop.view", "shop.1view", "shop-x.view", `${"a".repeat(101)}.b`]) {
+    for (const value of [
+      "",
+      "shop",
+      "shop.",
+      ".view",
+      "a.b.c",
+      "shop .view",
+      "1shop.view",
+      "shop.1view",
+      "shop-x.view",
+      `${"a".repeat(101)}.b`,
+    ]) {
       assert.equal(isPermissionString(value), false, value);
     }
   });

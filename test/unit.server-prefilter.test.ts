@@ -116,7 +116,11 @@ describe("pre-filter recognition (raw HTTP/2 streams)", () => {
     const run = (headers: IncomingHttpHeaders) => {
       const { auth, judged } = fakeAuth();
       let passedOn = false;
-      createStreamPrefilter({ auth, services: [GuardedService] })({} as ServerHttp2Stream, headers, () => (passedOn = true));
+      createStreamPrefilter({ auth, services: [GuardedService] })(
+        {} as ServerHttp2Stream,
+        headers,
+        () => (passedOn = true),
+      );
       return { judged, passedOn };
     };
     assert.deepEqual(run({ ":method": "POST", ":path": PATH, "content-type": "application/grpc" }), {

@@ -4,13 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import {
-  checkClaims,
-  parseUserId,
-  refuseUnverified,
-  userIdClaimName,
-  type ClaimRules,
-} from "../src/token/claims.js";
+import { checkClaims, parseUserId, refuseUnverified, userIdClaimName, type ClaimRules } from "../src/token/claims.js";
 import { TokenRejectedError, type TokenRejectionCode } from "../src/token/errors.js";
 
 const NOW = 1_800_000_000;
@@ -55,7 +49,8 @@ describe("checkClaims", () => {
   });
 
   it("refuses a payload that is not an object", () => {
-    for (const payload of [null, 1, "x", []]) rejection(() => checkClaims(payload, "access", RULES, NOW), "CLAIMS_NOT_OBJECT");
+    for (const payload of [null, 1, "x", []])
+      rejection(() => checkClaims(payload, "access", RULES, NOW), "CLAIMS_NOT_OBJECT");
   });
 
   it("requires exp and iat as finite numbers", () => {
@@ -77,7 +72,10 @@ describe("checkClaims", () => {
     assert.equal(checkClaims(access({ iss: "https://issuer", aud: "api" }), "access", rules, NOW).userId, 7);
     assert.equal(checkClaims(access({ iss: "https://issuer", aud: ["x", "api"] }), "access", rules, NOW).userId, 7);
     rejection(() => checkClaims(access({ iss: "https://other", aud: "api" }), "access", rules, NOW), "ISSUER_MISMATCH");
-    rejection(() => checkClaims(access({ iss: "https://issuer", aud: "API" }), "access", rules, NOW), "AUDIENCE_MISMATCH");
+    rejection(
+      () => checkClaims(access({ iss: "https://issuer", aud: "API" }), "access", rules, NOW),
+      "AUDIENCE_MISMATCH",
+    );
     rejection(() => checkClaims(access({ iss: "https://issuer" }), "access", rules, NOW), "AUDIENCE_MISMATCH");
     // A token naming an audience when none is configured is not for us.
     rejection(() => checkClaims(access({ aud: "api" }), "access", RULES, NOW), "AUDIENCE_MISMATCH");

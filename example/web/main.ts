@@ -113,10 +113,7 @@ async function getProfiles(): Promise<void> {
   try {
     // Both at once and each on its own: one protocol failing must not hide
     // what the other answered.
-    await Promise.all([
-      showProfile(results.grpcWeb, grpcWeb),
-      showProfile(results.connect, connect),
-    ]);
+    await Promise.all([showProfile(results.grpcWeb, grpcWeb), showProfile(results.connect, connect)]);
   } finally {
     profileButton.disabled = false;
   }

@@ -72,7 +72,8 @@ export async function loadServeApp(specifier: string, cwd: string = process.cwd(
     loaded = (await import(url)) as Record<string, unknown>;
   } catch (error) {
     const code = (error as { code?: unknown }).code;
-    const reason = code === "ERR_MODULE_NOT_FOUND" || code === "ERR_UNKNOWN_FILE_EXTENSION" ? String(code) : describe(error);
+    const reason =
+      code === "ERR_MODULE_NOT_FOUND" || code === "ERR_UNKNOWN_FILE_EXTENSION" ? String(code) : describe(error);
     throw new CliError(`--routes ${specifier} cannot be loaded: ${reason}`, { cause: error });
   }
   const candidate = (isServeApp(loaded["default"]) ? loaded["default"] : loaded) as Partial<ServeApp>;

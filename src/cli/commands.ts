@@ -92,11 +92,7 @@ const COMMANDS: Readonly<Record<string, CommandEntry>> = {
 
 /** Every line of `protoguard --help`. */
 function usageLines(): string[] {
-  const lines = [
-    `usage: ${PROGRAM} <command> [arguments]`,
-    "",
-    "commands:",
-  ];
+  const lines = [`usage: ${PROGRAM} <command> [arguments]`, "", "commands:"];
   const entries = [
     ...Object.values(COMMANDS).flatMap((entry) => entry.usages),
     ...Object.values(EXTERNAL_COMMANDS),
@@ -131,7 +127,8 @@ async function loadExternal(command: ExternalCommand): Promise<Command | undefin
     const { code, url } = error as { code?: unknown; url?: unknown };
     const withoutExtension = (href: string) => href.replace(/\.[cm]?[jt]s$/, "");
     const target = withoutExtension(new URL(specifier, import.meta.url).href);
-    if (code === "ERR_MODULE_NOT_FOUND" && typeof url === "string" && withoutExtension(url) === target) return undefined;
+    if (code === "ERR_MODULE_NOT_FOUND" && typeof url === "string" && withoutExtension(url) === target)
+      return undefined;
     throw error;
   }
   const run = loaded[command.exportName];

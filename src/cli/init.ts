@@ -56,11 +56,26 @@ export async function initProject(options: InitOptions = {}): Promise<InitResult
   await mkdir(join(root, protoDir), { recursive: true });
 
   const bufYaml = join(root, "buf.yaml");
-  const moduleLines = [`  - path: ${protoDir}`, `  # protoguard.v1 options, from the installed package`, `  - path: ${protoguardProto}`];
+  const moduleLines = [
+    `  - path: ${protoDir}`,
+    `  # protoguard.v1 options, from the installed package`,
+    `  - path: ${protoguardProto}`,
+  ];
   if (!existsSync(bufYaml)) {
     await writeFile(
       bufYaml,
-      ["version: v2", "modules:", ...moduleLines, "lint:", "  use:", "    - STANDARD", "breaking:", "  use:", "    - FILE", ""].join("\n"),
+      [
+        "version: v2",
+        "modules:",
+        ...moduleLines,
+        "lint:",
+        "  use:",
+        "    - STANDARD",
+        "breaking:",
+        "  use:",
+        "    - FILE",
+        "",
+      ].join("\n"),
     );
     written.push("buf.yaml");
   } else if (!(await readFile(bufYaml, "utf8")).includes(protoguardProto)) {
@@ -120,7 +135,8 @@ export const initSubcommand = defineSubcommand({
       io.out(`${file} exists and was left as it is; add:`);
       for (const line of lines) io.out(`    ${line}`);
     }
-    if (result.written.length === 0 && result.advice.length === 0) io.out("buf.yaml and buf.gen.yaml are set up already");
+    if (result.written.length === 0 && result.advice.length === 0)
+      io.out("buf.yaml and buf.gen.yaml are set up already");
     if (result.missingTools.length > 0) {
       const protobuf = await installedVersion(process.cwd(), "@bufbuild/protobuf");
       const tools = result.missingTools.map((name) =>

@@ -208,7 +208,7 @@ function banner(url: string, config: ProtoguardConfig, started: Started): string
   }
   lines.push(
     "",
-    "Log in, then call your services with -H \"Authorization: Bearer $TOKEN\" (TOKEN: the answer's accessToken):",
+    'Log in, then call your services with -H "Authorization: Bearer $TOKEN" (TOKEN: the answer\'s accessToken):',
     `  npx buf curl --protocol connect -d '{"username":"<username>","password":"<password>"}' ${url}/protoguard.v1.AuthService/Login`,
     "",
   );

@@ -97,7 +97,13 @@ const userCreate = defineStoreSubcommand({
     // As Django's createsuperuser: a superuser who cannot reach the admin
     // side (is_staff) is never what anyone meant.
     if (isSuperuser && flags.staff === false) throw new UsageError("--superuser implies --staff; drop --staff=false");
-    return { username: username!, password, email: flags.email, isStaff: isSuperuser || flags.staff === true, isSuperuser };
+    return {
+      username: username!,
+      password,
+      email: flags.email,
+      isStaff: isSuperuser || flags.staff === true,
+      isSuperuser,
+    };
   },
   async work(runtime, { password, ...input }) {
     return createUser(runtime.database.db, { ...input, passwordHash: await runtime.passwordHasher.hash(password) });

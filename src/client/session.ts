@@ -170,8 +170,7 @@ export function createSession(options: SessionOptions): Session {
     return refreshing;
   }
 
-  const sessionEnded = () =>
-    new ConnectError("the session ended: log in again", Code.Unauthenticated);
+  const sessionEnded = () => new ConnectError("the session ended: log in again", Code.Unauthenticated);
 
   const interceptor: Interceptor = (next) => async (req) => {
     if (isSessionCall(req.method)) return next(req);

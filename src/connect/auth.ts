@@ -92,7 +92,12 @@ export interface Auth {
    * further adapter (the HTTP pre-filter) calls so every decision is
    * reported once, wherever it is made.
    */
-  check(method: DescMethod, headers: HeaderReader, stage: DecisionStage, timeoutMs?: number): Verdict | Promise<Verdict>;
+  check(
+    method: DescMethod,
+    headers: HeaderReader,
+    stage: DecisionStage,
+    timeoutMs?: number,
+  ): Verdict | Promise<Verdict>;
   /**
    * Router option `requestGate`: refuses before the request body is read or
    * decoded. Put it together with {@link Auth.interceptor}.
@@ -175,7 +180,8 @@ export function createAuth(options: AuthOptions): Auth {
       context.values.set(principalKey, verdict.principal);
     },
     interceptor: (next) => async (req) => {
-      const verdict = req.contextValues.get(verdictKey) ?? (await decideAndReport(req.method, req.header, "interceptor"));
+      const verdict =
+        req.contextValues.get(verdictKey) ?? (await decideAndReport(req.method, req.header, "interceptor"));
       if (verdict.outcome !== "allow") throw verdictToConnectError(verdict);
       req.contextValues.set(principalKey, verdict.principal);
       if (watch !== undefined && req.stream && verdict.token !== undefined) {
@@ -215,7 +221,8 @@ function createWatch(options: AuthOptions, policy: AuthPolicy, decide: Decide): 
         },
       });
     },
-    report: onDecision && ((method, verdict, durationMs) => onDecision({ method, verdict, stage: "recheck", durationMs })),
+    report:
+      onDecision && ((method, verdict, durationMs) => onDecision({ method, verdict, stage: "recheck", durationMs })),
     onInvalidation: principals.onInvalidation?.bind(principals),
     intervalMs,
     leewaySeconds: verifier.leewaySeconds,

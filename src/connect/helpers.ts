@@ -1,4 +1,4 @@
-import type { ConnectError} from "@connectrpc/connect";
+import type { ConnectError } from "@connectrpc/connect";
 import { Code, type HandlerContext } from "@connectrpc/connect";
 import { MESSAGES } from "../decide/verdict.js";
 import { principalHasPermission, type Principal } from "../principal.js";

@@ -193,13 +193,15 @@ export function createCallWatch(options: CallWatchOptions): CallWatch {
           try {
             // Stepping through a leeway we were not told about, a still
             // valid token is no news: only the refusal is reported.
-            if (cause !== "step" || verdict.outcome !== "allow") report?.(call.method, verdict, performance.now() - started);
+            if (cause !== "step" || verdict.outcome !== "allow")
+              report?.(call.method, verdict, performance.now() - started);
           } catch {
             // Logs and metrics are best effort; the decision stands.
           }
           apply(call, verdict, cause);
         },
-        (error: unknown) => end(call, authError(MESSAGES.AUTH_BACKEND_UNAVAILABLE, Code.Unavailable, "AUTH_BACKEND_UNAVAILABLE", error)),
+        (error: unknown) =>
+          end(call, authError(MESSAGES.AUTH_BACKEND_UNAVAILABLE, Code.Unavailable, "AUTH_BACKEND_UNAVAILABLE", error)),
       )
       .finally(() => {
         call.checking = false;

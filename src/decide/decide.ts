@@ -76,7 +76,11 @@ export function createDecider(options: DeciderOptions): Decide {
   const { policy, verifier, principals } = options;
   const lookupTimeoutMs = options.lookupTimeoutMs ?? 5000;
 
-  function afterVerify(plan: MethodPlan, verified: AccessTokenResult, timeoutMs: number | undefined): Verdict | Promise<Verdict> {
+  function afterVerify(
+    plan: MethodPlan,
+    verified: AccessTokenResult,
+    timeoutMs: number | undefined,
+  ): Verdict | Promise<Verdict> {
     if (!verified.ok) {
       if (verified.reason === "KEYS_UNAVAILABLE") {
         return plan.rule.kind === "public" ? allow(plan, undefined) : unavailableFor(plan, verified.error);
@@ -129,7 +133,8 @@ function judge(plan: MethodPlan, lookup: PrincipalLookup, token: VerifiedToken):
 
 function authorize(plan: MethodPlan, rule: PlannedRule, principal: Principal, token: VerifiedToken): Allow | Deny {
   if (rule.kind === "public") return allow(plan, principal, token);
-  if (rule.superuser && !principal.isSuperuser) return denied(plan, principal, "SUPERUSER_REQUIRED", MESSAGES.SUPERUSER_REQUIRED);
+  if (rule.superuser && !principal.isSuperuser)
+    return denied(plan, principal, "SUPERUSER_REQUIRED", MESSAGES.SUPERUSER_REQUIRED);
   if (rule.staff && !principal.isStaff) return denied(plan, principal, "STAFF_REQUIRED", MESSAGES.STAFF_REQUIRED);
   for (const permission of rule.permissions) {
     if (!principalHasPermission(principal, permission)) {

@@ -125,7 +125,8 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
   async function verifyRefresh(token: string) {
     const result = await verifier.verify(token, "refresh");
     if (result.ok) return result.claims;
-    if (result.error instanceof TokenRejectedError && result.error.code === "NOT_CANONICAL") await revokeTwinFamily(token);
+    if (result.error instanceof TokenRejectedError && result.error.code === "NOT_CANONICAL")
+      await revokeTwinFamily(token);
     throw verifyFailure(result);
   }
 
@@ -304,7 +305,11 @@ export interface TotpEnrollment {
  * console.log(uri); // render as a QR code
  * ```
  */
-export async function enableTotp(database: Database, username: string, issuerName = "protoguard"): Promise<TotpEnrollment> {
+export async function enableTotp(
+  database: Database,
+  username: string,
+  issuerName = "protoguard",
+): Promise<TotpEnrollment> {
   const user = await findUserByUsername(database.db, username);
   if (user === undefined) throw new StoreError("USER_NOT_FOUND", `no user "${username}"`);
   const secret = generateTotpSecret();

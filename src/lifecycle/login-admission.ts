@@ -65,9 +65,12 @@ export function createLoginAdmission(options: LoginAdmissionOptions = {}): Login
   const perMinute = options.perMinute ?? DEFAULT_LOGIN_ADMISSION.perMinute;
   const maxPeers = options.maxPeers ?? DEFAULT_LOGIN_ADMISSION.maxPeers;
   const ipv6PrefixLength = options.ipv6PrefixLength ?? DEFAULT_LOGIN_ADMISSION.ipv6PrefixLength;
-  if (!Number.isSafeInteger(burst) || burst < 1) throw new RangeError("loginAdmission.burst must be a positive integer");
-  if (!Number.isFinite(perMinute) || perMinute < 0) throw new RangeError("loginAdmission.perMinute must be a non-negative number");
-  if (!Number.isSafeInteger(maxPeers) || maxPeers < 1) throw new RangeError("loginAdmission.maxPeers must be a positive integer");
+  if (!Number.isSafeInteger(burst) || burst < 1)
+    throw new RangeError("loginAdmission.burst must be a positive integer");
+  if (!Number.isFinite(perMinute) || perMinute < 0)
+    throw new RangeError("loginAdmission.perMinute must be a non-negative number");
+  if (!Number.isSafeInteger(maxPeers) || maxPeers < 1)
+    throw new RangeError("loginAdmission.maxPeers must be a positive integer");
   if (!Number.isSafeInteger(ipv6PrefixLength) || ipv6PrefixLength < 1 || ipv6PrefixLength > 128) {
     throw new RangeError("loginAdmission.ipv6PrefixLength must be an integer from 1 to 128");
   }

@@ -178,7 +178,12 @@ export function createLogin(deps: LoginDependencies) {
       if (user.otpSecret === null) throw invalidCredentials("TOTP enabled without a secret");
       let result: ReturnType<typeof verifyTotp>;
       try {
-        result = verifyTotp({ secret: user.otpSecret, code: otpCode, lastAcceptedStep: user.otpLastStep, now: at.getTime() });
+        result = verifyTotp({
+          secret: user.otpSecret,
+          code: otpCode,
+          lastAcceptedStep: user.otpLastStep,
+          now: at.getTime(),
+        });
       } catch {
         // A corrupt stored secret is a data problem, but the answer stays closed and uniform.
         throw invalidCredentials("stored TOTP secret unusable");

@@ -198,7 +198,11 @@ export function createPasswordHasher(options: PasswordHasherOptions = {}): Passw
     return formatScrypt(params, salt, key);
   }
 
-  async function verify(password: string, encoded: string, options?: PasswordWorkOptions): Promise<PasswordVerification> {
+  async function verify(
+    password: string,
+    encoded: string,
+    options?: PasswordWorkOptions,
+  ): Promise<PasswordVerification> {
     if (!passwordAcceptable(password) || typeof encoded !== "string") return NOT_OK;
     if (encoded.startsWith(SCRYPT_PREFIX)) {
       const stored = parseScrypt(encoded);

@@ -1,6 +1,10 @@
 import type { PrincipalSource } from "../decide/decide.js";
 import type { Database } from "../store/database.js";
-import { subscribeInvalidations, type InvalidationEvent, type InvalidationSubscription } from "../store/invalidation.js";
+import {
+  subscribeInvalidations,
+  type InvalidationEvent,
+  type InvalidationSubscription,
+} from "../store/invalidation.js";
 import { loadPrincipal, type PrincipalLookup } from "../store/principal-query.js";
 import { LruMap } from "../util/lru.js";
 

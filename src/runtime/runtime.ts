@@ -116,7 +116,9 @@ async function keyConfigs(config: ProtoguardConfig, warn?: (message: string) => 
   if (config.privateKeyPath !== undefined) {
     const loaded = await keyFile("PROTOGUARD_JWT_PRIVATE_KEY", config.privateKeyPath);
     if (loaded.privateKey === undefined) {
-      throw new ConfigError(`PROTOGUARD_JWT_PRIVATE_KEY (${config.privateKeyPath}) holds a public key, not a private one`);
+      throw new ConfigError(
+        `PROTOGUARD_JWT_PRIVATE_KEY (${config.privateKeyPath}) holds a public key, not a private one`,
+      );
     }
     seen.add(await thumbprint(loaded.privateKey));
     keys.push({ alg, privateKey: loaded.privateKey, kid: loaded.kid });
@@ -130,7 +132,9 @@ async function keyConfigs(config: ProtoguardConfig, warn?: (message: string) => 
     keys.push({ alg, publicKey: key, kid: loaded.kid });
   }
   if (keys.length === 0) {
-    throw new ConfigError(`PROTOGUARD_JWT_ALGORITHM=${alg} needs PROTOGUARD_JWT_PRIVATE_KEY and/or PROTOGUARD_JWT_PUBLIC_KEY`);
+    throw new ConfigError(
+      `PROTOGUARD_JWT_ALGORITHM=${alg} needs PROTOGUARD_JWT_PRIVATE_KEY and/or PROTOGUARD_JWT_PUBLIC_KEY`,
+    );
   }
   return keys;
 }
@@ -158,7 +162,8 @@ async function keyFile(variable: string, path: string) {
  * `createPublicKey` derives the public half from a private key.
  */
 async function thumbprint(key: string | JWK): Promise<string> {
-  const publicKey = typeof key === "string" ? createPublicKey(key) : createPublicKey({ key: key as never, format: "jwk" });
+  const publicKey =
+    typeof key === "string" ? createPublicKey(key) : createPublicKey({ key: key as never, format: "jwk" });
   return calculateJwkThumbprint(publicKey.export({ format: "jwk" }) as JWK, "sha256");
 }
 

@@ -47,9 +47,7 @@ export function withCors(handler: NodeHandler, options: CorsOptions): NodeHandle
   const anyOrigin = options.origins.includes("*");
   const origins = new Set(options.origins);
   const allowMethods = cors.allowedMethods.join(", ");
-  const allowHeaders = unique([...cors.allowedHeaders, "Authorization", ...(options.allowedHeaders ?? [])]).join(
-    ", ",
-  );
+  const allowHeaders = unique([...cors.allowedHeaders, "Authorization", ...(options.allowedHeaders ?? [])]).join(", ");
   const exposeHeaders = unique([...cors.exposedHeaders, ...(options.exposedHeaders ?? [])]).join(", ");
   const maxAge = String(options.maxAgeSeconds ?? 7200);
 

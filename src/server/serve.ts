@@ -290,4 +290,3 @@ function connectionLimitsOf(options: StartServerOptions): ConnectionLimits {
   }
   return limits;
 }
-

@@ -85,7 +85,8 @@ interface Registry {
   exitListener: boolean;
 }
 const REGISTRY_KEY = Symbol.for("protoguard.dataDirLocks");
-const registry: Registry = ((globalThis as Record<symbol, unknown>)[REGISTRY_KEY] as Registry | undefined) ??
+const registry: Registry =
+  ((globalThis as Record<symbol, unknown>)[REGISTRY_KEY] as Registry | undefined) ??
   ((globalThis as Record<symbol, unknown>)[REGISTRY_KEY] = { held: new Map(), exitListener: false } as Registry);
 
 /** This process, as a lock file records it; computed once. */

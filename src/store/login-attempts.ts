@@ -35,7 +35,12 @@ export interface ThrottlePolicy {
 }
 
 /** The defaults of {@link ThrottlePolicy}. */
-export const DEFAULT_THROTTLE: ThrottlePolicy = { freeFailures: 5, baseLockMs: 1000, maxLockMs: 60_000, forgetAfterMs: 900_000 };
+export const DEFAULT_THROTTLE: ThrottlePolicy = {
+  freeFailures: 5,
+  baseLockMs: 1000,
+  maxLockMs: 60_000,
+  forgetAfterMs: 900_000,
+};
 
 const DEFAULT_FORGET_AFTER_MS = 900_000;
 

@@ -99,7 +99,9 @@ function migratorConfig({ migrationsFolder, migrationsTable }: MigrateOptions): 
     return { migrationsFolder: MIGRATIONS_FOLDER, migrationsTable: migrationsTable ?? PROTOGUARD_MIGRATIONS_TABLE };
   }
   if (migrationsTable === undefined || migrationsTable === PROTOGUARD_MIGRATIONS_TABLE) {
-    throw new RangeError("migrateDatabase: migrationsFolder needs a migrationsTable of its own, not protoguard's journal");
+    throw new RangeError(
+      "migrateDatabase: migrationsFolder needs a migrationsTable of its own, not protoguard's journal",
+    );
   }
   return { migrationsFolder, migrationsTable };
 }

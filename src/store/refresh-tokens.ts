@@ -80,10 +80,12 @@ export async function revokeFamily(db: DrizzleDb, familyId: string, now: Date): 
 
 /** Finds the family of a refresh token by its verified `jti` (used or not), for logout. */
 export async function findRefreshFamily(db: DrizzleDb, jti: string): Promise<string | undefined> {
-  const [row] = await db.select({ familyId: refreshTokens.familyId }).from(refreshTokens).where(eq(refreshTokens.jti, jti));
+  const [row] = await db
+    .select({ familyId: refreshTokens.familyId })
+    .from(refreshTokens)
+    .where(eq(refreshTokens.jti, jti));
   return row?.familyId;
 }
-
 
 /**
  * Ends every session of a user: marks the credentials changed (access tokens

@@ -33,9 +33,7 @@ export const users = pgTable("users", {
   isSuperuser: boolean("is_superuser").notNull().default(false),
   dateJoined: timestamp("date_joined", { withTimezone: true }).notNull().defaultNow(),
   lastLogin: timestamp("last_login", { withTimezone: true }),
-  credentialsChangedAt: timestamp("credentials_changed_at", { withTimezone: true })
-    .notNull()
-    .defaultNow(),
+  credentialsChangedAt: timestamp("credentials_changed_at", { withTimezone: true }).notNull().defaultNow(),
   /** Base32 TOTP secret; null until enrolment starts. */
   otpSecret: text("otp_secret"),
   otpEnabled: boolean("otp_enabled").notNull().default(false),
@@ -76,10 +74,7 @@ export const userGroups = pgTable(
       .notNull()
       .references(() => groups.id, { onDelete: "cascade" }),
   },
-  (t) => [
-    primaryKey({ columns: [t.userId, t.groupId] }),
-    index("user_groups_group_id_idx").on(t.groupId),
-  ],
+  (t) => [primaryKey({ columns: [t.userId, t.groupId] }), index("user_groups_group_id_idx").on(t.groupId)],
 );
 
 /** Permissions granted directly to a user. */
@@ -142,10 +137,7 @@ export const refreshTokens = pgTable(
     usedAt: timestamp("used_at", { withTimezone: true }),
     revokedAt: timestamp("revoked_at", { withTimezone: true }),
   },
-  (t) => [
-    index("refresh_tokens_family_id_idx").on(t.familyId),
-    index("refresh_tokens_user_id_idx").on(t.userId),
-  ],
+  (t) => [index("refresh_tokens_family_id_idx").on(t.familyId), index("refresh_tokens_user_id_idx").on(t.userId)],
 );
 
 /**

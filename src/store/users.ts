@@ -160,7 +160,11 @@ export async function findUserByUsername(db: DrizzleDb, username: string): Promi
  * checks credentials (Login). Not exported from the package.
  */
 export async function findCredentials(db: DrizzleDb, username: string): Promise<User | undefined> {
-  const [row] = await db.select().from(users).where(eq(users.username, normalizeUsername(username))).limit(1);
+  const [row] = await db
+    .select()
+    .from(users)
+    .where(eq(users.username, normalizeUsername(username)))
+    .limit(1);
   return row;
 }
 
@@ -172,7 +176,11 @@ export async function getUserById(db: DrizzleDb, userId: number): Promise<Public
 }
 
 async function requireUserId(db: DrizzleDb, username: string): Promise<number> {
-  const [row] = await db.select({ id: users.id }).from(users).where(eq(users.username, normalizeUsername(username))).limit(1);
+  const [row] = await db
+    .select({ id: users.id })
+    .from(users)
+    .where(eq(users.username, normalizeUsername(username)))
+    .limit(1);
   if (row === undefined) throw new StoreError("USER_NOT_FOUND", `no user "${username}"`);
   return row.id;
 }
@@ -208,7 +216,10 @@ export async function setUserActive(db: DrizzleDb, username: string, active: boo
  * @throws {StoreError} `USER_NOT_FOUND`.
  */
 export async function deleteUser(db: DrizzleDb, username: string): Promise<void> {
-  const deleted = await db.delete(users).where(eq(users.username, normalizeUsername(username))).returning({ id: users.id });
+  const deleted = await db
+    .delete(users)
+    .where(eq(users.username, normalizeUsername(username)))
+    .returning({ id: users.id });
   if (deleted.length === 0) throw new StoreError("USER_NOT_FOUND", `no user "${username}"`);
 }
 
@@ -289,7 +300,10 @@ interface GrantTable {
   readonly table: typeof userPermissions | typeof groupPermissions;
   readonly holderColumn: typeof userPermissions.userId | typeof groupPermissions.groupId;
   readonly permissionColumn: typeof userPermissions.permissionId | typeof groupPermissions.permissionId;
-  readonly row: (holderId: number, permissionId: number) => typeof userPermissions.$inferInsert | typeof groupPermissions.$inferInsert;
+  readonly row: (
+    holderId: number,
+    permissionId: number,
+  ) => typeof userPermissions.$inferInsert | typeof groupPermissions.$inferInsert;
 }
 
 const USER_GRANTS: GrantTable = {
@@ -309,7 +323,12 @@ const GROUP_GRANTS: GrantTable = {
 };
 
 /** Grants `perms` to the holder named `name`, creating missing permission rows; all or nothing. */
-async function grantPermissions(db: DrizzleDb, grants: GrantTable, name: string, perms: readonly string[]): Promise<void> {
+async function grantPermissions(
+  db: DrizzleDb,
+  grants: GrantTable,
+  name: string,
+  perms: readonly string[],
+): Promise<void> {
   assertValidPermissions(perms);
   await db.transaction(async (tx) => {
     const holderId = await grants.requireHolderId(tx, name);
@@ -323,7 +342,12 @@ async function grantPermissions(db: DrizzleDb, grants: GrantTable, name: string,
 }
 
 /** Removes `perms` from the holder named `name`; returns how many grants went. */
-async function revokePermissions(db: DrizzleDb, grants: GrantTable, name: string, perms: readonly string[]): Promise<number> {
+async function revokePermissions(
+  db: DrizzleDb,
+  grants: GrantTable,
+  name: string,
+  perms: readonly string[],
+): Promise<number> {
   assertValidPermissions(perms);
   return db.transaction(async (tx) => {
     const holderId = await grants.requireHolderId(tx, name);
@@ -402,11 +426,7 @@ export async function grantGroupPermissions(db: DrizzleDb, group: string, perms:
  * @returns how many grants were removed.
  * @throws {StoreError} `GROUP_NOT_FOUND`, `INVALID_PERMISSION`.
  */
-export async function revokeGroupPermissions(
-  db: DrizzleDb,
-  group: string,
-  perms: readonly string[],
-): Promise<number> {
+export async function revokeGroupPermissions(db: DrizzleDb, group: string, perms: readonly string[]): Promise<number> {
   return revokePermissions(db, GROUP_GRANTS, group, perms);
 }
 

@@ -140,7 +140,10 @@ async function loadOrBuildSnapshot(): Promise<{ snapshot: Blob; first: PGlite }>
     if (bytes !== undefined) {
       const snapshot = new Blob([bytes]);
       try {
-        return { snapshot, first: await PGlite.create({ loadDataDir: snapshot, startParams: [...TEST_PGLITE_START_PARAMS] }) };
+        return {
+          snapshot,
+          first: await PGlite.create({ loadDataDir: snapshot, startParams: [...TEST_PGLITE_START_PARAMS] }),
+        };
       } catch {
         // An unreadable cache file: build a new one over it.
       }

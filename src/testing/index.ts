@@ -16,13 +16,7 @@ import type { RuleInit } from "../policy/rule.js";
 import { createPrincipalSource, type CachedPrincipalSource } from "../principals/source.js";
 import type { Database } from "../store/database.js";
 import type { User } from "../store/schema.js";
-import {
-  addUsersToGroup,
-  createGroup,
-  createUser,
-  grantUserPermissions,
-  type PublicUser,
-} from "../store/users.js";
+import { addUsersToGroup, createGroup, createUser, grantUserPermissions, type PublicUser } from "../store/users.js";
 import { StoreError } from "../store/errors.js";
 import { createKeyring, type KeyConfig, type Keyring } from "../token/keys.js";
 import { createTokenIssuer, type TokenIssuer } from "../token/issuer.js";

@@ -16,7 +16,8 @@ export class VerifiedTokenCache<V extends Expiring> {
   /** @param maxEntries Most entries kept: a positive integer (RangeError otherwise). */
   constructor(maxEntries: number) {
     // LruMap would quietly round or keep nothing; a verifier asking for that is a bug.
-    if (!Number.isSafeInteger(maxEntries) || maxEntries < 1) throw new RangeError("maxEntries must be a positive integer");
+    if (!Number.isSafeInteger(maxEntries) || maxEntries < 1)
+      throw new RangeError("maxEntries must be a positive integer");
     this.#entries = new LruMap(maxEntries);
   }
 

@@ -134,9 +134,13 @@ export function checkClaims(
   if (jti === undefined && !rules.requireJti) {
     jti = "";
   } else if (typeof jti !== "string" || jti.length === 0 || jti.length > MAX_JTI_LENGTH) {
-    throw new TokenRejectedError(jti === undefined ? "CLAIM_MISSING" : "CLAIM_INVALID", "jti must be a short non-empty string", {
-      claim: "jti",
-    });
+    throw new TokenRejectedError(
+      jti === undefined ? "CLAIM_MISSING" : "CLAIM_INVALID",
+      "jti must be a short non-empty string",
+      {
+        claim: "jti",
+      },
+    );
   }
 
   const { leewaySeconds } = rules;
@@ -183,7 +187,10 @@ export function refuseUnverified(encodedPayload: string, rules: ClaimRules, nowS
   if (typeof exp === "number" && nowSeconds >= exp + rules.leewaySeconds) {
     throw new TokenRejectedError("EXPIRED", "token expired", { claim: "exp" });
   }
-  if (rules.issuer !== undefined && (!Object.hasOwn(claims, "iss") || (claims as { iss: unknown }).iss !== rules.issuer)) {
+  if (
+    rules.issuer !== undefined &&
+    (!Object.hasOwn(claims, "iss") || (claims as { iss: unknown }).iss !== rules.issuer)
+  ) {
     throw new TokenRejectedError("ISSUER_MISMATCH", "unexpected issuer", { claim: "iss" });
   }
 }

@@ -109,7 +109,8 @@ export function createTokenIssuer(options: TokenIssuerOptions): TokenIssuer {
 
   return Object.freeze({
     issueAccess: (userId: number, extra?: Record<string, unknown>) => issue("access", accessTtlSeconds, userId, extra),
-    issueRefresh: (userId: number, extra?: Record<string, unknown>) => issue("refresh", refreshTtlSeconds, userId, extra),
+    issueRefresh: (userId: number, extra?: Record<string, unknown>) =>
+      issue("refresh", refreshTtlSeconds, userId, extra),
     accessTtlSeconds,
     refreshTtlSeconds,
   });

@@ -60,7 +60,10 @@ const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]"]);
 /** Wraps jose's `createRemoteJWKSet` for the `jwksUrl` option of `createTokenVerifier`. */
 export function createRemoteKeySource(url: string | URL, options: RemoteJwksOptions = {}): RemoteKeySource {
   const parsed = new URL(url);
-  if (parsed.protocol !== "https:" && !(parsed.protocol === "http:" && (LOOPBACK.has(parsed.hostname) || options.allowInsecureHttp))) {
+  if (
+    parsed.protocol !== "https:" &&
+    !(parsed.protocol === "http:" && (LOOPBACK.has(parsed.hostname) || options.allowInsecureHttp))
+  ) {
     throw new RangeError(`jwksUrl must be https (got ${parsed.protocol}//${parsed.host})`);
   }
   const algorithms = new Set<string>(options.algorithms ?? ["RS256", "ES256"]);

@@ -9,7 +9,10 @@ import type { RemoteKeySource } from "./jwks.js";
 import type { Keyring, VerificationKey } from "./keys.js";
 
 /** jose's key callback: a local key synchronously, a remote one as a promise. */
-export type ResolveKey = (header: CompactJWSHeaderParameters, token: FlattenedJWSInput) => CryptoKey | Promise<CryptoKey>;
+export type ResolveKey = (
+  header: CompactJWSHeaderParameters,
+  token: FlattenedJWSInput,
+) => CryptoKey | Promise<CryptoKey>;
 
 /** Built by {@link createKeyResolver}. */
 export interface KeyResolver {
@@ -72,5 +75,10 @@ export function createKeyResolver(
     return key.key;
   }
 
-  return Object.freeze({ resolveKey, algorithms: Object.freeze(algorithms as JWSAlgorithm[]), localKeys, onlyLocalKey });
+  return Object.freeze({
+    resolveKey,
+    algorithms: Object.freeze(algorithms as JWSAlgorithm[]),
+    localKeys,
+    onlyLocalKey,
+  });
 }

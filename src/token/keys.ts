@@ -238,7 +238,10 @@ function toKeyObject(input: AsymmetricKeyInput, kind: "private" | "public", wher
       key = KeyObject.from(input as unknown as webcrypto.CryptoKey);
     } else if (input !== null && typeof input === "object" && typeof (input as JWK).kty === "string") {
       const jwk = input as JWK;
-      key = kind === "private" ? createPrivateKey({ key: jwk as never, format: "jwk" }) : createPublicKey({ key: jwk as never, format: "jwk" });
+      key =
+        kind === "private"
+          ? createPrivateKey({ key: jwk as never, format: "jwk" })
+          : createPublicKey({ key: jwk as never, format: "jwk" });
     } else {
       throw new TypeError("expected a PEM string, a JWK, a CryptoKey or a KeyObject");
     }
@@ -252,7 +255,11 @@ function toKeyObject(input: AsymmetricKeyInput, kind: "private" | "public", wher
 }
 
 function isCryptoKey(value: unknown): value is CryptoKey {
-  return typeof value === "object" && value !== null && (value as { [Symbol.toStringTag]?: unknown })[Symbol.toStringTag] === "CryptoKey";
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    (value as { [Symbol.toStringTag]?: unknown })[Symbol.toStringTag] === "CryptoKey"
+  );
 }
 
 function assertFitsAlg(publicKey: KeyObject, alg: AsymmetricAlgorithm, where: string): void {

@@ -73,7 +73,10 @@ function signatureCheck(key: VerificationKey): SignatureCheck {
         },
       };
     case "RS256":
-      return { alg: key.alg, verify: (input, signature) => cryptoVerify("sha256", Buffer.from(input), keyObject, signature) };
+      return {
+        alg: key.alg,
+        verify: (input, signature) => cryptoVerify("sha256", Buffer.from(input), keyObject, signature),
+      };
     case "ES256":
       return {
         alg: key.alg,

@@ -138,7 +138,10 @@ function resolveLifetime(
 }
 
 /** The claim rules for local keys, and those for `jwksUrl` keys (the same object when they agree). */
-function resolveClaimRules(options: TokenVerifierOptions, localOnly: boolean): { local: ClaimRules; remote: ClaimRules } {
+function resolveClaimRules(
+  options: TokenVerifierOptions,
+  localOnly: boolean,
+): { local: ClaimRules; remote: ClaimRules } {
   const leewaySeconds = options.leewaySeconds ?? 30;
   if (typeof leewaySeconds !== "number" || !(leewaySeconds >= 0 && leewaySeconds <= MAX_LEEWAY_SECONDS)) {
     throw new RangeError(`leewaySeconds must be within 0..${MAX_LEEWAY_SECONDS}`);
@@ -153,7 +156,10 @@ function resolveClaimRules(options: TokenVerifierOptions, localOnly: boolean): {
     requireJti: options.requireJti ?? true,
   });
   const jwksUserIdClaim = userIdClaimName(options.jwksUserIdClaim, userIdClaim, "jwksUserIdClaim");
-  return { local, remote: jwksUserIdClaim === userIdClaim ? local : Object.freeze({ ...local, userIdClaim: jwksUserIdClaim }) };
+  return {
+    local,
+    remote: jwksUserIdClaim === userIdClaim ? local : Object.freeze({ ...local, userIdClaim: jwksUserIdClaim }),
+  };
 }
 
 function failure(error: unknown): VerifyResult {
@@ -230,7 +236,11 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     // can be given a twin.
     if (!hasCanonicalSegments(token)) return NOT_CANONICAL;
     if (expected !== "access" && expected !== "refresh") {
-      return { ok: false, reason: "TOKEN_INVALID", error: new TypeError(`unknown expected token type ${String(expected)}`) };
+      return {
+        ok: false,
+        reason: "TOKEN_INVALID",
+        error: new TypeError(`unknown expected token type ${String(expected)}`),
+      };
     }
     const hit = cache?.get(token, now() / 1000);
     if (hit) {
@@ -264,7 +274,12 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       // in the future, refused at leeway 0 until the next second. Integer
       // claims from other issuers compare the same either way.
       const nowSeconds = now() / 1000;
-      const claims = checkClaims(JSON.parse(utf8.decode(payload)), expected, fromRemote ? remoteRules : rules, nowSeconds);
+      const claims = checkClaims(
+        JSON.parse(utf8.decode(payload)),
+        expected,
+        fromRemote ? remoteRules : rules,
+        nowSeconds,
+      );
       const result = Object.freeze({ ok: true as const, claims });
       cache?.set(token, { dropAfter: claims.expiresAt + leewaySeconds, result });
       return result;

@@ -40,7 +40,11 @@ export function streamingRoutes(probe: StreamProbe): (router: ConnectRouter) => 
   function observe(method: string, ctx: HandlerContext): void {
     const signal = authSignal(ctx);
     signal.addEventListener("abort", () => {
-      probe.aborts.push({ method, authReason: signal.reason, ctxReason: ctx.signal.aborted ? ctx.signal.reason : undefined });
+      probe.aborts.push({
+        method,
+        authReason: signal.reason,
+        ctxReason: ctx.signal.aborted ? ctx.signal.reason : undefined,
+      });
     });
   }
   const pong = (text: string, ctx: HandlerContext) => ({ text, username: getUser(ctx)?.username ?? "" });

@@ -68,4 +68,3 @@ function buildAnswer(protocol: Protocol, verdict: Deny | Unavailable): Answer {
       };
   }
 }
-

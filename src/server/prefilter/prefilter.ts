@@ -72,7 +72,8 @@ function createCore(options: PrefilterOptions) {
       // Node keeps only the first of repeated `authorization` headers in
       // `headers`; all of them, joined, match no credential (TOKEN_MALFORMED).
       const credentials = authorizationValues(rawHeaders);
-      const reader = credentials.length > 1 ? repeatedAuthorizationReader(headers, credentials) : nodeHeaderReader(headers);
+      const reader =
+        credentials.length > 1 ? repeatedAuthorizationReader(headers, credentials) : nodeHeaderReader(headers);
       return auth.check(method, reader, "prefilter");
     },
     answer: (protocol: Protocol, verdict: Deny | Unavailable) => answerFor(answers, protocol, verdict),
@@ -97,7 +98,11 @@ function createCore(options: PrefilterOptions) {
  * const handler = createPrefilter({ auth, services: [ProductService], next: connect });
  * ```
  */
-export function createPrefilter(options: PrefilterOptions & { /** Where accepted and unrecognised requests go (Connect's handler). */ next: NodeHandler }): NodeHandler {
+export function createPrefilter(
+  options: PrefilterOptions & {
+    /** Where accepted and unrecognised requests go (Connect's handler). */ next: NodeHandler;
+  },
+): NodeHandler {
   const { next } = options;
   const core = createCore(options);
   const discard: DiscardLimits = {
@@ -130,12 +135,9 @@ export function createPrefilter(options: PrefilterOptions & { /** Where accepted
  * a verdict that needs the database or a signature check is awaited, and
  * the stream is refused or handed on with it.
  */
-export function createStreamPrefilter(options: PrefilterOptions): (
-  stream: ServerHttp2Stream,
-  headers: IncomingHttpHeaders,
-  next: () => void,
-  rawHeaders?: readonly string[],
-) => void {
+export function createStreamPrefilter(
+  options: PrefilterOptions,
+): (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, next: () => void, rawHeaders?: readonly string[]) => void {
   const core = createCore(options);
   return function streamPrefilter(stream, headers, next, rawHeaders) {
     const call = core.recognise(headers[":method"], headers[":path"], headers["content-type"]);
@@ -166,7 +168,10 @@ export function prefilterContextValues(req: NodeRequest): ContextValues {
 }
 
 function taggedVerdict(req: NodeRequest): Verdict | undefined {
-  return (req as TaggedRequest)[VERDICT] ?? ("stream" in req ? (req.stream as TaggedStream | undefined)?.[VERDICT] : undefined);
+  return (
+    (req as TaggedRequest)[VERDICT] ??
+    ("stream" in req ? (req.stream as TaggedStream | undefined)?.[VERDICT] : undefined)
+  );
 }
 
 function nodeHeaderReader(headers: IncomingHttpHeaders): HeaderReader {

@@ -26,4 +26,3 @@ export function detectProtocol(contentType: string | undefined): Protocol | unde
   if (CONNECT_STREAM.test(contentType)) return { kind: "connect-stream", contentType };
   return undefined;
 }
-

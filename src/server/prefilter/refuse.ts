@@ -87,4 +87,3 @@ export function refuseStream(stream: ServerHttp2Stream, answer: Answer): void {
 }
 
 function ignore(): void {}
-

@@ -13,7 +13,10 @@ import {
   ServerReflectionRequestSchema,
   ServerReflectionResponseSchema,
 } from "../../../gen/grpc/reflection/v1/reflection_pb.js";
-import type { ServerReflectionRequest, ServerReflectionResponse } from "../../../gen/grpc/reflection/v1/reflection_pb.js";
+import type {
+  ServerReflectionRequest,
+  ServerReflectionResponse,
+} from "../../../gen/grpc/reflection/v1/reflection_pb.js";
 import {
   ServerReflection as ServerReflectionAlpha,
   ServerReflectionRequestSchema as ServerReflectionRequestSchemaAlpha,

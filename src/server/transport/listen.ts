@@ -80,7 +80,6 @@ export interface Listening {
   close(graceMs?: number): Promise<void>;
 }
 
-
 /**
  * Listens on one port and serves `handler` over HTTP/1.1 and HTTP/2.
  * Plaintext serves HTTP/1.1 and h2c (prior knowledge) side by side; with
@@ -172,13 +171,11 @@ function bindError(err: NodeJS.ErrnoException, port: number, host: string): Serv
   }
 }
 
-
 interface InnerServer {
   readonly server: net.Server;
   /** Stops interval timers that outlive no socket but would keep running. */
   stopTimers(): void;
 }
-
 
 function createPlaintextServer(
   handler: NodeHandler,
@@ -247,18 +244,21 @@ function createHttp2Server(
 ): http2.Http2Server {
   if (streamPrefilter === undefined) return http2.createServer(http2Options(limits), handler);
   const server = http2.createServer(http2Options(limits));
-  server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
-    exposeRepeatedAuthorization(headers, rawHeaders);
-    streamPrefilter(
-      stream,
-      headers,
-      () => {
-        const req = new http2.Http2ServerRequest(stream, headers, {}, rawHeaders);
-        handler(req, new http2.Http2ServerResponse(stream));
-      },
-      rawHeaders,
-    );
-  });
+  server.on(
+    "stream",
+    (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
+      exposeRepeatedAuthorization(headers, rawHeaders);
+      streamPrefilter(
+        stream,
+        headers,
+        () => {
+          const req = new http2.Http2ServerRequest(stream, headers, {}, rawHeaders);
+          handler(req, new http2.Http2ServerResponse(stream));
+        },
+        rawHeaders,
+      );
+    },
+  );
   return server;
 }
 

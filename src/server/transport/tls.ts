@@ -42,14 +42,21 @@ export function checkTls(options: TlsOptions): void {
   try {
     tls.createSecureContext({ key: options.key });
   } catch (err) {
-    throw new ServerError("TLS_KEY_INVALID", `TLS private key is invalid (encrypted keys are not supported): ${(err as Error).message}`, {
-      cause: err,
-    });
+    throw new ServerError(
+      "TLS_KEY_INVALID",
+      `TLS private key is invalid (encrypted keys are not supported): ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
   }
   try {
     tls.createSecureContext({ cert: options.cert, key: options.key });
   } catch (err) {
-    throw new ServerError("TLS_KEY_MISMATCH", `TLS private key does not match the certificate: ${(err as Error).message}`, { cause: err });
+    throw new ServerError(
+      "TLS_KEY_MISMATCH",
+      `TLS private key does not match the certificate: ${(err as Error).message}`,
+      { cause: err },
+    );
   }
 }
-
