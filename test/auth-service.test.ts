@@ -240,7 +240,7 @@ describe("AuthService on PGlite", { timeout: 180_000 }, () => {
     const code = generateTotp(secret, at);
     const res = await f.client.login({ username: "erin", password: "erin-password", otpCode: code });
     assert.ok(res.accessToken);
-    assert.equal((await userRow(db, "erin")).otpLastStep, Math.floor(at / 30_000));
+    assert.equal((await userRow(db, "erin")).totpLastStep, Math.floor(at / 30_000));
     assert.deepEqual(
       observable(await failure(f.client.login({ username: "erin", password: "erin-password", otpCode: code }))),
       INVALID,

@@ -60,7 +60,7 @@ describeOr(
     let server: RunningServer;
     let browser: Browser;
     let page: Page;
-    let otpSecret: string;
+    let totpSecret: string;
     const pageErrors: string[] = [];
     const profileRequests: ProfileRequest[] = [];
 
@@ -91,7 +91,7 @@ describeOr(
         });
         await grantUserPermissions(database.db, "carol", [CHANGE_PRODUCT]);
         await createUser(database.db, { username: "dave", passwordHash: await passwordHasher.hash(OTP_PASSWORD) });
-        otpSecret = (await enableTotp(database, "dave")).secret;
+        totpSecret = (await enableTotp(database, "dave")).secret;
 
         server = await startServer({
           runtime,
@@ -186,7 +186,7 @@ describeOr(
       // The earlier session ended with the failed login: no call with carol's token.
       assert.equal(await page.isDisabled("#get-profile"), true);
 
-      await logIn("dave", OTP_PASSWORD, generateTotp(otpSecret));
+      await logIn("dave", OTP_PASSWORD, generateTotp(totpSecret));
       assert.equal(await page.isHidden("#error"), true, (await page.textContent("#error")) ?? "");
       assert.equal(await page.textContent("#session"), "Signed in as dave.");
       await page.click("#get-profile");

@@ -90,13 +90,13 @@ function storeSuite(open: () => Promise<TestDatabase>): void {
     assert.equal(user.username, "alice");
     assert.equal(user.email, "alice@example.com");
     // The admin API hands out no secrets, not even as undefined fields.
-    assert.ok(!("password" in user) && !("otpSecret" in user));
+    assert.ok(!("password" in user) && !("totpSecret" in user));
     assert.equal((await findCredentials(db, "alice"))?.password, "");
     assert.equal(user.isActive, true);
     assert.equal(user.isStaff, false);
     assert.equal(user.isSuperuser, false);
-    assert.equal(user.otpEnabled, false);
-    assert.equal(user.otpLastStep, null);
+    assert.equal(user.totpEnabled, false);
+    assert.equal(user.totpLastStep, null);
     assert.ok(user.credentialsChangedAt instanceof Date);
     assert.deepEqual(await getUserById(db, user.id), user);
     assert.equal(await getUserById(db, 2 ** 40), undefined);

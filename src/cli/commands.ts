@@ -8,7 +8,7 @@
  * this file does not depend on those modules at compile time.
  */
 import { defineSubcommand, commandGroup, type Subcommand } from "./args.js";
-import { otpSubcommands, keysSubcommands, tokenSubcommand } from "./credentials.js";
+import { totpSubcommands, keysSubcommands, tokenSubcommand } from "./credentials.js";
 import {
   EXIT_OK,
   EXIT_USAGE,
@@ -86,7 +86,7 @@ const COMMANDS: Readonly<Record<string, CommandEntry>> = {
   user: group("user", userSubcommands),
   group: group("group", groupSubcommands),
   token: { run: tokenSubcommand.run, usages: [tokenSubcommand] },
-  otp: group("otp", otpSubcommands),
+  otp: group("otp", totpSubcommands),
   keys: group("keys", keysSubcommands),
 };
 

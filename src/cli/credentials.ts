@@ -33,7 +33,7 @@ export const tokenSubcommand = defineStoreSubcommand({
   warnAboutKeys: true,
 });
 
-const otpEnable = defineStoreSubcommand({
+const totpEnable = defineStoreSubcommand({
   usage: "otp enable <username>",
   summary: "give a user a new TOTP secret, require codes at login, and print the otpauth:// URI to enrol",
   positionals: { min: 1, max: 1, names: "<username>" },
@@ -45,7 +45,7 @@ const otpEnable = defineStoreSubcommand({
 });
 
 /** The `otp` subcommands. */
-export const otpSubcommands = { enable: otpEnable };
+export const totpSubcommands = { enable: totpEnable };
 
 /** Quotes a value for a POSIX shell / dotenv line only when it needs it. */
 function shellValue(value: string): string {

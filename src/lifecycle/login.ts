@@ -174,14 +174,14 @@ export function createLogin(deps: LoginDependencies) {
     if (!user.isActive) throw invalidCredentials("inactive user");
 
     let totpStep: number | undefined;
-    if (user.otpEnabled) {
-      if (user.otpSecret === null) throw invalidCredentials("TOTP enabled without a secret");
+    if (user.totpEnabled) {
+      if (user.totpSecret === null) throw invalidCredentials("TOTP enabled without a secret");
       let result: ReturnType<typeof verifyTotp>;
       try {
         result = verifyTotp({
-          secret: user.otpSecret,
+          secret: user.totpSecret,
           code: otpCode,
-          lastAcceptedStep: user.otpLastStep,
+          lastAcceptedStep: user.totpLastStep,
           now: at.getTime(),
         });
       } catch {

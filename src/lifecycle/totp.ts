@@ -106,7 +106,7 @@ export interface VerifyTotpOptions {
  *
  * @example
  * ```ts
- * const result = verifyTotp({ secret: user.otpSecret, code, lastAcceptedStep: user.otpLastStep });
+ * const result = verifyTotp({ secret: user.totpSecret, code, lastAcceptedStep: user.totpLastStep });
  * if (!result.ok || !(await store.claimTotpStep(user.id, result.step))) throw unauthenticated();
  * ```
  */

@@ -35,10 +35,10 @@ export const users = pgTable("users", {
   lastLogin: timestamp("last_login", { withTimezone: true }),
   credentialsChangedAt: timestamp("credentials_changed_at", { withTimezone: true }).notNull().defaultNow(),
   /** Base32 TOTP secret; null until enrolment starts. */
-  otpSecret: text("otp_secret"),
-  otpEnabled: boolean("otp_enabled").notNull().default(false),
+  totpSecret: text("otp_secret"),
+  totpEnabled: boolean("otp_enabled").notNull().default(false),
   /** Last accepted TOTP time step, so one code is never accepted twice. */
-  otpLastStep: bigint("otp_last_step", { mode: "number" }),
+  totpLastStep: bigint("otp_last_step", { mode: "number" }),
 });
 
 /** Named sets of permissions that users can belong to. */

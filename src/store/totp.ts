@@ -9,7 +9,7 @@ import { users } from "./schema.js";
 
 /** Stores a new TOTP secret and requires codes from now on; resets the replay guard. */
 export async function storeTotpSecret(db: DrizzleDb, userId: number, secret: string): Promise<void> {
-  await db.update(users).set({ otpSecret: secret, otpEnabled: true, otpLastStep: null }).where(eq(users.id, userId));
+  await db.update(users).set({ totpSecret: secret, totpEnabled: true, totpLastStep: null }).where(eq(users.id, userId));
 }
 
 /**
@@ -20,8 +20,8 @@ export async function storeTotpSecret(db: DrizzleDb, userId: number, secret: str
 export async function claimTotpStep(db: DrizzleDb, userId: number, step: number): Promise<boolean> {
   const rows = await db
     .update(users)
-    .set({ otpLastStep: step })
-    .where(and(eq(users.id, userId), or(isNull(users.otpLastStep), lt(users.otpLastStep, step))))
+    .set({ totpLastStep: step })
+    .where(and(eq(users.id, userId), or(isNull(users.totpLastStep), lt(users.totpLastStep, step))))
     .returning({ id: users.id });
   return rows.length === 1;
 }

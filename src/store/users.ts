@@ -24,11 +24,11 @@ import {
  * A user as handed out to code that manages accounts rather than checks credentials: the row
  * without the password hash and the TOTP secret, so logging or serializing it leaks neither.
  */
-export type PublicUser = Omit<User, "password" | "otpSecret">;
+export type PublicUser = Omit<User, "password" | "totpSecret">;
 
 /** `user` without its credentials, as a new object: the secrets are gone, not merely untyped. */
 export function withoutSecrets(user: User): PublicUser {
-  const { password: _password, otpSecret: _otpSecret, ...rest } = user;
+  const { password: _password, totpSecret: _otpSecret, ...rest } = user;
   return rest;
 }
 
