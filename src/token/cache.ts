@@ -1,6 +1,9 @@
 /** A bounded LRU of successful verifications, so a token seen again skips the signature check. */
 import { LruMap } from "../util/lru.js";
 
+/** Expired entries dropped from the cold end per insert, at most. */
+const SWEEP_PER_SET = 4;
+
 /** An entry knows when it stops being usable (seconds since the Unix epoch). */
 export interface Expiring {
   readonly dropAfter: number;
@@ -34,8 +37,18 @@ export class VerifiedTokenCache<V extends Expiring> {
     return undefined;
   }
 
-  /** Remembers `value` for `key`, forgetting the least recently used entry when full. */
-  set(key: string, value: V): void {
+  /**
+   * Remembers `value` for `key`, forgetting the least recently used entry
+   * when full. Expired entries at the cold end go first (a few per call, so
+   * the cost stays constant): tokens seen once and never again would
+   * otherwise hold their place until the size bound pushes them out.
+   */
+  set(key: string, value: V, nowSeconds: number): void {
+    for (let swept = 0; swept < SWEEP_PER_SET; swept++) {
+      const oldest = this.#entries.peekOldest();
+      if (oldest === undefined || nowSeconds < oldest[1].dropAfter) break;
+      this.#entries.delete(oldest[0]);
+    }
     this.#entries.set(key, value);
   }
 

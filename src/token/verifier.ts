@@ -281,7 +281,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         nowSeconds,
       );
       const result = Object.freeze({ ok: true as const, claims });
-      cache?.set(token, { dropAfter: claims.expiresAt + leewaySeconds, result });
+      cache?.set(token, { dropAfter: claims.expiresAt + leewaySeconds, result }, nowSeconds);
       return result;
     } catch (error) {
       return failure(error);

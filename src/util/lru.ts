@@ -45,6 +45,15 @@ export class LruMap<K, V> {
     }
   }
 
+  /**
+   * The least recently used entry, without touching it, or undefined when
+   * empty: lets a cache drop stale entries from the cold end.
+   */
+  peekOldest(): [K, V] | undefined {
+    const first = this.#map.entries().next();
+    return first.done === true ? undefined : first.value;
+  }
+
   /** Forgets `key` (no `onEvict` call); whether it was there. */
   delete(key: K): boolean {
     return this.#map.delete(key);
