@@ -2,12 +2,13 @@
 // `code` says what went wrong, with the readable message kept as it was.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { listen, ServerError, type NodeHandler } from "../src/server/index.js";
+import { selfSignedCertificate } from "./helpers/tls.js";
 
 const run = promisify(execFile);
 const handler: NodeHandler = (_req, res) => res.end();
@@ -59,25 +60,7 @@ describe("ServerError", () => {
     let key: string;
     before(async () => {
       dir = await mkdtemp(join(tmpdir(), "protoguard-server-errors-"));
-      await run("openssl", [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        join(dir, "key.pem"),
-        "-out",
-        join(dir, "cert.pem"),
-        "-days",
-        "1",
-        "-subj",
-        "/CN=localhost",
-      ]);
-      cert = await readFile(join(dir, "cert.pem"), "utf8");
-      key = await readFile(join(dir, "key.pem"), "utf8");
+      ({ cert, key } = await selfSignedCertificate(dir));
     });
     after(() => rm(dir, { recursive: true, force: true }));
 
