@@ -15,7 +15,6 @@ import {
   type CallOptions,
   type Client,
   type HandlerContext,
-  type ServiceImpl,
 } from "@connectrpc/connect";
 import { eq } from "drizzle-orm";
 import { create } from "@bufbuild/protobuf";
@@ -81,36 +80,18 @@ interface Fixture {
  */
 const TEST_LOG_N = 10;
 
-/**
- * createTestAuth builds the issuer, verifier and database the service
- * needs, but wants the routes first: register a delegate and build the real
- * service once the fixture exists.
- */
+/** The test kit serving AuthService, with a counting hasher and a clock the test can move. */
 async function authServiceFixture(database?: Database, tokenClockSkewMs = 0): Promise<Fixture> {
-  const late: { impl?: ServiceImpl<typeof AuthService> } = {};
-  const service = () => late.impl ?? assert.fail("AuthService used before it was built");
   const base = createPasswordHasher({ scrypt: { logN: TEST_LOG_N } });
   const { hasher, calls } = countingHasher(base);
+  const clock = { offsetMs: 0 };
+  const serviceNow = () => Date.now() + clock.offsetMs;
   const t = await createTestAuth({
     ...(database && { database }),
     ...(tokenClockSkewMs !== 0 && { now: () => Date.now() + tokenClockSkewMs }),
     passwordHasher: base,
-    routes: (router) =>
-      router.service(AuthService, {
-        login: (req, ctx) => service().login(req, ctx),
-        refresh: (req, ctx) => service().refresh(req, ctx),
-        logout: (req, ctx) => service().logout(req, ctx),
-        whoAmI: (req, ctx) => service().whoAmI(req, ctx),
-      }),
-  });
-  const clock = { offsetMs: 0 };
-  const serviceNow = () => Date.now() + clock.offsetMs;
-  late.impl = createAuthService({
-    database: t.database,
-    issuer: t.issuer,
-    verifier: t.verifier,
-    passwordHasher: hasher,
-    now: serviceNow,
+    routes: () => {},
+    authService: () => ({ passwordHasher: hasher, now: serviceNow }),
   });
   return { t, client: createClient(AuthService, t.transport), calls, clock, serviceNow };
 }

@@ -7,9 +7,8 @@
 import assert from "node:assert/strict";
 import { createHmac, generateKeyPairSync, randomBytes, type KeyObject } from "node:crypto";
 import { after, before, describe, it } from "node:test";
-import { Code, createClient, type Client, type ServiceImpl } from "@connectrpc/connect";
+import { Code, createClient, type Client } from "@connectrpc/connect";
 import { AuthService } from "../gen/protoguard/v1/auth_pb.js";
-import { createAuthService } from "../src/lifecycle/index.js";
 import { createTestAuth, type TestAuth } from "../src/testing/index.js";
 import { createKeyring, createTokenIssuer, createTokenVerifier } from "../src/token/index.js";
 import type { KeyConfig, TokenVerifier, VerifyResult } from "../src/token/index.js";
@@ -130,24 +129,13 @@ interface Fixture {
   client: Client<typeof AuthService>;
 }
 
-/** The AuthService behind the auth layer on the in-memory transport (the pattern of auth-service.test.ts). */
-async function authServiceFixture(verifierFor: (t: TestAuth) => TokenVerifier = (t) => t.verifier): Promise<Fixture> {
-  const late: { impl?: ServiceImpl<typeof AuthService> } = {};
-  const service = () => late.impl ?? assert.fail("AuthService used before it was built");
+/** The AuthService behind the auth layer on the in-memory transport, optionally with another verifier. */
+async function authServiceFixture(
+  verifierFor: (verifier: TokenVerifier) => TokenVerifier = (verifier) => verifier,
+): Promise<Fixture> {
   const t = await createTestAuth({
-    routes: (router) =>
-      router.service(AuthService, {
-        login: (req, ctx) => service().login(req, ctx),
-        refresh: (req, ctx) => service().refresh(req, ctx),
-        logout: (req, ctx) => service().logout(req, ctx),
-        whoAmI: (req, ctx) => service().whoAmI(req, ctx),
-      }),
-  });
-  late.impl = createAuthService({
-    database: t.database,
-    issuer: t.issuer,
-    verifier: verifierFor(t),
-    passwordHasher: t.passwordHasher,
+    routes: () => {},
+    authService: ({ verifier }) => ({ verifier: verifierFor(verifier) }),
   });
   return { t, client: createClient(AuthService, t.transport) };
 }
@@ -236,12 +224,12 @@ describe("refresh records are keyed by the verified jti, not by the token string
     // A verifier that, unlike protoguard's, reads any spelling (as a lenient
     // third-party verifier would): the store alone must still tell a twin
     // from a new token.
-    f = await authServiceFixture((t) => ({
-      verify: (token, expected) => t.verifier.verify(respell(token), expected),
-      peek: (token, expected) => t.verifier.peek(respell(token), expected),
-      leewaySeconds: t.verifier.leewaySeconds,
+    f = await authServiceFixture((verifier) => ({
+      verify: (token, expected) => verifier.verify(respell(token), expected),
+      peek: (token, expected) => verifier.peek(respell(token), expected),
+      leewaySeconds: verifier.leewaySeconds,
       get cacheSize() {
-        return t.verifier.cacheSize;
+        return verifier.cacheSize;
       },
     }));
   });

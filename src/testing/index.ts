@@ -11,6 +11,8 @@ import type { ConnectRouter, Transport } from "@connectrpc/connect";
 import { createRouterTransport } from "@connectrpc/connect";
 import { createAuth, type Auth, type DecisionEvent } from "../connect/auth.js";
 import { servicesOf } from "../connect/routes.js";
+import { AuthService } from "../../gen/protoguard/v1/auth_pb.js";
+import { createAuthService, type AuthServiceOptions } from "../lifecycle/auth-service.js";
 import { createPasswordHasher, type PasswordHasher } from "../lifecycle/passwords.js";
 import type { RuleInit } from "../policy/rule.js";
 import { createPrincipalSource, type CachedPrincipalSource } from "../principals/source.js";
@@ -47,6 +49,21 @@ export interface TestAuthOptions {
   passwordHasher?: PasswordHasher;
   /** Observe decisions (for assertions on logs or metrics). Default: none. */
   onDecision?: (event: DecisionEvent) => void;
+  /**
+   * Serve `protoguard.v1.AuthService` too (Login, Refresh, Logout, WhoAmI),
+   * wired to this fixture's database, issuer, verifier and password hasher:
+   * `true`, or a function returning options to change (a counting hasher, a
+   * clock, another verifier) given those parts. Default: not served.
+   */
+  authService?: boolean | ((parts: TestAuthServiceParts) => Partial<AuthServiceOptions>);
+}
+
+/** What {@link TestAuthOptions.authService} is given to build its overrides from. */
+export interface TestAuthServiceParts {
+  readonly database: Database;
+  readonly issuer: TokenIssuer;
+  readonly verifier: TokenVerifier;
+  readonly passwordHasher: PasswordHasher;
 }
 
 /** A user to create in a test. */
@@ -113,7 +130,9 @@ export async function createTestAuth(options: TestAuthOptions): Promise<TestAuth
       database,
       maxEntries: options.principalCacheEntries,
     });
-    const services = servicesOf(options.routes);
+    const passwordHasher = options.passwordHasher ?? createPasswordHasher({ scrypt: { logN: 14 } });
+    const routes = withAuthService(options, { database, issuer, verifier, passwordHasher });
+    const services = servicesOf(routes);
     const auth = createAuth({
       verifier,
       principals,
@@ -121,10 +140,9 @@ export async function createTestAuth(options: TestAuthOptions): Promise<TestAuth
       defaultRule: options.defaultRule,
       onDecision: options.onDecision,
     });
-    const transport = createRouterTransport(options.routes, {
+    const transport = createRouterTransport(routes, {
       router: { interceptors: [auth.interceptor], requestGate: auth.requestGate },
     });
-    const passwordHasher = options.passwordHasher ?? createPasswordHasher({ scrypt: { logN: 14 } });
     const db = database.db;
 
     const idOf = (user: Pick<User, "id"> | number) => (typeof user === "number" ? user : user.id);
@@ -172,4 +190,15 @@ export async function createTestAuth(options: TestAuthOptions): Promise<TestAuth
     await ownDatabase?.close();
     throw error;
   }
+}
+
+/** `options.routes`, plus AuthService over `parts` when asked for. */
+function withAuthService(options: TestAuthOptions, parts: TestAuthServiceParts): (router: ConnectRouter) => void {
+  if (options.authService === undefined || options.authService === false) return options.routes;
+  const overrides = options.authService === true ? {} : options.authService(parts);
+  const service = createAuthService({ ...parts, ...overrides });
+  return (router) => {
+    options.routes(router);
+    router.service(AuthService, service);
+  };
 }
