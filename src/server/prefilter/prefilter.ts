@@ -15,7 +15,7 @@ import { verdictKey } from "../../connect/context.js";
 import type { HeaderReader } from "../../credential/bearer.js";
 import type { Deny, Unavailable, Verdict } from "../../decide/verdict.js";
 import type { NodeHandler, NodeRequest } from "../http.js";
-import { authorizationValues } from "../transport/authorization.js";
+import { exposeRepeatedAuthorization } from "../transport/authorization.js";
 import { answerFor, type Answer } from "./answer.js";
 import { detectProtocol, type Protocol } from "./protocol.js";
 import { refuse, refuseStream, type DiscardLimits } from "./refuse.js";
@@ -69,12 +69,10 @@ function createCore(options: PrefilterOptions) {
       return protocol === undefined ? undefined : { method, protocol };
     },
     judge(method: DescMethod, headers: IncomingHttpHeaders, rawHeaders: readonly string[] | undefined) {
-      // Node keeps only the first of repeated `authorization` headers in
-      // `headers`; all of them, joined, match no credential (TOKEN_MALFORMED).
-      const credentials = authorizationValues(rawHeaders);
-      const reader =
-        credentials.length > 1 ? repeatedAuthorizationReader(headers, credentials) : nodeHeaderReader(headers);
-      return auth.check(method, reader, "prefilter");
+      // The listener's own mechanism, again here so the pre-filter holds on
+      // its own: repeated values joined match no credential (TOKEN_MALFORMED).
+      exposeRepeatedAuthorization(headers, rawHeaders);
+      return auth.check(method, nodeHeaderReader(headers), "prefilter");
     },
     answer: (protocol: Protocol, verdict: Deny | Unavailable) => answerFor(answers, protocol, verdict),
   };
@@ -182,11 +180,4 @@ function nodeHeaderReader(headers: IncomingHttpHeaders): HeaderReader {
       return Array.isArray(value) ? value.join(", ") : value;
     },
   };
-}
-
-/** `headers`, except that `authorization` reads as all of `values`, joined as fetch `Headers` joins them. */
-function repeatedAuthorizationReader(headers: IncomingHttpHeaders, values: readonly string[]): HeaderReader {
-  const joined = values.join(", ");
-  const rest = nodeHeaderReader(headers);
-  return { get: (name: string) => (name.toLowerCase() === "authorization" ? joined : rest.get(name)) };
 }

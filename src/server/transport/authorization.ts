@@ -27,7 +27,7 @@ export function exposeRepeatedAuthorization(
 }
 
 /** Every `authorization` value of a raw header list (name, value, name, value...), in order. */
-export function authorizationValues(rawHeaders: readonly string[] | undefined): string[] {
+function authorizationValues(rawHeaders: readonly string[] | undefined): string[] {
   const values: string[] = [];
   if (rawHeaders === undefined) return values;
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
