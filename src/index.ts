@@ -46,8 +46,8 @@ export {
   requireUser,
 } from "./connect/helpers.js";
 export type { CallerContext } from "./connect/helpers.js";
-export { principalHasPermission } from "./principal.js";
-export type { Principal, PrincipalLookup } from "./principal.js";
+export { principalHasPermission, principalKind } from "./principal.js";
+export type { Principal, PrincipalKindName, PrincipalLookup } from "./principal.js";
 
 // Errors clients see, and reading them on the client
 export { authError, authErrorReason } from "./connect/errors.js";
@@ -110,7 +110,16 @@ export { describeRule, planRule } from "./policy/rule.js";
 export type { PlannedRule, RuleInit, RuleSource } from "./policy/rule.js";
 export { isPermissionString, parsePermission } from "./permission.js";
 // The options themselves, as generated from proto/protoguard/v1/options.proto.
-export { file_protoguard_v1_options, method_rule, RuleSchema, service_rule } from "../gen/protoguard/v1/options_pb.js";
+export {
+  file_protoguard_v1_options,
+  method_rule,
+  method_shadow_rule,
+  PrincipalKind,
+  PrincipalKindSchema,
+  RuleSchema,
+  service_rule,
+  service_shadow_rule,
+} from "../gen/protoguard/v1/options_pb.js";
 export type { Rule } from "../gen/protoguard/v1/options_pb.js";
 
 // ---------------------------------------------------------------------------

@@ -20,6 +20,22 @@ export interface Principal {
    * groups, or (for a superuser) every permission that exists.
    */
   readonly permissions: ReadonlySet<string>;
+  /**
+   * `"user"` for a person, `"service"` for a service account. Absent means
+   * `"user"`, so a {@link PrincipalSource} written before service accounts
+   * existed keeps working.
+   */
+  readonly kind?: PrincipalKindName;
+  /** Names of the groups the principal belongs to, when the source knows them. */
+  readonly groups?: ReadonlySet<string>;
+}
+
+/** The kinds of principal: people and service accounts. */
+export type PrincipalKindName = "user" | "service";
+
+/** The kind of `principal`, reading an absent `kind` as `"user"`. */
+export function principalKind(principal: Principal): PrincipalKindName {
+  return principal.kind ?? "user";
 }
 
 /**

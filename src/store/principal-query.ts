@@ -47,6 +47,7 @@ function buildQuery(db: DrizzleDb) {
       id: users.id,
       username: users.username,
       email: users.email,
+      kind: users.kind,
       isActive: users.isActive,
       isStaff: users.isStaff,
       isSuperuser: users.isSuperuser,
@@ -61,6 +62,11 @@ function buildQuery(db: DrizzleDb) {
         select p.app_label || '.' || p.codename from user_groups ug
           join group_permissions gp on gp.group_id = ug.group_id
           join permissions p on p.id = gp.permission_id
+          where ug.user_id = users.id
+      )`,
+      groups: sql<string[]>`array(
+        select g.name from user_groups ug
+          join groups g on g.id = ug.group_id
           where ug.user_id = users.id
       )`,
       tokenRevoked: sql<boolean>`(
@@ -125,9 +131,11 @@ export async function loadPrincipal(
       id: row.id,
       username: row.username,
       email: row.email,
+      kind: row.kind,
       isStaff: row.isStaff,
       isSuperuser: row.isSuperuser,
       permissions: new Set(row.permissions),
+      groups: new Set(row.groups),
     },
   };
 }

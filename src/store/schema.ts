@@ -4,9 +4,11 @@
  * ordered folder. Column names follow Django's auth tables where they overlap,
  * which keeps a data import from an existing Django project mechanical.
  */
+import { sql } from "drizzle-orm";
 import {
   bigint,
   boolean,
+  check,
   index,
   integer,
   pgTable,
@@ -23,23 +25,36 @@ import {
  * `credentials_changed_at` is bumped on password change and deactivation:
  * tokens whose `iat` precedes it are treated as revoked.
  */
-export const users = pgTable("users", {
-  id: integer("id").primaryKey().generatedAlwaysAsIdentity(),
-  username: varchar("username", { length: 150 }).notNull().unique(),
-  email: varchar("email", { length: 254 }).notNull().default(""),
-  password: text("password").notNull().default(""),
-  isActive: boolean("is_active").notNull().default(true),
-  isStaff: boolean("is_staff").notNull().default(false),
-  isSuperuser: boolean("is_superuser").notNull().default(false),
-  dateJoined: timestamp("date_joined", { withTimezone: true }).notNull().defaultNow(),
-  lastLogin: timestamp("last_login", { withTimezone: true }),
-  credentialsChangedAt: timestamp("credentials_changed_at", { withTimezone: true }).notNull().defaultNow(),
-  /** Base32 TOTP secret; null until enrolment starts. */
-  totpSecret: text("otp_secret"),
-  totpEnabled: boolean("otp_enabled").notNull().default(false),
-  /** Last accepted TOTP time step, so one code is never accepted twice. */
-  totpLastStep: bigint("otp_last_step", { mode: "number" }),
-});
+export const users = pgTable(
+  "users",
+  {
+    id: integer("id").primaryKey().generatedAlwaysAsIdentity(),
+    /**
+     * `user` for people; `service` for service accounts, which never log in
+     * with a password (their `password` stays `''`) and authenticate through
+     * `service_accounts` instead. Permissions and groups work the same for both.
+     */
+    kind: varchar("kind", { length: 16 }).$type<PrincipalKindName>().notNull().default("user"),
+    username: varchar("username", { length: 150 }).notNull().unique(),
+    email: varchar("email", { length: 254 }).notNull().default(""),
+    password: text("password").notNull().default(""),
+    isActive: boolean("is_active").notNull().default(true),
+    isStaff: boolean("is_staff").notNull().default(false),
+    isSuperuser: boolean("is_superuser").notNull().default(false),
+    dateJoined: timestamp("date_joined", { withTimezone: true }).notNull().defaultNow(),
+    lastLogin: timestamp("last_login", { withTimezone: true }),
+    credentialsChangedAt: timestamp("credentials_changed_at", { withTimezone: true }).notNull().defaultNow(),
+    /** Base32 TOTP secret; null until enrolment starts. */
+    totpSecret: text("otp_secret"),
+    totpEnabled: boolean("otp_enabled").notNull().default(false),
+    /** Last accepted TOTP time step, so one code is never accepted twice. */
+    totpLastStep: bigint("otp_last_step", { mode: "number" }),
+  },
+  (t) => [check("users_kind_check", sql`${t.kind} in ('user', 'service')`)],
+);
+
+/** What `users.kind` may hold. */
+export type PrincipalKindName = "user" | "service";
 
 /** Named sets of permissions that users can belong to. */
 export const groups = pgTable("groups", {
@@ -163,6 +178,45 @@ export const revokedTokens = pgTable(
 );
 
 /**
+ * Client credentials of service accounts (a `users` row of kind `service`).
+ * The secret is stored only as a self-describing hash, like a password.
+ * Rotation keeps the previous hash valid until `previous_secret_expires_at`
+ * so callers can roll over without an outage. `tls_identity` maps a TLS
+ * client certificate (a SPIFFE URI SAN such as
+ * `spiffe://example.org/billing`, or a subject DN) to the account.
+ */
+export const serviceAccounts = pgTable("service_accounts", {
+  userId: integer("user_id")
+    .primaryKey()
+    .references(() => users.id, { onDelete: "cascade" }),
+  clientId: varchar("client_id", { length: 64 }).notNull().unique(),
+  secretHash: text("secret_hash").notNull(),
+  previousSecretHash: text("previous_secret_hash"),
+  previousSecretExpiresAt: timestamp("previous_secret_expires_at", { withTimezone: true }),
+  tlsIdentity: varchar("tls_identity", { length: 512 }).unique(),
+  createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  secretRotatedAt: timestamp("secret_rotated_at", { withTimezone: true }).notNull().defaultNow(),
+});
+
+/**
+ * Identities asserted by trusted external issuers (an IdP's `iss` and the
+ * subject claim it puts in tokens) linked to local users. Deactivating or
+ * deleting the local user locks the external identity out with it.
+ */
+export const externalIdentities = pgTable(
+  "external_identities",
+  {
+    issuer: varchar("issuer", { length: 512 }).notNull(),
+    subject: varchar("subject", { length: 255 }).notNull(),
+    userId: integer("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.issuer, t.subject] }), index("external_identities_user_id_idx").on(t.userId)],
+);
+
+/**
  * Login throttling state per normalized username. Deliberately not a foreign
  * key: unknown usernames are throttled too, so probing cannot tell which
  * accounts exist.
@@ -200,6 +254,14 @@ export type NewRefreshToken = typeof refreshTokens.$inferInsert;
 export type RevokedToken = typeof revokedTokens.$inferSelect;
 /** A row of `revoked_tokens` as written. */
 export type NewRevokedToken = typeof revokedTokens.$inferInsert;
+/** A row of `service_accounts` as read. */
+export type ServiceAccount = typeof serviceAccounts.$inferSelect;
+/** A row of `service_accounts` as written. */
+export type NewServiceAccount = typeof serviceAccounts.$inferInsert;
+/** A row of `external_identities` as read. */
+export type ExternalIdentity = typeof externalIdentities.$inferSelect;
+/** A row of `external_identities` as written. */
+export type NewExternalIdentity = typeof externalIdentities.$inferInsert;
 /** A row of `login_attempts` as read. */
 export type LoginAttempt = typeof loginAttempts.$inferSelect;
 /** A row of `login_attempts` as written. */

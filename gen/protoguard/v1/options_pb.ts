@@ -2,8 +2,8 @@
 // @generated from file protoguard/v1/options.proto (package protoguard.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenExtension, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
-import { extDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenExtension, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, extDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { MethodOptions, ServiceOptions } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_descriptor } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file protoguard/v1/options.proto.
  */
 export const file_protoguard_v1_options: GenFile = /*@__PURE__*/
-  fileDesc("Chtwcm90b2d1YXJkL3YxL29wdGlvbnMucHJvdG8SDXByb3RvZ3VhcmQudjEiZAoEUnVsZRIOCgZwdWJsaWMYASABKAgSFQoNYXV0aGVudGljYXRlZBgCIAEoCBITCgtwZXJtaXNzaW9ucxgDIAMoCRINCgVzdGFmZhgEIAEoCBIRCglzdXBlcnVzZXIYBSABKAg6VgoLbWV0aG9kX3J1bGUSHi5nb29nbGUucHJvdG9idWYuTWV0aG9kT3B0aW9ucxj+kwMgASgLMhMucHJvdG9ndWFyZC52MS5SdWxlUgptZXRob2RSdWxlOlkKDHNlcnZpY2VfcnVsZRIfLmdvb2dsZS5wcm90b2J1Zi5TZXJ2aWNlT3B0aW9ucxj/kwMgASgLMhMucHJvdG9ndWFyZC52MS5SdWxlUgtzZXJ2aWNlUnVsZWIGcHJvdG8z", [file_google_protobuf_descriptor]);
+  fileDesc("Chtwcm90b2d1YXJkL3YxL29wdGlvbnMucHJvdG8SDXByb3RvZ3VhcmQudjEiyAEKBFJ1bGUSDgoGcHVibGljGAEgASgIEhUKDWF1dGhlbnRpY2F0ZWQYAiABKAgSEwoLcGVybWlzc2lvbnMYAyADKAkSDQoFc3RhZmYYBCABKAgSEQoJc3VwZXJ1c2VyGAUgASgIEjQKDnByaW5jaXBhbF9raW5kGAYgASgOMhwucHJvdG9ndWFyZC52MS5QcmluY2lwYWxLaW5kEhEKCWNvbmRpdGlvbhgHIAEoCRIZChFjb25kaXRpb25fbWVzc2FnZRgIIAEoCSpkCg1QcmluY2lwYWxLaW5kEh4KGlBSSU5DSVBBTF9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTUFJJTkNJUEFMX0tJTkRfVVNFUhABEhoKFlBSSU5DSVBBTF9LSU5EX1NFUlZJQ0UQAjpWCgttZXRob2RfcnVsZRIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGP6TAyABKAsyEy5wcm90b2d1YXJkLnYxLlJ1bGVSCm1ldGhvZFJ1bGU6YwoSbWV0aG9kX3NoYWRvd19ydWxlEh4uZ29vZ2xlLnByb3RvYnVmLk1ldGhvZE9wdGlvbnMYgJQDIAEoCzITLnByb3RvZ3VhcmQudjEuUnVsZVIQbWV0aG9kU2hhZG93UnVsZTpZCgxzZXJ2aWNlX3J1bGUSHy5nb29nbGUucHJvdG9idWYuU2VydmljZU9wdGlvbnMY/5MDIAEoCzITLnByb3RvZ3VhcmQudjEuUnVsZVILc2VydmljZVJ1bGU6ZgoTc2VydmljZV9zaGFkb3dfcnVsZRIfLmdvb2dsZS5wcm90b2J1Zi5TZXJ2aWNlT3B0aW9ucxiBlAMgASgLMhMucHJvdG9ndWFyZC52MS5SdWxlUhFzZXJ2aWNlU2hhZG93UnVsZWIGcHJvdG8z", [file_google_protobuf_descriptor]);
 
 /**
  * Rule says who may call an RPC. Every field that is set must hold: a rule
@@ -73,6 +73,43 @@ export type Rule = Message<"protoguard.v1.Rule"> & {
    * @generated from field: bool superuser = 5;
    */
   superuser: boolean;
+
+  /**
+   * Admits only principals of this kind: people (`PRINCIPAL_KIND_USER`) or
+   * service accounts (`PRINCIPAL_KIND_SERVICE`). Unset admits both, so rules
+   * written before service accounts existed keep their meaning: a service
+   * account passes a permission rule only if it was granted the permission.
+   * Implies `authenticated`; cannot be combined with `public`, and
+   * `PRINCIPAL_KIND_SERVICE` cannot be combined with `staff` or `superuser`.
+   *
+   * @generated from field: protoguard.v1.PrincipalKind principal_kind = 6;
+   */
+  principalKind: PrincipalKind;
+
+  /**
+   * A CEL expression that must evaluate to true, over `principal` (id,
+   * username, kind, is_staff, is_superuser, permissions, groups), `request`
+   * (the decoded request message) and `resource` (what the loader registered
+   * for the method returned). Checked after everything else in the rule, once
+   * the request body is decoded. Type-checked at start-up. Implies
+   * `authenticated` unless the rule is `public`.
+   *
+   *     option (protoguard.v1.method_rule) = {
+   *       authenticated: true
+   *       condition: "resource.user_id == principal.id || principal.is_staff"
+   *     };
+   *
+   * @generated from field: string condition = 7;
+   */
+  condition: string;
+
+  /**
+   * The message a caller sees when `condition` is false (PERMISSION_DENIED,
+   * reason CONDITION_FAILED). A generic message is used when unset.
+   *
+   * @generated from field: string condition_message = 8;
+   */
+  conditionMessage: string;
 };
 
 /**
@@ -83,6 +120,42 @@ export const RuleSchema: GenMessage<Rule> = /*@__PURE__*/
   messageDesc(file_protoguard_v1_options, 0);
 
 /**
+ * The kinds of principal a rule can admit.
+ *
+ * @generated from enum protoguard.v1.PrincipalKind
+ */
+export enum PrincipalKind {
+  /**
+   * Any kind (the default).
+   *
+   * @generated from enum value: PRINCIPAL_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A person: a user account that logs in with a password or an identity
+   * provider.
+   *
+   * @generated from enum value: PRINCIPAL_KIND_USER = 1;
+   */
+  USER = 1,
+
+  /**
+   * A machine: a service account authenticated by client credentials or a
+   * TLS client certificate.
+   *
+   * @generated from enum value: PRINCIPAL_KIND_SERVICE = 2;
+   */
+  SERVICE = 2,
+}
+
+/**
+ * Describes the enum protoguard.v1.PrincipalKind.
+ */
+export const PrincipalKindSchema: GenEnum<PrincipalKind> = /*@__PURE__*/
+  enumDesc(file_protoguard_v1_options, 0);
+
+/**
  * The rule for one RPC; it replaces the service rule and the server default.
  *
  * @generated from extension: protoguard.v1.Rule method_rule = 51710;
@@ -91,10 +164,29 @@ export const method_rule: GenExtension<MethodOptions, Rule> = /*@__PURE__*/
   extDesc(file_protoguard_v1_options, 0);
 
 /**
+ * A rule being rolled out: it is evaluated on every call and a call it
+ * would refuse is logged and counted (`would_deny`), but it is never
+ * enforced: the call is decided by the rule in force alone.
+ *
+ * @generated from extension: protoguard.v1.Rule method_shadow_rule = 51712;
+ */
+export const method_shadow_rule: GenExtension<MethodOptions, Rule> = /*@__PURE__*/
+  extDesc(file_protoguard_v1_options, 1);
+
+/**
  * The rule for every RPC of the service that has no rule of its own.
  *
  * @generated from extension: protoguard.v1.Rule service_rule = 51711;
  */
 export const service_rule: GenExtension<ServiceOptions, Rule> = /*@__PURE__*/
-  extDesc(file_protoguard_v1_options, 1);
+  extDesc(file_protoguard_v1_options, 2);
+
+/**
+ * A stricter rule being rolled out for every RPC of the service that has no
+ * shadow rule of its own; see `method_shadow_rule`.
+ *
+ * @generated from extension: protoguard.v1.Rule service_shadow_rule = 51713;
+ */
+export const service_shadow_rule: GenExtension<ServiceOptions, Rule> = /*@__PURE__*/
+  extDesc(file_protoguard_v1_options, 3);
 
