@@ -23,7 +23,16 @@ export type UnauthenticatedReason =
   | "USER_INACTIVE";
 
 /** Why an identified caller may not call (gRPC code PERMISSION_DENIED). */
-export type PermissionDeniedReason = "PERMISSION_MISSING" | "STAFF_REQUIRED" | "SUPERUSER_REQUIRED";
+export type PermissionDeniedReason =
+  | "PERMISSION_MISSING"
+  | "STAFF_REQUIRED"
+  | "SUPERUSER_REQUIRED"
+  /**
+   * The rule admits only one kind of principal (`principal_kind`) and the
+   * caller is of the other: a person on a service-only method, or a service
+   * account on a method for people.
+   */
+  | "PRINCIPAL_KIND";
 
 /** Why no decision could be made (gRPC code UNAVAILABLE). */
 export type UnavailableReason = "AUTH_BACKEND_UNAVAILABLE";

@@ -1,6 +1,6 @@
 import { Code } from "@connectrpc/connect";
 import type { MethodPlan } from "../policy/policy.js";
-import type { Principal } from "../principal.js";
+import type { Principal, PrincipalKindName } from "../principal.js";
 import type { PermissionDeniedReason, UnauthenticatedReason, UnavailableReason } from "../reasons.js";
 
 /**
@@ -43,6 +43,8 @@ export interface Deny {
   readonly message: string;
   /** The identified caller, for PERMISSION_DENIED (logs only). */
   readonly userId?: number;
+  /** The identified caller's kind, for PERMISSION_DENIED (logs and metrics only). */
+  readonly principalKind?: PrincipalKindName;
   /** The underlying error, for logs only; never sent to clients. */
   readonly cause?: unknown;
 }
@@ -68,6 +70,8 @@ export const MESSAGES = {
   USER_INACTIVE: "user not found or inactive",
   STAFF_REQUIRED: "staff access required",
   SUPERUSER_REQUIRED: "superuser access required",
+  PRINCIPAL_KIND_USER: "only users may call this method",
+  PRINCIPAL_KIND_SERVICE: "only service accounts may call this method",
   AUTH_BACKEND_UNAVAILABLE: "authentication backend unavailable, try again later",
 } as const;
 

@@ -1,12 +1,14 @@
-import type { Rule } from "../../gen/protoguard/v1/options_pb.js";
+import { PrincipalKind, type Rule } from "../../gen/protoguard/v1/options_pb.js";
 import { isPermissionString } from "../permission.js";
+import type { PrincipalKindName } from "../principal.js";
 
 /**
  * A rule after validation, in the shape the decision function consumes.
  *
  * - `public`: anyone may call; a valid token still identifies the caller.
  * - `user`: a valid token of an active user is required, and every listed
- *   requirement must hold.
+ *   requirement must hold. "User" here means any identified principal,
+ *   people and service accounts alike, unless `principalKind` narrows it.
  */
 export type PlannedRule =
   | { readonly kind: "public" }
@@ -16,6 +18,8 @@ export type PlannedRule =
       readonly permissions: readonly string[];
       readonly staff: boolean;
       readonly superuser: boolean;
+      /** Only principals of this kind are admitted; absent admits every kind. */
+      readonly principalKind?: PrincipalKindName;
     };
 
 /** Where the rule in force for a method came from. */
@@ -36,6 +40,8 @@ export interface RuleInit {
   permissions?: readonly string[];
   staff?: boolean;
   superuser?: boolean;
+  /** Admit only people (`"user"`) or only service accounts (`"service"`). Default: both. */
+  principalKind?: PrincipalKindName;
 }
 
 /**
@@ -49,7 +55,17 @@ export function planRule(rule: Rule | RuleInit): PlannedRule | { problems: strin
   const staff = rule.staff === true;
   const superuser = rule.superuser === true;
   const problems: string[] = [];
-  if (!isPublic && rule.authenticated !== true && permissions.length === 0 && !staff && !superuser) {
+  const kind = principalKindOf(rule);
+  if (kind === "invalid") problems.push(`principal_kind ${String(rule.principalKind)} is not a known kind`);
+  const principalKind = kind === "invalid" ? undefined : kind;
+  if (
+    !isPublic &&
+    rule.authenticated !== true &&
+    permissions.length === 0 &&
+    !staff &&
+    !superuser &&
+    principalKind === undefined
+  ) {
     problems.push("the rule is empty: set public, authenticated, permissions, staff or superuser");
   }
   if (isPublic && (rule.authenticated === true || permissions.length > 0 || staff || superuser)) {
@@ -63,9 +79,37 @@ export function planRule(rule: Rule | RuleInit): PlannedRule | { problems: strin
   if (new Set(permissions).size !== permissions.length) {
     problems.push("a permission is listed twice");
   }
+  if (isPublic && principalKind !== undefined) {
+    problems.push("public cannot be combined with principal_kind: anonymous callers have no kind");
+  }
+  if (principalKind === "service" && (staff || superuser)) {
+    problems.push("principal_kind SERVICE cannot be combined with staff or superuser: service accounts are neither");
+  }
   if (problems.length > 0) return { problems };
   if (isPublic) return PUBLIC;
-  return { kind: "user", permissions: Object.freeze([...permissions]), staff, superuser };
+  const planned = { kind: "user" as const, permissions: Object.freeze([...permissions]), staff, superuser };
+  return principalKind === undefined ? planned : { ...planned, principalKind };
+}
+
+/**
+ * The kind a rule admits: undefined for any, `"invalid"` for an enum number
+ * this build does not know (a newer .proto), which must not silently admit all.
+ */
+function principalKindOf(rule: Rule | RuleInit): PrincipalKindName | undefined | "invalid" {
+  const kind: unknown = rule.principalKind;
+  switch (kind) {
+    case undefined:
+    case PrincipalKind.UNSPECIFIED:
+      return undefined;
+    case PrincipalKind.USER:
+    case "user":
+      return "user";
+    case PrincipalKind.SERVICE:
+    case "service":
+      return "service";
+    default:
+      return "invalid";
+  }
 }
 
 const PUBLIC: PlannedRule = Object.freeze({ kind: "public" });
@@ -74,6 +118,7 @@ const PUBLIC: PlannedRule = Object.freeze({ kind: "public" });
 export function describeRule(rule: PlannedRule): string {
   if (rule.kind === "public") return "public";
   const parts: string[] = [];
+  if (rule.principalKind !== undefined) parts.push(`principal_kind: ${rule.principalKind.toUpperCase()}`);
   if (rule.superuser) parts.push("superuser");
   if (rule.staff) parts.push("staff");
   if (rule.permissions.length > 0) parts.push(`permissions: ${rule.permissions.join(", ")}`);
