@@ -22,6 +22,7 @@ import {
   type Command,
 } from "./io.js";
 import { initSubcommand } from "./init.js";
+import { serviceSubcommands } from "./services.js";
 import { groupSubcommands, userSubcommands } from "./users.js";
 
 const migrate = defineSubcommand({
@@ -85,6 +86,7 @@ const COMMANDS: Readonly<Record<string, CommandEntry>> = {
   migrate: { run: migrate.run, usages: [migrate] },
   user: group("user", userSubcommands),
   group: group("group", groupSubcommands),
+  service: group("service", serviceSubcommands),
   token: { run: tokenSubcommand.run, usages: [tokenSubcommand] },
   otp: group("otp", totpSubcommands),
   keys: group("keys", keysSubcommands),

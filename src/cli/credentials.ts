@@ -38,7 +38,10 @@ const totpEnable = defineStoreSubcommand({
   summary: "give a user a new TOTP secret, require codes at login, and print the otpauth:// URI to enrol",
   positionals: { min: 1, max: 1, names: "<username>" },
   prepare: ({ positionals: [username] }) => username!,
-  work: (runtime, username) => enableTotp(runtime.database, username, TOTP_ISSUER),
+  work: async (runtime, username) => {
+    await requireUser(runtime.database.db, username);
+    return enableTotp(runtime.database, username, TOTP_ISSUER);
+  },
   // Only the URI: it carries the secret, and a single line pipes straight
   // into a QR encoder (`protoguard otp enable alice | qrencode -t ansi`).
   report: ({ uri }) => uri,

@@ -48,6 +48,7 @@ export function servedRoutes(runtime: Runtime, app: ServeApp | undefined): (rout
         issuer: runtime.issuer,
         verifier: runtime.verifier,
         passwordHasher: runtime.passwordHasher,
+        serviceTokenTtlSeconds: runtime.config.serviceTokenTtlSeconds,
         loginAdmission: {
           burst: runtime.config.loginPeerBurst,
           perMinute: runtime.config.loginPeerPerMinute,
@@ -144,6 +145,9 @@ async function start(
       ? {
           cert: await readConfigFile("PROTOGUARD_TLS_CERT", config.tlsCertPath),
           key: await readConfigFile("PROTOGUARD_TLS_KEY", config.tlsKeyPath),
+          ...(config.tlsClientCaPath !== undefined && {
+            clientCa: await readConfigFile("PROTOGUARD_TLS_CLIENT_CA", config.tlsClientCaPath),
+          }),
         }
       : undefined;
   const staticDir = app?.staticDir;

@@ -8,9 +8,11 @@
 import { Buffer } from "node:buffer";
 import { changePassword, deactivateUser } from "../lifecycle/auth-service.js";
 import { MAX_PASSWORD_BYTES } from "../lifecycle/passwords.js";
+import type { Runtime } from "../runtime/runtime.js";
 import type { DrizzleDb } from "../store/database.js";
 import { StoreError } from "../store/errors.js";
 import type { PublicUser } from "../store/users.js";
+import { assertNotService } from "../store/service-accounts.js";
 import {
   addUsersToGroup,
   assertValidPermissions,
@@ -60,14 +62,25 @@ async function passwordFrom(flags: { password?: string; "password-stdin"?: boole
 }
 
 /**
- * The user named `username`.
+ * The user named `username`, a person: the `user`, `otp` and `token`
+ * commands never manage a service account (no password, TOTP or refresh
+ * token for those; `protoguard service` manages them).
  *
- * @throws {StoreError} `USER_NOT_FOUND`.
+ * @throws {StoreError} `USER_NOT_FOUND`, `INVALID_INPUT` for a service account.
  */
 export async function requireUser(db: DrizzleDb, username: string): Promise<PublicUser> {
   const user = await findUserByUsername(db, username);
   if (user === undefined) throw new StoreError("USER_NOT_FOUND", `no user "${username}"`);
+  if (user.kind === "service") await assertNotService(db, username);
   return user;
+}
+
+/** Runs `work` on the person named `name`, refusing a service account first. */
+function personOnly<P extends { name: string } | string, T>(work: (runtime: Runtime, input: P) => Promise<T>) {
+  return async (runtime: Runtime, input: P): Promise<T> => {
+    await assertNotService(runtime.database.db, typeof input === "string" ? input : input.name);
+    return work(runtime, input);
+  };
 }
 
 const PASSWORD_FLAGS = { password: "string", "password-stdin": "boolean" } as const;
@@ -119,7 +132,7 @@ const userGrant = defineStoreSubcommand({
   summary: "grant app_label.codename permissions directly to a user (all or nothing)",
   positionals: { min: 2, max: Infinity, names: "<username> <permission>..." },
   prepare: holderAndPermissions,
-  work: (runtime, { name, perms }) => grantUserPermissions(runtime.database.db, name, perms),
+  work: personOnly((runtime, { name, perms }) => grantUserPermissions(runtime.database.db, name, perms)),
   report: (_, { name, perms }) => `granted ${perms.join(", ")} to user "${name}"`,
 });
 
@@ -128,7 +141,9 @@ const userRevoke = defineStoreSubcommand({
   summary: "remove direct grants from a user (grants through groups stay)",
   positionals: { min: 2, max: Infinity, names: "<username> <permission>..." },
   prepare: holderAndPermissions,
-  work: (runtime, { name, perms }) => revokeUserPermissions(runtime.database.db, name, perms),
+  work: personOnly<{ name: string; perms: string[] }, number>((runtime, { name, perms }) =>
+    revokeUserPermissions(runtime.database.db, name, perms),
+  ),
   report: (removed, { name }) => `revoked ${removed} direct grant${removed === 1 ? "" : "s"} from user "${name}"`,
 });
 
@@ -138,7 +153,7 @@ const userDeactivate = defineStoreSubcommand({
   positionals: { min: 1, max: 1, names: "<username>" },
   prepare: holder,
   // One transaction inside: never an inactive user with live refresh tokens.
-  work: (runtime, username) => deactivateUser(runtime.database, username),
+  work: personOnly<string, unknown>((runtime, username) => deactivateUser(runtime.database, username)),
   report: (_, username) => `deactivated user "${username}" and revoked their sessions`,
 });
 
@@ -147,7 +162,7 @@ const userDelete = defineStoreSubcommand({
   summary: "delete a user with their grants, memberships and tokens",
   positionals: { min: 1, max: 1, names: "<username>" },
   prepare: holder,
-  work: (runtime, username) => deleteUser(runtime.database.db, username),
+  work: personOnly((runtime, username) => deleteUser(runtime.database.db, username)),
   report: (_, username) => `deleted user "${username}"`,
 });
 

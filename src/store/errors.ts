@@ -8,6 +8,10 @@ export type StoreErrorCode =
   | "DUPLICATE_GROUP"
   | "INVALID_PERMISSION"
   | "INVALID_INPUT"
+  /** No service account of that name (or the name is a person's). */
+  | "SERVICE_NOT_FOUND"
+  /** A client id or TLS identity already belongs to another service account. */
+  | "DUPLICATE_IDENTITY"
   /** Another process (or this one) has the embedded data directory open. */
   | "DATA_DIR_LOCKED"
   /** The embedded data directory holds two databases, from two older layouts. */

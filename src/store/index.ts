@@ -49,6 +49,18 @@ export {
   withoutSecrets,
 } from "./users.js";
 export type { CreateUserInput, PublicUser, SetPasswordHashOptions } from "./users.js";
+export {
+  assertNotService,
+  canonicalTlsIdentity,
+  createServiceAccount,
+  deleteServiceAccount,
+  findServiceByTlsIdentity,
+  listServiceAccounts,
+  requireServiceId,
+  rotateServiceSecret,
+  setServiceActive,
+} from "./service-accounts.js";
+export type { CreateServiceAccountInput, ServiceAccountInfo } from "./service-accounts.js";
 export { StoreError, isUniqueViolation } from "./errors.js";
 export type { StoreErrorCode } from "./errors.js";
 
