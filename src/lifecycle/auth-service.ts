@@ -8,7 +8,8 @@ import { eq } from "drizzle-orm";
 import type { AuthService } from "../../gen/protoguard/v1/auth_pb.js";
 import { authError } from "../connect/errors.js";
 import { peerAddressKey } from "../connect/peer.js";
-import { requireUser } from "../connect/helpers.js";
+import { requirePrincipal } from "../connect/helpers.js";
+import { principalKind } from "../principal.js";
 import { MESSAGES } from "../decide/verdict.js";
 import type { Database } from "../store/database.js";
 import { StoreError } from "../store/errors.js";
@@ -25,6 +26,7 @@ import type { TokenVerifier, VerifyResult } from "../token/verifier.js";
 import { createLogin } from "./login.js";
 import { createLoginAdmission, type LoginAdmissionOptions } from "./login-admission.js";
 import { createPasswordHasher, PasswordBusyError, type PasswordHasher } from "./passwords.js";
+import { createServiceTokenExchange, DEFAULT_SERVICE_TOKEN_TTL_SECONDS } from "./service-token.js";
 import { issueSession } from "./sessions.js";
 import { generateTotpSecret, totpUri } from "./totp.js";
 
@@ -65,6 +67,14 @@ export interface AuthServiceOptions {
    */
   loginAdmission?: LoginAdmissionOptions | false;
   /**
+   * Lifetime in seconds of the access tokens ServiceToken hands to service
+   * accounts; at most the issuer's access lifetime (verifiers refuse longer
+   * ones). Service tokens come without a refresh token, so a short life
+   * bounds how long a leaked one is useful. Default: 300, or the issuer's
+   * access lifetime when that is shorter.
+   */
+  serviceTokenTtlSeconds?: number;
+  /**
    * Clock in milliseconds for throttling, TOTP steps, last-login and
    * revocation times (the issuer and verifier have their own). Default: `Date.now`.
    */
@@ -92,7 +102,15 @@ const HASHER_BUSY_MESSAGE = "too many login attempts in progress, try again late
  * - Refresh and Logout find the token's record by its verified `jti`. A
  *   respelled twin of a refresh token (non-canonical base64url) is refused as
  *   `TOKEN_MALFORMED` and revokes the family, like a reuse.
- * - **WhoAmI** → the caller with `is_staff`, `is_superuser` and sorted permissions.
+ * - **ServiceToken** `{client_id, client_secret}` → `{access_token,
+ *   expires_in, token_type}` for a service account (the client-credentials
+ *   grant): no refresh token, a lifetime of `serviceTokenTtlSeconds`. Every
+ *   credential failure is UNAUTHENTICATED "invalid client credentials"
+ *   (`INVALID_CREDENTIALS`), an unknown client id costing a dummy hash; it
+ *   draws on Login's per-client admission (RESOURCE_EXHAUSTED
+ *   `LOGIN_THROTTLED`).
+ * - **WhoAmI** → the caller (a user or a service account, `kind`) with
+ *   `is_staff`, `is_superuser` and sorted permissions.
  *
  * Database failures answer UNAVAILABLE (`AUTH_BACKEND_UNAVAILABLE`), never
  * UNAUTHENTICATED, so clients retry instead of logging out.
@@ -112,12 +130,31 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
   const { database, issuer, verifier } = options;
   const db = database.db;
   const now = options.now ?? Date.now;
+  const passwordHasher = options.passwordHasher ?? createPasswordHasher();
+  // One admission for both exchanges that hash: a client flooding either
+  // spends the same budget.
+  const admission = options.loginAdmission === false ? undefined : createLoginAdmission(options.loginAdmission);
   const login = createLogin({
     database,
     issuer,
-    passwordHasher: options.passwordHasher ?? createPasswordHasher(),
+    passwordHasher,
     throttle: options.throttle ?? DEFAULT_THROTTLE,
-    admission: options.loginAdmission === false ? undefined : createLoginAdmission(options.loginAdmission),
+    admission,
+    now,
+  });
+  const serviceTtl =
+    options.serviceTokenTtlSeconds ?? Math.min(DEFAULT_SERVICE_TOKEN_TTL_SECONDS, issuer.accessTtlSeconds);
+  if (!Number.isSafeInteger(serviceTtl) || serviceTtl < 1 || serviceTtl > issuer.accessTtlSeconds) {
+    throw new RangeError(
+      `serviceTokenTtlSeconds must be an integer in 1..${issuer.accessTtlSeconds} (the access lifetime)`,
+    );
+  }
+  const serviceToken = createServiceTokenExchange({
+    database,
+    issuer,
+    passwordHasher,
+    admission,
+    ttlSeconds: serviceTtl,
     now,
   });
 
@@ -190,13 +227,24 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
         return {};
       }),
 
+    serviceToken: (req, ctx) =>
+      guard(async () => {
+        const token = await serviceToken(req.clientId, req.clientSecret, peerOf(ctx));
+        return {
+          accessToken: token.token,
+          expiresIn: Math.max(0, Math.round(token.expiresAt - token.issuedAt)),
+          tokenType: "Bearer",
+        };
+      }),
+
     whoAmI: (_req, ctx) => {
-      const user = requireUser(ctx);
+      const caller = requirePrincipal(ctx);
       return {
-        user: { id: user.id, username: user.username, email: user.email },
-        isStaff: user.isStaff,
-        isSuperuser: user.isSuperuser,
-        permissions: [...user.permissions].sort(),
+        user: { id: caller.id, username: caller.username, email: caller.email },
+        isStaff: caller.isStaff,
+        isSuperuser: caller.isSuperuser,
+        permissions: [...caller.permissions].sort(),
+        kind: principalKind(caller),
       };
     },
   };

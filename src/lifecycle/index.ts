@@ -35,6 +35,13 @@ export { createPasswordHasher, DEFAULT_SCRYPT_PARAMS, MAX_PASSWORD_BYTES, Passwo
 export type { PasswordHasher, PasswordHasherOptions, PasswordVerification, ScryptParams } from "./passwords.js";
 export { generateTotp, generateTotpSecret, totpUri, verifyTotp } from "./totp.js";
 export type { TotpFailure, TotpVerification, VerifyTotpOptions } from "./totp.js";
+export {
+  DEFAULT_SERVICE_TOKEN_TTL_SECONDS,
+  generateClientCredentials,
+  generateClientId,
+  generateClientSecret,
+} from "./service-token.js";
+export type { ClientCredentials } from "./service-token.js";
 export { DEFAULT_LOGIN_ADMISSION } from "./login-admission.js";
 export type { LoginAdmissionOptions } from "./login-admission.js";
 export type { PasswordWorkOptions } from "./passwords.js";

@@ -161,9 +161,13 @@ export function createLogin(deps: LoginDependencies) {
     const user = await findCredentials(db, username);
     let verification: Awaited<ReturnType<PasswordHasher["verify"]>>;
     try {
-      if (user === undefined || user.password === "") {
+      // A service account never logs in with a password, whatever its row
+      // holds: it takes the unknown user's path, dummy hash included.
+      if (user === undefined || user.password === "" || user.kind === "service") {
         await passwordHasher.dummyVerify(password, work);
-        throw invalidCredentials(user === undefined ? "unknown user" : "no usable password");
+        throw invalidCredentials(
+          user === undefined ? "unknown user" : user.kind === "service" ? "service account" : "no usable password",
+        );
       }
       verification = await passwordHasher.verify(password, user.password, work);
     } catch (error) {

@@ -63,6 +63,15 @@ export interface ProtoguardConfig {
   /** `PROTOGUARD_TLS_CERT` / `PROTOGUARD_TLS_KEY`: PEM file paths; both or neither. */
   tlsCertPath: string | undefined;
   tlsKeyPath: string | undefined;
+  /**
+   * `PROTOGUARD_TLS_CLIENT_CA`: PEM file of the CA(s) that issue client
+   * certificates; needs PROTOGUARD_TLS_CERT/KEY. A verified certificate whose
+   * SPIFFE ID or subject is a service account's TLS identity authenticates
+   * that service without a token. Default none (no client certificates).
+   */
+  tlsClientCaPath: string | undefined;
+  /** `PROTOGUARD_SERVICE_TOKEN_TTL`: seconds a ServiceToken access token lives, at most PROTOGUARD_ACCESS_TTL. Default 300 (or the access TTL if shorter). */
+  serviceTokenTtlSeconds: number;
   /** `PROTOGUARD_CORS_ORIGINS`: comma-separated origins (or `*`). Default none. */
   corsOrigins: string[];
   /** `PROTOGUARD_LOG_LEVEL`: pino level. Default info. */
@@ -145,6 +154,19 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
   if ((tlsCertPath === undefined) !== (tlsKeyPath === undefined)) {
     throw new ConfigError("PROTOGUARD_TLS_CERT and PROTOGUARD_TLS_KEY must be set together");
   }
+  const tlsClientCaPath = str("PROTOGUARD_TLS_CLIENT_CA");
+  if (tlsClientCaPath !== undefined && tlsCertPath === undefined) {
+    throw new ConfigError(
+      "PROTOGUARD_TLS_CLIENT_CA needs PROTOGUARD_TLS_CERT and PROTOGUARD_TLS_KEY (client certificates need TLS)",
+    );
+  }
+  const accessTtlSeconds = int("PROTOGUARD_ACCESS_TTL", 300, 1, 31_536_000);
+  const serviceTokenTtlSeconds = int(
+    "PROTOGUARD_SERVICE_TOKEN_TTL",
+    Math.min(300, accessTtlSeconds),
+    1,
+    accessTtlSeconds,
+  );
   // Client addresses and Login admission.
   const trustedProxies = list("PROTOGUARD_TRUSTED_PROXIES");
   try {
@@ -184,7 +206,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
     previousSecrets: list("PROTOGUARD_JWT_PREVIOUS_SECRETS"),
     privateKeyPath: str("PROTOGUARD_JWT_PRIVATE_KEY"),
     publicKeyPaths: list("PROTOGUARD_JWT_PUBLIC_KEY"),
-    accessTtlSeconds: int("PROTOGUARD_ACCESS_TTL", 300, 1, 31_536_000),
+    accessTtlSeconds,
+    serviceTokenTtlSeconds,
     refreshTtlSeconds: int("PROTOGUARD_REFRESH_TTL", 86_400, 1, 31_536_000),
     jwksUrl: str("PROTOGUARD_JWKS_URL"),
     jwksUserIdClaim: str("PROTOGUARD_JWKS_USER_ID_CLAIM"),
@@ -198,6 +221,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
     host: str("PROTOGUARD_HOST") ?? "127.0.0.1",
     tlsCertPath,
     tlsKeyPath,
+    tlsClientCaPath,
     corsOrigins: list("PROTOGUARD_CORS_ORIGINS"),
     logLevel: str("PROTOGUARD_LOG_LEVEL") ?? "info",
     ...admission,

@@ -39,8 +39,12 @@ export interface IssuedToken {
 
 /** Built by {@link createTokenIssuer}. */
 export interface TokenIssuer {
-  /** Signs an access token for `userId` (1..2147483647); `extra` claims may not replace reserved ones. */
-  issueAccess(userId: number, extra?: Record<string, unknown>): Promise<IssuedToken>;
+  /**
+   * Signs an access token for `userId` (1..2147483647); `extra` claims may not replace reserved ones.
+   * `ttlSeconds` shortens its lifetime (service tokens); it may not exceed {@link accessTtlSeconds},
+   * which verifiers take as the longest an access token may live.
+   */
+  issueAccess(userId: number, extra?: Record<string, unknown>, ttlSeconds?: number): Promise<IssuedToken>;
   /** Signs a refresh token for `userId`; same rules as {@link issueAccess}. */
   issueRefresh(userId: number, extra?: Record<string, unknown>): Promise<IssuedToken>;
   readonly accessTtlSeconds: number;
@@ -108,7 +112,15 @@ export function createTokenIssuer(options: TokenIssuerOptions): TokenIssuer {
   }
 
   return Object.freeze({
-    issueAccess: (userId: number, extra?: Record<string, unknown>) => issue("access", accessTtlSeconds, userId, extra),
+    issueAccess: (userId: number, extra?: Record<string, unknown>, ttlSeconds?: number) => {
+      if (
+        ttlSeconds !== undefined &&
+        (!Number.isSafeInteger(ttlSeconds) || ttlSeconds <= 0 || ttlSeconds > accessTtlSeconds)
+      ) {
+        return Promise.reject(new RangeError(`ttlSeconds must be an integer in 1..${accessTtlSeconds}`));
+      }
+      return issue("access", ttlSeconds ?? accessTtlSeconds, userId, extra);
+    },
     issueRefresh: (userId: number, extra?: Record<string, unknown>) =>
       issue("refresh", refreshTtlSeconds, userId, extra),
     accessTtlSeconds,

@@ -11,7 +11,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file protoguard/v1/auth.proto.
  */
 export const file_protoguard_v1_auth: GenFile = /*@__PURE__*/
-  fileDesc("Chhwcm90b2d1YXJkL3YxL2F1dGgucHJvdG8SDXByb3RvZ3VhcmQudjEiMwoEVXNlchIKCgJpZBgBIAEoBRIQCgh1c2VybmFtZRgCIAEoCRINCgVlbWFpbBgDIAEoCSJECgxMb2dpblJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkSEAoIb3RwX2NvZGUYAyABKAkiXwoNTG9naW5SZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRIhCgR1c2VyGAMgASgLMhMucHJvdG9ndWFyZC52MS5Vc2VyIicKDlJlZnJlc2hSZXF1ZXN0EhUKDXJlZnJlc2hfdG9rZW4YASABKAkiPgoPUmVmcmVzaFJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIVCg1yZWZyZXNoX3Rva2VuGAIgASgJIiYKDUxvZ291dFJlcXVlc3QSFQoNcmVmcmVzaF90b2tlbhgBIAEoCSIQCg5Mb2dvdXRSZXNwb25zZSIPCg1XaG9BbUlSZXF1ZXN0InAKDldob0FtSVJlc3BvbnNlEiEKBHVzZXIYASABKAsyEy5wcm90b2d1YXJkLnYxLlVzZXISEAoIaXNfc3RhZmYYAiABKAgSFAoMaXNfc3VwZXJ1c2VyGAMgASgIEhMKC3Blcm1pc3Npb25zGAQgAygJMskCCgtBdXRoU2VydmljZRJKCgVMb2dpbhIbLnByb3RvZ3VhcmQudjEuTG9naW5SZXF1ZXN0GhwucHJvdG9ndWFyZC52MS5Mb2dpblJlc3BvbnNlIgbynxkCCAESUAoHUmVmcmVzaBIdLnByb3RvZ3VhcmQudjEuUmVmcmVzaFJlcXVlc3QaHi5wcm90b2d1YXJkLnYxLlJlZnJlc2hSZXNwb25zZSIG8p8ZAggBEk0KBkxvZ291dBIcLnByb3RvZ3VhcmQudjEuTG9nb3V0UmVxdWVzdBodLnByb3RvZ3VhcmQudjEuTG9nb3V0UmVzcG9uc2UiBvKfGQIIARJNCgZXaG9BbUkSHC5wcm90b2d1YXJkLnYxLldob0FtSVJlcXVlc3QaHS5wcm90b2d1YXJkLnYxLldob0FtSVJlc3BvbnNlIgbynxkCEAFiBnByb3RvMw", [file_protoguard_v1_options]);
+  fileDesc("Chhwcm90b2d1YXJkL3YxL2F1dGgucHJvdG8SDXByb3RvZ3VhcmQudjEiMwoEVXNlchIKCgJpZBgBIAEoBRIQCgh1c2VybmFtZRgCIAEoCRINCgVlbWFpbBgDIAEoCSJECgxMb2dpblJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkSEAoIb3RwX2NvZGUYAyABKAkiXwoNTG9naW5SZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRIhCgR1c2VyGAMgASgLMhMucHJvdG9ndWFyZC52MS5Vc2VyIicKDlJlZnJlc2hSZXF1ZXN0EhUKDXJlZnJlc2hfdG9rZW4YASABKAkiPgoPUmVmcmVzaFJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIVCg1yZWZyZXNoX3Rva2VuGAIgASgJIiYKDUxvZ291dFJlcXVlc3QSFQoNcmVmcmVzaF90b2tlbhgBIAEoCSIQCg5Mb2dvdXRSZXNwb25zZSI/ChNTZXJ2aWNlVG9rZW5SZXF1ZXN0EhEKCWNsaWVudF9pZBgBIAEoCRIVCg1jbGllbnRfc2VjcmV0GAIgASgJIlQKFFNlcnZpY2VUb2tlblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRISCgpleHBpcmVzX2luGAIgASgFEhIKCnRva2VuX3R5cGUYAyABKAkiDwoNV2hvQW1JUmVxdWVzdCJ+Cg5XaG9BbUlSZXNwb25zZRIhCgR1c2VyGAEgASgLMhMucHJvdG9ndWFyZC52MS5Vc2VyEhAKCGlzX3N0YWZmGAIgASgIEhQKDGlzX3N1cGVydXNlchgDIAEoCBITCgtwZXJtaXNzaW9ucxgEIAMoCRIMCgRraW5kGAUgASgJMqoDCgtBdXRoU2VydmljZRJKCgVMb2dpbhIbLnByb3RvZ3VhcmQudjEuTG9naW5SZXF1ZXN0GhwucHJvdG9ndWFyZC52MS5Mb2dpblJlc3BvbnNlIgbynxkCCAESUAoHUmVmcmVzaBIdLnByb3RvZ3VhcmQudjEuUmVmcmVzaFJlcXVlc3QaHi5wcm90b2d1YXJkLnYxLlJlZnJlc2hSZXNwb25zZSIG8p8ZAggBEk0KBkxvZ291dBIcLnByb3RvZ3VhcmQudjEuTG9nb3V0UmVxdWVzdBodLnByb3RvZ3VhcmQudjEuTG9nb3V0UmVzcG9uc2UiBvKfGQIIARJfCgxTZXJ2aWNlVG9rZW4SIi5wcm90b2d1YXJkLnYxLlNlcnZpY2VUb2tlblJlcXVlc3QaIy5wcm90b2d1YXJkLnYxLlNlcnZpY2VUb2tlblJlc3BvbnNlIgbynxkCCAESTQoGV2hvQW1JEhwucHJvdG9ndWFyZC52MS5XaG9BbUlSZXF1ZXN0Gh0ucHJvdG9ndWFyZC52MS5XaG9BbUlSZXNwb25zZSIG8p8ZAhABYgZwcm90bzM", [file_protoguard_v1_options]);
 
 /**
  * A user as token responses describe it.
@@ -168,6 +168,64 @@ export const LogoutResponseSchema: GenMessage<LogoutResponse> = /*@__PURE__*/
   messageDesc(file_protoguard_v1_auth, 6);
 
 /**
+ * @generated from message protoguard.v1.ServiceTokenRequest
+ */
+export type ServiceTokenRequest = Message<"protoguard.v1.ServiceTokenRequest"> & {
+  /**
+   * The service account's client id, as `protoguard service create` printed it.
+   *
+   * @generated from field: string client_id = 1;
+   */
+  clientId: string;
+
+  /**
+   * The service account's client secret (the current one, or the previous
+   * one during a rotation's grace period).
+   *
+   * @generated from field: string client_secret = 2;
+   */
+  clientSecret: string;
+};
+
+/**
+ * Describes the message protoguard.v1.ServiceTokenRequest.
+ * Use `create(ServiceTokenRequestSchema)` to create a new message.
+ */
+export const ServiceTokenRequestSchema: GenMessage<ServiceTokenRequest> = /*@__PURE__*/
+  messageDesc(file_protoguard_v1_auth, 7);
+
+/**
+ * @generated from message protoguard.v1.ServiceTokenResponse
+ */
+export type ServiceTokenResponse = Message<"protoguard.v1.ServiceTokenResponse"> & {
+  /**
+   * @generated from field: string access_token = 1;
+   */
+  accessToken: string;
+
+  /**
+   * Seconds until `access_token` expires.
+   *
+   * @generated from field: int32 expires_in = 2;
+   */
+  expiresIn: number;
+
+  /**
+   * Always "Bearer".
+   *
+   * @generated from field: string token_type = 3;
+   */
+  tokenType: string;
+};
+
+/**
+ * Describes the message protoguard.v1.ServiceTokenResponse.
+ * Use `create(ServiceTokenResponseSchema)` to create a new message.
+ */
+export const ServiceTokenResponseSchema: GenMessage<ServiceTokenResponse> = /*@__PURE__*/
+  messageDesc(file_protoguard_v1_auth, 8);
+
+/**
  * @generated from message protoguard.v1.WhoAmIRequest
  */
 export type WhoAmIRequest = Message<"protoguard.v1.WhoAmIRequest"> & {
@@ -178,7 +236,7 @@ export type WhoAmIRequest = Message<"protoguard.v1.WhoAmIRequest"> & {
  * Use `create(WhoAmIRequestSchema)` to create a new message.
  */
 export const WhoAmIRequestSchema: GenMessage<WhoAmIRequest> = /*@__PURE__*/
-  messageDesc(file_protoguard_v1_auth, 7);
+  messageDesc(file_protoguard_v1_auth, 9);
 
 /**
  * @generated from message protoguard.v1.WhoAmIResponse
@@ -205,6 +263,13 @@ export type WhoAmIResponse = Message<"protoguard.v1.WhoAmIResponse"> & {
    * @generated from field: repeated string permissions = 4;
    */
   permissions: string[];
+
+  /**
+   * "user" for a person, "service" for a service account.
+   *
+   * @generated from field: string kind = 5;
+   */
+  kind: string;
 };
 
 /**
@@ -212,7 +277,7 @@ export type WhoAmIResponse = Message<"protoguard.v1.WhoAmIResponse"> & {
  * Use `create(WhoAmIResponseSchema)` to create a new message.
  */
 export const WhoAmIResponseSchema: GenMessage<WhoAmIResponse> = /*@__PURE__*/
-  messageDesc(file_protoguard_v1_auth, 8);
+  messageDesc(file_protoguard_v1_auth, 10);
 
 /**
  * AuthService issues and retires tokens. Its tokens carry the claims of
@@ -256,6 +321,21 @@ export const AuthService: GenService<{
     methodKind: "unary";
     input: typeof LogoutRequestSchema;
     output: typeof LogoutResponseSchema;
+  },
+  /**
+   * Exchanges a service account's client credentials for a short-lived
+   * access token (the OAuth 2.0 client-credentials grant). There is no
+   * refresh token: a service asks again when its token nears `expires_in`.
+   * Every failure (unknown client id, wrong secret, deleted or deactivated
+   * account) is the same UNAUTHENTICATED error; clients over their attempt
+   * budget get RESOURCE_EXHAUSTED, as for Login.
+   *
+   * @generated from rpc protoguard.v1.AuthService.ServiceToken
+   */
+  serviceToken: {
+    methodKind: "unary";
+    input: typeof ServiceTokenRequestSchema;
+    output: typeof ServiceTokenResponseSchema;
   },
   /**
    * The caller, with its effective permissions.

@@ -1,0 +1,129 @@
+/**
+ * The ServiceToken procedure of the AuthService: the OAuth 2.0
+ * client-credentials grant. A service account's client id and secret in,
+ * one short-lived access token out, never a refresh token. It shares
+ * Login's per-client admission and password hasher, so it cannot be used
+ * to flood the hasher that Login depends on.
+ */
+import { randomBytes } from "node:crypto";
+import { Code, type ConnectError } from "@connectrpc/connect";
+import { authError } from "../connect/errors.js";
+import { addressKey, UNKNOWN_PEER } from "../connect/peer.js";
+import type { Database } from "../store/database.js";
+import { findServiceCredentials } from "../store/service-accounts.js";
+import type { IssuedToken, TokenIssuer } from "../token/issuer.js";
+import { DEFAULT_LOGIN_ADMISSION, type LoginAdmission } from "./login-admission.js";
+import { MAX_PASSWORD_BYTES, type PasswordHasher, type PasswordWorkOptions } from "./passwords.js";
+
+/** Default lifetime of a service access token, in seconds: 5 minutes. */
+export const DEFAULT_SERVICE_TOKEN_TTL_SECONDS = 300;
+
+/** Longest client id looked up: the `service_accounts.client_id` column's size. */
+const MAX_CLIENT_ID_LENGTH = 64;
+
+/** The one message of every refused exchange, whatever was wrong. */
+const INVALID_CLIENT_MESSAGE = "invalid client credentials";
+/** The message of an exchange refused because its client address has no attempts left. */
+const RATE_LIMITED_MESSAGE = "too many attempts from this address, try again later";
+
+/** A fresh service account's credentials, as `protoguard service create` prints them. */
+export interface ClientCredentials {
+  /** Public identifier: `svc_` and 128 random bits in hex. */
+  readonly clientId: string;
+  /** The secret, 256 random bits in base64url; shown once, stored only hashed. */
+  readonly clientSecret: string;
+}
+
+/** New client credentials from the CSPRNG. */
+export function generateClientCredentials(): ClientCredentials {
+  return { clientId: generateClientId(), clientSecret: generateClientSecret() };
+}
+
+/** A new client id: `svc_` and 128 random bits in hex. */
+export function generateClientId(): string {
+  return `svc_${randomBytes(16).toString("hex")}`;
+}
+
+/** A new client secret: 256 random bits in base64url (43 characters). */
+export function generateClientSecret(): string {
+  return randomBytes(32).toString("base64url");
+}
+
+/** What {@link createServiceTokenExchange} needs, resolved once by the service. */
+export interface ServiceTokenDependencies {
+  readonly database: Database;
+  readonly issuer: TokenIssuer;
+  readonly passwordHasher: PasswordHasher;
+  /** Login's per-client admission; undefined admits every client. */
+  readonly admission: LoginAdmission | undefined;
+  /** Lifetime of the tokens, at most the issuer's access lifetime. */
+  readonly ttlSeconds: number;
+  readonly now: () => number;
+}
+
+function invalidClient(why: string): ConnectError {
+  return authError(INVALID_CLIENT_MESSAGE, Code.Unauthenticated, "INVALID_CREDENTIALS", new Error(why));
+}
+
+/**
+ * Builds the exchange. The returned function resolves with an access token
+ * or rejects with a `ConnectError`: UNAUTHENTICATED `INVALID_CREDENTIALS`
+ * for every credential problem, RESOURCE_EXHAUSTED `LOGIN_THROTTLED` when
+ * the client address has no attempts left. Database and hasher errors are
+ * rethrown as they are, for the service to map.
+ *
+ * Order of work, and why:
+ * 1. Inputs over the caps fail before any I/O or hashing.
+ * 2. The client address must have an attempt left in Login's admission
+ *    (the same buckets: a flood through either RPC spends one budget).
+ * 3. One indexed lookup by client id; an unknown id costs a dummy
+ *    verification, so it takes the time a wrong secret takes.
+ * 4. The secret is checked against the current hash, then (only while a
+ *    rotation's grace period runs) against the previous one. There is no
+ *    per-client-id lockout: secrets have 256 bits, so guessing is hopeless,
+ *    and a lockout would only let anyone who knows a client id lock the
+ *    service out.
+ * 5. An inactive account is refused after the hash, like a wrong secret.
+ *    A success gives the attempt back to the client address.
+ */
+export function createServiceTokenExchange(deps: ServiceTokenDependencies) {
+  const { issuer, passwordHasher, admission, ttlSeconds, now } = deps;
+  const db = deps.database.db;
+
+  return async function exchange(clientId: string, clientSecret: string, peer?: string): Promise<IssuedToken> {
+    if (clientId.length === 0 || clientId.length > MAX_CLIENT_ID_LENGTH || !/^[\x21-\x7e]+$/.test(clientId)) {
+      throw invalidClient("client id outside the accepted form");
+    }
+    if (clientSecret.length === 0 || Buffer.byteLength(clientSecret, "utf8") > MAX_PASSWORD_BYTES) {
+      throw invalidClient("client secret empty or longer than the cap");
+    }
+    const client = peer === undefined || admission === undefined ? undefined : admission.keyOf(peer);
+    if (client !== undefined && !admission!.take(client, now())) {
+      throw authError(RATE_LIMITED_MESSAGE, Code.ResourceExhausted, "LOGIN_THROTTLED");
+    }
+    const work: PasswordWorkOptions = {
+      fairnessKey:
+        client ?? (peer === undefined ? UNKNOWN_PEER : addressKey(peer, DEFAULT_LOGIN_ADMISSION.ipv6PrefixLength)),
+    };
+
+    const account = await findServiceCredentials(db, clientId);
+    if (account === undefined) {
+      await passwordHasher.dummyVerify(clientSecret, work);
+      throw invalidClient("unknown client id");
+    }
+    let ok = (await passwordHasher.verify(clientSecret, account.secretHash, work)).ok;
+    if (
+      !ok &&
+      account.previousSecretHash !== null &&
+      account.previousSecretExpiresAt !== null &&
+      account.previousSecretExpiresAt.getTime() > now()
+    ) {
+      ok = (await passwordHasher.verify(clientSecret, account.previousSecretHash, work)).ok;
+    }
+    if (!ok) throw invalidClient("wrong client secret");
+    if (!account.isActive) throw invalidClient("inactive service account");
+    const token = await issuer.issueAccess(account.userId, undefined, ttlSeconds);
+    if (client !== undefined) admission!.giveBack(client, now());
+    return token;
+  };
+}
