@@ -37,10 +37,12 @@ export type { RevalidationHooks, StreamRevalidationOptions } from "./connect/wat
 // Handler helpers (django-cfg's BaseService methods)
 export {
   authSignal,
+  getPrincipal,
   getUser,
   hasPermission,
   permissionDenied,
   requirePermission,
+  requirePrincipal,
   requireStaff,
   requireSuperuser,
   requireUser,
@@ -137,4 +139,20 @@ export type { Allow, Deny, TokenIdentity, Unavailable, Verdict } from "./decide/
 export { readBearer, parseAuthorization, MAX_AUTHORIZATION_LENGTH } from "./credential/bearer.js";
 export type { BearerCredential, HeaderReader } from "./credential/bearer.js";
 export { verdictToConnectError } from "./connect/errors.js";
+// TLS client certificates as credentials of service accounts
+export {
+  clientCertificateContextValues,
+  clientCertificateKey,
+  clientCertificateOf,
+  createCertificatePrincipalSource,
+  readClientCertificate,
+} from "./credential/client-certificate.js";
+export type {
+  CachedCertificatePrincipalSource,
+  CertificatePrincipalSource,
+  CertificatePrincipalSourceOptions,
+  CertificateRequest,
+  CertificateSocket,
+  ClientCertificate,
+} from "./credential/client-certificate.js";
 export { authSignalKey, principalKey } from "./connect/context.js";

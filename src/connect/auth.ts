@@ -1,6 +1,11 @@
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import type { HeaderReader } from "../credential/bearer.js";
 import type { HandlerContext, Interceptor } from "@connectrpc/connect";
+import {
+  clientCertificateKey,
+  type CertificatePrincipalSource,
+  type ClientCertificate,
+} from "../credential/client-certificate.js";
 import { createDecider, type AccessTokenVerifier, type Decide, type PrincipalSource } from "../decide/decide.js";
 import type { Verdict } from "../decide/verdict.js";
 import { createAuthPolicy, type AuthPolicy } from "../policy/policy.js";
@@ -55,6 +60,15 @@ export interface AuthOptions {
   /** Bound on one user lookup in milliseconds. Default: 5000. */
   lookupTimeoutMs?: number;
   /**
+   * Maps verified TLS client certificates (context value
+   * `clientCertificateKey`, which `startServer` sets when client
+   * certificates are configured) to service accounts: a call with such a
+   * certificate and no bearer token is that service account. See
+   * `createCertificatePrincipalSource`. Default: none, so certificates
+   * identify nobody.
+   */
+  certificates?: CertificatePrincipalSource;
+  /**
    * Called once per decision (logs, metrics). Must not throw; it runs on the
    * request path, so keep it cheap. Default: none.
    */
@@ -97,6 +111,7 @@ export interface Auth {
     headers: HeaderReader,
     stage: DecisionStage,
     timeoutMs?: number,
+    certificate?: ClientCertificate,
   ): Verdict | Promise<Verdict>;
   /**
    * Router option `requestGate`: refuses before the request body is read or
@@ -149,18 +164,25 @@ export function createAuth(options: AuthOptions): Auth {
     verifier: options.verifier,
     principals: options.principals,
     ...(options.lookupTimeoutMs !== undefined && { lookupTimeoutMs: options.lookupTimeoutMs }),
+    ...(options.certificates !== undefined && { certificates: options.certificates }),
   });
   const onDecision = options.onDecision;
   const watch = createWatch(options, policy, decide);
 
-  function decideAndReport(method: DescMethod, headers: HeaderReader, stage: DecisionStage, timeoutMs?: number) {
-    if (onDecision === undefined) return decide(method, headers, timeoutMs);
+  function decideAndReport(
+    method: DescMethod,
+    headers: HeaderReader,
+    stage: DecisionStage,
+    timeoutMs?: number,
+    certificate?: ClientCertificate,
+  ) {
+    if (onDecision === undefined) return decide(method, headers, timeoutMs, certificate);
     const started = performance.now();
     const report = (verdict: Verdict) => {
       onDecision({ method, verdict, stage, durationMs: performance.now() - started });
       return verdict;
     };
-    const result = decide(method, headers, timeoutMs);
+    const result = decide(method, headers, timeoutMs, certificate);
     return result instanceof Promise ? result.then(report) : report(result);
   }
 
@@ -174,14 +196,27 @@ export function createAuth(options: AuthOptions): Auth {
     async requestGate(context) {
       const verdict =
         context.values.get(verdictKey) ??
-        (await decideAndReport(context.method, context.requestHeader, "gate", context.timeoutMs()));
+        (await decideAndReport(
+          context.method,
+          context.requestHeader,
+          "gate",
+          context.timeoutMs(),
+          context.values.get(clientCertificateKey),
+        ));
       context.values.set(verdictKey, verdict);
       if (verdict.outcome !== "allow") throw verdictToConnectError(verdict);
       context.values.set(principalKey, verdict.principal);
     },
     interceptor: (next) => async (req) => {
       const verdict =
-        req.contextValues.get(verdictKey) ?? (await decideAndReport(req.method, req.header, "interceptor"));
+        req.contextValues.get(verdictKey) ??
+        (await decideAndReport(
+          req.method,
+          req.header,
+          "interceptor",
+          undefined,
+          req.contextValues.get(clientCertificateKey),
+        ));
       if (verdict.outcome !== "allow") throw verdictToConnectError(verdict);
       req.contextValues.set(principalKey, verdict.principal);
       if (watch !== undefined && req.stream && verdict.token !== undefined) {

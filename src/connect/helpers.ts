@@ -1,7 +1,7 @@
 import type { ConnectError } from "@connectrpc/connect";
 import { Code, type HandlerContext } from "@connectrpc/connect";
 import { MESSAGES } from "../decide/verdict.js";
-import { principalHasPermission, type Principal } from "../principal.js";
+import { principalHasPermission, principalKind, type Principal } from "../principal.js";
 import { authSignalKey, principalKey } from "./context.js";
 import { authError } from "./errors.js";
 
@@ -18,7 +18,10 @@ import { authError } from "./errors.js";
 export type CallerContext = Pick<HandlerContext, "values">;
 
 /**
- * The caller, or undefined for an anonymous call of a public method.
+ * The calling person, or undefined for an anonymous call of a public method
+ * and for a call by a service account (see {@link getPrincipal}): code
+ * written before service accounts existed never mistakes a machine for a
+ * person.
  *
  * @example
  * ```ts
@@ -29,11 +32,15 @@ export type CallerContext = Pick<HandlerContext, "values">;
  * ```
  */
 export function getUser(ctx: CallerContext): Principal | undefined {
-  return ctx.values.get(principalKey);
+  const principal = ctx.values.get(principalKey);
+  return principal === undefined || principalKind(principal) !== "user" ? undefined : principal;
 }
 
 /**
- * The caller; throws UNAUTHENTICATED (reason TOKEN_MISSING) when anonymous.
+ * The calling person. Throws UNAUTHENTICATED (reason TOKEN_MISSING) when
+ * anonymous, and PERMISSION_DENIED (reason PRINCIPAL_KIND) when the caller
+ * is a service account: it is identified, just not a person, so a client
+ * must not be told to log in again.
  *
  * @example
  * ```ts
@@ -43,9 +50,41 @@ export function getUser(ctx: CallerContext): Principal | undefined {
  * ```
  */
 export function requireUser(ctx: CallerContext): Principal {
-  const user = ctx.values.get(principalKey);
-  if (user === undefined) throw authError(MESSAGES.TOKEN_MISSING, Code.Unauthenticated, "TOKEN_MISSING");
-  return user;
+  const principal = requirePrincipal(ctx);
+  if (principalKind(principal) !== "user") {
+    throw authError(MESSAGES.PRINCIPAL_KIND_USER, Code.PermissionDenied, "PRINCIPAL_KIND");
+  }
+  return principal;
+}
+
+/**
+ * The caller of any kind — a person or a service account (`kind`) — or
+ * undefined for an anonymous call of a public method.
+ *
+ * @example
+ * ```ts
+ * const caller = getPrincipal(ctx);
+ * audit.log({ actor: caller?.username ?? "anonymous", kind: caller?.kind ?? "user" });
+ * ```
+ */
+export function getPrincipal(ctx: CallerContext): Principal | undefined {
+  return ctx.values.get(principalKey);
+}
+
+/**
+ * The caller of any kind; throws UNAUTHENTICATED (reason TOKEN_MISSING) when
+ * anonymous.
+ *
+ * @example
+ * ```ts
+ * const caller = requirePrincipal(ctx);
+ * if (principalKind(caller) === "service") return serveMachine(caller);
+ * ```
+ */
+export function requirePrincipal(ctx: CallerContext): Principal {
+  const principal = ctx.values.get(principalKey);
+  if (principal === undefined) throw authError(MESSAGES.TOKEN_MISSING, Code.Unauthenticated, "TOKEN_MISSING");
+  return principal;
 }
 
 // Nothing can abort it: the signal of calls the auth layer does not watch.
@@ -83,11 +122,12 @@ export function hasPermission(ctx: CallerContext, permission: string): boolean {
 }
 
 /**
- * The caller, who must hold every one of `permissions`: UNAUTHENTICATED when
- * anonymous, PERMISSION_DENIED (reason PERMISSION_MISSING) otherwise.
+ * The caller (a person or a service account: both hold permissions), who
+ * must hold every one of `permissions`: UNAUTHENTICATED when anonymous,
+ * PERMISSION_DENIED (reason PERMISSION_MISSING) otherwise.
  */
 export function requirePermission(ctx: CallerContext, ...permissions: string[]): Principal {
-  const user = requireUser(ctx);
+  const user = requirePrincipal(ctx);
   for (const permission of permissions) {
     if (!principalHasPermission(user, permission)) {
       throw authError(`missing permission ${permission}`, Code.PermissionDenied, "PERMISSION_MISSING");
@@ -96,16 +136,22 @@ export function requirePermission(ctx: CallerContext, ...permissions: string[]):
   return user;
 }
 
-/** The caller, who must be staff: UNAUTHENTICATED when anonymous, PERMISSION_DENIED otherwise. */
+/**
+ * The caller, who must be staff: UNAUTHENTICATED when anonymous,
+ * PERMISSION_DENIED otherwise (a service account is never staff).
+ */
 export function requireStaff(ctx: CallerContext): Principal {
-  const user = requireUser(ctx);
+  const user = requirePrincipal(ctx);
   if (!user.isStaff) throw authError(MESSAGES.STAFF_REQUIRED, Code.PermissionDenied, "STAFF_REQUIRED");
   return user;
 }
 
-/** The caller, who must be a superuser: UNAUTHENTICATED when anonymous, PERMISSION_DENIED otherwise. */
+/**
+ * The caller, who must be a superuser: UNAUTHENTICATED when anonymous,
+ * PERMISSION_DENIED otherwise (a service account is never a superuser).
+ */
 export function requireSuperuser(ctx: CallerContext): Principal {
-  const user = requireUser(ctx);
+  const user = requirePrincipal(ctx);
   if (!user.isSuperuser) throw authError(MESSAGES.SUPERUSER_REQUIRED, Code.PermissionDenied, "SUPERUSER_REQUIRED");
   return user;
 }

@@ -1,9 +1,10 @@
 import { Code } from "@connectrpc/connect";
 import type { DescMethod } from "@bufbuild/protobuf";
 import { readBearer, type HeaderReader } from "../credential/bearer.js";
+import type { CertificatePrincipalSource, ClientCertificate } from "../credential/client-certificate.js";
 import type { AuthPolicy, MethodPlan } from "../policy/policy.js";
 import type { PlannedRule } from "../policy/rule.js";
-import { principalHasPermission, type Principal, type PrincipalLookup } from "../principal.js";
+import { principalHasPermission, principalKind, type Principal, type PrincipalLookup } from "../principal.js";
 import type { UnauthenticatedReason } from "../reasons.js";
 import { MESSAGES, unauthenticated, type Allow, type Deny, type Verdict } from "./verdict.js";
 
@@ -52,17 +53,31 @@ export interface DeciderOptions {
    * rather than hanging. Default: 5000.
    */
   lookupTimeoutMs?: number;
+  /**
+   * Maps a verified TLS client certificate to its service account, for
+   * calls that bring a certificate and no bearer token (a token, when
+   * present, always takes precedence). Default: none, so certificates
+   * identify nobody.
+   */
+  certificates?: CertificatePrincipalSource;
 }
 
 /**
  * Decides one call. Never throws for bad input: every outcome is a
  * {@link Verdict}. The optional `timeoutMs` is the call's remaining deadline.
  *
+ * `certificate` is the call's verified TLS client certificate, if any.
+ *
  * The verdict is returned synchronously whenever no I/O or cryptography is
  * needed (no token, a malformed header, a cached token and user), so the
  * common cases cost no promise, timer or microtask; otherwise a promise.
  */
-export type Decide = (method: DescMethod, headers: HeaderReader, timeoutMs?: number) => Verdict | Promise<Verdict>;
+export type Decide = (
+  method: DescMethod,
+  headers: HeaderReader,
+  timeoutMs?: number,
+  certificate?: ClientCertificate,
+) => Verdict | Promise<Verdict>;
 
 /**
  * Composes policy, bearer parsing, token verification and the user lookup
@@ -73,7 +88,7 @@ export type Decide = (method: DescMethod, headers: HeaderReader, timeoutMs?: num
  * fails verification, cost no database I/O.
  */
 export function createDecider(options: DeciderOptions): Decide {
-  const { policy, verifier, principals } = options;
+  const { policy, verifier, principals, certificates } = options;
   const lookupTimeoutMs = options.lookupTimeoutMs ?? 5000;
 
   function afterVerify(
@@ -99,7 +114,28 @@ export function createDecider(options: DeciderOptions): Decide {
     );
   }
 
-  return function decide(method, headers, timeoutMs) {
+  /** A call with no token but a verified client certificate: its service account, or anonymous. */
+  function byCertificate(
+    plan: MethodPlan,
+    certificates: CertificatePrincipalSource,
+    certificate: ClientCertificate,
+    timeoutMs: number | undefined,
+  ) {
+    const anonymous = (lookup: PrincipalLookup): Verdict =>
+      lookup.status === "not_found"
+        ? plan.rule.kind === "public"
+          ? allow(plan, undefined)
+          : unauthenticated(plan, "TOKEN_MISSING")
+        : judge(plan, lookup, undefined);
+    const cached = certificates.peek?.(certificate);
+    if (cached !== undefined) return anonymous(cached);
+    const budget = timeoutMs === undefined ? lookupTimeoutMs : Math.min(timeoutMs, lookupTimeoutMs);
+    return withTimeout(certificates.load(certificate), budget).then(anonymous, (cause: unknown) =>
+      plan.rule.kind === "public" ? allow(plan, undefined) : unavailableFor(plan, cause),
+    );
+  }
+
+  return function decide(method, headers, timeoutMs, certificate) {
     let plan: MethodPlan;
     try {
       plan = policy.planFor(method);
@@ -111,6 +147,9 @@ export function createDecider(options: DeciderOptions): Decide {
     }
     const credential = readBearer(headers);
     if (credential.kind === "none") {
+      if (certificate !== undefined && certificates !== undefined) {
+        return byCertificate(plan, certificates, certificate, timeoutMs);
+      }
       return plan.rule.kind === "public" ? allow(plan, undefined) : unauthenticated(plan, "TOKEN_MISSING");
     }
     if (credential.kind === "malformed") return unauthenticated(plan, "TOKEN_MALFORMED");
@@ -120,7 +159,7 @@ export function createDecider(options: DeciderOptions): Decide {
   };
 }
 
-function judge(plan: MethodPlan, lookup: PrincipalLookup, token: VerifiedToken): Verdict {
+function judge(plan: MethodPlan, lookup: PrincipalLookup, token: VerifiedToken | undefined): Verdict {
   switch (lookup.status) {
     case "not_found":
     case "inactive":
@@ -131,8 +170,17 @@ function judge(plan: MethodPlan, lookup: PrincipalLookup, token: VerifiedToken):
   return authorize(plan, plan.rule, lookup.principal, token);
 }
 
-function authorize(plan: MethodPlan, rule: PlannedRule, principal: Principal, token: VerifiedToken): Allow | Deny {
+function authorize(
+  plan: MethodPlan,
+  rule: PlannedRule,
+  principal: Principal,
+  token: VerifiedToken | undefined,
+): Allow | Deny {
   if (rule.kind === "public") return allow(plan, principal, token);
+  if (rule.principalKind !== undefined && principalKind(principal) !== rule.principalKind) {
+    const message = rule.principalKind === "user" ? MESSAGES.PRINCIPAL_KIND_USER : MESSAGES.PRINCIPAL_KIND_SERVICE;
+    return denied(plan, principal, "PRINCIPAL_KIND", message);
+  }
   if (rule.superuser && !principal.isSuperuser)
     return denied(plan, principal, "SUPERUSER_REQUIRED", MESSAGES.SUPERUSER_REQUIRED);
   if (rule.staff && !principal.isStaff) return denied(plan, principal, "STAFF_REQUIRED", MESSAGES.STAFF_REQUIRED);
@@ -149,7 +197,15 @@ function allow(plan: MethodPlan, principal: Principal | undefined, token?: Verif
 }
 
 function denied(plan: MethodPlan, principal: Principal, reason: Deny["reason"], message: string): Deny {
-  return { outcome: "deny", plan, code: Code.PermissionDenied, reason, message, userId: principal.id };
+  return {
+    outcome: "deny",
+    plan,
+    code: Code.PermissionDenied,
+    reason,
+    message,
+    userId: principal.id,
+    principalKind: principalKind(principal),
+  };
 }
 
 function unavailableFor(plan: MethodPlan, cause: unknown): Verdict {

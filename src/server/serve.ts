@@ -16,6 +16,11 @@ import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { createAuth, type Auth } from "../connect/auth.js";
 import { peerContextValues, type ClientAddressOptions } from "../connect/peer.js";
+import {
+  clientCertificateContextValues,
+  createCertificatePrincipalSource,
+  type CachedCertificatePrincipalSource,
+} from "../credential/client-certificate.js";
 import type { AccessTokenVerifier } from "../decide/decide.js";
 import { servicesOf } from "../connect/routes.js";
 import { createAuthPolicy } from "../policy/policy.js";
@@ -69,7 +74,11 @@ export interface StartServerOptions extends ConnectionLimits {
   port?: number;
   /** Interface to bind. Default "127.0.0.1". */
   host?: string;
-  /** PEM certificate and key: serve HTTPS (h2 and http/1.1 via ALPN). Default: plaintext h1 + h2c. */
+  /**
+   * PEM certificate and key: serve HTTPS (h2 and http/1.1 via ALPN). With
+   * `clientCa`, verified client certificates identify service accounts (see
+   * {@link TlsOptions.clientCa}). Default: plaintext h1 + h2c.
+   */
   tls?: TlsOptions;
   /** Origins browsers may call from ("*" for any). Default: none, so no CORS headers at all. */
   corsOrigins?: readonly string[];
@@ -185,8 +194,24 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     maxEntries: options.principalCacheEntries,
     maxAgeMs: options.principalCacheMaxAgeMs,
   });
+  // Only a server that asks for client certificates maps them to service accounts.
+  let certificates: CachedCertificatePrincipalSource | undefined;
+  if (options.tls?.clientCa !== undefined) {
+    certificates = createCertificatePrincipalSource({
+      database: runtime.database,
+      onInvalidation: (listener) => principals.onInvalidation(listener),
+      maxAgeMs: options.principalCacheMaxAgeMs,
+      ...(options.principalCacheEntries === 0 && { maxEntries: 0 }),
+    });
+  }
   try {
-    const auth = createAuth({ policy, verifier: runtime.verifier, principals, onDecision: observability.onDecision });
+    const auth = createAuth({
+      policy,
+      verifier: runtime.verifier,
+      principals,
+      onDecision: observability.onDecision,
+      ...(certificates !== undefined && { certificates }),
+    });
     const health = createHealth({
       services: Object.fromEntries(services.map((service) => [service.typeName, "SERVING" as const])),
       maxWatchStreams: options.maxWatchStreams,
@@ -216,6 +241,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         await listening.close(graceMs);
       } finally {
         try {
+          certificates?.close();
           await principals.close();
         } finally {
           await runtime.close?.();
@@ -233,6 +259,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       close: () => (closing ??= close()),
     };
   } catch (error) {
+    certificates?.close();
     await principals.close();
     throw error;
   }
@@ -258,6 +285,7 @@ interface RouteParts {
 function createRoutes(options: StartServerOptions, parts: RouteParts): NodeHandler {
   const { auth, services } = parts;
   const peerValues = peerContextValues(options.clientAddress);
+  const certificateValues = options.tls?.clientCa === undefined ? undefined : clientCertificateContextValues();
   const readMaxBytes = options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES;
   const notFound: NodeHandler = (_req, res) => plain(res, 404, "not found");
 
@@ -265,7 +293,10 @@ function createRoutes(options: StartServerOptions, parts: RouteParts): NodeHandl
     routes: options.routes,
     interceptors: [auth.interceptor],
     requestGate: auth.requestGate,
-    contextValues: (req) => peerValues(req, prefilterContextValues(req)),
+    contextValues: (req) => {
+      const values = peerValues(req, prefilterContextValues(req));
+      return certificateValues === undefined ? values : certificateValues(req, values);
+    },
     readMaxBytes,
     fallback: parts.staticRoot === undefined ? notFound : staticFiles(parts.staticRoot),
   });

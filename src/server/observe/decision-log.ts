@@ -10,7 +10,7 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import { pino, type DestinationStream, type Logger } from "pino";
 import type { DecisionEvent } from "../../connect/auth.js";
-import { methodPath } from "./metrics.js";
+import { methodPath, principalKindLabel } from "./metrics.js";
 
 /** Options of {@link createLogger}. */
 export interface LoggerOptions {
@@ -64,7 +64,8 @@ interface MethodLog {
 
 /**
  * Writes a line per decision to `logger`, `msg: "auth decision"`, with
- * `method`, `userId` (when known), `outcome`, `reason` (absent when
+ * `method`, `userId` and `principalKind` (`user` or `service`; when
+ * known), `outcome`, `reason` (absent when
  * allowed), `stage` and `latencyMs`; denials and allows at info,
  * unavailable at error with the backend's error message. Refusals of one
  * kind beyond `maxRefusalLogsPerSecond` are only counted, and the next line
@@ -123,7 +124,10 @@ export function createDecisionLog(logger: Logger, options: DecisionLogOptions = 
       stage: event.stage,
       latencyMs: Math.round(event.durationMs * 1000) / 1000,
     };
-    if (userId !== undefined) record["userId"] = userId;
+    if (userId !== undefined) {
+      record["userId"] = userId;
+      record["principalKind"] = principalKindLabel(verdict);
+    }
     if (verdict.outcome !== "allow") record["reason"] = verdict.reason;
     if (verdict.outcome === "unavailable") record["error"] = errorSummary(verdict.cause);
     if (budget !== undefined && budget.suppressed > 0) {

@@ -5,6 +5,8 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import { Counter, Histogram, type Registry } from "prom-client";
 import type { DecisionEvent } from "../../connect/auth.js";
+import type { Verdict } from "../../decide/verdict.js";
+import { principalKind } from "../../principal.js";
 
 /**
  * Latency buckets in seconds. A decision is microseconds when nothing needs
@@ -21,8 +23,9 @@ export type DecisionMetrics = (event: DecisionEvent) => void;
 
 /**
  * Registers in `registry` and feeds, one decision at a time:
- * counter `protoguard_auth_decisions_total{method,outcome,reason}` and
- * histogram `protoguard_auth_decision_seconds{outcome}`.
+ * counter `protoguard_auth_decisions_total{method,outcome,reason}`,
+ * counter `protoguard_auth_principal_decisions_total{principal_kind,outcome}`
+ * and histogram `protoguard_auth_decision_seconds{outcome}`.
  */
 export function createDecisionMetrics(registry: Registry): DecisionMetrics {
   const decisions = new Counter({
@@ -31,6 +34,21 @@ export function createDecisionMetrics(registry: Registry): DecisionMetrics {
     labelNames: ["method", "outcome", "reason"] as const,
     registers: [registry],
   });
+  // A counter of its own rather than a label on the one above: adding a
+  // label would rename every existing series that dashboards query.
+  const byKind = new Counter({
+    name: "protoguard_auth_principal_decisions_total",
+    help: "Authorization decisions by principal kind (user, service, anonymous for no identified caller) and outcome.",
+    labelNames: ["principal_kind", "outcome"] as const,
+    registers: [registry],
+  });
+  const kindCounters = new Map<string, Counter.Internal>();
+  const kindCounterFor = (kind: string, outcome: string): Counter.Internal => {
+    const key = `${kind}/${outcome}`;
+    let child = kindCounters.get(key);
+    if (child === undefined) kindCounters.set(key, (child = byKind.labels(kind, outcome)));
+    return child;
+  };
   const latency = new Histogram({
     name: "protoguard_auth_decision_seconds",
     help: "Time to reach an authorization decision, in seconds.",
@@ -66,8 +84,21 @@ export function createDecisionMetrics(registry: Registry): DecisionMetrics {
     const { verdict } = event;
     const reason = verdict.outcome === "allow" ? NO_REASON : verdict.reason;
     counterFor(event.method, verdict.outcome, reason).inc();
+    kindCounterFor(principalKindLabel(verdict), verdict.outcome).inc();
     byOutcome[verdict.outcome].observe(event.durationMs / 1000);
   };
+}
+
+/**
+ * The kind of the caller a verdict concerns: `user` or `service` once
+ * identified, `anonymous` otherwise (no credential, or one refused before
+ * the caller was known).
+ */
+export function principalKindLabel(verdict: Verdict): "user" | "service" | "anonymous" {
+  if (verdict.outcome === "allow")
+    return verdict.principal === undefined ? "anonymous" : principalKind(verdict.principal);
+  if (verdict.outcome === "deny" && verdict.principalKind !== undefined) return verdict.principalKind;
+  return "anonymous";
 }
 
 /** `/package.Service/Method`, the form gRPC and Connect put in the URL path. */

@@ -56,14 +56,15 @@ export interface Observability {
  * Creates the decision logger and metrics:
  *
  * - a log line per decision, `msg: "auth decision"`, with `method`,
- *   `userId` (when known), `outcome` (allow, deny, unavailable), `reason`
+ *   `userId` and `principalKind` (user or service; when known), `outcome` (allow, deny, unavailable), `reason`
  *   (the stable reason code, absent when allowed), `stage` (prefilter, gate,
  *   interceptor, or recheck when an open stream is decided again) and
  *   `latencyMs`; denials and allows at info, unavailable at error with the
  *   backend's error message; refusals of one kind are capped
  *   at `maxRefusalLogsPerSecond` lines, the rest counted in `suppressed`;
- * - counter `protoguard_auth_decisions_total{method,outcome,reason}` and
- *   histogram `protoguard_auth_decision_seconds{outcome}`, plus the default
+ * - counter `protoguard_auth_decisions_total{method,outcome,reason}`,
+ *   counter `protoguard_auth_principal_decisions_total{principal_kind,outcome}`
+ *   (principal_kind user, service or anonymous) and histogram `protoguard_auth_decision_seconds{outcome}`, plus the default
  *   process metrics.
  *
  * @example

@@ -13,6 +13,7 @@ import { createContextValues, type ContextValues } from "@connectrpc/connect";
 import type { Auth } from "../../connect/auth.js";
 import { verdictKey } from "../../connect/context.js";
 import type { HeaderReader } from "../../credential/bearer.js";
+import { clientCertificateOf, type ClientCertificate } from "../../credential/client-certificate.js";
 import type { Deny, Unavailable, Verdict } from "../../decide/verdict.js";
 import type { NodeHandler, NodeRequest } from "../http.js";
 import { exposeRepeatedAuthorization } from "../transport/authorization.js";
@@ -68,11 +69,16 @@ function createCore(options: PrefilterOptions) {
       const protocol = detectProtocol(contentType);
       return protocol === undefined ? undefined : { method, protocol };
     },
-    judge(method: DescMethod, headers: IncomingHttpHeaders, rawHeaders: readonly string[] | undefined) {
+    judge(
+      method: DescMethod,
+      headers: IncomingHttpHeaders,
+      rawHeaders: readonly string[] | undefined,
+      certificate?: ClientCertificate,
+    ) {
       // The listener's own mechanism, again here so the pre-filter holds on
       // its own: repeated values joined match no credential (TOKEN_MALFORMED).
       exposeRepeatedAuthorization(headers, rawHeaders);
-      return auth.check(method, nodeHeaderReader(headers), "prefilter");
+      return auth.check(method, nodeHeaderReader(headers), "prefilter", undefined, certificate);
     },
     answer: (protocol: Protocol, verdict: Deny | Unavailable) => answerFor(answers, protocol, verdict),
   };
@@ -108,6 +114,8 @@ export function createPrefilter(
     lingerMs: options.lingerMs ?? 5_000,
     maxLingerBytes: options.maxLingerBytes ?? 16 * 1024 * 1024,
   };
+  // A TLS connection's verified client certificate, read once per connection.
+  const certificates = new WeakMap<object, ClientCertificate | null>();
   return function prefilter(req, res) {
     // Already judged on its raw HTTP/2 stream by createStreamPrefilter.
     if (taggedVerdict(req) !== undefined) return next(req, res);
@@ -121,7 +129,7 @@ export function createPrefilter(
         refuse(req, res, core.answer(call.protocol, verdict), discard);
       }
     };
-    const verdict = core.judge(call.method, req.headers, req.rawHeaders);
+    const verdict = core.judge(call.method, req.headers, req.rawHeaders, clientCertificateOf(req, certificates));
     if (verdict instanceof Promise) verdict.then(act, () => next(req, res));
     else act(verdict);
   };

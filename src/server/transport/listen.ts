@@ -274,6 +274,10 @@ function createTlsServer(
       ...http2Options(limits),
       cert: options.cert,
       key: options.key,
+      // Client certificates are asked for and verified, never required: one
+      // that fails verification leaves the caller unidentified (anonymous,
+      // or a bearer token), it does not end the connection.
+      ...(options.clientCa !== undefined && { ca: options.clientCa, requestCert: true, rejectUnauthorized: false }),
       allowHTTP1: true,
       ALPNProtocols: ["h2", "http/1.1"],
       // A client that never finishes the handshake is as slow as one that

@@ -11,6 +11,17 @@ export interface TlsOptions {
   cert: string | Buffer;
   /** PEM private key matching `cert`, as text or bytes; not a file path. */
   key: string | Buffer;
+  /**
+   * PEM certificate(s) of the CA that issues client certificates, as text or
+   * bytes; not a file path. When set, the server asks every client for a
+   * certificate and verifies it against these (and only these) CAs; a call
+   * with a verified certificate and no bearer token is the service account
+   * whose `tls_identity` matches the certificate's SPIFFE ID or subject. A
+   * client without a certificate, or with one that does not verify, is not
+   * refused at the handshake: it is simply not identified by it. Default:
+   * none, so no client certificate is requested.
+   */
+  clientCa?: string | Buffer;
 }
 
 /**
@@ -32,6 +43,17 @@ export function checkTls(options: TlsOptions): void {
           ? " It looks like a file path; pass the file's contents (fs.readFileSync(path))."
           : "";
       throw new ServerError("TLS_NOT_PEM", `TLS ${label} is not PEM: expected a "-----BEGIN" block.${hint}`);
+    }
+  }
+  if (options.clientCa !== undefined) {
+    const text = typeof options.clientCa === "string" ? options.clientCa : options.clientCa.toString("latin1");
+    if (!text.includes("-----BEGIN CERTIFICATE")) {
+      throw new ServerError("TLS_NOT_PEM", 'TLS client CA is not PEM: expected a "-----BEGIN CERTIFICATE" block.');
+    }
+    try {
+      tls.createSecureContext({ ca: options.clientCa });
+    } catch (err) {
+      throw new ServerError("TLS_CERT_INVALID", `TLS client CA is invalid: ${(err as Error).message}`, { cause: err });
     }
   }
   try {

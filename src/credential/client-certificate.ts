@@ -1,0 +1,224 @@
+/**
+ * The TLS client certificate as a credential: a verified certificate's
+ * SPIFFE ID (URI SAN) or, failing that, its subject DN, and the service
+ * account mapped to it through `service_accounts.tls_identity`. A call that
+ * brings no bearer token but such a certificate is that service account.
+ *
+ * Only certificates the TLS layer verified against the configured client CA
+ * count (`socket.authorized`); any other certificate is ignored, so its
+ * holder is just anonymous. The identity is read once per connection.
+ */
+import type { X509Certificate } from "node:crypto";
+import { createContextKey, createContextValues, type ContextValues } from "@connectrpc/connect";
+import type { Database } from "../store/database.js";
+import type { InvalidationEvent } from "../store/invalidation.js";
+import { loadPrincipal } from "../store/principal-query.js";
+import { findServiceByTlsIdentity } from "../store/service-accounts.js";
+import type { PrincipalLookup } from "../principal.js";
+
+/** The identity of a verified TLS client certificate. */
+export interface ClientCertificate {
+  /**
+   * The SPIFFE ID from the certificate's URI SAN (`spiffe://example.org/billing`)
+   * or, when it has none, its subject DN in RFC 4514 order
+   * (`CN=billing,O=Example`), the form `service_accounts.tls_identity` holds.
+   */
+  readonly identity: string;
+}
+
+/**
+ * Context value holding the verified client certificate of the call's
+ * connection, undefined without one. `startServer` sets it when client
+ * certificates are configured; another front-end sets it with
+ * {@link clientCertificateContextValues}.
+ */
+export const clientCertificateKey = createContextKey<ClientCertificate | undefined>(undefined, {
+  description: "protoguard client certificate",
+});
+
+/** The parts of a TLS socket read here; `tls.TLSSocket` has them. */
+export interface CertificateSocket {
+  readonly authorized?: boolean;
+  getPeerX509Certificate?(): X509Certificate | undefined;
+}
+
+/** Request fields read here; both Node request types have them. */
+export interface CertificateRequest {
+  readonly socket?: unknown;
+  readonly stream?: { readonly session?: { readonly socket?: unknown } | undefined } | undefined;
+}
+
+const SPIFFE_SAN = /(?:^|, )URI:(spiffe:\/\/[^\s,"]+)/i;
+
+/**
+ * The identity of `socket`'s client certificate when the TLS layer verified
+ * it against the client CA; undefined otherwise (no certificate, one from
+ * another CA, expired, a plaintext socket).
+ */
+export function readClientCertificate(socket: CertificateSocket | undefined): ClientCertificate | undefined {
+  if (socket?.authorized !== true || typeof socket.getPeerX509Certificate !== "function") return undefined;
+  const certificate = socket.getPeerX509Certificate();
+  if (certificate === undefined) return undefined;
+  // A SPIFFE SVID carries exactly one URI SAN; Node quotes SAN entries with
+  // separators in them, which the pattern does not match, so an ambiguous
+  // entry never becomes an identity.
+  const spiffe = SPIFFE_SAN.exec(certificate.subjectAltName ?? "")?.[1];
+  if (spiffe !== undefined) return { identity: `spiffe://${spiffe.slice("spiffe://".length)}` };
+  // Node lists the subject one attribute per line, most general first;
+  // RFC 4514 writes the most specific first.
+  const subject = certificate.subject
+    .split("\n")
+    .filter((line) => line !== "")
+    .reverse()
+    .join(",");
+  return subject === "" ? undefined : { identity: subject };
+}
+
+/**
+ * `contextValues` for `connectNodeAdapter` that sets
+ * {@link clientCertificateKey} (on `values` when given). The identity is
+ * read once per TLS connection and remembered with it.
+ *
+ * @example
+ * ```ts
+ * const certificate = clientCertificateContextValues();
+ * connectNodeAdapter({ routes, contextValues: (req) => certificate(req) });
+ * ```
+ */
+export function clientCertificateContextValues(): (req: CertificateRequest, values?: ContextValues) => ContextValues {
+  const byConnection = new WeakMap<object, ClientCertificate | null>();
+  return (req, values = createContextValues()) => {
+    const certificate = clientCertificateOf(req, byConnection);
+    return certificate === undefined ? values : values.set(clientCertificateKey, certificate);
+  };
+}
+
+/** The verified certificate of `req`'s connection, cached in `cache` by connection. */
+export function clientCertificateOf(
+  req: CertificateRequest,
+  cache?: WeakMap<object, ClientCertificate | null>,
+): ClientCertificate | undefined {
+  // HTTP/2: one socket object per session (requests get per-stream proxies).
+  const socket = (req.stream?.session?.socket ?? req.socket) as (CertificateSocket & object) | undefined;
+  if (socket === undefined || socket === null) return undefined;
+  const cached = cache?.get(socket);
+  if (cached !== undefined) return cached ?? undefined;
+  const certificate = readClientCertificate(socket);
+  cache?.set(socket, certificate ?? null);
+  return certificate;
+}
+
+/**
+ * Finds the principal a verified client certificate stands for. `not_found`
+ * means no service account is mapped to it: the caller is then anonymous.
+ * Throwing means "backend unavailable".
+ */
+export interface CertificatePrincipalSource {
+  load(certificate: ClientCertificate): Promise<PrincipalLookup>;
+  /** The cached answer, without I/O, when there is a fresh one; optional. */
+  peek?(certificate: ClientCertificate): PrincipalLookup | undefined;
+}
+
+/** Options of {@link createCertificatePrincipalSource}. */
+export interface CertificatePrincipalSourceOptions {
+  /** The store holding `service_accounts`. Required. */
+  database: Database;
+  /**
+   * Where invalidations come from: the principal source's
+   * `onInvalidation`, which already follows the database's notifications
+   * (a service's grants, deactivation, deletion or a changed `tls_identity`
+   * all announce its user). Without it, answers are trusted for `maxAgeMs`.
+   */
+  onInvalidation?: (listener: (event: InvalidationEvent) => void) => () => void;
+  /** Most certificate identities remembered; 0 disables the cache. Default 1000. */
+  maxEntries?: number;
+  /** Longest time a cached answer is trusted, in milliseconds. Default 30000. */
+  maxAgeMs?: number;
+  /** Clock in milliseconds, for tests. Default `Date.now`. */
+  now?: () => number;
+}
+
+interface Entry {
+  readonly lookup: PrincipalLookup;
+  /** The mapped user, or undefined for "no account has this identity". */
+  readonly userId: number | undefined;
+  readonly storedAt: number;
+}
+
+/** A {@link CertificatePrincipalSource} with a cache; `close` stops following invalidations. */
+export interface CachedCertificatePrincipalSource extends CertificatePrincipalSource {
+  peek(certificate: ClientCertificate): PrincipalLookup | undefined;
+  close(): void;
+}
+
+/**
+ * Maps certificate identities to service accounts in the database (one
+ * indexed lookup of `tls_identity`, then the same one-query principal load
+ * tokens use), with a bounded cache dropped on invalidation. Answers for
+ * unmapped identities are cached too, and all of them are dropped by any
+ * change to any user, so a newly mapped identity works at once.
+ *
+ * @example
+ * ```ts
+ * const principals = await createPrincipalSource({ database });
+ * const certificates = createCertificatePrincipalSource({
+ *   database,
+ *   onInvalidation: (listener) => principals.onInvalidation(listener),
+ * });
+ * const auth = createAuth({ verifier, principals, certificates, services });
+ * ```
+ */
+export function createCertificatePrincipalSource(
+  options: CertificatePrincipalSourceOptions,
+): CachedCertificatePrincipalSource {
+  const db = options.database.db;
+  const maxEntries = options.maxEntries ?? 1000;
+  const maxAgeMs = options.maxAgeMs ?? 30_000;
+  const now = options.now ?? Date.now;
+  if (!Number.isSafeInteger(maxEntries) || maxEntries < 0) throw new RangeError("maxEntries must be an integer >= 0");
+  // Few identities (one per service), so a Map in insertion order bounded
+  // by evicting the oldest is enough, and it can be scanned on invalidation.
+  const cache = new Map<string, Entry>();
+  let generation = 0;
+
+  const stop = options.onInvalidation?.((event) => {
+    generation++;
+    if (event.kind === "all") return cache.clear();
+    if (event.kind !== "user") return;
+    for (const [identity, entry] of cache) {
+      if (entry.userId === undefined || entry.userId === event.userId) cache.delete(identity);
+    }
+  });
+
+  async function fetch(identity: string): Promise<Entry> {
+    const storedAt = now();
+    const userId = await findServiceByTlsIdentity(db, [identity]);
+    const lookup: PrincipalLookup = userId === undefined ? { status: "not_found" } : await loadPrincipal(db, userId);
+    return { lookup, userId, storedAt };
+  }
+
+  function peek(certificate: ClientCertificate): PrincipalLookup | undefined {
+    if (maxEntries === 0) return undefined;
+    const entry = cache.get(certificate.identity);
+    return entry !== undefined && now() - entry.storedAt < maxAgeMs ? entry.lookup : undefined;
+  }
+
+  return {
+    peek,
+    async load(certificate) {
+      const cached = peek(certificate);
+      if (cached !== undefined) return cached;
+      const startedAt = generation;
+      const entry = await fetch(certificate.identity);
+      if (maxEntries > 0 && generation === startedAt) {
+        cache.delete(certificate.identity);
+        if (cache.size >= maxEntries) cache.delete(cache.keys().next().value!);
+        cache.set(certificate.identity, entry);
+      }
+      return entry.lookup;
+    },
+    close() {
+      stop?.();
+    },
+  };
+}
