@@ -149,7 +149,7 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
       `serviceTokenTtlSeconds must be an integer in 1..${issuer.accessTtlSeconds} (the access lifetime)`,
     );
   }
-  const serviceToken = createServiceTokenExchange({
+  const exchangeClientCredentials = createServiceTokenExchange({
     database,
     issuer,
     passwordHasher,
@@ -229,10 +229,12 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
 
     serviceToken: (req, ctx) =>
       guard(async () => {
-        const token = await serviceToken(req.clientId, req.clientSecret, peerOf(ctx));
+        const token = await exchangeClientCredentials(req.clientId, req.clientSecret, peerOf(ctx));
         return {
           accessToken: token.token,
-          expiresIn: Math.max(0, Math.round(token.expiresAt - token.issuedAt)),
+          // The lifetime, as OAuth's expires_in: `exp` is whole seconds from
+          // a fractional `iat`, so their difference is up to a second short.
+          expiresIn: serviceTtl,
           tokenType: "Bearer",
         };
       }),
