@@ -1,0 +1,329 @@
+/**
+ * Service accounts over a real HTTPS server (`startServer` with
+ * `tls.clientCa`), with certificates made by openssl: a verified client
+ * certificate's SPIFFE ID or subject is the service account mapped to it,
+ * with no token; an unknown or foreign certificate is nobody; a bearer token
+ * takes precedence. ServiceToken over the same server shares Login's
+ * per-client admission, and decisions are labelled with the principal kind
+ * in logs and metrics.
+ */
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { promisify } from "node:util";
+import { after, before, it } from "node:test";
+import { Code, createClient, type HandlerContext } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { pino } from "pino";
+import { Registry } from "prom-client";
+import { KindService } from "../gen/guardtest/v1/kinds_pb.js";
+import {
+  createKeyring,
+  createTokenIssuer,
+  createTokenVerifier,
+  getPrincipal,
+  getUser,
+  principalKind,
+} from "../src/index.js";
+import {
+  AuthService,
+  createAuthService,
+  createPasswordHasher,
+  generateClientCredentials,
+} from "../src/lifecycle/index.js";
+import { startServer, type RunningServer } from "../src/server/index.js";
+import { createServiceAccount, createUser, grantUserPermissions } from "../src/store/index.js";
+import { createTestDatabase, type TestDatabase } from "../src/testing/index.js";
+import { bearer, expectError } from "./helpers/connect.js";
+import { describeOr, skipWithoutOpenssl } from "./helpers/env.js";
+import { selfSignedCertificate } from "./helpers/tls.js";
+
+const run = promisify(execFile);
+
+interface Pem {
+  cert: string;
+  key: string;
+}
+
+/** A CA certificate and key, self-signed, valid one day. */
+async function makeCa(dir: string, name: string): Promise<Pem> {
+  const key = join(dir, `${name}.key`);
+  const cert = join(dir, `${name}.pem`);
+  await run(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-keyout",
+      key,
+      "-out",
+      cert,
+      "-days",
+      "1",
+      "-subj",
+      `/CN=${name}`,
+      "-addext",
+      "basicConstraints=critical,CA:TRUE",
+      "-addext",
+      "keyUsage=critical,keyCertSign,cRLSign",
+    ],
+    { timeout: 30_000 },
+  );
+  return { cert: await readFile(cert, "utf8"), key: await readFile(key, "utf8") };
+}
+
+/** A client certificate signed by `ca` (files `<ca>.pem`/`.key` in `dir`), with `subject` and optional URI SAN. */
+async function makeClient(dir: string, ca: string, name: string, subject: string, uri?: string): Promise<Pem> {
+  const key = join(dir, `${name}.key`);
+  const csr = join(dir, `${name}.csr`);
+  const cert = join(dir, `${name}.pem`);
+  const ext = join(dir, `${name}.ext`);
+  await writeFile(ext, `extendedKeyUsage=clientAuth\n${uri === undefined ? "" : `subjectAltName=URI:${uri}\n`}`);
+  await run(
+    "openssl",
+    [
+      "req",
+      "-new",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-keyout",
+      key,
+      "-out",
+      csr,
+      "-subj",
+      subject,
+    ],
+    { timeout: 30_000 },
+  );
+  await run(
+    "openssl",
+    [
+      "x509",
+      "-req",
+      "-in",
+      csr,
+      "-CA",
+      join(dir, `${ca}.pem`),
+      "-CAkey",
+      join(dir, `${ca}.key`),
+      "-set_serial",
+      String(Date.now()),
+      "-out",
+      cert,
+      "-days",
+      "1",
+      "-extfile",
+      ext,
+    ],
+    { timeout: 30_000 },
+  );
+  return { cert: await readFile(cert, "utf8"), key: await readFile(key, "utf8") };
+}
+
+describeOr(skipWithoutOpenssl, "service accounts over mTLS", { timeout: 180_000 }, () => {
+  let dir: string;
+  let database: TestDatabase;
+  let server: RunningServer;
+  let serverCert: string;
+  let certs: Record<"billing" | "reports" | "stranger" | "rogue", Pem>;
+  let issuer: ReturnType<typeof createTokenIssuer>;
+  const registry = new Registry();
+  const logLines: Record<string, unknown>[] = [];
+  let billing: ReturnType<typeof generateClientCredentials>;
+  let aliceId: number;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "protoguard-mtls-"));
+    const { cert, key } = await selfSignedCertificate(dir);
+    serverCert = cert;
+    const ca = await makeCa(dir, "client-ca");
+    await makeCa(dir, "rogue-ca");
+    certs = {
+      billing: await makeClient(dir, "client-ca", "billing", "/O=Example/CN=billing", "spiffe://example.org/billing"),
+      reports: await makeClient(dir, "client-ca", "reports", "/O=Example/CN=reports"),
+      stranger: await makeClient(
+        dir,
+        "client-ca",
+        "stranger",
+        "/O=Example/CN=stranger",
+        "spiffe://example.org/stranger",
+      ),
+      // The same SPIFFE ID as billing, from a CA the server does not trust.
+      rogue: await makeClient(dir, "rogue-ca", "rogue", "/O=Example/CN=billing", "spiffe://example.org/billing"),
+    };
+
+    database = await createTestDatabase();
+    const hasher = createPasswordHasher({ scrypt: { logN: 12 } });
+    billing = generateClientCredentials();
+    await createServiceAccount(database.db, {
+      name: "billing",
+      clientId: billing.clientId,
+      secretHash: await hasher.hash(billing.clientSecret),
+      tlsIdentity: "spiffe://example.org/billing",
+    });
+    await grantUserPermissions(database.db, "billing", ["billing.charge"]);
+    await createServiceAccount(database.db, {
+      name: "reports",
+      clientId: generateClientCredentials().clientId,
+      secretHash: await hasher.hash(generateClientCredentials().clientSecret),
+      tlsIdentity: "CN=reports, O=Example",
+    });
+    aliceId = (await createUser(database.db, { username: "alice", passwordHash: await hasher.hash("alice-password") }))
+      .id;
+
+    const keyring = await createKeyring([{ alg: "HS256", secret: "an-mtls-test-secret-of-at-least-32-bytes!" }]);
+    issuer = createTokenIssuer({ keyring });
+    const verifier = createTokenVerifier({ keyring });
+    const who = (_req: unknown, ctx: HandlerContext) => {
+      const principal = getPrincipal(ctx);
+      return {
+        text: `user=${getUser(ctx)?.username ?? "-"} kind=${principal === undefined ? "anonymous" : principalKind(principal)}`,
+        username: principal?.username ?? "",
+      };
+    };
+    const authService = createAuthService({
+      database,
+      issuer,
+      verifier,
+      passwordHasher: hasher,
+      loginAdmission: { burst: 4, perMinute: 1 },
+    });
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        for (const line of chunk.toString().split("\n")) if (line !== "") logLines.push(JSON.parse(line));
+        done();
+      },
+    });
+    server = await startServer({
+      runtime: { database, keyring, verifier },
+      routes: (router) => {
+        router.service(KindService, {
+          forUsers: who,
+          forServices: who,
+          chargeForServices: who,
+          authenticated: who,
+          charge: who,
+          public: who,
+        });
+        router.service(AuthService, authService);
+      },
+      port: 0,
+      tls: { cert, key, clientCa: ca.cert },
+      logger: pino({ level: "info" }, sink),
+      registry,
+      graceMs: 500,
+    });
+  });
+  after(async () => {
+    await server?.close();
+    await database?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** Clients over gRPC (HTTP/2) and Connect (HTTP/1.1) presenting `client`, or no certificate. */
+  function clients(client?: Pem) {
+    const tls = { ca: serverCert, ...(client !== undefined && { cert: client.cert, key: client.key }) };
+    return {
+      h2: createClient(KindService, createGrpcTransport({ baseUrl: server.url, nodeOptions: tls })),
+      h1: createClient(
+        KindService,
+        createConnectTransport({ baseUrl: server.url, httpVersion: "1.1", nodeOptions: tls }),
+      ),
+      auth: createClient(AuthService, createGrpcTransport({ baseUrl: server.url, nodeOptions: tls })),
+    };
+  }
+
+  it("a verified certificate's SPIFFE ID is its service account, with no token, over HTTP/2 and HTTP/1.1", async () => {
+    for (const kinds of Object.values(clients(certs.billing)).slice(0, 2) as ReturnType<typeof clients>["h2"][]) {
+      assert.equal((await kinds.chargeForServices({})).text, "user=- kind=service");
+      assert.equal((await kinds.chargeForServices({})).username, "billing");
+      await expectError(kinds.forUsers({}), Code.PermissionDenied, "PRINCIPAL_KIND");
+    }
+  });
+
+  it("without a SPIFFE ID, the subject DN is matched (RFC 4514 order)", async () => {
+    const { h2 } = clients(certs.reports);
+    assert.equal((await h2.authenticated({})).username, "reports");
+    // reports holds no billing.charge.
+    await expectError(h2.charge({}), Code.PermissionDenied, "PERMISSION_MISSING");
+  });
+
+  it("an unmapped certificate, one from another CA, or none at all identifies nobody", async () => {
+    for (const client of [certs.stranger, certs.rogue, undefined]) {
+      const { h2, h1 } = clients(client);
+      await expectError(h2.authenticated({}), Code.Unauthenticated, "TOKEN_MISSING");
+      await expectError(h1.charge({}), Code.Unauthenticated, "TOKEN_MISSING");
+      assert.equal((await h2.public({})).text, "user=- kind=anonymous");
+    }
+  });
+
+  it("a bearer token takes precedence over the certificate, and a bad one is not rescued by it", async () => {
+    const { h2 } = clients(certs.billing);
+    const alice = bearer((await issuer.issueAccess(aliceId)).token);
+    assert.equal((await h2.authenticated({}, alice)).text, "user=alice kind=user");
+    await expectError(h2.chargeForServices({}, alice), Code.PermissionDenied, "PRINCIPAL_KIND");
+    // Signed with a key the server does not hold.
+    const otherKeys = await createKeyring([{ alg: "HS256", secret: "some-other-secret-of-at-least-32-bytes!!" }]);
+    const forged = bearer((await createTokenIssuer({ keyring: otherKeys }).issueAccess(aliceId)).token);
+    await expectError(h2.authenticated({}, forged), Code.Unauthenticated, "TOKEN_INVALID");
+    await expectError(h2.authenticated({}, bearer("not a token")), Code.Unauthenticated, "TOKEN_MALFORMED");
+  });
+
+  it("ServiceToken over the server works, then spends Login's per-client budget on failures", async () => {
+    const { auth, h2 } = clients();
+    const { accessToken } = await auth.serviceToken({ clientId: billing.clientId, clientSecret: billing.clientSecret });
+    assert.equal((await h2.charge({}, bearer(accessToken))).username, "billing");
+    // burst 4, regained at 1 per minute; a success gives its attempt back.
+    for (let i = 0; i < 4; i++) {
+      await expectError(
+        auth.serviceToken({ clientId: billing.clientId, clientSecret: "wrong" }),
+        Code.Unauthenticated,
+        "INVALID_CREDENTIALS",
+      );
+    }
+    await expectError(
+      auth.serviceToken({ clientId: billing.clientId, clientSecret: billing.clientSecret }),
+      Code.ResourceExhausted,
+      "LOGIN_THROTTLED",
+    );
+    await expectError(
+      auth.login({ username: "alice", password: "alice-password" }),
+      Code.ResourceExhausted,
+      "LOGIN_THROTTLED",
+    );
+  });
+
+  it("decision logs and metrics carry the principal kind", async () => {
+    const metrics = await registry.metrics();
+    const count = (labels: string) => {
+      const line = metrics
+        .split("\n")
+        .find((l) => l.startsWith(`protoguard_auth_principal_decisions_total{${labels}}`));
+      return line === undefined ? 0 : Number(line.split(" ").at(-1));
+    };
+    assert.ok(count('principal_kind="service",outcome="allow"') > 0, metrics);
+    assert.ok(count('principal_kind="service",outcome="deny"') > 0);
+    assert.ok(count('principal_kind="user",outcome="allow"') > 0);
+    assert.ok(count('principal_kind="anonymous",outcome="deny"') > 0);
+    const decisions = logLines.filter((line) => line["msg"] === "auth decision");
+    assert.ok(decisions.some((line) => line["principalKind"] === "service" && line["outcome"] === "allow"));
+    assert.ok(
+      decisions.some(
+        (line) =>
+          line["principalKind"] === "service" && line["reason"] === "PRINCIPAL_KIND" && line["outcome"] === "deny",
+      ),
+    );
+    assert.ok(decisions.some((line) => line["principalKind"] === "user" && line["userId"] === aliceId));
+  });
+});
