@@ -34,6 +34,7 @@ import {
   type ServiceAccountInfo,
 } from "../src/store/index.js";
 import { createTestAuth, createTestDatabase, type TestAuth, type TestDatabase } from "../src/testing/index.js";
+import { issueSession } from "../src/lifecycle/sessions.js";
 import { bearer, expectError } from "./helpers/connect.js";
 import { postgresUrl } from "./helpers/env.js";
 
@@ -140,6 +141,9 @@ for (const backend of ["pglite", "postgres"] as const) {
       assert.equal(me.user?.username, "billing-exchange");
       // The access token is no refresh token either.
       await expectError(auth.refresh({ refreshToken: response.accessToken }), Code.Unauthenticated, "TOKEN_WRONG_TYPE");
+      // Nor does a refresh token minted for it by hand (internal API) refresh.
+      const handMade = await issueSession(t.database.db, t.issuer, svc.account.id);
+      await expectError(auth.refresh({ refreshToken: handMade.refreshToken }), Code.Unauthenticated, "TOKEN_REVOKED");
     });
 
     it("refuses a wrong secret, an unknown client id and empty fields alike", async () => {

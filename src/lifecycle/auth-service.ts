@@ -204,10 +204,13 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
           const consumed = await consumeRefreshToken(tx, claims.jti, at);
           if (consumed.status !== "ok") return "TOKEN_REVOKED" as const;
           const [user] = await tx
-            .select({ isActive: users.isActive, credentialsChangedAt: users.credentialsChangedAt })
+            .select({ isActive: users.isActive, kind: users.kind, credentialsChangedAt: users.credentialsChangedAt })
             .from(users)
             .where(eq(users.id, consumed.userId));
           if (user === undefined || !user.isActive) return "USER_INACTIVE" as const;
+          // Service accounts are never issued refresh tokens; one that names
+          // a service (written by hand with issueSession) is refused all the same.
+          if (user.kind === "service") return "TOKEN_REVOKED" as const;
           // A password change revokes the refresh rows too; this also covers a
           // deactivate-then-reactivate done with setUserActive alone.
           if (Math.round(claims.issuedAt * 1000) < user.credentialsChangedAt.getTime()) return "TOKEN_REVOKED" as const;
