@@ -21,6 +21,8 @@ import { pino } from "pino";
 import { Registry } from "prom-client";
 import { KindService } from "../gen/guardtest/v1/kinds_pb.js";
 import {
+  authErrorReason,
+  authSignal,
   createKeyring,
   createTokenIssuer,
   createTokenVerifier,
@@ -35,9 +37,9 @@ import {
   generateClientCredentials,
 } from "../src/lifecycle/index.js";
 import { startServer, type RunningServer } from "../src/server/index.js";
-import { createServiceAccount, createUser, grantUserPermissions } from "../src/store/index.js";
+import { createServiceAccount, createUser, grantUserPermissions, setServiceActive } from "../src/store/index.js";
 import { createTestDatabase, type TestDatabase } from "../src/testing/index.js";
-import { bearer, expectError } from "./helpers/connect.js";
+import { bearer, expectError, failure } from "./helpers/connect.js";
 import { describeOr, skipWithoutOpenssl } from "./helpers/env.js";
 import { selfSignedCertificate } from "./helpers/tls.js";
 
@@ -215,6 +217,14 @@ describeOr(skipWithoutOpenssl, "service accounts over mTLS", { timeout: 180_000 
           authenticated: who,
           charge: who,
           public: who,
+          async *follow(req, ctx) {
+            yield who(req, ctx);
+            const signal = authSignal(ctx);
+            await new Promise((resolve) => {
+              signal.addEventListener("abort", resolve, { once: true });
+              ctx.signal.addEventListener("abort", resolve, { once: true });
+            });
+          },
         });
         router.service(AuthService, authService);
       },
@@ -278,6 +288,20 @@ describeOr(skipWithoutOpenssl, "service accounts over mTLS", { timeout: 180_000 
     const forged = bearer((await createTokenIssuer({ keyring: otherKeys }).issueAccess(aliceId)).token);
     await expectError(h2.authenticated({}, forged), Code.Unauthenticated, "TOKEN_INVALID");
     await expectError(h2.authenticated({}, bearer("not a token")), Code.Unauthenticated, "TOKEN_MALFORMED");
+  });
+
+  it("an open stream identified by its certificate ends when the service is deactivated", async () => {
+    const { h2 } = clients(certs.billing);
+    const stream = h2.follow({})[Symbol.asyncIterator]();
+    assert.equal((await stream.next()).value?.username, "billing");
+    const ended = failure(stream.next());
+    await setServiceActive(database.db, "billing", false);
+    const error = await ended;
+    assert.equal(error.code, Code.Unauthenticated);
+    assert.equal(authErrorReason(error), "USER_INACTIVE");
+    await expectError(h2.chargeForServices({}), Code.Unauthenticated, "USER_INACTIVE");
+    await setServiceActive(database.db, "billing", true);
+    assert.equal((await h2.chargeForServices({})).username, "billing");
   });
 
   it("ServiceToken over the server works, then spends Login's per-client budget on failures", async () => {

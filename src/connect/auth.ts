@@ -2,6 +2,7 @@ import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import type { HeaderReader } from "../credential/bearer.js";
 import type { HandlerContext, Interceptor } from "@connectrpc/connect";
 import {
+  certificateCallIdentity,
   clientCertificateKey,
   type CertificatePrincipalSource,
   type ClientCertificate,
@@ -219,8 +220,14 @@ export function createAuth(options: AuthOptions): Auth {
         ));
       if (verdict.outcome !== "allow") throw verdictToConnectError(verdict);
       req.contextValues.set(principalKey, verdict.principal);
-      if (watch !== undefined && req.stream && verdict.token !== undefined) {
-        return watch.run(req, { ...verdict, token: verdict.token }, next);
+      if (watch !== undefined && req.stream) {
+        const certificate = req.contextValues.get(clientCertificateKey);
+        const token =
+          verdict.token ??
+          (verdict.principal !== undefined && certificate !== undefined
+            ? certificateCallIdentity(verdict.principal.id, certificate)
+            : undefined);
+        if (token !== undefined) return watch.run(req, { ...verdict, token }, next);
       }
       return next(req);
     },
@@ -246,6 +253,8 @@ function createWatch(options: AuthOptions, policy: AuthPolicy, decide: Decide): 
         policy,
         verifier,
         ...(options.lookupTimeoutMs !== undefined && { lookupTimeoutMs: options.lookupTimeoutMs }),
+        // Its cache is dropped by the same invalidation before a re-check runs.
+        ...(options.certificates !== undefined && { certificates: options.certificates }),
         principals: {
           load(userId, token) {
             const key = `${userId}:${token.issuedAt}:${token.jti}`;

@@ -109,6 +109,21 @@ export function clientCertificateOf(
 }
 
 /**
+ * What open streaming calls identified by a certificate are watched under
+ * (see `createAuth`'s `revalidateStreams`): keyed by the service's user id,
+ * like a token, so a change to the account (deactivation, deletion, lost
+ * permission, changed identity) re-checks them. No `exp`: a certificate's
+ * validity is the TLS layer's concern, checked at the handshake.
+ */
+export function certificateCallIdentity(
+  principalId: number,
+  certificate: ClientCertificate,
+): { readonly userId: number; readonly jti: string; readonly issuedAt: number } {
+  // Not a jti any issuer writes (those are hex), so token events never match it.
+  return { userId: principalId, jti: `tls:${certificate.identity}`, issuedAt: 0 };
+}
+
+/**
  * Finds the principal a verified client certificate stands for. `not_found`
  * means no service account is mapped to it: the caller is then anonymous.
  * Throwing means "backend unavailable".

@@ -121,16 +121,17 @@ export function createDecider(options: DeciderOptions): Decide {
     certificate: ClientCertificate,
     timeoutMs: number | undefined,
   ) {
-    const anonymous = (lookup: PrincipalLookup): Verdict =>
+    // An unmapped certificate is no credential at all: the caller is anonymous.
+    const fromLookup = (lookup: PrincipalLookup): Verdict =>
       lookup.status === "not_found"
         ? plan.rule.kind === "public"
           ? allow(plan, undefined)
           : unauthenticated(plan, "TOKEN_MISSING")
         : judge(plan, lookup, undefined);
     const cached = certificates.peek?.(certificate);
-    if (cached !== undefined) return anonymous(cached);
+    if (cached !== undefined) return fromLookup(cached);
     const budget = timeoutMs === undefined ? lookupTimeoutMs : Math.min(timeoutMs, lookupTimeoutMs);
-    return withTimeout(certificates.load(certificate), budget).then(anonymous, (cause: unknown) =>
+    return withTimeout(certificates.load(certificate), budget).then(fromLookup, (cause: unknown) =>
       plan.rule.kind === "public" ? allow(plan, undefined) : unavailableFor(plan, cause),
     );
   }

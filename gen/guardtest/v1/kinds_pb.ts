@@ -15,7 +15,7 @@ import { file_protoguard_v1_options } from "../../protoguard/v1/options_pb.js";
  * Describes the file guardtest/v1/kinds.proto.
  */
 export const file_guardtest_v1_kinds: GenFile = /*@__PURE__*/
-  fileDesc("ChhndWFyZHRlc3QvdjEva2luZHMucHJvdG8SDGd1YXJkdGVzdC52MTKgAwoLS2luZFNlcnZpY2USOgoIRm9yVXNlcnMSEi5ndWFyZHRlc3QudjEuUGluZxoSLmd1YXJkdGVzdC52MS5Qb25nIgbynxkCMAESPQoLRm9yU2VydmljZXMSEi5ndWFyZHRlc3QudjEuUGluZxoSLmd1YXJkdGVzdC52MS5Qb25nIgbynxkCMAISUwoRQ2hhcmdlRm9yU2VydmljZXMSEi5ndWFyZHRlc3QudjEuUGluZxoSLmd1YXJkdGVzdC52MS5Qb25nIhbynxkSGg5iaWxsaW5nLmNoYXJnZTACEj8KDUF1dGhlbnRpY2F0ZWQSEi5ndWFyZHRlc3QudjEuUGluZxoSLmd1YXJkdGVzdC52MS5Qb25nIgbynxkCEAESRgoGQ2hhcmdlEhIuZ3VhcmR0ZXN0LnYxLlBpbmcaEi5ndWFyZHRlc3QudjEuUG9uZyIU8p8ZEBoOYmlsbGluZy5jaGFyZ2USOAoGUHVibGljEhIuZ3VhcmR0ZXN0LnYxLlBpbmcaEi5ndWFyZHRlc3QudjEuUG9uZyIG8p8ZAggBYgZwcm90bzM", [file_guardtest_v1_guarded, file_protoguard_v1_options]);
+  fileDesc("ChhndWFyZHRlc3QvdjEva2luZHMucHJvdG8SDGd1YXJkdGVzdC52MTLqAwoLS2luZFNlcnZpY2USOgoIRm9yVXNlcnMSEi5ndWFyZHRlc3QudjEuUGluZxoSLmd1YXJkdGVzdC52MS5Qb25nIgbynxkCMAESPQoLRm9yU2VydmljZXMSEi5ndWFyZHRlc3QudjEuUGluZxoSLmd1YXJkdGVzdC52MS5Qb25nIgbynxkCMAISUwoRQ2hhcmdlRm9yU2VydmljZXMSEi5ndWFyZHRlc3QudjEuUGluZxoSLmd1YXJkdGVzdC52MS5Qb25nIhbynxkSGg5iaWxsaW5nLmNoYXJnZTACEj8KDUF1dGhlbnRpY2F0ZWQSEi5ndWFyZHRlc3QudjEuUGluZxoSLmd1YXJkdGVzdC52MS5Qb25nIgbynxkCEAESRgoGQ2hhcmdlEhIuZ3VhcmR0ZXN0LnYxLlBpbmcaEi5ndWFyZHRlc3QudjEuUG9uZyIU8p8ZEBoOYmlsbGluZy5jaGFyZ2USOAoGUHVibGljEhIuZ3VhcmR0ZXN0LnYxLlBpbmcaEi5ndWFyZHRlc3QudjEuUG9uZyIG8p8ZAggBEkgKBkZvbGxvdxISLmd1YXJkdGVzdC52MS5QaW5nGhIuZ3VhcmR0ZXN0LnYxLlBvbmciFPKfGRAaDmJpbGxpbmcuY2hhcmdlMAFiBnByb3RvMw", [file_guardtest_v1_guarded, file_protoguard_v1_options]);
 
 /**
  * @generated from service guardtest.v1.KindService
@@ -66,6 +66,16 @@ export const KindService: GenService<{
    */
   public: {
     methodKind: "unary";
+    input: typeof PingSchema;
+    output: typeof PongSchema;
+  },
+  /**
+   * Answers once, then stays open until the client or the auth layer ends it.
+   *
+   * @generated from rpc guardtest.v1.KindService.Follow
+   */
+  follow: {
+    methodKind: "server_streaming";
     input: typeof PingSchema;
     output: typeof PongSchema;
   },
