@@ -11,6 +11,9 @@ import { Code, createClient, type ConnectRouter, type HandlerContext } from "@co
 import { decodeJwt } from "jose";
 import { KindService } from "../gen/guardtest/v1/kinds_pb.js";
 import {
+  createKeyring,
+  createTokenIssuer,
+  createTokenVerifier,
   describeRule,
   getPrincipal,
   getUser,
@@ -21,7 +24,13 @@ import {
   requirePermission,
   requireUser,
 } from "../src/index.js";
-import { AuthService, generateClientCredentials, generateClientSecret } from "../src/lifecycle/index.js";
+import {
+  AuthService,
+  createAuthService,
+  generateClientCredentials,
+  generateClientSecret,
+} from "../src/lifecycle/index.js";
+import { ConfigError, loadConfig } from "../src/runtime/config.js";
 import {
   createServiceAccount,
   deleteServiceAccount,
@@ -305,6 +314,50 @@ for (const backend of ["pglite", "postgres"] as const) {
     });
   });
 }
+
+describe("service account configuration", () => {
+  it("PROTOGUARD_SERVICE_TOKEN_TTL defaults to 300 or the access TTL, and may not exceed it", () => {
+    assert.equal(loadConfig({}).serviceTokenTtlSeconds, 300);
+    assert.equal(loadConfig({ PROTOGUARD_ACCESS_TTL: "60" }).serviceTokenTtlSeconds, 60);
+    assert.equal(loadConfig({ PROTOGUARD_SERVICE_TOKEN_TTL: "30" }).serviceTokenTtlSeconds, 30);
+    assert.throws(
+      () => loadConfig({ PROTOGUARD_ACCESS_TTL: "60", PROTOGUARD_SERVICE_TOKEN_TTL: "120" }),
+      (error: Error) =>
+        error instanceof ConfigError &&
+        /PROTOGUARD_SERVICE_TOKEN_TTL must be an integer from 1 to 60/.test(error.message),
+    );
+  });
+
+  it("PROTOGUARD_TLS_CLIENT_CA needs TLS", () => {
+    assert.throws(
+      () => loadConfig({ PROTOGUARD_TLS_CLIENT_CA: "ca.pem" }),
+      (error: Error) =>
+        error instanceof ConfigError && /PROTOGUARD_TLS_CLIENT_CA needs PROTOGUARD_TLS_CERT/.test(error.message),
+    );
+    const config = loadConfig({
+      PROTOGUARD_TLS_CERT: "c.pem",
+      PROTOGUARD_TLS_KEY: "k.pem",
+      PROTOGUARD_TLS_CLIENT_CA: "ca.pem",
+    });
+    assert.equal(config.tlsClientCaPath, "ca.pem");
+  });
+
+  it("createAuthService refuses a service token lifetime above the access lifetime", async () => {
+    const database = await createTestDatabase();
+    try {
+      const keyring = await createKeyring([{ alg: "HS256", secret: "a-config-test-secret-of-at-least-32-bytes" }]);
+      const issuer = createTokenIssuer({ keyring, accessTtlSeconds: 60 });
+      const verifier = createTokenVerifier({ keyring });
+      assert.throws(
+        () => createAuthService({ database, issuer, verifier, serviceTokenTtlSeconds: 61 }),
+        /serviceTokenTtlSeconds must be an integer in 1..60/,
+      );
+      assert.throws(() => createAuthService({ database, issuer, verifier, serviceTokenTtlSeconds: 0 }), RangeError);
+    } finally {
+      await database.close();
+    }
+  });
+});
 
 describe("principal_kind in planned rules", () => {
   it("plans, describes and validates the kind", () => {

@@ -8,11 +8,13 @@
  * in logs and metrics.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
+import { once } from "node:events";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
+import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { after, before, it } from "node:test";
 import { Code, createClient, type HandlerContext } from "@connectrpc/connect";
@@ -42,6 +44,10 @@ import { createTestDatabase, type TestDatabase } from "../src/testing/index.js";
 import { bearer, expectError, failure } from "./helpers/connect.js";
 import { describeOr, skipWithoutOpenssl } from "./helpers/env.js";
 import { selfSignedCertificate } from "./helpers/tls.js";
+import { cleanEnv } from "./helpers/cli.js";
+import { runCli } from "../src/cli/commands.js";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
 const run = promisify(execFile);
 
@@ -351,3 +357,89 @@ describeOr(skipWithoutOpenssl, "service accounts over mTLS", { timeout: 180_000 
     assert.ok(decisions.some((line) => line["principalKind"] === "user" && line["userId"] === aliceId));
   });
 });
+
+describeOr(
+  skipWithoutOpenssl,
+  "protoguard serve with PROTOGUARD_TLS_CLIENT_CA (child process)",
+  { timeout: 240_000 },
+  () => {
+    it("maps the certificate of a service made with the CLI, and serves ServiceToken with PROTOGUARD_SERVICE_TOKEN_TTL", async () => {
+      const dir = await mkdtemp(join(tmpdir(), "protoguard-mtls-serve-"));
+      const dataDir = join(dir, "data");
+      const env = cleanEnv({ PROTOGUARD_DATA_DIR: dataDir, PROTOGUARD_SERVICE_TOKEN_TTL: "120" });
+      try {
+        const { cert: serverCert } = await selfSignedCertificate(dir);
+        await makeCa(dir, "client-ca");
+        const billingCert = await makeClient(
+          dir,
+          "client-ca",
+          "billing",
+          "/O=Example/CN=billing",
+          "spiffe://example.org/billing",
+        );
+        let out = "";
+        const code = await runCli(
+          ["service", "create", "billing", "--tls-identity", "spiffe://example.org/billing"],
+          env,
+          { out: (line) => void (out += line), err: (line) => void (out += line) },
+        );
+        assert.equal(code, 0, out);
+        const created = JSON.parse(out) as { client_id: string; client_secret: string };
+
+        const child = spawn(
+          process.execPath,
+          ["--import", "tsx", join(ROOT, "example/cli.ts"), "serve", "--port", "0"],
+          {
+            cwd: ROOT,
+            env: {
+              ...env,
+              PROTOGUARD_TLS_CERT: join(dir, "cert.pem"),
+              PROTOGUARD_TLS_KEY: join(dir, "key.pem"),
+              PROTOGUARD_TLS_CLIENT_CA: join(dir, "client-ca.pem"),
+            },
+            stdio: ["ignore", "pipe", "pipe"],
+          },
+        );
+        let stdout = "";
+        let stderr = "";
+        child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+        child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+        const exited = once(child, "exit");
+        try {
+          let url: string | undefined;
+          // Wait for the banner: the child reports its URL once it listens.
+          while ((url = /serving on (https:\/\/127\.0\.0\.1:\d+)/.exec(stdout)?.[1]) === undefined) {
+            if (child.exitCode !== null) assert.fail(`serve did not start:\n${stdout}\n${stderr}`);
+            await once(child.stdout, "data");
+          }
+          const withCert = createClient(
+            AuthService,
+            createGrpcTransport({
+              baseUrl: url,
+              nodeOptions: { ca: serverCert, cert: billingCert.cert, key: billingCert.key },
+            }),
+          );
+          const me = await withCert.whoAmI({});
+          assert.deepEqual([me.user?.username, me.kind], ["billing", "service"]);
+
+          const plain = createClient(
+            AuthService,
+            createGrpcTransport({ baseUrl: url, nodeOptions: { ca: serverCert } }),
+          );
+          await expectError(plain.whoAmI({}), Code.Unauthenticated, "TOKEN_MISSING");
+          const token = await plain.serviceToken({ clientId: created.client_id, clientSecret: created.client_secret });
+          assert.equal(token.expiresIn, 120);
+          assert.equal((await plain.whoAmI({}, bearer(token.accessToken))).kind, "service");
+
+          child.kill("SIGTERM");
+          const [exitCode] = await exited;
+          assert.equal(exitCode, 0, stderr);
+        } finally {
+          if (child.exitCode === null) child.kill("SIGKILL");
+        }
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+  },
+);
