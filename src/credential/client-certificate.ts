@@ -48,8 +48,6 @@ export interface CertificateRequest {
   readonly stream?: { readonly session?: { readonly socket?: unknown } | undefined } | undefined;
 }
 
-const SPIFFE_SAN = /(?:^|, )URI:(spiffe:\/\/[^\s,"]+)/i;
-
 /**
  * The identity of `socket`'s client certificate when the TLS layer verified
  * it against the client CA; undefined otherwise (no certificate, one from
@@ -59,11 +57,13 @@ export function readClientCertificate(socket: CertificateSocket | undefined): Cl
   if (socket?.authorized !== true || typeof socket.getPeerX509Certificate !== "function") return undefined;
   const certificate = socket.getPeerX509Certificate();
   if (certificate === undefined) return undefined;
-  // A SPIFFE SVID carries exactly one URI SAN; Node quotes SAN entries with
-  // separators in them, which the pattern does not match, so an ambiguous
-  // entry never becomes an identity.
-  const spiffe = SPIFFE_SAN.exec(certificate.subjectAltName ?? "")?.[1];
-  if (spiffe !== undefined) return { identity: `spiffe://${spiffe.slice("spiffe://".length)}` };
+  // A SPIFFE SVID carries exactly one SPIFFE URI; a certificate with several
+  // names none of them, rather than letting the first one win.
+  const spiffe = sanEntries(certificate.subjectAltName ?? "").filter(
+    (entry) => entry.type === "URI" && /^spiffe:\/\/[^\s,"]+$/i.test(entry.value),
+  );
+  if (spiffe.length > 1) return undefined;
+  if (spiffe.length === 1) return { identity: `spiffe://${spiffe[0]!.value.slice("spiffe://".length)}` };
   // Node lists the subject one attribute per line, most general first;
   // RFC 4514 writes the most specific first.
   const subject = certificate.subject
@@ -72,6 +72,42 @@ export function readClientCertificate(socket: CertificateSocket | undefined): Cl
     .reverse()
     .join(",");
   return subject === "" ? undefined : { identity: subject };
+}
+
+/**
+ * The entries of Node's `subjectAltName` text (`URI:spiffe://a/b, DNS:x`).
+ * Node writes a value that contains a separator or a quote as a JSON string
+ * (`URI:"spiffe://x, URI:spiffe://y"`); such a value is read whole, so text
+ * inside it can never pass for an entry of its own.
+ */
+function sanEntries(text: string): { type: string; value: string }[] {
+  const entries: { type: string; value: string }[] = [];
+  let at = 0;
+  while (at < text.length) {
+    const colon = text.indexOf(":", at);
+    if (colon === -1) break;
+    const type = text.slice(at, colon);
+    let value: string;
+    let next: number;
+    if (text[colon + 1] === '"') {
+      // A JSON string: find its closing quote, skipping escaped characters.
+      let end = colon + 2;
+      while (end < text.length && text[end] !== '"') end += text[end] === "\\" ? 2 : 1;
+      try {
+        value = JSON.parse(text.slice(colon + 1, end + 1)) as string;
+      } catch {
+        return entries; // Malformed: stop rather than guess.
+      }
+      next = text.startsWith(", ", end + 1) ? end + 3 : end + 1;
+    } else {
+      const comma = text.indexOf(", ", colon + 1);
+      value = text.slice(colon + 1, comma === -1 ? text.length : comma);
+      next = comma === -1 ? text.length : comma + 2;
+    }
+    entries.push({ type, value });
+    at = next;
+  }
+  return entries;
 }
 
 /**
