@@ -12,7 +12,7 @@ import type { Runtime } from "../runtime/runtime.js";
 import type { DrizzleDb } from "../store/database.js";
 import { StoreError } from "../store/errors.js";
 import type { PublicUser } from "../store/users.js";
-import { assertNotService } from "../store/service-accounts.js";
+import { assertNotService, serviceAccountRefused } from "../store/service-accounts.js";
 import {
   addUsersToGroup,
   assertValidPermissions,
@@ -71,7 +71,7 @@ async function passwordFrom(flags: { password?: string; "password-stdin"?: boole
 export async function requireUser(db: DrizzleDb, username: string): Promise<PublicUser> {
   const user = await findUserByUsername(db, username);
   if (user === undefined) throw new StoreError("USER_NOT_FOUND", `no user "${username}"`);
-  if (user.kind === "service") await assertNotService(db, username);
+  if (user.kind === "service") throw serviceAccountRefused(username);
   return user;
 }
 

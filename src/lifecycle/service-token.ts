@@ -79,7 +79,9 @@ function invalidClient(why: string): ConnectError {
  * 3. One indexed lookup by client id; an unknown id costs a dummy
  *    verification, so it takes the time a wrong secret takes.
  * 4. The secret is checked against the current hash, then (only while a
- *    rotation's grace period runs) against the previous one. There is no
+ *    rotation's grace period runs) against the previous one; a wrong secret
+ *    then costs two hashes, which tells only that the (already known)
+ *    client id is mid-rotation. There is no
  *    per-client-id lockout: secrets have 256 bits, so guessing is hopeless,
  *    and a lockout would only let anyone who knows a client id lock the
  *    service out.

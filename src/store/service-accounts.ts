@@ -150,9 +150,12 @@ export async function assertNotService(db: DrizzleDb, name: string): Promise<voi
     .from(users)
     .where(eq(users.username, normalizeUsername(name)))
     .limit(1);
-  if (row?.kind === "service") {
-    throw new StoreError("INVALID_INPUT", `"${name}" is a service account: manage it with "protoguard service"`);
-  }
+  if (row?.kind === "service") throw serviceAccountRefused(name);
+}
+
+/** The refusal of {@link assertNotService}, for callers that already hold the row. */
+export function serviceAccountRefused(name: string): StoreError {
+  return new StoreError("INVALID_INPUT", `"${name}" is a service account: manage it with "protoguard service"`);
 }
 
 /** What the client-credentials exchange needs to check a secret; only for that code. */
