@@ -10,13 +10,24 @@ import { principalKey, verdictKey } from "./context.js";
 import { assertRequestGateSupported } from "./peer-version.js";
 import { verdictToConnectError } from "./errors.js";
 import { createCallWatch, type CallWatch, type RevalidationHooks, type StreamRevalidationOptions } from "./watch.js";
+import {
+  createAccessStage,
+  type AccessStage,
+  type AuthorizeFallback,
+  type ResourceLoaders,
+  type ShadowOutcome,
+} from "../conditions/access.js";
+import { admitBody } from "../conditions/interceptor.js";
 
 /**
  * Where a decision was made: before Connect (`prefilter`), in the request
- * gate or the interceptor when a call starts, or again while a streaming
- * call is open (`recheck`).
+ * gate or the interceptor when a call starts, again while a streaming call
+ * is open (`recheck`), or once the request body is decoded (`body`: for
+ * methods with a condition, a resource loader or a shadow rule, and for
+ * every method when an `authorize` fallback is set; the earlier stage then
+ * reports only refusals, so each call is reported once).
  */
-export type DecisionStage = "prefilter" | "gate" | "interceptor" | "recheck";
+export type DecisionStage = "prefilter" | "gate" | "interceptor" | "recheck" | "body";
 
 /** Sweep period of stream re-checks when neither the option nor the principal source says. */
 const DEFAULT_RECHECK_INTERVAL_MS = 30_000;
@@ -28,6 +39,12 @@ export interface DecisionEvent {
   readonly stage: DecisionStage;
   /** Time spent deciding, in milliseconds. */
   readonly durationMs: number;
+  /**
+   * What the method's shadow rule says about a call the rule in force
+   * admitted (stage `body` only): `would_deny` with a reason when the shadow
+   * rule would have refused it. Never changes the verdict.
+   */
+  readonly shadow?: ShadowOutcome;
 }
 
 /** Options for {@link createAuth}. */
@@ -79,6 +96,20 @@ export interface AuthOptions {
    * `false` turns it off; an object tunes it. Default: `true`.
    */
   revalidateStreams?: boolean | StreamRevalidationOptions;
+  /**
+   * Loaders of what rule conditions call `resource`, by method
+   * (`"package.Service/Method"` or descriptor): called once the request is
+   * decoded and the cheap checks passed, with the request and the caller.
+   * A condition reading `resource` on a method without a loader, or a
+   * loader for a method of none of `services`, fails start-up. Default: none.
+   */
+  resources?: ResourceLoaders;
+  /**
+   * Code for what a condition cannot say: called for every call the rule
+   * and its condition admitted, it allows or denies with a message; throwing
+   * fails the call UNAVAILABLE, never allows it. Default: none.
+   */
+  authorize?: AuthorizeFallback;
 }
 
 /** The auth layer for one Connect router. */
@@ -152,11 +183,19 @@ export function createAuth(options: AuthOptions): Auth {
   });
   const onDecision = options.onDecision;
   const watch = createWatch(options, policy, decide);
+  const access: AccessStage = createAccessStage({
+    policy,
+    ...(options.resources !== undefined && { resources: options.resources }),
+    ...(options.authorize !== undefined && { authorize: options.authorize }),
+  });
+  if (options.services) access.validate(options.services);
 
   function decideAndReport(method: DescMethod, headers: HeaderReader, stage: DecisionStage, timeoutMs?: number) {
     if (onDecision === undefined) return decide(method, headers, timeoutMs);
     const started = performance.now();
     const report = (verdict: Verdict) => {
+      // An admitted call with a body stage ahead is reported by that stage.
+      if (verdict.outcome === "allow" && access.planFor(verdict.plan) !== undefined) return verdict;
       onDecision({ method, verdict, stage, durationMs: performance.now() - started });
       return verdict;
     };
@@ -183,11 +222,13 @@ export function createAuth(options: AuthOptions): Auth {
       const verdict =
         req.contextValues.get(verdictKey) ?? (await decideAndReport(req.method, req.header, "interceptor"));
       if (verdict.outcome !== "allow") throw verdictToConnectError(verdict);
-      req.contextValues.set(principalKey, verdict.principal);
-      if (watch !== undefined && req.stream && verdict.token !== undefined) {
-        return watch.run(req, { ...verdict, token: verdict.token }, next);
+      const plan = access.planFor(verdict.plan);
+      const admitted = plan === undefined ? req : await admitBody(req, verdict, plan, access, onDecision);
+      admitted.contextValues.set(principalKey, verdict.principal);
+      if (watch !== undefined && admitted.stream && verdict.token !== undefined) {
+        return watch.run(admitted, { ...verdict, token: verdict.token }, next);
       }
-      return next(req);
+      return next(admitted);
     },
   };
 }

@@ -131,7 +131,16 @@ function judge(plan: MethodPlan, lookup: PrincipalLookup, token: VerifiedToken):
   return authorize(plan, plan.rule, lookup.principal, token);
 }
 
-function authorize(plan: MethodPlan, rule: PlannedRule, principal: Principal, token: VerifiedToken): Allow | Deny {
+/**
+ * Checks `principal` against `rule` (superuser, staff, permissions): the
+ * part of a decision that needs no I/O. Shadow rules are checked with it too.
+ */
+export function authorize(
+  plan: MethodPlan,
+  rule: PlannedRule,
+  principal: Principal,
+  token: VerifiedToken,
+): Allow | Deny {
   if (rule.kind === "public") return allow(plan, principal, token);
   if (rule.superuser && !principal.isSuperuser)
     return denied(plan, principal, "SUPERUSER_REQUIRED", MESSAGES.SUPERUSER_REQUIRED);
