@@ -103,6 +103,14 @@ export interface AccessResult {
   readonly shadow?: ShadowOutcome;
 }
 
+/** The parts of an intercepted request a loader or the fallback is shown (see {@link AccessCall}). */
+export interface CallSource {
+  readonly method: DescMethod;
+  readonly header: Headers;
+  readonly contextValues: ContextValues;
+  readonly signal: AbortSignal;
+}
+
 /** What runs after the body is decoded for one method; see {@link AccessStage.planFor}. */
 export interface AccessPlan {
   readonly plan: MethodPlan;
@@ -135,7 +143,7 @@ export interface AccessStage {
     access: AccessPlan,
     allowed: Allow,
     request: Message | undefined,
-    call: AccessCall,
+    source: CallSource,
   ): AccessResult | Promise<AccessResult>;
   /** The methods with a loader, as `package.Service/Method`. */
   readonly loaderKeys: ReadonlySet<string>;
@@ -213,20 +221,28 @@ export function createAccessStage(options: AccessStageOptions): AccessStage {
     access: AccessPlan,
     allowed: Allow,
     request: Message | undefined,
-    call: AccessCall,
+    source: CallSource,
   ): AccessResult | Promise<AccessResult> {
+    // Without code to call, the stage is synchronous and allocates only the bindings.
     if (access.loader === undefined && authorize === undefined) {
       return finish(access, allowed, bindingsOf(allowed, request, null));
     }
-    return runWithCode(access, allowed, request, call);
+    return runWithCode(access, allowed, request, source);
   }
 
   async function runWithCode(
     access: AccessPlan,
     allowed: Allow,
     request: Message | undefined,
-    call: AccessCall,
+    source: CallSource,
   ): Promise<AccessResult> {
+    const call: AccessCall = {
+      method: source.method,
+      principal: allowed.principal,
+      header: source.header,
+      values: source.contextValues,
+      signal: source.signal,
+    };
     const { plan } = access;
     let resource: unknown = null;
     let resourceFailure: { reason: "RESOURCE_UNAVAILABLE" | "CONDITION_FAILED"; cause: unknown } | undefined;

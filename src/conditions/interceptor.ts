@@ -9,28 +9,42 @@ import type { Message } from "@bufbuild/protobuf";
 import type { Allow } from "../decide/verdict.js";
 import type { DecisionEvent } from "../connect/auth.js";
 import { verdictToConnectError } from "../connect/errors.js";
-import type { AccessPlan, AccessStage } from "./access.js";
+import type { AccessPlan, AccessResult, AccessStage } from "./access.js";
 
 type AnyRequest = UnaryRequest | StreamRequest;
+type Report = ((event: DecisionEvent) => void) | undefined;
 
 /**
  * Decides `req` on its body and returns the request to pass on (a
  * server-streaming request's message is read here, so it is handed on
- * anew), or throws the refusal as a ConnectError.
+ * anew), or throws the refusal as a ConnectError. A unary call whose stage
+ * calls no code is decided synchronously: no promise on the common path.
  */
-export async function admitBody<R extends AnyRequest>(
+export function admitBody<R extends AnyRequest>(
   req: R,
   allowed: Allow,
   access: AccessPlan,
   stage: AccessStage,
-  onDecision: ((event: DecisionEvent) => void) | undefined,
+  onDecision: Report,
+): R | Promise<R> {
+  if (req.stream) return admitStream(req, allowed, access, stage, onDecision);
+  const started = onDecision === undefined ? 0 : performance.now();
+  const outcome = stage.run(access, allowed, req.message as Message, req);
+  if (outcome instanceof Promise) return outcome.then((result) => enforce(req, result, started, onDecision));
+  return enforce(req, outcome, started, onDecision);
+}
+
+async function admitStream<R extends AnyRequest>(
+  req: R,
+  allowed: Allow,
+  access: AccessPlan,
+  stage: AccessStage,
+  onDecision: Report,
 ): Promise<R> {
   const started = onDecision === undefined ? 0 : performance.now();
   let request: Message | undefined;
   let forwarded = req;
-  if (!req.stream) {
-    request = req.message as Message;
-  } else if (req.method.methodKind === "server_streaming") {
+  if (req.method.methodKind === "server_streaming") {
     const messages: Message[] = [];
     for await (const message of req.message as AsyncIterable<Message>) messages.push(message);
     if (messages.length !== 1) {
@@ -39,15 +53,12 @@ export async function admitBody<R extends AnyRequest>(
     request = messages[0];
     forwarded = { ...req, message: createAsyncIterable(messages) };
   }
-  const principal = allowed.principal;
-  const outcome = stage.run(access, allowed, request, {
-    method: req.method,
-    principal,
-    header: req.header,
-    values: req.contextValues,
-    signal: req.signal,
-  });
-  const { verdict, shadow } = outcome instanceof Promise ? await outcome : outcome;
+  // Client and bidi streams are decided before any message: `request` stays undefined.
+  return enforce(forwarded, await stage.run(access, allowed, request, req), started, onDecision);
+}
+
+function enforce<R extends AnyRequest>(req: R, result: AccessResult, started: number, onDecision: Report): R {
+  const { verdict, shadow } = result;
   onDecision?.({
     method: req.method,
     verdict,
@@ -56,5 +67,5 @@ export async function admitBody<R extends AnyRequest>(
     ...(shadow !== undefined && { shadow }),
   });
   if (verdict.outcome !== "allow") throw verdictToConnectError(verdict);
-  return forwarded;
+  return req;
 }

@@ -223,7 +223,11 @@ export function createAuth(options: AuthOptions): Auth {
         req.contextValues.get(verdictKey) ?? (await decideAndReport(req.method, req.header, "interceptor"));
       if (verdict.outcome !== "allow") throw verdictToConnectError(verdict);
       const plan = access.planFor(verdict.plan);
-      const admitted = plan === undefined ? req : await admitBody(req, verdict, plan, access, onDecision);
+      let admitted = req;
+      if (plan !== undefined) {
+        const body = admitBody(req, verdict, plan, access, onDecision);
+        admitted = body instanceof Promise ? await body : body;
+      }
       admitted.contextValues.set(principalKey, verdict.principal);
       if (watch !== undefined && admitted.stream && verdict.token !== undefined) {
         return watch.run(admitted, { ...verdict, token: verdict.token }, next);
