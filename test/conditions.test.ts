@@ -36,7 +36,8 @@ import {
   type ResourceLoaders,
 } from "../src/index.js";
 import type { DescMethod } from "@bufbuild/protobuf";
-import { createObservability } from "../src/server/index.js";
+import { createObservability, startServer } from "../src/server/index.js";
+import { pino } from "pino";
 import { createTestAuth, createTestDatabase, type TestAuth } from "../src/testing/index.js";
 import { createPrincipalSource } from "../src/store/index.js";
 import { createKeyring, createTokenVerifier } from "../src/index.js";
@@ -464,7 +465,42 @@ describe("conditions are checked at start-up", { timeout: 60_000 }, () => {
       /"not a key" is not of the form package\.Service\/Method/,
     );
   });
+
+  it("startServer refuses to start, before opening a port, on a bad condition or a missing loader", async () => {
+    const runtime = { database: parts.database, keyring: parts.keyring, verifier: parts.verifier };
+    const answer = () => ({});
+    await assert.rejects(
+      startServer({
+        runtime,
+        routes: (router) => router.service(BadFieldService, { unknownField: answer }),
+        port: 0,
+        logger: silent(),
+      }),
+      (error: unknown) =>
+        error instanceof PolicyError &&
+        /BadFieldService\/UnknownField: condition "request\.documentid == 1"/.test(error.message),
+    );
+    await assert.rejects(
+      startServer({
+        runtime,
+        routes: conditionRoutes,
+        resources: { "guardtest.v1.ConditionService/UpdateDocument": () => undefined },
+        port: 0,
+        logger: silent(),
+      }),
+      (error: unknown) =>
+        error instanceof PolicyError &&
+        /ConditionService\/WatchDocument: condition "request\.document_id > 0 && resource\.owner_id == principal\.id" reads resource, but no resource loader/.test(
+          error.message,
+        ),
+    );
+  });
 });
+
+/** A logger that writes nothing. */
+function silent() {
+  return pino({ level: "silent" });
+}
 
 /** A verifier and a principal source over a fresh database, for createAuth calls that must fail. */
 async function startupParts() {
@@ -472,6 +508,8 @@ async function startupParts() {
   const keyring = await createKeyring([{ alg: "HS256", secret: "x".repeat(32) }]);
   const principals = await createPrincipalSource({ database });
   return {
+    database,
+    keyring,
     verifier: createTokenVerifier({ keyring }),
     principals,
     async close() {

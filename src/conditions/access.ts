@@ -78,7 +78,8 @@ export type AuthorizeResult = { readonly outcome: "allow" } | { readonly outcome
 
 /**
  * Code for what a CEL condition cannot say, called for every call the rule
- * (and its condition) admitted. A denial is PERMISSION_DENIED
+ * (and its condition) admitted, on every method of the router: public ones
+ * too, so look at `call.method`. A denial is PERMISSION_DENIED
  * `AUTHORIZE_DENIED` with its message; throwing, or answering anything but
  * an {@link AuthorizeResult}, is UNAVAILABLE `AUTHORIZE_UNAVAILABLE`. It
  * never allows what the rule refused.

@@ -73,7 +73,9 @@ export interface AuthOptions {
   lookupTimeoutMs?: number;
   /**
    * Called once per decision (logs, metrics). Must not throw; it runs on the
-   * request path, so keep it cheap. Default: none.
+   * request path, so keep it cheap. A call with a body stage ahead (see
+   * {@link DecisionStage} `body`) is reported once, by that stage, unless an
+   * earlier stage refuses it. Default: none.
    */
   onDecision?: (event: DecisionEvent) => void;
   /**
@@ -106,8 +108,10 @@ export interface AuthOptions {
   resources?: ResourceLoaders;
   /**
    * Code for what a condition cannot say: called for every call the rule
-   * and its condition admitted, it allows or denies with a message; throwing
-   * fails the call UNAVAILABLE, never allows it. Default: none.
+   * and its condition admitted, on every method of this router (public ones
+   * and AuthService's Login included: look at `call.method`), it allows or
+   * denies with a message; throwing fails the call UNAVAILABLE, never allows
+   * it. Default: none.
    */
   authorize?: AuthorizeFallback;
 }
