@@ -25,7 +25,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import jwt from "jsonwebtoken";
 import { pino } from "pino";
 import postgres from "postgres";
-import { exampleRoutes } from "../example/services.js";
+import { exampleResources, exampleRoutes } from "../example/services.js";
 import { AuthService } from "../gen/protoguard/v1/auth_pb.js";
 import { createAuthService } from "../src/lifecycle/auth-service.js";
 import { principalKey, type Principal } from "../src/index.js";
@@ -67,6 +67,7 @@ async function main(): Promise<void> {
       const runtime = await openRuntime(config, { migrate: false });
       const server = await startServer({
         runtime,
+        resources: exampleResources({ database: runtime.database }),
         routes: (router) => {
           exampleRoutes({ database: runtime.database })(router);
           router.service(

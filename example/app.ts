@@ -9,7 +9,8 @@ import { fileURLToPath } from "node:url";
 import { defineServeApp } from "../src/server/index.js";
 import { migrateExample } from "./migrate.js";
 import { createDemoUsers, seedExample } from "./seed.js";
-import { EXAMPLE_SERVICES, exampleRoutes } from "./services.js";
+import type { UpdateOrderRequest } from "../gen/example/v1/order_pb.js";
+import { EXAMPLE_SERVICES, exampleRoutes, loadOrder } from "./services.js";
 
 /** The browser page (example/web), served under `/` once `npm run build:web` has built it. */
 const PAGE_DIR = fileURLToPath(new URL("./web/dist", import.meta.url));
@@ -24,6 +25,11 @@ export default defineServeApp({
   services: EXAMPLE_SERVICES,
   routes(router, runtime) {
     exampleRoutes({ database: runtime.database })(router);
+  },
+  // UpdateOrder's condition reads the order; `protoguard policy` lists the loader.
+  resources: {
+    "example.v1.OrderService/UpdateOrder": (request: UpdateOrderRequest, _call, runtime) =>
+      loadOrder(runtime.database, request),
   },
   async prepare(runtime) {
     const embedded = runtime.config.databaseUrl === undefined;

@@ -1,8 +1,9 @@
 /**
  * The example services of django-cfg's JWT guide, written against
- * protoguard. The rules live in proto/example/v1; the handlers only hold
- * the logic a rule cannot express (who owns an order, what a viewer may
- * see) and read the caller with the handler helpers.
+ * protoguard. The rules live in proto/example/v1, including "the order's
+ * owner or staff" (a CEL condition over the order {@link exampleResources}
+ * loads); the handlers only hold what a rule cannot express (what a
+ * permitted viewer may see) and read the caller with the handler helpers.
  */
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import type { DescService } from "@bufbuild/protobuf";
@@ -12,12 +13,12 @@ import { asc, eq } from "drizzle-orm";
 import { setTimeout as sleep } from "node:timers/promises";
 import { AccountService } from "../gen/example/v1/account_pb.js";
 import { AdminService } from "../gen/example/v1/admin_pb.js";
-import { OrderService } from "../gen/example/v1/order_pb.js";
+import { OrderService, type UpdateOrderRequest } from "../gen/example/v1/order_pb.js";
 import { ProductService } from "../gen/example/v1/product_pb.js";
 import { UserService } from "../gen/example/v1/user_pb.js";
-import { getUser, permissionDenied, requireStaff, requireSuperuser, requireUser } from "../src/index.js";
+import { getUser, methodKey, requireStaff, requireSuperuser, requireUser } from "../src/index.js";
 import { deleteUser, getUserById, schema, StoreError } from "../src/store/index.js";
-import type { Principal } from "../src/index.js";
+import type { Principal, ResourceLoaders } from "../src/index.js";
 import type { Database } from "../src/store/index.js";
 import { orders, products, type Order, type Product } from "./schema.js";
 
@@ -45,11 +46,37 @@ const MAX_EMAIL = 254;
 const MAX_NOTE = 1000;
 
 /**
- * Registers the example services on a Connect router.
+ * What the example's rule conditions call `resource`: the order an
+ * UpdateOrder call names, as `{ id, user_id, note }` (undefined when there
+ * is none, which the rule refuses like somebody else's order). Pass it with
+ * the routes: `createAuth`/`startServer`/`createTestAuth({ resources })`.
  *
  * @example
  * ```ts
- * const t = await createTestAuth({ routes: exampleRoutes({ database }), database });
+ * const t = await createTestAuth({ routes: exampleRoutes({ database }), resources: exampleResources({ database }), database });
+ * ```
+ */
+export function exampleResources(options: Pick<ExampleOptions, "database">): ResourceLoaders {
+  const { database } = options;
+  return {
+    [methodKey(OrderService.method.updateOrder)]: (request: UpdateOrderRequest) => loadOrder(database, request),
+  };
+}
+
+/** The order `request` names, in the shape UpdateOrder's condition reads (`resource.user_id`); undefined if none. */
+export async function loadOrder(database: Database, request: UpdateOrderRequest) {
+  const [order] = await database.db.select().from(orders).where(eq(orders.id, request.orderId)).limit(1);
+  return order && { id: order.id, user_id: order.userId, note: order.note };
+}
+
+/**
+ * Registers the example services on a Connect router. Its rules need the
+ * loaders of {@link exampleResources}: the auth layer refuses to start
+ * without them.
+ *
+ * @example
+ * ```ts
+ * const t = await createTestAuth({ routes: exampleRoutes({ database }), resources: exampleResources({ database }), database });
  * ```
  */
 export function exampleRoutes(options: ExampleOptions): (router: ConnectRouter) => void {
@@ -70,7 +97,9 @@ export function exampleRoutes(options: ExampleOptions): (router: ConnectRouter) 
         const user = await getUserById(db, req.userId);
         if (user === undefined) throw new ConnectError(`user ${req.userId} not found`, Code.NotFound);
         // The method is public, so an address is shown only to whom it may
-        // concern; the rule decides who may call, the handler what they see.
+        // concern. This is not an access check a condition could replace: a
+        // condition decides whether the call proceeds, and everyone may look
+        // a user up; what a permitted caller sees is the handler's to decide.
         const mayReadEmail = viewer !== undefined && (viewer.id === user.id || viewer.isStaff);
         return {
           user: { id: user.id, username: user.username, email: mayReadEmail ? user.email : "" },
@@ -168,19 +197,16 @@ export function exampleRoutes(options: ExampleOptions): (router: ConnectRouter) 
     });
 
     router.service(OrderService, {
-      async updateOrder(req, ctx) {
-        const user = requireUser(ctx);
+      // Who may change which order is the rule's condition (order.proto),
+      // decided before this runs.
+      async updateOrder(req) {
         if ([...req.note].length > MAX_NOTE) {
           throw new ConnectError(`note must be at most ${MAX_NOTE} characters`, Code.InvalidArgument);
         }
-        const [order] = await db.select().from(orders).where(eq(orders.id, req.orderId)).limit(1);
-        if (order === undefined) throw new ConnectError(`order ${req.orderId} not found`, Code.NotFound);
-        // Ownership is data, not a rule: only the handler can see it.
-        if (order.userId !== user.id && !user.isStaff) throw permissionDenied("you can only update your own orders");
         const [row] = await db
           .update(orders)
           .set({ note: req.note, updatedAt: new Date() })
-          .where(eq(orders.id, order.id))
+          .where(eq(orders.id, req.orderId))
           .returning();
         if (row === undefined) throw new ConnectError(`order ${req.orderId} not found`, Code.NotFound);
         return { order: orderMessage(row) };

@@ -34,6 +34,20 @@ export { createAuth } from "./connect/auth.js";
 export type { Auth, AuthOptions, DecisionEvent, DecisionStage } from "./connect/auth.js";
 export type { RevalidationHooks, StreamRevalidationOptions } from "./connect/watch.js";
 
+// Conditions (CEL), resource loaders, the authorize fallback and shadow rules
+export { methodKey } from "./conditions/access.js";
+export type {
+  AccessCall,
+  AuthorizeCall,
+  AuthorizeFallback,
+  AuthorizeResult,
+  ResourceLoader,
+  ResourceLoaders,
+  ShadowOutcome,
+} from "./conditions/access.js";
+export { ConditionError } from "./conditions/compile.js";
+export type { CompiledCondition, ConditionBindings } from "./conditions/compile.js";
+
 // Handler helpers (django-cfg's BaseService methods)
 export {
   authSignal,
@@ -107,9 +121,9 @@ export type {
 // Rules: reading and validating them from descriptors
 // ---------------------------------------------------------------------------
 export { createAuthPolicy, PolicyError } from "./policy/policy.js";
-export type { AuthPolicy, AuthPolicyOptions, MethodPlan } from "./policy/policy.js";
+export type { AuthPolicy, AuthPolicyOptions, MethodPlan, ShadowPlan } from "./policy/policy.js";
 export { describeRule, planRule } from "./policy/rule.js";
-export type { PlannedRule, RuleInit, RuleSource } from "./policy/rule.js";
+export type { PlannedRule, RuleCondition, RuleInit, RuleSource } from "./policy/rule.js";
 export { isPermissionString, parsePermission } from "./permission.js";
 // The options themselves, as generated from proto/protoguard/v1/options.proto.
 export {

@@ -32,10 +32,25 @@ export type PermissionDeniedReason =
    * caller is of the other: a person on a service-only method, or a service
    * account on a method for people.
    */
-  | "PRINCIPAL_KIND";
+  | "PRINCIPAL_KIND"
+  /**
+   * The rule's CEL condition is false for this request, or the method's
+   * resource loader found nothing (refused alike, so a caller cannot probe
+   * which resources exist). The message is the rule's `condition_message`.
+   */
+  | "CONDITION_FAILED"
+  /** The rule's condition could not be evaluated (a missing key, a wrong type): refused, never allowed. */
+  | "CONDITION_ERROR"
+  /** The application's `authorize` fallback refused the call; the message is the one it gave. */
+  | "AUTHORIZE_DENIED";
 
 /** Why no decision could be made (gRPC code UNAVAILABLE). */
-export type UnavailableReason = "AUTH_BACKEND_UNAVAILABLE";
+export type UnavailableReason =
+  | "AUTH_BACKEND_UNAVAILABLE"
+  /** The method's resource loader threw: the condition cannot be decided. */
+  | "RESOURCE_UNAVAILABLE"
+  /** The application's `authorize` fallback threw or answered nonsense. */
+  | "AUTHORIZE_UNAVAILABLE";
 
 export type DenyReason = UnauthenticatedReason | PermissionDeniedReason | UnavailableReason;
 

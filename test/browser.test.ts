@@ -13,6 +13,7 @@ import { migrateExample } from "../example/migrate.js";
 import { CHANGE_PRODUCT, seedExample } from "../example/seed.js";
 import { buildWebPage } from "../example/web/build.js";
 import { servedRoutes } from "../src/cli/serve.js";
+import { appAccess } from "../src/cli/app.js";
 import exampleApp from "../example/app.js";
 import { createKeyring, createTokenIssuer, createTokenVerifier } from "../src/index.js";
 import { createUser, grantUserPermissions } from "../src/store/index.js";
@@ -96,6 +97,7 @@ describeOr(
         server = await startServer({
           runtime,
           routes: servedRoutes(runtime, exampleApp),
+          ...appAccess(exampleApp, runtime),
           port: 0,
           logger: pino({ level: "silent" }),
           staticDir: built.outDir,

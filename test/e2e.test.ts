@@ -315,12 +315,12 @@ describe(`protoguard serve end to end (${backend})`, { timeout: 300_000 }, () =>
         check: refused("permission_denied", "SUPERUSER_REQUIRED"),
       },
       {
-        name: "UpdateOrder of someone else's order (the handler's ownership check)",
+        name: "UpdateOrder of someone else's order (the rule's condition over the loaded order)",
         method: "example.v1.OrderService/UpdateOrder",
         token: tokens.alice,
         data: { orderId: editorOrder, note: "mine now" },
         code: GRPC.permissionDenied,
-        check: refused("permission_denied", undefined, /^you can only update your own orders$/),
+        check: refused("permission_denied", "CONDITION_FAILED", /^you can only update your own orders$/),
       },
     ];
     const runs = PROTOCOLS.flatMap((protocol) => cases.map((c) => ({ protocol, c })));

@@ -25,7 +25,7 @@ import { ProductService } from "../gen/example/v1/product_pb.js";
 import { migrateExample } from "../example/migrate.js";
 import { products } from "../example/schema.js";
 import { seedExample } from "../example/seed.js";
-import { exampleRoutes } from "../example/services.js";
+import { exampleResources, exampleRoutes } from "../example/services.js";
 import {
   createClientAddressResolver,
   parseTrustedProxies,
@@ -92,6 +92,7 @@ async function startHarness(
       exampleRoutes({ database })(router);
       router.service(AuthService, service);
     },
+    resources: exampleResources({ database }),
     port: 0,
     logger: pino({ level: "silent" }),
     graceMs: 1000,

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { GuardedService, StaffOnlyService, UnannotatedService } from "../gen/guardtest/v1/guarded_pb.js";
 import { MalformedService } from "../gen/guardtest/v1/malformed_pb.js";
+import { BadFieldService, ConditionService, ShadowedService } from "../gen/guardtest/v1/conditions_pb.js";
 import { createAuthPolicy } from "../src/index.js";
 import { formatPolicy, policyCommand, policyReport, runPolicy, type PolicyRow } from "../src/cli/policy.js";
 import { readImageServices } from "../src/cli/image.js";
@@ -64,7 +65,20 @@ describe("policyReport", () => {
     expect("/example.v1.AccountService/WatchNotifications", "authenticated", "service", "server_streaming");
     expect("/example.v1.AdminService/ListUsers", "staff", "method");
     expect("/example.v1.AdminService/DeleteUser", "superuser", "method");
-    expect("/example.v1.OrderService/UpdateOrder", "authenticated", "method");
+    assert.deepEqual(
+      { ...rowOf(report.rows, "/example.v1.OrderService/UpdateOrder") },
+      {
+        method: "/example.v1.OrderService/UpdateOrder",
+        service: "example.v1.OrderService",
+        kind: "unary",
+        rule: "authenticated; condition: resource.user_id == principal.id || principal.is_staff",
+        source: "method",
+        condition: {
+          expression: "resource.user_id == principal.id || principal.is_staff",
+          message: "you can only update your own orders",
+        },
+      },
+    );
     expect("/protoguard.v1.AuthService/Login", "public", "method");
     expect("/protoguard.v1.AuthService/WhoAmI", "authenticated", "method");
     expect("/grpc.health.v1.Health/Check", "public", "server");
@@ -194,7 +208,13 @@ describe("runPolicy and policyCommand", () => {
   it("runs as `protoguard policy --check` from this repository's CLI", async () => {
     const args = ["--import", "tsx", join(root, "example/cli.ts"), "policy", "--check", "--format", "markdown"];
     const { stdout } = await run(process.execPath, args, { cwd: root });
-    assert.match(stdout, /\| `\/example\.v1\.AdminService\/DeleteUser` \| unary \| superuser \| method \|/);
+    assert.match(stdout, /\| `\/example\.v1\.AdminService\/DeleteUser` \| unary \| superuser \| - \| method \|/);
+    // The example registers a loader for UpdateOrder's condition, and no authorize fallback.
+    assert.match(
+      stdout,
+      /\| `\/example\.v1\.OrderService\/UpdateOrder` \| unary \| authenticated; condition: resource\.user_id == principal\.id \\\|\\\| principal\.is_staff \| yes \| method \|/,
+    );
+    assert.match(stdout, /^authorize fallback: not set\.$/m);
   });
 });
 
@@ -251,5 +271,79 @@ describe("policy --image (a Buf image of someone else's services)", () => {
     );
     await assert.rejects(policyCommand(["--image", join(dir, "missing.binpb")], {}, io), /cannot be read: ENOENT/);
     await assert.rejects(policyCommand(["--image", "x", "--routes", "y"], {}, io), UsageError);
+  });
+});
+
+describe("policy shows conditions, shadow rules, loaders and the authorize fallback", () => {
+  const code = {
+    resourceLoaders: new Set(["guardtest.v1.ConditionService/UpdateDocument"]),
+    authorize: true,
+  };
+
+  it("json: condition and its message, shadow rule and its source, loader per method, fallback", async () => {
+    const { out, io } = captureIo();
+    assert.equal(await runPolicy([ConditionService, ShadowedService], ["--format", "json"], io, { code }), 0);
+    const report = JSON.parse(out.join("\n")) as { rows: PolicyRow[]; authorizeFallback?: boolean };
+    assert.equal(report.authorizeFallback, true);
+    assert.deepEqual(rowOf(report.rows, "/guardtest.v1.ConditionService/UpdateDocument"), {
+      method: "/guardtest.v1.ConditionService/UpdateDocument",
+      service: "guardtest.v1.ConditionService",
+      kind: "unary",
+      rule: "permissions: docs.change_document; condition: resource.owner_id == principal.id || principal.is_staff",
+      source: "method",
+      condition: {
+        expression: "resource.owner_id == principal.id || principal.is_staff",
+        message: "only the document's owner or staff may change it",
+      },
+      resourceLoader: true,
+    });
+    const shadowed = rowOf(report.rows, "/guardtest.v1.ConditionService/ShadowedRead");
+    assert.deepEqual(shadowed.shadow, {
+      rule: "authenticated; condition: request.document_id == principal.id || principal.is_staff",
+      source: "method",
+    });
+    assert.equal(shadowed.resourceLoader, false);
+    assert.deepEqual(rowOf(report.rows, "/guardtest.v1.ShadowedService/Plain").shadow, {
+      rule: "staff",
+      source: "service",
+    });
+    assert.equal(rowOf(report.rows, "/guardtest.v1.ConditionService/TaggedOnly").shadow, undefined);
+  });
+
+  it("table: shadow and loader columns, and notes on messages and the fallback", async () => {
+    const { out, io } = captureIo();
+    assert.equal(await runPolicy([ConditionService, ShadowedService], [], io, { code }), 0);
+    assert.match(out[0]!, /^METHOD +KIND +RULE +SHADOW +LOADER +SOURCE$/);
+    const line = (method: string) => out.find((l) => l.startsWith(`/guardtest.v1.${method} `))!;
+    assert.match(line("ShadowedService/Plain"), /authenticated +staff \(service\) +- +service$/);
+    assert.match(
+      line("ConditionService/UpdateDocument"),
+      /condition: resource\.owner_id == principal\.id .* +- +yes +method$/,
+    );
+    assert.ok(
+      out.includes(
+        'condition message of /guardtest.v1.ConditionService/UpdateDocument: "only the document\'s owner or staff may change it"',
+      ),
+    );
+    assert.ok(out.includes("authorize fallback: set, called for every call the rules admit"));
+    assert.ok(out.some((l) => l.startsWith("shadow: a rule being rolled out")));
+  });
+
+  it("without application code (a Buf image), loaders and the fallback are not claimed either way", async () => {
+    const { out, io } = captureIo();
+    assert.equal(await runPolicy([ConditionService], ["--format", "json"], io), 0);
+    const report = JSON.parse(out.join("\n")) as { rows: PolicyRow[]; authorizeFallback?: boolean };
+    assert.equal("authorizeFallback" in report, false);
+    assert.ok(report.rows.every((r) => !("resourceLoader" in r)));
+  });
+
+  it("a condition that does not check is an invalid row, and exits 1", async () => {
+    const { out, err, io } = captureIo();
+    assert.equal(await runPolicy([BadFieldService], [], io), 1);
+    assert.ok(out.some((l) => l.includes("invalid:") && l.includes("has no field 'documentid'")));
+    assert.match(
+      err.join("\n"),
+      /BadFieldService\/UnknownField has a malformed rule: .*condition "request\.documentid == 1"/,
+    );
   });
 });

@@ -22,7 +22,7 @@ import { eq } from "drizzle-orm";
 import { migrateExample } from "../example/migrate.js";
 import { orders, products } from "../example/schema.js";
 import { seedExample } from "../example/seed.js";
-import { exampleRoutes } from "../example/services.js";
+import { exampleResources, exampleRoutes } from "../example/services.js";
 import {
   createKeyring,
   createTokenIssuer,
@@ -113,6 +113,7 @@ describe("startServer with the example services", () => {
     server = await startServer({
       runtime: { database, keyring, verifier },
       routes: exampleRoutes({ database, notificationCount: 3, notificationIntervalMs: 20 }),
+      resources: exampleResources({ database }),
       port: 0,
       logger: pino({ level: "info" }, logStream),
       graceMs: 2000,
@@ -303,13 +304,13 @@ describe("startServer with the example services", () => {
     });
   });
 
-  describe("OrderService.UpdateOrder (custom ownership check)", () => {
+  describe("OrderService.UpdateOrder (owner or staff: a condition over the loaded order)", () => {
     it("lets the owner update", async () => {
       const reply = await call("OrderService/UpdateOrder", { orderId: aliceOrder, note: "ring twice" }, tokens.alice);
       assert.equal(reply.status, 200);
       assert.deepEqual(reply.body["order"], { id: aliceOrder, userId: users.alice.id, note: "ring twice" });
     });
-    it("refuses another user with the handler's message", async () => {
+    it("refuses another user with the rule's condition_message", async () => {
       const reply = await call("OrderService/UpdateOrder", { orderId: aliceOrder, note: "mine now" }, tokens.editor);
       assert.equal(reply.status, 403);
       assert.equal(reply.body["code"], "permission_denied");
@@ -319,9 +320,12 @@ describe("startServer with the example services", () => {
       const reply = await call("OrderService/UpdateOrder", { orderId: aliceOrder, note: "checked" }, tokens.staff);
       assert.equal(reply.status, 200);
     });
-    it("answers NOT_FOUND for an unknown order and UNAUTHENTICATED without a token", async () => {
+    it("refuses an unknown order like somebody else's (no probing ids), and UNAUTHENTICATED without a token", async () => {
       const unknown = await call("OrderService/UpdateOrder", { orderId: 424_242, note: "" }, tokens.alice);
-      assert.equal(unknown.body["code"], "not_found");
+      assert.equal(unknown.status, 403);
+      assert.equal(unknown.body["message"], "you can only update your own orders");
+      const unknownForStaff = await call("OrderService/UpdateOrder", { orderId: 424_242, note: "" }, tokens.staff);
+      assert.equal(unknownForStaff.status, 403);
       const anonymous = await call("OrderService/UpdateOrder", { orderId: aliceOrder, note: "" });
       assert.equal(anonymous.status, 401);
     });
@@ -414,6 +418,7 @@ describe("startServer with the example services", () => {
     const second = await startServer({
       runtime: { database, keyring: esKeyring, verifier: createTokenVerifier({ keyring: esKeyring }) },
       routes: exampleRoutes({ database }),
+      resources: exampleResources({ database }),
       port: 0,
       logger: pino({ level: "silent" }),
       staticDir: page,

@@ -7,7 +7,16 @@ import { pathToFileURL } from "node:url";
 import { resolve } from "node:path";
 import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
+import type { Message } from "@bufbuild/protobuf";
 import type { Runtime } from "../runtime/runtime.js";
+import type {
+  AccessCall,
+  AuthorizeCall,
+  AuthorizeFallback,
+  AuthorizeResult,
+  ResourceLoader,
+  ResourceLoaders,
+} from "../conditions/access.js";
 import { CliError } from "./io.js";
 
 /** What {@link ServeApp.prepare} may return. */
@@ -51,6 +60,45 @@ export interface ServeApp {
   prepare?(runtime: Runtime): Promise<ServeAppStart | void>;
   /** A directory of static files served under `/` (a browser page). Default: none. */
   readonly staticDir?: string;
+  /**
+   * Loaders of what rule conditions call `resource`, keyed
+   * `"package.Service/Method"`, as `createAuth`'s `resources`, also given the
+   * runtime (for its database). `protoguard policy --routes` lists which
+   * methods have one. Default: none.
+   */
+  readonly resources?: Readonly<Record<string, ServeResourceLoader>>;
+  /** The `authorize` code fallback, as `createAuth`'s, also given the runtime. Default: none. */
+  authorize?(call: AuthorizeCall, runtime: Runtime): AuthorizeResult | Promise<AuthorizeResult>;
+}
+
+/**
+ * A resource loader of a {@link ServeApp}: a `ResourceLoader` that is also
+ * given the runtime the CLI opened.
+ */
+export type ServeResourceLoader = {
+  // A method signature, so loaders may declare their own request type.
+  load(request: Message, call: AccessCall, runtime: Runtime): unknown;
+}["load"];
+
+/** The `resources` and `authorize` options of `startServer` for `app`, bound to `runtime`. */
+export function appAccess(
+  app: ServeApp | undefined,
+  runtime: Runtime,
+): { resources?: ResourceLoaders; authorize?: AuthorizeFallback } {
+  const access: { resources?: ResourceLoaders; authorize?: AuthorizeFallback } = {};
+  if (app?.resources !== undefined) {
+    access.resources = Object.fromEntries(
+      Object.entries(app.resources).map(([key, load]): [string, ResourceLoader] => [
+        key,
+        (request, call) => load(request, call, runtime),
+      ]),
+    );
+  }
+  if (app?.authorize !== undefined) {
+    const authorize = app.authorize.bind(app);
+    access.authorize = (call) => authorize(call, runtime);
+  }
+  return access;
 }
 
 /** Identity function that type-checks a {@link ServeApp}. */

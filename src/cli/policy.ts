@@ -8,6 +8,7 @@
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { createAuthPolicy, PolicyError, type AuthPolicy } from "../policy/policy.js";
 import { describeRule } from "../policy/rule.js";
+import { methodKey } from "../conditions/access.js";
 import { SERVER_SERVICES } from "../server/services/server-services.js";
 import { parseArgs } from "./args.js";
 import { EXIT_FAILURE, EXIT_OK, PROGRAM, UsageError, type CliIo, type Command } from "./io.js";
@@ -33,6 +34,12 @@ export interface PolicyRow {
   readonly source: PolicySource;
   /** For an invalid rule: what is wrong with it. */
   readonly problems?: readonly string[];
+  /** The rule's CEL condition and the message a refused caller sees (also in `rule`). */
+  readonly condition?: { readonly expression: string; readonly message?: string };
+  /** The shadow rule, described, and where it is declared: evaluated and reported, never enforced. */
+  readonly shadow?: { readonly rule: string; readonly source: "method" | "service" };
+  /** Whether a resource loader is registered for the method; known only for an application (`--routes`). */
+  readonly resourceLoader?: boolean;
 }
 
 /** The effective rules of a set of services. */
@@ -40,6 +47,8 @@ export interface PolicyReport {
   /** The server default, described. */
   readonly defaultRule: string;
   readonly rows: readonly PolicyRow[];
+  /** Whether the application sets an `authorize` fallback; known only for an application (`--routes`). */
+  readonly authorizeFallback?: boolean;
 }
 
 /** Output formats of {@link formatPolicy}. */
@@ -51,6 +60,13 @@ const FORMATS: readonly PolicyFormat[] = ["table", "markdown", "json"];
 export interface PolicyReportOptions {
   /** Services the server adds and serves to anyone, without rules. Default: none. */
   publicByServer?: readonly DescService[];
+  /**
+   * What the application registers in code: the methods with a resource
+   * loader (`package.Service/Method`) and whether it sets an `authorize`
+   * fallback. Default: unknown (a Buf image carries no code), so the report
+   * says nothing about either.
+   */
+  code?: { readonly resourceLoaders: ReadonlySet<string>; readonly authorize: boolean };
 }
 
 /**
@@ -72,7 +88,19 @@ export function policyReport(
   for (const method of services.flatMap((s) => s.methods)) {
     try {
       const plan = policy.planFor(method);
-      rows.push({ ...where(method), rule: describeRule(plan.rule), source: plan.source });
+      const { condition, conditionMessage } = plan.rule;
+      rows.push({
+        ...where(method),
+        rule: describeRule(plan.rule),
+        source: plan.source,
+        ...(condition !== undefined && {
+          condition: { expression: condition, ...(conditionMessage !== undefined && { message: conditionMessage }) },
+        }),
+        ...(plan.shadow !== undefined && {
+          shadow: { rule: describeRule(plan.shadow.rule), source: plan.shadow.source },
+        }),
+        ...(options.code !== undefined && { resourceLoader: options.code.resourceLoaders.has(methodKey(method)) }),
+      });
     } catch (error) {
       if (!(error instanceof PolicyError)) throw error;
       rows.push({ ...where(method), rule: "invalid", source: "invalid", problems: error.problems });
@@ -81,22 +109,51 @@ export function policyReport(
   for (const method of (options.publicByServer ?? []).flatMap((s) => s.methods)) {
     rows.push({ ...where(method), rule: "public", source: "server" });
   }
-  return { defaultRule: describeRule(policy.defaultRule), rows };
+  return {
+    defaultRule: describeRule(policy.defaultRule),
+    rows,
+    ...(options.code !== undefined && { authorizeFallback: options.code.authorize }),
+  };
 }
 
 /** Renders a report as lines of text: an aligned table, a Markdown table, or JSON. */
 export function formatPolicy(report: PolicyReport, format: PolicyFormat): string[] {
   if (format === "json") return JSON.stringify(report, null, 2).split("\n");
-  const header = ["method", "kind", "rule", "source"];
+  // Columns for shadow rules and loaders only when there is something to say,
+  // so a policy without them reads as before.
+  const withShadow = report.rows.some((r) => r.shadow !== undefined);
+  const withLoader = report.authorizeFallback !== undefined;
+  const header = [
+    "method",
+    "kind",
+    "rule",
+    ...(withShadow ? ["shadow"] : []),
+    ...(withLoader ? ["loader"] : []),
+    "source",
+  ];
   const cells = report.rows.map((r) => [
     r.method,
     r.kind,
     r.problems ? `invalid: ${r.problems.join("; ")}` : r.rule,
+    ...(withShadow ? [r.shadow ? `${r.shadow.rule} (${r.shadow.source})` : "-"] : []),
+    ...(withLoader ? [r.resourceLoader ? "yes" : "-"] : []),
     r.source,
   ]);
   const notes = [
     `default rule (methods whose source is "default"): ${report.defaultRule}`,
     'source "server": added by the server (health, reflection) and served without the auth layer',
+    ...(withShadow ? ["shadow: a rule being rolled out, evaluated and reported as would_deny, never enforced"] : []),
+    ...(report.rows.some((r) => r.condition?.message !== undefined)
+      ? report.rows
+          .filter((r) => r.condition?.message !== undefined)
+          .map((r) => `condition message of ${r.method}: "${r.condition?.message}"`)
+      : []),
+    ...(withLoader
+      ? [
+          `loader: "yes" when the application registers a resource loader for the method`,
+          `authorize fallback: ${report.authorizeFallback ? "set, called for every call the rules admit" : "not set"}`,
+        ]
+      : []),
   ];
   if (format === "markdown") {
     const line = (values: string[]) => `| ${values.map((v) => v.replaceAll("|", "\\|")).join(" | ")} |`;
@@ -119,8 +176,10 @@ export function formatPolicy(report: PolicyReport, format: PolicyFormat): string
 
 const USAGE = [
   `usage: ${PROGRAM} policy [--image FILE | --routes MODULE] [--check] [--format table|markdown|json]`,
-  "  Lists every method with its rule and where the rule comes from (method option,",
-  "  service option, server default, or the server itself).",
+  "  Lists every method with its rule (with its CEL condition) and where the rule comes",
+  "  from (method option, service option, server default, or the server itself), its",
+  "  shadow rule if any, and, for an application, which methods have a resource loader",
+  "  and whether an authorize fallback is set.",
   "  --image    a Buf image or FileDescriptorSet (npx buf build -o FILE; - for stdin):",
   "             reports every service of its own files",
   "  --routes   a module exporting a ServeApp: reports what serve --routes would serve",
@@ -194,7 +253,12 @@ export const policyCommand: Command = async (args, _env, io, options) => {
     return runPolicy(services, args, io);
   }
   const app = await resolveApp(routes, options?.defaultApp);
-  return runPolicy(servedServices(app), args, io, { publicByServer: SERVER_SERVICES });
+  return runPolicy(servedServices(app), args, io, {
+    publicByServer: SERVER_SERVICES,
+    ...(app !== undefined && {
+      code: { resourceLoaders: new Set(Object.keys(app.resources ?? {})), authorize: app.authorize !== undefined },
+    }),
+  });
 };
 
 function isFormat(value: string): value is PolicyFormat {

@@ -14,7 +14,7 @@ import { ConfigError, loadConfig, type ProtoguardConfig } from "../runtime/confi
 import { openRuntime, type Runtime } from "../runtime/runtime.js";
 import { startServer, type RunningServer } from "../server/serve.js";
 import { onShutdownSignals } from "../server/shutdown.js";
-import { loadServeApp, type ServeApp } from "./app.js";
+import { appAccess, loadServeApp, type ServeApp } from "./app.js";
 import { parseArgs } from "./args.js";
 import { EXIT_OK, PROGRAM, UsageError, type Command } from "./io.js";
 
@@ -177,6 +177,7 @@ async function start(
     maxConnectionsPerPeer: config.maxConnectionsPerPeer,
     maxWatchStreams: config.maxWatchStreams,
     maxWatchStreamsPerConnection: config.maxWatchStreamsPerConnection,
+    ...appAccess(app, runtime),
     ...(hasPage && { staticDir }),
   });
   return { server, banner: prepared?.banner };

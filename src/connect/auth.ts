@@ -16,13 +16,24 @@ import { principalKey, verdictKey } from "./context.js";
 import { assertRequestGateSupported } from "./peer-version.js";
 import { verdictToConnectError } from "./errors.js";
 import { createCallWatch, type CallWatch, type RevalidationHooks, type StreamRevalidationOptions } from "./watch.js";
+import {
+  createAccessStage,
+  type AccessStage,
+  type AuthorizeFallback,
+  type ResourceLoaders,
+  type ShadowOutcome,
+} from "../conditions/access.js";
+import { admitBody } from "../conditions/interceptor.js";
 
 /**
  * Where a decision was made: before Connect (`prefilter`), in the request
- * gate or the interceptor when a call starts, or again while a streaming
- * call is open (`recheck`).
+ * gate or the interceptor when a call starts, again while a streaming call
+ * is open (`recheck`), or once the request body is decoded (`body`: for
+ * methods with a condition, a resource loader or a shadow rule, and for
+ * every method when an `authorize` fallback is set; the earlier stage then
+ * reports only refusals, so each call is reported once).
  */
-export type DecisionStage = "prefilter" | "gate" | "interceptor" | "recheck";
+export type DecisionStage = "prefilter" | "gate" | "interceptor" | "recheck" | "body";
 
 /** Sweep period of stream re-checks when neither the option nor the principal source says. */
 const DEFAULT_RECHECK_INTERVAL_MS = 30_000;
@@ -34,6 +45,12 @@ export interface DecisionEvent {
   readonly stage: DecisionStage;
   /** Time spent deciding, in milliseconds. */
   readonly durationMs: number;
+  /**
+   * What the method's shadow rule says about a call the rule in force
+   * admitted (stage `body` only): `would_deny` with a reason when the shadow
+   * rule would have refused it. Never changes the verdict.
+   */
+  readonly shadow?: ShadowOutcome;
 }
 
 /** Options for {@link createAuth}. */
@@ -71,7 +88,9 @@ export interface AuthOptions {
   certificates?: CertificatePrincipalSource;
   /**
    * Called once per decision (logs, metrics). Must not throw; it runs on the
-   * request path, so keep it cheap. Default: none.
+   * request path, so keep it cheap. A call with a body stage ahead (see
+   * {@link DecisionStage} `body`) is reported once, by that stage, unless an
+   * earlier stage refuses it. Default: none.
    */
   onDecision?: (event: DecisionEvent) => void;
   /**
@@ -94,6 +113,22 @@ export interface AuthOptions {
    * `false` turns it off; an object tunes it. Default: `true`.
    */
   revalidateStreams?: boolean | StreamRevalidationOptions;
+  /**
+   * Loaders of what rule conditions call `resource`, by method
+   * (`"package.Service/Method"` or descriptor): called once the request is
+   * decoded and the cheap checks passed, with the request and the caller.
+   * A condition reading `resource` on a method without a loader, or a
+   * loader for a method of none of `services`, fails start-up. Default: none.
+   */
+  resources?: ResourceLoaders;
+  /**
+   * Code for what a condition cannot say: called for every call the rule
+   * and its condition admitted, on every method of this router (public ones
+   * and AuthService's Login included: look at `call.method`), it allows or
+   * denies with a message; throwing fails the call UNAVAILABLE, never allows
+   * it. Default: none.
+   */
+  authorize?: AuthorizeFallback;
 }
 
 /** The auth layer for one Connect router. */
@@ -169,6 +204,12 @@ export function createAuth(options: AuthOptions): Auth {
   });
   const onDecision = options.onDecision;
   const watch = createWatch(options, policy, decide);
+  const access: AccessStage = createAccessStage({
+    policy,
+    ...(options.resources !== undefined && { resources: options.resources }),
+    ...(options.authorize !== undefined && { authorize: options.authorize }),
+  });
+  if (options.services) access.validate(options.services);
 
   function decideAndReport(
     method: DescMethod,
@@ -180,6 +221,8 @@ export function createAuth(options: AuthOptions): Auth {
     if (onDecision === undefined) return decide(method, headers, timeoutMs, certificate);
     const started = performance.now();
     const report = (verdict: Verdict) => {
+      // An admitted call with a body stage ahead is reported by that stage.
+      if (verdict.outcome === "allow" && access.planFor(verdict.plan) !== undefined) return verdict;
       onDecision({ method, verdict, stage, durationMs: performance.now() - started });
       return verdict;
     };
@@ -219,17 +262,23 @@ export function createAuth(options: AuthOptions): Auth {
           req.contextValues.get(clientCertificateKey),
         ));
       if (verdict.outcome !== "allow") throw verdictToConnectError(verdict);
-      req.contextValues.set(principalKey, verdict.principal);
-      if (watch !== undefined && req.stream) {
-        const certificate = req.contextValues.get(clientCertificateKey);
+      const plan = access.planFor(verdict.plan);
+      let admitted = req;
+      if (plan !== undefined) {
+        const body = admitBody(req, verdict, plan, access, onDecision);
+        admitted = body instanceof Promise ? await body : body;
+      }
+      admitted.contextValues.set(principalKey, verdict.principal);
+      if (watch !== undefined && admitted.stream) {
+        const certificate = admitted.contextValues.get(clientCertificateKey);
         const token =
           verdict.token ??
           (verdict.principal !== undefined && certificate !== undefined
             ? certificateCallIdentity(verdict.principal.id, certificate)
             : undefined);
-        if (token !== undefined) return watch.run(req, { ...verdict, token }, next);
+        if (token !== undefined) return watch.run(admitted, { ...verdict, token }, next);
       }
-      return next(req);
+      return next(admitted);
     },
   };
 }

@@ -171,7 +171,11 @@ function judge(plan: MethodPlan, lookup: PrincipalLookup, token: VerifiedToken |
   return authorize(plan, plan.rule, lookup.principal, token);
 }
 
-function authorize(
+/**
+ * Checks `principal` against `rule` (superuser, staff, permissions): the
+ * part of a decision that needs no I/O. Shadow rules are checked with it too.
+ */
+export function authorize(
   plan: MethodPlan,
   rule: PlannedRule,
   principal: Principal,

@@ -1,5 +1,12 @@
 import { getOption, hasOption, type DescMethod, type DescService } from "@bufbuild/protobuf";
-import { method_rule, service_rule } from "../../gen/protoguard/v1/options_pb.js";
+import {
+  method_rule,
+  method_shadow_rule,
+  service_rule,
+  service_shadow_rule,
+} from "../../gen/protoguard/v1/options_pb.js";
+import type { CompiledCondition } from "../conditions/compile.js";
+import { planConditions } from "../conditions/plan.js";
 import { planRule, type PlannedRule, type RuleInit, type RuleSource } from "./rule.js";
 
 /** The rule in force for one method, and where it came from. */
@@ -7,6 +14,21 @@ export interface MethodPlan {
   readonly method: DescMethod;
   readonly rule: PlannedRule;
   readonly source: RuleSource;
+  /** The rule's condition, compiled against the method's request message. */
+  readonly condition?: CompiledCondition;
+  /** The method's shadow rule: evaluated and reported, never enforced. */
+  readonly shadow?: ShadowPlan;
+}
+
+/**
+ * A rule being rolled out (`method_shadow_rule`, else `service_shadow_rule`):
+ * calls the rule in force admits are checked against it too, and those it
+ * would refuse are reported as `would_deny`.
+ */
+export interface ShadowPlan {
+  readonly rule: PlannedRule;
+  readonly source: "method" | "service";
+  readonly condition?: CompiledCondition;
 }
 
 /** Options for {@link createAuthPolicy}. */
@@ -59,6 +81,17 @@ export class PolicyError extends Error {
   }
 }
 
+/** The shadow rule of `method` as declared, and where it was declared. */
+function shadowOf(method: DescMethod) {
+  if (hasOption(method, method_shadow_rule)) {
+    return { rule: getOption(method, method_shadow_rule), source: "method" as const };
+  }
+  if (hasOption(method.parent, service_shadow_rule)) {
+    return { rule: getOption(method.parent, service_shadow_rule), source: "service" as const };
+  }
+  return undefined;
+}
+
 /**
  * Creates the policy: reads `protoguard.v1` options from method and service
  * descriptors (method rule, else service rule, else the default) and caches
@@ -87,14 +120,16 @@ export function createAuthPolicy(options: AuthPolicyOptions = {}): AuthPolicy {
       planned = defaultRule;
       source = "default";
     }
-    if ("problems" in planned) {
-      const where =
-        source === "method"
-          ? `method ${method.parent.typeName}/${method.name}`
-          : `service ${method.parent.typeName} (rule of method ${method.name})`;
-      return planned.problems.map((p) => `${where}: ${p}`);
-    }
-    const plan: MethodPlan = Object.freeze({ method, rule: planned, source });
+    const where =
+      source === "method"
+        ? `method ${method.parent.typeName}/${method.name}`
+        : source === "service"
+          ? `service ${method.parent.typeName} (rule of method ${method.name})`
+          : `server default rule (for method ${method.parent.typeName}/${method.name})`;
+    if ("problems" in planned) return planned.problems.map((p) => `${where}: ${p}`);
+    const conditions = planConditions(method, where, planned, shadowOf(method));
+    if ("problems" in conditions) return conditions.problems;
+    const plan: MethodPlan = Object.freeze({ method, rule: planned, source, ...conditions });
     plans.set(method, plan);
     return plan;
   }

@@ -11,8 +11,8 @@ import type { PrincipalKindName } from "../principal.js";
  *   people and service accounts alike, unless `principalKind` narrows it.
  */
 export type PlannedRule =
-  | { readonly kind: "public" }
-  | {
+  | ({ readonly kind: "public" } & RuleCondition)
+  | ({
       readonly kind: "user";
       /** Every permission the caller must hold (`app_label.codename`). */
       readonly permissions: readonly string[];
@@ -20,7 +20,18 @@ export type PlannedRule =
       readonly superuser: boolean;
       /** Only principals of this kind are admitted; absent admits every kind. */
       readonly principalKind?: PrincipalKindName;
-    };
+    } & RuleCondition);
+
+/**
+ * The CEL condition of a rule, as written; the policy compiles it against
+ * each method's request message (see `MethodPlan.condition`).
+ */
+export interface RuleCondition {
+  /** The CEL expression that must be true, when the rule has one. */
+  readonly condition?: string;
+  /** What a caller refused by the condition is told, when the rule says. */
+  readonly conditionMessage?: string;
+}
 
 /** Where the rule in force for a method came from. */
 export type RuleSource = "method" | "service" | "default";
@@ -42,6 +53,10 @@ export interface RuleInit {
   superuser?: boolean;
   /** Admit only people (`"user"`) or only service accounts (`"service"`). Default: both. */
   principalKind?: PrincipalKindName;
+  /** A CEL expression over `principal`, `request` and `resource` that must be true. */
+  condition?: string;
+  /** What a caller refused by `condition` is told. */
+  conditionMessage?: string;
 }
 
 /**
@@ -54,20 +69,28 @@ export function planRule(rule: Rule | RuleInit): PlannedRule | { problems: strin
   const isPublic = rule.public === true;
   const staff = rule.staff === true;
   const superuser = rule.superuser === true;
+  const condition = rule.condition ?? "";
+  const conditionMessage = rule.conditionMessage ?? "";
   const problems: string[] = [];
   const kind = principalKindOf(rule);
   if (kind === "invalid") problems.push(`principal_kind ${String(rule.principalKind)} is not a known kind`);
   const principalKind = kind === "invalid" ? undefined : kind;
+  // A condition alone implies authenticated (see options.proto).
   if (
     !isPublic &&
     rule.authenticated !== true &&
     permissions.length === 0 &&
     !staff &&
     !superuser &&
-    principalKind === undefined
+    principalKind === undefined &&
+    condition === ""
   ) {
     problems.push("the rule is empty: set public, authenticated, permissions, staff or superuser");
   }
+  if (conditionMessage !== "" && condition.trim() === "") {
+    problems.push("condition_message is set but condition is not");
+  }
+  if (condition !== "" && condition.trim() === "") problems.push("condition is blank");
   if (isPublic && (rule.authenticated === true || permissions.length > 0 || staff || superuser)) {
     problems.push("public cannot be combined with authenticated, permissions, staff or superuser");
   }
@@ -86,9 +109,17 @@ export function planRule(rule: Rule | RuleInit): PlannedRule | { problems: strin
     problems.push("principal_kind SERVICE cannot be combined with staff or superuser: service accounts are neither");
   }
   if (problems.length > 0) return { problems };
-  if (isPublic) return PUBLIC;
-  const planned = { kind: "user" as const, permissions: Object.freeze([...permissions]), staff, superuser };
-  return principalKind === undefined ? planned : { ...planned, principalKind };
+  const withCondition: RuleCondition =
+    condition === "" ? {} : { condition, ...(conditionMessage !== "" && { conditionMessage }) };
+  if (isPublic) return condition === "" ? PUBLIC : Object.freeze({ kind: "public", ...withCondition });
+  return Object.freeze({
+    kind: "user",
+    permissions: Object.freeze([...permissions]),
+    staff,
+    superuser,
+    ...(principalKind !== undefined && { principalKind }),
+    ...withCondition,
+  });
 }
 
 /**
@@ -116,11 +147,15 @@ const PUBLIC: PlannedRule = Object.freeze({ kind: "public" });
 
 /** A rule written out the way a .proto option would read, for reports and logs. */
 export function describeRule(rule: PlannedRule): string {
-  if (rule.kind === "public") return "public";
   const parts: string[] = [];
-  if (rule.principalKind !== undefined) parts.push(`principal_kind: ${rule.principalKind.toUpperCase()}`);
-  if (rule.superuser) parts.push("superuser");
-  if (rule.staff) parts.push("staff");
-  if (rule.permissions.length > 0) parts.push(`permissions: ${rule.permissions.join(", ")}`);
-  return parts.length === 0 ? "authenticated" : parts.join("; ");
+  if (rule.kind === "public") parts.push("public");
+  else {
+    if (rule.principalKind !== undefined) parts.push(`principal_kind: ${rule.principalKind.toUpperCase()}`);
+    if (rule.superuser) parts.push("superuser");
+    if (rule.staff) parts.push("staff");
+    if (rule.permissions.length > 0) parts.push(`permissions: ${rule.permissions.join(", ")}`);
+    if (parts.length === 0) parts.push("authenticated");
+  }
+  if (rule.condition !== undefined) parts.push(`condition: ${rule.condition}`);
+  return parts.join("; ");
 }

@@ -34,7 +34,7 @@ export type { ProtoguardConfig } from "../runtime/config.js";
 export { openRuntime } from "../runtime/runtime.js";
 export type { OpenRuntimeOptions, Runtime } from "../runtime/runtime.js";
 export { defineServeApp } from "../cli/app.js";
-export type { ServeApp, ServeAppStart } from "../cli/app.js";
+export type { ServeApp, ServeAppStart, ServeResourceLoader } from "../cli/app.js";
 
 // ---------------------------------------------------------------------------
 // The parts, for servers assembled by hand

@@ -15,6 +15,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { createAuth, type Auth } from "../connect/auth.js";
+import type { AuthorizeFallback, ResourceLoaders } from "../conditions/access.js";
 import { peerContextValues, type ClientAddressOptions } from "../connect/peer.js";
 import {
   clientCertificateContextValues,
@@ -99,6 +100,14 @@ export interface StartServerOptions extends ConnectionLimits {
   staticDir?: string;
   /** Rule for methods without a method or service rule. Default `{ authenticated: true }`. */
   defaultRule?: RuleInit;
+  /**
+   * Loaders of what rule conditions call `resource`, by method; see
+   * `createAuth`'s option. Checked against the rules before the port opens.
+   * Default: none.
+   */
+  resources?: ResourceLoaders;
+  /** The code fallback called after rules and conditions pass; see `createAuth`'s option. Default: none. */
+  authorize?: AuthorizeFallback;
   /** Cached user lookups; 0 disables the cache. Default 10000. */
   principalCacheEntries?: number;
   /** Longest time a cached user lookup is trusted, in milliseconds. Default 30000. */
@@ -207,10 +216,13 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   try {
     const auth = createAuth({
       policy,
+      services,
       verifier: runtime.verifier,
       principals,
       onDecision: observability.onDecision,
       ...(certificates !== undefined && { certificates }),
+      ...(options.resources !== undefined && { resources: options.resources }),
+      ...(options.authorize !== undefined && { authorize: options.authorize }),
     });
     const health = createHealth({
       services: Object.fromEntries(services.map((service) => [service.typeName, "SERVING" as const])),

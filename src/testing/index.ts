@@ -10,6 +10,7 @@ import { randomBytes } from "node:crypto";
 import type { ConnectRouter, Transport } from "@connectrpc/connect";
 import { createRouterTransport } from "@connectrpc/connect";
 import { createAuth, type Auth, type DecisionEvent } from "../connect/auth.js";
+import type { AuthorizeFallback, ResourceLoaders } from "../conditions/access.js";
 import { servicesOf } from "../connect/routes.js";
 import { AuthService } from "../../gen/protoguard/v1/auth_pb.js";
 import { createAuthService, type AuthServiceOptions } from "../lifecycle/auth-service.js";
@@ -49,6 +50,10 @@ export interface TestAuthOptions {
   passwordHasher?: PasswordHasher;
   /** Observe decisions (for assertions on logs or metrics). Default: none. */
   onDecision?: (event: DecisionEvent) => void;
+  /** Resource loaders for rule conditions, as for `createAuth`. Default: none. */
+  resources?: ResourceLoaders;
+  /** The `authorize` code fallback, as for `createAuth`. Default: none. */
+  authorize?: AuthorizeFallback;
   /**
    * Serve `protoguard.v1.AuthService` too (Login, Refresh, Logout, WhoAmI),
    * wired to this fixture's database, issuer, verifier and password hasher:
@@ -139,6 +144,8 @@ export async function createTestAuth(options: TestAuthOptions): Promise<TestAuth
       services,
       defaultRule: options.defaultRule,
       onDecision: options.onDecision,
+      ...(options.resources !== undefined && { resources: options.resources }),
+      ...(options.authorize !== undefined && { authorize: options.authorize }),
     });
     const transport = createRouterTransport(routes, {
       router: { interceptors: [auth.interceptor], requestGate: auth.requestGate },

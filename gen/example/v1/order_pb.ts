@@ -11,7 +11,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file example/v1/order.proto.
  */
 export const file_example_v1_order: GenFile = /*@__PURE__*/
-  fileDesc("ChZleGFtcGxlL3YxL29yZGVyLnByb3RvEgpleGFtcGxlLnYxIjIKBU9yZGVyEgoKAmlkGAEgASgFEg8KB3VzZXJfaWQYAiABKAUSDAoEbm90ZRgDIAEoCSI0ChJVcGRhdGVPcmRlclJlcXVlc3QSEAoIb3JkZXJfaWQYASABKAUSDAoEbm90ZRgCIAEoCSI3ChNVcGRhdGVPcmRlclJlc3BvbnNlEiAKBW9yZGVyGAEgASgLMhEuZXhhbXBsZS52MS5PcmRlcjJmCgxPcmRlclNlcnZpY2USVgoLVXBkYXRlT3JkZXISHi5leGFtcGxlLnYxLlVwZGF0ZU9yZGVyUmVxdWVzdBofLmV4YW1wbGUudjEuVXBkYXRlT3JkZXJSZXNwb25zZSIG8p8ZAhABYgZwcm90bzM", [file_protoguard_v1_options]);
+  fileDesc("ChZleGFtcGxlL3YxL29yZGVyLnByb3RvEgpleGFtcGxlLnYxIjIKBU9yZGVyEgoKAmlkGAEgASgFEg8KB3VzZXJfaWQYAiABKAUSDAoEbm90ZRgDIAEoCSI0ChJVcGRhdGVPcmRlclJlcXVlc3QSEAoIb3JkZXJfaWQYASABKAUSDAoEbm90ZRgCIAEoCSI3ChNVcGRhdGVPcmRlclJlc3BvbnNlEiAKBW9yZGVyGAEgASgLMhEuZXhhbXBsZS52MS5PcmRlcjLEAQoMT3JkZXJTZXJ2aWNlErMBCgtVcGRhdGVPcmRlchIeLmV4YW1wbGUudjEuVXBkYXRlT3JkZXJSZXF1ZXN0Gh8uZXhhbXBsZS52MS5VcGRhdGVPcmRlclJlc3BvbnNlImPynxlfEAE6NnJlc291cmNlLnVzZXJfaWQgPT0gcHJpbmNpcGFsLmlkIHx8IHByaW5jaXBhbC5pc19zdGFmZkIjeW91IGNhbiBvbmx5IHVwZGF0ZSB5b3VyIG93biBvcmRlcnNiBnByb3RvMw", [file_protoguard_v1_options]);
 
 /**
  * @generated from message example.v1.Order
@@ -84,14 +84,18 @@ export const UpdateOrderResponseSchema: GenMessage<UpdateOrderResponse> = /*@__P
   messageDesc(file_example_v1_order, 2);
 
 /**
- * OrderService: the rule only says "signed in"; who may touch which order
- * is decided in the handler, where the order is known.
+ * OrderService: who may touch which order is part of the rule. The
+ * condition reads the order through the resource loader the application
+ * registers for UpdateOrder (example/services.ts), so the handler holds no
+ * ownership check and `protoguard policy` shows the whole rule.
  *
  * @generated from service example.v1.OrderService
  */
 export const OrderService: GenService<{
   /**
-   * Changes an order's note. Only the order's owner or staff may do so.
+   * Changes an order's note. Only the order's owner or staff may do so; an
+   * order that does not exist is refused the same way, so a caller cannot
+   * probe which order ids exist.
    *
    * @generated from rpc example.v1.OrderService.UpdateOrder
    */

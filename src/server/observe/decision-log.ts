@@ -66,7 +66,9 @@ interface MethodLog {
  * Writes a line per decision to `logger`, `msg: "auth decision"`, with
  * `method`, `userId` and `principalKind` (`user` or `service`; when
  * known), `outcome`, `reason` (absent when
- * allowed), `stage` and `latencyMs`; denials and allows at info,
+ * allowed), `stage` and `latencyMs`, plus `shadow: "would_deny"`,
+ * `shadowReason` and `shadowSource` when the method's shadow rule would
+ * have refused the call; denials and allows at info,
  * unavailable at error with the backend's error message. Refusals of one
  * kind beyond `maxRefusalLogsPerSecond` are only counted, and the next line
  * written for that kind carries `suppressed: N`. Allowed calls are always
@@ -129,6 +131,12 @@ export function createDecisionLog(logger: Logger, options: DecisionLogOptions = 
       record["principalKind"] = principalKindLabel(verdict);
     }
     if (verdict.outcome !== "allow") record["reason"] = verdict.reason;
+    // A shadow rule's opinion rides on the decision it concerns: one line per call.
+    if (event.shadow?.outcome === "would_deny") {
+      record["shadow"] = "would_deny";
+      record["shadowReason"] = event.shadow.reason;
+      record["shadowSource"] = event.shadow.source;
+    }
     if (verdict.outcome === "unavailable") record["error"] = errorSummary(verdict.cause);
     if (budget !== undefined && budget.suppressed > 0) {
       record["suppressed"] = budget.suppressed;

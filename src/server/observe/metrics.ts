@@ -18,14 +18,19 @@ const DECISION_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005
 /** Label value of `reason` for allowed calls: Prometheus treats "" as an absent label. */
 const NO_REASON = "none";
 
+/** Key prefix of the shadow counter's children in the per-method cache (not a decision outcome). */
+const WOULD_DENY = "would_deny";
+
 /** Counts one decision; see {@link createDecisionMetrics}. */
 export type DecisionMetrics = (event: DecisionEvent) => void;
 
 /**
  * Registers in `registry` and feeds, one decision at a time:
  * counter `protoguard_auth_decisions_total{method,outcome,reason}`,
- * counter `protoguard_auth_principal_decisions_total{principal_kind,outcome}`
- * and histogram `protoguard_auth_decision_seconds{outcome}`.
+ * counter `protoguard_auth_principal_decisions_total{principal_kind,outcome}`,
+ * histogram `protoguard_auth_decision_seconds{outcome}`, and counter
+ * `protoguard_auth_shadow_would_deny_total{method,reason}` of admitted
+ * calls a shadow rule would have refused.
  */
 export function createDecisionMetrics(registry: Registry): DecisionMetrics {
   const decisions = new Counter({
@@ -56,6 +61,12 @@ export function createDecisionMetrics(registry: Registry): DecisionMetrics {
     buckets: DECISION_BUCKETS,
     registers: [registry],
   });
+  const wouldDeny = new Counter({
+    name: "protoguard_auth_shadow_would_deny_total",
+    help: "Calls admitted by the rule in force that the method's shadow rule would refuse, by method and reason code.",
+    labelNames: ["method", "reason"] as const,
+    registers: [registry],
+  });
   // Label lookups hash the label set on every call; the children are
   // resolved once per (method, outcome, reason) and kept, so the hot path is
   // two Map reads and two increments.
@@ -74,7 +85,10 @@ export function createDecisionMetrics(registry: Registry): DecisionMetrics {
     const key = `${outcome}/${reason}`;
     let child = counters.get(key);
     if (child === undefined) {
-      child = decisions.labels(methodPath(method), outcome, reason);
+      child =
+        outcome === WOULD_DENY
+          ? wouldDeny.labels(methodPath(method), reason)
+          : decisions.labels(methodPath(method), outcome, reason);
       counters.set(key, child);
     }
     return child;
@@ -86,6 +100,7 @@ export function createDecisionMetrics(registry: Registry): DecisionMetrics {
     counterFor(event.method, verdict.outcome, reason).inc();
     kindCounterFor(principalKindLabel(verdict), verdict.outcome).inc();
     byOutcome[verdict.outcome].observe(event.durationMs / 1000);
+    if (event.shadow?.outcome === "would_deny") counterFor(event.method, WOULD_DENY, event.shadow.reason).inc();
   };
 }
 

@@ -59,13 +59,16 @@ export interface Observability {
  *   `userId` and `principalKind` (user or service; when known), `outcome` (allow, deny, unavailable), `reason`
  *   (the stable reason code, absent when allowed), `stage` (prefilter, gate,
  *   interceptor, or recheck when an open stream is decided again) and
- *   `latencyMs`; denials and allows at info, unavailable at error with the
+ *   `latencyMs` (and `shadow: "would_deny"` with `shadowReason` when a
+ *   shadow rule would have refused the call); denials and allows at info, unavailable at error with the
  *   backend's error message; refusals of one kind are capped
  *   at `maxRefusalLogsPerSecond` lines, the rest counted in `suppressed`;
  * - counter `protoguard_auth_decisions_total{method,outcome,reason}`,
  *   counter `protoguard_auth_principal_decisions_total{principal_kind,outcome}`
- *   (principal_kind user, service or anonymous) and histogram `protoguard_auth_decision_seconds{outcome}`, plus the default
- *   process metrics.
+ *   (principal_kind user, service or anonymous), histogram
+ *   `protoguard_auth_decision_seconds{outcome}`, counter
+ *   `protoguard_auth_shadow_would_deny_total{method,reason}`, plus the
+ *   default process metrics.
  *
  * @example
  * ```ts
