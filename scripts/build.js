@@ -13,3 +13,4 @@ execFileSync(process.execPath, [require.resolve("typescript/bin/tsc"), "-p", "ts
 });
 cpSync("drizzle", "dist/drizzle", { recursive: true });
 chmodSync("dist/src/cli/bin.js", 0o755);
+chmodSync("dist/src/plugin/bin.js", 0o755);

@@ -28,6 +28,18 @@ import { createTestDatabase, type TestDatabase } from "./database.js";
 
 export { createTestDatabase } from "./database.js";
 export type { TestDatabase, TestDatabaseOptions } from "./database.js";
+export { checkConformance, runConformance } from "./conformance.js";
+export type {
+  ConformanceCaller,
+  ConformanceCase,
+  ConformanceExpectation,
+  ConformanceMethod,
+  ConformanceOptions,
+  ConformanceRequestContext,
+  ConformanceResult,
+  ConformanceTable,
+  ConformanceTestContext,
+} from "./conformance.js";
 
 /** Options for {@link createTestAuth}. */
 export interface TestAuthOptions {
