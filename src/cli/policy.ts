@@ -13,6 +13,7 @@ import { SERVER_SERVICES } from "../server/services/server-services.js";
 import { parseArgs } from "./args.js";
 import { EXIT_FAILURE, EXIT_OK, PROGRAM, UsageError, type CliIo, type Command } from "./io.js";
 import { readImageServices } from "./image.js";
+import { policyOpenApi } from "./openapi.js";
 import { resolveApp, servedServices } from "./serve.js";
 
 /**
@@ -175,7 +176,7 @@ export function formatPolicy(report: PolicyReport, format: PolicyFormat): string
 }
 
 const USAGE = [
-  `usage: ${PROGRAM} policy [--image FILE | --routes MODULE] [--check] [--format table|markdown|json]`,
+  `usage: ${PROGRAM} policy [--image FILE | --routes MODULE] [--check] [--format table|markdown|json|openapi]`,
   "  Lists every method with its rule (with its CEL condition) and where the rule comes",
   "  from (method option, service option, server default, or the server itself), its",
   "  shadow rule if any, and, for an application, which methods have a resource loader",
@@ -184,7 +185,7 @@ const USAGE = [
   "             reports every service of its own files",
   "  --routes   a module exporting a ServeApp: reports what serve --routes would serve",
   "  --check    exit 1 if a method relies on the server default or has a malformed rule",
-  "  --format   table (default), markdown or json",
+  "  --format   table (default), markdown, json, or openapi (an OpenAPI 3.1 document)",
 ];
 
 /**
@@ -210,10 +211,16 @@ export async function runPolicy(
     throw usage(`unexpected argument ${JSON.stringify(parsed.positionals[0])}`);
   }
   const format = parsed.flags.format ?? "table";
-  if (!isFormat(format)) throw usage(`--format must be one of ${FORMATS.join(", ")}, got "${format}"`);
+  if (format !== "openapi" && !isFormat(format)) {
+    throw usage(`--format must be one of ${[...FORMATS, "openapi"].join(", ")}, got "${format}"`);
+  }
 
   const report = policyReport(services, createAuthPolicy(), options);
-  for (const line of formatPolicy(report, format)) io.out(line);
+  const lines =
+    format === "openapi"
+      ? JSON.stringify(policyOpenApi(services, report), null, 2).split("\n")
+      : formatPolicy(report, format);
+  for (const line of lines) io.out(line);
 
   let exitCode = EXIT_OK;
   for (const row of report.rows.filter((r) => r.source === "invalid")) {

@@ -26,6 +26,8 @@ export interface GeneratedRule {
   /** Only principals of this kind are admitted; undefined admits both. */
   readonly kind: PrincipalKindName | undefined;
   readonly condition: string | undefined;
+  /** What a caller sees when the condition is false; undefined for the generic message. */
+  readonly conditionMessage: string | undefined;
   /** `method`, `service`, or `default` (`{authenticated: true}`, the server default). */
   readonly source: "method" | "service" | "default";
   /** The shadow rule being rolled out, described. */
@@ -80,6 +82,7 @@ export function readRule(method: DescMethod): GeneratedRule {
     superuser: full?.superuser === true,
     kind: kindName(full?.principalKind),
     condition: full?.condition ? full.condition : undefined,
+    conditionMessage: full?.conditionMessage ? full.conditionMessage : undefined,
     source,
     shadow: shadowRule && describe(shadowRule),
   };
@@ -125,6 +128,7 @@ function fromRule(rule: Rule): GeneratedRule {
     superuser: rule.superuser,
     kind: kindName(rule.principalKind),
     condition: rule.condition || undefined,
+    conditionMessage: rule.conditionMessage || undefined,
     source: "method",
     shadow: undefined,
   };
