@@ -286,3 +286,36 @@ describe("protoc-gen-protoguard", { timeout: 180_000 }, () => {
     await rm(join(dir, "proto", "shop", "v1", "bad.proto"));
   });
 });
+
+describe("protoguard init adds protoc-gen-protoguard next to protoc-gen-es", { timeout: 120_000 }, () => {
+  it("writes a buf.gen.yaml whose buf generate produces *_protoguard.ts importing the package", async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), "protoguard-init-"));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    // The project as npm would lay it out: protoguard installed, its plugin on PATH via node_modules/.bin.
+    const bin = join(dir, "node_modules", ".bin");
+    await mkdir(bin, { recursive: true });
+    await symlink(REPO, join(dir, "node_modules", "protoguard"));
+    await symlink(join(REPO, "node_modules", ".bin", "protoc-gen-es"), join(bin, "protoc-gen-es"));
+    const shim = join(bin, "protoc-gen-protoguard");
+    // dist/ is built only by `npm pack`; run the same entry point from source.
+    await writeFile(
+      shim,
+      `#!/bin/sh\nexec node --import ${pathToFileURL(join(REPO, "node_modules/tsx/dist/loader.mjs")).href} ${JSON.stringify(join(REPO, "src/plugin/bin.ts"))} "$@"\n`,
+    );
+    await run("chmod", ["+x", shim]);
+    const { initProject } = await import("../src/cli/init.js");
+    const result = await initProject({ dir });
+    assert.deepEqual(result.written, ["buf.yaml", "buf.gen.yaml"]);
+    await mkdir(join(dir, "proto", "shop", "v1"), { recursive: true });
+    await writeFile(join(dir, "proto", "shop", "v1", "shop.proto"), SHOP_PROTO);
+    await run(join(REPO, "node_modules", ".bin", "buf"), ["generate"], {
+      cwd: dir,
+      env: { ...process.env, PATH: `${bin}:${process.env["PATH"]}` },
+    });
+    const out = await readFile(join(dir, "src", "gen", "shop", "v1", "shop_protoguard.ts"), "utf8");
+    assert.match(out, /import \{ guardImplementation \} from "protoguard";/);
+    assert.match(out, /import type \{ ConformanceTable \} from "protoguard\/testing";/);
+    // A second init leaves the file alone and has nothing to add.
+    assert.deepEqual((await initProject({ dir })).advice, []);
+  });
+});

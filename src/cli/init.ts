@@ -98,26 +98,50 @@ export async function initProject(options: InitOptions = {}): Promise<InitResult
         "      - target=ts",
         "      - import_extension=js",
         `      - ${REWRITE_IMPORTS_OPTION}`,
+        "  # Typed guarded implementations and conformance tables (*_protoguard.ts).",
+        "  - local: protoc-gen-protoguard",
+        `    out: ${outDir}`,
+        "    opt:",
+        "      - target=ts",
+        "      - import_extension=js",
         "clean: true",
         "",
       ].join("\n"),
     );
     written.push("buf.gen.yaml");
-  } else if (!(await readFile(bufGenYaml, "utf8")).includes("protoguard/gen")) {
-    advice.push({
-      file: "buf.gen.yaml",
-      lines: [
-        "# under the protoc-gen-es plugin's opt:",
-        `      - ${REWRITE_IMPORTS_OPTION}`,
-        "# and, if protoguard's module is in the workspace, generate only yours:",
-        "inputs:",
-        `  - directory: ${protoDir}`,
-      ],
-    });
+  } else {
+    const existing = await readFile(bufGenYaml, "utf8");
+    if (!existing.includes("protoguard/gen")) advice.push(rewriteAdvice(protoDir));
+    if (!existing.includes("protoc-gen-protoguard")) {
+      advice.push({
+        file: "buf.gen.yaml",
+        lines: [
+          "# under plugins:",
+          "  - local: protoc-gen-protoguard",
+          `    out: ${outDir}`,
+          "    opt:",
+          "      - target=ts",
+          "      - import_extension=js",
+        ],
+      });
+    }
   }
 
   const missingTools = ["@bufbuild/buf", "@bufbuild/protoc-gen-es"].filter((name) => !installed(root, name));
   return { written, advice, missingTools };
+}
+
+function rewriteAdvice(protoDir: string): { file: string; lines: string[] } {
+  return {
+    file: "buf.gen.yaml",
+    lines: [
+      "# under the protoc-gen-es plugin's opt:",
+      `      - ${REWRITE_IMPORTS_OPTION}`,
+      "# and, if protoguard's module is in the workspace, generate only yours:",
+      "inputs:",
+      `  - directory: ${protoDir}`,
+    ],
+  };
 }
 
 export const initSubcommand = defineSubcommand({
