@@ -16,7 +16,9 @@ import { AdminService } from "../gen/example/v1/admin_pb.js";
 import { OrderService, type UpdateOrderRequest } from "../gen/example/v1/order_pb.js";
 import { ProductService } from "../gen/example/v1/product_pb.js";
 import { UserService } from "../gen/example/v1/user_pb.js";
-import { getUser, methodKey, requireStaff, requireSuperuser, requireUser } from "../src/index.js";
+import { implementGuardedAccountService } from "../gen/example/v1/account_protoguard.js";
+import { implementGuardedAdminService } from "../gen/example/v1/admin_protoguard.js";
+import { getUser, methodKey, requireStaff } from "../src/index.js";
 import { deleteUser, getUserById, schema, StoreError } from "../src/store/index.js";
 import type { Principal, ResourceLoaders } from "../src/index.js";
 import type { Database } from "../src/store/index.js";
@@ -133,12 +135,12 @@ export function exampleRoutes(options: ExampleOptions): (router: ConnectRouter) 
       },
     });
 
-    router.service(AccountService, {
-      getProfile(_req, ctx) {
-        return profile(requireUser(ctx));
+    // The generated helper hands every method its caller, typed as its rule allows.
+    const account = implementGuardedAccountService({
+      getProfile(_req, _ctx, user) {
+        return profile(user);
       },
-      async updateProfile(req, ctx) {
-        const user = requireUser(ctx);
+      async updateProfile(req, _ctx, user) {
         const email = req.email.trim();
         if ([...email].length > MAX_EMAIL || (email !== "" && !/^[^\s@]+@[^\s@]+$/.test(email))) {
           throw new ConnectError("email must be an address like name@example.com, or empty", Code.InvalidArgument);
@@ -152,8 +154,7 @@ export function exampleRoutes(options: ExampleOptions): (router: ConnectRouter) 
         if (row === undefined) throw new ConnectError("user not found", Code.NotFound);
         return { ...profile(user), email: row.email };
       },
-      async *watchNotifications(_req, ctx) {
-        const user = requireUser(ctx);
+      async *watchNotifications(_req, ctx, user) {
         for (let sequence = 1; sequence <= notificationCount; sequence++) {
           if (sequence > 1 && !(await pause(notificationIntervalMs, ctx))) return;
           yield {
@@ -164,8 +165,9 @@ export function exampleRoutes(options: ExampleOptions): (router: ConnectRouter) 
         }
       },
     });
+    router.service(AccountService, account);
 
-    router.service(AdminService, {
+    const admin = implementGuardedAdminService({
       async listUsers(_req, ctx) {
         // The rule already requires staff; checking again keeps this handler
         // safe should its rule be loosened by mistake, at no I/O cost.
@@ -176,8 +178,7 @@ export function exampleRoutes(options: ExampleOptions): (router: ConnectRouter) 
           .orderBy(asc(schema.users.id));
         return { users: rows };
       },
-      async deleteUser(req, ctx) {
-        const caller = requireSuperuser(ctx);
+      async deleteUser(req, _ctx, caller) {
         if (req.userId === caller.id) {
           throw new ConnectError("you cannot delete your own account", Code.FailedPrecondition);
         }
@@ -195,6 +196,7 @@ export function exampleRoutes(options: ExampleOptions): (router: ConnectRouter) 
         return {};
       },
     });
+    router.service(AdminService, admin);
 
     router.service(OrderService, {
       // Who may change which order is the rule's condition (order.proto),
