@@ -14,7 +14,15 @@ import {
   type GuardedGuardedServiceImpl,
 } from "../gen/guardtest/v1/guarded_protoguard.js";
 import { authErrorReason, type Principal } from "../src/index.js";
-import { checkConformance, createTestDatabase, runConformance, type TestDatabase } from "../src/testing/index.js";
+import { eq } from "drizzle-orm";
+import { schema } from "../src/store/index.js";
+import {
+  checkConformance,
+  createTestAuth,
+  createTestDatabase,
+  runConformance,
+  type TestDatabase,
+} from "../src/testing/index.js";
 
 type Ping = { text: string };
 
@@ -133,6 +141,18 @@ describe("generated typed implementation helper", () => {
       text: "hi",
       username: "",
     });
+  });
+});
+
+describe("generated typed helper with the auth layer", () => {
+  it("hands a service account to a method its rule admits it to, like a person", async () => {
+    await using t = await createTestAuth({ routes: routesOf(guardedImpl()) });
+    const robot = await t.createUser({ username: "robot", permissions: ["shop.view_order"] });
+    await t.database.db.update(schema.users).set({ kind: "service" }).where(eq(schema.users.id, robot.id));
+    const client = createClient(GuardedService, t.transport);
+    const headers = await t.authHeaders(robot);
+    assert.equal((await client.permissionUnary({ text: "x" }, { headers })).username, "robot");
+    assert.equal((await client.publicUnary({ text: "x" }, { headers })).username, "robot");
   });
 });
 

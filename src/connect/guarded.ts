@@ -1,7 +1,10 @@
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import type { HandlerContext, MethodImpl, ServiceImpl } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
+import { MESSAGES } from "../decide/verdict.js";
 import type { Principal } from "../principal.js";
-import { getUser, requireUser } from "./helpers.js";
+import { principalKey } from "./context.js";
+import { authError } from "./errors.js";
 
 /**
  * A Connect method implementation with one more parameter: the caller `P`,
@@ -60,10 +63,23 @@ export function guardImplementation<S extends DescService, Required extends keyo
     result[method.localName] = wrap(
       method,
       handler.bind(impl) as GuardedHandler,
-      required.has(method.localName) ? requireUser : getUser,
+      required.has(method.localName) ? requireCaller : anyCaller,
     );
   }
   return result as ServiceImpl<S>;
+}
+
+/*
+ * The caller of any kind (a person or a service account): the rule, not the
+ * helper, decides which kinds may call, so these read the context key
+ * rather than the person-only `getUser`/`requireUser`.
+ */
+const anyCaller = (ctx: HandlerContext): Principal | undefined => ctx.values.get(principalKey);
+
+function requireCaller(ctx: HandlerContext): Principal {
+  const principal = ctx.values.get(principalKey);
+  if (principal === undefined) throw authError(MESSAGES.TOKEN_MISSING, Code.Unauthenticated, "TOKEN_MISSING");
+  return principal;
 }
 
 type GuardedHandler = (input: unknown, ctx: HandlerContext, principal: Principal | undefined) => unknown;
