@@ -104,13 +104,27 @@ service OrderService {
   rpc Sync(Req) returns (Req) {
     option (protoguard.v1.method_rule) = {authenticated: true, principal_kind: PRINCIPAL_KIND_SERVICE};
   }
+  rpc GetOrder(Req) returns (Req) {
+    option idempotency_level = NO_SIDE_EFFECTS;
+    option (protoguard.v1.method_rule) = {permissions: ["shop.view_order"]};
+  }
 }
 `,
     );
     const image = join(dir, "image.binpb");
     await run(join(root, "node_modules/.bin/buf"), ["build", "--path", "proto/shop", "-o", image], { cwd: dir });
     const doc = await openapi(["--image", image]);
-    assert.deepEqual(Object.keys(doc.paths), ["/shop.v1.OrderService/UpdateOrder", "/shop.v1.OrderService/Sync"]);
+    assert.deepEqual(Object.keys(doc.paths), [
+      "/shop.v1.OrderService/UpdateOrder",
+      "/shop.v1.OrderService/Sync",
+      "/shop.v1.OrderService/GetOrder",
+    ]);
+    // Connect serves a method without side effects over GET too: same security, message in the query.
+    const getOrder = doc.paths["/shop.v1.OrderService/GetOrder"] as unknown as Record<string, Operation>;
+    assert.deepEqual(Object.keys(getOrder), ["post", "get"]);
+    assert.deepEqual(getOrder["get"]!.security, [{ bearerAuth: [] }]);
+    assert.deepEqual(getOrder["get"]!["x-protoguard"]["permissions"], ["shop.view_order"]);
+    assert.equal(doc.paths["/shop.v1.OrderService/Sync"]!["get" as "post"], undefined);
     const update = doc.paths["/shop.v1.OrderService/UpdateOrder"]!.post;
     assert.deepEqual(update["x-protoguard"], {
       rule: "authenticated; condition: resource.user_id == principal.id || principal.is_staff",

@@ -5,10 +5,15 @@
  * security scheme, per-operation `security` (empty for public methods),
  * and the rule in the description and in an `x-protoguard` extension.
  *
+ * Methods declared `idempotency_level = NO_SIDE_EFFECTS` are also served
+ * by Connect over GET (the message in the query string), so they get a
+ * `get` operation with the same security.
+ *
  * Only authorization is described: request and response bodies are
  * Connect's (JSON or binary protobuf), not modelled field by field.
  */
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
+import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import { describe, readRule, type GeneratedRule } from "../plugin/rules.js";
 import type { PolicyReport, PolicyRow } from "./policy.js";
 
@@ -58,7 +63,11 @@ export function policyOpenApi(
     methods.set(`/${method.parent.typeName}/${method.name}`, method);
   }
   const paths: Record<string, unknown> = {};
-  for (const row of report.rows) paths[row.method] = { post: operation(row, methods.get(row.method)) };
+  for (const row of report.rows) {
+    const method = methods.get(row.method);
+    const post = operation(row, method);
+    paths[row.method] = connectGet(method) ? { post, get: getOperation(post) } : { post };
+  }
   return {
     openapi: "3.1.0",
     info: {
@@ -138,6 +147,34 @@ function ruleOf(method: DescMethod): GeneratedRule | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Whether Connect serves `method` over GET too: unary and declared free of side effects. */
+function connectGet(method: DescMethod | undefined): boolean {
+  return method?.methodKind === "unary" && method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS;
+}
+
+/** The GET form of a POST operation: the same rule, the message in Connect's query parameters. */
+function getOperation(post: Record<string, unknown>): Record<string, unknown> {
+  const { requestBody: _, ...rest } = post;
+  const query = (name: string, description: string, required: boolean, schema: Record<string, unknown>) => ({
+    name,
+    in: "query",
+    required,
+    description,
+    schema,
+  });
+  return {
+    ...rest,
+    operationId: `${String(post["operationId"])}.get`,
+    parameters: [
+      query("connect", "Connect protocol version.", true, { type: "string", const: "v1" }),
+      query("encoding", "Codec of `message`.", true, { type: "string", enum: ["json", "proto"] }),
+      query("message", "The request message, URL-encoded (or base64url with base64=1).", true, { type: "string" }),
+      query("base64", "1 when `message` is base64url-encoded.", false, { type: "string", enum: ["0", "1"] }),
+      query("compression", "Compression of `message`.", false, { type: "string" }),
+    ],
+  };
 }
 
 function ruleExtension(row: PolicyRow, rule: GeneratedRule | undefined, isPublic: boolean): OpenApiRuleExtension {
