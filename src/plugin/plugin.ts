@@ -16,6 +16,9 @@
  *   holds protoguard's sources (`index.js`, `testing/index.js`), for a
  *   repository that generates against its own copy.
  */
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { createEcmaScriptPlugin, type GeneratedFile, type Schema } from "@bufbuild/protoplugin";
 import type { DescFile, DescService } from "@bufbuild/protobuf";
 import type { ConformanceMethod } from "../testing/conformance.js";
@@ -27,8 +30,8 @@ export interface ProtoguardPluginOptions {
   protoguardImport: string;
 }
 
-/** The version written into generated files' headers. */
-export const PLUGIN_VERSION = "v0.1.0";
+/** The version written into generated files' headers: the installed protoguard's. */
+export const PLUGIN_VERSION = `v${packageVersion()}`;
 
 /** The plugin, for `runNodeJs` (the executable) and for tests that run it in process. */
 export const protocGenProtoguard = createEcmaScriptPlugin({
@@ -37,6 +40,21 @@ export const protocGenProtoguard = createEcmaScriptPlugin({
   parseOptions,
   generateTs,
 });
+
+/**
+ * protoguard's version from its package.json, found by walking up from this
+ * module: two levels from src/plugin in a checkout, three from
+ * dist/src/plugin in the package.
+ */
+function packageVersion(): string {
+  for (let dir = dirname(fileURLToPath(import.meta.url)); dirname(dir) !== dir; dir = dirname(dir)) {
+    const file = join(dir, "package.json");
+    if (!existsSync(file)) continue;
+    const manifest = JSON.parse(readFileSync(file, "utf8")) as { name?: unknown; version?: unknown };
+    if (manifest.name === "protoguard" && typeof manifest.version === "string") return manifest.version;
+  }
+  throw new Error("protoc-gen-protoguard: cannot find protoguard's package.json");
+}
 
 function parseOptions(raw: { key: string; value: string }[]): ProtoguardPluginOptions {
   const options: ProtoguardPluginOptions = { protoguardImport: "protoguard" };
