@@ -99,7 +99,11 @@ function generateService(
   const guardImplementation = f.import("guardImplementation", modules.main);
   const ConformanceTable = f.import("ConformanceTable", modules.testing, true);
   const implType = `Guarded${service.name}Impl`;
-  const requiredUnion = required.length === 0 ? "never" : required.map((m) => JSON.stringify(m)).join(" | ");
+  const quoted = required.map((m) => JSON.stringify(m));
+  // One name a line once the list gets long, as a formatter would.
+  const long = quoted.join(", ").length > 60;
+  const requiredUnion = quoted.length === 0 ? "never" : long ? `\n  | ${quoted.join("\n  | ")}\n` : quoted.join(" | ");
+  const requiredArray = long ? `[\n    ${quoted.join(",\n    ")},\n  ]` : `[${quoted.join(", ")}]`;
 
   const methodDocs = rules.map(
     ({ method, rule }) =>
@@ -110,7 +114,16 @@ function generateService(
   f.print(" * as a third argument, as its protoguard rule allows:");
   for (const line of methodDocs) f.print(line);
   f.print(" */");
-  f.print(f.export("type", implType), " = ", GuardedServiceImpl, "<typeof ", Service, ", ", requiredUnion, ">;");
+  f.print(
+    f.export("type", implType),
+    " = ",
+    GuardedServiceImpl,
+    "<typeof ",
+    Service,
+    long ? "," : ", ",
+    requiredUnion,
+    ">;",
+  );
   f.print();
   f.print("/**");
   f.print(` * The \`ServiceImpl\` of ${service.typeName} for \`router.service(${service.name}, …)\`: each`);
@@ -127,15 +140,7 @@ function generateService(
     Service,
     "> {",
   );
-  f.print(
-    "  return ",
-    guardImplementation,
-    "(",
-    Service,
-    ", impl, [",
-    required.map((m) => JSON.stringify(m)).join(", "),
-    "]);",
-  );
+  f.print("  return ", guardImplementation, "(", Service, ", impl, ", requiredArray, ");");
   f.print("}");
   f.print();
   f.print("/**");

@@ -27,7 +27,18 @@ import type { ConformanceTable } from "../../../src/testing/index.js";
  * - `superuserBidiStream`: `Principal` (superuser)
  * - `authenticatedBidiStream`: `Principal` (authenticated)
  */
-export type GuardedGuardedServiceImpl = GuardedServiceImpl<typeof GuardedService, "authenticatedUnary" | "permissionUnary" | "twoPermissionsUnary" | "staffUnary" | "superuserUnary" | "defaultUnary" | "permissionServerStream" | "staffClientStream" | "superuserBidiStream" | "authenticatedBidiStream">;
+export type GuardedGuardedServiceImpl = GuardedServiceImpl<typeof GuardedService,
+  | "authenticatedUnary"
+  | "permissionUnary"
+  | "twoPermissionsUnary"
+  | "staffUnary"
+  | "superuserUnary"
+  | "defaultUnary"
+  | "permissionServerStream"
+  | "staffClientStream"
+  | "superuserBidiStream"
+  | "authenticatedBidiStream"
+>;
 
 /**
  * The `ServiceImpl` of guardtest.v1.GuardedService for `router.service(GuardedService, …)`: each
@@ -35,7 +46,18 @@ export type GuardedGuardedServiceImpl = GuardedServiceImpl<typeof GuardedService
  * requires one is never run without it (UNAUTHENTICATED instead).
  */
 export function implementGuardedGuardedService(impl: GuardedGuardedServiceImpl): ServiceImpl<typeof GuardedService> {
-  return guardImplementation(GuardedService, impl, ["authenticatedUnary", "permissionUnary", "twoPermissionsUnary", "staffUnary", "superuserUnary", "defaultUnary", "permissionServerStream", "staffClientStream", "superuserBidiStream", "authenticatedBidiStream"]);
+  return guardImplementation(GuardedService, impl, [
+    "authenticatedUnary",
+    "permissionUnary",
+    "twoPermissionsUnary",
+    "staffUnary",
+    "superuserUnary",
+    "defaultUnary",
+    "permissionServerStream",
+    "staffClientStream",
+    "superuserBidiStream",
+    "authenticatedBidiStream",
+  ]);
 }
 
 /**
