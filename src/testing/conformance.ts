@@ -85,7 +85,8 @@ export interface ConformanceRequestContext {
   readonly case: ConformanceCase;
 }
 
-type RequestInit<M extends DescMethod> = MessageInitShape<M["input"]>;
+/** The request a conformance case sends to method `M`: its input message, as a plain object. */
+export type ConformanceRequest<M extends DescMethod> = MessageInitShape<M["input"]>;
 
 /** Options of {@link runConformance} and {@link checkConformance}. */
 export interface ConformanceOptions<S extends DescService = DescService> {
@@ -98,8 +99,10 @@ export interface ConformanceOptions<S extends DescService = DescService> {
    */
   requests?: {
     [K in keyof S["method"]]?:
-      | RequestInit<S["method"][K]>
-      | ((context: ConformanceRequestContext) => RequestInit<S["method"][K]> | Promise<RequestInit<S["method"][K]>>);
+      | ConformanceRequest<S["method"][K]>
+      | ((
+          context: ConformanceRequestContext,
+        ) => ConformanceRequest<S["method"][K]> | Promise<ConformanceRequest<S["method"][K]>>);
   };
   /**
    * For methods with a condition: what it evaluates to for the request of

@@ -35,6 +35,7 @@ export type {
   ConformanceExpectation,
   ConformanceMethod,
   ConformanceOptions,
+  ConformanceRequest,
   ConformanceRequestContext,
   ConformanceResult,
   ConformanceTable,
