@@ -13,7 +13,9 @@ import {
   StaffOnlyServiceConformance,
   type GuardedGuardedServiceImpl,
 } from "../gen/guardtest/v1/guarded_protoguard.js";
-import { authErrorReason, type Principal } from "../src/index.js";
+import { create } from "@bufbuild/protobuf";
+import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.js";
+import { authErrorReason, ERROR_DOMAIN, type Principal } from "../src/index.js";
 import { eq } from "drizzle-orm";
 import { schema } from "../src/store/index.js";
 import {
@@ -21,10 +23,21 @@ import {
   createTestAuth,
   createTestDatabase,
   runConformance,
+  type ConformanceTable,
   type TestDatabase,
 } from "../src/testing/index.js";
 
 type Ping = { text: string };
+
+const EVERYONE = { kind: "user", permissions: [], staff: false, superuser: false } as const;
+
+/** The refusal a false rule condition gets. */
+function conditionFailed(): ConnectError {
+  const info = create(ErrorInfoSchema, { reason: "CONDITION_FAILED", domain: ERROR_DOMAIN });
+  return new ConnectError("condition failed", Code.PermissionDenied, undefined, [
+    { desc: ErrorInfoSchema, value: info },
+  ]);
+}
 
 /** A real implementation written with the typed helper: every method answers with its caller. */
 function guardedImpl(overrides: Partial<GuardedGuardedServiceImpl> = {}): GuardedGuardedServiceImpl {
@@ -230,6 +243,52 @@ describe("generated conformance tables", () => {
     assert.match(
       failed[0]!.message,
       /rule "authenticated" demands Unauthenticated \(TOKEN_MISSING\), but the call was refused after the rule check, by a condition or the handler and ended Unauthenticated \(TOKEN_MISSING\)/,
+    );
+  });
+
+  it("judges a method with a condition by the `conditions` option", async () => {
+    // A table as the plugin writes it for a rule with a condition. The refusal a false condition gets
+    // (PERMISSION_DENIED, reason CONDITION_FAILED) comes here from the handler, standing in for the
+    // condition evaluator: the runner judges what the client sees either way.
+    const table: ConformanceTable<typeof GuardedService> = {
+      service: GuardedService,
+      methods: [
+        {
+          method: "authenticatedUnary",
+          rule: "authenticated; condition: request.text == 'ok'",
+          condition: "request.text == 'ok'",
+          cases: [{ name: "has everything", caller: EVERYONE, expect: { outcome: "allow" } }],
+        },
+      ],
+    };
+    const routes = routesOf(
+      guardedImpl({
+        authenticatedUnary: (req, _ctx, principal) => {
+          if (req.text !== "ok") throw conditionFailed();
+          return { text: req.text, username: principal.username };
+        },
+      }),
+    );
+    const judge = async (text: string, holds: boolean | undefined) => {
+      const [result] = await checkConformance(table, {
+        routes,
+        database,
+        requests: { authenticatedUnary: { text } },
+        conditions: holds === undefined ? {} : { authenticatedUnary: holds },
+      });
+      return result!;
+    };
+    assert.equal((await judge("no", undefined)).ok, true, "not asserted: a CONDITION_FAILED refusal is accepted");
+    assert.equal((await judge("ok", true)).ok, true);
+    assert.equal((await judge("no", false)).ok, true);
+    const wronglyRefused = await judge("no", true);
+    assert.equal(wronglyRefused.ok, false);
+    assert.match(wronglyRefused.message, /ended PermissionDenied \(CONDITION_FAILED\)/);
+    const wronglyAdmitted = await judge("ok", false);
+    assert.equal(wronglyAdmitted.ok, false);
+    assert.match(
+      wronglyAdmitted.message,
+      /condition "request.text == 'ok'" should refuse \(CONDITION_FAILED\), but the call was admitted and succeeded/,
     );
   });
 

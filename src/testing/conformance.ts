@@ -9,7 +9,7 @@ import type { RuleInit } from "../policy/rule.js";
 import type { Database } from "../store/database.js";
 import { users } from "../store/schema.js";
 import type { PublicUser } from "../store/users.js";
-import { createTestAuth, type TestAuth } from "./index.js";
+import { createTestAuth, type TestAuth, type TestAuthOptions } from "./index.js";
 
 /**
  * Who calls in one conformance case: nobody (no token), or a user created
@@ -115,6 +115,12 @@ export interface ConformanceOptions<S extends DescService = DescService> {
   defaultRule?: RuleInit;
   /** The store, as in `createTestAuth`. Default: a fresh in-memory PGlite, closed at the end. */
   database?: Database;
+  /**
+   * Further `createTestAuth` options for the fixture the table runs on: what
+   * the application passes `createAuth` besides its routes (the resource
+   * loaders its rule conditions read, for instance). Default: none.
+   */
+  testAuth?: Omit<TestAuthOptions, "routes" | "database" | "defaultRule" | "onDecision">;
 }
 
 /** The outcome of one case. */
@@ -186,6 +192,7 @@ async function forEachCase<S extends DescService>(
 ): Promise<void> {
   const decisions: DecisionEvent[] = [];
   const t = await createTestAuth({
+    ...options.testAuth,
     routes: options.routes,
     database: options.database,
     defaultRule: options.defaultRule,
@@ -226,8 +233,18 @@ interface Observed {
   readonly error?: { code: Code; reason: string | undefined; message: string };
 }
 
+/**
+ * Refusals that depend on the request rather than on who calls: a false
+ * condition (or a resource the loader did not find). The auth layer
+ * reports them as decisions too, but they are judged against
+ * {@link ConformanceOptions.conditions}, not against the rule's cases.
+ */
+const CONDITION_REASONS: ReadonlySet<string> = new Set(["CONDITION_FAILED"]);
+
 function observe(error: ConnectError | undefined, decisions: readonly DecisionEvent[]): Observed {
-  const denial = decisions.find((d) => d.verdict.outcome !== "allow")?.verdict;
+  const denial = decisions.find(
+    (d) => d.verdict.outcome !== "allow" && !CONDITION_REASONS.has(d.verdict.reason),
+  )?.verdict;
   return {
     ruleDenied: denial && denial.outcome !== "allow" ? { code: denial.code, reason: denial.reason } : undefined,
     error: error && { code: error.code, reason: authErrorReason(error), message: error.rawMessage },
