@@ -73,6 +73,16 @@ describe("policy --format openapi", () => {
     assert.equal(watch["x-protoguard"]["methodKind"], "server_streaming");
     assert.match(watch.description, /Streaming \(server streaming\)/);
 
+    // UpdateOrder's condition reads the order the example's loader returns; the app sets no authorize fallback.
+    const order = doc.paths["/example.v1.OrderService/UpdateOrder"]!.post;
+    assert.equal(order["x-protoguard"]["condition"], "resource.user_id == principal.id || principal.is_staff");
+    assert.equal(order["x-protoguard"]["resourceLoader"], true);
+    assert.match(order.description, /`resource` is loaded by the application/);
+    assert.deepEqual((doc as unknown as Record<string, unknown>)["x-protoguard"], {
+      defaultRule: "authenticated",
+      authorizeFallback: false,
+    });
+
     // Health and reflection, added by the server without the auth layer.
     const health = doc.paths["/grpc.health.v1.Health/Check"]!.post;
     assert.deepEqual(health.security, []);
