@@ -8,25 +8,29 @@ import { ProductServiceConformance } from "../gen/example/v1/product_protoguard.
 import { UserServiceConformance } from "../gen/example/v1/user_protoguard.js";
 import { migrateExample } from "../example/migrate.js";
 import { orders } from "../example/schema.js";
-import { exampleRoutes } from "../example/services.js";
+import { exampleResources, exampleRoutes } from "../example/services.js";
+import { createUser } from "../src/store/index.js";
 import { createTestDatabase, runConformance, type TestDatabase } from "../src/testing/index.js";
 
 describe("example services conform to their rules", () => {
   let database: TestDatabase;
   let routes: ReturnType<typeof exampleRoutes>;
+  // The example's rules need its resource loaders: the auth layer refuses to start without them.
+  let testAuth: { resources: ReturnType<typeof exampleResources> };
   before(async () => {
     database = await createTestDatabase();
     await migrateExample(database);
     routes = exampleRoutes({ database, notificationCount: 1 });
+    testAuth = { resources: exampleResources({ database }) };
   });
   after(async () => {
     await database?.close();
   });
 
-  it("UserService", (t) => runConformance(t, UserServiceConformance, { routes, database }));
-  it("ProductService", (t) => runConformance(t, ProductServiceConformance, { routes, database }));
-  it("AccountService", (t) => runConformance(t, AccountServiceConformance, { routes, database }));
-  it("AdminService", (t) => runConformance(t, AdminServiceConformance, { routes, database }));
+  it("UserService", (t) => runConformance(t, UserServiceConformance, { routes, database, testAuth }));
+  it("ProductService", (t) => runConformance(t, ProductServiceConformance, { routes, database, testAuth }));
+  it("AccountService", (t) => runConformance(t, AccountServiceConformance, { routes, database, testAuth }));
+  it("AdminService", (t) => runConformance(t, AdminServiceConformance, { routes, database, testAuth }));
   it("OrderService, each caller updating an order of their own", (t) =>
     runConformance(t, OrderServiceConformance, {
       routes,
@@ -38,7 +42,19 @@ describe("example services conform to their rules", () => {
           return { orderId: order!.id, note: "conformance" };
         },
       },
-      // Owner-or-staff holds for the owner, whether a handler or a rule condition checks it.
+      testAuth,
+      // Owner-or-staff holds for the owner.
       conditions: { updateOrder: true },
     }));
+  it("OrderService, each caller updating somebody else's order: the condition refuses", async (t) => {
+    const owner = await createUser(database.db, { username: "order_owner" });
+    const [order] = await database.db.insert(orders).values({ userId: owner.id }).returning();
+    await runConformance(t, OrderServiceConformance, {
+      routes,
+      database,
+      testAuth,
+      requests: { updateOrder: { orderId: order!.id, note: "not mine" } },
+      conditions: { updateOrder: false },
+    });
+  });
 });

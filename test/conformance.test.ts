@@ -6,6 +6,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { Code, ConnectError, createClient, createRouterTransport, type ConnectRouter } from "@connectrpc/connect";
 import { GuardedService, StaffOnlyService } from "../gen/guardtest/v1/guarded_pb.js";
+import { KindService } from "../gen/guardtest/v1/kinds_pb.js";
+import { implementGuardedKindService, KindServiceConformance } from "../gen/guardtest/v1/kinds_protoguard.js";
 import {
   GuardedServiceConformance,
   implementGuardedGuardedService,
@@ -245,6 +247,31 @@ describe("generated conformance tables", () => {
       /rule "authenticated" demands Unauthenticated \(TOKEN_MISSING\), but the call was refused after the rule check, by a condition or the handler and ended Unauthenticated \(TOKEN_MISSING\)/,
     );
   });
+
+  it("KindService conforms: a principal of the other kind is refused PRINCIPAL_KIND", (t) =>
+    runConformance(t, KindServiceConformance, {
+      database,
+      routes: (router) => {
+        const pong = (req: Ping, _ctx: unknown, principal: Principal | undefined) => ({
+          text: req.text,
+          username: principal?.username ?? "",
+        });
+        router.service(
+          KindService,
+          implementGuardedKindService({
+            forUsers: pong,
+            forServices: pong,
+            chargeForServices: pong,
+            authenticated: pong,
+            charge: pong,
+            public: pong,
+            async *follow(req, _ctx, principal) {
+              yield pong(req, _ctx, principal);
+            },
+          }),
+        );
+      },
+    }));
 
   it("judges a method with a condition by the `conditions` option", async () => {
     // A table as the plugin writes it for a rule with a condition. The refusal a false condition gets

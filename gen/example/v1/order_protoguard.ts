@@ -11,7 +11,7 @@ import type { ConformanceTable } from "../../../src/testing/index.js";
 /**
  * The implementation of example.v1.OrderService (example/v1/order.proto), each method given its caller
  * as a third argument, as its protoguard rule allows:
- * - `updateOrder`: `Principal` (authenticated)
+ * - `updateOrder`: `Principal` (authenticated; condition: resource.user_id == principal.id || principal.is_staff)
  */
 export type GuardedOrderServiceImpl = GuardedServiceImpl<typeof OrderService, "updateOrder">;
 
@@ -33,7 +33,8 @@ export const OrderServiceConformance: ConformanceTable<typeof OrderService> = {
   methods: [
     {
       method: "updateOrder",
-      rule: "authenticated",
+      rule: "authenticated; condition: resource.user_id == principal.id || principal.is_staff",
+      condition: "resource.user_id == principal.id || principal.is_staff",
       cases: [
         {
           name: "anonymous",

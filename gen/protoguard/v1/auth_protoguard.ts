@@ -14,6 +14,7 @@ import type { ConformanceTable } from "../../../src/testing/index.js";
  * - `login`: `Principal | undefined` (public)
  * - `refresh`: `Principal | undefined` (public)
  * - `logout`: `Principal | undefined` (public)
+ * - `serviceToken`: `Principal | undefined` (public)
  * - `whoAmI`: `Principal` (authenticated)
  */
 export type GuardedAuthServiceImpl = GuardedServiceImpl<typeof AuthService, "whoAmI">;
@@ -60,6 +61,18 @@ export const AuthServiceConformance: ConformanceTable<typeof AuthService> = {
     },
     {
       method: "logout",
+      rule: "public",
+      cases: [
+        { name: "anonymous", caller: { anonymous: true }, expect: { outcome: "allow" } },
+        {
+          name: "has everything",
+          caller: { kind: "user", permissions: [], staff: false, superuser: false },
+          expect: { outcome: "allow" },
+        },
+      ],
+    },
+    {
+      method: "serviceToken",
       rule: "public",
       cases: [
         { name: "anonymous", caller: { anonymous: true }, expect: { outcome: "allow" } },
