@@ -17,6 +17,7 @@
  * figure. The goal: a simple condition costs under 5% of a call.
  */
 import { cpus, loadavg } from "node:os";
+import { celList, celMap, type CelList } from "@bufbuild/cel";
 import { createClient, type ConnectRouter } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { PingSchema, UnannotatedService } from "../gen/guardtest/v1/guarded_pb.js";
@@ -123,21 +124,27 @@ async function main(): Promise<void> {
     }
     // The evaluation alone, through the compiled condition the policy planned.
     const plan = variants[1]!.fixture.auth.policy.planFor(UnannotatedService.method.anything);
-    const principal = {
-      id: 1n,
-      username: "bench",
-      kind: "user",
-      is_staff: false,
-      is_superuser: false,
-      permissions: [],
-      groups: [],
-    };
+    // The form the auth layer binds: a CEL map built once per cached principal.
+    const principal = celMap(
+      new Map<string, bigint | string | boolean | CelList>([
+        ["id", 1n],
+        ["username", "bench"],
+        ["kind", "user"],
+        ["is_staff", false],
+        ["is_superuser", false],
+        ["permissions", celList([])],
+        ["groups", celList([])],
+      ]),
+    );
     const bindings = { principal, request: create(PingSchema, { text: "hello" }), resource: null };
     const n = 200_000;
     for (let i = 0; i < n / 10; i++) plan.condition!.evaluate(bindings);
     const started = performance.now();
     for (let i = 0; i < n; i++) plan.condition!.evaluate(bindings);
-    console.log(`evaluation alone: ${(((performance.now() - started) * 1000) / n).toFixed(2)} µs`);
+    const alone = ((performance.now() - started) * 1000) / n;
+    console.log(
+      `evaluation alone: ${alone.toFixed(2)} µs, ${((alone / plainCpu) * 100).toFixed(1)}% of plain's CPU per call`,
+    );
   } finally {
     for (const v of variants) await v.fixture.close();
     await database.close();
