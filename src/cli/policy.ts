@@ -88,6 +88,14 @@ export function policyReport(
   for (const method of services.flatMap((s) => s.methods)) {
     try {
       const plan = policy.planFor(method);
+      const hasLoader = options.code?.resourceLoaders.has(methodKey(method));
+      const readsResource = [plan.condition, plan.shadow?.condition].find((c) => c?.readsResource);
+      if (hasLoader === false && readsResource !== undefined) {
+        // The server would refuse to start: say so here rather than at deploy time.
+        const problem = `condition "${readsResource.expression}" reads resource, but the application registers no resource loader for ${methodKey(method)}`;
+        rows.push({ ...where(method), rule: "invalid", source: "invalid", problems: [problem] });
+        continue;
+      }
       const { condition, conditionMessage } = plan.rule;
       rows.push({
         ...where(method),
@@ -99,7 +107,7 @@ export function policyReport(
         ...(plan.shadow !== undefined && {
           shadow: { rule: describeRule(plan.shadow.rule), source: plan.shadow.source },
         }),
-        ...(options.code !== undefined && { resourceLoader: options.code.resourceLoaders.has(methodKey(method)) }),
+        ...(hasLoader !== undefined && { resourceLoader: hasLoader }),
       });
     } catch (error) {
       if (!(error instanceof PolicyError)) throw error;
