@@ -39,8 +39,11 @@ export interface AccessCall {
 /**
  * Loads what a method's condition calls `resource` (the order row for
  * `UpdateOrder`), given the decoded request. Return `undefined` or `null`
- * when there is none: the call is then refused like one whose condition is
- * false. Throwing fails the call UNAVAILABLE `RESOURCE_UNAVAILABLE`.
+ * when there is none: a call whose condition reads `resource` is then
+ * refused like one whose condition is false (an `authorize` fallback is
+ * given `undefined`). Throwing fails the call UNAVAILABLE
+ * `RESOURCE_UNAVAILABLE` when its condition or a fallback needs the
+ * resource; when only the shadow rule does, the shadow rule reports it.
  * Objects become CEL maps (`resource.user_id`), numbers doubles, which CEL
  * compares equal to ints of the same value.
  */
@@ -116,8 +119,18 @@ export interface CallSource {
 export interface AccessPlan {
   readonly plan: MethodPlan;
   readonly loader: ResourceLoader | undefined;
-  /** Whether the verdict depends on the resource (condition reads it, or a fallback gets it). */
-  readonly enforcedNeedsResource: boolean;
+  /**
+   * Whether the enforced condition reads the resource: then a loader that
+   * finds nothing refuses the call. Otherwise the fallback (if any) is given
+   * `undefined` and decides.
+   */
+  readonly conditionReadsResource: boolean;
+  /**
+   * Whether the verdict depends on the resource at all (the enforced
+   * condition reads it, or a fallback is given it): then a loader that throws
+   * fails the call, since the fallback could not tell "none" from "failed".
+   */
+  readonly verdictNeedsResource: boolean;
 }
 
 /** Options of {@link createAccessStage}. */
@@ -179,7 +192,8 @@ export function createAccessStage(options: AccessStageOptions): AccessStage {
         ? Object.freeze({
             plan,
             loader,
-            enforcedNeedsResource:
+            conditionReadsResource: loader !== undefined && plan.condition?.readsResource === true,
+            verdictNeedsResource:
               loader !== undefined && (authorize !== undefined || plan.condition?.readsResource === true),
           })
         : null;
@@ -256,7 +270,9 @@ export function createAccessStage(options: AccessStageOptions): AccessStage {
         resourceFailure = { reason: "RESOURCE_UNAVAILABLE", cause };
       }
     }
-    if (resourceFailure !== undefined && access.enforcedNeedsResource) {
+    const failureEnforced =
+      resourceFailure?.reason === "RESOURCE_UNAVAILABLE" ? access.verdictNeedsResource : access.conditionReadsResource;
+    if (resourceFailure !== undefined && failureEnforced) {
       const verdict =
         resourceFailure.reason === "RESOURCE_UNAVAILABLE"
           ? unavailable(
