@@ -277,7 +277,7 @@ describe("policy --image (a Buf image of someone else's services)", () => {
 describe("policy shows conditions, shadow rules, loaders and the authorize fallback", () => {
   const code = {
     resourceLoaders: new Set(
-      ["UpdateDocument", "WatchDocument", "Brittle"].map((m) => `guardtest.v1.ConditionService/${m}`),
+      ["UpdateDocument", "WatchDocument", "Brittle", "ShadowedOwner"].map((m) => `guardtest.v1.ConditionService/${m}`),
     ),
     authorize: true,
   };
