@@ -8,7 +8,7 @@
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { createAuthPolicy, PolicyError, type AuthPolicy } from "../policy/policy.js";
 import { describeRule } from "../policy/rule.js";
-import { methodKey } from "../conditions/access.js";
+import { methodKey } from "../conditions/code.js";
 import { SERVER_SERVICES } from "../server/services/server-services.js";
 import { parseArgs } from "./args.js";
 import { EXIT_FAILURE, EXIT_OK, PROGRAM, UsageError, type CliIo, type Command } from "./io.js";
