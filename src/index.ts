@@ -35,7 +35,7 @@ export type { Auth, AuthOptions, DecisionEvent, DecisionStage } from "./connect/
 export type { RevalidationHooks, StreamRevalidationOptions } from "./connect/watch.js";
 
 // Conditions (CEL), resource loaders, the authorize fallback and shadow rules
-export { methodKey } from "./conditions/access.js";
+export { methodKey } from "./conditions/code.js";
 export type {
   AccessCall,
   AuthorizeCall,
@@ -43,8 +43,8 @@ export type {
   AuthorizeResult,
   ResourceLoader,
   ResourceLoaders,
-  ShadowOutcome,
-} from "./conditions/access.js";
+} from "./conditions/code.js";
+export type { ShadowOutcome } from "./conditions/access.js";
 export { ConditionError } from "./conditions/compile.js";
 export type { CompiledCondition, ConditionBindings } from "./conditions/compile.js";
 

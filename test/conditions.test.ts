@@ -21,6 +21,7 @@ import {
   BadSyntaxService,
   BadTypeService,
   ConditionService,
+  PlainDocumentService,
   ShadowedService,
   type DocumentRequest,
 } from "../gen/guardtest/v1/conditions_pb.js";
@@ -38,6 +39,7 @@ import {
 import type { DescMethod } from "@bufbuild/protobuf";
 import { createObservability, startServer } from "../src/server/index.js";
 import { pino } from "pino";
+import { GuardedService } from "../gen/guardtest/v1/guarded_pb.js";
 import { createTestAuth, createTestDatabase, type TestAuth } from "../src/testing/index.js";
 import { createPrincipalSource } from "../src/store/index.js";
 import { createKeyring, createTokenVerifier } from "../src/index.js";
@@ -71,6 +73,7 @@ function conditionRoutes(router: ConnectRouter): void {
     publicUnlessBlocked: answer,
     shadowedRead: answer,
     shadowedPublic: answer,
+    shadowedOwner: answer,
   });
   router.service(ShadowedService, { plain: answer });
 }
@@ -102,6 +105,7 @@ describe("conditions, resource loaders, authorize and shadow rules", { timeout: 
     "guardtest.v1.ConditionService/UpdateDocument": loadDocument("UpdateDocument"),
     "guardtest.v1.ConditionService/WatchDocument": loadDocument("WatchDocument"),
     "guardtest.v1.ConditionService/Brittle": loadDocument("Brittle"),
+    "guardtest.v1.ConditionService/ShadowedOwner": loadDocument("ShadowedOwner"),
   };
 
   before(async () => {
@@ -310,6 +314,63 @@ describe("conditions, resource loaders, authorize and shadow rules", { timeout: 
     ]);
   });
 
+  it("a loader only the shadow rule needs: its failures are would_deny, never the call's", async () => {
+    const mark = events.length;
+    assert.equal((await client.shadowedOwner({ documentId: 1 }, { headers: h.owner })).username, "owner");
+    assert.equal((await client.shadowedOwner({ documentId: 1 }, { headers: h.other })).username, "other");
+    assert.equal((await client.shadowedOwner({ documentId: 404 }, { headers: h.owner })).username, "owner");
+    // This fixture's authorize fallback is given the resource, so a throwing
+    // loader fails the call here (the fallback could not tell "none" from "failed").
+    loaderFailure = new Error("database is down");
+    try {
+      await refusal(
+        client.shadowedOwner({ documentId: 1 }, { headers: h.owner }),
+        Code.Unavailable,
+        "RESOURCE_UNAVAILABLE",
+      );
+      // Without a fallback, only the shadow rule needs the loader: the call goes on.
+      const seen: DecisionEvent[] = [];
+      const watched = await createTestAuth({
+        routes: conditionRoutes,
+        resources,
+        database: t.database,
+        onDecision: (e) => seen.push(e),
+      });
+      try {
+        const owner = await watched.authHeaders(ids.owner!);
+        const answer = await createClient(ConditionService, watched.transport).shadowedOwner(
+          { documentId: 1 },
+          { headers: owner },
+        );
+        assert.equal(answer.username, "owner");
+        assert.deepEqual(
+          seen.map((e) => [
+            e.verdict.outcome,
+            e.shadow?.outcome === "would_deny" ? e.shadow.reason : e.shadow?.outcome,
+          ]),
+          [["allow", "RESOURCE_UNAVAILABLE"]],
+        );
+      } finally {
+        await watched.close();
+      }
+    } finally {
+      loaderFailure = undefined;
+    }
+    assert.deepEqual(
+      eventsSince(mark).map((e) => [
+        e.verdict.outcome,
+        e.shadow?.outcome,
+        e.shadow?.outcome === "would_deny" ? e.shadow.reason : "",
+      ]),
+      [
+        ["allow", "allow", ""],
+        ["allow", "would_deny", "CONDITION_FAILED"],
+        ["allow", "would_deny", "CONDITION_FAILED"],
+        ["unavailable", undefined, ""],
+      ],
+    );
+  });
+
   it("shadow rules: would_deny is reported, logged and metered, and never changes the outcome", async () => {
     const mark = events.length;
     const linesBefore = logLines.length;
@@ -434,6 +495,7 @@ describe("conditions are checked at start-up", { timeout: 60_000 }, () => {
       "guardtest.v1.ConditionService/UpdateDocument": () => undefined,
       "guardtest.v1.ConditionService/WatchDocument": () => undefined,
       "guardtest.v1.ConditionService/Brittle": () => undefined,
+      "guardtest.v1.ConditionService/ShadowedOwner": () => undefined,
     };
     // The same loaders are accepted, keyed by string or by descriptor.
     createAuth({
@@ -450,6 +512,7 @@ describe("conditions are checked at start-up", { timeout: 60_000 }, () => {
         [ConditionService.method.updateDocument, () => undefined],
         [ConditionService.method.watchDocument, () => undefined],
         [ConditionService.method.brittle, () => undefined],
+        [ConditionService.method.shadowedOwner, () => undefined],
       ]),
     });
     const unknown = startupError({
@@ -463,6 +526,21 @@ describe("conditions are checked at start-up", { timeout: 60_000 }, () => {
     assert.match(
       startupError({ resources: { "not a key": () => undefined } }).message,
       /"not a key" is not of the form package\.Service\/Method/,
+    );
+  });
+
+  it("a loader on a client-streaming method, and a condition_message without a condition, stop start-up", () => {
+    assert.match(
+      startupError({
+        services: [GuardedService],
+        resources: { "guardtest.v1.GuardedService/StaffClientStream": () => ({}) },
+      }).message,
+      /GuardedService\/StaffClientStream: resource loaders need the request message; a client_streaming call has a stream/,
+    );
+    assert.match(
+      startupError({ defaultRule: { authenticated: true, conditionMessage: "no" }, services: [PlainDocumentService] })
+        .message,
+      /condition_message is set but condition is not/,
     );
   });
 

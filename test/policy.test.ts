@@ -276,7 +276,9 @@ describe("policy --image (a Buf image of someone else's services)", () => {
 
 describe("policy shows conditions, shadow rules, loaders and the authorize fallback", () => {
   const code = {
-    resourceLoaders: new Set(["guardtest.v1.ConditionService/UpdateDocument"]),
+    resourceLoaders: new Set(
+      ["UpdateDocument", "WatchDocument", "Brittle", "ShadowedOwner"].map((m) => `guardtest.v1.ConditionService/${m}`),
+    ),
     authorize: true,
   };
 
@@ -335,6 +337,16 @@ describe("policy shows conditions, shadow rules, loaders and the authorize fallb
     const report = JSON.parse(out.join("\n")) as { rows: PolicyRow[]; authorizeFallback?: boolean };
     assert.equal("authorizeFallback" in report, false);
     assert.ok(report.rows.every((r) => !("resourceLoader" in r)));
+  });
+
+  it("with application code, a condition reading resource on a method without a loader is invalid", async () => {
+    const { err, io } = captureIo();
+    const onlyOne = { resourceLoaders: new Set(["guardtest.v1.ConditionService/UpdateDocument"]), authorize: false };
+    assert.equal(await runPolicy([ConditionService], ["--format", "json"], io, { code: onlyOne }), 1);
+    assert.match(
+      err.join("\n"),
+      /ConditionService\/WatchDocument has a malformed rule: condition "request\.document_id > 0 && resource\.owner_id == principal\.id" reads resource, but the application registers no resource loader/,
+    );
   });
 
   it("a condition that does not check is an invalid row, and exits 1", async () => {

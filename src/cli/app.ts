@@ -16,7 +16,7 @@ import type {
   AuthorizeResult,
   ResourceLoader,
   ResourceLoaders,
-} from "../conditions/access.js";
+} from "../conditions/code.js";
 import { CliError } from "./io.js";
 
 /** What {@link ServeApp.prepare} may return. */

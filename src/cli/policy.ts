@@ -8,7 +8,7 @@
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { createAuthPolicy, PolicyError, type AuthPolicy } from "../policy/policy.js";
 import { describeRule } from "../policy/rule.js";
-import { methodKey } from "../conditions/access.js";
+import { methodKey } from "../conditions/code.js";
 import { SERVER_SERVICES } from "../server/services/server-services.js";
 import { parseArgs } from "./args.js";
 import { EXIT_FAILURE, EXIT_OK, PROGRAM, UsageError, type CliIo, type Command } from "./io.js";
@@ -89,6 +89,14 @@ export function policyReport(
   for (const method of services.flatMap((s) => s.methods)) {
     try {
       const plan = policy.planFor(method);
+      const hasLoader = options.code?.resourceLoaders.has(methodKey(method));
+      const readsResource = [plan.condition, plan.shadow?.condition].find((c) => c?.readsResource);
+      if (hasLoader === false && readsResource !== undefined) {
+        // The server would refuse to start: say so here rather than at deploy time.
+        const problem = `condition "${readsResource.expression}" reads resource, but the application registers no resource loader for ${methodKey(method)}`;
+        rows.push({ ...where(method), rule: "invalid", source: "invalid", problems: [problem] });
+        continue;
+      }
       const { condition, conditionMessage } = plan.rule;
       rows.push({
         ...where(method),
@@ -100,7 +108,7 @@ export function policyReport(
         ...(plan.shadow !== undefined && {
           shadow: { rule: describeRule(plan.shadow.rule), source: plan.shadow.source },
         }),
-        ...(options.code !== undefined && { resourceLoader: options.code.resourceLoaders.has(methodKey(method)) }),
+        ...(hasLoader !== undefined && { resourceLoader: hasLoader }),
       });
     } catch (error) {
       if (!(error instanceof PolicyError)) throw error;

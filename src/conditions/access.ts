@@ -20,71 +20,16 @@ import type { AuthPolicy, MethodPlan, ShadowPlan } from "../policy/policy.js";
 import { PolicyError } from "../policy/policy.js";
 import type { Principal } from "../principal.js";
 import type { DenyReason } from "../reasons.js";
+import {
+  loaderMap,
+  methodKey,
+  type AccessCall,
+  type AuthorizeFallback,
+  type ResourceLoader,
+  type ResourceLoaders,
+} from "./code.js";
 import { celPrincipal } from "./principal.js";
 import { DEFAULT_CONDITION_MESSAGE, type CompiledCondition, type ConditionBindings } from "./compile.js";
-
-/** The call a resource loader or the `authorize` fallback is asked about. */
-export interface AccessCall {
-  readonly method: DescMethod;
-  /** The caller; undefined for an anonymous caller of a public method. */
-  readonly principal: Principal | undefined;
-  /** The request headers. */
-  readonly header: Headers;
-  /** The call's context values, as the handler will see them. */
-  readonly values: ContextValues;
-  /** Aborted when the call ends (client cancel, deadline): pass it on to queries. */
-  readonly signal: AbortSignal;
-}
-
-/**
- * Loads what a method's condition calls `resource` (the order row for
- * `UpdateOrder`), given the decoded request. Return `undefined` or `null`
- * when there is none: the call is then refused like one whose condition is
- * false. Throwing fails the call UNAVAILABLE `RESOURCE_UNAVAILABLE`.
- * Objects become CEL maps (`resource.user_id`), numbers doubles, which CEL
- * compares equal to ints of the same value.
- */
-export type ResourceLoader = {
-  // A method signature, so loaders may declare their own request type
-  // (`(request: UpdateOrderRequest) => …`): parameters of methods are bivariant.
-  load(request: Message, call: AccessCall): unknown;
-}["load"];
-
-/**
- * Resource loaders by method: keys are `"package.Service/Method"` strings
- * (a plain object or a Map) or method descriptors (a Map).
- *
- * @example
- * ```ts
- * const resources: ResourceLoaders = {
- *   "shop.v1.OrderService/UpdateOrder": (request: UpdateOrderRequest) => orders.byId(request.orderId),
- * };
- * ```
- */
-export type ResourceLoaders =
-  | Readonly<Record<string, ResourceLoader>>
-  | ReadonlyMap<DescMethod | string, ResourceLoader>;
-
-/** What the `authorize` fallback is given: the call, its request and its resource. */
-export interface AuthorizeCall extends AccessCall {
-  /** The decoded request; undefined for client- and bidi-streaming calls, decided before any message. */
-  readonly request: Message | undefined;
-  /** What the method's resource loader returned; undefined without a loader. */
-  readonly resource: unknown;
-}
-
-/** The answer of an `authorize` fallback: allow, or deny with the message the caller sees. */
-export type AuthorizeResult = { readonly outcome: "allow" } | { readonly outcome: "deny"; readonly message: string };
-
-/**
- * Code for what a CEL condition cannot say, called for every call the rule
- * (and its condition) admitted, on every method of the router: public ones
- * too, so look at `call.method`. A denial is PERMISSION_DENIED
- * `AUTHORIZE_DENIED` with its message; throwing, or answering anything but
- * an {@link AuthorizeResult}, is UNAVAILABLE `AUTHORIZE_UNAVAILABLE`. It
- * never allows what the rule refused.
- */
-export type AuthorizeFallback = (call: AuthorizeCall) => AuthorizeResult | Promise<AuthorizeResult>;
 
 /** What the shadow rule of a method says about a call the rule in force admitted. */
 export type ShadowOutcome =
@@ -116,8 +61,18 @@ export interface CallSource {
 export interface AccessPlan {
   readonly plan: MethodPlan;
   readonly loader: ResourceLoader | undefined;
-  /** Whether the verdict depends on the resource (condition reads it, or a fallback gets it). */
-  readonly enforcedNeedsResource: boolean;
+  /**
+   * Whether the enforced condition reads the resource: then a loader that
+   * finds nothing refuses the call. Otherwise the fallback (if any) is given
+   * `undefined` and decides.
+   */
+  readonly conditionReadsResource: boolean;
+  /**
+   * Whether the verdict depends on the resource at all (the enforced
+   * condition reads it, or a fallback is given it): then a loader that throws
+   * fails the call, since the fallback could not tell "none" from "failed".
+   */
+  readonly verdictNeedsResource: boolean;
 }
 
 /** Options of {@link createAccessStage}. */
@@ -152,13 +107,6 @@ export interface AccessStage {
   readonly hasAuthorize: boolean;
 }
 
-/** `package.Service/Method`, the key form of {@link ResourceLoaders}. */
-export function methodKey(method: DescMethod): string {
-  return `${method.parent.typeName}/${method.name}`;
-}
-
-const KEY_FORM = /^[A-Za-z_][\w.]*\/[A-Za-z_]\w*$/;
-
 /**
  * Creates the body stage.
  *
@@ -179,7 +127,8 @@ export function createAccessStage(options: AccessStageOptions): AccessStage {
         ? Object.freeze({
             plan,
             loader,
-            enforcedNeedsResource:
+            conditionReadsResource: loader !== undefined && plan.condition?.readsResource === true,
+            verdictNeedsResource:
               loader !== undefined && (authorize !== undefined || plan.condition?.readsResource === true),
           })
         : null;
@@ -256,7 +205,9 @@ export function createAccessStage(options: AccessStageOptions): AccessStage {
         resourceFailure = { reason: "RESOURCE_UNAVAILABLE", cause };
       }
     }
-    if (resourceFailure !== undefined && access.enforcedNeedsResource) {
+    const failureEnforced =
+      resourceFailure?.reason === "RESOURCE_UNAVAILABLE" ? access.verdictNeedsResource : access.conditionReadsResource;
+    if (resourceFailure !== undefined && failureEnforced) {
       const verdict =
         resourceFailure.reason === "RESOURCE_UNAVAILABLE"
           ? unavailable(
@@ -414,24 +365,4 @@ function unavailable(plan: MethodPlan, reason: Unavailable["reason"], message: s
 /** The rule check reads no token field; an anonymous-token placeholder keeps its signature. */
 function placeholderToken(principal: Principal) {
   return { userId: principal.id, jti: "", issuedAt: 0 };
-}
-
-function loaderMap(resources: ResourceLoaders | undefined): Map<string, ResourceLoader> {
-  const map = new Map<string, ResourceLoader>();
-  if (resources === undefined) return map;
-  const entries: Iterable<[DescMethod | string, ResourceLoader]> =
-    resources instanceof Map ? resources.entries() : Object.entries(resources as Record<string, ResourceLoader>);
-  const problems: string[] = [];
-  for (const [key, loader] of entries) {
-    const name = typeof key === "string" ? key : methodKey(key);
-    if (typeof key === "string" && !KEY_FORM.test(key)) {
-      problems.push(`resource loader key "${key}" is not of the form package.Service/Method`);
-    } else if (typeof loader !== "function") {
-      problems.push(`resource loader for ${name} is not a function`);
-    } else if (map.has(name)) {
-      problems.push(`two resource loaders for ${name}`);
-    } else map.set(name, loader);
-  }
-  if (problems.length > 0) throw new PolicyError(problems);
-  return map;
 }

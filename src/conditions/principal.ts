@@ -1,29 +1,34 @@
 /**
  * `principal` as conditions see it. Principals are cached by the principal
  * source and shared by the calls of one user, so the CEL form is built once
- * per principal object rather than once per call.
+ * per principal object rather than once per call, and built as a CEL map
+ * already: handing CEL a plain object would make it convert the object on
+ * every evaluation.
  */
+import { celList, celMap, type CelMap } from "@bufbuild/cel";
 import { principalKind, type Principal } from "../principal.js";
 
-const forms = new WeakMap<Principal, object>();
+const forms = new WeakMap<Principal, CelMap>();
 
 /**
  * The CEL value of `principal`: `id` (int), `username`, `kind` ("user" or
  * "service"), `is_staff`, `is_superuser`, `permissions` and `groups` (lists
  * of strings, sorted).
  */
-export function celPrincipal(principal: Principal): object {
+export function celPrincipal(principal: Principal): CelMap {
   let form = forms.get(principal);
   if (form === undefined) {
-    form = Object.freeze({
-      id: BigInt(principal.id),
-      username: principal.username,
-      kind: principalKind(principal),
-      is_staff: principal.isStaff,
-      is_superuser: principal.isSuperuser,
-      permissions: Object.freeze([...principal.permissions].sort()),
-      groups: Object.freeze([...(principal.groups ?? [])].sort()),
-    });
+    form = celMap(
+      new Map<string, bigint | string | boolean | ReturnType<typeof celList>>([
+        ["id", BigInt(principal.id)],
+        ["username", principal.username],
+        ["kind", principalKind(principal)],
+        ["is_staff", principal.isStaff],
+        ["is_superuser", principal.isSuperuser],
+        ["permissions", celList([...principal.permissions].sort())],
+        ["groups", celList([...(principal.groups ?? [])].sort())],
+      ]),
+    );
     forms.set(principal, form);
   }
   return form;

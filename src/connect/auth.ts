@@ -16,13 +16,8 @@ import { principalKey, verdictKey } from "./context.js";
 import { assertRequestGateSupported } from "./peer-version.js";
 import { verdictToConnectError } from "./errors.js";
 import { createCallWatch, type CallWatch, type RevalidationHooks, type StreamRevalidationOptions } from "./watch.js";
-import {
-  createAccessStage,
-  type AccessStage,
-  type AuthorizeFallback,
-  type ResourceLoaders,
-  type ShadowOutcome,
-} from "../conditions/access.js";
+import { createAccessStage, type AccessStage, type ShadowOutcome } from "../conditions/access.js";
+import type { AuthorizeFallback, ResourceLoaders } from "../conditions/code.js";
 import { admitBody } from "../conditions/interceptor.js";
 
 /**

@@ -15,7 +15,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { createAuth, type Auth } from "../connect/auth.js";
-import type { AuthorizeFallback, ResourceLoaders } from "../conditions/access.js";
+import type { AuthorizeFallback, ResourceLoaders } from "../conditions/code.js";
 import { peerContextValues, type ClientAddressOptions } from "../connect/peer.js";
 import {
   clientCertificateContextValues,

@@ -10,7 +10,7 @@ import { randomBytes } from "node:crypto";
 import type { ConnectRouter, Transport } from "@connectrpc/connect";
 import { createRouterTransport } from "@connectrpc/connect";
 import { createAuth, type Auth, type DecisionEvent } from "../connect/auth.js";
-import type { AuthorizeFallback, ResourceLoaders } from "../conditions/access.js";
+import type { AuthorizeFallback, ResourceLoaders } from "../conditions/code.js";
 import { servicesOf } from "../connect/routes.js";
 import { AuthService } from "../../gen/protoguard/v1/auth_pb.js";
 import { createAuthService, type AuthServiceOptions } from "../lifecycle/auth-service.js";
