@@ -17,6 +17,7 @@ import type { ConformanceTable } from "../../../src/testing/index.js";
  * - `brittle`: `Principal` (authenticated; condition: resource.owner_id == principal.id)
  * - `publicUnlessBlocked`: `Principal | undefined` (public; condition: principal == null || !('blocked' in principal.groups))
  * - `shadowedRead`: `Principal` (authenticated)
+ * - `shadowedOwner`: `Principal` (authenticated)
  * - `shadowedPublic`: `Principal | undefined` (public)
  */
 export type GuardedConditionServiceImpl = GuardedServiceImpl<typeof ConditionService,
@@ -25,6 +26,7 @@ export type GuardedConditionServiceImpl = GuardedServiceImpl<typeof ConditionSer
   | "watchDocument"
   | "brittle"
   | "shadowedRead"
+  | "shadowedOwner"
 >;
 
 /**
@@ -39,6 +41,7 @@ export function implementGuardedConditionService(impl: GuardedConditionServiceIm
     "watchDocument",
     "brittle",
     "shadowedRead",
+    "shadowedOwner",
   ]);
 }
 
@@ -139,6 +142,23 @@ export const ConditionServiceConformance: ConformanceTable<typeof ConditionServi
       method: "shadowedRead",
       rule: "authenticated",
       shadowRule: "authenticated; condition: request.document_id == principal.id || principal.is_staff",
+      cases: [
+        {
+          name: "anonymous",
+          caller: { anonymous: true },
+          expect: { outcome: "deny", code: "unauthenticated", reason: "TOKEN_MISSING" },
+        },
+        {
+          name: "has everything",
+          caller: { kind: "user", permissions: [], staff: false, superuser: false },
+          expect: { outcome: "allow" },
+        },
+      ],
+    },
+    {
+      method: "shadowedOwner",
+      rule: "authenticated",
+      shadowRule: "authenticated; condition: resource.owner_id == principal.id",
       cases: [
         {
           name: "anonymous",
