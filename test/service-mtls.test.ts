@@ -8,14 +8,13 @@
  * in logs and metrics.
  */
 import assert from "node:assert/strict";
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { after, before, it } from "node:test";
 import { Code, createClient, type HandlerContext } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
@@ -43,101 +42,11 @@ import { createServiceAccount, createUser, grantUserPermissions, setServiceActiv
 import { createTestDatabase, type TestDatabase } from "../src/testing/index.js";
 import { bearer, expectError, failure } from "./helpers/connect.js";
 import { describeOr, skipWithoutOpenssl } from "./helpers/env.js";
-import { selfSignedCertificate } from "./helpers/tls.js";
+import { makeCa, makeClientCertificate as makeClient, selfSignedCertificate, type Pem } from "./helpers/tls.js";
 import { cleanEnv } from "./helpers/cli.js";
 import { runCli } from "../src/cli/commands.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-
-const run = promisify(execFile);
-
-interface Pem {
-  cert: string;
-  key: string;
-}
-
-/** A CA certificate and key, self-signed, valid one day. */
-async function makeCa(dir: string, name: string): Promise<Pem> {
-  const key = join(dir, `${name}.key`);
-  const cert = join(dir, `${name}.pem`);
-  await run(
-    "openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-keyout",
-      key,
-      "-out",
-      cert,
-      "-days",
-      "1",
-      "-subj",
-      `/CN=${name}`,
-      "-addext",
-      "basicConstraints=critical,CA:TRUE",
-      "-addext",
-      "keyUsage=critical,keyCertSign,cRLSign",
-    ],
-    { timeout: 30_000 },
-  );
-  return { cert: await readFile(cert, "utf8"), key: await readFile(key, "utf8") };
-}
-
-/** A client certificate signed by `ca` (files `<ca>.pem`/`.key` in `dir`), with `subject` and optional URI SAN. */
-async function makeClient(dir: string, ca: string, name: string, subject: string, uri?: string): Promise<Pem> {
-  const key = join(dir, `${name}.key`);
-  const csr = join(dir, `${name}.csr`);
-  const cert = join(dir, `${name}.pem`);
-  const ext = join(dir, `${name}.ext`);
-  await writeFile(ext, `extendedKeyUsage=clientAuth\n${uri === undefined ? "" : `subjectAltName=URI:${uri}\n`}`);
-  await run(
-    "openssl",
-    [
-      "req",
-      "-new",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-keyout",
-      key,
-      "-out",
-      csr,
-      "-subj",
-      subject,
-    ],
-    { timeout: 30_000 },
-  );
-  await run(
-    "openssl",
-    [
-      "x509",
-      "-req",
-      "-in",
-      csr,
-      "-CA",
-      join(dir, `${ca}.pem`),
-      "-CAkey",
-      join(dir, `${ca}.key`),
-      "-set_serial",
-      String(Date.now()),
-      "-out",
-      cert,
-      "-days",
-      "1",
-      "-extfile",
-      ext,
-    ],
-    { timeout: 30_000 },
-  );
-  return { cert: await readFile(cert, "utf8"), key: await readFile(key, "utf8") };
-}
 
 describeOr(skipWithoutOpenssl, "service accounts over mTLS", { timeout: 180_000 }, () => {
   let dir: string;
