@@ -5,6 +5,7 @@
  * must stop the command, not be ignored or read as a username.
  */
 import type { Runtime } from "../runtime/runtime.js";
+import { assertValidPermissions } from "../store/users.js";
 import { EXIT_OK, PROGRAM, UsageError, withRuntime, type CliIo, type Command } from "./io.js";
 
 /** How a flag takes its value. */
@@ -228,4 +229,21 @@ export function commandGroup(name: string, subcommands: Readonly<Record<string, 
     }
     return subcommands[first]!.run(rest, env, io);
   };
+}
+
+/** The first positional: the user, group or service account a subcommand names. */
+export const firstPositional = ({ positionals: [first] }: { positionals: string[] }): string => first!;
+
+/**
+ * A holder (user, group or service account) and the permissions to grant or revoke. Malformed
+ * permission strings are refused up front, naming all of them, so the command fails in
+ * milliseconds instead of after starting the database; the store checks again inside its
+ * transaction.
+ */
+export function holderAndPermissions({ positionals: [name, ...perms] }: { positionals: string[] }): {
+  name: string;
+  perms: string[];
+} {
+  assertValidPermissions(perms);
+  return { name: name!, perms };
 }

@@ -16,13 +16,8 @@ import {
   setServiceActive,
   type ServiceAccountInfo,
 } from "../store/service-accounts.js";
-import {
-  assertValidPermissions,
-  assertValidUsername,
-  grantUserPermissions,
-  revokeUserPermissions,
-} from "../store/users.js";
-import { defineStoreSubcommand } from "./args.js";
+import { assertValidUsername, grantUserPermissions, revokeUserPermissions } from "../store/users.js";
+import { defineStoreSubcommand, firstPositional, holderAndPermissions } from "./args.js";
 import { UsageError } from "./io.js";
 
 /** Longest grace period `service rotate` accepts: 30 days, in seconds. */
@@ -43,12 +38,7 @@ function describe(account: ServiceAccountInfo) {
   };
 }
 
-const name = ({ positionals: [first] }: { positionals: string[] }) => first!;
-
-function nameAndPermissions({ positionals: [first, ...perms] }: { positionals: string[] }) {
-  assertValidPermissions(perms);
-  return { name: first!, perms };
-}
+const name = firstPositional;
 
 const serviceCreate = defineStoreSubcommand({
   usage: "service create <name> [--tls-identity SPIFFE_ID_OR_SUBJECT]",
@@ -89,7 +79,7 @@ const serviceGrant = defineStoreSubcommand({
   usage: "service grant <name> <permission>...",
   summary: "grant app_label.codename permissions to a service account (all or nothing)",
   positionals: { min: 2, max: Infinity, names: "<name> <permission>..." },
-  prepare: nameAndPermissions,
+  prepare: holderAndPermissions,
   async work(runtime, { name, perms }) {
     await requireServiceId(runtime.database.db, name);
     await grantUserPermissions(runtime.database.db, name, perms);
@@ -101,7 +91,7 @@ const serviceRevoke = defineStoreSubcommand({
   usage: "service revoke <name> <permission>...",
   summary: "remove permissions from a service account (grants through groups stay)",
   positionals: { min: 2, max: Infinity, names: "<name> <permission>..." },
-  prepare: nameAndPermissions,
+  prepare: holderAndPermissions,
   async work(runtime, { name, perms }) {
     await requireServiceId(runtime.database.db, name);
     return revokeUserPermissions(runtime.database.db, name, perms);

@@ -15,7 +15,6 @@ import type { PublicUser } from "../store/users.js";
 import { assertNotService, serviceAccountRefused } from "../store/service-accounts.js";
 import {
   addUsersToGroup,
-  assertValidPermissions,
   assertValidUsername,
   createGroup,
   createUser,
@@ -25,7 +24,7 @@ import {
   grantUserPermissions,
   revokeUserPermissions,
 } from "../store/users.js";
-import { defineStoreSubcommand } from "./args.js";
+import { defineStoreSubcommand, firstPositional, holderAndPermissions } from "./args.js";
 import { CliError, UsageError } from "./io.js";
 
 async function readStdin(): Promise<string> {
@@ -86,17 +85,7 @@ function personOnly<P extends { name: string } | string, T>(work: (runtime: Runt
 const PASSWORD_FLAGS = { password: "string", "password-stdin": "boolean" } as const;
 
 /** What the user-management commands name: a user or a group. */
-const holder = ({ positionals: [name] }: { positionals: string[] }) => name!;
-
-/**
- * A holder and the permissions to grant or revoke. Malformed permission strings are refused up
- * front, naming all of them, so the command fails in milliseconds instead of after starting the
- * database; the store checks again inside its transaction.
- */
-function holderAndPermissions({ positionals: [name, ...perms] }: { positionals: string[] }) {
-  assertValidPermissions(perms);
-  return { name: name!, perms };
-}
+const holder = firstPositional;
 
 const userCreate = defineStoreSubcommand({
   usage: "user create <username> --password <pw> [--email <e>] [--staff] [--superuser]",
