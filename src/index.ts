@@ -100,6 +100,17 @@ export type {
   VerifiedClaims,
   VerifyResult,
 } from "./token/index.js";
+export type { AccessVerifyResult, FederatedTokenVerifier, FederatedTokenVerifierOptions } from "./token/verifier.js";
+
+// ---------------------------------------------------------------------------
+// Tokens of existing identity providers (Keycloak, Auth0, Entra ID...)
+// ---------------------------------------------------------------------------
+export { loadTrustedIssuers, parseTrustedIssuers } from "./identity/trusted-issuers.js";
+export type { TrustedIssuer, TrustedIssuerInit } from "./identity/trusted-issuers.js";
+export type { ClaimPath, ClaimPathInit } from "./identity/claim-path.js";
+export { withTrustedIssuers } from "./identity/external-verifier.js";
+export type { AccessVerifier, TrustedIssuerOptions } from "./identity/external-verifier.js";
+export type { ExternalAccessClaims, ExternalSubject } from "./identity/subject.js";
 
 // ---------------------------------------------------------------------------
 // Rules: reading and validating them from descriptors
@@ -131,6 +142,9 @@ export type {
   AccessTokenVerifier,
   Decide,
   DeciderOptions,
+  IdentityResolution,
+  IdentityResolver,
+  LocalAccessClaims,
   PrincipalSource,
 } from "./decide/decide.js";
 export type { Allow, Deny, TokenIdentity, Unavailable, Verdict } from "./decide/verdict.js";

@@ -20,7 +20,22 @@ export type UnauthenticatedReason =
   /** The token's `jti` was revoked, or it predates the user's last credentials change. */
   | "TOKEN_REVOKED"
   /** The token names a user that does not exist or is not active. */
-  | "USER_INACTIVE";
+  | "USER_INACTIVE"
+  /**
+   * The token's `iss` is neither protoguard's own issuer nor a configured
+   * trusted issuer: refused before any key is tried.
+   */
+  | "UNKNOWN_ISSUER"
+  /**
+   * A trusted issuer's token names a subject linked to no local user, and
+   * that issuer is not configured to provision users on first sight.
+   */
+  | "IDENTITY_NOT_LINKED"
+  /**
+   * The gateway claims header arrived from a peer outside the configured
+   * trusted gateway ranges (or gateway mode is off): never trusted.
+   */
+  | "GATEWAY_UNTRUSTED";
 
 /** Why an identified caller may not call (gRPC code PERMISSION_DENIED). */
 export type PermissionDeniedReason = "PERMISSION_MISSING" | "STAFF_REQUIRED" | "SUPERUSER_REQUIRED";

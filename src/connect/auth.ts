@@ -1,7 +1,15 @@
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import type { HeaderReader } from "../credential/bearer.js";
 import type { HandlerContext, Interceptor } from "@connectrpc/connect";
-import { createDecider, type AccessTokenVerifier, type Decide, type PrincipalSource } from "../decide/decide.js";
+import {
+  createDecider,
+  type AccessTokenVerifier,
+  type Decide,
+  type IdentityResolver,
+  type PrincipalSource,
+} from "../decide/decide.js";
+import { withTrustedIssuers } from "../identity/external-verifier.js";
+import type { TrustedIssuer, TrustedIssuerInit } from "../identity/trusted-issuers.js";
 import type { Verdict } from "../decide/verdict.js";
 import { createAuthPolicy, type AuthPolicy } from "../policy/policy.js";
 import type { RuleInit } from "../policy/rule.js";
@@ -54,6 +62,19 @@ export interface AuthOptions {
   policy?: AuthPolicy;
   /** Bound on one user lookup in milliseconds. Default: 5000. */
   lookupTimeoutMs?: number;
+  /**
+   * External identity providers whose access tokens are accepted too, routed by `iss` and
+   * verified against their own JWKS (the same list `createTokenVerifier` takes; see
+   * `parseTrustedIssuers`). Needs {@link AuthOptions.identities}. Default: none (or whatever
+   * the verifier was built with).
+   */
+  trustedIssuers?: readonly TrustedIssuerInit[] | readonly TrustedIssuer[];
+  /**
+   * Maps trusted issuers' subjects to local users and their token groups to permissions:
+   * `createIdentityResolver({ database, invalidations: principals })` from `protoguard/store`.
+   * Required when the verifier or {@link AuthOptions.trustedIssuers} trusts any issuer.
+   */
+  identities?: IdentityResolver;
   /**
    * Called once per decision (logs, metrics). Must not throw; it runs on the
    * request path, so keep it cheap. Default: none.
@@ -144,10 +165,18 @@ export function createAuth(options: AuthOptions): Auth {
       ...(options.services !== undefined && { services: options.services }),
     });
   if (options.policy && options.services) policy.planServices(options.services);
+  const verifier = options.trustedIssuers?.length
+    ? withTrustedIssuers(options.verifier, options.trustedIssuers)
+    : options.verifier;
+  if (verifier.trustedIssuers?.length && options.identities === undefined) {
+    throw new TypeError("createAuth: trusted issuers need an `identities` resolver (createIdentityResolver)");
+  }
+  options = { ...options, verifier };
   const decide = createDecider({
     policy,
-    verifier: options.verifier,
+    verifier,
     principals: options.principals,
+    ...(options.identities !== undefined && { identities: options.identities }),
     ...(options.lookupTimeoutMs !== undefined && { lookupTimeoutMs: options.lookupTimeoutMs }),
   });
   const onDecision = options.onDecision;
@@ -210,6 +239,7 @@ function createWatch(options: AuthOptions, policy: AuthPolicy, decide: Decide): 
       return createDecider({
         policy,
         verifier,
+        ...(options.identities !== undefined && { identities: options.identities }),
         ...(options.lookupTimeoutMs !== undefined && { lookupTimeoutMs: options.lookupTimeoutMs }),
         principals: {
           load(userId, token) {

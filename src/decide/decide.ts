@@ -5,14 +5,48 @@ import type { AuthPolicy, MethodPlan } from "../policy/policy.js";
 import type { PlannedRule } from "../policy/rule.js";
 import { principalHasPermission, type Principal, type PrincipalLookup } from "../principal.js";
 import type { UnauthenticatedReason } from "../reasons.js";
+import type { ExternalAccessClaims, ExternalSubject } from "../identity/subject.js";
 import { MESSAGES, unauthenticated, type Allow, type Deny, type Verdict } from "./verdict.js";
 
-type VerifiedToken = Extract<AccessTokenResult, { ok: true }>["claims"];
+/** The claims of a verified token naming a local user: what the decision needs of it. */
+export interface LocalAccessClaims {
+  readonly userId: number;
+  readonly jti: string;
+  readonly issuedAt: number;
+  readonly expiresAt?: number;
+  /** Never set: tells these apart from {@link ExternalAccessClaims}. */
+  readonly external?: undefined;
+}
+type VerifiedToken = LocalAccessClaims;
 
-/** What an {@link AccessTokenVerifier} answers: the claims the decision needs, or why the token is refused. */
+/**
+ * What an {@link AccessTokenVerifier} answers: the claims the decision needs (a local user id,
+ * or a trusted issuer's {@link ExternalSubject} for an {@link IdentityResolver} to map), or why
+ * the token is refused.
+ */
 export type AccessTokenResult =
-  | { ok: true; claims: { userId: number; jti: string; issuedAt: number; expiresAt?: number } }
+  | { ok: true; claims: LocalAccessClaims | ExternalAccessClaims }
   | { ok: false; reason: UnauthenticatedReason | "KEYS_UNAVAILABLE"; error: unknown };
+
+/**
+ * How a trusted issuer's subject maps to a local user; `createIdentityResolver` (from
+ * `protoguard/store`) is the one over the `external_identities` table.
+ */
+export type IdentityResolution =
+  /** `grant` adds what the token's groups carry to the loaded principal, for this call only. */
+  | { status: "linked"; userId: number; grant: (principal: Principal) => Principal }
+  /** No local user is linked, and the issuer does not provision one. */
+  | { status: "not_linked" };
+
+/**
+ * Maps external subjects to local users (linking, provisioning) and their token groups to
+ * permissions. Throwing means "backend unavailable".
+ */
+export interface IdentityResolver {
+  resolve(subject: ExternalSubject): Promise<IdentityResolution>;
+  /** The cached answer, without I/O, when there is one; optional. */
+  peek?(subject: ExternalSubject): IdentityResolution | undefined;
+}
 
 /**
  * What the decision needs from token verification: the shape of
@@ -28,6 +62,11 @@ export interface AccessTokenVerifier {
    * of every second from `exp` on. Optional.
    */
   readonly leewaySeconds?: number;
+  /**
+   * The external issuers whose tokens this verifier accepts (answered as external subjects):
+   * `createAuth` refuses to start with any and no `identities` resolver. Optional.
+   */
+  readonly trustedIssuers?: readonly string[];
 }
 
 /**
@@ -46,6 +85,11 @@ export interface DeciderOptions {
   policy: AuthPolicy;
   verifier: AccessTokenVerifier;
   principals: PrincipalSource;
+  /**
+   * Maps tokens of trusted external issuers to local users. Default: none, and such a token
+   * (which only a verifier with trusted issuers yields) gets UNAVAILABLE, never a pass.
+   */
+  identities?: IdentityResolver;
   /**
    * Upper bound on one user lookup, in milliseconds; past it (or past the
    * call's own deadline, whichever is sooner) the call fails UNAVAILABLE
@@ -73,8 +117,50 @@ export type Decide = (method: DescMethod, headers: HeaderReader, timeoutMs?: num
  * fails verification, cost no database I/O.
  */
 export function createDecider(options: DeciderOptions): Decide {
-  const { policy, verifier, principals } = options;
+  const { policy, verifier, principals, identities } = options;
   const lookupTimeoutMs = options.lookupTimeoutMs ?? 5000;
+  const budgetOf = (timeoutMs: number | undefined) =>
+    timeoutMs === undefined ? lookupTimeoutMs : Math.min(timeoutMs, lookupTimeoutMs);
+  // Public methods keep working without the database; the caller is treated
+  // as anonymous rather than trusted on the token's word.
+  const backendFailed = (plan: MethodPlan) => (cause: unknown) =>
+    plan.rule.kind === "public" ? allow(plan, undefined) : unavailableFor(plan, cause);
+
+  /** A trusted issuer's subject: mapped to a local user first, then the same path as a local token. */
+  function afterExternal(
+    plan: MethodPlan,
+    claims: ExternalAccessClaims,
+    timeoutMs: number | undefined,
+  ): Verdict | Promise<Verdict> {
+    if (identities === undefined) return unavailableFor(plan, new Error("no identity resolver for external tokens"));
+    const then = (resolution: IdentityResolution) => {
+      if (resolution.status === "not_linked") return unauthenticated(plan, "IDENTITY_NOT_LINKED");
+      const token = {
+        userId: resolution.userId,
+        jti: claims.jti,
+        issuedAt: claims.issuedAt,
+        expiresAt: claims.expiresAt,
+      };
+      return lookUp(plan, token, timeoutMs, resolution.grant);
+    };
+    const known = identities.peek?.(claims.external);
+    if (known !== undefined) return then(known);
+    return withTimeout(identities.resolve(claims.external), budgetOf(timeoutMs)).then(then, backendFailed(plan));
+  }
+
+  function lookUp(
+    plan: MethodPlan,
+    claims: VerifiedToken,
+    timeoutMs: number | undefined,
+    grant?: (principal: Principal) => Principal,
+  ): Verdict | Promise<Verdict> {
+    const cached = principals.peek?.(claims.userId, claims);
+    if (cached !== undefined) return judge(plan, cached, claims, grant);
+    return withTimeout(principals.load(claims.userId, claims), budgetOf(timeoutMs)).then(
+      (lookup) => judge(plan, lookup, claims, grant),
+      backendFailed(plan),
+    );
+  }
 
   function afterVerify(
     plan: MethodPlan,
@@ -88,15 +174,8 @@ export function createDecider(options: DeciderOptions): Decide {
       return unauthenticated(plan, verified.reason, verified.error);
     }
     const { claims } = verified;
-    const cached = principals.peek?.(claims.userId, claims);
-    if (cached !== undefined) return judge(plan, cached, claims);
-    const budget = timeoutMs === undefined ? lookupTimeoutMs : Math.min(timeoutMs, lookupTimeoutMs);
-    return withTimeout(principals.load(claims.userId, claims), budget).then(
-      (lookup) => judge(plan, lookup, claims),
-      // Public methods keep working without the database; the caller is
-      // treated as anonymous rather than trusted on the token's word.
-      (cause: unknown) => (plan.rule.kind === "public" ? allow(plan, undefined) : unavailableFor(plan, cause)),
-    );
+    if (claims.external !== undefined) return afterExternal(plan, claims, timeoutMs);
+    return lookUp(plan, claims, timeoutMs);
   }
 
   return function decide(method, headers, timeoutMs) {
@@ -120,7 +199,12 @@ export function createDecider(options: DeciderOptions): Decide {
   };
 }
 
-function judge(plan: MethodPlan, lookup: PrincipalLookup, token: VerifiedToken): Verdict {
+function judge(
+  plan: MethodPlan,
+  lookup: PrincipalLookup,
+  token: VerifiedToken,
+  grant?: (principal: Principal) => Principal,
+): Verdict {
   switch (lookup.status) {
     case "not_found":
     case "inactive":
@@ -128,7 +212,7 @@ function judge(plan: MethodPlan, lookup: PrincipalLookup, token: VerifiedToken):
     case "revoked":
       return unauthenticated(plan, "TOKEN_REVOKED");
   }
-  return authorize(plan, plan.rule, lookup.principal, token);
+  return authorize(plan, plan.rule, grant === undefined ? lookup.principal : grant(lookup.principal), token);
 }
 
 function authorize(plan: MethodPlan, rule: PlannedRule, principal: Principal, token: VerifiedToken): Allow | Deny {

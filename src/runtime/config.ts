@@ -44,6 +44,12 @@ export interface ProtoguardConfig {
   jwksUrl: string | undefined;
   /** `PROTOGUARD_JWKS_USER_ID_CLAIM`: the claim of those tokens naming the local user id. Default `user_id`. */
   jwksUserIdClaim: string | undefined;
+  /**
+   * `PROTOGUARD_TRUSTED_ISSUERS`: path of a JSON file listing external identity providers whose
+   * access tokens are accepted (see `parseTrustedIssuers`); read and validated by
+   * `openRuntime`, which refuses to start on any mistake. Default none.
+   */
+  trustedIssuersPath: string | undefined;
   /** `PROTOGUARD_JWT_ISSUER`: `iss` to set and require. Default none. */
   issuer: string | undefined;
   /** `PROTOGUARD_JWT_AUDIENCE`: `aud` to set and require. Default none. */
@@ -188,6 +194,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
     refreshTtlSeconds: int("PROTOGUARD_REFRESH_TTL", 86_400, 1, 31_536_000),
     jwksUrl: str("PROTOGUARD_JWKS_URL"),
     jwksUserIdClaim: str("PROTOGUARD_JWKS_USER_ID_CLAIM"),
+    trustedIssuersPath: str("PROTOGUARD_TRUSTED_ISSUERS"),
     issuer: str("PROTOGUARD_JWT_ISSUER"),
     audience: str("PROTOGUARD_JWT_AUDIENCE"),
     leewaySeconds: int("PROTOGUARD_JWT_LEEWAY", 30, 0, 60),

@@ -21,6 +21,8 @@ import { servicesOf } from "../connect/routes.js";
 import { createAuthPolicy } from "../policy/policy.js";
 import type { RuleInit } from "../policy/rule.js";
 import { createPrincipalSource } from "../principals/source.js";
+import { createIdentityResolver } from "../principals/identities.js";
+import type { TrustedIssuer, TrustedIssuerInit } from "../identity/trusted-issuers.js";
 import type { Database } from "../store/database.js";
 import type { Keyring } from "../token/keys.js";
 import { withCors } from "./cors.js";
@@ -116,6 +118,13 @@ export interface StartServerOptions extends ConnectionLimits {
   maxWatchStreams?: number;
   /** Open health Watch calls on one connection; more are refused with RESOURCE_EXHAUSTED. Default 10. 0 means no limit. */
   maxWatchStreamsPerConnection?: number;
+  /**
+   * External identity providers whose access tokens are accepted besides the runtime
+   * verifier's (see `createAuth`'s `trustedIssuers`; `PROTOGUARD_TRUSTED_ISSUERS` names a JSON
+   * file of them for `openRuntime`). Their subjects are linked to (or provisioned as) users of
+   * the runtime's database. Default: none beyond the runtime verifier's own.
+   */
+  trustedIssuers?: readonly TrustedIssuerInit[] | readonly TrustedIssuer[];
 }
 
 /** A running server, returned by {@link startServer}. */
@@ -185,8 +194,22 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     maxEntries: options.principalCacheEntries,
     maxAgeMs: options.principalCacheMaxAgeMs,
   });
+  // Costs nothing until a trusted issuer's token arrives; shares the principal source's subscription.
+  const identities = await createIdentityResolver({
+    database: runtime.database,
+    invalidations: principals,
+    maxEntries: options.principalCacheEntries,
+    maxAgeMs: options.principalCacheMaxAgeMs,
+  });
   try {
-    const auth = createAuth({ policy, verifier: runtime.verifier, principals, onDecision: observability.onDecision });
+    const auth = createAuth({
+      policy,
+      verifier: runtime.verifier,
+      principals,
+      identities,
+      onDecision: observability.onDecision,
+      ...(options.trustedIssuers !== undefined && { trustedIssuers: options.trustedIssuers }),
+    });
     const health = createHealth({
       services: Object.fromEntries(services.map((service) => [service.typeName, "SERVING" as const])),
       maxWatchStreams: options.maxWatchStreams,
@@ -216,6 +239,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         await listening.close(graceMs);
       } finally {
         try {
+          await identities.close();
           await principals.close();
         } finally {
           await runtime.close?.();
@@ -233,6 +257,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       close: () => (closing ??= close()),
     };
   } catch (error) {
+    await identities.close();
     await principals.close();
     throw error;
   }

@@ -8,6 +8,8 @@ export type StoreErrorCode =
   | "DUPLICATE_GROUP"
   | "INVALID_PERMISSION"
   | "INVALID_INPUT"
+  /** An external identity (issuer, subject) is already linked to a user. */
+  | "DUPLICATE_LINK"
   /** Another process (or this one) has the embedded data directory open. */
   | "DATA_DIR_LOCKED"
   /** The embedded data directory holds two databases, from two older layouts. */
