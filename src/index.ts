@@ -112,6 +112,10 @@ export { withTrustedIssuers } from "./identity/external-verifier.js";
 export type { AccessVerifier, TrustedIssuerOptions } from "./identity/external-verifier.js";
 export type { ExternalAccessClaims, ExternalSubject } from "./identity/subject.js";
 
+// Behind a gateway that verified the token already (Envoy jwt_authn, Istio, an API gateway)
+export { createGatewayReader } from "./identity/gateway.js";
+export type { GatewayOptions, GatewayReader } from "./identity/gateway.js";
+
 // ---------------------------------------------------------------------------
 // Rules: reading and validating them from descriptors
 // ---------------------------------------------------------------------------

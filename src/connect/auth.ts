@@ -15,6 +15,8 @@ import { createAuthPolicy, type AuthPolicy } from "../policy/policy.js";
 import type { RuleInit } from "../policy/rule.js";
 import type { PrincipalLookup } from "../store/principal-query.js";
 import { principalKey, verdictKey } from "./context.js";
+import { socketAddressKey } from "./peer.js";
+import { createGatewayReader, type GatewayOptions, type GatewayReader } from "../identity/gateway.js";
 import { assertRequestGateSupported } from "./peer-version.js";
 import { verdictToConnectError } from "./errors.js";
 import { createCallWatch, type CallWatch, type RevalidationHooks, type StreamRevalidationOptions } from "./watch.js";
@@ -76,6 +78,15 @@ export interface AuthOptions {
    */
   identities?: IdentityResolver;
   /**
+   * Gateway mode, off by default: behind a gateway that verified the token already (Envoy
+   * `jwt_authn` with `forward_payload_header`), take its claims from a header, but only when
+   * the call's socket peer (`socketAddressKey`, set by `peerContextValues`) is a trusted
+   * gateway; that header from any other peer is refused with `GATEWAY_UNTRUSTED`. The claims
+   * then go where a bearer token's go. A trusted gateway's header wins over a bearer token.
+   * Options (see `GatewayOptions`) or a reader from `createGatewayReader`. Default: off.
+   */
+  gateway?: GatewayOptions | GatewayReader;
+  /**
    * Called once per decision (logs, metrics). Must not throw; it runs on the
    * request path, so keep it cheap. Default: none.
    */
@@ -118,6 +129,7 @@ export interface Auth {
     headers: HeaderReader,
     stage: DecisionStage,
     timeoutMs?: number,
+    peer?: string,
   ): Verdict | Promise<Verdict>;
   /**
    * Router option `requestGate`: refuses before the request body is read or
@@ -171,25 +183,40 @@ export function createAuth(options: AuthOptions): Auth {
   if (verifier.trustedIssuers?.length && options.identities === undefined) {
     throw new TypeError("createAuth: trusted issuers need an `identities` resolver (createIdentityResolver)");
   }
-  options = { ...options, verifier };
+  const gateway =
+    options.gateway === undefined || "read" in options.gateway
+      ? options.gateway
+      : createGatewayReader({
+          ...options.gateway,
+          // The issuers the verifier trusts are mapped the same way when their claims come by gateway.
+          trustedIssuers: options.gateway.trustedIssuers ?? options.trustedIssuers ?? [],
+        });
+  options = { ...options, verifier, ...(gateway !== undefined && { gateway }) };
   const decide = createDecider({
     policy,
     verifier,
     principals: options.principals,
     ...(options.identities !== undefined && { identities: options.identities }),
+    ...(gateway !== undefined && { gateway }),
     ...(options.lookupTimeoutMs !== undefined && { lookupTimeoutMs: options.lookupTimeoutMs }),
   });
   const onDecision = options.onDecision;
   const watch = createWatch(options, policy, decide);
 
-  function decideAndReport(method: DescMethod, headers: HeaderReader, stage: DecisionStage, timeoutMs?: number) {
-    if (onDecision === undefined) return decide(method, headers, timeoutMs);
+  function decideAndReport(
+    method: DescMethod,
+    headers: HeaderReader,
+    stage: DecisionStage,
+    timeoutMs?: number,
+    peer?: string,
+  ) {
+    if (onDecision === undefined) return decide(method, headers, timeoutMs, peer);
     const started = performance.now();
     const report = (verdict: Verdict) => {
       onDecision({ method, verdict, stage, durationMs: performance.now() - started });
       return verdict;
     };
-    const result = decide(method, headers, timeoutMs);
+    const result = decide(method, headers, timeoutMs, peer);
     return result instanceof Promise ? result.then(report) : report(result);
   }
 
@@ -203,14 +230,27 @@ export function createAuth(options: AuthOptions): Auth {
     async requestGate(context) {
       const verdict =
         context.values.get(verdictKey) ??
-        (await decideAndReport(context.method, context.requestHeader, "gate", context.timeoutMs()));
+        (await decideAndReport(
+          context.method,
+          context.requestHeader,
+          "gate",
+          context.timeoutMs(),
+          context.values.get(socketAddressKey),
+        ));
       context.values.set(verdictKey, verdict);
       if (verdict.outcome !== "allow") throw verdictToConnectError(verdict);
       context.values.set(principalKey, verdict.principal);
     },
     interceptor: (next) => async (req) => {
       const verdict =
-        req.contextValues.get(verdictKey) ?? (await decideAndReport(req.method, req.header, "interceptor"));
+        req.contextValues.get(verdictKey) ??
+        (await decideAndReport(
+          req.method,
+          req.header,
+          "interceptor",
+          undefined,
+          req.contextValues.get(socketAddressKey),
+        ));
       if (verdict.outcome !== "allow") throw verdictToConnectError(verdict);
       req.contextValues.set(principalKey, verdict.principal);
       if (watch !== undefined && req.stream && verdict.token !== undefined) {
@@ -240,6 +280,7 @@ function createWatch(options: AuthOptions, policy: AuthPolicy, decide: Decide): 
         policy,
         verifier,
         ...(options.identities !== undefined && { identities: options.identities }),
+        ...(options.gateway !== undefined && "read" in options.gateway && { gateway: options.gateway }),
         ...(options.lookupTimeoutMs !== undefined && { lookupTimeoutMs: options.lookupTimeoutMs }),
         principals: {
           load(userId, token) {

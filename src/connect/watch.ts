@@ -17,6 +17,7 @@ import { Code } from "@connectrpc/connect";
 import type { ContextValues, StreamRequest, StreamResponse, UnaryRequest, UnaryResponse } from "@connectrpc/connect";
 import type { HeaderReader } from "../credential/bearer.js";
 import type { Decide } from "../decide/decide.js";
+import { socketAddressKey } from "./peer.js";
 import { MESSAGES, type Allow, type TokenIdentity, type Verdict } from "../decide/verdict.js";
 import type { InvalidationEvent } from "../store/invalidation.js";
 import type { PrincipalLookup } from "../store/principal-query.js";
@@ -187,7 +188,7 @@ export function createCallWatch(options: CallWatchOptions): CallWatch {
     // A decision never throws; should one reject all the same, the call
     // cannot be judged, and fails closed like an unavailable backend.
     return Promise.resolve()
-      .then(() => decideNow(call.method, call.headers))
+      .then(() => decideNow(call.method, call.headers, undefined, call.values.get(socketAddressKey)))
       .then(
         (verdict) => {
           try {

@@ -6,6 +6,7 @@ import type { PlannedRule } from "../policy/rule.js";
 import { principalHasPermission, type Principal, type PrincipalLookup } from "../principal.js";
 import type { UnauthenticatedReason } from "../reasons.js";
 import type { ExternalAccessClaims, ExternalSubject } from "../identity/subject.js";
+import type { GatewayReader } from "../identity/gateway.js";
 import { MESSAGES, unauthenticated, type Allow, type Deny, type Verdict } from "./verdict.js";
 
 /** The claims of a verified token naming a local user: what the decision needs of it. */
@@ -91,6 +92,11 @@ export interface DeciderOptions {
    */
   identities?: IdentityResolver;
   /**
+   * Gateway mode (`createGatewayReader`): verified claims from a trusted gateway's header,
+   * read before the bearer token; the header from any other peer is refused. Default: off.
+   */
+  gateway?: GatewayReader;
+  /**
    * Upper bound on one user lookup, in milliseconds; past it (or past the
    * call's own deadline, whichever is sooner) the call fails UNAVAILABLE
    * rather than hanging. Default: 5000.
@@ -100,13 +106,20 @@ export interface DeciderOptions {
 
 /**
  * Decides one call. Never throws for bad input: every outcome is a
- * {@link Verdict}. The optional `timeoutMs` is the call's remaining deadline.
+ * {@link Verdict}. The optional `timeoutMs` is the call's remaining deadline;
+ * `peer` the address of the socket the call came on (what gateway mode
+ * trusts; undefined when unknown, which gateway mode never trusts).
  *
  * The verdict is returned synchronously whenever no I/O or cryptography is
  * needed (no token, a malformed header, a cached token and user), so the
  * common cases cost no promise, timer or microtask; otherwise a promise.
  */
-export type Decide = (method: DescMethod, headers: HeaderReader, timeoutMs?: number) => Verdict | Promise<Verdict>;
+export type Decide = (
+  method: DescMethod,
+  headers: HeaderReader,
+  timeoutMs?: number,
+  peer?: string,
+) => Verdict | Promise<Verdict>;
 
 /**
  * Composes policy, bearer parsing, token verification and the user lookup
@@ -117,7 +130,7 @@ export type Decide = (method: DescMethod, headers: HeaderReader, timeoutMs?: num
  * fails verification, cost no database I/O.
  */
 export function createDecider(options: DeciderOptions): Decide {
-  const { policy, verifier, principals, identities } = options;
+  const { policy, verifier, principals, identities, gateway } = options;
   const lookupTimeoutMs = options.lookupTimeoutMs ?? 5000;
   const budgetOf = (timeoutMs: number | undefined) =>
     timeoutMs === undefined ? lookupTimeoutMs : Math.min(timeoutMs, lookupTimeoutMs);
@@ -178,7 +191,7 @@ export function createDecider(options: DeciderOptions): Decide {
     return lookUp(plan, claims, timeoutMs);
   }
 
-  return function decide(method, headers, timeoutMs) {
+  return function decide(method, headers, timeoutMs, peer) {
     let plan: MethodPlan;
     try {
       plan = policy.planFor(method);
@@ -188,6 +201,10 @@ export function createDecider(options: DeciderOptions): Decide {
       // instead of logging the user out.
       return unavailableFor(unplannedMethod(method), cause);
     }
+    // A trusted gateway's claims take precedence over a bearer token (the gateway verified
+    // one already); the header from an untrusted peer is refused whatever else is sent.
+    const fromGateway = gateway?.read(headers, peer);
+    if (fromGateway !== undefined) return afterVerify(plan, fromGateway, timeoutMs);
     const credential = readBearer(headers);
     if (credential.kind === "none") {
       return plan.rule.kind === "public" ? allow(plan, undefined) : unauthenticated(plan, "TOKEN_MISSING");

@@ -14,7 +14,7 @@ import { TokenRejectedError } from "../token/errors.js";
 import { createRemoteKeySource, type RemoteKeySource } from "../token/jwks.js";
 import { readClaim } from "./claim-path.js";
 import type { ExternalAccessClaims, ExternalSubject } from "./subject.js";
-import { isGroupName, parseTrustedIssuers, type TrustedIssuer, type TrustedIssuerInit } from "./trusted-issuers.js";
+import { isGroupName, resolveTrustedIssuers, type TrustedIssuer, type TrustedIssuerInit } from "./trusted-issuers.js";
 
 /** What {@link withTrustedIssuers} wraps: the access side of a verifier. */
 export interface AccessVerifier {
@@ -92,7 +92,7 @@ export function withTrustedIssuers<V extends AccessVerifier>(
   issuers: readonly TrustedIssuerInit[] | readonly TrustedIssuer[],
   options: TrustedIssuerOptions = {},
 ): V & { readonly trustedIssuers: readonly string[] } {
-  const configs = resolveIssuers(issuers);
+  const configs = resolveTrustedIssuers(issuers);
   const byIssuer = new Map<string, IssuerState>();
   for (const config of configs) {
     const keys = createRemoteKeySource(config.jwksUrl, { ...config.jwks, algorithms: config.algorithms });
@@ -163,12 +163,6 @@ export function withTrustedIssuers<V extends AccessVerifier>(
   return wrapped;
 }
 
-function resolveIssuers(issuers: readonly TrustedIssuerInit[] | readonly TrustedIssuer[]): readonly TrustedIssuer[] {
-  // Already-parsed entries (from loadTrustedIssuers) carry a URL; the JSON shape a string.
-  if (issuers.every((entry) => (entry as TrustedIssuer).jwksUrl instanceof URL)) return issuers as TrustedIssuer[];
-  return parseTrustedIssuers(issuers);
-}
-
 function parseSegment(segment: string): Record<string, unknown> | undefined {
   try {
     const value: unknown = JSON.parse(utf8.decode(Buffer.from(segment, "base64url")));
@@ -209,10 +203,16 @@ async function verifyExternal(state: IssuerState, token: string, now: () => numb
   return checkExternalClaims(claims, config, token, now() / 1000);
 }
 
-function checkExternalClaims(
+/**
+ * Checks a trusted issuer's verified (or gateway-verified) payload and maps it to an external
+ * subject. `source` is the token (or header value) a missing `jti` is derived from.
+ *
+ * @throws {TokenRejectedError}
+ */
+export function checkExternalClaims(
   value: unknown,
   config: TrustedIssuer,
-  token: string,
+  source: string,
   nowSeconds: number,
 ): ExternalAccessClaims {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
@@ -273,7 +273,7 @@ function checkExternalClaims(
       typeof jti === "string" && jti.length > 0 && jti.length <= MAX_JTI_LENGTH
         ? jti
         : // Auth0 and Entra ID access tokens have no jti; caches still need one id per token.
-          `sha256:${createHash("sha256").update(token).digest("base64url").slice(0, 40)}`,
+          `sha256:${createHash("sha256").update(source).digest("base64url").slice(0, 40)}`,
     issuedAt: iat,
     expiresAt: exp,
     tokenType: "access" as const,
@@ -313,7 +313,8 @@ function groupsOf(value: unknown, config: TrustedIssuer): readonly string[] {
   return Object.freeze([...out]);
 }
 
-function failure(error: unknown): AccessTokenResult {
+/** The refusal for a verification error: expired and key outages keep their reason, the rest is TOKEN_INVALID. */
+export function failure(error: unknown): AccessTokenResult {
   if (error instanceof TokenRejectedError) {
     switch (error.code) {
       case "EXPIRED":

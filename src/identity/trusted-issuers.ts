@@ -129,6 +129,16 @@ export function parseTrustedIssuers(value: unknown): readonly TrustedIssuer[] {
   return Object.freeze(issuers);
 }
 
+/** Entries as given to an option: already parsed (from {@link loadTrustedIssuers}) or the JSON shape, parsed now. */
+export function resolveTrustedIssuers(
+  issuers: readonly TrustedIssuerInit[] | readonly TrustedIssuer[],
+): readonly TrustedIssuer[] {
+  if (issuers.length > 0 && issuers.every((entry) => (entry as TrustedIssuer).jwksUrl instanceof URL)) {
+    return issuers as readonly TrustedIssuer[];
+  }
+  return parseTrustedIssuers(issuers);
+}
+
 /**
  * Reads and validates the trusted-issuers JSON file (what `PROTOGUARD_TRUSTED_ISSUERS` names).
  *

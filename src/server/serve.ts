@@ -23,6 +23,7 @@ import type { RuleInit } from "../policy/rule.js";
 import { createPrincipalSource } from "../principals/source.js";
 import { createIdentityResolver } from "../principals/identities.js";
 import type { TrustedIssuer, TrustedIssuerInit } from "../identity/trusted-issuers.js";
+import type { GatewayOptions } from "../identity/gateway.js";
 import type { Database } from "../store/database.js";
 import type { Keyring } from "../token/keys.js";
 import { withCors } from "./cors.js";
@@ -125,6 +126,12 @@ export interface StartServerOptions extends ConnectionLimits {
    * the runtime's database. Default: none beyond the runtime verifier's own.
    */
   trustedIssuers?: readonly TrustedIssuerInit[] | readonly TrustedIssuer[];
+  /**
+   * Gateway mode: take verified claims from a trusted gateway's header (see `createAuth`'s
+   * `gateway` and `GatewayOptions`). The peer checked is the socket's, never a forwarded
+   * address. Default: off.
+   */
+  gateway?: GatewayOptions;
 }
 
 /** A running server, returned by {@link startServer}. */
@@ -209,6 +216,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       identities,
       onDecision: observability.onDecision,
       ...(options.trustedIssuers !== undefined && { trustedIssuers: options.trustedIssuers }),
+      ...(options.gateway !== undefined && { gateway: options.gateway }),
     });
     const health = createHealth({
       services: Object.fromEntries(services.map((service) => [service.typeName, "SERVING" as const])),

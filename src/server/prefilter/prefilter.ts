@@ -68,11 +68,17 @@ function createCore(options: PrefilterOptions) {
       const protocol = detectProtocol(contentType);
       return protocol === undefined ? undefined : { method, protocol };
     },
-    judge(method: DescMethod, headers: IncomingHttpHeaders, rawHeaders: readonly string[] | undefined) {
+    judge(
+      method: DescMethod,
+      headers: IncomingHttpHeaders,
+      rawHeaders: readonly string[] | undefined,
+      peer: string | undefined,
+    ) {
       // The listener's own mechanism, again here so the pre-filter holds on
       // its own: repeated values joined match no credential (TOKEN_MALFORMED).
       exposeRepeatedAuthorization(headers, rawHeaders);
-      return auth.check(method, nodeHeaderReader(headers), "prefilter");
+      // The socket's peer, for gateway mode: never a forwarded header.
+      return auth.check(method, nodeHeaderReader(headers), "prefilter", undefined, peer);
     },
     answer: (protocol: Protocol, verdict: Deny | Unavailable) => answerFor(answers, protocol, verdict),
   };
@@ -121,7 +127,7 @@ export function createPrefilter(
         refuse(req, res, core.answer(call.protocol, verdict), discard);
       }
     };
-    const verdict = core.judge(call.method, req.headers, req.rawHeaders);
+    const verdict = core.judge(call.method, req.headers, req.rawHeaders, req.socket?.remoteAddress);
     if (verdict instanceof Promise) verdict.then(act, () => next(req, res));
     else act(verdict);
   };
@@ -148,7 +154,7 @@ export function createStreamPrefilter(
         refuseStream(stream, core.answer(call.protocol, verdict));
       }
     };
-    const verdict = core.judge(call.method, headers, rawHeaders);
+    const verdict = core.judge(call.method, headers, rawHeaders, stream.session?.socket?.remoteAddress);
     if (verdict instanceof Promise) verdict.then(act, next);
     else act(verdict);
   };
