@@ -28,6 +28,7 @@ import {
   findExternalIdentity,
   grantGroupPermissions,
   linkExternalIdentity,
+  revokeGroupPermissions,
   setUserActive,
   userGroups,
   users,
@@ -51,6 +52,20 @@ const PATHS = {
 };
 
 const now = () => Math.floor(Date.now() / 1000);
+
+/** Retries `check` until it passes: invalidations arrive by notification, a moment after the write. */
+async function eventually(check: () => Promise<unknown>, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      await check();
+      return;
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+}
 
 /** A Keycloak 24 realm access token (the claims `kc` puts in one for a confidential client). */
 function keycloakClaims(sub: string, roles: readonly string[], extra: Record<string, unknown> = {}) {
@@ -384,9 +399,25 @@ describe("trusted issuers: Keycloak, Auth0 and Entra ID tokens over HTTP/2", () 
     const first = await signToken(keys.keycloak, keycloakClaims(sub, [], { preferred_username: "carol" }));
     assert.equal((await client.authenticatedUnary({ text: "x" }, bearer(first))).username, "carol");
     await setUserActive(database.db, "carol", false);
-    await expectError(client.authenticatedUnary({ text: "x" }, bearer(first)), Code.Unauthenticated, "USER_INACTIVE");
+    await eventually(() =>
+      expectError(client.authenticatedUnary({ text: "x" }, bearer(first)), Code.Unauthenticated, "USER_INACTIVE"),
+    );
     const later = await signToken(keys.keycloak, keycloakClaims(sub, [], { preferred_username: "carol" }));
     await expectError(client.authenticatedUnary({ text: "x" }, bearer(later)), Code.Unauthenticated, "USER_INACTIVE");
+  });
+
+  it("a change to a group's grants reaches callers whose token maps onto it (cache invalidated by `all`)", async () => {
+    const token = await signToken(
+      keys.keycloak,
+      keycloakClaims(randomUUID(), ["auditor"], { preferred_username: "gina" }),
+    );
+    await createGroup(database.db, "auditor");
+    await grantGroupPermissions(database.db, "auditor", ["shop.view_order"]);
+    await eventually(() => client.permissionUnary({ text: "x" }, bearer(token)));
+    await revokeGroupPermissions(database.db, "auditor", ["shop.view_order"]);
+    await eventually(() =>
+      expectError(client.permissionUnary({ text: "x" }, bearer(token)), Code.PermissionDenied, "PERMISSION_MISSING"),
+    );
   });
 
   it("protoguard's own tokens keep working beside the trusted issuers", async () => {
