@@ -447,6 +447,16 @@ describe("trusted issuers configuration", () => {
       [[{ ...valid, provision: "yes" }], /"provision" must be true or false/],
     ];
     for (const [input, message] of cases) assert.throws(() => parseTrustedIssuers(input), message);
+    assert.throws(
+      () =>
+        createTokenVerifier({
+          keyring: undefined,
+          jwksUrl: "https://x.example/jwks",
+          issuer: KEYCLOAK,
+          trustedIssuers: [valid],
+        }),
+      /is protoguard's own issuer/,
+    );
     assert.equal(parseTrustedIssuers([valid])[0]!.provision, false, "provisioning is opt-in");
   });
 

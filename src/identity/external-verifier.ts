@@ -9,6 +9,7 @@ import { createHash } from "node:crypto";
 import { compactVerify, type CompactJWSHeaderParameters, type FlattenedJWSInput } from "jose";
 import type { AccessTokenResult } from "../decide/decide.js";
 import { VerifiedTokenCache } from "../token/cache.js";
+import { LruMap } from "../util/lru.js";
 import { hasCanonicalSegments, isCompactJws } from "../token/compact.js";
 import { TokenRejectedError } from "../token/errors.js";
 import { createRemoteKeySource, type RemoteKeySource } from "../token/jwks.js";
@@ -78,7 +79,8 @@ const UNKNOWN_ISSUER: AccessTokenResult = Object.freeze({
  * again, `aud` (one configured audience, exactly), `exp` and `iat` required finite numbers,
  * `nbf`, `iat` not in the future, the subject claim, and the groups claim.
  *
- * @throws {TypeError} when `issuers` is not a valid list (see `parseTrustedIssuers`).
+ * @throws {TypeError} when `issuers` is not a valid list (see `parseTrustedIssuers`), or names
+ *   `localIssuer`.
  * @example
  * ```ts
  * const verifier = withTrustedIssuers(createTokenVerifier({ keyring }), [
@@ -103,23 +105,34 @@ export function withTrustedIssuers<V extends AccessVerifier>(
       verifyOptions: Object.freeze({ algorithms: [...config.algorithms] }),
     });
   }
+  if (options.localIssuer !== undefined && byIssuer.has(options.localIssuer)) {
+    // Routing by iss could not tell protoguard's own tokens from that issuer's.
+    throw new TypeError(`trusted issuer ${options.localIssuer} is protoguard's own issuer`);
+  }
   const now = options.now ?? Date.now;
   const maxEntries = options.cacheEntries ?? 10_000;
   const cache =
     maxEntries > 0 ? new VerifiedTokenCache<{ dropAfter: number; result: AccessTokenResult }>(maxEntries) : undefined;
   const { localIssuer } = options;
   const passUnknown = options.passUnknownIssuers ?? false;
+  // protoguard's own tokens seen before skip the payload decoding: the common call stays as
+  // cheap as without trusted issuers. Keys are the token strings the local cache holds anyway.
+  const localTokens = new LruMap<string, true>(maxEntries);
 
   function route(token: string): Route {
+    if (localTokens.get(token) === true) return LOCAL;
     // The local verifier refuses anything that is not a canonical compact JWS; let it.
     if (!isCompactJws(token) || !hasCanonicalSegments(token)) return LOCAL;
     const first = token.indexOf(".");
     const payload = parseSegment(token.slice(first + 1, token.indexOf(".", first + 1)));
-    if (payload === undefined || !Object.hasOwn(payload, "iss")) return LOCAL;
-    const iss = payload.iss;
+    if (payload === undefined) return LOCAL;
+    const iss = Object.hasOwn(payload, "iss") ? payload.iss : undefined;
     const issuer = typeof iss === "string" ? byIssuer.get(iss) : undefined;
     if (issuer !== undefined) return { kind: "trusted", issuer };
-    if (iss === localIssuer || passUnknown) return LOCAL;
+    if (iss === undefined || iss === localIssuer || passUnknown) {
+      localTokens.set(token, true);
+      return LOCAL;
+    }
     return UNKNOWN;
   }
 
