@@ -32,8 +32,9 @@ export type UnauthenticatedReason =
    */
   | "IDENTITY_NOT_LINKED"
   /**
-   * The gateway claims header arrived from a peer outside the configured
-   * trusted gateway ranges (or gateway mode is off): never trusted.
+   * In gateway mode, the gateway claims header arrived from a socket peer
+   * outside the configured gateway ranges (or from no known socket): never
+   * trusted, whatever else the request carries.
    */
   | "GATEWAY_UNTRUSTED";
 

@@ -191,6 +191,9 @@ export function createAuth(options: AuthOptions): Auth {
           // The issuers the verifier trusts are mapped the same way when their claims come by gateway.
           trustedIssuers: options.gateway.trustedIssuers ?? options.trustedIssuers ?? [],
         });
+  if (gateway?.trustedIssuers.length && options.identities === undefined) {
+    throw new TypeError("createAuth: gateway claims of trusted issuers need an `identities` resolver");
+  }
   options = { ...options, verifier, ...(gateway !== undefined && { gateway }) };
   const decide = createDecider({
     policy,

@@ -26,7 +26,8 @@ export interface GatewayOptions {
   /**
    * Addresses and CIDR ranges of the gateways (`"10.0.0.0/8"`, `"127.0.0.1"`, `"fd00::/8"`).
    * Only when the socket's peer is one of them is {@link header} read; from any other peer a
-   * request carrying it is refused (UNAUTHENTICATED `GATEWAY_UNTRUSTED`). Required, not empty.
+   * request carrying it is refused (UNAUTHENTICATED `GATEWAY_UNTRUSTED`), and so is one
+   * whose socket is unknown (Connect's in-memory transport). Required, not empty.
    */
   trustedPeers: readonly string[];
   /**
@@ -55,6 +56,8 @@ export interface GatewayOptions {
 export interface GatewayReader {
   /** The header name, lower case. */
   readonly header: string;
+  /** The `iss` of every trusted issuer whose payloads are mapped to external subjects. */
+  readonly trustedIssuers: readonly string[];
   /**
    * The claims of the gateway header, or undefined when the request has none (the bearer token
    * decides then). `peer` is the socket's address; undefined (unknown) is never trusted.
@@ -128,6 +131,7 @@ export function createGatewayReader(options: GatewayOptions): GatewayReader {
 
   return Object.freeze({
     header,
+    trustedIssuers: Object.freeze([...issuers.keys()]),
     read(headers: HeaderReader, peer: string | undefined): AccessTokenResult | undefined {
       const value = headers.get(header);
       if (value === null) return undefined;
