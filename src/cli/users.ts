@@ -24,6 +24,7 @@ import {
   revokeUserPermissions,
 } from "../store/users.js";
 import { defineStoreSubcommand } from "./args.js";
+import { userLink, userUnlink } from "./external.js";
 import { CliError, UsageError } from "./io.js";
 
 async function readStdin(): Promise<string> {
@@ -175,6 +176,8 @@ export const userSubcommands = {
   deactivate: userDeactivate,
   delete: userDelete,
   "set-password": userSetPassword,
+  link: userLink,
+  unlink: userUnlink,
 };
 
 const groupCreate = defineStoreSubcommand({
