@@ -8,7 +8,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { Code, createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { eq } from "drizzle-orm";
 import { pino } from "pino";
@@ -36,6 +36,7 @@ import {
 import { createTestDatabase, type TestDatabase } from "../src/testing/index.js";
 import { bearer, expectError } from "./helpers/connect.js";
 import { guardedRoutes } from "./helpers/guarded-service.js";
+import { createStreamProbe, streamingRoutes } from "./helpers/stream-service.js";
 import { deadUrl, idpKey, signToken, startJwksServer, type IdpKey, type JwksServer } from "./helpers/idp.js";
 
 const KEYCLOAK = "https://sso.example.com/realms/shop";
@@ -142,7 +143,9 @@ describe("trusted issuers: Keycloak, Auth0 and Entra ID tokens over HTTP/2", () 
   let jwks: JwksServer;
   let keyring: Keyring;
   let server: RunningServer;
-  let client: ReturnType<typeof createClient<typeof GuardedService>>;
+  let client: Client<typeof GuardedService>;
+  let streamServer: RunningServer;
+  let streamClient: Client<typeof GuardedService>;
   const keys: Record<"local" | "keycloak" | "keycloakNext" | "auth0" | "auth0Scopes" | "entra" | "down", IdpKey> =
     {} as never;
   let issuers: TrustedIssuerInit[];
@@ -214,9 +217,22 @@ describe("trusted issuers: Keycloak, Auth0 and Entra ID tokens over HTTP/2", () 
       graceMs: 500,
     });
     client = createClient(GuardedService, createConnectTransport({ baseUrl: server.url, httpVersion: "2" }));
+    // Handlers that never end on their own: only the auth layer ends their calls.
+    streamServer = await startServer({
+      runtime: { database, keyring, verifier: createTokenVerifier({ keyring, trustedIssuers: issuers }) },
+      routes: streamingRoutes(createStreamProbe()),
+      port: 0,
+      logger: pino({ level: "silent" }),
+      graceMs: 500,
+    });
+    streamClient = createClient(
+      GuardedService,
+      createConnectTransport({ baseUrl: streamServer.url, httpVersion: "2" }),
+    );
   });
 
   after(async () => {
+    await streamServer?.close();
     await server?.close();
     await jwks?.close();
     await database?.close();
@@ -418,6 +434,41 @@ describe("trusted issuers: Keycloak, Auth0 and Entra ID tokens over HTTP/2", () 
     await eventually(() =>
       expectError(client.permissionUnary({ text: "x" }, bearer(token)), Code.PermissionDenied, "PERMISSION_MISSING"),
     );
+  });
+
+  it("an IdP caller's open stream ends when its group loses the grant, or its local user is deactivated", async () => {
+    /** Opens a server stream and waits for its first message; `ended` is the error that ends it. */
+    async function open(token: string): Promise<{ ended: Promise<ConnectError | undefined> }> {
+      const messages = streamClient.permissionServerStream({ text: "tick" }, bearer(token))[Symbol.asyncIterator]();
+      assert.equal((await messages.next()).done, false);
+      const ended = (async () => {
+        try {
+          while (!(await messages.next()).done);
+          return undefined;
+        } catch (error) {
+          return ConnectError.from(error);
+        }
+      })();
+      return { ended };
+    }
+    await createGroup(database.db, "streamers");
+    await grantGroupPermissions(database.db, "streamers", ["shop.view_order"]);
+    const viewer = await signToken(
+      keys.keycloak,
+      keycloakClaims(randomUUID(), ["streamers"], { preferred_username: "hank" }),
+    );
+    const regranted = await open(viewer);
+    await revokeGroupPermissions(database.db, "streamers", ["shop.view_order"]);
+    const lostGrant = await regranted.ended;
+    assert.equal(lostGrant?.code, Code.PermissionDenied, String(lostGrant));
+
+    const sub = randomUUID();
+    const ivy = await signToken(keys.keycloak, keycloakClaims(sub, ["order-viewer"], { preferred_username: "ivy" }));
+    const running = await open(ivy);
+    await setUserActive(database.db, `ivy`, false);
+    const inactive = await running.ended;
+    assert.equal(inactive?.code, Code.Unauthenticated, String(inactive));
+    assert.match(String(inactive?.rawMessage), /user not found or inactive/);
   });
 
   it("protoguard's own tokens keep working beside the trusted issuers", async () => {
