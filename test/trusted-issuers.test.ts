@@ -14,6 +14,7 @@ import { eq } from "drizzle-orm";
 import { pino } from "pino";
 import { GuardedService } from "../gen/guardtest/v1/guarded_pb.js";
 import {
+  createAuth,
   createKeyring,
   createTokenIssuer,
   createTokenVerifier,
@@ -24,6 +25,8 @@ import {
 import { ConfigError, loadConfig, openRuntime, startServer, type RunningServer } from "../src/server/index.js";
 import {
   createGroup,
+  createIdentityResolver,
+  createPrincipalSource,
   createUser,
   findExternalIdentity,
   grantGroupPermissions,
@@ -457,9 +460,9 @@ describe("trusted issuers: Keycloak, Auth0 and Entra ID tokens over HTTP/2", () 
       keys.keycloak,
       keycloakClaims(randomUUID(), ["streamers"], { preferred_username: "hank" }),
     );
-    const regranted = await open(viewer);
+    const viewerStream = await open(viewer);
     await revokeGroupPermissions(database.db, "streamers", ["shop.view_order"]);
-    const lostGrant = await regranted.ended;
+    const lostGrant = await viewerStream.ended;
     assert.equal(lostGrant?.code, Code.PermissionDenied, String(lostGrant));
 
     const sub = randomUUID();
@@ -469,6 +472,50 @@ describe("trusted issuers: Keycloak, Auth0 and Entra ID tokens over HTTP/2", () 
     const inactive = await running.ended;
     assert.equal(inactive?.code, Code.Unauthenticated, String(inactive));
     assert.match(String(inactive?.rawMessage), /user not found or inactive/);
+  });
+
+  it("createAuth's trustedIssuers add to a verifier's own: its issuer and its trusted issuers keep routing to it", async () => {
+    const own = "https://api.shop.example.com";
+    const verifier = createTokenVerifier({ keyring, issuer: own, trustedIssuers: [issuers[0]!] });
+    const principals = await createPrincipalSource({ database });
+    const identities = await createIdentityResolver({ database, invalidations: principals });
+    try {
+      const auth = createAuth({
+        verifier,
+        principals,
+        identities,
+        trustedIssuers: [issuers[1]!],
+        services: [GuardedService],
+      });
+      const decide = async (token: string) => {
+        const verdict = await auth.decide(
+          GuardedService.method.authenticatedUnary,
+          new Headers({ authorization: `Bearer ${token}` }),
+        );
+        return verdict.outcome === "allow" ? verdict.principal?.username : verdict.reason;
+      };
+      const [frank] = await database.db.insert(users).values({ username: "frank" }).returning();
+      const ownToken = (await createTokenIssuer({ keyring, issuer: own }).issueAccess(frank!.id)).token;
+      assert.equal(await decide(ownToken), "frank");
+      assert.equal(
+        await decide(await signToken(keys.keycloak, keycloakClaims(randomUUID(), [], { preferred_username: "kc" }))),
+        "kc",
+      );
+      assert.equal(await decide(await signToken(keys.auth0, auth0Claims("auth0|both", []))), "auth0_both");
+      const stranger = await signToken(keys.keycloak, {
+        ...keycloakClaims(randomUUID(), []),
+        iss: "https://stranger/",
+      });
+      assert.equal(await decide(stranger), "UNKNOWN_ISSUER");
+      assert.throws(
+        () => createAuth({ verifier, principals, identities, trustedIssuers: [issuers[0]!] }),
+        /trusted twice/,
+      );
+      assert.throws(() => createAuth({ verifier, principals, trustedIssuers: [issuers[1]!] }), /identities/);
+    } finally {
+      await identities.close();
+      await principals.close();
+    }
   });
 
   it("protoguard's own tokens keep working beside the trusted issuers", async () => {

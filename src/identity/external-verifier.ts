@@ -22,21 +22,17 @@ export interface AccessVerifier {
   verify(token: string, expected: "access"): Promise<AccessTokenResult>;
   peek?(token: string, expected: "access"): AccessTokenResult | undefined;
   readonly leewaySeconds?: number;
+  /**
+   * The `iss` values this verifier judges itself (tokens without `iss` always go to it), or
+   * `"any"` when it checks none. `createTokenVerifier`'s verifiers say; default `[]`.
+   */
+  readonly localIssuers?: readonly string[] | "any";
+  /** Issuers it trusts already (a verifier wrapped before): their tokens keep going to it. */
+  readonly trustedIssuers?: readonly string[];
 }
 
 /** Options of {@link withTrustedIssuers}. */
 export interface TrustedIssuerOptions {
-  /**
-   * protoguard's own `iss` (the verifier's `issuer` option), routed to the local verifier.
-   * Default: none, and then only tokens without `iss` are protoguard's own.
-   */
-  localIssuer?: string;
-  /**
-   * Send tokens with an untrusted `iss` to the local verifier instead of refusing them with
-   * `UNKNOWN_ISSUER`: only for the legacy `jwksUrl` option without `issuer`, whose tokens may
-   * carry any `iss`. Default false.
-   */
-  passUnknownIssuers?: boolean;
   /** Verified external tokens kept (by token string). Default 10000; 0 disables. */
   cacheEntries?: number;
   /** Clock in milliseconds. Default `Date.now`. */
@@ -93,7 +89,7 @@ export function withTrustedIssuers<V extends AccessVerifier>(
   local: V,
   issuers: readonly TrustedIssuerInit[] | readonly TrustedIssuer[],
   options: TrustedIssuerOptions = {},
-): V & { readonly trustedIssuers: readonly string[] } {
+): V & { readonly trustedIssuers: readonly string[]; readonly localIssuers: readonly string[] | "any" } {
   const configs = resolveTrustedIssuers(issuers);
   const byIssuer = new Map<string, IssuerState>();
   for (const config of configs) {
@@ -105,16 +101,18 @@ export function withTrustedIssuers<V extends AccessVerifier>(
       verifyOptions: Object.freeze({ algorithms: [...config.algorithms] }),
     });
   }
-  if (options.localIssuer !== undefined && byIssuer.has(options.localIssuer)) {
-    // Routing by iss could not tell protoguard's own tokens from that issuer's.
-    throw new TypeError(`trusted issuer ${options.localIssuer} is protoguard's own issuer`);
+  // What `local` judges itself: its own issuer(s), and issuers a previous wrap trusts.
+  const inner = local.localIssuers ?? [];
+  const passUnknown = inner === "any";
+  const locals = new Set<unknown>([...(inner === "any" ? [] : inner), ...(local.trustedIssuers ?? [])]);
+  for (const issuer of byIssuer.keys()) {
+    // Routing by iss could not tell protoguard's own tokens (or the other list's) from its.
+    if (locals.has(issuer)) throw new TypeError(`trusted issuer ${issuer} is protoguard's own issuer or trusted twice`);
   }
   const now = options.now ?? Date.now;
   const maxEntries = options.cacheEntries ?? 10_000;
   const cache =
     maxEntries > 0 ? new VerifiedTokenCache<{ dropAfter: number; result: AccessTokenResult }>(maxEntries) : undefined;
-  const { localIssuer } = options;
-  const passUnknown = options.passUnknownIssuers ?? false;
   // protoguard's own tokens seen before skip the payload decoding: the common call stays as
   // cheap as without trusted issuers. Keys are the token strings the local cache holds anyway.
   const localTokens = new LruMap<string, true>(maxEntries);
@@ -129,7 +127,7 @@ export function withTrustedIssuers<V extends AccessVerifier>(
     const iss = Object.hasOwn(payload, "iss") ? payload.iss : undefined;
     const issuer = typeof iss === "string" ? byIssuer.get(iss) : undefined;
     if (issuer !== undefined) return { kind: "trusted", issuer };
-    if (iss === undefined || iss === localIssuer || passUnknown) {
+    if (iss === undefined || locals.has(iss) || passUnknown) {
       localTokens.set(token, true);
       return LOCAL;
     }
@@ -166,12 +164,17 @@ export function withTrustedIssuers<V extends AccessVerifier>(
 
   // Open streams are re-checked at exp plus this: the largest skew any issuer is granted.
   const leewaySeconds = Math.max(local.leewaySeconds ?? 0, ...configs.map((c) => c.leewaySeconds));
-  const wrapped = Object.create(local) as V & { trustedIssuers: readonly string[] };
+  // A new object over `local`, so every other member (cacheSize, refresh verification) stays its.
+  const wrapped = Object.create(local) as V & {
+    trustedIssuers: readonly string[];
+    localIssuers: readonly string[] | "any";
+  };
   Object.defineProperties(wrapped, {
     verify: { value: verify },
     peek: { value: peek },
     leewaySeconds: { value: leewaySeconds },
-    trustedIssuers: { value: Object.freeze(configs.map((c) => c.issuer)) },
+    trustedIssuers: { value: Object.freeze([...(local.trustedIssuers ?? []), ...byIssuer.keys()]) },
+    localIssuers: { value: inner },
   });
   return wrapped;
 }

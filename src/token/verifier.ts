@@ -120,6 +120,11 @@ export interface TokenVerifier {
   readonly cacheSize: number;
   /** The clock skew tolerated on `exp`, `nbf` and `iat`: open streams end at `exp` plus this. */
   readonly leewaySeconds: number;
+  /**
+   * The `iss` values it judges (its `issuer`), or `"any"` when it checks none although a
+   * `jwksUrl` may bring tokens of another issuer: how `withTrustedIssuers` routes around it.
+   */
+  readonly localIssuers?: readonly string[] | "any";
 }
 
 const MAX_LEEWAY_SECONDS = 60;
@@ -328,6 +333,12 @@ export function createTokenVerifier(
     verify,
     peek,
     leewaySeconds,
+    localIssuers:
+      options.issuer !== undefined
+        ? Object.freeze([options.issuer])
+        : remote !== undefined
+          ? ("any" as const)
+          : Object.freeze([]),
     get cacheSize() {
       return cache?.size ?? 0;
     },
@@ -337,8 +348,6 @@ export function createTokenVerifier(
   if (trustedIssuers.length === 0) return Object.freeze(Object.assign(Object.create(local), { trustedIssuers: [] }));
   // The local verifier's answers are a subset of the federated ones: only the access side widens.
   return withTrustedIssuers(local as unknown as FederatedTokenVerifier, trustedIssuers, {
-    ...(options.issuer !== undefined && { localIssuer: options.issuer }),
-    passUnknownIssuers: remote !== undefined && options.issuer === undefined,
     cacheEntries: maxEntries,
     now,
   });
