@@ -33,7 +33,7 @@ export interface GatewayOptions {
   /**
    * Issuers whose claims the gateway forwards: a payload whose `iss` is one of them is mapped
    * as that issuer's tokens are (subject, groups, provisioning; `aud` and `exp` checked).
-   * Default: none.
+   * Default: none; through `createAuth`/`startServer`, their own `trustedIssuers` option.
    */
   trustedIssuers?: readonly TrustedIssuerInit[] | readonly TrustedIssuer[];
   /**
