@@ -158,7 +158,7 @@ export async function createIdentityResolver(options: IdentityResolverOptions): 
             ? new Set(loaded.get(name))
             : undefined;
       byName.set(name, permissions);
-      // A missing group is remembered as "no such group" (undefined inside): creating it sends `all`.
+      // A name no group has is remembered too (as NO_GROUP): creating the group sends `all`, which drops it.
       if (cached === undefined && cache) groupGrants.set(name, { value: permissions ?? NO_GROUP, storedAt });
     }
     return { status: "linked", userId, grant: grantFor(subject.groups, (name) => byName.get(name)) };
