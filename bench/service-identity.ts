@@ -98,7 +98,7 @@ try {
     console.log(`decision ${label.padEnd(22)} ${us.toFixed(2)} µs (n=${DECISIONS}, warm cache)`);
   }
   await perDecision("bearer token", () => decider.decide(method, token));
-  await perDecision("client certificate", () => decider.decide(method, none, undefined, certificate));
+  await perDecision("client certificate", () => decider.decide(method, none, undefined, { certificate }));
   certificates.close();
   console.log(`machine: ${cpus().length} cores, load ${loadavg()[0]!.toFixed(2)}`);
 } finally {

@@ -119,6 +119,21 @@ export type {
   VerifiedClaims,
   VerifyResult,
 } from "./token/index.js";
+export type { AccessVerifyResult, FederatedTokenVerifier, FederatedTokenVerifierOptions } from "./token/verifier.js";
+
+// ---------------------------------------------------------------------------
+// Tokens of existing identity providers (Keycloak, Auth0, Entra ID...)
+// ---------------------------------------------------------------------------
+export { loadTrustedIssuers, parseTrustedIssuers } from "./identity/trusted-issuers.js";
+export type { TrustedIssuer, TrustedIssuerInit } from "./identity/trusted-issuers.js";
+export type { ClaimPath, ClaimPathInit } from "./identity/claim-path.js";
+export { withTrustedIssuers } from "./identity/external-verifier.js";
+export type { AccessVerifier, TrustedIssuerOptions } from "./identity/external-verifier.js";
+export type { ExternalAccessClaims, ExternalSubject } from "./identity/subject.js";
+
+// Behind a gateway that verified the token already (Envoy jwt_authn, Istio, an API gateway)
+export { createGatewayReader } from "./identity/gateway.js";
+export type { GatewayOptions, GatewayReader } from "./identity/gateway.js";
 
 // ---------------------------------------------------------------------------
 // Rules: reading and validating them from descriptors
@@ -150,6 +165,9 @@ export type {
   AccessTokenVerifier,
   Decide,
   DeciderOptions,
+  IdentityResolution,
+  IdentityResolver,
+  LocalAccessClaims,
   PrincipalSource,
 } from "./decide/decide.js";
 export type { Allow, Deny, TokenIdentity, Unavailable, Verdict } from "./decide/verdict.js";

@@ -20,7 +20,23 @@ export type UnauthenticatedReason =
   /** The token's `jti` was revoked, or it predates the user's last credentials change. */
   | "TOKEN_REVOKED"
   /** The token names a user that does not exist or is not active. */
-  | "USER_INACTIVE";
+  | "USER_INACTIVE"
+  /**
+   * The token's `iss` is neither protoguard's own issuer nor a configured
+   * trusted issuer: refused before any key is tried.
+   */
+  | "UNKNOWN_ISSUER"
+  /**
+   * A trusted issuer's token names a subject linked to no local user, and
+   * that issuer is not configured to provision users on first sight.
+   */
+  | "IDENTITY_NOT_LINKED"
+  /**
+   * In gateway mode, the gateway claims header arrived from a socket peer
+   * outside the configured gateway ranges (or from no known socket): never
+   * trusted, whatever else the request carries.
+   */
+  | "GATEWAY_UNTRUSTED";
 
 /** Why an identified caller may not call (gRPC code PERMISSION_DENIED). */
 export type PermissionDeniedReason =

@@ -13,6 +13,7 @@ import { createAuthService } from "../lifecycle/auth-service.js";
 import { ConfigError, loadConfig, type ProtoguardConfig } from "../runtime/config.js";
 import { openRuntime, type Runtime } from "../runtime/runtime.js";
 import { startServer, type RunningServer } from "../server/serve.js";
+import { loadTrustedIssuers } from "../identity/trusted-issuers.js";
 import { onShutdownSignals } from "../server/shutdown.js";
 import { appAccess, loadServeApp, type ServeApp } from "./app.js";
 import { parseArgs } from "./args.js";
@@ -178,6 +179,19 @@ async function start(
     maxWatchStreams: config.maxWatchStreams,
     maxWatchStreamsPerConnection: config.maxWatchStreamsPerConnection,
     ...appAccess(app, runtime),
+    ...(config.gatewayHeader !== undefined && {
+      gateway: {
+        header: config.gatewayHeader,
+        trustedPeers: config.gatewayTrustedPeers,
+        // Claims of the trusted issuers arrive by gateway too: mapped the same way.
+        trustedIssuers:
+          config.trustedIssuersPath === undefined ? [] : await loadTrustedIssuers(config.trustedIssuersPath),
+        ...(config.gatewayUserIdClaim !== undefined && { userIdClaim: config.gatewayUserIdClaim }),
+        ...(config.issuer !== undefined && { issuer: config.issuer }),
+        ...(config.audience !== undefined && { audience: config.audience }),
+        leewaySeconds: config.leewaySeconds,
+      },
+    }),
     ...(hasPage && { staticDir }),
   });
   return { server, banner: prepared?.banner };

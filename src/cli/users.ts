@@ -25,6 +25,7 @@ import {
   revokeUserPermissions,
 } from "../store/users.js";
 import { defineStoreSubcommand, firstPositional, holderAndPermissions } from "./args.js";
+import { userLink, userUnlink } from "./external.js";
 import { CliError, UsageError } from "./io.js";
 
 async function readStdin(): Promise<string> {
@@ -179,6 +180,8 @@ export const userSubcommands = {
   deactivate: userDeactivate,
   delete: userDelete,
   "set-password": userSetPassword,
+  link: userLink,
+  unlink: userUnlink,
 };
 
 const groupCreate = defineStoreSubcommand({

@@ -5,14 +5,24 @@ import {
   certificateCallIdentity,
   clientCertificateKey,
   type CertificatePrincipalSource,
-  type ClientCertificate,
 } from "../credential/client-certificate.js";
-import { createDecider, type AccessTokenVerifier, type Decide, type PrincipalSource } from "../decide/decide.js";
+import {
+  createDecider,
+  type CallOrigin,
+  type AccessTokenVerifier,
+  type Decide,
+  type IdentityResolver,
+  type PrincipalSource,
+} from "../decide/decide.js";
+import { withTrustedIssuers } from "../identity/external-verifier.js";
+import type { TrustedIssuer, TrustedIssuerInit } from "../identity/trusted-issuers.js";
 import type { Verdict } from "../decide/verdict.js";
 import { createAuthPolicy, type AuthPolicy } from "../policy/policy.js";
 import type { RuleInit } from "../policy/rule.js";
 import type { PrincipalLookup } from "../store/principal-query.js";
 import { principalKey, verdictKey } from "./context.js";
+import { originOf } from "./origin.js";
+import { createGatewayReader, type GatewayOptions, type GatewayReader } from "../identity/gateway.js";
 import { assertRequestGateSupported } from "./peer-version.js";
 import { verdictToConnectError } from "./errors.js";
 import { createCallWatch, type CallWatch, type RevalidationHooks, type StreamRevalidationOptions } from "./watch.js";
@@ -82,6 +92,28 @@ export interface AuthOptions {
    */
   certificates?: CertificatePrincipalSource;
   /**
+   * External identity providers whose access tokens are accepted too, routed by `iss` and
+   * verified against their own JWKS (the same list `createTokenVerifier` takes; see
+   * `parseTrustedIssuers`). Needs {@link AuthOptions.identities}. Default: none (or whatever
+   * the verifier was built with).
+   */
+  trustedIssuers?: readonly TrustedIssuerInit[] | readonly TrustedIssuer[];
+  /**
+   * Maps trusted issuers' subjects to local users and their token groups to permissions:
+   * `createIdentityResolver({ database, invalidations: principals })` from `protoguard/store`.
+   * Required when the verifier or {@link AuthOptions.trustedIssuers} trusts any issuer.
+   */
+  identities?: IdentityResolver;
+  /**
+   * Gateway mode, off by default: behind a gateway that verified the token already (Envoy
+   * `jwt_authn` with `forward_payload_header`), take its claims from a header, but only when
+   * the call's socket peer (`socketAddressKey`, set by `peerContextValues`) is a trusted
+   * gateway; that header from any other peer is refused with `GATEWAY_UNTRUSTED`. The claims
+   * then go where a bearer token's go. A trusted gateway's header wins over a bearer token.
+   * Options (see `GatewayOptions`) or a reader from `createGatewayReader`. Default: off.
+   */
+  gateway?: GatewayOptions | GatewayReader;
+  /**
    * Called once per decision (logs, metrics). Must not throw; it runs on the
    * request path, so keep it cheap. A call with a body stage ahead (see
    * {@link DecisionStage} `body`) is reported once, by that stage, unless an
@@ -142,7 +174,7 @@ export interface Auth {
     headers: HeaderReader,
     stage: DecisionStage,
     timeoutMs?: number,
-    certificate?: ClientCertificate,
+    origin?: CallOrigin,
   ): Verdict | Promise<Verdict>;
   /**
    * Router option `requestGate`: refuses before the request body is read or
@@ -190,10 +222,30 @@ export function createAuth(options: AuthOptions): Auth {
       ...(options.services !== undefined && { services: options.services }),
     });
   if (options.policy && options.services) policy.planServices(options.services);
+  const verifier = options.trustedIssuers?.length
+    ? withTrustedIssuers(options.verifier, options.trustedIssuers)
+    : options.verifier;
+  if (verifier.trustedIssuers?.length && options.identities === undefined) {
+    throw new TypeError("createAuth: trusted issuers need an `identities` resolver (createIdentityResolver)");
+  }
+  const gateway =
+    options.gateway === undefined || "read" in options.gateway
+      ? options.gateway
+      : createGatewayReader({
+          ...options.gateway,
+          // The issuers the verifier trusts are mapped the same way when their claims come by gateway.
+          trustedIssuers: options.gateway.trustedIssuers ?? options.trustedIssuers ?? [],
+        });
+  if (gateway?.trustedIssuers.length && options.identities === undefined) {
+    throw new TypeError("createAuth: gateway claims of trusted issuers need an `identities` resolver");
+  }
+  options = { ...options, verifier, ...(gateway !== undefined && { gateway }) };
   const decide = createDecider({
     policy,
-    verifier: options.verifier,
+    verifier,
     principals: options.principals,
+    ...(options.identities !== undefined && { identities: options.identities }),
+    ...(gateway !== undefined && { gateway }),
     ...(options.lookupTimeoutMs !== undefined && { lookupTimeoutMs: options.lookupTimeoutMs }),
     ...(options.certificates !== undefined && { certificates: options.certificates }),
   });
@@ -211,9 +263,9 @@ export function createAuth(options: AuthOptions): Auth {
     headers: HeaderReader,
     stage: DecisionStage,
     timeoutMs?: number,
-    certificate?: ClientCertificate,
+    origin?: CallOrigin,
   ) {
-    if (onDecision === undefined) return decide(method, headers, timeoutMs, certificate);
+    if (onDecision === undefined) return decide(method, headers, timeoutMs, origin);
     const started = performance.now();
     const report = (verdict: Verdict) => {
       // An admitted call with a body stage ahead is reported by that stage.
@@ -221,7 +273,7 @@ export function createAuth(options: AuthOptions): Auth {
       onDecision({ method, verdict, stage, durationMs: performance.now() - started });
       return verdict;
     };
-    const result = decide(method, headers, timeoutMs, certificate);
+    const result = decide(method, headers, timeoutMs, origin);
     return result instanceof Promise ? result.then(report) : report(result);
   }
 
@@ -240,7 +292,7 @@ export function createAuth(options: AuthOptions): Auth {
           context.requestHeader,
           "gate",
           context.timeoutMs(),
-          context.values.get(clientCertificateKey),
+          originOf(context.values),
         ));
       context.values.set(verdictKey, verdict);
       if (verdict.outcome !== "allow") throw verdictToConnectError(verdict);
@@ -249,13 +301,7 @@ export function createAuth(options: AuthOptions): Auth {
     interceptor: (next) => async (req) => {
       const verdict =
         req.contextValues.get(verdictKey) ??
-        (await decideAndReport(
-          req.method,
-          req.header,
-          "interceptor",
-          undefined,
-          req.contextValues.get(clientCertificateKey),
-        ));
+        (await decideAndReport(req.method, req.header, "interceptor", undefined, originOf(req.contextValues)));
       if (verdict.outcome !== "allow") throw verdictToConnectError(verdict);
       const plan = access.planFor(verdict.plan);
       let admitted = req;
@@ -296,6 +342,8 @@ function createWatch(options: AuthOptions, policy: AuthPolicy, decide: Decide): 
       return createDecider({
         policy,
         verifier,
+        ...(options.identities !== undefined && { identities: options.identities }),
+        ...(options.gateway !== undefined && "read" in options.gateway && { gateway: options.gateway }),
         ...(options.lookupTimeoutMs !== undefined && { lookupTimeoutMs: options.lookupTimeoutMs }),
         // Its cache is dropped by the same invalidation before a re-check runs.
         ...(options.certificates !== undefined && { certificates: options.certificates }),

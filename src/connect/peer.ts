@@ -26,6 +26,16 @@ export const peerAddressKey = createContextKey<string | undefined>(undefined, {
   description: "protoguard peer address",
 });
 
+/**
+ * Context value holding the address of the socket the call arrived on (canonical, as
+ * {@link peerAddressKey}, but never taken from a forwarded header): the immediate peer, which
+ * gateway mode trusts or not. `undefined` when the front-end supplies none. Set by
+ * {@link peerContextValues}, so `startServer` sets it for every call.
+ */
+export const socketAddressKey = createContextKey<string | undefined>(undefined, {
+  description: "protoguard socket address",
+});
+
 /** Which forwarded header a trusted proxy writes. */
 export type ForwardedHeader = "x-forwarded-for" | "forwarded";
 
@@ -135,7 +145,8 @@ export function peerContextValues(
   options: ClientAddressOptions = {},
 ): (req: PeerRequest, values?: ContextValues) => ContextValues {
   const clientAddress = createClientAddressResolver(options);
-  return (req, values = createContextValues()) => values.set(peerAddressKey, clientAddress(req));
+  return (req, values = createContextValues()) =>
+    values.set(peerAddressKey, clientAddress(req)).set(socketAddressKey, canonicalAddress(req.socket?.remoteAddress));
 }
 
 /**

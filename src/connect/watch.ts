@@ -16,8 +16,8 @@ import type { DescMethod } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import type { ContextValues, StreamRequest, StreamResponse, UnaryRequest, UnaryResponse } from "@connectrpc/connect";
 import type { HeaderReader } from "../credential/bearer.js";
-import { clientCertificateKey, type ClientCertificate } from "../credential/client-certificate.js";
-import type { Decide } from "../decide/decide.js";
+import { originOf } from "./origin.js";
+import type { CallOrigin, Decide } from "../decide/decide.js";
 import { MESSAGES, type Allow, type TokenIdentity, type Verdict } from "../decide/verdict.js";
 import type { InvalidationEvent } from "../store/invalidation.js";
 import type { PrincipalLookup } from "../store/principal-query.js";
@@ -106,8 +106,8 @@ type RecheckCause = "change" | "expiry" | "step";
 interface WatchedCall {
   readonly method: DescMethod;
   readonly headers: HeaderReader;
-  /** The connection's verified client certificate: re-checks decide with it, as the call was. */
-  readonly certificate: ClientCertificate | undefined;
+  /** Where the call came from (client certificate, socket peer): re-checks decide with it, as the call was. */
+  readonly origin: CallOrigin;
   readonly token: TokenIdentity;
   readonly values: ContextValues;
   readonly controller: AbortController;
@@ -190,7 +190,7 @@ export function createCallWatch(options: CallWatchOptions): CallWatch {
     // A decision never throws; should one reject all the same, the call
     // cannot be judged, and fails closed like an unavailable backend.
     return Promise.resolve()
-      .then(() => decideNow(call.method, call.headers, undefined, call.certificate))
+      .then(() => decideNow(call.method, call.headers, undefined, call.origin))
       .then(
         (verdict) => {
           try {
@@ -248,7 +248,7 @@ export function createCallWatch(options: CallWatchOptions): CallWatch {
     const call: WatchedCall = {
       method: req.method,
       headers: req.header,
-      certificate: req.contextValues.get(clientCertificateKey),
+      origin: originOf(req.contextValues),
       token,
       values: req.contextValues,
       controller: new AbortController(),

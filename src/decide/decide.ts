@@ -6,14 +6,64 @@ import type { AuthPolicy, MethodPlan } from "../policy/policy.js";
 import type { PlannedRule } from "../policy/rule.js";
 import { principalHasPermission, principalKind, type Principal, type PrincipalLookup } from "../principal.js";
 import type { UnauthenticatedReason } from "../reasons.js";
+import type { ExternalAccessClaims, ExternalSubject } from "../identity/subject.js";
+import type { GatewayReader } from "../identity/gateway.js";
 import { MESSAGES, unauthenticated, type Allow, type Deny, type Verdict } from "./verdict.js";
 
-type VerifiedToken = Extract<AccessTokenResult, { ok: true }>["claims"];
+/** The claims of a verified token naming a local user: what the decision needs of it. */
+export interface LocalAccessClaims {
+  readonly userId: number;
+  readonly jti: string;
+  readonly issuedAt: number;
+  readonly expiresAt?: number;
+  /** Never set: tells these apart from {@link ExternalAccessClaims}. */
+  readonly external?: undefined;
+}
+type VerifiedToken = LocalAccessClaims;
 
-/** What an {@link AccessTokenVerifier} answers: the claims the decision needs, or why the token is refused. */
+/**
+ * What an {@link AccessTokenVerifier} answers: the claims the decision needs (a local user id,
+ * or a trusted issuer's {@link ExternalSubject} for an {@link IdentityResolver} to map), or why
+ * the token is refused.
+ */
 export type AccessTokenResult =
-  | { ok: true; claims: { userId: number; jti: string; issuedAt: number; expiresAt?: number } }
+  | { ok: true; claims: LocalAccessClaims | ExternalAccessClaims }
   | { ok: false; reason: UnauthenticatedReason | "KEYS_UNAVAILABLE"; error: unknown };
+
+/**
+ * Where a call came from, as far as the transport knows: what client
+ * certificates (mTLS service accounts) and gateway mode trust. Never read
+ * from request headers.
+ */
+export interface CallOrigin {
+  /** The call's verified TLS client certificate, if any. */
+  readonly certificate?: ClientCertificate | undefined;
+  /**
+   * The address of the socket the call came on: what gateway mode trusts;
+   * undefined when unknown (in-memory transport), which it never trusts.
+   */
+  readonly peer?: string | undefined;
+}
+
+/**
+ * How a trusted issuer's subject maps to a local user; `createIdentityResolver` (from
+ * `protoguard/store`) is the one over the `external_identities` table.
+ */
+export type IdentityResolution =
+  /** `grant` adds what the token's groups carry to the loaded principal, for this call only. */
+  | { status: "linked"; userId: number; grant: (principal: Principal) => Principal }
+  /** No local user is linked, and the issuer does not provision one. */
+  | { status: "not_linked" };
+
+/**
+ * Maps external subjects to local users (linking, provisioning) and their token groups to
+ * permissions. Throwing means "backend unavailable".
+ */
+export interface IdentityResolver {
+  resolve(subject: ExternalSubject): Promise<IdentityResolution>;
+  /** The cached answer, without I/O, when there is one; optional. */
+  peek?(subject: ExternalSubject): IdentityResolution | undefined;
+}
 
 /**
  * What the decision needs from token verification: the shape of
@@ -29,6 +79,11 @@ export interface AccessTokenVerifier {
    * of every second from `exp` on. Optional.
    */
   readonly leewaySeconds?: number;
+  /**
+   * The external issuers whose tokens this verifier accepts (answered as external subjects):
+   * `createAuth` refuses to start with any and no `identities` resolver. Optional.
+   */
+  readonly trustedIssuers?: readonly string[];
 }
 
 /**
@@ -48,6 +103,16 @@ export interface DeciderOptions {
   verifier: AccessTokenVerifier;
   principals: PrincipalSource;
   /**
+   * Maps tokens of trusted external issuers to local users. Default: none, and such a token
+   * (which only a verifier with trusted issuers yields) gets UNAVAILABLE, never a pass.
+   */
+  identities?: IdentityResolver;
+  /**
+   * Gateway mode (`createGatewayReader`): verified claims from a trusted gateway's header,
+   * read before the bearer token; the header from any other peer is refused. Default: off.
+   */
+  gateway?: GatewayReader;
+  /**
    * Upper bound on one user lookup, in milliseconds; past it (or past the
    * call's own deadline, whichever is sooner) the call fails UNAVAILABLE
    * rather than hanging. Default: 5000.
@@ -64,9 +129,9 @@ export interface DeciderOptions {
 
 /**
  * Decides one call. Never throws for bad input: every outcome is a
- * {@link Verdict}. The optional `timeoutMs` is the call's remaining deadline.
- *
- * `certificate` is the call's verified TLS client certificate, if any.
+ * {@link Verdict}. The optional `timeoutMs` is the call's remaining deadline;
+ * `origin` what the transport knows of where the call came from (see
+ * {@link CallOrigin}).
  *
  * The verdict is returned synchronously whenever no I/O or cryptography is
  * needed (no token, a malformed header, a cached token and user), so the
@@ -76,7 +141,7 @@ export type Decide = (
   method: DescMethod,
   headers: HeaderReader,
   timeoutMs?: number,
-  certificate?: ClientCertificate,
+  origin?: CallOrigin,
 ) => Verdict | Promise<Verdict>;
 
 /**
@@ -88,8 +153,50 @@ export type Decide = (
  * fails verification, cost no database I/O.
  */
 export function createDecider(options: DeciderOptions): Decide {
-  const { policy, verifier, principals, certificates } = options;
+  const { policy, verifier, principals, certificates, identities, gateway } = options;
   const lookupTimeoutMs = options.lookupTimeoutMs ?? 5000;
+  const budgetOf = (timeoutMs: number | undefined) =>
+    timeoutMs === undefined ? lookupTimeoutMs : Math.min(timeoutMs, lookupTimeoutMs);
+  // Public methods keep working without the database; the caller is treated
+  // as anonymous rather than trusted on the token's word.
+  const backendFailed = (plan: MethodPlan) => (cause: unknown) =>
+    plan.rule.kind === "public" ? allow(plan, undefined) : unavailableFor(plan, cause);
+
+  /** A trusted issuer's subject: mapped to a local user first, then the same path as a local token. */
+  function afterExternal(
+    plan: MethodPlan,
+    claims: ExternalAccessClaims,
+    timeoutMs: number | undefined,
+  ): Verdict | Promise<Verdict> {
+    if (identities === undefined) return unavailableFor(plan, new Error("no identity resolver for external tokens"));
+    const then = (resolution: IdentityResolution) => {
+      if (resolution.status === "not_linked") return unauthenticated(plan, "IDENTITY_NOT_LINKED");
+      const token = {
+        userId: resolution.userId,
+        jti: claims.jti,
+        issuedAt: claims.issuedAt,
+        expiresAt: claims.expiresAt,
+      };
+      return lookUp(plan, token, timeoutMs, resolution.grant);
+    };
+    const known = identities.peek?.(claims.external);
+    if (known !== undefined) return then(known);
+    return withTimeout(identities.resolve(claims.external), budgetOf(timeoutMs)).then(then, backendFailed(plan));
+  }
+
+  function lookUp(
+    plan: MethodPlan,
+    claims: VerifiedToken,
+    timeoutMs: number | undefined,
+    grant?: (principal: Principal) => Principal,
+  ): Verdict | Promise<Verdict> {
+    const cached = principals.peek?.(claims.userId, claims);
+    if (cached !== undefined) return judge(plan, cached, claims, grant);
+    return withTimeout(principals.load(claims.userId, claims), budgetOf(timeoutMs)).then(
+      (lookup) => judge(plan, lookup, claims, grant),
+      backendFailed(plan),
+    );
+  }
 
   function afterVerify(
     plan: MethodPlan,
@@ -103,15 +210,8 @@ export function createDecider(options: DeciderOptions): Decide {
       return unauthenticated(plan, verified.reason, verified.error);
     }
     const { claims } = verified;
-    const cached = principals.peek?.(claims.userId, claims);
-    if (cached !== undefined) return judge(plan, cached, claims);
-    const budget = timeoutMs === undefined ? lookupTimeoutMs : Math.min(timeoutMs, lookupTimeoutMs);
-    return withTimeout(principals.load(claims.userId, claims), budget).then(
-      (lookup) => judge(plan, lookup, claims),
-      // Public methods keep working without the database; the caller is
-      // treated as anonymous rather than trusted on the token's word.
-      (cause: unknown) => (plan.rule.kind === "public" ? allow(plan, undefined) : unavailableFor(plan, cause)),
-    );
+    if (claims.external !== undefined) return afterExternal(plan, claims, timeoutMs);
+    return lookUp(plan, claims, timeoutMs);
   }
 
   /** A call with no token but a verified client certificate: its service account, or anonymous. */
@@ -130,13 +230,10 @@ export function createDecider(options: DeciderOptions): Decide {
         : judge(plan, lookup, undefined);
     const cached = certificates.peek?.(certificate);
     if (cached !== undefined) return fromLookup(cached);
-    const budget = timeoutMs === undefined ? lookupTimeoutMs : Math.min(timeoutMs, lookupTimeoutMs);
-    return withTimeout(certificates.load(certificate), budget).then(fromLookup, (cause: unknown) =>
-      plan.rule.kind === "public" ? allow(plan, undefined) : unavailableFor(plan, cause),
-    );
+    return withTimeout(certificates.load(certificate), budgetOf(timeoutMs)).then(fromLookup, backendFailed(plan));
   }
 
-  return function decide(method, headers, timeoutMs, certificate) {
+  return function decide(method, headers, timeoutMs, origin) {
     let plan: MethodPlan;
     try {
       plan = policy.planFor(method);
@@ -146,8 +243,13 @@ export function createDecider(options: DeciderOptions): Decide {
       // instead of logging the user out.
       return unavailableFor(unplannedMethod(method), cause);
     }
+    // A trusted gateway's claims take precedence over a bearer token (the gateway verified
+    // one already); the header from an untrusted peer is refused whatever else is sent.
+    const fromGateway = gateway?.read(headers, origin?.peer);
+    if (fromGateway !== undefined) return afterVerify(plan, fromGateway, timeoutMs);
     const credential = readBearer(headers);
     if (credential.kind === "none") {
+      const certificate = origin?.certificate;
       if (certificate !== undefined && certificates !== undefined) {
         return byCertificate(plan, certificates, certificate, timeoutMs);
       }
@@ -160,7 +262,12 @@ export function createDecider(options: DeciderOptions): Decide {
   };
 }
 
-function judge(plan: MethodPlan, lookup: PrincipalLookup, token: VerifiedToken | undefined): Verdict {
+function judge(
+  plan: MethodPlan,
+  lookup: PrincipalLookup,
+  token: VerifiedToken | undefined,
+  grant?: (principal: Principal) => Principal,
+): Verdict {
   switch (lookup.status) {
     case "not_found":
     case "inactive":
@@ -168,7 +275,7 @@ function judge(plan: MethodPlan, lookup: PrincipalLookup, token: VerifiedToken |
     case "revoked":
       return unauthenticated(plan, "TOKEN_REVOKED");
   }
-  return authorize(plan, plan.rule, lookup.principal, token);
+  return authorize(plan, plan.rule, grant === undefined ? lookup.principal : grant(lookup.principal), token);
 }
 
 /**

@@ -44,6 +44,25 @@ export interface ProtoguardConfig {
   jwksUrl: string | undefined;
   /** `PROTOGUARD_JWKS_USER_ID_CLAIM`: the claim of those tokens naming the local user id. Default `user_id`. */
   jwksUserIdClaim: string | undefined;
+  /**
+   * `PROTOGUARD_TRUSTED_ISSUERS`: path of a JSON file listing external identity providers whose
+   * access tokens are accepted (see `parseTrustedIssuers`); read and validated by
+   * `openRuntime`, which refuses to start on any mistake. Default none.
+   */
+  trustedIssuersPath: string | undefined;
+  /**
+   * `PROTOGUARD_GATEWAY_HEADER`: turns gateway mode on. The header a gateway that verified the
+   * token writes its payload into (Envoy's `forward_payload_header`, e.g. `x-jwt-payload`).
+   * Default none: gateway mode off.
+   */
+  gatewayHeader: string | undefined;
+  /**
+   * `PROTOGUARD_GATEWAY_TRUSTED_PEERS`: comma-separated addresses and CIDR ranges of the
+   * gateways; the header is read only from these socket peers. Required with the header.
+   */
+  gatewayTrustedPeers: string[];
+  /** `PROTOGUARD_GATEWAY_USER_ID_CLAIM`: the claim of protoguard-shaped gateway payloads naming the user. Default `user_id`. */
+  gatewayUserIdClaim: string | undefined;
   /** `PROTOGUARD_JWT_ISSUER`: `iss` to set and require. Default none. */
   issuer: string | undefined;
   /** `PROTOGUARD_JWT_AUDIENCE`: `aud` to set and require. Default none. */
@@ -174,6 +193,27 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
   } catch (error) {
     throw new ConfigError(`PROTOGUARD_TRUSTED_PROXIES: ${(error as Error).message}`);
   }
+  const gatewayHeader = str("PROTOGUARD_GATEWAY_HEADER")?.toLowerCase();
+  const gatewayTrustedPeers = list("PROTOGUARD_GATEWAY_TRUSTED_PEERS");
+  if (gatewayHeader !== undefined) {
+    if (!/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(gatewayHeader) || gatewayHeader === "authorization") {
+      throw new ConfigError(
+        `PROTOGUARD_GATEWAY_HEADER must be a header name other than authorization, got "${gatewayHeader}"`,
+      );
+    }
+    if (gatewayTrustedPeers.length === 0) {
+      throw new ConfigError(
+        "PROTOGUARD_GATEWAY_HEADER needs PROTOGUARD_GATEWAY_TRUSTED_PEERS (the gateways' addresses)",
+      );
+    }
+  } else if (gatewayTrustedPeers.length > 0) {
+    throw new ConfigError("PROTOGUARD_GATEWAY_TRUSTED_PEERS is set without PROTOGUARD_GATEWAY_HEADER");
+  }
+  try {
+    parseTrustedProxies(gatewayTrustedPeers);
+  } catch (error) {
+    throw new ConfigError(`PROTOGUARD_GATEWAY_TRUSTED_PEERS: ${(error as Error).message}`);
+  }
   const forwardedHeader = (str("PROTOGUARD_FORWARDED_HEADER") ?? "x-forwarded-for").toLowerCase();
   if (forwardedHeader !== "x-forwarded-for" && forwardedHeader !== "forwarded") {
     throw new ConfigError(`PROTOGUARD_FORWARDED_HEADER must be x-forwarded-for or forwarded, got "${forwardedHeader}"`);
@@ -211,6 +251,10 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
     refreshTtlSeconds: int("PROTOGUARD_REFRESH_TTL", 86_400, 1, 31_536_000),
     jwksUrl: str("PROTOGUARD_JWKS_URL"),
     jwksUserIdClaim: str("PROTOGUARD_JWKS_USER_ID_CLAIM"),
+    trustedIssuersPath: str("PROTOGUARD_TRUSTED_ISSUERS"),
+    gatewayHeader,
+    gatewayTrustedPeers,
+    gatewayUserIdClaim: str("PROTOGUARD_GATEWAY_USER_ID_CLAIM"),
     issuer: str("PROTOGUARD_JWT_ISSUER"),
     audience: str("PROTOGUARD_JWT_AUDIENCE"),
     leewaySeconds: int("PROTOGUARD_JWT_LEEWAY", 30, 0, 60),

@@ -12,7 +12,8 @@ import { openDatabase, type Database } from "../store/database.js";
 import { migrateDatabase } from "../store/migrate.js";
 import { createTokenIssuer, type TokenIssuer } from "../token/issuer.js";
 import { createKeyring, loadKeyFile, type KeyConfig, type Keyring } from "../token/keys.js";
-import { createTokenVerifier, type TokenVerifier } from "../token/verifier.js";
+import { createTokenVerifier, type FederatedTokenVerifier, type TokenVerifier } from "../token/verifier.js";
+import { loadTrustedIssuers, type TrustedIssuer } from "../identity/trusted-issuers.js";
 import { ConfigError, type ProtoguardConfig } from "./config.js";
 
 /** Name of the development secret kept in the data directory. */
@@ -24,7 +25,8 @@ export interface Runtime {
   readonly database: Database;
   readonly keyring: Keyring;
   readonly issuer: TokenIssuer;
-  readonly verifier: TokenVerifier;
+  /** protoguard's own tokens, and those of `PROTOGUARD_TRUSTED_ISSUERS` (none when unset). */
+  readonly verifier: TokenVerifier | FederatedTokenVerifier;
   readonly passwordHasher: PasswordHasher;
   close(): Promise<void>;
 }
@@ -66,6 +68,7 @@ export async function openRuntime(config: ProtoguardConfig, options: OpenRuntime
   // a configuration mistake is reported at once. The development secret is
   // written only once this process holds the data directory: a process
   // refused because another one has it must leave no trace.
+  const trustedIssuers = await trustedIssuersOf(config);
   const needsDevelopmentSecret = config.algorithm === "HS256" && config.secret === undefined;
   const early = needsDevelopmentSecret ? undefined : await createKeyring(await keyConfigs(config, options.warn));
   if (needsDevelopmentSecret && config.databaseUrl !== undefined) throw developmentSecretWithUrl();
@@ -96,10 +99,21 @@ export async function openRuntime(config: ProtoguardConfig, options: OpenRuntime
     cache: { maxEntries: config.cacheEntries },
     jwksUrl: config.jwksUrl,
     jwksUserIdClaim: config.jwksUserIdClaim,
+    trustedIssuers,
     ...claims,
   });
   const passwordHasher = createPasswordHasher({ scrypt: { logN: config.scryptLogN } });
   return { config, database, keyring, issuer, verifier, passwordHasher, close: () => database.close() };
+}
+
+/** The validated `PROTOGUARD_TRUSTED_ISSUERS` file, read before anything opens: a mistake there stops start-up. */
+async function trustedIssuersOf(config: ProtoguardConfig): Promise<readonly TrustedIssuer[]> {
+  if (config.trustedIssuersPath === undefined) return [];
+  try {
+    return await loadTrustedIssuers(config.trustedIssuersPath);
+  } catch (error) {
+    throw new ConfigError(`PROTOGUARD_TRUSTED_ISSUERS: ${(error as Error).message}`, { cause: error });
+  }
 }
 
 async function keyConfigs(config: ProtoguardConfig, warn?: (message: string) => void): Promise<KeyConfig[]> {

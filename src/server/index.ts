@@ -48,6 +48,7 @@ export {
   parseTrustedProxies,
   peerAddressKey,
   peerContextValues,
+  socketAddressKey,
   UNKNOWN_PEER,
 } from "../connect/peer.js";
 export type { ClientAddressOptions, ForwardedHeader, PeerRequest } from "../connect/peer.js";

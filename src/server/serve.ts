@@ -27,6 +27,9 @@ import { servicesOf } from "../connect/routes.js";
 import { createAuthPolicy } from "../policy/policy.js";
 import type { RuleInit } from "../policy/rule.js";
 import { createPrincipalSource } from "../principals/source.js";
+import { createIdentityResolver } from "../principals/identities.js";
+import type { TrustedIssuer, TrustedIssuerInit } from "../identity/trusted-issuers.js";
+import type { GatewayOptions } from "../identity/gateway.js";
 import type { Database } from "../store/database.js";
 import type { Keyring } from "../token/keys.js";
 import { withCors } from "./cors.js";
@@ -134,6 +137,19 @@ export interface StartServerOptions extends ConnectionLimits {
   maxWatchStreams?: number;
   /** Open health Watch calls on one connection; more are refused with RESOURCE_EXHAUSTED. Default 10. 0 means no limit. */
   maxWatchStreamsPerConnection?: number;
+  /**
+   * External identity providers whose access tokens are accepted besides the runtime
+   * verifier's (see `createAuth`'s `trustedIssuers`; `PROTOGUARD_TRUSTED_ISSUERS` names a JSON
+   * file of them for `openRuntime`). Their subjects are linked to (or provisioned as) users of
+   * the runtime's database. Default: none beyond the runtime verifier's own.
+   */
+  trustedIssuers?: readonly TrustedIssuerInit[] | readonly TrustedIssuer[];
+  /**
+   * Gateway mode: take verified claims from a trusted gateway's header (see `createAuth`'s
+   * `gateway` and `GatewayOptions`). The peer checked is the socket's, never a forwarded
+   * address. Default: off.
+   */
+  gateway?: GatewayOptions;
 }
 
 /** A running server, returned by {@link startServer}. */
@@ -213,16 +229,26 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       ...(options.principalCacheEntries === 0 && { maxEntries: 0 }),
     });
   }
+  // Costs nothing until a trusted issuer's token arrives; shares the principal source's subscription.
+  const identities = await createIdentityResolver({
+    database: runtime.database,
+    invalidations: principals,
+    maxEntries: options.principalCacheEntries,
+    maxAgeMs: options.principalCacheMaxAgeMs,
+  });
   try {
     const auth = createAuth({
       policy,
       services,
       verifier: runtime.verifier,
       principals,
+      identities,
       onDecision: observability.onDecision,
       ...(certificates !== undefined && { certificates }),
       ...(options.resources !== undefined && { resources: options.resources }),
       ...(options.authorize !== undefined && { authorize: options.authorize }),
+      ...(options.trustedIssuers !== undefined && { trustedIssuers: options.trustedIssuers }),
+      ...(options.gateway !== undefined && { gateway: options.gateway }),
     });
     const health = createHealth({
       services: Object.fromEntries(services.map((service) => [service.typeName, "SERVING" as const])),
@@ -254,6 +280,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       } finally {
         try {
           certificates?.close();
+          await identities.close();
           await principals.close();
         } finally {
           await runtime.close?.();
@@ -272,6 +299,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     };
   } catch (error) {
     certificates?.close();
+    await identities.close();
     await principals.close();
     throw error;
   }

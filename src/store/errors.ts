@@ -12,6 +12,8 @@ export type StoreErrorCode =
   | "SERVICE_NOT_FOUND"
   /** A client id or TLS identity already belongs to another service account. */
   | "DUPLICATE_IDENTITY"
+  /** An external identity (issuer, subject) is already linked to a user. */
+  | "DUPLICATE_LINK"
   /** Another process (or this one) has the embedded data directory open. */
   | "DATA_DIR_LOCKED"
   /** The embedded data directory holds two databases, from two older layouts. */

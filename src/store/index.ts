@@ -25,6 +25,16 @@ export { migrateDatabase } from "./migrate.js";
 export type { MigrateOptions } from "./migrate.js";
 export { createPrincipalSource } from "../principals/source.js";
 export type { CachedPrincipalSource, PrincipalSourceOptions } from "../principals/source.js";
+export { createIdentityResolver } from "../principals/identities.js";
+export type { CachedIdentityResolver, IdentityResolverOptions } from "../principals/identities.js";
+export {
+  findExternalIdentity,
+  linkExternalIdentity,
+  loadGroupPermissions,
+  provisionExternalUser,
+  unlinkExternalIdentity,
+} from "./external-identities.js";
+export type { ExternalUserInit } from "./external-identities.js";
 
 // ---------------------------------------------------------------------------
 // Admin operations: users, groups, permissions

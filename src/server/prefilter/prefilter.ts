@@ -14,6 +14,7 @@ import type { Auth } from "../../connect/auth.js";
 import { verdictKey } from "../../connect/context.js";
 import type { HeaderReader } from "../../credential/bearer.js";
 import { clientCertificateOf, type ClientCertificate } from "../../credential/client-certificate.js";
+import type { CallOrigin } from "../../decide/decide.js";
 import type { Deny, Unavailable, Verdict } from "../../decide/verdict.js";
 import type { NodeHandler, NodeRequest } from "../http.js";
 import { exposeRepeatedAuthorization } from "../transport/authorization.js";
@@ -73,12 +74,13 @@ function createCore(options: PrefilterOptions) {
       method: DescMethod,
       headers: IncomingHttpHeaders,
       rawHeaders: readonly string[] | undefined,
-      certificate?: ClientCertificate,
+      origin: CallOrigin,
     ) {
       // The listener's own mechanism, again here so the pre-filter holds on
       // its own: repeated values joined match no credential (TOKEN_MALFORMED).
       exposeRepeatedAuthorization(headers, rawHeaders);
-      return auth.check(method, nodeHeaderReader(headers), "prefilter", undefined, certificate);
+      // The origin's peer is the socket's, for gateway mode: never a forwarded header.
+      return auth.check(method, nodeHeaderReader(headers), "prefilter", undefined, origin);
     },
     answer: (protocol: Protocol, verdict: Deny | Unavailable) => answerFor(answers, protocol, verdict),
   };
@@ -129,7 +131,10 @@ export function createPrefilter(
         refuse(req, res, core.answer(call.protocol, verdict), discard);
       }
     };
-    const verdict = core.judge(call.method, req.headers, req.rawHeaders, clientCertificateOf(req, certificates));
+    const verdict = core.judge(call.method, req.headers, req.rawHeaders, {
+      certificate: clientCertificateOf(req, certificates),
+      peer: req.socket?.remoteAddress,
+    });
     if (verdict instanceof Promise) verdict.then(act, () => next(req, res));
     else act(verdict);
   };
@@ -156,7 +161,8 @@ export function createStreamPrefilter(
         refuseStream(stream, core.answer(call.protocol, verdict));
       }
     };
-    const verdict = core.judge(call.method, headers, rawHeaders);
+    // Plaintext HTTP/2 only (see listen): no client certificate to pass.
+    const verdict = core.judge(call.method, headers, rawHeaders, { peer: stream.session?.socket?.remoteAddress });
     if (verdict instanceof Promise) verdict.then(act, next);
     else act(verdict);
   };

@@ -1,0 +1,38 @@
+/** What a trusted issuer's verified token says about its caller, before any database lookup. */
+
+/**
+ * A caller identified by a trusted external issuer: the identity a resolver maps to a local
+ * user through the `external_identities` table.
+ */
+export interface ExternalSubject {
+  /** The issuer's exact `iss`. */
+  readonly issuer: string;
+  /** The value of the issuer's `subject_claim` (a string; an integer claim is written in decimal). */
+  readonly subject: string;
+  /**
+   * protoguard group names the token maps onto for this call (after the issuer's `group_map`),
+   * deduplicated. Their permissions are added to the user's own; no membership is written.
+   */
+  readonly groups: readonly string[];
+  /** Whether an unlinked subject gets a local user on first sight (the issuer's `provision`). */
+  readonly provision: boolean;
+  /** The `username_claim` value, for provisioning; absent when the token has none. */
+  readonly username?: string;
+  /** The `email_claim` value, for provisioning; absent when the token has none. */
+  readonly email?: string;
+}
+
+/** The claims a trusted issuer's verified access token yields. Times are seconds since the epoch. */
+export interface ExternalAccessClaims {
+  readonly external: ExternalSubject;
+  /**
+   * The token's `jti` when it has a usable one, else an id derived from the token itself
+   * (`sha256:` and 40 base64url characters): what caches and revocation are keyed by.
+   */
+  readonly jti: string;
+  readonly issuedAt: number;
+  readonly expiresAt: number;
+  readonly tokenType: "access";
+  /** The whole verified payload, shallowly frozen. */
+  readonly payload: Readonly<Record<string, unknown>>;
+}

@@ -1,0 +1,163 @@
+/**
+ * External identities: the `external_identities` rows that link a trusted issuer's subject to a
+ * local user, just-in-time provisioning of such users, and the permissions of the groups a
+ * token maps onto. The SQL behind `createIdentityResolver`, and the admin link/unlink.
+ */
+import { createHash } from "node:crypto";
+import { and, eq, inArray, sql, TransactionRollbackError } from "drizzle-orm";
+import type { DrizzleDb } from "./database.js";
+import { StoreError } from "./errors.js";
+import { externalIdentities, groupPermissions, groups, permissions, users } from "./schema.js";
+import { normalizeUsername } from "./users.js";
+
+/** What {@link provisionExternalUser} needs to know about the new user. */
+export interface ExternalUserInit {
+  issuer: string;
+  subject: string;
+  /** The IdP's username claim, when it has one: the preferred local username. */
+  username?: string;
+  /** The IdP's email claim, when it has one. */
+  email?: string;
+}
+
+const USERNAME_LENGTH = 150;
+const EMAIL_LENGTH = 254;
+/** Characters outside Django's username alphabet become this. */
+const NOT_USERNAME = /[^\p{L}\p{N}_.@+-]/gu;
+
+/** The local user linked to `(issuer, subject)`, or undefined. One primary-key lookup. */
+export async function findExternalIdentity(
+  db: DrizzleDb,
+  issuer: string,
+  subject: string,
+): Promise<number | undefined> {
+  const [row] = await db
+    .select({ userId: externalIdentities.userId })
+    .from(externalIdentities)
+    .where(and(eq(externalIdentities.issuer, issuer), eq(externalIdentities.subject, subject)))
+    .limit(1);
+  return row?.userId;
+}
+
+/**
+ * Creates a local user for a subject seen for the first time, and links it, in one
+ * transaction. The username is the IdP's username claim (or the subject) with characters
+ * outside Django's alphabet replaced by `_`; when that name is taken, by a local account or
+ * another issuer's user, a suffix derived from issuer and subject is added: an IdP user is
+ * never attached to an existing account by name. The user has no password (login only through
+ * the IdP) and its `credentials_changed_at` starts at the epoch, so the token that introduced
+ * it, issued before it existed, is not taken for a revoked one. Concurrent first calls (or two
+ * instances) end with one user: the losing transaction rolls back and returns the winner's id.
+ *
+ * @returns the linked user's id.
+ */
+export async function provisionExternalUser(db: DrizzleDb, init: ExternalUserInit): Promise<number> {
+  const suffix = createHash("sha256").update(`${init.issuer}\n${init.subject}`).digest("hex").slice(0, 10);
+  const base = usernameFrom(init.username ?? init.subject) || `user_${suffix}`;
+  const candidates = [base, `${base.slice(0, USERNAME_LENGTH - suffix.length - 1)}_${suffix}`];
+  const email = init.email !== undefined && init.email.length <= EMAIL_LENGTH ? init.email : "";
+  const linked = await db
+    .transaction(async (tx) => {
+      let userId: number | undefined;
+      for (const username of candidates) {
+        const [row] = await tx
+          .insert(users)
+          .values({ username, email, credentialsChangedAt: new Date(0) })
+          .onConflictDoNothing({ target: users.username })
+          .returning({ id: users.id });
+        if (row !== undefined) {
+          userId = row.id;
+          break;
+        }
+      }
+      if (userId === undefined) {
+        throw new StoreError("DUPLICATE_USERNAME", `no free username for ${init.issuer} subject ${init.subject}`);
+      }
+      const [link] = await tx
+        .insert(externalIdentities)
+        .values({ issuer: init.issuer, subject: init.subject, userId })
+        .onConflictDoNothing()
+        .returning({ userId: externalIdentities.userId });
+      // Someone linked the subject meanwhile: undo our user, keep theirs.
+      if (link === undefined) tx.rollback();
+      return userId;
+    })
+    .catch((error: unknown) => {
+      if (isRollback(error)) return undefined;
+      throw error;
+    });
+  if (linked !== undefined) return linked;
+  const existing = await findExternalIdentity(db, init.issuer, init.subject);
+  if (existing === undefined) throw new StoreError("USER_NOT_FOUND", "the concurrent link vanished; try again");
+  return existing;
+}
+
+/**
+ * Links `(issuer, subject)` to the existing user `username` (for issuers without
+ * provisioning, or to attach an IdP account to a local one).
+ *
+ * @throws {StoreError} `USER_NOT_FOUND`; `DUPLICATE_LINK` when the subject is already linked.
+ */
+export async function linkExternalIdentity(
+  db: DrizzleDb,
+  issuer: string,
+  subject: string,
+  username: string,
+): Promise<void> {
+  if (issuer.length === 0 || issuer.length > 512 || subject.length === 0 || subject.length > 255) {
+    throw new StoreError("INVALID_INPUT", "issuer must be 1-512 and subject 1-255 characters");
+  }
+  const [user] = await db
+    .select({ id: users.id })
+    .from(users)
+    .where(eq(users.username, normalizeUsername(username)))
+    .limit(1);
+  if (user === undefined) throw new StoreError("USER_NOT_FOUND", `no user "${username}"`);
+  const [row] = await db
+    .insert(externalIdentities)
+    .values({ issuer, subject, userId: user.id })
+    .onConflictDoNothing()
+    .returning({ userId: externalIdentities.userId });
+  if (row === undefined) throw new StoreError("DUPLICATE_LINK", `${issuer} subject ${subject} is already linked`);
+}
+
+/** Removes the link of `(issuer, subject)`; the local user stays. @returns whether a link was removed. */
+export async function unlinkExternalIdentity(db: DrizzleDb, issuer: string, subject: string): Promise<boolean> {
+  const rows = await db
+    .delete(externalIdentities)
+    .where(and(eq(externalIdentities.issuer, issuer), eq(externalIdentities.subject, subject)))
+    .returning({ userId: externalIdentities.userId });
+  return rows.length > 0;
+}
+
+/**
+ * The permissions (`app_label.codename`) of each named group that exists, in one query. A
+ * group without permissions maps to an empty list; a name no group has is absent.
+ */
+export async function loadGroupPermissions(db: DrizzleDb, names: readonly string[]): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  if (names.length === 0) return out;
+  const rows = await db
+    .select({
+      name: groups.name,
+      permission: sql<string | null>`${permissions.appLabel} || '.' || ${permissions.codename}`,
+    })
+    .from(groups)
+    .leftJoin(groupPermissions, eq(groupPermissions.groupId, groups.id))
+    .leftJoin(permissions, eq(permissions.id, groupPermissions.permissionId))
+    .where(inArray(groups.name, [...names]));
+  for (const row of rows) {
+    let list = out.get(row.name);
+    if (list === undefined) out.set(row.name, (list = []));
+    if (row.permission !== null) list.push(row.permission);
+  }
+  return out;
+}
+
+function usernameFrom(text: string): string {
+  return [...normalizeUsername(text).replace(NOT_USERNAME, "_")].slice(0, USERNAME_LENGTH).join("");
+}
+
+function isRollback(error: unknown): boolean {
+  return error instanceof TransactionRollbackError;
+}
