@@ -163,6 +163,7 @@ export { createDecider } from "./decide/decide.js";
 export type {
   AccessTokenResult,
   AccessTokenVerifier,
+  CallOrigin,
   Decide,
   DeciderOptions,
   IdentityResolution,
