@@ -16,7 +16,8 @@
 import { cpus, loadavg } from "node:os";
 import { createClient } from "@connectrpc/connect";
 import { KindService } from "../gen/guardtest/v1/kinds_pb.js";
-import { createAuth, createCertificatePrincipalSource } from "../src/index.js";
+import { createAuth } from "../src/index.js";
+import { createCertificatePrincipalSource } from "../src/store/index.js";
 import {
   AuthService,
   createPasswordHasher,

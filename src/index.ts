@@ -180,13 +180,10 @@ export {
   clientCertificateContextValues,
   clientCertificateKey,
   clientCertificateOf,
-  createCertificatePrincipalSource,
   readClientCertificate,
 } from "./credential/client-certificate.js";
 export type {
-  CachedCertificatePrincipalSource,
   CertificatePrincipalSource,
-  CertificatePrincipalSourceOptions,
   CertificateRequest,
   CertificateSocket,
   ClientCertificate,

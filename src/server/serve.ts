@@ -15,13 +15,10 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { createAuth, type Auth } from "../connect/auth.js";
+import { createCertificatePrincipalSource, type CachedCertificatePrincipalSource } from "../principals/certificates.js";
 import type { AuthorizeFallback, ResourceLoaders } from "../conditions/code.js";
 import { peerContextValues, type ClientAddressOptions } from "../connect/peer.js";
-import {
-  clientCertificateContextValues,
-  createCertificatePrincipalSource,
-  type CachedCertificatePrincipalSource,
-} from "../credential/client-certificate.js";
+import { clientCertificateContextValues } from "../credential/client-certificate.js";
 import type { AccessTokenVerifier } from "../decide/decide.js";
 import { servicesOf } from "../connect/routes.js";
 import { createAuthPolicy } from "../policy/policy.js";

@@ -25,6 +25,11 @@ export { migrateDatabase } from "./migrate.js";
 export type { MigrateOptions } from "./migrate.js";
 export { createPrincipalSource } from "../principals/source.js";
 export type { CachedPrincipalSource, PrincipalSourceOptions } from "../principals/source.js";
+export { createCertificatePrincipalSource } from "../principals/certificates.js";
+export type {
+  CachedCertificatePrincipalSource,
+  CertificatePrincipalSourceOptions,
+} from "../principals/certificates.js";
 export { createIdentityResolver } from "../principals/identities.js";
 export type { CachedIdentityResolver, IdentityResolverOptions } from "../principals/identities.js";
 export {
