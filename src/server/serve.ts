@@ -9,6 +9,7 @@
  * the listener (`transport/`), the server's own services (`services/`),
  * the pre-filter (`prefilter/`), static files and observability (`observe/`).
  */
+import cluster from "node:cluster";
 import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -18,7 +19,7 @@ import { createAuth, type Auth } from "../connect/auth.js";
 import { peerContextValues, type ClientAddressOptions } from "../connect/peer.js";
 import type { AccessTokenVerifier } from "../decide/decide.js";
 import { servicesOf } from "../connect/routes.js";
-import { createAuthPolicy } from "../policy/policy.js";
+import { createAuthPolicy, type AuthPolicy } from "../policy/policy.js";
 import type { RuleInit } from "../policy/rule.js";
 import { createPrincipalSource } from "../principals/source.js";
 import type { Database } from "../store/database.js";
@@ -34,6 +35,16 @@ import { staticDirectory, staticFiles } from "./static-files.js";
 import { CONNECTION_LIMIT_DEFAULTS, type ConnectionLimits } from "./transport/limits.js";
 import { listen } from "./transport/listen.js";
 import type { TlsOptions } from "./transport/tls.js";
+import { ServerError } from "./transport/errors.js";
+import {
+  isServerWorker,
+  reportWorkerFailure,
+  resolveWorkers,
+  serveAsWorker,
+  startWorkers,
+  type ServerWorkers,
+  type WorkersOption,
+} from "./workers.js";
 
 /**
  * What {@link startServer} needs of a runtime: a `Runtime` from
@@ -116,6 +127,22 @@ export interface StartServerOptions extends ConnectionLimits {
   maxWatchStreams?: number;
   /** Open health Watch calls on one connection; more are refused with RESOURCE_EXHAUSTED. Default 10. 0 means no limit. */
   maxWatchStreamsPerConnection?: number;
+  /**
+   * Server processes sharing the port: a positive integer, or `"auto"` for
+   * one per core. With more than one, this process becomes the primary: it
+   * validates the rules, then forks the workers with node:cluster, which
+   * re-runs this same entry script in each of them, where the same
+   * `startServer` call serves (work to do once, like migrations, belongs
+   * behind `if (!isServerWorker())`). The primary accepts connections and
+   * hands them to the workers round-robin, replaces a worker that dies, and
+   * on `close()` lets every worker finish its calls. Each worker has its own
+   * caches, kept correct by the database's notifications, and its own
+   * connection limits, Login admission and `/metrics`. Needs PostgreSQL:
+   * the embedded database is held by one process (`ServerError`
+   * `WORKERS_NEED_POSTGRES`). Default 1: this process serves, nothing is
+   * forked (`protoguard serve` defaults to `"auto"` on PostgreSQL).
+   */
+  workers?: WorkersOption;
 }
 
 /** A running server, returned by {@link startServer}. */
@@ -131,6 +158,11 @@ export interface RunningServer {
   readonly health: HealthService;
   /** The application's services, as found in `routes`. */
   readonly services: readonly DescService[];
+  /**
+   * In the primary of a server with `workers` > 1: its worker processes.
+   * Undefined when this process serves the port itself.
+   */
+  readonly workers: ServerWorkers | undefined;
   /**
    * Graceful stop: reports NOT_SERVING to health watchers, stops accepting,
    * lets in-flight calls finish within `graceMs`, then stops the user cache
@@ -163,10 +195,12 @@ const DEFAULT_GRACE_MS = 10_000;
  * ```
  *
  * @throws {PolicyError} naming every method whose rule is malformed.
- * @throws {ServerError} when the port cannot be bound or the TLS material is unusable.
+ * @throws {ServerError} when the port cannot be bound or the TLS material is unusable,
+ *   when a worker cannot start (`WORKER_FAILED`, or the worker's own code), or
+ *   with `workers` > 1 on the embedded database (`WORKERS_NEED_POSTGRES`).
+ * @throws {RangeError} when `workers` is neither a positive integer nor "auto".
  */
 export async function startServer(options: StartServerOptions): Promise<RunningServer> {
-  const { runtime } = options;
   const services = servicesOf(options.routes);
   // Validate before opening anything, so a bad rule costs no cleanup.
   const policy = createAuthPolicy({ services, defaultRule: options.defaultRule });
@@ -180,6 +214,33 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   });
   const { logger } = observability;
 
+  const workerCount = resolveWorkers(options.workers);
+  if (workerCount > 1 && cluster.isPrimary) {
+    return startPrimary(options, { policy, services, logger, count: workerCount });
+  }
+  try {
+    const server = await startOne(options, { policy, services, staticRoot, observability });
+    if (isServerWorker()) serveAsWorker(server.port, server.close);
+    return server;
+  } catch (error) {
+    if (isServerWorker()) reportWorkerFailure(error);
+    throw error;
+  }
+}
+
+/** What {@link startServer} resolved before choosing how many processes serve. */
+interface Prepared {
+  readonly policy: AuthPolicy;
+  readonly services: readonly DescService[];
+  readonly staticRoot: string | undefined;
+  readonly observability: ReturnType<typeof createObservability>;
+}
+
+/** The server in this process: the whole of {@link startServer} with one worker, or a worker's part. */
+async function startOne(options: StartServerOptions, prepared: Prepared): Promise<RunningServer> {
+  const { runtime } = options;
+  const { policy, services, staticRoot, observability } = prepared;
+  const { logger } = observability;
   const principals = await createPrincipalSource({
     database: runtime.database,
     maxEntries: options.principalCacheEntries,
@@ -230,12 +291,66 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       auth,
       health,
       services,
+      workers: undefined,
       close: () => (closing ??= close()),
     };
   } catch (error) {
     await principals.close();
     throw error;
   }
+}
+
+/**
+ * The primary of a server with several workers: it serves nothing itself.
+ * Its `auth` plans the same rules (for inspection) over a principal source
+ * without cache or subscription; its `health` is its own, not the workers'.
+ */
+async function startPrimary(
+  options: StartServerOptions,
+  parts: { policy: AuthPolicy; services: readonly DescService[]; logger: Logger; count: number },
+): Promise<RunningServer> {
+  const { runtime } = options;
+  const { policy, services, logger, count } = parts;
+  if (runtime.database.client.kind === "pglite") {
+    throw new ServerError(
+      "WORKERS_NEED_POSTGRES",
+      `workers: ${count} needs PostgreSQL: the embedded database is held by one process (set DATABASE_URL, or use one worker)`,
+    );
+  }
+  const graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
+  const pool = await startWorkers({ count, graceMs, logger });
+  const principals = await createPrincipalSource({ database: runtime.database, maxEntries: 0, listen: false });
+  const auth = createAuth({ policy, verifier: runtime.verifier, principals });
+  const health = createHealth({
+    services: Object.fromEntries(services.map((service) => [service.typeName, "SERVING" as const])),
+  });
+  const host = options.host ?? "127.0.0.1";
+  const url = `${options.tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${pool.port}`;
+  logger.info({ url, services: services.map((s) => s.typeName), workers: count }, "protoguard listening");
+  let closing: Promise<void> | undefined;
+  const close = async () => {
+    health.shutdown();
+    try {
+      await pool.close();
+    } finally {
+      try {
+        await principals.close();
+      } finally {
+        await runtime.close?.();
+      }
+    }
+    logger.info("protoguard stopped");
+  };
+  return {
+    url,
+    port: pool.port,
+    host,
+    auth,
+    health,
+    services,
+    workers: pool.workers,
+    close: () => (closing ??= close()),
+  };
 }
 
 /** The parts {@link createRoutes} puts behind one handler, made by {@link startServer}. */
