@@ -64,6 +64,13 @@ export interface CachedPrincipalSource extends PrincipalSource {
   readonly maxAgeMs: number;
   /** Cached entries now. */
   readonly size: number;
+  /** Lookups answered from the cache since creation (`peek` or `load`). */
+  readonly hits: number;
+  /**
+   * Lookups that went to the database since creation (`load` on a miss or
+   * with the cache off, and `reload`): `hits / (hits + misses)` is the hit rate.
+   */
+  readonly misses: number;
   /** Stops listening for notifications. The database stays open. */
   close(): Promise<void>;
 }
@@ -106,6 +113,8 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
   // Bumped by every invalidation, so a lookup that raced with one is not
   // cached with the answer from before the change.
   let generation = 0;
+  let hits = 0;
+  let misses = 0;
 
   const listeners = new Set<(event: InvalidationEvent) => void>();
 
@@ -147,6 +156,7 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
   }
 
   async function fetchAndStore(userId: number, token: { jti: string; issuedAt: number }): Promise<PrincipalLookup> {
+    misses++;
     const startedAt = generation;
     const storedAt = now();
     const lookup = await loadPrincipal(database.db, userId, token);
@@ -188,6 +198,12 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
     get size() {
       return cache.size;
     },
+    get hits() {
+      return hits;
+    },
+    get misses() {
+      return misses;
+    },
     onInvalidation(listener) {
       listeners.add(listener);
       ensureSubscribed();
@@ -202,12 +218,20 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
     reload: fetchAndStore,
     peek(userId, token) {
       const cached = cache.get(token.jti);
-      return cached !== undefined && isFresh(cached, userId, token.issuedAt) ? cached.lookup : undefined;
+      if (cached === undefined || !isFresh(cached, userId, token.issuedAt)) return undefined;
+      hits++;
+      return cached.lookup;
     },
     async load(userId, token) {
-      if (maxEntries === 0) return loadPrincipal(database.db, userId, token);
+      if (maxEntries === 0) {
+        misses++;
+        return loadPrincipal(database.db, userId, token);
+      }
       const cached = cache.get(token.jti);
-      if (cached !== undefined && isFresh(cached, userId, token.issuedAt)) return cached.lookup;
+      if (cached !== undefined && isFresh(cached, userId, token.issuedAt)) {
+        hits++;
+        return cached.lookup;
+      }
       return fetchAndStore(userId, token);
     },
   };

@@ -27,6 +27,7 @@ import type { Keyring } from "../token/keys.js";
 import { withCors } from "./cors.js";
 import { createDispatch } from "./dispatch.js";
 import { plain, type NodeHandler } from "./http.js";
+import { registerCacheMetrics, type CacheCounts } from "./observe/metrics.js";
 import { createObservability } from "./observe/observability.js";
 import { createPrefilter, createStreamPrefilter, prefilterContextValues } from "./prefilter/prefilter.js";
 import { createHealth, type HealthService } from "./services/health.js";
@@ -248,6 +249,11 @@ async function startOne(options: StartServerOptions, prepared: Prepared): Promis
   });
   try {
     const auth = createAuth({ policy, verifier: runtime.verifier, principals, onDecision: observability.onDecision });
+    const { verifier } = runtime;
+    registerCacheMetrics(observability.registry, {
+      principal: () => principals,
+      ...(hasCacheCounts(verifier) && { token: () => tokenCacheCounts(verifier) }),
+    });
     const health = createHealth({
       services: Object.fromEntries(services.map((service) => [service.typeName, "SERVING" as const])),
       maxWatchStreams: options.maxWatchStreams,
@@ -298,6 +304,20 @@ async function startOne(options: StartServerOptions, prepared: Prepared): Promis
     await principals.close();
     throw error;
   }
+}
+
+/** Whether the verifier keeps cache totals, as `createTokenVerifier`'s does. */
+function hasCacheCounts(verifier: AccessTokenVerifier): verifier is AccessTokenVerifier & CacheTotals {
+  return typeof (verifier as Partial<CacheTotals>).cacheHits === "number";
+}
+
+interface CacheTotals {
+  readonly cacheHits: number;
+  readonly cacheMisses: number;
+}
+
+function tokenCacheCounts(verifier: CacheTotals): CacheCounts {
+  return { hits: verifier.cacheHits, misses: verifier.cacheMisses };
 }
 
 /**

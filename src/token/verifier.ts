@@ -86,6 +86,17 @@ export interface TokenVerifier {
   peek(token: string, expected: TokenType): VerifyResult | undefined;
   /** Number of cached verifications (0 when the cache is disabled). */
   readonly cacheSize: number;
+  /**
+   * Tokens accepted from the cache since creation, without a signature check.
+   * Optional so a wrapper of a verifier remains one; `createTokenVerifier`'s has it.
+   */
+  readonly cacheHits?: number;
+  /**
+   * Tokens accepted after a signature check since creation (a cache miss, or
+   * the cache off): `cacheHits / (cacheHits + cacheMisses)` is the hit rate of
+   * accepted tokens. Refusals count in neither. Optional, as `cacheHits`.
+   */
+  readonly cacheMisses?: number;
   /** The clock skew tolerated on `exp`, `nbf` and `iat`: open streams end at `exp` plus this. */
   readonly leewaySeconds: number;
 }
@@ -221,6 +232,8 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   const now = options.now ?? Date.now;
   const maxEntries = options.cache?.maxEntries ?? 10_000;
   const cache = maxEntries > 0 ? new VerifiedTokenCache<CachedResult>(maxEntries) : undefined;
+  let cacheHits = 0;
+  let cacheMisses = 0;
 
   const keys = createKeyResolver(keyring, remote, (payload) => refuseUnverified(payload, rules, now() / 1000));
   const isForged = createForgeryCheck(keys.localKeys, keys.onlyLocalKey);
@@ -244,7 +257,10 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     }
     const hit = cache?.get(token, now() / 1000);
     if (hit) {
-      if (hit.result.claims.tokenType === expected) return hit.result;
+      if (hit.result.claims.tokenType === expected) {
+        cacheHits++;
+        return hit.result;
+      }
       return failure(new TokenRejectedError("WRONG_TYPE", `expected a ${expected} token`, { claim: "token_type" }));
     }
     return isForged(token) ? FORGED : undefined;
@@ -281,6 +297,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         nowSeconds,
       );
       const result = Object.freeze({ ok: true as const, claims });
+      cacheMisses++;
       cache?.set(token, { dropAfter: claims.expiresAt + leewaySeconds, result }, nowSeconds);
       return result;
     } catch (error) {
@@ -294,6 +311,12 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     leewaySeconds,
     get cacheSize() {
       return cache?.size ?? 0;
+    },
+    get cacheHits() {
+      return cacheHits;
+    },
+    get cacheMisses() {
+      return cacheMisses;
     },
   });
 }
