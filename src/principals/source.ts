@@ -75,6 +75,15 @@ export interface CachedPrincipalSource extends PrincipalSource {
   close(): Promise<void>;
 }
 
+/** A database lookup under way, for the calls that arrive with the same token meanwhile. */
+interface PendingLookup {
+  readonly lookup: Promise<PrincipalLookup>;
+  readonly userId: number;
+  readonly issuedAt: number;
+  /** The invalidation generation it started in. */
+  readonly generation: number;
+}
+
 interface Entry {
   readonly lookup: PrincipalLookup;
   readonly userId: number;
@@ -117,6 +126,11 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
   let misses = 0;
 
   const listeners = new Set<(event: InvalidationEvent) => void>();
+  // Lookups under way, by jti: calls arriving together with a new token
+  // share one round trip instead of each making its own. Joined only within
+  // the same generation, so no call gets an answer from before a change it
+  // came after.
+  const pending = new Map<string, PendingLookup>();
 
   function invalidate(event: InvalidationEvent): void {
     generation++;
@@ -232,7 +246,27 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
         hits++;
         return cached.lookup;
       }
-      return fetchAndStore(userId, token);
+      // Joined only for the same user and iat (the token claiming a jti is
+      // the caller's) and the same generation (no answer from before a
+      // change the call came after).
+      const inFlight = pending.get(token.jti);
+      if (
+        inFlight !== undefined &&
+        inFlight.generation === generation &&
+        inFlight.userId === userId &&
+        inFlight.issuedAt === token.issuedAt
+      ) {
+        hits++;
+        return inFlight.lookup;
+      }
+      const lookup = fetchAndStore(userId, token);
+      const entry: PendingLookup = { lookup, userId, issuedAt: token.issuedAt, generation };
+      pending.set(token.jti, entry);
+      const settled = () => {
+        if (pending.get(token.jti) === entry) pending.delete(token.jti);
+      };
+      lookup.then(settled, settled);
+      return lookup;
     },
   };
 }
