@@ -236,12 +236,13 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   let cacheMisses = 0;
 
   const keys = createKeyResolver(keyring, remote, (payload) => refuseUnverified(payload, rules, now() / 1000));
-  const isForged = createForgeryCheck(keys.localKeys, keys.onlyLocalKey);
+  const precheck = createForgeryCheck(keys.localKeys, keys.onlyLocalKey);
   // jose refuses every alg not listed here before any key is resolved, `none` included.
   const verifyOptions = Object.freeze({ algorithms: [...keys.algorithms] });
   const { resolveKey } = keys;
 
-  function peek(token: string, expected: TokenType): VerifyResult | undefined {
+  /** {@link peek}'s answer, or `valid` when the pre-check proved the signature with a local key. */
+  function inspect(token: string, expected: TokenType): VerifyResult | "valid" | undefined {
     if (!isCompactJws(token)) return MALFORMED;
     // Every path (the auth layer's peek, verify, the refresh and logout
     // calls) passes here before any decoding, cache lookup or signature
@@ -263,27 +264,41 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       }
       return failure(new TokenRejectedError("WRONG_TYPE", `expected a ${expected} token`, { claim: "token_type" }));
     }
-    return isForged(token) ? FORGED : undefined;
+    const signature = precheck(token);
+    return signature === "forged" ? FORGED : signature;
+  }
+
+  function peek(token: string, expected: TokenType): VerifyResult | undefined {
+    const known = inspect(token, expected);
+    return known === "valid" ? undefined : known;
   }
 
   async function verify(token: string, expected: TokenType): Promise<VerifyResult> {
-    const known = peek(token, expected);
-    if (known !== undefined) return known;
+    const known = inspect(token, expected);
+    if (known !== undefined && known !== "valid") return known;
     try {
       // Local keys resolve synchronously; only a remote JWKS key comes as a
       // promise, which is how the claim rules of the key's issuer are chosen.
       let fromRemote = false;
-      const { payload } = await compactVerify(
-        token,
-        remoteRules === rules
-          ? resolveKey
-          : (header: CompactJWSHeaderParameters, input: FlattenedJWSInput) => {
-              const key = resolveKey(header, input);
-              fromRemote = key instanceof Promise;
-              return key;
-            },
-        verifyOptions,
-      );
+      const payload =
+        known === "valid"
+          ? // node:crypto has just checked this signature with the local key
+            // the header names, under the key's own alg, with no crit or b64:
+            // jose would check the same again through WebCrypto.
+            Buffer.from(token.slice(token.indexOf(".") + 1, token.lastIndexOf(".")), "base64url")
+          : (
+              await compactVerify(
+                token,
+                remoteRules === rules
+                  ? resolveKey
+                  : (header: CompactJWSHeaderParameters, input: FlattenedJWSInput) => {
+                      const key = resolveKey(header, input);
+                      fromRemote = key instanceof Promise;
+                      return key;
+                    },
+                verifyOptions,
+              )
+            ).payload;
       // Read the clock after verification: a JWKS fetch may have taken a while.
       // Milliseconds kept (a fractional second): the issuer writes `iat` with
       // milliseconds, and a whole-second "now" would put a fresh token's iat
