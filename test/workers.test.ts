@@ -159,6 +159,9 @@ describeOr(skipWithoutPostgres, "several workers on PostgreSQL", { timeout: 300_
         assert.ok(alive(pid), `worker ${pid} is not running`);
       }
       assert.deepEqual(await profileOnFreshConnections(url, token), Array(CONNECTIONS).fill("OK"));
+      // Whichever worker answers a scrape, /metrics counts the calls of all of them.
+      const scrapes = await Promise.all(Array.from({ length: 4 }, () => allowedProfiles(url)));
+      assert.deepEqual(scrapes, Array(4).fill(CONNECTIONS));
 
       // Kill one worker: calls go on on the other, and a new one takes its place.
       const [victim, survivor] = first.pids as [number, number];
@@ -236,6 +239,21 @@ describeOr(skipWithoutPostgres, "several workers on PostgreSQL", { timeout: 300_
     await database?.close();
   });
 });
+
+/** `protoguard_auth_decisions_total` of allowed GetProfile calls, scraped on a connection of its own. */
+async function allowedProfiles(url: string): Promise<number> {
+  const response = await fetch(`${url}/metrics`, { headers: { connection: "close" } });
+  const text = await response.text();
+  const line = text
+    .split("\n")
+    .find(
+      (l) =>
+        l.startsWith("protoguard_auth_decisions_total{") &&
+        l.includes('method="/example.v1.AccountService/GetProfile"') &&
+        l.includes('outcome="allow"'),
+    );
+  return Number(line?.split(" ").at(-1) ?? Number.NaN);
+}
 
 /** Process ids whose parent is `pid` (Linux /proc). */
 function childrenOf(pid: number): number[] {

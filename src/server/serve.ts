@@ -39,10 +39,12 @@ import type { TlsOptions } from "./transport/tls.js";
 import { ServerError } from "./transport/errors.js";
 import {
   isServerWorker,
+  poolMetrics,
   reportWorkerFailure,
   resolveWorkers,
   serveAsWorker,
   startWorkers,
+  type MetricsSource,
   type ServerWorkers,
   type WorkersOption,
 } from "./workers.js";
@@ -260,7 +262,8 @@ async function startOne(options: StartServerOptions, prepared: Prepared): Promis
       maxWatchStreamsPerConnection: options.maxWatchStreamsPerConnection,
     });
     const prefilter = options.prefilter ?? true;
-    const { registry } = observability;
+    // A worker's /metrics speaks for the whole pool: scrapes land on any worker.
+    const registry = isServerWorker() ? poolMetrics(observability.registry) : observability.registry;
     const handler = createRoutes(options, { auth, health, services, prefilter, staticRoot, logger, registry });
 
     const listening = await listen({
@@ -381,7 +384,7 @@ interface RouteParts {
   readonly prefilter: boolean;
   readonly staticRoot: string | undefined;
   readonly logger: Logger;
-  readonly registry: Registry;
+  readonly registry: MetricsSource;
 }
 
 /**

@@ -14,6 +14,7 @@
 import cluster, { type Worker } from "node:cluster";
 import { availableParallelism } from "node:os";
 import type { Logger } from "pino";
+import { AggregatorRegistry, type Registry } from "prom-client";
 import { ServerError, type ServerErrorCode } from "./transport/errors.js";
 
 /**
@@ -44,8 +45,14 @@ const EXIT_MARGIN_MS = 5_000;
 
 type FromWorker =
   | { readonly protoguard: "listening"; readonly port: number }
-  | { readonly protoguard: "failed"; readonly message: string; readonly code?: string };
-type FromPrimary = { readonly protoguard: "close" };
+  | { readonly protoguard: "failed"; readonly message: string; readonly code?: string }
+  | { readonly protoguard: "metrics"; readonly id: number };
+type FromPrimary =
+  | { readonly protoguard: "close" }
+  | { readonly protoguard: "metrics"; readonly id: number; readonly text?: string; readonly error?: string };
+
+/** What `/metrics` reads: a registry, or the whole pool's metrics seen from a worker. */
+export type MetricsSource = Pick<Registry, "metrics" | "contentType">;
 
 /**
  * The number of processes `workers` asks for. Default 1 (no fork).
@@ -106,6 +113,36 @@ export function reportWorkerFailure(error: unknown): void {
   });
 }
 
+/**
+ * In a worker: the metrics of every worker of the pool, summed (counters,
+ * histograms) by prom-client's cluster aggregation in the primary, so a
+ * scrape of `/metrics` counts every call whichever worker answers it.
+ * `local` is this worker's share.
+ */
+export function poolMetrics(local: Registry): MetricsSource {
+  // Answers the primary's requests for this worker's share.
+  new AggregatorRegistry();
+  AggregatorRegistry.setRegistries([local]);
+  const waiting = new Map<number, { resolve: (text: string) => void; reject: (error: Error) => void }>();
+  let nextId = 0;
+  process.on("message", (message: Partial<FromPrimary> | null) => {
+    if (message?.protoguard !== "metrics" || typeof message.id !== "number") return;
+    const request = waiting.get(message.id);
+    waiting.delete(message.id);
+    if (message.error !== undefined) request?.reject(new Error(message.error));
+    else request?.resolve(message.text ?? "");
+  });
+  return {
+    contentType: local.contentType,
+    metrics: () =>
+      new Promise<string>((resolve, reject) => {
+        const id = nextId++;
+        waiting.set(id, { resolve, reject });
+        send({ protoguard: "metrics", id });
+      }),
+  };
+}
+
 function send(message: FromWorker): void {
   if (process.connected) process.send?.(message);
 }
@@ -147,6 +184,7 @@ export async function startWorkers(options: StartWorkersOptions): Promise<Worker
   let restartDelay = RESTART_MIN_MS;
   const restartTimers = new Set<NodeJS.Timeout>();
   let port = -1;
+  const aggregator = new AggregatorRegistry();
 
   let settle: { resolve: () => void; reject: (error: Error) => void } | undefined;
   const started = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
@@ -165,6 +203,14 @@ export async function startWorkers(options: StartWorkersOptions): Promise<Worker
         }
       } else if (message?.protoguard === "failed") {
         failure = message;
+      } else if (message?.protoguard === "metrics") {
+        const reply = (answer: Partial<FromPrimary>) => {
+          if (worker.isConnected()) worker.send({ protoguard: "metrics", id: message.id, ...answer });
+        };
+        aggregator.clusterMetrics().then(
+          (text) => reply({ text }),
+          (error: unknown) => reply({ error: error instanceof Error ? error.message : String(error) }),
+        );
       }
     });
     worker.on("exit", (code, signal) => {
