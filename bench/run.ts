@@ -10,7 +10,8 @@
  * the machine they ran on; a full run also rewrites README's table.
  *
  * `npm run bench -- --readme` only rewrites README's table from
- * bench/results.json.
+ * bench/results.json. `--profile=DIR` makes every server write a V8 CPU
+ * profile into DIR when it stops (each worker its own).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
@@ -42,6 +43,8 @@ const only = args
   .find((a) => a.startsWith("--only="))
   ?.slice(7)
   .split(",");
+/** `--profile=DIR`: every server writes a V8 CPU profile there when it stops (node --cpu-prof). */
+const profileDir = args.find((a) => a.startsWith("--profile="))?.slice(10);
 const ROUNDS = quick ? 1 : 3;
 const CALLS = quick ? 3_000 : 20_000;
 /** The slow fixed-header variants whose ratios are far from any bound (hand-written, pre-filter off, permissions) take half. */
@@ -615,6 +618,9 @@ function serverEnv(env: Record<string, string>): NodeJS.ProcessEnv {
   return { ...clean, ...env };
 }
 
+/** Node's own flags for a server process (node:cluster gives the workers the same). */
+const NODE_ARGS = profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDir}`];
+
 async function startVariant(spec: ServerSpec, dir: string, id: string): Promise<StartedServer> {
   const env = { ...spec.env };
   // PGlite takes one process per data directory: each variant on it gets its own copy.
@@ -632,13 +638,23 @@ async function startVariant(spec: ServerSpec, dir: string, id: string): Promise<
     port = await freePort();
     child = spawn(
       process.execPath,
-      ["--import", "tsx", "example/cli.ts", "serve", "--port", String(port), "--workers", String(spec.workers)],
+      [
+        ...NODE_ARGS,
+        "--import",
+        "tsx",
+        "example/cli.ts",
+        "serve",
+        "--port",
+        String(port),
+        "--workers",
+        String(spec.workers),
+      ],
       { cwd: ROOT, env: serverEnv(env), stdio: ["ignore", log.fd, "inherit"] },
     );
     await log.close();
     await waitForBanner(child, join(dir, `${id}.log`));
   } else {
-    child = spawn(process.execPath, ["--import", "tsx", "bench/server.ts"], {
+    child = spawn(process.execPath, [...NODE_ARGS, "--import", "tsx", "bench/server.ts"], {
       cwd: ROOT,
       env: serverEnv({ ...env, BENCH_VARIANT: spec.variant, BENCH_LOG_FILE: join(dir, `${id}.log`) }),
       stdio: ["ignore", "pipe", "inherit"],
