@@ -884,7 +884,7 @@ function report(
   }
   lines.push("");
   for (const t of targets) {
-    lines.push(`${t.met === null ? "     " : t.met ? "MET  " : "MISS "} ${t.name.padEnd(52)} ${fmt(t.value, 2)}`);
+    lines.push(`${t.met === null ? "     " : t.met ? "MET  " : "MISS "} ${t.name.padEnd(52)} ${fmt(t.value, 3)}`);
   }
   for (const note of notes) lines.push(`note: ${note}`);
   return { lines, targets };
