@@ -1,8 +1,10 @@
 /**
- * Drives a server with h2load (nghttp2's C HTTP/2 load generator, so the
- * generator does not compete with the server for the JS runtime) and reads
- * its per-request log for latency percentiles. Without h2load, a Node
- * client does the same job, and the results say so.
+ * Load generators. h2load (nghttp2's C HTTP/2 load generator, so the
+ * generator does not compete with the server for the JS runtime) drives
+ * every variant whose calls all carry the same headers, and its per-request
+ * log gives the latency percentiles. A Node HTTP/2 client drives the
+ * variants whose calls differ (a token per user, a mix of refusals), and is
+ * the fallback without h2load; the results say which drove what.
  */
 import { execFile } from "node:child_process";
 import { readFile, rm } from "node:fs/promises";
@@ -13,15 +15,22 @@ import { promisify } from "node:util";
 
 const run = promisify(execFile);
 
-/** One load run. */
+/** One load run with the same headers on every call. */
 export interface LoadSpec {
   url: string;
   headers: Record<string, string>;
   bodyFile: string;
   body: Uint8Array;
   calls: number;
-  /** Concurrent streams on one connection. */
+  /** Concurrent streams per connection. */
   streams: number;
+  /** Client connections. Default 1. */
+  connections?: number;
+}
+
+/** One load run whose calls each get their own headers (`headersFor(i)` for the i-th call). */
+export interface SequenceSpec extends Omit<LoadSpec, "headers" | "bodyFile"> {
+  headersFor(index: number): Record<string, string>;
 }
 
 /** What one load run measured. */
@@ -31,6 +40,8 @@ export interface LoadResult {
   p99Ms: number;
   succeeded: number;
   failed: number;
+  /** gRPC status codes seen, by code (Node client only). */
+  grpcStatus?: Record<string, number>;
 }
 
 /** Whether h2load is installed. */
@@ -43,14 +54,14 @@ export async function hasH2load(): Promise<boolean> {
   }
 }
 
-/** Runs h2load: one connection, `streams` concurrent streams, `calls` POSTs. */
+/** Runs h2load: `connections` connections, `streams` concurrent streams each, `calls` POSTs, one client thread. */
 export async function h2load(spec: LoadSpec): Promise<LoadResult> {
   const log = join(tmpdir(), `h2load-${process.pid}-${Date.now()}.log`);
   const args = [
     "-n",
     String(spec.calls),
     "-c",
-    "1",
+    String(spec.connections ?? 1),
     "-m",
     String(spec.streams),
     "-t",
@@ -85,20 +96,39 @@ export async function h2load(spec: LoadSpec): Promise<LoadResult> {
   }
 }
 
-/** The fallback: the same load from a Node HTTP/2 client in this process. */
-export async function nodeLoad(spec: LoadSpec): Promise<LoadResult> {
+/** The same load as {@link h2load} from a Node HTTP/2 client in this process. */
+export function nodeLoad(spec: LoadSpec): Promise<LoadResult> {
+  return nodeSequence({ ...spec, headersFor: () => spec.headers });
+}
+
+/**
+ * Calls from a Node HTTP/2 client in this process, each with its own
+ * headers: `connections` sessions, `streams` calls in flight on each, the
+ * i-th call with `headersFor(i)`. Counts the gRPC status of every answer
+ * (trailers-only or in trailers).
+ */
+export async function nodeSequence(spec: SequenceSpec): Promise<LoadResult> {
   const url = new URL(spec.url);
-  const session = http2.connect(url.origin, { maxSessionMemory: 1000 });
+  const sessions = Array.from({ length: spec.connections ?? 1 }, () =>
+    http2.connect(url.origin, { maxSessionMemory: 1000 }),
+  );
+  await Promise.all(sessions.map((session) => new Promise((resolve) => session.once("connect", resolve))));
   const durations: number[] = [];
+  const grpcStatus: Record<string, number> = {};
   let failed = 0;
   let next = 0;
   const started = performance.now();
-  const one = () =>
+  const one = (session: http2.ClientHttp2Session, index: number) =>
     new Promise<void>((resolve) => {
       const t0 = performance.now();
-      const req = session.request({ ":method": "POST", ":path": url.pathname, ...spec.headers });
+      const req = session.request({ ":method": "POST", ":path": url.pathname, ...spec.headersFor(index) });
+      let status: string | undefined;
       req.on("response", (headers) => {
         if (headers[":status"] !== 200) failed++;
+        status = headers["grpc-status"] as string | undefined;
+      });
+      req.on("trailers", (trailers) => {
+        status ??= trailers["grpc-status"] as string | undefined;
       });
       req.on("error", () => {
         failed++;
@@ -107,16 +137,17 @@ export async function nodeLoad(spec: LoadSpec): Promise<LoadResult> {
       req.resume();
       req.on("end", () => {
         durations.push(performance.now() - t0);
+        grpcStatus[status ?? "none"] = (grpcStatus[status ?? "none"] ?? 0) + 1;
         resolve();
       });
       req.end(spec.body);
     });
-  const worker = async () => {
-    while (next++ < spec.calls) await one();
+  const worker = async (session: http2.ClientHttp2Session) => {
+    for (let index = next++; index < spec.calls; index = next++) await one(session, index);
   };
-  await Promise.all(Array.from({ length: spec.streams }, worker));
+  await Promise.all(sessions.flatMap((session) => Array.from({ length: spec.streams }, () => worker(session))));
   const seconds = (performance.now() - started) / 1000;
-  session.close();
+  for (const session of sessions) session.close();
   durations.sort((a, b) => a - b);
   return {
     callsPerSecond: spec.calls / seconds,
@@ -124,6 +155,7 @@ export async function nodeLoad(spec: LoadSpec): Promise<LoadResult> {
     p99Ms: percentile(durations, 0.99),
     succeeded: spec.calls - failed,
     failed,
+    grpcStatus,
   };
 }
 

@@ -4,14 +4,17 @@
  * load generator from another process, and reads its CPU time and memory
  * from /proc.
  *
+ * The protoguard variants are `protoguard serve` itself (bench/run.ts starts
+ * the CLI); this file serves only what the CLI cannot be asked for:
+ *
  * Variants (BENCH_VARIANT):
- * - ceiling:     the example AccountService/GetProfile with no auth layer;
- *                a fixed caller is put in the context, so the handler runs
- *                exactly the same code.
- * - protoguard:  `startServer` as `protoguard serve` runs it (configuration
- *                from the environment: DATABASE_URL or PROTOGUARD_DATA_DIR,
- *                PROTOGUARD_CACHE_ENTRIES=0 for the no-cache variant,
- *                BENCH_PREFILTER=0 to turn the HTTP pre-filter off).
+ * - ceiling:     the example AccountService/GetProfile with no auth layer,
+ *                on the same listener (`listen`); a fixed caller is put in
+ *                the context, so the handler runs exactly the same code.
+ * - no-prefilter: `startServer` with the options `protoguard serve` passes,
+ *                the example app's routes, and the HTTP pre-filter off, to
+ *                show what the pre-filter saves; decision logs go to the
+ *                file BENCH_LOG_FILE as the CLI's go to its standard output.
  * - handwritten: what a user writes without us: an interceptor calling
  *                `jsonwebtoken.verify`, then two queries per call (the user,
  *                then its permissions) on PostgreSQL.
@@ -25,9 +28,10 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import jwt from "jsonwebtoken";
 import { pino } from "pino";
 import postgres from "postgres";
-import { exampleResources, exampleRoutes } from "../example/services.js";
-import { AuthService } from "../gen/protoguard/v1/auth_pb.js";
-import { createAuthService } from "../src/lifecycle/auth-service.js";
+import { exampleRoutes } from "../example/services.js";
+import exampleApp from "../example/app.js";
+import { appAccess } from "../src/cli/app.js";
+import { servedRoutes } from "../src/cli/serve.js";
 import { principalKey, type Principal } from "../src/index.js";
 import { loadConfig } from "../src/runtime/config.js";
 import { openRuntime } from "../src/runtime/runtime.js";
@@ -62,30 +66,24 @@ async function main(): Promise<void> {
       ready((await listen({ handler, port: 0 })).port);
       return;
     }
-    case "protoguard": {
+    case "no-prefilter": {
       const config = loadConfig(env);
       const runtime = await openRuntime(config, { migrate: false });
       const server = await startServer({
         runtime,
-        resources: exampleResources({ database: runtime.database }),
-        routes: (router) => {
-          exampleRoutes({ database: runtime.database })(router);
-          router.service(
-            AuthService,
-            createAuthService({
-              database: runtime.database,
-              issuer: runtime.issuer,
-              verifier: runtime.verifier,
-              passwordHasher: runtime.passwordHasher,
-            }),
-          );
-        },
+        routes: servedRoutes(runtime, exampleApp),
+        // The example's resource loaders, as `protoguard serve` passes them.
+        ...appAccess(exampleApp, runtime),
         port: 0,
+        host: config.host,
         principalCacheEntries: config.cacheEntries,
-        prefilter: process.env.BENCH_PREFILTER !== "0",
-        // Decision logs are written as in production, to a sink that costs
-        // what a pipe to a log shipper costs rather than a terminal.
-        logger: pino({ level: config.logLevel }, pino.destination({ dest: "/dev/null", sync: false })),
+        principalCacheMaxAgeMs: config.cacheMaxAgeMs,
+        prefilter: false,
+        // What `protoguard serve` writes to its standard output, synchronously.
+        logger: pino(
+          { level: config.logLevel, base: { name: "protoguard" } },
+          pino.destination({ dest: process.env.BENCH_LOG_FILE ?? "/dev/null", sync: true }),
+        ),
       });
       ready(server.port);
       return;

@@ -55,7 +55,9 @@ export interface ServeApp {
   routes(router: ConnectRouter, runtime: Runtime): void;
   /**
    * Runs once after the database is migrated and before the port opens: your
-   * own migrations, seed data. A failure stops the server. Default: none.
+   * own migrations, seed data. With worker processes (`serve --workers`) it
+   * runs in the primary only, before the workers start. A failure stops the
+   * server. Default: none.
    */
   prepare?(runtime: Runtime): Promise<ServeAppStart | void>;
   /** A directory of static files served under `/` (a browser page). Default: none. */

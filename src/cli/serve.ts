@@ -10,22 +10,25 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { pino } from "pino";
 import { AuthService } from "../../gen/protoguard/v1/auth_pb.js";
 import { createAuthService } from "../lifecycle/auth-service.js";
-import { ConfigError, loadConfig, type ProtoguardConfig } from "../runtime/config.js";
+import { ConfigError, loadConfig, parseWorkers, type ProtoguardConfig } from "../runtime/config.js";
 import { openRuntime, type Runtime } from "../runtime/runtime.js";
 import { startServer, type RunningServer } from "../server/serve.js";
 import { loadTrustedIssuers } from "../identity/trusted-issuers.js";
 import { onShutdownSignals } from "../server/shutdown.js";
+import { isServerWorker, resolveWorkers, type WorkersOption } from "../server/workers.js";
 import { appAccess, loadServeApp, type ServeApp } from "./app.js";
 import { parseArgs } from "./args.js";
 import { EXIT_OK, PROGRAM, UsageError, type Command } from "./io.js";
 
 const USAGE = [
-  `usage: ${PROGRAM} serve [--routes MODULE] [--port N]`,
+  `usage: ${PROGRAM} serve [--routes MODULE] [--port N] [--workers N|auto]`,
   "  Serves your services and protoguard.v1.AuthService on one port (Connect, gRPC, gRPC-Web),",
   "  with gRPC health and reflection, /metrics and /.well-known/jwks.json.",
   "  --routes MODULE  a module exporting a ServeApp (see defineServeApp in protoguard/server);",
   "                   without it, only AuthService is served (a token service)",
   "  --port N         TCP port; 0 picks a free one. Default: PORT, else 8080.",
+  "  --workers N|auto server processes sharing the port (auto: one per core). Default:",
+  "                   PROTOGUARD_WORKERS, else auto; always 1 on the embedded database.",
   "  Stops gracefully on SIGTERM or SIGINT.",
 ];
 
@@ -81,7 +84,7 @@ export async function resolveApp(
  * closed; the CLI runner prints them as one line and exits 1.
  */
 export const serveCommand: Command = async (args, env, io, options) => {
-  const parsed = parseArgs(args, { port: "string", routes: "string" });
+  const parsed = parseArgs(args, { port: "string", routes: "string", workers: "string" });
   if (parsed.help) {
     for (const line of USAGE) io.out(line);
     return EXIT_OK;
@@ -90,8 +93,10 @@ export const serveCommand: Command = async (args, env, io, options) => {
     throw usage(`unexpected argument ${JSON.stringify(parsed.positionals[0])}`);
   }
   const portFlag = parsed.flags.port === undefined ? undefined : parsePort(parsed.flags.port);
+  const workersFlag = parsed.flags.workers === undefined ? undefined : parseWorkersFlag(parsed.flags.workers);
 
   const config = loadConfig(env);
+  const workers = servedWorkers(workersFlag ?? config.workers, config);
   // Checked before the database opens: pino would only fail later, with a
   // message that does not name the variable.
   if (!Object.hasOwn(pino.levels.values, config.logLevel) && config.logLevel !== "silent") {
@@ -99,17 +104,23 @@ export const serveCommand: Command = async (args, env, io, options) => {
     throw new ConfigError(`PROTOGUARD_LOG_LEVEL must be one of ${levels}, got "${config.logLevel}"`);
   }
   const app = await resolveApp(parsed.flags.routes, options?.defaultApp);
-  const runtime = await openRuntime(config, { warn: (message) => io.err(`${PROGRAM}: warning: ${message}`) });
+  // A worker runs this same command: the primary has migrated already.
+  const worker = isServerWorker();
+  const runtime = await openRuntime(config, {
+    warn: (message) => io.err(`${PROGRAM}: warning: ${message}`),
+    migrate: !worker,
+  });
   let started: Started;
   try {
-    started = await start(runtime, config, app, portFlag ?? config.port);
+    started = await start(runtime, config, app, portFlag ?? config.port, workers);
   } catch (error) {
     await runtime.close();
     throw error;
   }
   const { server } = started;
 
-  for (const line of banner(server.url, config, started)) io.out(line);
+  // The primary speaks for all; a worker closes when the primary tells it to.
+  if (!worker) for (const line of banner(server.url, config, started)) io.out(line);
   await new Promise<void>((resolve, reject) => {
     const stopListening = onShutdownSignals(async (signal) => {
       io.out(`${PROGRAM}: ${signal} received, finishing in-flight calls`);
@@ -138,9 +149,11 @@ async function start(
   config: ProtoguardConfig,
   app: ServeApp | undefined,
   port: number,
+  workers: number,
 ): Promise<Started> {
   const logger = pino({ level: config.logLevel, base: { name: "protoguard" } }, pino.destination(1));
-  const prepared = (await app?.prepare?.(runtime)) ?? undefined;
+  // Once per server, not per worker: migrations and seed data.
+  const prepared = isServerWorker() ? undefined : ((await app?.prepare?.(runtime)) ?? undefined);
   const tls =
     config.tlsCertPath !== undefined && config.tlsKeyPath !== undefined
       ? {
@@ -192,6 +205,7 @@ async function start(
         leewaySeconds: config.leewaySeconds,
       },
     }),
+    workers,
     ...(hasPage && { staticDir }),
   });
   return { server, banner: prepared?.banner };
@@ -204,6 +218,27 @@ async function readConfigFile(variable: string, path: string): Promise<Buffer> {
     const reason = (error as NodeJS.ErrnoException).code ?? String(error);
     throw new ConfigError(`${variable} (${path}) cannot be read: ${reason}`);
   }
+}
+
+function parseWorkersFlag(raw: string): WorkersOption {
+  try {
+    return parseWorkers(raw, "--workers");
+  } catch (error) {
+    throw usage((error as Error).message);
+  }
+}
+
+/**
+ * How many processes serve: `auto` is one per core on PostgreSQL and 1 on
+ * the embedded database, which one process holds; more than one asked for
+ * explicitly there is refused before anything opens.
+ */
+function servedWorkers(requested: WorkersOption, config: ProtoguardConfig): number {
+  if (config.databaseUrl !== undefined) return resolveWorkers(requested);
+  if (requested === "auto" || requested === 1) return 1;
+  throw new ConfigError(
+    `--workers ${requested} (or PROTOGUARD_WORKERS) needs DATABASE_URL: the embedded database (PROTOGUARD_DATA_DIR) is held by one process; use PostgreSQL or one worker`,
+  );
 }
 
 function parsePort(raw: string): number {
@@ -220,7 +255,11 @@ function usage(message: string): UsageError {
 
 /** What an operator needs to start calling. */
 function banner(url: string, config: ProtoguardConfig, started: Started): string[] {
-  const lines = [`${PROGRAM}: serving on ${url} (Connect, gRPC and gRPC-Web; health, reflection, /metrics)`];
+  const workers = started.server.workers;
+  const processes = workers === undefined ? "" : `, ${workers.count} worker processes`;
+  const lines = [
+    `${PROGRAM}: serving on ${url} (Connect, gRPC and gRPC-Web; health, reflection, /metrics${processes})`,
+  ];
   if (started.banner !== undefined) return [...lines, "", ...started.banner(url), ""];
   if (config.databaseUrl === undefined) {
     lines.push("", `Create a user with: ${PROGRAM} user create <username> --password <password>`);

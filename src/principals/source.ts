@@ -64,8 +64,24 @@ export interface CachedPrincipalSource extends PrincipalSource {
   readonly maxAgeMs: number;
   /** Cached entries now. */
   readonly size: number;
+  /** Lookups answered from the cache since creation (`peek` or `load`). */
+  readonly hits: number;
+  /**
+   * Lookups that went to the database since creation (`load` on a miss or
+   * with the cache off, and `reload`): `hits / (hits + misses)` is the hit rate.
+   */
+  readonly misses: number;
   /** Stops listening for notifications. The database stays open. */
   close(): Promise<void>;
+}
+
+/** A database lookup under way, for the calls that arrive with the same token meanwhile. */
+interface PendingLookup {
+  readonly lookup: Promise<PrincipalLookup>;
+  readonly userId: number;
+  readonly issuedAt: number;
+  /** The invalidation generation it started in. */
+  readonly generation: number;
 }
 
 interface Entry {
@@ -106,8 +122,15 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
   // Bumped by every invalidation, so a lookup that raced with one is not
   // cached with the answer from before the change.
   let generation = 0;
+  let hits = 0;
+  let misses = 0;
 
   const listeners = new Set<(event: InvalidationEvent) => void>();
+  // Lookups under way, by jti: calls arriving together with a new token
+  // share one round trip instead of each making its own. Joined only within
+  // the same generation, so no call gets an answer from before a change it
+  // came after.
+  const pending = new Map<string, PendingLookup>();
 
   function invalidate(event: InvalidationEvent): void {
     generation++;
@@ -147,6 +170,7 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
   }
 
   async function fetchAndStore(userId: number, token: { jti: string; issuedAt: number }): Promise<PrincipalLookup> {
+    misses++;
     const startedAt = generation;
     const storedAt = now();
     const lookup = await loadPrincipal(database.db, userId, token);
@@ -188,6 +212,12 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
     get size() {
       return cache.size;
     },
+    get hits() {
+      return hits;
+    },
+    get misses() {
+      return misses;
+    },
     onInvalidation(listener) {
       listeners.add(listener);
       ensureSubscribed();
@@ -202,13 +232,41 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
     reload: fetchAndStore,
     peek(userId, token) {
       const cached = cache.get(token.jti);
-      return cached !== undefined && isFresh(cached, userId, token.issuedAt) ? cached.lookup : undefined;
+      if (cached === undefined || !isFresh(cached, userId, token.issuedAt)) return undefined;
+      hits++;
+      return cached.lookup;
     },
     async load(userId, token) {
-      if (maxEntries === 0) return loadPrincipal(database.db, userId, token);
+      if (maxEntries === 0) {
+        misses++;
+        return loadPrincipal(database.db, userId, token);
+      }
       const cached = cache.get(token.jti);
-      if (cached !== undefined && isFresh(cached, userId, token.issuedAt)) return cached.lookup;
-      return fetchAndStore(userId, token);
+      if (cached !== undefined && isFresh(cached, userId, token.issuedAt)) {
+        hits++;
+        return cached.lookup;
+      }
+      // Joined only for the same user and iat (the token claiming a jti is
+      // the caller's) and the same generation (no answer from before a
+      // change the call came after).
+      const inFlight = pending.get(token.jti);
+      if (
+        inFlight !== undefined &&
+        inFlight.generation === generation &&
+        inFlight.userId === userId &&
+        inFlight.issuedAt === token.issuedAt
+      ) {
+        hits++;
+        return inFlight.lookup;
+      }
+      const lookup = fetchAndStore(userId, token);
+      const entry: PendingLookup = { lookup, userId, issuedAt: token.issuedAt, generation };
+      pending.set(token.jti, entry);
+      const settled = () => {
+        if (pending.get(token.jti) === entry) pending.delete(token.jti);
+      };
+      lookup.then(settled, settled);
+      return lookup;
     },
   };
 }

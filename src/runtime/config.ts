@@ -6,6 +6,7 @@ import { parseTrustedProxies, type ForwardedHeader } from "../connect/peer.js";
 import { HEALTH_WATCH_DEFAULTS } from "../server/services/health.js";
 import { CONNECTION_LIMIT_DEFAULTS } from "../server/transport/limits.js";
 import type { TokenAlgorithm } from "../token/keys.js";
+import type { WorkersOption } from "../server/workers.js";
 
 /** Everything `protoguard` commands and `serve` are configured with. */
 export interface ProtoguardConfig {
@@ -95,6 +96,12 @@ export interface ProtoguardConfig {
   corsOrigins: string[];
   /** `PROTOGUARD_LOG_LEVEL`: pino level. Default info. */
   logLevel: string;
+  /**
+   * `PROTOGUARD_WORKERS`: server processes sharing the port, a positive
+   * integer or `auto` (one per core). Default `auto`, which `serve` reads as
+   * 1 on the embedded database (one process holds it).
+   */
+  workers: WorkersOption;
 
   // Client addresses and Login admission.
   /**
@@ -268,6 +275,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
     tlsClientCaPath,
     corsOrigins: list("PROTOGUARD_CORS_ORIGINS"),
     logLevel: str("PROTOGUARD_LOG_LEVEL") ?? "info",
+    workers: parseWorkers(str("PROTOGUARD_WORKERS"), "PROTOGUARD_WORKERS"),
     ...admission,
     headersTimeoutMs,
     requestTimeoutMs,
@@ -284,4 +292,19 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
       10_000_000,
     ),
   };
+}
+
+/**
+ * A worker count as written in `PROTOGUARD_WORKERS` or `--workers`: `auto`
+ * or an integer from 1 to 1024. Absent means `auto`.
+ *
+ * @throws {ConfigError} naming `source`.
+ */
+export function parseWorkers(raw: string | undefined, source: string): WorkersOption {
+  if (raw === undefined || raw.toLowerCase() === "auto") return "auto";
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw) || value < 1 || value > 1024) {
+    throw new ConfigError(`${source} must be "auto" or an integer from 1 to 1024, got "${raw}"`);
+  }
+  return value;
 }

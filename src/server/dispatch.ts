@@ -23,8 +23,8 @@ export const METRICS_PATH = "/metrics";
 export interface DispatchOptions {
   /** Whose public keys {@link JWKS_PATH} serves (none for a shared secret). */
   readonly keyring: Keyring;
-  /** The metrics {@link METRICS_PATH} serves. */
-  readonly registry: Registry;
+  /** The metrics {@link METRICS_PATH} serves: a registry, or a worker pool's summed metrics. */
+  readonly registry: Pick<Registry, "metrics" | "contentType">;
   /** Where a failure to render the metrics is logged. */
   readonly logger: Logger;
   /** Serves {@link SERVER_SERVICES}. */

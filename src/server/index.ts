@@ -24,6 +24,8 @@ export { JWKS_PATH, METRICS_PATH } from "./dispatch.js";
 export { SERVER_SERVICES } from "./services/server-services.js";
 export type { RunningServer, ServerRuntime, StartServerOptions } from "./serve.js";
 export { onShutdownSignals } from "./shutdown.js";
+export { isServerWorker } from "./workers.js";
+export type { ServerWorkers, WorkersOption } from "./workers.js";
 export type { ShutdownSignalOptions } from "./shutdown.js";
 
 // ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@
  * the listener (`transport/`), the server's own services (`services/`),
  * the pre-filter (`prefilter/`), static files and observability (`observe/`).
  */
+import cluster from "node:cluster";
 import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -21,7 +22,7 @@ import { peerContextValues, type ClientAddressOptions } from "../connect/peer.js
 import { clientCertificateContextValues } from "../credential/client-certificate.js";
 import type { AccessTokenVerifier } from "../decide/decide.js";
 import { servicesOf } from "../connect/routes.js";
-import { createAuthPolicy } from "../policy/policy.js";
+import { createAuthPolicy, type AuthPolicy } from "../policy/policy.js";
 import type { RuleInit } from "../policy/rule.js";
 import { createPrincipalSource } from "../principals/source.js";
 import { createIdentityResolver } from "../principals/identities.js";
@@ -32,6 +33,7 @@ import type { Keyring } from "../token/keys.js";
 import { withCors } from "./cors.js";
 import { createDispatch } from "./dispatch.js";
 import { plain, type NodeHandler } from "./http.js";
+import { registerCacheMetrics, type CacheCounts } from "./observe/metrics.js";
 import { createObservability } from "./observe/observability.js";
 import { createPrefilter, createStreamPrefilter, prefilterContextValues } from "./prefilter/prefilter.js";
 import { createHealth, type HealthService } from "./services/health.js";
@@ -40,6 +42,18 @@ import { staticDirectory, staticFiles } from "./static-files.js";
 import { CONNECTION_LIMIT_DEFAULTS, type ConnectionLimits } from "./transport/limits.js";
 import { listen } from "./transport/listen.js";
 import type { TlsOptions } from "./transport/tls.js";
+import { ServerError } from "./transport/errors.js";
+import {
+  isServerWorker,
+  poolMetrics,
+  reportWorkerFailure,
+  resolveWorkers,
+  serveAsWorker,
+  startWorkers,
+  type MetricsSource,
+  type ServerWorkers,
+  type WorkersOption,
+} from "./workers.js";
 
 /**
  * What {@link startServer} needs of a runtime: a `Runtime` from
@@ -147,6 +161,22 @@ export interface StartServerOptions extends ConnectionLimits {
    * address. Default: off.
    */
   gateway?: GatewayOptions;
+  /**
+   * Server processes sharing the port: a positive integer, or `"auto"` for
+   * one per core. With more than one, this process becomes the primary: it
+   * validates the rules, then forks the workers with node:cluster, which
+   * re-runs this same entry script in each of them, where the same
+   * `startServer` call serves (work to do once, like migrations, belongs
+   * behind `if (!isServerWorker())`). The primary accepts connections and
+   * hands them to the workers round-robin, replaces a worker that dies, and
+   * on `close()` lets every worker finish its calls. Each worker has its own
+   * caches, kept correct by the database's notifications, and its own
+   * connection limits, Login admission and `/metrics`. Needs PostgreSQL:
+   * the embedded database is held by one process (`ServerError`
+   * `WORKERS_NEED_POSTGRES`). Default 1: this process serves, nothing is
+   * forked (`protoguard serve` defaults to `"auto"` on PostgreSQL).
+   */
+  workers?: WorkersOption;
 }
 
 /** A running server, returned by {@link startServer}. */
@@ -162,6 +192,11 @@ export interface RunningServer {
   readonly health: HealthService;
   /** The application's services, as found in `routes`. */
   readonly services: readonly DescService[];
+  /**
+   * In the primary of a server with `workers` > 1: its worker processes.
+   * Undefined when this process serves the port itself.
+   */
+  readonly workers: ServerWorkers | undefined;
   /**
    * Graceful stop: reports NOT_SERVING to health watchers, stops accepting,
    * lets in-flight calls finish within `graceMs`, then stops the user cache
@@ -194,10 +229,12 @@ const DEFAULT_GRACE_MS = 10_000;
  * ```
  *
  * @throws {PolicyError} naming every method whose rule is malformed.
- * @throws {ServerError} when the port cannot be bound or the TLS material is unusable.
+ * @throws {ServerError} when the port cannot be bound or the TLS material is unusable,
+ *   when a worker cannot start (`WORKER_FAILED`, or the worker's own code), or
+ *   with `workers` > 1 on the embedded database (`WORKERS_NEED_POSTGRES`).
+ * @throws {RangeError} when `workers` is neither a positive integer nor "auto".
  */
 export async function startServer(options: StartServerOptions): Promise<RunningServer> {
-  const { runtime } = options;
   const services = servicesOf(options.routes);
   // Validate before opening anything, so a bad rule costs no cleanup.
   const policy = createAuthPolicy({ services, defaultRule: options.defaultRule });
@@ -211,6 +248,33 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   });
   const { logger } = observability;
 
+  const workerCount = resolveWorkers(options.workers);
+  if (workerCount > 1 && cluster.isPrimary) {
+    return startPrimary(options, { policy, services, logger, count: workerCount });
+  }
+  try {
+    const server = await startOne(options, { policy, services, staticRoot, observability });
+    if (isServerWorker()) serveAsWorker(server.port, server.close);
+    return server;
+  } catch (error) {
+    if (isServerWorker()) reportWorkerFailure(error);
+    throw error;
+  }
+}
+
+/** What {@link startServer} resolved before choosing how many processes serve. */
+interface Prepared {
+  readonly policy: AuthPolicy;
+  readonly services: readonly DescService[];
+  readonly staticRoot: string | undefined;
+  readonly observability: ReturnType<typeof createObservability>;
+}
+
+/** The server in this process: the whole of {@link startServer} with one worker, or a worker's part. */
+async function startOne(options: StartServerOptions, prepared: Prepared): Promise<RunningServer> {
+  const { runtime } = options;
+  const { policy, services, staticRoot, observability } = prepared;
+  const { logger } = observability;
   const principals = await createPrincipalSource({
     database: runtime.database,
     maxEntries: options.principalCacheEntries,
@@ -247,13 +311,19 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       ...(options.trustedIssuers !== undefined && { trustedIssuers: options.trustedIssuers }),
       ...(options.gateway !== undefined && { gateway: options.gateway }),
     });
+    const { verifier } = runtime;
+    registerCacheMetrics(observability.registry, {
+      principal: () => principals,
+      ...(hasCacheCounts(verifier) && { token: () => tokenCacheCounts(verifier) }),
+    });
     const health = createHealth({
       services: Object.fromEntries(services.map((service) => [service.typeName, "SERVING" as const])),
       maxWatchStreams: options.maxWatchStreams,
       maxWatchStreamsPerConnection: options.maxWatchStreamsPerConnection,
     });
     const prefilter = options.prefilter ?? true;
-    const { registry } = observability;
+    // A worker's /metrics speaks for the whole pool: scrapes land on any worker.
+    const registry = isServerWorker() ? poolMetrics(observability.registry) : observability.registry;
     const handler = createRoutes(options, { auth, health, services, prefilter, staticRoot, logger, registry });
 
     const listening = await listen({
@@ -292,6 +362,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       auth,
       health,
       services,
+      workers: undefined,
       close: () => (closing ??= close()),
     };
   } catch (error) {
@@ -302,6 +373,92 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   }
 }
 
+/** Whether the verifier keeps cache totals, as `createTokenVerifier`'s does. */
+function hasCacheCounts(verifier: AccessTokenVerifier): verifier is AccessTokenVerifier & CacheTotals {
+  return typeof (verifier as Partial<CacheTotals>).cacheHits === "number";
+}
+
+interface CacheTotals {
+  readonly cacheHits: number;
+  readonly cacheMisses: number;
+}
+
+function tokenCacheCounts(verifier: CacheTotals): CacheCounts {
+  return { hits: verifier.cacheHits, misses: verifier.cacheMisses };
+}
+
+/**
+ * The primary of a server with several workers: it serves nothing itself.
+ * Its `auth` plans the same rules (for inspection) over a principal source
+ * without cache or subscription; its `health` is its own, not the workers'.
+ */
+async function startPrimary(
+  options: StartServerOptions,
+  parts: { policy: AuthPolicy; services: readonly DescService[]; logger: Logger; count: number },
+): Promise<RunningServer> {
+  const { runtime } = options;
+  const { policy, services, logger, count } = parts;
+  if (runtime.database.client.kind === "pglite") {
+    throw new ServerError(
+      "WORKERS_NEED_POSTGRES",
+      `workers: ${count} needs PostgreSQL: the embedded database is held by one process (set DATABASE_URL, or use one worker)`,
+    );
+  }
+  const graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
+  const principals = await createPrincipalSource({ database: runtime.database, maxEntries: 0, listen: false });
+  let auth: Auth;
+  try {
+    // Built before any worker is forked, with the application's loaders and
+    // fallback, so a condition without its loader stops the primary rather
+    // than every worker in turn.
+    auth = createAuth({
+      policy,
+      services,
+      verifier: runtime.verifier,
+      principals,
+      ...(options.resources !== undefined && { resources: options.resources }),
+      ...(options.authorize !== undefined && { authorize: options.authorize }),
+    });
+  } catch (error) {
+    await principals.close();
+    throw error;
+  }
+  const pool = await startWorkers({ count, graceMs, logger }).catch(async (error: unknown) => {
+    await principals.close();
+    throw error;
+  });
+  const health = createHealth({
+    services: Object.fromEntries(services.map((service) => [service.typeName, "SERVING" as const])),
+  });
+  const host = options.host ?? "127.0.0.1";
+  const url = `${options.tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${pool.port}`;
+  logger.info({ url, services: services.map((s) => s.typeName), workers: count }, "protoguard listening");
+  let closing: Promise<void> | undefined;
+  const close = async () => {
+    health.shutdown();
+    try {
+      await pool.close();
+    } finally {
+      try {
+        await principals.close();
+      } finally {
+        await runtime.close?.();
+      }
+    }
+    logger.info("protoguard stopped");
+  };
+  return {
+    url,
+    port: pool.port,
+    host,
+    auth,
+    health,
+    services,
+    workers: pool.workers,
+    close: () => (closing ??= close()),
+  };
+}
+
 /** The parts {@link createRoutes} puts behind one handler, made by {@link startServer}. */
 interface RouteParts {
   readonly auth: Auth;
@@ -310,7 +467,7 @@ interface RouteParts {
   readonly prefilter: boolean;
   readonly staticRoot: string | undefined;
   readonly logger: Logger;
-  readonly registry: Registry;
+  readonly registry: MetricsSource;
 }
 
 /**

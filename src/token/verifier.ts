@@ -118,6 +118,17 @@ export interface TokenVerifier {
   peek(token: string, expected: TokenType): VerifyResult | undefined;
   /** Number of cached verifications (0 when the cache is disabled). */
   readonly cacheSize: number;
+  /**
+   * Tokens accepted from the cache since creation, without a signature check.
+   * Optional so a wrapper of a verifier remains one; `createTokenVerifier`'s has it.
+   */
+  readonly cacheHits?: number;
+  /**
+   * Tokens accepted after a signature check since creation (a cache miss, or
+   * the cache off): `cacheHits / (cacheHits + cacheMisses)` is the hit rate of
+   * accepted tokens. Refusals count in neither. Optional, as `cacheHits`.
+   */
+  readonly cacheMisses?: number;
   /** The clock skew tolerated on `exp`, `nbf` and `iat`: open streams end at `exp` plus this. */
   readonly leewaySeconds: number;
   /**
@@ -262,14 +273,17 @@ export function createTokenVerifier(
   const now = options.now ?? Date.now;
   const maxEntries = options.cache?.maxEntries ?? 10_000;
   const cache = maxEntries > 0 ? new VerifiedTokenCache<CachedResult>(maxEntries) : undefined;
+  let cacheHits = 0;
+  let cacheMisses = 0;
 
   const keys = createKeyResolver(keyring, remote, (payload) => refuseUnverified(payload, rules, now() / 1000));
-  const isForged = createForgeryCheck(keys.localKeys, keys.onlyLocalKey);
+  const precheck = createForgeryCheck(keys.localKeys, keys.onlyLocalKey);
   // jose refuses every alg not listed here before any key is resolved, `none` included.
   const verifyOptions = Object.freeze({ algorithms: [...keys.algorithms] });
   const { resolveKey } = keys;
 
-  function peek(token: string, expected: TokenType): VerifyResult | undefined {
+  /** {@link peek}'s answer, or `valid` when the pre-check proved the signature with a local key. */
+  function inspect(token: string, expected: TokenType): VerifyResult | "valid" | undefined {
     if (!isCompactJws(token)) return MALFORMED;
     // Every path (the auth layer's peek, verify, the refresh and logout
     // calls) passes here before any decoding, cache lookup or signature
@@ -285,30 +299,47 @@ export function createTokenVerifier(
     }
     const hit = cache?.get(token, now() / 1000);
     if (hit) {
-      if (hit.result.claims.tokenType === expected) return hit.result;
+      if (hit.result.claims.tokenType === expected) {
+        cacheHits++;
+        return hit.result;
+      }
       return failure(new TokenRejectedError("WRONG_TYPE", `expected a ${expected} token`, { claim: "token_type" }));
     }
-    return isForged(token) ? FORGED : undefined;
+    const signature = precheck(token);
+    return signature === "forged" ? FORGED : signature;
+  }
+
+  function peek(token: string, expected: TokenType): VerifyResult | undefined {
+    const known = inspect(token, expected);
+    return known === "valid" ? undefined : known;
   }
 
   async function verify(token: string, expected: TokenType): Promise<VerifyResult> {
-    const known = peek(token, expected);
-    if (known !== undefined) return known;
+    const known = inspect(token, expected);
+    if (known !== undefined && known !== "valid") return known;
     try {
       // Local keys resolve synchronously; only a remote JWKS key comes as a
       // promise, which is how the claim rules of the key's issuer are chosen.
       let fromRemote = false;
-      const { payload } = await compactVerify(
-        token,
-        remoteRules === rules
-          ? resolveKey
-          : (header: CompactJWSHeaderParameters, input: FlattenedJWSInput) => {
-              const key = resolveKey(header, input);
-              fromRemote = key instanceof Promise;
-              return key;
-            },
-        verifyOptions,
-      );
+      const payload =
+        known === "valid"
+          ? // node:crypto has just checked this signature with the local key
+            // the header names, under the key's own alg, with no crit or b64:
+            // jose would check the same again through WebCrypto.
+            Buffer.from(token.slice(token.indexOf(".") + 1, token.lastIndexOf(".")), "base64url")
+          : (
+              await compactVerify(
+                token,
+                remoteRules === rules
+                  ? resolveKey
+                  : (header: CompactJWSHeaderParameters, input: FlattenedJWSInput) => {
+                      const key = resolveKey(header, input);
+                      fromRemote = key instanceof Promise;
+                      return key;
+                    },
+                verifyOptions,
+              )
+            ).payload;
       // Read the clock after verification: a JWKS fetch may have taken a while.
       // Milliseconds kept (a fractional second): the issuer writes `iat` with
       // milliseconds, and a whole-second "now" would put a fresh token's iat
@@ -322,6 +353,7 @@ export function createTokenVerifier(
         nowSeconds,
       );
       const result = Object.freeze({ ok: true as const, claims });
+      cacheMisses++;
       cache?.set(token, { dropAfter: claims.expiresAt + leewaySeconds, result }, nowSeconds);
       return result;
     } catch (error) {
@@ -341,6 +373,12 @@ export function createTokenVerifier(
           : Object.freeze([]),
     get cacheSize() {
       return cache?.size ?? 0;
+    },
+    get cacheHits() {
+      return cacheHits;
+    },
+    get cacheMisses() {
+      return cacheMisses;
     },
   });
   const { trustedIssuers } = options as Partial<FederatedTokenVerifierOptions>;

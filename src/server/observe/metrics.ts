@@ -120,3 +120,38 @@ export function principalKindLabel(verdict: Verdict): "user" | "service" | "anon
 export function methodPath(method: DescMethod): string {
   return `/${method.parent.typeName}/${method.name}`;
 }
+
+/** A cache's running totals, read at each scrape. */
+export interface CacheCounts {
+  readonly hits: number;
+  readonly misses: number;
+}
+
+/**
+ * Registers counters `protoguard_cache_hits_total{cache}` and
+ * `protoguard_cache_misses_total{cache}`, read from the caches' own totals at
+ * each scrape (nothing is added to the request path): `token` is the
+ * verified-token cache (a miss is a signature check), `principal` the user
+ * cache (a miss is a database lookup).
+ */
+export function registerCacheMetrics(registry: Registry, caches: Readonly<Record<string, () => CacheCounts>>): void {
+  const read = (which: keyof CacheCounts) =>
+    function collect(this: Counter<"cache">) {
+      this.reset();
+      for (const [cache, counts] of Object.entries(caches)) this.inc({ cache }, counts()[which]);
+    };
+  new Counter({
+    name: "protoguard_cache_hits_total",
+    help: "Lookups answered by a cache (token: verified tokens; principal: users and permissions).",
+    labelNames: ["cache"] as const,
+    registers: [registry],
+    collect: read("hits"),
+  });
+  new Counter({
+    name: "protoguard_cache_misses_total",
+    help: "Lookups a cache could not answer (token: a signature check; principal: a database lookup).",
+    labelNames: ["cache"] as const,
+    registers: [registry],
+    collect: read("misses"),
+  });
+}

@@ -22,7 +22,14 @@ export type ServerErrorCode =
   /** The TLS private key is PEM but OpenSSL cannot use it (encrypted keys are not supported). */
   | "TLS_KEY_INVALID"
   /** The TLS private key does not belong to the certificate. */
-  | "TLS_KEY_MISMATCH";
+  | "TLS_KEY_MISMATCH"
+  /** A worker process of `startServer({ workers })` exited before it listened; the message says why. */
+  | "WORKER_FAILED"
+  /**
+   * `workers` > 1 on the embedded database (PGlite), which one process holds:
+   * use PostgreSQL (`DATABASE_URL`) or one worker.
+   */
+  | "WORKERS_NEED_POSTGRES";
 
 /**
  * Thrown when the server cannot start listening: fix the port, host or TLS
