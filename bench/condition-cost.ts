@@ -15,6 +15,9 @@
  * wall clock) and the median CPU time of this process per call are printed,
  * with the ratios to plain; on a shared machine the CPU time is the steadier
  * figure. The goal: a simple condition costs under 5% of a call.
+ *
+ * With `--json` the last line is a JSON summary, which `npm run bench`
+ * reads into bench/results.json and its table.
  */
 import { cpus, loadavg } from "node:os";
 import { celList, celMap, type CelList } from "@bufbuild/cel";
@@ -25,6 +28,7 @@ import { getUser, type RuleInit } from "../src/index.js";
 import { createTestAuth, createTestDatabase, type TestAuth } from "../src/testing/index.js";
 
 const quick = process.argv.includes("--quick");
+const json = process.argv.includes("--json");
 const ROUNDS = quick ? 3 : 9;
 const CALLS = quick ? 3_000 : 10_000;
 const WARMUP = quick ? 1_000 : 5_000;
@@ -111,10 +115,20 @@ async function main(): Promise<void> {
         .map((l) => l.toFixed(1))
         .join(" ")} on ${cpus().length} cores)`,
     );
+    const summary: Record<string, unknown> = { expression: CONDITION, rounds: ROUNDS, callsPerRound: CALLS };
     for (const v of variants) {
       const rate = median(v.rates);
       const cpu = median(v.cpu);
       const base = v === variants[0];
+      summary[v.name] = {
+        callsPerSecond: rate,
+        cpuUsPerCall: cpu,
+        ...(!base && {
+          rateRatio: rate / plain,
+          cpuCostPercent: (cpu / plainCpu - 1) * 100,
+          pairedCpuCostPercent: (pairedRatio(v.cpu, variants[0]!.cpu) - 1) * 100,
+        }),
+      };
       console.log(
         `${v.name.padEnd(10)} ${rate.toFixed(0).padStart(7)} calls/s` +
           (base ? "   (baseline)          " : `   ratio ${(rate / plain).toFixed(3)}  `) +
@@ -148,6 +162,9 @@ async function main(): Promise<void> {
     console.log(
       `evaluation alone: ${alone.toFixed(2)} µs, ${((alone / plainCpu) * 100).toFixed(1)}% of plain's CPU per call`,
     );
+    summary["evaluationUs"] = alone;
+    summary["evaluationPercentOfCall"] = (alone / plainCpu) * 100;
+    if (json) console.log(JSON.stringify(summary));
   } finally {
     for (const v of variants) await v.fixture.close();
     await database.close();

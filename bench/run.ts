@@ -544,6 +544,13 @@ async function main(): Promise<void> {
     entryBytes = await measureEntryBytes(pg.url, secret, seeded.population.slice(0, quick ? 2_000 : 10_000));
   }
 
+  // --- what a simple CEL condition costs a warm call (bench/condition-cost.ts)
+  let conditionCost: ConditionCost | undefined;
+  if (want("condition")) {
+    process.stderr.write("bench: cost of a CEL condition\n");
+    conditionCost = await measureConditionCost();
+  }
+
   await pg?.close();
   await rm(dir, { recursive: true, force: true });
   const machine = {
@@ -553,7 +560,7 @@ async function main(): Promise<void> {
     loadavgAtStart: loadAtStart,
     loadavgAtEnd: loadavg(),
   };
-  const { lines, targets } = report(rows, rss, entryBytes, notes, haveH2load, machine);
+  const { lines, targets } = report(rows, rss, entryBytes, conditionCost, notes, haveH2load, machine);
   process.stdout.write(`${lines.join("\n")}\n`);
   const results = {
     date: startedAt.toISOString(),
@@ -568,6 +575,7 @@ async function main(): Promise<void> {
     rows,
     rss,
     entryBytes,
+    conditionCost,
     targets,
     notes,
     table: lines,
@@ -789,6 +797,41 @@ async function measureEntryBytes(url: string, secret: string, users: number[]): 
   return JSON.parse(out) as EntryBytes;
 }
 
+/** One variant of bench/condition-cost.ts against its plain call. */
+interface ConditionVariant {
+  callsPerSecond: number;
+  cpuUsPerCall: number;
+  rateRatio: number;
+  cpuCostPercent: number;
+  pairedCpuCostPercent: number;
+}
+
+/** bench/condition-cost.ts's summary: a warm call with a CEL condition against the same call without. */
+interface ConditionCost {
+  expression: string;
+  plain: { callsPerSecond: number; cpuUsPerCall: number };
+  condition: ConditionVariant;
+  loader: ConditionVariant;
+  evaluationUs: number;
+  /** What the script printed, for the table. */
+  lines: string[];
+}
+
+async function measureConditionCost(): Promise<ConditionCost> {
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", "bench/condition-cost.ts", "--json", ...(quick ? ["--quick"] : [])],
+    { cwd: ROOT, env: serverEnv({}), stdio: ["ignore", "pipe", "inherit"] },
+  );
+  let out = "";
+  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (out += chunk));
+  const [code] = (await once(child, "exit")) as [number | null];
+  if (code !== 0) throw new Error(`bench/condition-cost.ts exited with ${code}: ${out}`);
+  const lines = out.trimEnd().split("\n");
+  const summary = JSON.parse(lines.pop()!) as Omit<ConditionCost, "lines">;
+  return { ...summary, lines };
+}
+
 interface Machine {
   cpus: number;
   model: string | undefined;
@@ -801,6 +844,7 @@ function report(
   rows: Row[],
   rss: { calls: number; rssMiB: number }[],
   entryBytes: EntryBytes | undefined,
+  conditionCost: ConditionCost | undefined,
   notes: string[],
   haveH2load: boolean,
   machine: Machine,
@@ -830,6 +874,11 @@ function report(
     { name: "2 workers / 1 worker, 8 connections", value: ratio("w2", "w1") },
     { name: "100k users / 1k users", value: ratio("u100k", "u1k") },
     { name: "CPU per warm call, 100 / 1 permissions", value: ratio("p100", "p1", "cpuUsPerCall") },
+    {
+      name: "CEL condition: CPU per warm call, with / without <= 1.05",
+      value: conditionCost === undefined ? null : 1 + conditionCost.condition.pairedCpuCostPercent / 100,
+      max: 1.05,
+    },
     {
       name: `RSS after ${MEMORY_CALLS[1]! / 1000}k calls / after ${MEMORY_CALLS[0]! / 1000}k <= 1.2`,
       value: rss.length === 2 ? rss[1]!.rssMiB / rss[0]!.rssMiB : null,
@@ -877,6 +926,7 @@ function report(
     }
   }
   for (const m of rss) lines.push(`RSS of (b): ${m.rssMiB.toFixed(1)} MiB after ${m.calls} calls`);
+  if (conditionCost !== undefined) lines.push("", "bench/condition-cost.ts:", ...conditionCost.lines);
   if (entryBytes) {
     lines.push(
       `bytes per cached token: ${Math.round(entryBytes.tokenBytes)}; per cached user lookup (${entryBytes.permissionsPerUser} permissions): ${Math.round(entryBytes.principalBytes)}  (${entryBytes.entries} entries each)`,

@@ -7,7 +7,7 @@ import { it } from "node:test";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { pino } from "pino";
-import { exampleRoutes } from "../example/services.js";
+import { exampleResources, exampleRoutes } from "../example/services.js";
 import { AccountService } from "../gen/example/v1/account_pb.js";
 import { createKeyring, createTokenIssuer, createTokenVerifier } from "../src/index.js";
 import { startServer } from "../src/server/index.js";
@@ -32,6 +32,7 @@ it("/metrics counts cache hits and misses of the token and user caches", async (
   const server = await startServer({
     runtime: { database, keyring, verifier: createTokenVerifier({ keyring }) },
     routes: exampleRoutes({ database }),
+    resources: exampleResources({ database }),
     port: 0,
     logger: pino({ level: "silent" }),
   });

@@ -8,7 +8,7 @@
  */
 import { createInterface } from "node:readline";
 import { pino } from "pino";
-import { exampleRoutes } from "../../example/services.js";
+import { exampleResources, exampleRoutes } from "../../example/services.js";
 import { isServerWorker, loadConfig, onShutdownSignals, openRuntime, startServer } from "../../src/server/index.js";
 
 const runtime = await openRuntime(loadConfig(process.env), { migrate: !isServerWorker() });
@@ -16,6 +16,8 @@ const server = await startServer({
   runtime,
   // A stream of 5 messages 300 ms apart: long enough to be in flight when the server closes.
   routes: exampleRoutes({ database: runtime.database, notificationIntervalMs: 300 }),
+  // UpdateOrder's condition reads the order: its loader, in the primary and every worker.
+  resources: exampleResources({ database: runtime.database }),
   port: 0,
   workers: 2,
   // Ten minutes: only the database's notifications can explain a cache seeing a change in time.
