@@ -15,7 +15,7 @@
 import { Code, type ContextValues } from "@connectrpc/connect";
 import type { DescMethod, DescService, Message } from "@bufbuild/protobuf";
 import { authorize as checkRule } from "../decide/decide.js";
-import type { Allow, Deny, Unavailable, Verdict } from "../decide/verdict.js";
+import { permissionDenied, type Allow, type Deny, type Unavailable, type Verdict } from "../decide/verdict.js";
 import type { AuthPolicy, MethodPlan, ShadowPlan } from "../policy/policy.js";
 import { PolicyError } from "../policy/policy.js";
 import type { Principal } from "../principal.js";
@@ -216,9 +216,9 @@ export function createAccessStage(options: AccessStageOptions): AccessStage {
               "the resource could not be loaded, try again later",
               resourceFailure.cause,
             )
-          : denied(
+          : permissionDenied(
               plan,
-              allowed,
+              allowed.principal,
               "CONDITION_FAILED",
               plan.condition?.message ?? DEFAULT_CONDITION_MESSAGE,
               resourceFailure.cause,
@@ -303,8 +303,14 @@ function condition(
   if (compiled === undefined) return undefined;
   const result = compiled.evaluate(bindings);
   if (result === true) return undefined;
-  if (result === false) return denied(plan, allowed, "CONDITION_FAILED", compiled.message);
-  return denied(plan, allowed, "CONDITION_ERROR", "the rule's condition could not be evaluated", result);
+  if (result === false) return permissionDenied(plan, allowed.principal, "CONDITION_FAILED", compiled.message);
+  return permissionDenied(
+    plan,
+    allowed.principal,
+    "CONDITION_ERROR",
+    "the rule's condition could not be evaluated",
+    result,
+  );
 }
 
 async function fallback(
@@ -323,9 +329,9 @@ async function fallback(
   if (outcome === "allow") return undefined;
   if (outcome === "deny") {
     const message = (answer as { message?: unknown }).message;
-    return denied(
+    return permissionDenied(
       plan,
-      allowed,
+      allowed.principal,
       "AUTHORIZE_DENIED",
       typeof message === "string" && message !== "" ? message : "permission denied",
     );
@@ -343,18 +349,6 @@ function bindingsOf(allowed: Allow, request: Message | undefined, resource: unkn
     principal: allowed.principal === undefined ? null : celPrincipal(allowed.principal),
     request,
     resource,
-  };
-}
-
-function denied(plan: MethodPlan, allowed: Allow, reason: Deny["reason"], message: string, cause?: unknown): Deny {
-  return {
-    outcome: "deny",
-    plan,
-    code: Code.PermissionDenied,
-    reason,
-    message,
-    ...(allowed.principal !== undefined && { userId: allowed.principal.id }),
-    ...(cause !== undefined && { cause }),
   };
 }
 

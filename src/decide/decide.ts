@@ -8,7 +8,7 @@ import { principalHasPermission, principalKind, type Principal, type PrincipalLo
 import type { UnauthenticatedReason } from "../reasons.js";
 import type { ExternalAccessClaims, ExternalSubject } from "../identity/subject.js";
 import type { GatewayReader } from "../identity/gateway.js";
-import { MESSAGES, unauthenticated, type Allow, type Deny, type Verdict } from "./verdict.js";
+import { MESSAGES, permissionDenied, unauthenticated, type Allow, type Deny, type Verdict } from "./verdict.js";
 
 /** The claims of a verified token naming a local user: what the decision needs of it. */
 export interface LocalAccessClaims {
@@ -291,14 +291,15 @@ export function authorize(
   if (rule.kind === "public") return allow(plan, principal, token);
   if (rule.principalKind !== undefined && principalKind(principal) !== rule.principalKind) {
     const message = rule.principalKind === "user" ? MESSAGES.PRINCIPAL_KIND_USER : MESSAGES.PRINCIPAL_KIND_SERVICE;
-    return denied(plan, principal, "PRINCIPAL_KIND", message);
+    return permissionDenied(plan, principal, "PRINCIPAL_KIND", message);
   }
   if (rule.superuser && !principal.isSuperuser)
-    return denied(plan, principal, "SUPERUSER_REQUIRED", MESSAGES.SUPERUSER_REQUIRED);
-  if (rule.staff && !principal.isStaff) return denied(plan, principal, "STAFF_REQUIRED", MESSAGES.STAFF_REQUIRED);
+    return permissionDenied(plan, principal, "SUPERUSER_REQUIRED", MESSAGES.SUPERUSER_REQUIRED);
+  if (rule.staff && !principal.isStaff)
+    return permissionDenied(plan, principal, "STAFF_REQUIRED", MESSAGES.STAFF_REQUIRED);
   for (const permission of rule.permissions) {
     if (!principalHasPermission(principal, permission)) {
-      return denied(plan, principal, "PERMISSION_MISSING", `missing permission ${permission}`);
+      return permissionDenied(plan, principal, "PERMISSION_MISSING", `missing permission ${permission}`);
     }
   }
   return allow(plan, principal, token);
@@ -306,18 +307,6 @@ export function authorize(
 
 function allow(plan: MethodPlan, principal: Principal | undefined, token?: VerifiedToken): Allow {
   return { outcome: "allow", plan, principal, token };
-}
-
-function denied(plan: MethodPlan, principal: Principal, reason: Deny["reason"], message: string): Deny {
-  return {
-    outcome: "deny",
-    plan,
-    code: Code.PermissionDenied,
-    reason,
-    message,
-    userId: principal.id,
-    principalKind: principalKind(principal),
-  };
 }
 
 function unavailableFor(plan: MethodPlan, cause: unknown): Verdict {

@@ -1,6 +1,6 @@
 import { Code } from "@connectrpc/connect";
 import type { MethodPlan } from "../policy/policy.js";
-import type { Principal, PrincipalKindName } from "../principal.js";
+import { principalKind, type Principal, type PrincipalKindName } from "../principal.js";
 import type { PermissionDeniedReason, UnauthenticatedReason, UnavailableReason } from "../reasons.js";
 
 /**
@@ -81,4 +81,27 @@ export const MESSAGES = {
 /** Builds an UNAUTHENTICATED verdict with the standard message for `reason`. */
 export function unauthenticated(plan: MethodPlan, reason: UnauthenticatedReason, cause?: unknown): Deny {
   return { outcome: "deny", plan, code: Code.Unauthenticated, reason, message: MESSAGES[reason], cause };
+}
+
+/**
+ * Builds a PERMISSION_DENIED verdict for an identified caller, labelled with
+ * its id and kind (for logs and metrics): the one shape the rule checks, the
+ * conditions and the `authorize` fallback all refuse with.
+ */
+export function permissionDenied(
+  plan: MethodPlan,
+  principal: Principal | undefined,
+  reason: PermissionDeniedReason,
+  message: string,
+  cause?: unknown,
+): Deny {
+  return {
+    outcome: "deny",
+    plan,
+    code: Code.PermissionDenied,
+    reason,
+    message,
+    ...(principal !== undefined && { userId: principal.id, principalKind: principalKind(principal) }),
+    ...(cause !== undefined && { cause }),
+  };
 }
