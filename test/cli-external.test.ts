@@ -5,24 +5,15 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { runCli } from "../src/cli/commands.js";
 import { findExternalIdentity, openDatabase } from "../src/store/index.js";
-import { cleanEnv, type CliResult } from "./helpers/cli.js";
+import { cleanEnv, runCliCaptured, type CliResult } from "./helpers/cli.js";
 
 const ENTRA = "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0";
 
 describe("protoguard user link / unlink", { timeout: 120_000 }, () => {
   let dir: string;
   let env: NodeJS.ProcessEnv;
-  const cli = async (...args: string[]): Promise<CliResult> => {
-    let stdout = "";
-    let stderr = "";
-    const code = await runCli(args, env, {
-      out: (line) => void (stdout += `${line}\n`),
-      err: (line) => void (stderr += `${line}\n`),
-    });
-    return { code, stdout, stderr };
-  };
+  const cli = (...args: string[]): Promise<CliResult> => runCliCaptured(args, env);
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), "protoguard-cli-link-"));

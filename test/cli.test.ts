@@ -22,9 +22,8 @@ import { createKeyring, loadKeyFile } from "../src/token/keys.js";
 import type { KeyConfig } from "../src/token/keys.js";
 import { createTokenVerifier } from "../src/token/verifier.js";
 import type { VerifiedClaims } from "../src/token/claims.js";
-import { runCli } from "../src/cli/commands.js";
 import { describeOr, postgresUrl, skipWithoutPostgres } from "./helpers/env.js";
-import { assertOk, cleanEnv, type CliResult } from "./helpers/cli.js";
+import { assertOk, cleanEnv, runCliCaptured, type CliResult } from "./helpers/cli.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 // Each CLI command opening PGlite takes 1-5 s (far more on a loaded
@@ -46,13 +45,7 @@ async function cli(
   { stdin, bin = false, child = bin || stdin !== undefined }: { stdin?: string; bin?: boolean; child?: boolean } = {},
 ): Promise<CliResult> {
   if (!child) {
-    let stdout = "";
-    let stderr = "";
-    const code = await runCli(args, env, {
-      out: (line) => void (stdout += `${line}\n`),
-      err: (line) => void (stderr += `${line}\n`),
-    });
-    return { code, stdout, stderr };
+    return runCliCaptured(args, env);
   }
   const entry = bin ? ["--import", "tsx", "src/cli/bin.ts"] : ["--import", "tsx", "example/cli.ts"];
   const proc = spawn(process.execPath, [...entry, ...args], { cwd: ROOT, env, stdio: ["pipe", "pipe", "pipe"] });

@@ -11,24 +11,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Code, createClient } from "@connectrpc/connect";
-import { runCli } from "../src/cli/commands.js";
 import { AuthService } from "../src/lifecycle/index.js";
 import { KindService } from "../gen/guardtest/v1/kinds_pb.js";
 import { openDatabase, type Database } from "../src/store/index.js";
 import { createTestAuth, createTestDatabase, type TestDatabase } from "../src/testing/index.js";
-import { assertOk, cleanEnv, type CliResult } from "./helpers/cli.js";
+import { assertOk, cleanEnv, runCliCaptured } from "./helpers/cli.js";
 import { bearer, expectError } from "./helpers/connect.js";
 import { postgresUrl } from "./helpers/env.js";
 
-async function cli(args: readonly string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
-  let stdout = "";
-  let stderr = "";
-  const code = await runCli(args, env, {
-    out: (line) => void (stdout += `${line}\n`),
-    err: (line) => void (stderr += `${line}\n`),
-  });
-  return { code, stdout, stderr };
-}
+const cli = runCliCaptured;
 
 interface Created {
   name: string;

@@ -1,5 +1,6 @@
 /** Helpers for tests that run the `protoguard` CLI, in this process or as a child. */
 import assert from "node:assert/strict";
+import { runCli } from "../../src/cli/commands.js";
 
 /** What one CLI run left: its exit code (null if killed by a signal) and its output. */
 export interface CliResult {
@@ -25,4 +26,15 @@ export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
 /** Asserts the run exited 0, showing its output otherwise. */
 export function assertOk(result: CliResult): void {
   assert.equal(result.code, 0, `stdout: ${result.stdout}\nstderr: ${result.stderr}`);
+}
+
+/** Runs the library CLI in this process (`runCli`, what the executable wraps), capturing its output. */
+export async function runCliCaptured(args: readonly string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
+  let stdout = "";
+  let stderr = "";
+  const code = await runCli(args, env, {
+    out: (line) => void (stdout += `${line}\n`),
+    err: (line) => void (stderr += `${line}\n`),
+  });
+  return { code, stdout, stderr };
 }
