@@ -14,7 +14,7 @@ import { deleteUser, revokeUserPermissions, setUserActive } from "../src/store/i
 import { findUserByUsername } from "../src/store/users.js";
 import { createTestAuth, type TestAuth } from "../src/testing/index.js";
 import { guardedRoutes } from "./helpers/guarded-service.js";
-import { collect } from "./helpers/connect.js";
+import { collect, eventually } from "./helpers/connect.js";
 import { TEST_SECRET as SECRET } from "./helpers/secrets.js";
 
 async function expectCode(promise: Promise<unknown>, code: Code, reason?: string): Promise<ConnectError> {
@@ -260,9 +260,9 @@ describe("rules enforced over the in-memory transport", { timeout: 120_000 }, ()
     assert.equal((await client.authenticatedUnary({}, { headers: goneH })).username, "gone");
     await deleteUser(t.database.db, "gone");
     await setUserActive(t.database.db, "idle", false);
-    await waitFor(async () => {
+    await eventually(async () => {
       await expectCode(client.authenticatedUnary({}, { headers: goneH }), Code.Unauthenticated, "USER_INACTIVE");
-    });
+    }, 1000);
     await expectCode(client.authenticatedUnary({}, { headers: idleH }), Code.Unauthenticated, "USER_INACTIVE");
     // Even on a public method: the token names nobody who may act.
     await expectCode(client.publicUnary({}, { headers: idleH }), Code.Unauthenticated);
@@ -273,7 +273,7 @@ describe("rules enforced over the in-memory transport", { timeout: 120_000 }, ()
     const headers = await t.authHeaders(user);
     assert.equal((await client.permissionUnary({}, { headers })).username, "demoted");
     await revokeUserPermissions(t.database.db, "demoted", ["shop.view_order"]);
-    await waitFor(() => expectCode(client.permissionUnary({}, { headers }), Code.PermissionDenied));
+    await eventually(() => expectCode(client.permissionUnary({}, { headers }), Code.PermissionDenied), 1000);
   });
 
   it("malformed authorization headers are UNAUTHENTICATED, never INTERNAL", async () => {
@@ -389,17 +389,3 @@ describe("rules are validated at start-up", () => {
     }
   });
 });
-
-/** Retries an assertion briefly: cache invalidation arrives by notification. */
-async function waitFor(check: () => Promise<unknown>, ms = 1000): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      await check();
-      return;
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-}

@@ -37,7 +37,7 @@ import {
   users,
 } from "../src/store/index.js";
 import { createTestDatabase, type TestDatabase } from "../src/testing/index.js";
-import { bearer, expectError } from "./helpers/connect.js";
+import { bearer, eventually, expectError } from "./helpers/connect.js";
 import { guardedRoutes } from "./helpers/guarded-service.js";
 import { createStreamProbe, streamingRoutes } from "./helpers/stream-service.js";
 import { deadUrl, idpKey, signToken, startJwksServer, type IdpKey, type JwksServer } from "./helpers/idp.js";
@@ -56,20 +56,6 @@ const PATHS = {
 };
 
 const now = () => Math.floor(Date.now() / 1000);
-
-/** Retries `check` until it passes: invalidations arrive by notification, a moment after the write. */
-async function eventually(check: () => Promise<unknown>, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      await check();
-      return;
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  }
-}
 
 /** A Keycloak 24 realm access token (the claims `kc` puts in one for a confidential client). */
 function keycloakClaims(sub: string, roles: readonly string[], extra: Record<string, unknown> = {}) {
@@ -418,8 +404,9 @@ describe("trusted issuers: Keycloak, Auth0 and Entra ID tokens over HTTP/2", () 
     const first = await signToken(keys.keycloak, keycloakClaims(sub, [], { preferred_username: "carol" }));
     assert.equal((await client.authenticatedUnary({ text: "x" }, bearer(first))).username, "carol");
     await setUserActive(database.db, "carol", false);
-    await eventually(() =>
-      expectError(client.authenticatedUnary({ text: "x" }, bearer(first)), Code.Unauthenticated, "USER_INACTIVE"),
+    await eventually(
+      () => expectError(client.authenticatedUnary({ text: "x" }, bearer(first)), Code.Unauthenticated, "USER_INACTIVE"),
+      5000,
     );
     const later = await signToken(keys.keycloak, keycloakClaims(sub, [], { preferred_username: "carol" }));
     await expectError(client.authenticatedUnary({ text: "x" }, bearer(later)), Code.Unauthenticated, "USER_INACTIVE");
@@ -432,10 +419,12 @@ describe("trusted issuers: Keycloak, Auth0 and Entra ID tokens over HTTP/2", () 
     );
     await createGroup(database.db, "auditor");
     await grantGroupPermissions(database.db, "auditor", ["shop.view_order"]);
-    await eventually(() => client.permissionUnary({ text: "x" }, bearer(token)));
+    await eventually(() => client.permissionUnary({ text: "x" }, bearer(token)), 5000);
     await revokeGroupPermissions(database.db, "auditor", ["shop.view_order"]);
-    await eventually(() =>
-      expectError(client.permissionUnary({ text: "x" }, bearer(token)), Code.PermissionDenied, "PERMISSION_MISSING"),
+    await eventually(
+      () =>
+        expectError(client.permissionUnary({ text: "x" }, bearer(token)), Code.PermissionDenied, "PERMISSION_MISSING"),
+      5000,
     );
   });
 

@@ -45,3 +45,20 @@ export async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
   for await (const item of iterable) out.push(item);
   return out;
 }
+
+/**
+ * Retries `check` until it passes or `ms` have gone by, then throws its last error: cache
+ * invalidations arrive by database notification, a moment after the write that causes them.
+ */
+export async function eventually(check: () => Promise<unknown>, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      await check();
+      return;
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+}
