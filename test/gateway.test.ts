@@ -72,12 +72,16 @@ describe("gateway mode over HTTP/2", () => {
   const clientOf = (server: RunningServer) =>
     createClient(GuardedService, createConnectTransport({ baseUrl: server.url, httpVersion: "2" }));
 
-  /** protoguard's own access-token claims, as a gateway verifying protoguard's JWKS forwards them. */
+  /**
+   * protoguard's own access-token claims, as a gateway verifying protoguard's JWKS forwards them:
+   * `iat` with milliseconds, as the issuer writes it. A whole-second `iat` in the second the user
+   * was created precedes its credentials change and is refused as revoked (the safe side).
+   */
   const ownPayload = (userId: number, extra: object = {}) => {
-    const iat = now();
+    const iat = Date.now() / 1000;
     return {
       token_type: "access",
-      exp: iat + 300,
+      exp: Math.floor(iat) + 300,
       iat,
       jti: randomUUID().replaceAll("-", ""),
       user_id: userId,
