@@ -24,8 +24,8 @@ import { celList, celMap, type CelList } from "@bufbuild/cel";
 import { createClient, type ConnectRouter } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { PingSchema, UnannotatedService } from "../gen/guardtest/v1/guarded_pb.js";
-import { getUser, type RuleInit } from "../src/index.js";
-import { createTestAuth, createTestDatabase, type TestAuth } from "../src/testing/index.js";
+import { getUser, type RuleInit } from "../src/exports/protoguard.js";
+import { createTestAuth, createTestDatabase, type TestAuth } from "../src/exports/testing.js";
 
 const quick = process.argv.includes("--quick");
 const json = process.argv.includes("--json");

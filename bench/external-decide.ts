@@ -7,15 +7,15 @@
  */
 import { randomUUID } from "node:crypto";
 import { GuardedService } from "../gen/guardtest/v1/guarded_pb.js";
-import { createAuth, createKeyring, createTokenIssuer, createTokenVerifier } from "../src/index.js";
+import { createAuth, createKeyring, createTokenIssuer, createTokenVerifier } from "../src/exports/protoguard.js";
 import {
   createGroup,
   createIdentityResolver,
   createPrincipalSource,
   createUser,
   grantGroupPermissions,
-} from "../src/store/index.js";
-import { createTestDatabase } from "../src/testing/index.js";
+} from "../src/exports/store.js";
+import { createTestDatabase } from "../src/exports/testing.js";
 import { idpKey, signToken, startJwksServer } from "../test/helpers/idp.js";
 
 const ISSUER = "https://sso.example.com/realms/shop";
@@ -24,21 +24,19 @@ const jwks = await startJwksServer();
 const key = await idpKey("kc-1");
 jwks.publish("/certs", [key]);
 const keyring = await createKeyring([{ alg: "HS256", secret: "bench-secret-bench-secret-bench-secret!!" }]);
-const verifier = createTokenVerifier({
-  keyring,
-  trustedIssuers: [
-    {
-      issuer: ISSUER,
-      jwks_url: `${jwks.origin}/certs`,
-      audience: "shop-api",
-      groups_claim: "realm_access.roles",
-      provision: true,
-    },
-  ],
-});
+const verifier = createTokenVerifier({ keyring });
+const trustedIssuers = [
+  {
+    issuer: ISSUER,
+    jwks_url: `${jwks.origin}/certs`,
+    audience: "shop-api",
+    groups_claim: "realm_access.roles",
+    provision: true,
+  },
+];
 const principals = await createPrincipalSource({ database });
 const identities = await createIdentityResolver({ database, invalidations: principals });
-const auth = createAuth({ verifier, principals, identities, services: [GuardedService] });
+const auth = createAuth({ verifier, trustedIssuers, principals, identities, services: [GuardedService] });
 await createGroup(database.db, "order-viewer");
 await grantGroupPermissions(database.db, "order-viewer", ["shop.view_order"]);
 const local = await createUser(database.db, { username: "local", isSuperuser: true });

@@ -13,7 +13,7 @@
 import { cpus, loadavg } from "node:os";
 import { count } from "drizzle-orm";
 import { users } from "../src/store/schema.js";
-import { createTestAuth, createTestDatabase, type TestDatabase } from "../src/testing/index.js";
+import { createTestAuth, createTestDatabase, type TestDatabase } from "../src/exports/testing.js";
 
 const COUNT = Number(process.argv[2] ?? 5);
 

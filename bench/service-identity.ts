@@ -16,16 +16,16 @@
 import { cpus, loadavg } from "node:os";
 import { createClient } from "@connectrpc/connect";
 import { KindService } from "../gen/guardtest/v1/kinds_pb.js";
-import { createAuth } from "../src/index.js";
-import { createCertificatePrincipalSource } from "../src/store/index.js";
+import { createAuth } from "../src/exports/protoguard.js";
+import { createCertificatePrincipalSource } from "../src/exports/store.js";
 import {
   AuthService,
   createPasswordHasher,
   generateClientCredentials,
   generateClientSecret,
-} from "../src/lifecycle/index.js";
-import { createServiceAccount, grantUserPermissions } from "../src/store/index.js";
-import { createTestAuth } from "../src/testing/index.js";
+} from "../src/exports/auth-service.js";
+import { createServiceAccount, grantUserPermissions } from "../src/exports/store.js";
+import { createTestAuth } from "../src/exports/testing.js";
 
 const EXCHANGES = Number(process.argv[2] ?? 6);
 const DECISIONS = Number(process.argv[3] ?? 20_000);

@@ -6,7 +6,7 @@
  * `protoguard serve --routes example/app.js`.
  */
 import { fileURLToPath } from "node:url";
-import { defineServeApp } from "../src/server/index.js";
+import { defineServeApp } from "../src/exports/server.js";
 import { migrateExample } from "./migrate.js";
 import { createDemoUsers, seedExample } from "./seed.js";
 import type { UpdateOrderRequest } from "../gen/example/v1/order_pb.js";

@@ -4,7 +4,7 @@
  * never mix: each side can add migrations without renumbering the other's.
  */
 import { fileURLToPath } from "node:url";
-import { migrateDatabase, type Database } from "../src/store/index.js";
+import { migrateDatabase, type Database } from "../src/exports/store.js";
 
 /** The journal table of the example's migrations, in Drizzle's `drizzle` schema. */
 export const EXAMPLE_MIGRATIONS_TABLE = "__example_migrations";

@@ -5,7 +5,7 @@
  * that uses protoguard.
  */
 import { index, integer, pgTable, text, timestamp, varchar, bigint } from "drizzle-orm/pg-core";
-import { schema } from "../src/store/index.js";
+import * as schema from "../src/store/schema.js";
 
 /** Products: read by anyone, renamed by holders of `products.change_product`. */
 export const products = pgTable("example_products", {

@@ -5,9 +5,10 @@
  */
 import { randomBytes } from "node:crypto";
 import { count, eq, sql } from "drizzle-orm";
-import { createUser, ensurePermissions, grantUserPermissions, schema } from "../src/store/index.js";
-import type { DrizzleDb } from "../src/store/index.js";
-import type { PasswordHasher } from "../src/lifecycle/index.js";
+import { createUser, ensurePermissions, grantUserPermissions } from "../src/exports/store.js";
+import * as schema from "../src/store/schema.js";
+import type { DrizzleDb } from "../src/exports/store.js";
+import type { PasswordHasher } from "../src/exports/auth-service.js";
 import { orders, products } from "./schema.js";
 
 /** The permission UpdateProduct requires (Django's auto-created `change` permission of a model). */

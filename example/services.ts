@@ -18,10 +18,11 @@ import { ProductService } from "../gen/example/v1/product_pb.js";
 import { UserService } from "../gen/example/v1/user_pb.js";
 import { implementGuardedAccountService } from "../gen/example/v1/account_protoguard.js";
 import { implementGuardedAdminService } from "../gen/example/v1/admin_protoguard.js";
-import { getUser, methodKey, requireStaff } from "../src/index.js";
-import { deleteUser, getUserById, schema, StoreError } from "../src/store/index.js";
-import type { Principal, ResourceLoaders } from "../src/index.js";
-import type { Database } from "../src/store/index.js";
+import { getUser, methodKey, requireStaff } from "../src/exports/protoguard.js";
+import { deleteUser, getUserById, StoreError } from "../src/exports/store.js";
+import * as schema from "../src/store/schema.js";
+import type { Principal, ResourceLoaders } from "../src/exports/protoguard.js";
+import type { Database } from "../src/exports/store.js";
 import { orders, products, type Order, type Product } from "./schema.js";
 
 /** Every service {@link exampleRoutes} registers, for policy reports and start-up checks. */

@@ -19,8 +19,9 @@ import {
 import { eq } from "drizzle-orm";
 import { create } from "@bufbuild/protobuf";
 import { AuthService, LoginRequestSchema } from "../gen/protoguard/v1/auth_pb.js";
-import { authErrorReason } from "../src/index.js";
-import { createUser, grantGroupPermissions, schema, type Database } from "../src/store/index.js";
+import { authErrorReason } from "../src/exports/protoguard.js";
+import { createUser, grantGroupPermissions, type Database } from "../src/exports/store.js";
+import * as schema from "../src/store/schema.js";
 import {
   changePassword,
   createAuthService,
@@ -31,8 +32,8 @@ import {
   PasswordBusyError,
   type AuthServiceOptions,
   type PasswordHasher,
-} from "../src/lifecycle/index.js";
-import { createTestAuth, createTestDatabase, type TestAuth } from "../src/testing/index.js";
+} from "../src/exports/auth-service.js";
+import { createTestAuth, createTestDatabase, type TestAuth } from "../src/exports/testing.js";
 import { describeOr, postgresUrl, skipWithoutPostgres } from "./helpers/env.js";
 import { expectError, failure } from "./helpers/connect.js";
 

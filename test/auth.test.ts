@@ -9,10 +9,11 @@ import { Code, ConnectError, createClient, type Client } from "@connectrpc/conne
 import { SignJWT } from "jose";
 import { GuardedService, StaffOnlyService, UnannotatedService } from "../gen/guardtest/v1/guarded_pb.js";
 import { MalformedRuleService, MalformedService } from "../gen/guardtest/v1/malformed_pb.js";
-import { authErrorReason, createAuthPolicy, PolicyError, type DecisionEvent } from "../src/index.js";
-import { deleteUser, revokeUserPermissions, setUserActive } from "../src/store/index.js";
+import { authErrorReason, PolicyError, type DecisionEvent } from "../src/exports/protoguard.js";
+import { createAuthPolicy } from "../src/exports/core.js";
+import { deleteUser, revokeUserPermissions, setUserActive } from "../src/exports/store.js";
 import { findUserByUsername } from "../src/store/users.js";
-import { createTestAuth, type TestAuth } from "../src/testing/index.js";
+import { createTestAuth, type TestAuth } from "../src/exports/testing.js";
 import { guardedRoutes } from "./helpers/guarded-service.js";
 import { collect, eventually } from "./helpers/connect.js";
 import { TEST_SECRET as SECRET } from "./helpers/secrets.js";
@@ -58,7 +59,7 @@ describe("rules enforced over the in-memory transport", { timeout: 120_000 }, ()
       root: await t.createUser({ username: "root", isSuperuser: true }),
     };
     await t.createUser({ username: "admin-group-seed", groups: ["order-admins"] });
-    const { grantGroupPermissions } = await import("../src/store/index.js");
+    const { grantGroupPermissions } = await import("../src/exports/store.js");
     await grantGroupPermissions(t.database.db, "order-admins", ["shop.view_order", "shop.change_order"]);
     for (const [name, user] of Object.entries(users)) h[name] = await t.authHeaders(user);
   });

@@ -9,9 +9,9 @@ import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-no
 import { pino } from "pino";
 import { exampleResources, exampleRoutes } from "../example/services.js";
 import { AccountService } from "../gen/example/v1/account_pb.js";
-import { createKeyring, createTokenIssuer, createTokenVerifier } from "../src/index.js";
-import { startServer } from "../src/server/index.js";
-import { createUser } from "../src/store/index.js";
+import { createKeyring, createTokenIssuer, createTokenVerifier } from "../src/exports/protoguard.js";
+import { startServer } from "../src/exports/server.js";
+import { createUser } from "../src/exports/store.js";
 import { createTestDatabase } from "../src/testing/database.js";
 import { bearer } from "./helpers/connect.js";
 import { TEST_SECRET } from "./helpers/secrets.js";

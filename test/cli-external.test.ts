@@ -5,7 +5,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { findExternalIdentity, openDatabase } from "../src/store/index.js";
+import { findExternalIdentity, openDatabase } from "../src/exports/store.js";
 import { cleanEnv, runCliCaptured, type CliResult } from "./helpers/cli.js";
 
 const ENTRA = "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0";

@@ -22,11 +22,17 @@ import {
   webStorage,
   type SessionEndReason,
   type WebStorageLike,
-} from "../src/client/index.js";
-import { authErrorReason, createAuth, createKeyring, createTokenIssuer, createTokenVerifier } from "../src/index.js";
-import { AuthService, createAuthService, createPasswordHasher } from "../src/lifecycle/index.js";
-import { createPrincipalSource, createUser, type CachedPrincipalSource } from "../src/store/index.js";
-import { createTestDatabase, type TestDatabase } from "../src/testing/index.js";
+} from "../src/exports/client.js";
+import {
+  authErrorReason,
+  createAuth,
+  createKeyring,
+  createTokenIssuer,
+  createTokenVerifier,
+} from "../src/exports/protoguard.js";
+import { AuthService, createAuthService, createPasswordHasher } from "../src/exports/auth-service.js";
+import { createPrincipalSource, createUser, type CachedPrincipalSource } from "../src/exports/store.js";
+import { createTestDatabase, type TestDatabase } from "../src/exports/testing.js";
 import { guardedRoutes } from "./helpers/guarded-service.js";
 
 const ACCESS_TTL_S = 300;

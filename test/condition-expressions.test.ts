@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { DocumentRequestSchema, PlainDocumentService } from "../gen/guardtest/v1/conditions_pb.js";
-import { createAuthPolicy, PolicyError } from "../src/index.js";
+import { PolicyError } from "../src/exports/protoguard.js";
+import { createAuthPolicy } from "../src/exports/core.js";
 
 const method = PlainDocumentService.method.read;
 

@@ -35,14 +35,14 @@ import {
   type DecisionEvent,
   type ResourceLoader,
   type ResourceLoaders,
-} from "../src/index.js";
+} from "../src/exports/protoguard.js";
 import type { DescMethod } from "@bufbuild/protobuf";
-import { createObservability, startServer } from "../src/server/index.js";
+import { createObservability, startServer } from "../src/exports/server.js";
 import { pino } from "pino";
 import { GuardedService } from "../gen/guardtest/v1/guarded_pb.js";
-import { createTestAuth, createTestDatabase, type TestAuth } from "../src/testing/index.js";
-import { createPrincipalSource } from "../src/store/index.js";
-import { createKeyring, createTokenVerifier } from "../src/index.js";
+import { createTestAuth, createTestDatabase, type TestAuth } from "../src/exports/testing.js";
+import { createPrincipalSource } from "../src/exports/store.js";
+import { createKeyring, createTokenVerifier } from "../src/exports/protoguard.js";
 
 async function refusal(promise: Promise<unknown>, code: Code, reason: string): Promise<ConnectError> {
   try {

@@ -9,8 +9,8 @@ import { UserServiceConformance } from "../gen/example/v1/user_protoguard.js";
 import { migrateExample } from "../example/migrate.js";
 import { orders } from "../example/schema.js";
 import { exampleResources, exampleRoutes } from "../example/services.js";
-import { createUser } from "../src/store/index.js";
-import { createTestDatabase, runConformance, type TestDatabase } from "../src/testing/index.js";
+import { createUser } from "../src/exports/store.js";
+import { createTestDatabase, runConformance, type TestDatabase } from "../src/exports/testing.js";
 
 describe("example services conform to their rules", () => {
   let database: TestDatabase;

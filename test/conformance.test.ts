@@ -17,9 +17,10 @@ import {
 } from "../gen/guardtest/v1/guarded_protoguard.js";
 import { create } from "@bufbuild/protobuf";
 import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.js";
-import { authErrorReason, ERROR_DOMAIN, type Principal } from "../src/index.js";
+import { authErrorReason, type Principal } from "../src/exports/protoguard.js";
+import { ERROR_DOMAIN } from "../src/exports/core.js";
 import { eq } from "drizzle-orm";
-import { schema } from "../src/store/index.js";
+import * as schema from "../src/store/schema.js";
 import {
   checkConformance,
   createTestAuth,
@@ -27,7 +28,7 @@ import {
   runConformance,
   type ConformanceTable,
   type TestDatabase,
-} from "../src/testing/index.js";
+} from "../src/exports/testing.js";
 
 type Ping = { text: string };
 

@@ -290,7 +290,10 @@ describe("a new app installs the packed package and follows the README", { timeo
     const top = (await readdir(root)).sort();
     assert.deepEqual(top, ["LICENSE", "README.md", "dist", "gen", "package.json", "proto", "src"]);
     assert.deepEqual(await readdir(join(root, "proto")), ["protoguard"]);
-    assert.ok(existsSync(join(root, "dist/src/index.js")) && existsSync(join(root, "dist/src/index.d.ts")));
+    assert.ok(
+      existsSync(join(root, "dist/src/exports/protoguard.js")) &&
+        existsSync(join(root, "dist/src/exports/protoguard.d.ts")),
+    );
     for (const absent of [
       "test",
       "bench",

@@ -1,7 +1,10 @@
 // The public API is closed: every type named in an exported signature of an
 // entry point is itself exported by one of the entry points, so users can
-// write the type of what they hold without a deep import.
+// write the type of what they hold without a deep import. And it stays small
+// enough to take in: the main entry point holds what applications import,
+// nothing is exported twice, and generated names come from `protoguard/gen/…`.
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -9,15 +12,29 @@ import ts from "typescript";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
-/** package.json subpath → source of its entry module. */
-const ENTRIES: Readonly<Record<string, string>> = {
-  protoguard: "src/index.ts",
-  "protoguard/store": "src/store/index.ts",
-  "protoguard/auth-service": "src/lifecycle/index.ts",
-  "protoguard/server": "src/server/index.ts",
-  "protoguard/testing": "src/testing/index.ts",
-  "protoguard/client": "src/client/index.ts",
-};
+/** Most names the main entry point may export (connect-es's has 35). */
+const MAIN_ENTRY_LIMIT = 60;
+
+/**
+ * Names a browser bundle takes from `protoguard/client` so that it never loads the server-side
+ * main entry point: the one deliberate second export of a name.
+ */
+const BROWSER_COPIES: ReadonlySet<string> = new Set(["protoguard/client#authErrorReason"]);
+
+/** package.json subpath → source of its entry module, read from `exports` (wildcards are generated code). */
+const ENTRIES: Readonly<Record<string, string>> = (() => {
+  const manifest = JSON.parse(readFileSync(join(REPO, "package.json"), "utf8")) as {
+    exports: Record<string, string | { types?: string }>;
+  };
+  const entries: Record<string, string> = {};
+  for (const [subpath, target] of Object.entries(manifest.exports)) {
+    const types = typeof target === "string" ? undefined : target.types;
+    if (types === undefined || subpath.includes("*")) continue;
+    const source = types.replace(/^\.\/dist\//, "").replace(/\.d\.ts$/, ".ts");
+    entries[subpath === "." ? "protoguard" : `protoguard/${subpath.slice(2)}`] = source;
+  }
+  return entries;
+})();
 
 describe("public API", () => {
   const files = Object.values(ENTRIES).map((f) => join(REPO, f));
@@ -31,23 +48,58 @@ describe("public API", () => {
     types: ["node"],
   });
   const checker = program.getTypeChecker();
+  // Generated descriptors and messages are public as `protoguard/gen/protoguard/v1/*`.
   const ours = (decl: ts.Declaration) => {
     const file = decl.getSourceFile().fileName;
-    return !file.includes("/node_modules/") && (file.includes("/src/") || file.includes("/gen/"));
+    return !file.includes("/node_modules/") && (file.includes("/src/") || file.includes("/gen/")) && !isGenerated(decl);
   };
+  const isGenerated = (decl: ts.Declaration) => decl.getSourceFile().fileName.includes("/gen/protoguard/v1/");
   const real = (symbol: ts.Symbol) => (symbol.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(symbol) : symbol);
 
   const exported = new Map<ts.Symbol, string>();
+  /** Every export of every entry point, with where else it is exported. */
+  const twice: string[] = [];
+  const namesOf = new Map<string, string[]>();
   for (const [subpath, file] of Object.entries(ENTRIES)) {
     const source = program.getSourceFile(join(REPO, file));
     assert.ok(source, `${file} not found`);
     const moduleSymbol = checker.getSymbolAtLocation(source);
     assert.ok(moduleSymbol, `${file} is not a module`);
+    // `typeof import("…/schema")` in a signature names the entry module itself.
+    exported.set(moduleSymbol, subpath);
+    const names: string[] = [];
     for (const symbol of checker.getExportsOfModule(moduleSymbol)) {
       const target = real(symbol);
-      if (!exported.has(target)) exported.set(target, `${subpath}#${symbol.name}`);
+      names.push(symbol.name);
+      const first = exported.get(target);
+      if (first === undefined) exported.set(target, `${subpath}#${symbol.name}`);
+      else if (!BROWSER_COPIES.has(`${subpath}#${symbol.name}`))
+        twice.push(`${subpath}#${symbol.name} is also ${first}`);
     }
+    namesOf.set(subpath, names);
   }
+
+  it(`the main entry point exports at most ${MAIN_ENTRY_LIMIT} names`, () => {
+    const names = namesOf.get("protoguard") ?? [];
+    assert.ok(names.length > 0, "protoguard exports nothing");
+    assert.ok(names.length <= MAIN_ENTRY_LIMIT, `protoguard exports ${names.length} names:\n${names.join(", ")}`);
+  });
+
+  it("no name is exported by two entry points, or twice by one", () => {
+    assert.deepEqual(twice, []);
+  });
+
+  it("entry points re-export no generated name: those come from protoguard/gen/protoguard/v1/*", () => {
+    const generated: string[] = [];
+    for (const [symbol, where] of exported) {
+      const declaration = symbol.declarations?.[0];
+      // auth-service publishes its own service's messages: that entry point is their home.
+      if (declaration !== undefined && isGenerated(declaration) && !where.startsWith("protoguard/auth-service#")) {
+        generated.push(where);
+      }
+    }
+    assert.deepEqual(generated, []);
+  });
 
   it("every type named in an exported declaration is exported", () => {
     const missing = new Map<string, Set<string>>();

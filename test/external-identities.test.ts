@@ -6,15 +6,14 @@ import { after, before, describe, it } from "node:test";
 import { eq } from "drizzle-orm";
 import {
   createUser,
-  externalIdentities,
   findExternalIdentity,
   linkExternalIdentity,
   provisionExternalUser,
   StoreError,
   unlinkExternalIdentity,
-  users,
-} from "../src/store/index.js";
-import { createTestDatabase, type TestDatabase } from "../src/testing/index.js";
+} from "../src/exports/store.js";
+import { externalIdentities, users } from "../src/store/schema.js";
+import { createTestDatabase, type TestDatabase } from "../src/exports/testing.js";
 import { describeOr, postgresUrl, skipWithoutPostgres } from "./helpers/env.js";
 
 const ISSUER = "https://idp.example.com/";

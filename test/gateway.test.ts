@@ -15,10 +15,10 @@ import {
   type Keyring,
   type TokenIssuer,
   type TrustedIssuerInit,
-} from "../src/index.js";
-import { ConfigError, loadConfig, startServer, type RunningServer } from "../src/server/index.js";
-import { createGroup, createUser, findExternalIdentity, grantGroupPermissions } from "../src/store/index.js";
-import { createTestDatabase, type TestDatabase } from "../src/testing/index.js";
+} from "../src/exports/protoguard.js";
+import { ConfigError, loadConfig, startServer, type RunningServer } from "../src/exports/server.js";
+import { createGroup, createUser, findExternalIdentity, grantGroupPermissions } from "../src/exports/store.js";
+import { createTestDatabase, type TestDatabase } from "../src/exports/testing.js";
 import { bearer, collect, expectError } from "./helpers/connect.js";
 import { guardedRoutes } from "./helpers/guarded-service.js";
 import { TEST_SECRET as SECRET } from "./helpers/secrets.js";

@@ -22,11 +22,11 @@ import { connectNodeAdapter, createGrpcTransport } from "@connectrpc/connect-nod
 import { pino } from "pino";
 import { GuardedService } from "../gen/guardtest/v1/guarded_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
-import { authErrorReason } from "../src/index.js";
+import { authErrorReason } from "../src/exports/protoguard.js";
 import { loadConfig } from "../src/runtime/config.js";
 import { createPrefilter, prefilterContextValues } from "../src/server/prefilter/prefilter.js";
 import { startServer, type RunningServer, type StartServerOptions } from "../src/server/serve.js";
-import { createTestAuth, type TestAuth } from "../src/testing/index.js";
+import { createTestAuth, type TestAuth } from "../src/exports/testing.js";
 import { guardedRoutes } from "./helpers/guarded-service.js";
 import { selfSignedCertificate } from "./helpers/tls.js";
 
@@ -279,7 +279,7 @@ describe("HTTP/2 streams and health Watch are bounded", { timeout: 120_000 }, ()
     const code = `
       import { pino } from "pino";
       import { startServer } from ${JSON.stringify(join(root, "src/server/serve.ts"))};
-      import { createTestAuth } from ${JSON.stringify(join(root, "src/testing/index.ts"))};
+      import { createTestAuth } from ${JSON.stringify(join(root, "src/exports/testing.ts"))};
       import { guardedRoutes } from ${JSON.stringify(join(root, "test/helpers/guarded-service.ts"))};
       const t = await createTestAuth({ routes: guardedRoutes });
       const server = await startServer({

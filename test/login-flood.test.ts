@@ -28,11 +28,11 @@ import { seedExample } from "../example/seed.js";
 import { exampleResources, exampleRoutes } from "../example/services.js";
 import {
   createClientAddressResolver,
-  parseTrustedProxies,
   peerAddressKey,
   UNKNOWN_PEER,
   type ClientAddressOptions,
 } from "../src/connect/peer.js";
+import { parseTrustedProxies } from "../src/util/ip-address.js";
 import { authErrorReason } from "../src/connect/errors.js";
 import { createAuthService, type AuthServiceOptions } from "../src/lifecycle/auth-service.js";
 import { createPasswordHasher, PasswordBusyError, type PasswordHasher } from "../src/lifecycle/passwords.js";

@@ -5,7 +5,7 @@ import { describe, it } from "node:test";
 import { pino } from "pino";
 import { GuardedService } from "../gen/guardtest/v1/guarded_pb.js";
 import { unauthenticated } from "../src/decide/verdict.js";
-import { createAuthPolicy } from "../src/index.js";
+import { createAuthPolicy } from "../src/exports/core.js";
 import { createObservability } from "../src/server/observe/observability.js";
 
 describe("decision logs", () => {

@@ -11,14 +11,14 @@ import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
-import { requirePermission } from "../src/index.js";
+import { requirePermission } from "../src/exports/protoguard.js";
 import {
   checkConformance,
   createTestDatabase,
   runConformance,
   type ConformanceTable,
   type TestDatabase,
-} from "../src/testing/index.js";
+} from "../src/exports/testing.js";
 
 const run = promisify(execFile);
 const REPO = join(import.meta.dirname, "..");

@@ -10,8 +10,9 @@ import { promisify } from "node:util";
 import { GuardedService, StaffOnlyService, UnannotatedService } from "../gen/guardtest/v1/guarded_pb.js";
 import { MalformedService } from "../gen/guardtest/v1/malformed_pb.js";
 import { BadFieldService, ConditionService, ShadowedService } from "../gen/guardtest/v1/conditions_pb.js";
-import { createAuthPolicy } from "../src/index.js";
-import { formatPolicy, policyCommand, policyReport, runPolicy, type PolicyRow } from "../src/cli/policy.js";
+import { createAuthPolicy } from "../src/exports/core.js";
+import { formatPolicy, policyCommand, policyReport, runPolicy } from "../src/cli/policy.js";
+import { type PolicyRow } from "../src/cli/policy-report.js";
 import { readImageServices } from "../src/cli/image.js";
 import { servedServices } from "../src/cli/serve.js";
 import exampleApp from "../example/app.js";
@@ -19,7 +20,7 @@ import exampleApp from "../example/app.js";
 const SERVED_SERVICES = servedServices(exampleApp);
 /** What this repository's CLI (example/cli.ts) passes: the example as the default app. */
 const EXAMPLE_CLI = { defaultApp: async () => exampleApp };
-import { UsageError } from "../src/cli/io.js";
+import { UsageError } from "../src/cli/errors.js";
 import { SERVER_SERVICES } from "../src/server/services/server-services.js";
 
 const run = promisify(execFile);

@@ -15,10 +15,10 @@ import {
   createGrpcWebTransport,
 } from "@connectrpc/connect-node";
 import { GuardedService, PingSchema } from "../gen/guardtest/v1/guarded_pb.js";
-import { authErrorReason, createTokenIssuer, type DecisionEvent } from "../src/index.js";
+import { authErrorReason, createTokenIssuer, type DecisionEvent } from "../src/exports/protoguard.js";
 import { createPrefilter, createStreamPrefilter, prefilterContextValues } from "../src/server/prefilter/prefilter.js";
 import { listen, type Listening } from "../src/server/transport/listen.js";
-import { createTestAuth, type TestAuth } from "../src/testing/index.js";
+import { createTestAuth, type TestAuth } from "../src/exports/testing.js";
 import { guardedRoutes } from "./helpers/guarded-service.js";
 import { collect as drain, failure } from "./helpers/connect.js";
 

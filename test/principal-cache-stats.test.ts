@@ -4,7 +4,7 @@
 // rates the bench reports (README "Performance") come from these totals.
 import assert from "node:assert/strict";
 import { it } from "node:test";
-import { createPrincipalSource, createUser, setUserActive } from "../src/store/index.js";
+import { createPrincipalSource, createUser, setUserActive } from "../src/exports/store.js";
 import { createTestDatabase } from "../src/testing/database.js";
 
 it("counts hits and misses, and concurrent lookups of one new token share a round trip", async () => {

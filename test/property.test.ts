@@ -19,20 +19,15 @@ import { errors as joseErrors } from "jose";
 import { GuardedService, StaffOnlyService, UnannotatedService } from "../gen/guardtest/v1/guarded_pb.js";
 import { RuleSchema } from "../gen/protoguard/v1/options_pb.js";
 import { MAX_AUTHORIZATION_LENGTH, parseAuthorization, readBearer } from "../src/credential/bearer.js";
-import {
-  createAuth,
-  createAuthPolicy,
-  describeRule,
-  planRule,
-  PolicyError,
-  type Auth,
-  type PrincipalSource,
-} from "../src/index.js";
+import { createAuth, PolicyError, type Auth } from "../src/exports/protoguard.js";
+import { createAuthPolicy, describeRule, planRule, type PrincipalSource } from "../src/exports/core.js";
 import type { PlannedRule, RuleInit } from "../src/policy/rule.js";
 import { listen, type Listening } from "../src/server/transport/listen.js";
 import { createPrefilter, createStreamPrefilter, prefilterContextValues } from "../src/server/prefilter/prefilter.js";
-import { createKeyring, createTokenIssuer, createTokenVerifier, TokenRejectedError } from "../src/token/index.js";
-import type { KeyConfig, TokenVerifier, VerifyResult } from "../src/token/index.js";
+import { createKeyring, createTokenIssuer, createTokenVerifier } from "../src/exports/protoguard.js";
+import { TokenRejectedError } from "../src/exports/core.js";
+import type { KeyConfig, TokenVerifier } from "../src/exports/protoguard.js";
+import type { VerifyResult } from "../src/exports/core.js";
 import { guardedRoutes } from "./helpers/guarded-service.js";
 
 // A failure prints its seed; PROTOGUARD_FC_SEED=<seed> replays the same runs.

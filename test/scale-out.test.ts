@@ -16,7 +16,7 @@ import postgres from "postgres";
 import { AccountService } from "../gen/example/v1/account_pb.js";
 import { ProductService } from "../gen/example/v1/product_pb.js";
 import { AuthService } from "../gen/protoguard/v1/auth_pb.js";
-import { authErrorReason, createKeyring, createTokenIssuer } from "../src/index.js";
+import { authErrorReason, createKeyring, createTokenIssuer } from "../src/exports/protoguard.js";
 import { INVALIDATION_CHANNEL } from "../src/store/invalidation.js";
 import { runCli } from "../src/cli/commands.js";
 import { createTestDatabase, type TestDatabase } from "../src/testing/database.js";

@@ -31,9 +31,15 @@ import {
   type Keyring,
   type TokenIssuer,
   type TokenVerifier,
-} from "../src/index.js";
-import { createUser, grantUserPermissions, openDatabase, type Database, type PublicUser } from "../src/store/index.js";
-import { createPasswordHasher } from "../src/lifecycle/index.js";
+} from "../src/exports/protoguard.js";
+import {
+  createUser,
+  grantUserPermissions,
+  openDatabase,
+  type Database,
+  type PublicUser,
+} from "../src/exports/store.js";
+import { createPasswordHasher } from "../src/exports/auth-service.js";
 import { servedRoutes, servedServices } from "../src/cli/serve.js";
 import exampleApp from "../example/app.js";
 

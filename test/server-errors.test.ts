@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
-import { listen, ServerError, type NodeHandler } from "../src/server/index.js";
+import { listen, ServerError, type NodeHandler } from "../src/exports/server.js";
 import { selfSignedCertificate } from "./helpers/tls.js";
 
 const run = promisify(execFile);

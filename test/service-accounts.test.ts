@@ -14,22 +14,19 @@ import {
   createKeyring,
   createTokenIssuer,
   createTokenVerifier,
-  describeRule,
   getPrincipal,
   getUser,
-  planRule,
-  PrincipalKind,
-  principalKind,
-  RuleSchema,
   requirePermission,
   requireUser,
-} from "../src/index.js";
+} from "../src/exports/protoguard.js";
+import { describeRule, planRule, principalKind } from "../src/exports/core.js";
+import { PrincipalKind, RuleSchema } from "../gen/protoguard/v1/options_pb.js";
 import {
   AuthService,
   createAuthService,
   generateClientCredentials,
   generateClientSecret,
-} from "../src/lifecycle/index.js";
+} from "../src/exports/auth-service.js";
 import { ConfigError, loadConfig } from "../src/runtime/config.js";
 import {
   createServiceAccount,
@@ -41,8 +38,8 @@ import {
   setPasswordHash,
   setServiceActive,
   type ServiceAccountInfo,
-} from "../src/store/index.js";
-import { createTestAuth, createTestDatabase, type TestAuth, type TestDatabase } from "../src/testing/index.js";
+} from "../src/exports/store.js";
+import { createTestAuth, createTestDatabase, type TestAuth, type TestDatabase } from "../src/exports/testing.js";
 import { issueSession } from "../src/lifecycle/sessions.js";
 import { bearer, expectError } from "./helpers/connect.js";
 import { postgresUrl } from "./helpers/env.js";

@@ -29,17 +29,17 @@ import {
   createTokenVerifier,
   getPrincipal,
   getUser,
-  principalKind,
-} from "../src/index.js";
+} from "../src/exports/protoguard.js";
+import { principalKind } from "../src/exports/core.js";
 import {
   AuthService,
   createAuthService,
   createPasswordHasher,
   generateClientCredentials,
-} from "../src/lifecycle/index.js";
-import { startServer, type RunningServer } from "../src/server/index.js";
-import { createServiceAccount, createUser, grantUserPermissions, setServiceActive } from "../src/store/index.js";
-import { createTestDatabase, type TestDatabase } from "../src/testing/index.js";
+} from "../src/exports/auth-service.js";
+import { startServer, type RunningServer } from "../src/exports/server.js";
+import { createServiceAccount, createUser, grantUserPermissions, setServiceActive } from "../src/exports/store.js";
+import { createTestDatabase, type TestDatabase } from "../src/exports/testing.js";
 import { bearer, expectError, failure } from "./helpers/connect.js";
 import { describeOr, skipWithoutOpenssl } from "./helpers/env.js";
 import { makeCa, makeClientCertificate as makeClient, selfSignedCertificate, type Pem } from "./helpers/tls.js";

@@ -19,19 +19,15 @@ import {
   loadPrincipal,
   migrateDatabase,
   openDatabase,
-  permissions,
-  refreshTokens,
   removeUsersFromGroup,
   revokeGroupPermissions,
   revokeUserPermissions,
-  revokedTokens,
   setPasswordHash,
   setUserActive,
-  userGroups,
-  userPermissions,
-  users,
-} from "../src/store/index.js";
-import type { DrizzleDb, PrincipalLookup } from "../src/store/index.js";
+} from "../src/exports/store.js";
+import { permissions, refreshTokens, revokedTokens, userGroups, userPermissions, users } from "../src/store/schema.js";
+import type { DrizzleDb } from "../src/exports/store.js";
+import type { PrincipalLookup } from "../src/exports/core.js";
 import { findCredentials } from "../src/store/users.js";
 import { createTestDatabase, type TestDatabase } from "../src/testing/database.js";
 import { describeOr, postgresUrl, skipWithoutPostgres } from "./helpers/env.js";

@@ -30,9 +30,9 @@ import {
   createTokenIssuer,
   createTokenVerifier,
   type DecisionEvent,
-} from "../src/index.js";
-import { createPrincipalSource } from "../src/store/index.js";
-import { startServer, type RunningServer } from "../src/server/index.js";
+} from "../src/exports/protoguard.js";
+import { createPrincipalSource } from "../src/exports/store.js";
+import { startServer, type RunningServer } from "../src/exports/server.js";
 import { openDatabase, type Database } from "../src/store/database.js";
 import { revokeFamily } from "../src/store/refresh-tokens.js";
 import { users } from "../src/store/schema.js";
@@ -43,7 +43,7 @@ import {
   revokeUserPermissions,
   setUserActive,
 } from "../src/store/users.js";
-import { createTestAuth, createTestDatabase, type TestAuth, type TestDatabase } from "../src/testing/index.js";
+import { createTestAuth, createTestDatabase, type TestAuth, type TestDatabase } from "../src/exports/testing.js";
 import { createStreamProbe, streamingRoutes, type StreamProbe } from "./helpers/stream-service.js";
 import { describeOr, postgresUrl, skipWithoutPostgres } from "./helpers/env.js";
 import { AuthService } from "../gen/protoguard/v1/auth_pb.js";

@@ -9,9 +9,10 @@ import { createHmac, generateKeyPairSync, randomBytes, type KeyObject } from "no
 import { after, before, describe, it } from "node:test";
 import { Code, createClient, type Client } from "@connectrpc/connect";
 import { AuthService } from "../gen/protoguard/v1/auth_pb.js";
-import { createTestAuth, type TestAuth } from "../src/testing/index.js";
-import { createKeyring, createTokenIssuer, createTokenVerifier } from "../src/token/index.js";
-import type { KeyConfig, TokenVerifier, VerifyResult } from "../src/token/index.js";
+import { createTestAuth, type TestAuth } from "../src/exports/testing.js";
+import { createKeyring, createTokenIssuer, createTokenVerifier } from "../src/exports/protoguard.js";
+import type { KeyConfig, TokenVerifier } from "../src/exports/protoguard.js";
+import type { VerifyResult } from "../src/exports/core.js";
 import { bearer, expectError } from "./helpers/connect.js";
 
 const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

@@ -14,11 +14,12 @@ import {
   createTokenIssuer,
   createTokenVerifier,
   generateKeyPairFiles,
-  jwksDocument,
   KeyConfigError,
   loadKeyFile,
-} from "../src/token/index.js";
-import type { KeyConfig, Keyring, TokenVerifierOptions, VerifyResult } from "../src/token/index.js";
+} from "../src/exports/protoguard.js";
+import { jwksDocument } from "../src/exports/core.js";
+import type { KeyConfig, Keyring, TokenVerifierOptions } from "../src/exports/protoguard.js";
+import type { VerifyResult } from "../src/exports/core.js";
 
 const T0 = 1_750_000_000_000; // frozen clock, ms
 const NOW_S = T0 / 1000;

@@ -18,11 +18,11 @@ import {
   createKeyring,
   createTokenIssuer,
   createTokenVerifier,
-  parseTrustedIssuers,
   type Keyring,
   type TrustedIssuerInit,
-} from "../src/index.js";
-import { ConfigError, loadConfig, openRuntime, startServer, type RunningServer } from "../src/server/index.js";
+} from "../src/exports/protoguard.js";
+import { parseTrustedIssuers, withTrustedIssuers } from "../src/exports/core.js";
+import { ConfigError, loadConfig, openRuntime, startServer, type RunningServer } from "../src/exports/server.js";
 import {
   createGroup,
   createIdentityResolver,
@@ -33,10 +33,9 @@ import {
   linkExternalIdentity,
   revokeGroupPermissions,
   setUserActive,
-  userGroups,
-  users,
-} from "../src/store/index.js";
-import { createTestDatabase, type TestDatabase } from "../src/testing/index.js";
+} from "../src/exports/store.js";
+import { userGroups, users } from "../src/store/schema.js";
+import { createTestDatabase, type TestDatabase } from "../src/exports/testing.js";
 import { bearer, eventually, expectError } from "./helpers/connect.js";
 import { guardedRoutes } from "./helpers/guarded-service.js";
 import { createStreamProbe, streamingRoutes } from "./helpers/stream-service.js";
@@ -199,7 +198,7 @@ describe("trusted issuers: Keycloak, Auth0 and Entra ID tokens over HTTP/2", () 
     // A local account named like the IdP user: provisioning must not take it over.
     await createUser(db, { username: "alice", email: "local-alice@example.com" });
     server = await startServer({
-      runtime: { database, keyring, verifier: createTokenVerifier({ keyring, trustedIssuers: issuers }) },
+      runtime: { database, keyring, verifier: createTokenVerifier({ keyring }), trustedIssuers: issuers },
       routes: guardedRoutes,
       port: 0,
       logger: pino({ level: "silent" }),
@@ -208,7 +207,7 @@ describe("trusted issuers: Keycloak, Auth0 and Entra ID tokens over HTTP/2", () 
     client = createClient(GuardedService, createConnectTransport({ baseUrl: server.url, httpVersion: "2" }));
     // Handlers that never end on their own: only the auth layer ends their calls.
     streamServer = await startServer({
-      runtime: { database, keyring, verifier: createTokenVerifier({ keyring, trustedIssuers: issuers }) },
+      runtime: { database, keyring, verifier: createTokenVerifier({ keyring }), trustedIssuers: issuers },
       routes: streamingRoutes(createStreamProbe()),
       port: 0,
       logger: pino({ level: "silent" }),
@@ -465,7 +464,7 @@ describe("trusted issuers: Keycloak, Auth0 and Entra ID tokens over HTTP/2", () 
 
   it("createAuth's trustedIssuers add to a verifier's own: its issuer and its trusted issuers keep routing to it", async () => {
     const own = "https://api.shop.example.com";
-    const verifier = createTokenVerifier({ keyring, issuer: own, trustedIssuers: [issuers[0]!] });
+    const verifier = withTrustedIssuers(createTokenVerifier({ keyring, issuer: own }), [issuers[0]!]);
     const principals = await createPrincipalSource({ database });
     const identities = await createIdentityResolver({ database, invalidations: principals });
     try {
@@ -536,12 +535,10 @@ describe("trusted issuers configuration", () => {
     for (const [input, message] of cases) assert.throws(() => parseTrustedIssuers(input), message);
     assert.throws(
       () =>
-        createTokenVerifier({
-          keyring: undefined,
-          jwksUrl: "https://x.example/jwks",
-          issuer: KEYCLOAK,
-          trustedIssuers: [valid],
-        }),
+        withTrustedIssuers(
+          createTokenVerifier({ keyring: undefined, jwksUrl: "https://x.example/jwks", issuer: KEYCLOAK }),
+          [valid],
+        ),
       /is protoguard's own issuer/,
     );
     assert.equal(parseTrustedIssuers([valid])[0]!.provision, false, "provisioning is opt-in");
@@ -563,8 +560,10 @@ describe("trusted issuers configuration", () => {
       await writeFile(file, JSON.stringify([valid, { ...valid, issuer: AUTH0 }]));
       const runtime = await openRuntime(loadConfig(env), { migrate: false });
       try {
-        assert.ok("trustedIssuers" in runtime.verifier);
-        assert.deepEqual(runtime.verifier.trustedIssuers, [KEYCLOAK, AUTH0]);
+        assert.deepEqual(
+          runtime.trustedIssuers?.map((trusted) => trusted.issuer),
+          [KEYCLOAK, AUTH0],
+        );
       } finally {
         await runtime.close();
       }

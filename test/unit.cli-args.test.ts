@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { expectPositionals, parseArgs } from "../src/cli/args.js";
-import { UsageError } from "../src/cli/io.js";
+import { UsageError } from "../src/cli/errors.js";
 
 const SPEC = { password: "string", staff: "boolean", email: "string" } as const;
 

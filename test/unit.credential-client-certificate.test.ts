@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import type { X509Certificate } from "node:crypto";
 import { describe, it } from "node:test";
-import { readClientCertificate } from "../src/index.js";
+import { readClientCertificate } from "../src/exports/core.js";
 
 function socket(subjectAltName: string | undefined, subject: string, authorized = true) {
   const certificate = { subjectAltName, subject } as unknown as X509Certificate;

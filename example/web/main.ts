@@ -12,7 +12,7 @@
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
 import { AccountService, type GetProfileResponse } from "../../gen/example/v1/account_pb.js";
-import { createSession } from "../../src/client/index.js";
+import { createSession } from "../../src/exports/client.js";
 
 const baseUrl = location.origin;
 /**

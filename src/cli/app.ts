@@ -16,8 +16,8 @@ import type {
   AuthorizeResult,
   ResourceLoader,
   ResourceLoaders,
-} from "../conditions/code.js";
-import { CliError } from "./io.js";
+} from "../decide/app-callbacks.js";
+import { CliError } from "./errors.js";
 
 /** What {@link ServeApp.prepare} may return. */
 export interface ServeAppStart {

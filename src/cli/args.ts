@@ -6,7 +6,8 @@
  */
 import type { Runtime } from "../runtime/runtime.js";
 import { assertValidPermissions } from "../store/users.js";
-import { EXIT_OK, PROGRAM, UsageError, withRuntime, type CliIo, type Command } from "./io.js";
+import { PROGRAM, withRuntime, type CliIo, type Command } from "./io.js";
+import { EXIT_OK, UsageError } from "./errors.js";
 
 /** How a flag takes its value. */
 export type FlagKind = "string" | "boolean";

@@ -10,10 +10,7 @@
 import { defineSubcommand, commandGroup, type Subcommand } from "./args.js";
 import { totpSubcommands, keysSubcommands, tokenSubcommand } from "./credentials.js";
 import {
-  EXIT_OK,
-  EXIT_USAGE,
   PROGRAM,
-  UsageError,
   databaseEndpoint,
   describeError,
   withRuntime,
@@ -21,6 +18,7 @@ import {
   type CliOptions,
   type Command,
 } from "./io.js";
+import { EXIT_OK, EXIT_USAGE, UsageError } from "./errors.js";
 import { initSubcommand } from "./init.js";
 import { serviceSubcommands } from "./services.js";
 import { groupSubcommands, userSubcommands } from "./users.js";

@@ -10,7 +10,7 @@ import { issueSession } from "../lifecycle/sessions.js";
 import { enableTotp } from "../lifecycle/auth-service.js";
 import { generateKeyPairFiles } from "../token/keys.js";
 import { defineStoreSubcommand, defineSubcommand } from "./args.js";
-import { CliError, EXIT_OK, UsageError } from "./io.js";
+import { CliError, EXIT_OK, UsageError } from "./errors.js";
 import { assertActive, requireUser } from "./users.js";
 
 /** Issuer label in `otpauth://` URIs: what authenticator apps show above the code. */

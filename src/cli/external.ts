@@ -5,7 +5,7 @@
 import { linkExternalIdentity, unlinkExternalIdentity } from "../store/external-identities.js";
 import { assertValidUsername } from "../store/users.js";
 import { defineStoreSubcommand } from "./args.js";
-import { CliError, UsageError } from "./io.js";
+import { CliError, UsageError } from "./errors.js";
 
 function issuerAndSubject(issuer: string, subject: string) {
   if (issuer.length === 0 || issuer.length > 512)

@@ -13,7 +13,7 @@ import {
 } from "@bufbuild/protobuf/wkt";
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { file_protoguard_v1_options } from "../../gen/protoguard/v1/options_pb.js";
-import { CliError } from "./io.js";
+import { CliError } from "./errors.js";
 
 const OPTION_REGISTRY = createRegistry(file_protoguard_v1_options);
 

@@ -13,7 +13,7 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { defineSubcommand } from "./args.js";
-import { CliError, EXIT_OK } from "./io.js";
+import { CliError, EXIT_OK } from "./errors.js";
 
 /** protoc-gen-es option that points generated imports of protoguard's files at the package. */
 export const REWRITE_IMPORTS_OPTION = "rewrite_imports=./protoguard/**/*_pb.js:protoguard/gen";

@@ -10,6 +10,7 @@ import { openRuntime, type Runtime } from "../runtime/runtime.js";
 import { StoreError } from "../store/errors.js";
 import { KeyConfigError } from "../token/errors.js";
 import { causeChain } from "../util/cause-chain.js";
+import { CliError, EXIT_FAILURE, EXIT_USAGE, UsageError } from "./errors.js";
 
 /** Where a command writes. Each call is one line, without the trailing newline. */
 export interface CliIo {
@@ -35,34 +36,6 @@ export interface CliOptions {
    * AuthService. This repository's example CLI sets it to the example app.
    */
   defaultApp?: () => Promise<ServeApp>;
-}
-
-/** Exit codes, as most Unix tools use them. */
-export const EXIT_OK = 0;
-/** Something went wrong while doing what was asked. */
-export const EXIT_FAILURE = 1;
-/** The command line itself is wrong; nothing was attempted. */
-export const EXIT_USAGE = 2;
-
-/**
- * An expected failure whose message is already fit for the user: printed as
- * is, exit code {@link EXIT_FAILURE}.
- */
-export class CliError extends Error {
-  override readonly name: string = "CliError";
-}
-
-/**
- * The command line is malformed (unknown flag, missing argument, bad flag
- * value). Exit code {@link EXIT_USAGE}; the message should point at the fix.
- */
-export class UsageError extends CliError {
-  override readonly name = "UsageError";
-  /**
-   * The command whose `--help` explains the fix (`user create`), set by the
-   * innermost command that knows it; the runner falls back to the top name.
-   */
-  command: string | undefined;
 }
 
 /** Prefix of every diagnostic line, so it is clear which program is talking. */

@@ -15,7 +15,7 @@
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import { describe, readRule, type GeneratedRule } from "../plugin/rules.js";
-import type { PolicyReport, PolicyRow } from "./policy.js";
+import type { PolicyReport, PolicyRow } from "./policy-report.js";
 
 /** The name of the bearer scheme in `components.securitySchemes`. */
 export const BEARER_SCHEME = "bearerAuth";

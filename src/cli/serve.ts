@@ -18,7 +18,8 @@ import { onShutdownSignals } from "../server/shutdown.js";
 import { isServerWorker, resolveWorkers, type WorkersOption } from "../server/workers.js";
 import { appAccess, loadServeApp, type ServeApp } from "./app.js";
 import { parseArgs } from "./args.js";
-import { EXIT_OK, PROGRAM, UsageError, type Command } from "./io.js";
+import { PROGRAM, type Command } from "./io.js";
+import { EXIT_OK, UsageError } from "./errors.js";
 
 const USAGE = [
   `usage: ${PROGRAM} serve [--routes MODULE] [--port N] [--workers N|auto]`,

@@ -18,7 +18,7 @@ import {
 } from "../store/service-accounts.js";
 import { assertValidUsername, grantUserPermissions, revokeUserPermissions } from "../store/users.js";
 import { defineStoreSubcommand, firstPositional, holderAndPermissions } from "./args.js";
-import { UsageError } from "./io.js";
+import { UsageError } from "./errors.js";
 
 /** Longest grace period `service rotate` accepts: 30 days, in seconds. */
 const MAX_GRACE_SECONDS = 30 * 86_400;

@@ -26,7 +26,7 @@ import {
 } from "../store/users.js";
 import { defineStoreSubcommand, firstPositional, holderAndPermissions } from "./args.js";
 import { userLink, userUnlink } from "./external.js";
-import { CliError, UsageError } from "./io.js";
+import { CliError, UsageError } from "./errors.js";
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];

@@ -13,6 +13,7 @@
  */
 import { ScalarType, type DescField, type DescMessage } from "@bufbuild/protobuf";
 import { unparse, type parse } from "@bufbuild/cel";
+import { ProtoguardError } from "../errors.js";
 
 /** The parsed form of an expression, as `parse` returns it. */
 export type CelExpr = ReturnType<typeof parse>["expr"];
@@ -56,8 +57,10 @@ export const PRINCIPAL_TYPE: CondType = {
 };
 
 /** A problem found by {@link checkCondition}, naming the sub-expression at fault. */
-export class ConditionTypeError extends Error {
-  override readonly name = "ConditionTypeError";
+export class ConditionTypeError extends ProtoguardError<"CONDITION_TYPE"> {
+  constructor(message: string) {
+    super("CONDITION_TYPE", message);
+  }
 }
 
 /** Identifiers of a condition and their types. */

@@ -6,6 +6,7 @@
 import { createRegistry, type DescMessage, type DescMethod, type Message } from "@bufbuild/protobuf";
 import { celEnv, CelScalar, isCelError, objectType, parse, plan, type CelEnv } from "@bufbuild/cel";
 import { checkCondition, identifiersOf, messageType, PRINCIPAL_TYPE, type CondType } from "./check.js";
+import { ProtoguardError } from "../errors.js";
 
 /** What a condition is evaluated over. */
 export interface ConditionBindings {
@@ -30,8 +31,10 @@ export interface CompiledCondition {
 }
 
 /** An evaluation that produced no bool; the call is refused (fail closed). */
-export class ConditionError extends Error {
-  override readonly name = "ConditionError";
+export class ConditionError extends ProtoguardError<"CONDITION_NOT_BOOL"> {
+  constructor(message: string, options?: ErrorOptions) {
+    super("CONDITION_NOT_BOOL", message, options);
+  }
 }
 
 /** The message of a refusal by a condition whose rule sets none. */

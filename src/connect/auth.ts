@@ -17,46 +17,22 @@ import {
 import { withTrustedIssuers } from "../identity/external-verifier.js";
 import type { TrustedIssuer, TrustedIssuerInit } from "../identity/trusted-issuers.js";
 import type { Verdict } from "../decide/verdict.js";
+import type { DecisionEvent, DecisionStage } from "../decide/event.js";
 import { createAuthPolicy, type AuthPolicy } from "../policy/policy.js";
 import type { RuleInit } from "../policy/rule.js";
-import type { PrincipalLookup } from "../store/principal-query.js";
+import type { PrincipalLookup } from "../principal.js";
 import { principalKey, verdictKey } from "./context.js";
 import { originOf } from "./origin.js";
 import { createGatewayReader, type GatewayOptions, type GatewayReader } from "../identity/gateway.js";
 import { assertRequestGateSupported } from "./peer-version.js";
 import { verdictToConnectError } from "./errors.js";
 import { createCallWatch, type CallWatch, type RevalidationHooks, type StreamRevalidationOptions } from "./watch.js";
-import { createAccessStage, type AccessStage, type ShadowOutcome } from "../conditions/access.js";
-import type { AuthorizeFallback, ResourceLoaders } from "../conditions/code.js";
-import { admitBody } from "../conditions/interceptor.js";
-
-/**
- * Where a decision was made: before Connect (`prefilter`), in the request
- * gate or the interceptor when a call starts, again while a streaming call
- * is open (`recheck`), or once the request body is decoded (`body`: for
- * methods with a condition, a resource loader or a shadow rule, and for
- * every method when an `authorize` fallback is set; the earlier stage then
- * reports only refusals, so each call is reported once).
- */
-export type DecisionStage = "prefilter" | "gate" | "interceptor" | "recheck" | "body";
+import { createAccessStage, type AccessStage } from "../decide/access.js";
+import type { AuthorizeFallback, ResourceLoaders } from "../decide/app-callbacks.js";
+import { admitBody } from "./body-stage.js";
 
 /** Sweep period of stream re-checks when neither the option nor the principal source says. */
 const DEFAULT_RECHECK_INTERVAL_MS = 30_000;
-
-/** One authorization decision, for logs and metrics. Holds no secret. */
-export interface DecisionEvent {
-  readonly method: DescMethod;
-  readonly verdict: Verdict;
-  readonly stage: DecisionStage;
-  /** Time spent deciding, in milliseconds. */
-  readonly durationMs: number;
-  /**
-   * What the method's shadow rule says about a call the rule in force
-   * admitted (stage `body` only): `would_deny` with a reason when the shadow
-   * rule would have refused it. Never changes the verdict.
-   */
-  readonly shadow?: ShadowOutcome;
-}
 
 /** Options for {@link createAuth}. */
 export interface AuthOptions {

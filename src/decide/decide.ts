@@ -5,30 +5,10 @@ import type { CertificatePrincipalSource, ClientCertificate } from "../credentia
 import type { AuthPolicy, MethodPlan } from "../policy/policy.js";
 import type { PlannedRule } from "../policy/rule.js";
 import { principalHasPermission, principalKind, type Principal, type PrincipalLookup } from "../principal.js";
-import type { UnauthenticatedReason } from "../reasons.js";
-import type { ExternalAccessClaims, ExternalSubject } from "../identity/subject.js";
+import type { AccessTokenResult, ExternalAccessClaims, ExternalSubject, LocalAccessClaims } from "../claims.js";
 import type { GatewayReader } from "../identity/gateway.js";
 import { MESSAGES, permissionDenied, unauthenticated, type Allow, type Deny, type Verdict } from "./verdict.js";
-
-/** The claims of a verified token naming a local user: what the decision needs of it. */
-export interface LocalAccessClaims {
-  readonly userId: number;
-  readonly jti: string;
-  readonly issuedAt: number;
-  readonly expiresAt?: number;
-  /** Never set: tells these apart from {@link ExternalAccessClaims}. */
-  readonly external?: undefined;
-}
-type VerifiedToken = LocalAccessClaims;
-
-/**
- * What an {@link AccessTokenVerifier} answers: the claims the decision needs (a local user id,
- * or a trusted issuer's {@link ExternalSubject} for an {@link IdentityResolver} to map), or why
- * the token is refused.
- */
-export type AccessTokenResult =
-  | { ok: true; claims: LocalAccessClaims | ExternalAccessClaims }
-  | { ok: false; reason: UnauthenticatedReason | "KEYS_UNAVAILABLE"; error: unknown };
+import { ProtoguardError } from "../errors.js";
 
 /**
  * Where a call came from, as far as the transport knows: what client
@@ -186,7 +166,7 @@ export function createDecider(options: DeciderOptions): Decide {
 
   function lookUp(
     plan: MethodPlan,
-    claims: VerifiedToken,
+    claims: LocalAccessClaims,
     timeoutMs: number | undefined,
     grant?: (principal: Principal) => Principal,
   ): Verdict | Promise<Verdict> {
@@ -265,7 +245,7 @@ export function createDecider(options: DeciderOptions): Decide {
 function judge(
   plan: MethodPlan,
   lookup: PrincipalLookup,
-  token: VerifiedToken | undefined,
+  token: LocalAccessClaims | undefined,
   grant?: (principal: Principal) => Principal,
 ): Verdict {
   switch (lookup.status) {
@@ -286,7 +266,7 @@ export function authorize(
   plan: MethodPlan,
   rule: PlannedRule,
   principal: Principal,
-  token: VerifiedToken | undefined,
+  token: LocalAccessClaims | undefined,
 ): Allow | Deny {
   if (rule.kind === "public") return allow(plan, principal, token);
   if (rule.principalKind !== undefined && principalKind(principal) !== rule.principalKind) {
@@ -305,7 +285,7 @@ export function authorize(
   return allow(plan, principal, token);
 }
 
-function allow(plan: MethodPlan, principal: Principal | undefined, token?: VerifiedToken): Allow {
+function allow(plan: MethodPlan, principal: Principal | undefined, token?: LocalAccessClaims): Allow {
   return { outcome: "allow", plan, principal, token };
 }
 
@@ -324,8 +304,10 @@ function unplannedMethod(method: DescMethod): MethodPlan {
   return { method, rule: { kind: "user", permissions: [], staff: false, superuser: true }, source: "default" };
 }
 
-class LookupTimeoutError extends Error {
-  override readonly name = "LookupTimeoutError";
+class LookupTimeoutError extends ProtoguardError<"LOOKUP_TIMEOUT"> {
+  constructor(message: string) {
+    super("LOOKUP_TIMEOUT", message);
+  }
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {

@@ -7,14 +7,14 @@
  */
 import { createHash } from "node:crypto";
 import { compactVerify, type CompactJWSHeaderParameters, type FlattenedJWSInput } from "jose";
-import type { AccessTokenResult } from "../decide/decide.js";
+import type { AccessTokenResult } from "../claims.js";
 import { VerifiedTokenCache } from "../token/cache.js";
 import { LruMap } from "../util/lru.js";
 import { hasCanonicalSegments, isCompactJws } from "../token/compact.js";
 import { TokenRejectedError } from "../token/errors.js";
 import { createRemoteKeySource, type RemoteKeySource } from "../token/jwks.js";
 import { readClaim } from "./claim-path.js";
-import type { ExternalAccessClaims, ExternalSubject } from "./subject.js";
+import type { ExternalAccessClaims, ExternalSubject } from "../claims.js";
 import { isGroupName, resolveTrustedIssuers, type TrustedIssuer, type TrustedIssuerInit } from "./trusted-issuers.js";
 
 /** What {@link withTrustedIssuers} wraps: the access side of a verifier. */

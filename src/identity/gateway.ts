@@ -8,8 +8,8 @@
  */
 import { isIPv4 } from "node:net";
 import type { HeaderReader } from "../credential/bearer.js";
-import type { AccessTokenResult } from "../decide/decide.js";
-import { canonicalAddress, parseTrustedProxies } from "../connect/peer.js";
+import type { AccessTokenResult } from "../claims.js";
+import { canonicalAddress, parseTrustedProxies } from "../util/ip-address.js";
 import { checkClaims, DEFAULT_USER_ID_CLAIM, userIdClaimName, type ClaimRules } from "../token/claims.js";
 import { TokenRejectedError } from "../token/errors.js";
 import { checkExternalClaims, failure } from "./external-verifier.js";

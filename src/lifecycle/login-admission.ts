@@ -4,7 +4,7 @@
  * flooding Login with made-up usernames spends its own budget and not the
  * server's. Kept in memory per instance: it guards this process's CPU.
  */
-import { addressKey } from "../connect/peer.js";
+import { addressKey } from "../util/ip-address.js";
 
 /** Options of the per-client Login admission (`createAuthService({ loginAdmission })`). */
 export interface LoginAdmissionOptions {

@@ -8,7 +8,8 @@ import { Code, type ConnectError } from "@connectrpc/connect";
 import { and, eq } from "drizzle-orm";
 import type { Database } from "../store/database.js";
 import { authError } from "../connect/errors.js";
-import { addressKey, UNKNOWN_PEER } from "../connect/peer.js";
+import { UNKNOWN_PEER } from "../connect/peer.js";
+import { addressKey } from "../util/ip-address.js";
 import {
   clearLoginFailures,
   purgeLoginAttempts,

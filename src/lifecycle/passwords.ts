@@ -10,6 +10,7 @@
 import { availableParallelism } from "node:os";
 import { pbkdf2, randomBytes, scrypt, timingSafeEqual } from "node:crypto";
 import type { ScryptOptions } from "node:crypto";
+import { ProtoguardError } from "../errors.js";
 
 /**
  * Longest password accepted, in UTF-8 bytes. Far above any real passphrase,
@@ -109,13 +110,9 @@ export interface PasswordHasher {
  * RESOURCE_EXHAUSTED: a login flood then fails fast instead of queueing without bound and
  * starving the server of memory and threadpool time.
  */
-export class PasswordBusyError extends Error {
-  override readonly name = "PasswordBusyError";
-  /** Stable machine-readable code. */
-  readonly code = "HASHER_BUSY" as const;
-
+export class PasswordBusyError extends ProtoguardError<"HASHER_BUSY"> {
   constructor(message = "too many password checks in progress, try again later") {
-    super(message);
+    super("HASHER_BUSY", message);
   }
 }
 

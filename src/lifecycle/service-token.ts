@@ -8,7 +8,8 @@
 import { randomBytes } from "node:crypto";
 import { Code, type ConnectError } from "@connectrpc/connect";
 import { authError } from "../connect/errors.js";
-import { addressKey, UNKNOWN_PEER } from "../connect/peer.js";
+import { UNKNOWN_PEER } from "../connect/peer.js";
+import { addressKey } from "../util/ip-address.js";
 import type { Database } from "../store/database.js";
 import { findServiceCredentials } from "../store/service-accounts.js";
 import type { IssuedToken, TokenIssuer } from "../token/issuer.js";

@@ -13,7 +13,8 @@
  * - `protoguard_import=SPEC`: where protoguard is imported from. Default
  *   `protoguard` (the package; its test kit from `protoguard/testing`). A
  *   path starting with `.` is a directory relative to the output root that
- *   holds protoguard's sources (`index.js`, `testing/index.js`), for a
+ *   holds protoguard's sources (its entry points `exports/protoguard.js`,
+ *   `exports/testing.js`), for a
  *   repository that generates against its own copy.
  */
 import { existsSync, readFileSync } from "node:fs";
@@ -70,8 +71,8 @@ function generateTs(schema: Schema<ProtoguardPluginOptions>): void {
   const spec = schema.options.protoguardImport;
   const relative = spec.startsWith(".");
   const modules = {
-    main: relative ? `${spec}/index.js` : spec,
-    testing: relative ? `${spec}/testing/index.js` : `${spec}/testing`,
+    main: relative ? `${spec}/exports/protoguard.js` : spec,
+    testing: relative ? `${spec}/exports/testing.js` : `${spec}/testing`,
   };
   for (const file of schema.files) {
     const services = file.services.filter(isAnnotated);

@@ -6,8 +6,9 @@ import {
   service_shadow_rule,
 } from "../../gen/protoguard/v1/options_pb.js";
 import type { CompiledCondition } from "../conditions/compile.js";
-import { planConditions } from "../conditions/plan.js";
+import { planConditions, type ShadowPlan } from "./conditions.js";
 import { planRule, type PlannedRule, type RuleInit, type RuleSource } from "./rule.js";
+import { ProtoguardError } from "../errors.js";
 
 /** The rule in force for one method, and where it came from. */
 export interface MethodPlan {
@@ -18,17 +19,6 @@ export interface MethodPlan {
   readonly condition?: CompiledCondition;
   /** The method's shadow rule: evaluated and reported, never enforced. */
   readonly shadow?: ShadowPlan;
-}
-
-/**
- * A rule being rolled out (`method_shadow_rule`, else `service_shadow_rule`):
- * calls the rule in force admits are checked against it too, and those it
- * would refuse are reported as `would_deny`.
- */
-export interface ShadowPlan {
-  readonly rule: PlannedRule;
-  readonly source: "method" | "service";
-  readonly condition?: CompiledCondition;
 }
 
 /** Options for {@link createAuthPolicy}. */
@@ -70,13 +60,11 @@ export interface AuthPolicy {
 }
 
 /** A malformed rule in a .proto file or in the server default. */
-export class PolicyError extends Error {
-  override readonly name = "PolicyError";
-  readonly code = "INVALID_RULE";
+export class PolicyError extends ProtoguardError<"INVALID_RULE"> {
   /** Each problem, prefixed with the method or service it concerns. */
   readonly problems: readonly string[];
   constructor(problems: readonly string[]) {
-    super(`invalid protoguard rules:\n  ${problems.join("\n  ")}`);
+    super("INVALID_RULE", `invalid protoguard rules:\n  ${problems.join("\n  ")}`);
     this.problems = problems;
   }
 }

@@ -1,5 +1,5 @@
 import type { IdentityResolution, IdentityResolver } from "../decide/decide.js";
-import type { ExternalSubject } from "../identity/subject.js";
+import type { ExternalSubject } from "../claims.js";
 import type { Principal } from "../principal.js";
 import type { Database } from "../store/database.js";
 import { findExternalIdentity, loadGroupPermissions, provisionExternalUser } from "../store/external-identities.js";

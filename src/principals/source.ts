@@ -5,7 +5,8 @@ import {
   type InvalidationEvent,
   type InvalidationSubscription,
 } from "../store/invalidation.js";
-import { loadPrincipal, type PrincipalLookup } from "../store/principal-query.js";
+import type { PrincipalLookup } from "../principal.js";
+import { loadPrincipal } from "../store/principal-query.js";
 import { LruMap } from "../util/lru.js";
 
 /** Options for {@link createPrincipalSource}. */

@@ -2,11 +2,13 @@
  * The environment, turned into options once. Only the CLI and `serve` read
  * `process.env`; the library takes these options and nothing else.
  */
-import { parseTrustedProxies, type ForwardedHeader } from "../connect/peer.js";
+import type { ForwardedHeader } from "../connect/peer.js";
+import { parseTrustedProxies } from "../util/ip-address.js";
 import { HEALTH_WATCH_DEFAULTS } from "../server/services/health.js";
 import { CONNECTION_LIMIT_DEFAULTS } from "../server/transport/limits.js";
 import type { TokenAlgorithm } from "../token/keys.js";
 import type { WorkersOption } from "../server/workers.js";
+import { ProtoguardError } from "../errors.js";
 
 /** Everything `protoguard` commands and `serve` are configured with. */
 export interface ProtoguardConfig {
@@ -142,9 +144,10 @@ export interface ProtoguardConfig {
 }
 
 /** A configuration mistake, reported as one line naming the variable. */
-export class ConfigError extends Error {
-  override readonly name = "ConfigError";
-  readonly code = "INVALID_CONFIG";
+export class ConfigError extends ProtoguardError<"INVALID_CONFIG"> {
+  constructor(message: string, options?: ErrorOptions) {
+    super("INVALID_CONFIG", message, options);
+  }
 }
 
 /**

@@ -12,7 +12,7 @@ import { openDatabase, type Database } from "../store/database.js";
 import { migrateDatabase } from "../store/migrate.js";
 import { createTokenIssuer, type TokenIssuer } from "../token/issuer.js";
 import { createKeyring, loadKeyFile, type KeyConfig, type Keyring } from "../token/keys.js";
-import { createTokenVerifier, type FederatedTokenVerifier, type TokenVerifier } from "../token/verifier.js";
+import { createTokenVerifier, type TokenVerifier } from "../token/verifier.js";
 import { loadTrustedIssuers, type TrustedIssuer } from "../identity/trusted-issuers.js";
 import { ConfigError, type ProtoguardConfig } from "./config.js";
 
@@ -25,8 +25,13 @@ export interface Runtime {
   readonly database: Database;
   readonly keyring: Keyring;
   readonly issuer: TokenIssuer;
-  /** protoguard's own tokens, and those of `PROTOGUARD_TRUSTED_ISSUERS` (none when unset). */
-  readonly verifier: TokenVerifier | FederatedTokenVerifier;
+  /** protoguard's own tokens. */
+  readonly verifier: TokenVerifier;
+  /**
+   * The identity providers of `PROTOGUARD_TRUSTED_ISSUERS` (none when unset), validated: what
+   * `startServer` hands `createAuth`, which composes them with {@link verifier}.
+   */
+  readonly trustedIssuers?: readonly TrustedIssuer[];
   readonly passwordHasher: PasswordHasher;
   close(): Promise<void>;
 }
@@ -99,11 +104,19 @@ export async function openRuntime(config: ProtoguardConfig, options: OpenRuntime
     cache: { maxEntries: config.cacheEntries },
     jwksUrl: config.jwksUrl,
     jwksUserIdClaim: config.jwksUserIdClaim,
-    trustedIssuers,
     ...claims,
   });
   const passwordHasher = createPasswordHasher({ scrypt: { logN: config.scryptLogN } });
-  return { config, database, keyring, issuer, verifier, passwordHasher, close: () => database.close() };
+  return {
+    config,
+    database,
+    keyring,
+    issuer,
+    verifier,
+    trustedIssuers,
+    passwordHasher,
+    close: () => database.close(),
+  };
 }
 
 /** The validated `PROTOGUARD_TRUSTED_ISSUERS` file, read before anything opens: a mistake there stops start-up. */

@@ -17,7 +17,7 @@ import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { createAuth, type Auth } from "../connect/auth.js";
 import { createCertificatePrincipalSource, type CachedCertificatePrincipalSource } from "../principals/certificates.js";
-import type { AuthorizeFallback, ResourceLoaders } from "../conditions/code.js";
+import type { AuthorizeFallback, ResourceLoaders } from "../decide/app-callbacks.js";
 import { peerContextValues, type ClientAddressOptions } from "../connect/peer.js";
 import { clientCertificateContextValues } from "../credential/client-certificate.js";
 import type { AccessTokenVerifier } from "../decide/decide.js";
@@ -26,7 +26,7 @@ import { createAuthPolicy, type AuthPolicy } from "../policy/policy.js";
 import type { RuleInit } from "../policy/rule.js";
 import { createPrincipalSource } from "../principals/source.js";
 import { createIdentityResolver } from "../principals/identities.js";
-import type { TrustedIssuer, TrustedIssuerInit } from "../identity/trusted-issuers.js";
+import { resolveTrustedIssuers, type TrustedIssuer, type TrustedIssuerInit } from "../identity/trusted-issuers.js";
 import type { GatewayOptions } from "../identity/gateway.js";
 import type { Database } from "../store/database.js";
 import type { Keyring } from "../token/keys.js";
@@ -66,6 +66,8 @@ export interface ServerRuntime {
   readonly database: Database;
   readonly keyring: Keyring;
   readonly verifier: AccessTokenVerifier;
+  /** Identity providers trusted besides the verifier's own issuer (`openRuntime` reads them). Default: none. */
+  readonly trustedIssuers?: readonly TrustedIssuerInit[] | readonly TrustedIssuer[];
   close?(): Promise<void>;
 }
 
@@ -308,7 +310,10 @@ async function startOne(options: StartServerOptions, prepared: Prepared): Promis
       ...(certificates !== undefined && { certificates }),
       ...(options.resources !== undefined && { resources: options.resources }),
       ...(options.authorize !== undefined && { authorize: options.authorize }),
-      ...(options.trustedIssuers !== undefined && { trustedIssuers: options.trustedIssuers }),
+      trustedIssuers: [
+        ...resolveTrustedIssuers(runtime.trustedIssuers ?? []),
+        ...resolveTrustedIssuers(options.trustedIssuers ?? []),
+      ],
       ...(options.gateway !== undefined && { gateway: options.gateway }),
     });
     const { verifier } = runtime;

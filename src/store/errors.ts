@@ -1,4 +1,5 @@
 import { causeChain } from "../util/cause-chain.js";
+import { ProtoguardError } from "../errors.js";
 
 /** Machine-readable reasons a store operation refused to do what it was asked. */
 export type StoreErrorCode =
@@ -25,18 +26,7 @@ export type StoreErrorCode =
  * anything else the database throws (connection loss, bugs) is left as is so
  * callers can tell "you asked for something wrong" from "the store is down".
  */
-export class StoreError extends Error {
-  override readonly name = "StoreError";
-
-  constructor(
-    /** Why the operation was refused. */
-    readonly code: StoreErrorCode,
-    message: string,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-  }
-}
+export class StoreError extends ProtoguardError<StoreErrorCode> {}
 
 /** PostgreSQL SQLSTATE for unique_violation. */
 const UNIQUE_VIOLATION = "23505";

@@ -4,8 +4,6 @@ import { isUserId } from "../user-id.js";
 import type { DrizzleDb } from "./database.js";
 import { users } from "./schema.js";
 
-export type { PrincipalLookup } from "../principal.js";
-
 /** The token facts that can revoke it: its `jti` and `iat` (seconds). */
 export interface TokenRevocationInput {
   jti: string;

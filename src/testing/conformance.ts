@@ -2,14 +2,14 @@ import { randomBytes } from "node:crypto";
 import type { DescMethod, DescService, MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type ConnectRouter } from "@connectrpc/connect";
 import { eq } from "drizzle-orm";
-import type { DecisionEvent } from "../connect/auth.js";
+import type { DecisionEvent } from "../decide/event.js";
 import { authErrorReason } from "../connect/errors.js";
 import type { PrincipalKindName } from "../principal.js";
 import type { RuleInit } from "../policy/rule.js";
 import type { Database } from "../store/database.js";
 import { users } from "../store/schema.js";
 import type { PublicUser } from "../store/users.js";
-import { createTestAuth, type TestAuth, type TestAuthOptions } from "./index.js";
+import { createTestAuth, type TestAuth, type TestAuthOptions } from "./auth.js";
 
 /**
  * Who calls in one conformance case: nobody (no token), or a user created

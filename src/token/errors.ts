@@ -2,6 +2,7 @@
  * Error classes of the token module. Each carries a stable string `code` (jose style) so callers,
  * logs and tests key off the code, never off the message.
  */
+import { ProtoguardError } from "../errors.js";
 
 /** Why a key configuration was refused. Stable API: add, never rename. */
 export type KeyConfigErrorCode =
@@ -33,16 +34,7 @@ export type KeyConfigErrorCode =
   | "KEY_FILE_INVALID";
 
 /** Thrown while building a keyring or issuer: a configuration mistake, fix it and restart. */
-export class KeyConfigError extends Error {
-  override readonly name = "KeyConfigError";
-  /** Stable machine-readable code. */
-  readonly code: KeyConfigErrorCode;
-
-  constructor(code: KeyConfigErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.code = code;
-  }
-}
+export class KeyConfigError extends ProtoguardError<KeyConfigErrorCode> {}
 
 /**
  * Why the verifier refused a token, in more detail than the client-facing reason. Goes to logs
@@ -90,16 +82,12 @@ export type TokenRejectionCode =
   | "KEYS_UNAVAILABLE";
 
 /** A token refused by protoguard's own checks (jose's errors pass through unchanged). */
-export class TokenRejectedError extends Error {
-  override readonly name = "TokenRejectedError";
-  /** Stable machine-readable code. */
-  readonly code: TokenRejectionCode;
+export class TokenRejectedError extends ProtoguardError<TokenRejectionCode> {
   /** The claim at fault, when there is one. */
   readonly claim: string | undefined;
 
   constructor(code: TokenRejectionCode, message: string, options?: { cause?: unknown; claim?: string }) {
-    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
-    this.code = code;
+    super(code, message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.claim = options?.claim;
   }
 }

@@ -17,9 +17,6 @@ import type { RemoteJwksOptions, RemoteKeySource } from "./jwks.js";
 import { createKeyResolver } from "./key-resolver.js";
 import type { Keyring } from "./keys.js";
 import { createForgeryCheck } from "./precheck.js";
-import { withTrustedIssuers } from "../identity/external-verifier.js";
-import type { ExternalAccessClaims } from "../identity/subject.js";
-import type { TrustedIssuer, TrustedIssuerInit } from "../identity/trusted-issuers.js";
 
 /** Options of {@link createTokenVerifier}. At least one of `keyring` and `jwksUrl` is required. */
 export interface TokenVerifierOptions {
@@ -70,41 +67,12 @@ export interface TokenVerifierOptions {
   now?: () => number;
 }
 
-/** Options of {@link createTokenVerifier} that also trust external identity providers. */
-export interface FederatedTokenVerifierOptions extends TokenVerifierOptions {
-  /**
-   * External identity providers whose access tokens are accepted too, each verified only
-   * against its own JWKS and answered as an external subject (see `parseTrustedIssuers` for
-   * the fields). A token is routed by its `iss` before any key is tried: a trusted issuer's
-   * `iss` goes to that issuer, protoguard's own `issuer` (or no `iss`) to the local keys, and
-   * any other `iss` is refused with `UNKNOWN_ISSUER` (unless the legacy `jwksUrl` is set without
-   * `issuer`). Refresh tokens are always protoguard's own. Required here (may be empty).
-   */
-  trustedIssuers: readonly TrustedIssuerInit[] | readonly TrustedIssuer[];
-}
-
 /** Outcome of {@link TokenVerifier.verify}; `error` is for logs, never for clients. */
 export type VerifyResult =
   | { ok: true; claims: VerifiedClaims }
   | { ok: false; reason: "TOKEN_INVALID" | "TOKEN_EXPIRED" | "TOKEN_WRONG_TYPE" | "TOKEN_MALFORMED"; error: unknown }
   /** The remote JWKS could not be fetched: answer UNAVAILABLE (fail closed), not UNAUTHENTICATED. */
   | { ok: false; reason: "KEYS_UNAVAILABLE"; error: unknown };
-
-/** {@link VerifyResult}, or a trusted issuer's verified access token. */
-export type AccessVerifyResult = VerifyResult | { ok: true; claims: ExternalAccessClaims };
-
-/**
- * Built by {@link createTokenVerifier} with `trustedIssuers`: a {@link TokenVerifier} whose
- * access verifications may also answer a trusted issuer's {@link ExternalAccessClaims}.
- */
-export interface FederatedTokenVerifier extends Omit<TokenVerifier, "verify" | "peek"> {
-  verify(token: string, expected: "refresh"): Promise<VerifyResult>;
-  verify(token: string, expected: TokenType): Promise<AccessVerifyResult>;
-  peek(token: string, expected: "refresh"): VerifyResult | undefined;
-  peek(token: string, expected: TokenType): AccessVerifyResult | undefined;
-  /** The `iss` of every trusted issuer. */
-  readonly trustedIssuers: readonly string[];
-}
 
 /** Built by {@link createTokenVerifier}. */
 export interface TokenVerifier {
@@ -259,11 +227,7 @@ function failure(error: unknown): VerifyResult {
  * result.claims.userId;
  * ```
  */
-export function createTokenVerifier(options: FederatedTokenVerifierOptions): FederatedTokenVerifier;
-export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier;
-export function createTokenVerifier(
-  options: TokenVerifierOptions | FederatedTokenVerifierOptions,
-): TokenVerifier | FederatedTokenVerifier {
+export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {
   const { keyring } = options;
   const remote: RemoteKeySource | undefined =
     options.jwksUrl === undefined ? undefined : createRemoteKeySource(options.jwksUrl, options.jwksOptions);
@@ -361,7 +325,7 @@ export function createTokenVerifier(
     }
   }
 
-  const local: TokenVerifier = Object.freeze({
+  return Object.freeze({
     verify,
     peek,
     leewaySeconds,
@@ -380,13 +344,5 @@ export function createTokenVerifier(
     get cacheMisses() {
       return cacheMisses;
     },
-  });
-  const { trustedIssuers } = options as Partial<FederatedTokenVerifierOptions>;
-  if (trustedIssuers === undefined) return local;
-  if (trustedIssuers.length === 0) return Object.freeze(Object.assign(Object.create(local), { trustedIssuers: [] }));
-  // The local verifier's answers are a subset of the federated ones: only the access side widens.
-  return withTrustedIssuers(local as unknown as FederatedTokenVerifier, trustedIssuers, {
-    cacheEntries: maxEntries,
-    now,
   });
 }

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { Code, ConnectError, type CallOptions } from "@connectrpc/connect";
-import { authErrorReason } from "../../src/index.js";
+import { authErrorReason } from "../../src/exports/protoguard.js";
 
 /**
  * Awaits `promise`, which must reject, and returns its error as a ConnectError

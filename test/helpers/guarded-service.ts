@@ -1,6 +1,6 @@
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { GuardedService, StaffOnlyService, UnannotatedService } from "../../gen/guardtest/v1/guarded_pb.js";
-import { getUser } from "../../src/index.js";
+import { getUser } from "../../src/exports/protoguard.js";
 
 /** Handlers for the test services: each answers with the caller's username. */
 export function guardedRoutes(router: ConnectRouter): void {

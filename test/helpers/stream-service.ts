@@ -7,7 +7,7 @@
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { GuardedService, StaffOnlyService } from "../../gen/guardtest/v1/guarded_pb.js";
 import { authSignal } from "../../src/connect/helpers.js";
-import { getUser } from "../../src/index.js";
+import { getUser } from "../../src/exports/protoguard.js";
 
 /** What a handler saw when the auth layer aborted its call. */
 export interface SeenAbort {

@@ -9,7 +9,7 @@
 import { createInterface } from "node:readline";
 import { pino } from "pino";
 import { exampleResources, exampleRoutes } from "../../example/services.js";
-import { isServerWorker, loadConfig, onShutdownSignals, openRuntime, startServer } from "../../src/server/index.js";
+import { isServerWorker, loadConfig, onShutdownSignals, openRuntime, startServer } from "../../src/exports/server.js";
 
 const runtime = await openRuntime(loadConfig(process.env), { migrate: !isServerWorker() });
 const server = await startServer({

@@ -9,7 +9,7 @@
  */
 import type { DescMethod } from "@bufbuild/protobuf";
 import { pino, type DestinationStream, type Logger } from "pino";
-import type { DecisionEvent } from "../../connect/auth.js";
+import type { DecisionEvent } from "../../decide/event.js";
 import { methodPath, principalKindLabel } from "./metrics.js";
 
 /** Options of {@link createLogger}. */

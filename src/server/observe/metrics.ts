@@ -4,7 +4,7 @@
  */
 import type { DescMethod } from "@bufbuild/protobuf";
 import { Counter, Histogram, type Registry } from "prom-client";
-import type { DecisionEvent } from "../../connect/auth.js";
+import type { DecisionEvent } from "../../decide/event.js";
 import type { Verdict } from "../../decide/verdict.js";
 import { principalKind } from "../../principal.js";
 

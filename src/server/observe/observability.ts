@@ -12,7 +12,7 @@
  */
 import type { DestinationStream, Logger } from "pino";
 import { collectDefaultMetrics, Registry } from "prom-client";
-import type { DecisionEvent } from "../../connect/auth.js";
+import type { DecisionEvent } from "../../decide/event.js";
 import { createDecisionLog, createLogger } from "./decision-log.js";
 import { createDecisionMetrics } from "./metrics.js";
 

@@ -4,6 +4,7 @@
  * it carries a stable string `code`, so callers and tests key off the code,
  * never off the message.
  */
+import { ProtoguardError } from "../../errors.js";
 
 /** Why the server could not start listening. Stable API: add, never rename. */
 export type ServerErrorCode =
@@ -36,13 +37,4 @@ export type ServerErrorCode =
  * material and start again. The system error, when there is one, is the
  * `cause`.
  */
-export class ServerError extends Error {
-  override readonly name = "ServerError";
-  /** Stable machine-readable code. */
-  readonly code: ServerErrorCode;
-
-  constructor(code: ServerErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.code = code;
-  }
-}
+export class ServerError extends ProtoguardError<ServerErrorCode> {}

@@ -14,9 +14,10 @@
  */
 import { Code, type ContextValues } from "@connectrpc/connect";
 import type { DescMethod, DescService, Message } from "@bufbuild/protobuf";
-import { authorize as checkRule } from "../decide/decide.js";
-import { permissionDenied, type Allow, type Deny, type Unavailable, type Verdict } from "../decide/verdict.js";
-import type { AuthPolicy, MethodPlan, ShadowPlan } from "../policy/policy.js";
+import { authorize as checkRule } from "./decide.js";
+import { permissionDenied, type Allow, type Deny, type Unavailable, type Verdict } from "./verdict.js";
+import type { AuthPolicy, MethodPlan } from "../policy/policy.js";
+import type { ShadowPlan } from "../policy/conditions.js";
 import { PolicyError } from "../policy/policy.js";
 import type { Principal } from "../principal.js";
 import type { DenyReason } from "../reasons.js";
@@ -27,9 +28,9 @@ import {
   type AuthorizeFallback,
   type ResourceLoader,
   type ResourceLoaders,
-} from "./code.js";
-import { celPrincipal } from "./principal.js";
-import { DEFAULT_CONDITION_MESSAGE, type CompiledCondition, type ConditionBindings } from "./compile.js";
+} from "./app-callbacks.js";
+import { celPrincipal } from "../conditions/principal.js";
+import { DEFAULT_CONDITION_MESSAGE, type CompiledCondition, type ConditionBindings } from "../conditions/compile.js";
 
 /** What the shadow rule of a method says about a call the rule in force admitted. */
 export type ShadowOutcome =

@@ -15,8 +15,8 @@
  *
  * @module protoguard/client
  */
-export { createSession } from "./session.js";
-export type { Session, SessionEndReason, SessionOptions, SessionUser } from "./session.js";
-export { memoryStorage, webStorage } from "./storage.js";
-export type { SessionStorage, SessionTokens, WebStorageLike } from "./storage.js";
+export { createSession } from "../client/session.js";
+export type { Session, SessionEndReason, SessionOptions, SessionUser } from "../client/session.js";
+export { memoryStorage, webStorage } from "../client/storage.js";
+export type { SessionStorage, SessionTokens, WebStorageLike } from "../client/storage.js";
 export { authErrorReason } from "../connect/errors.js";

@@ -1,16 +1,14 @@
 /**
- * What users import in their own tests (django-cfg's "Testing with
- * Authentication"): a throwaway user store, users with permissions and
+ * The test auth kit: a throwaway user store, users with permissions and
  * groups, tokens minted for them, and Connect's in-memory transport wired
  * with the auth layer.
- *
- * @module protoguard/testing
  */
 import { randomBytes } from "node:crypto";
 import type { ConnectRouter, Transport } from "@connectrpc/connect";
 import { createRouterTransport } from "@connectrpc/connect";
-import { createAuth, type Auth, type DecisionEvent } from "../connect/auth.js";
-import type { AuthorizeFallback, ResourceLoaders } from "../conditions/code.js";
+import { createAuth, type Auth } from "../connect/auth.js";
+import type { DecisionEvent } from "../decide/event.js";
+import type { AuthorizeFallback, ResourceLoaders } from "../decide/app-callbacks.js";
 import { servicesOf } from "../connect/routes.js";
 import { AuthService } from "../../gen/protoguard/v1/auth_pb.js";
 import { createAuthService, type AuthServiceOptions } from "../lifecycle/auth-service.js";
@@ -25,22 +23,6 @@ import { createKeyring, type KeyConfig, type Keyring } from "../token/keys.js";
 import { createTokenIssuer, type TokenIssuer } from "../token/issuer.js";
 import { createTokenVerifier, type TokenVerifier } from "../token/verifier.js";
 import { createTestDatabase, type TestDatabase } from "./database.js";
-
-export { createTestDatabase } from "./database.js";
-export type { TestDatabase, TestDatabaseOptions } from "./database.js";
-export { checkConformance, runConformance } from "./conformance.js";
-export type {
-  ConformanceCaller,
-  ConformanceCase,
-  ConformanceExpectation,
-  ConformanceMethod,
-  ConformanceOptions,
-  ConformanceRequest,
-  ConformanceRequestContext,
-  ConformanceResult,
-  ConformanceTable,
-  ConformanceTestContext,
-} from "./conformance.js";
 
 /** Options for {@link createTestAuth}. */
 export interface TestAuthOptions {

@@ -7,9 +7,9 @@ import { Code, ConnectError, type StreamRequest, type UnaryRequest } from "@conn
 import { createAsyncIterable } from "@connectrpc/connect/protocol";
 import type { Message } from "@bufbuild/protobuf";
 import type { Allow } from "../decide/verdict.js";
-import type { DecisionEvent } from "../connect/auth.js";
-import { verdictToConnectError } from "../connect/errors.js";
-import type { AccessPlan, AccessResult, AccessStage } from "./access.js";
+import type { DecisionEvent } from "../decide/event.js";
+import { verdictToConnectError } from "./errors.js";
+import type { AccessPlan, AccessResult, AccessStage } from "../decide/access.js";
 
 type AnyRequest = UnaryRequest | StreamRequest;
 type Report = ((event: DecisionEvent) => void) | undefined;

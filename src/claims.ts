@@ -1,4 +1,9 @@
-/** What a trusted issuer's verified token says about its caller, before any database lookup. */
+/**
+ * What a verified access token says about its caller, before any database
+ * lookup: protoguard's own claims (a local user id) or a trusted issuer's
+ * subject; and what a verifier answers.
+ */
+import type { UnauthenticatedReason } from "./reasons.js";
 
 /**
  * A caller identified by a trusted external issuer: the identity a resolver maps to a local
@@ -36,3 +41,22 @@ export interface ExternalAccessClaims {
   /** The whole verified payload, shallowly frozen. */
   readonly payload: Readonly<Record<string, unknown>>;
 }
+
+/** The claims of a verified token naming a local user: what the decision needs of it. */
+export interface LocalAccessClaims {
+  readonly userId: number;
+  readonly jti: string;
+  readonly issuedAt: number;
+  readonly expiresAt?: number;
+  /** Never set: tells these apart from {@link ExternalAccessClaims}. */
+  readonly external?: undefined;
+}
+
+/**
+ * What an access-token verifier (`AccessTokenVerifier`) answers: the claims the decision needs (a local user id,
+ * or a trusted issuer's {@link ExternalSubject} for an identity resolver to map), or why
+ * the token is refused.
+ */
+export type AccessTokenResult =
+  | { ok: true; claims: LocalAccessClaims | ExternalAccessClaims }
+  | { ok: false; reason: UnauthenticatedReason | "KEYS_UNAVAILABLE"; error: unknown };

@@ -18,32 +18,42 @@
 // ---------------------------------------------------------------------------
 // The service
 // ---------------------------------------------------------------------------
-export { createAuthService } from "./auth-service.js";
-export type { AuthServiceOptions } from "./auth-service.js";
+export { createAuthService } from "../lifecycle/auth-service.js";
+export type { AuthServiceOptions } from "../lifecycle/auth-service.js";
 export * from "../../gen/protoguard/v1/auth_pb.js";
 
 // ---------------------------------------------------------------------------
 // Account operations that end sessions
 // ---------------------------------------------------------------------------
-export { changePassword, deactivateUser, enableTotp } from "./auth-service.js";
-export type { TotpEnrollment } from "./auth-service.js";
+export { changePassword, deactivateUser, enableTotp } from "../lifecycle/auth-service.js";
+export type { TotpEnrollment } from "../lifecycle/auth-service.js";
 
 // ---------------------------------------------------------------------------
 // Passwords, TOTP, throttling
 // ---------------------------------------------------------------------------
-export { createPasswordHasher, DEFAULT_SCRYPT_PARAMS, MAX_PASSWORD_BYTES, PasswordBusyError } from "./passwords.js";
-export type { PasswordHasher, PasswordHasherOptions, PasswordVerification, ScryptParams } from "./passwords.js";
-export { generateTotp, generateTotpSecret, totpUri, verifyTotp } from "./totp.js";
-export type { TotpFailure, TotpVerification, VerifyTotpOptions } from "./totp.js";
+export {
+  createPasswordHasher,
+  DEFAULT_SCRYPT_PARAMS,
+  MAX_PASSWORD_BYTES,
+  PasswordBusyError,
+} from "../lifecycle/passwords.js";
+export type {
+  PasswordHasher,
+  PasswordHasherOptions,
+  PasswordVerification,
+  ScryptParams,
+} from "../lifecycle/passwords.js";
+export { generateTotp, generateTotpSecret, totpUri, verifyTotp } from "../lifecycle/totp.js";
+export type { TotpFailure, TotpVerification, VerifyTotpOptions } from "../lifecycle/totp.js";
 export {
   DEFAULT_SERVICE_TOKEN_TTL_SECONDS,
   generateClientCredentials,
   generateClientId,
   generateClientSecret,
-} from "./service-token.js";
-export type { ClientCredentials } from "./service-token.js";
-export { DEFAULT_LOGIN_ADMISSION } from "./login-admission.js";
-export type { LoginAdmissionOptions } from "./login-admission.js";
-export type { PasswordWorkOptions } from "./passwords.js";
+} from "../lifecycle/service-token.js";
+export type { ClientCredentials } from "../lifecycle/service-token.js";
+export { DEFAULT_LOGIN_ADMISSION } from "../lifecycle/login-admission.js";
+export type { LoginAdmissionOptions } from "../lifecycle/login-admission.js";
+export type { PasswordWorkOptions } from "../lifecycle/passwords.js";
 export { DEFAULT_THROTTLE, purgeLoginAttempts } from "../store/login-attempts.js";
 export type { ThrottlePolicy } from "../store/login-attempts.js";

@@ -13,16 +13,19 @@
  * const principals = await createPrincipalSource({ database });
  * ```
  *
+ * The tables themselves, with their row types, are `protoguard/store/schema`
+ * (`import * as schema from "protoguard/store/schema"`, as drizzle does).
+ *
  * @module protoguard/store
  */
 
 // ---------------------------------------------------------------------------
 // Opening the store and reading callers from it
 // ---------------------------------------------------------------------------
-export { openDatabase, PGLITE_DIR } from "./database.js";
-export type { Database, DatabaseClient, DrizzleDb, OpenDatabaseOptions } from "./database.js";
-export { migrateDatabase } from "./migrate.js";
-export type { MigrateOptions } from "./migrate.js";
+export { openDatabase, PGLITE_DIR } from "../store/database.js";
+export type { Database, DatabaseClient, DrizzleDb, OpenDatabaseOptions } from "../store/database.js";
+export { migrateDatabase } from "../store/migrate.js";
+export type { MigrateOptions } from "../store/migrate.js";
 export { createPrincipalSource } from "../principals/source.js";
 export type { CachedPrincipalSource, PrincipalSourceOptions } from "../principals/source.js";
 export { createCertificatePrincipalSource } from "../principals/certificates.js";
@@ -38,8 +41,8 @@ export {
   loadGroupPermissions,
   provisionExternalUser,
   unlinkExternalIdentity,
-} from "./external-identities.js";
-export type { ExternalUserInit } from "./external-identities.js";
+} from "../store/external-identities.js";
+export type { ExternalUserInit } from "../store/external-identities.js";
 
 // ---------------------------------------------------------------------------
 // Admin operations: users, groups, permissions
@@ -62,8 +65,8 @@ export {
   setPasswordHash,
   setUserActive,
   withoutSecrets,
-} from "./users.js";
-export type { CreateUserInput, PublicUser, SetPasswordHashOptions } from "./users.js";
+} from "../store/users.js";
+export type { CreateUserInput, PublicUser, SetPasswordHashOptions } from "../store/users.js";
 export {
   assertNotService,
   canonicalTlsIdentity,
@@ -74,21 +77,15 @@ export {
   requireServiceId,
   rotateServiceSecret,
   setServiceActive,
-} from "./service-accounts.js";
-export type { CreateServiceAccountInput, ServiceAccountInfo } from "./service-accounts.js";
-export { StoreError, isUniqueViolation } from "./errors.js";
-export type { StoreErrorCode } from "./errors.js";
-
-// ---------------------------------------------------------------------------
-// The Drizzle schema: every table, and row types
-// ---------------------------------------------------------------------------
-export * from "./schema.js";
-export * as schema from "./schema.js";
+} from "../store/service-accounts.js";
+export type { CreateServiceAccountInput, ServiceAccountInfo } from "../store/service-accounts.js";
+export { StoreError, isUniqueViolation } from "../store/errors.js";
+export type { StoreErrorCode } from "../store/errors.js";
 
 // ---------------------------------------------------------------------------
 // For library authors: the one-query lookup and cross-instance invalidation
 // ---------------------------------------------------------------------------
-export { loadPrincipal } from "./principal-query.js";
-export type { PrincipalLookup, TokenRevocationInput } from "./principal-query.js";
-export { INVALIDATION_CHANNEL, subscribeInvalidations } from "./invalidation.js";
-export type { InvalidationEvent, InvalidationSubscription, SubscribeOptions } from "./invalidation.js";
+export { loadPrincipal } from "../store/principal-query.js";
+export type { TokenRevocationInput } from "../store/principal-query.js";
+export { INVALIDATION_CHANNEL, subscribeInvalidations } from "../store/invalidation.js";
+export type { InvalidationEvent, InvalidationSubscription, SubscribeOptions } from "../store/invalidation.js";

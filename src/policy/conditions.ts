@@ -4,9 +4,19 @@
  */
 import type { DescMethod } from "@bufbuild/protobuf";
 import type { Rule } from "../../gen/protoguard/v1/options_pb.js";
-import type { ShadowPlan } from "../policy/policy.js";
-import { planRule, type PlannedRule } from "../policy/rule.js";
-import { compileCondition, type CompiledCondition } from "./compile.js";
+import { planRule, type PlannedRule } from "./rule.js";
+import { compileCondition, type CompiledCondition } from "../conditions/compile.js";
+
+/**
+ * A rule being rolled out (`method_shadow_rule`, else `service_shadow_rule`):
+ * calls the rule in force admits are checked against it too, and those it
+ * would refuse are reported as `would_deny`.
+ */
+export interface ShadowPlan {
+  readonly rule: PlannedRule;
+  readonly source: "method" | "service";
+  readonly condition?: CompiledCondition;
+}
 
 /** What {@link planConditions} adds to a method's plan. */
 export interface ConditionPlans {

@@ -1,0 +1,26 @@
+/**
+ * What users import in their own tests (django-cfg's "Testing with
+ * Authentication"): a throwaway user store, users with permissions and
+ * groups, tokens minted for them, and Connect's in-memory transport wired
+ * with the auth layer.
+ *
+ * @module protoguard/testing
+ */
+export { createTestDatabase } from "../testing/database.js";
+export type { TestDatabase, TestDatabaseOptions } from "../testing/database.js";
+export { checkConformance, runConformance } from "../testing/conformance.js";
+export type {
+  ConformanceCaller,
+  ConformanceCase,
+  ConformanceExpectation,
+  ConformanceMethod,
+  ConformanceOptions,
+  ConformanceRequest,
+  ConformanceRequestContext,
+  ConformanceResult,
+  ConformanceTable,
+  ConformanceTestContext,
+} from "../testing/conformance.js";
+
+export { createTestAuth } from "../testing/auth.js";
+export type { TestAuth, TestAuthOptions, TestAuthServiceParts, TestUserInit } from "../testing/auth.js";
