@@ -10,6 +10,7 @@ import type { Database } from "../store/database.js";
 import type { InvalidationEvent } from "../store/invalidation.js";
 import { loadPrincipal } from "../store/principal-query.js";
 import { findServiceByTlsIdentity } from "../store/service-accounts.js";
+import { PrincipalCache, resolveCacheLimits } from "./cache.js";
 
 /** Options of {@link createCertificatePrincipalSource}. */
 export interface CertificatePrincipalSourceOptions {
@@ -28,13 +29,6 @@ export interface CertificatePrincipalSourceOptions {
   maxAgeMs?: number;
   /** Clock in milliseconds, for tests. Default `Date.now`. */
   now?: () => number;
-}
-
-interface Entry {
-  readonly lookup: PrincipalLookup;
-  /** The mapped user, or undefined for "no account has this identity". */
-  readonly userId: number | undefined;
-  readonly storedAt: number;
 }
 
 /** A {@link CertificatePrincipalSource} with a cache; `close` stops following invalidations. */
@@ -64,35 +58,16 @@ export function createCertificatePrincipalSource(
   options: CertificatePrincipalSourceOptions,
 ): CachedCertificatePrincipalSource {
   const db = options.database.db;
-  const maxEntries = options.maxEntries ?? 1000;
-  const maxAgeMs = options.maxAgeMs ?? 30_000;
-  const now = options.now ?? Date.now;
-  if (!Number.isSafeInteger(maxEntries) || maxEntries < 0) throw new RangeError("maxEntries must be an integer >= 0");
-  // Few identities (one per service), so a Map in insertion order bounded
-  // by evicting the oldest is enough, and it can be scanned on invalidation.
-  const cache = new Map<string, Entry>();
-  let generation = 0;
-
-  const stop = options.onInvalidation?.((event) => {
-    generation++;
-    if (event.kind === "all") return cache.clear();
-    if (event.kind !== "user") return;
-    for (const [identity, entry] of cache) {
-      if (entry.userId === undefined || entry.userId === event.userId) cache.delete(identity);
-    }
-  });
-
-  async function fetch(identity: string): Promise<Entry> {
-    const storedAt = now();
-    const userId = await findServiceByTlsIdentity(db, [identity]);
-    const lookup: PrincipalLookup = userId === undefined ? { status: "not_found" } : await loadPrincipal(db, userId);
-    return { lookup, userId, storedAt };
-  }
+  // Few identities (one per service). An answer about nobody ("no account has this identity")
+  // goes on any user's change: a service gaining the identity announces only that service.
+  const cache = new PrincipalCache<string, PrincipalLookup>(
+    resolveCacheLimits(options, { maxEntries: 1000, maxAgeMs: 30_000 }),
+    true,
+  );
+  const stop = options.onInvalidation?.((event) => cache.invalidate(event));
 
   function peek(certificate: ClientCertificate): PrincipalLookup | undefined {
-    if (maxEntries === 0) return undefined;
-    const entry = cache.get(certificate.identity);
-    return entry !== undefined && now() - entry.storedAt < maxAgeMs ? entry.lookup : undefined;
+    return cache.fresh(certificate.identity);
   }
 
   return {
@@ -100,14 +75,11 @@ export function createCertificatePrincipalSource(
     async load(certificate) {
       const cached = peek(certificate);
       if (cached !== undefined) return cached;
-      const startedAt = generation;
-      const entry = await fetch(certificate.identity);
-      if (maxEntries > 0 && generation === startedAt) {
-        cache.delete(certificate.identity);
-        if (cache.size >= maxEntries) cache.delete(cache.keys().next().value!);
-        cache.set(certificate.identity, entry);
-      }
-      return entry.lookup;
+      const started = cache.start();
+      const userId = await findServiceByTlsIdentity(db, [certificate.identity]);
+      const lookup: PrincipalLookup = userId === undefined ? { status: "not_found" } : await loadPrincipal(db, userId);
+      cache.store(certificate.identity, lookup, userId, started);
+      return lookup;
     },
     close() {
       stop?.();

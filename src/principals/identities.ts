@@ -8,7 +8,7 @@ import {
   type InvalidationEvent,
   type InvalidationSubscription,
 } from "../store/invalidation.js";
-import { LruMap } from "../util/lru.js";
+import { PrincipalCache, resolveCacheLimits } from "./cache.js";
 
 /** Options of {@link createIdentityResolver}. */
 export interface IdentityResolverOptions {
@@ -35,11 +35,6 @@ export interface CachedIdentityResolver extends IdentityResolver {
   close(): Promise<void>;
 }
 
-interface Stamped<T> {
-  readonly value: T;
-  readonly storedAt: number;
-}
-
 /**
  * Maps a trusted issuer's subject to the local user linked to it in `external_identities`,
  * creating user and link on first sight when the issuer provisions (see
@@ -62,40 +57,18 @@ interface Stamped<T> {
  */
 export async function createIdentityResolver(options: IdentityResolverOptions): Promise<CachedIdentityResolver> {
   const { database } = options;
-  const maxEntries = options.maxEntries ?? 10_000;
-  const maxAgeMs = options.maxAgeMs ?? 30_000;
-  const now = options.now ?? Date.now;
-  // Which cached links point at a user, so a change to the user drops exactly those.
-  const byUser = new Map<number, Set<string>>();
-  const links = new LruMap<string, Stamped<number>>(Math.max(maxEntries, 1), (key, entry) => {
-    const keys = byUser.get(entry.value);
-    keys?.delete(key);
-    if (keys?.size === 0) byUser.delete(entry.value);
-  });
-  const groupGrants = new LruMap<string, Stamped<ReadonlySet<string>>>(Math.max(maxEntries, 1));
-  // Bumped by every invalidation: a lookup that raced with one is not cached.
-  let generation = 0;
+  const limits = resolveCacheLimits(options, { maxEntries: 10_000, maxAgeMs: 30_000 });
+  // (issuer, subject) → the linked user: a change to that user drops exactly its links.
+  const links = new PrincipalCache<string, number>(limits);
+  // Group name → its permissions; only `all` (a group or permission row changed) drops them.
+  const groupGrants = new PrincipalCache<string, ReadonlySet<string>>(limits);
+  const maxEntries = limits.maxEntries;
 
   function invalidate(event: InvalidationEvent): void {
-    generation++;
-    if (event.kind === "all") {
-      links.clear();
-      byUser.clear();
-      groupGrants.clear();
-    } else if (event.kind === "user") {
-      for (const key of byUser.get(event.userId) ?? []) links.delete(key);
-      byUser.delete(event.userId);
-    }
-  }
-  function remember(key: string, userId: number, storedAt: number): void {
-    links.set(key, { value: userId, storedAt });
-    let keys = byUser.get(userId);
-    if (keys === undefined) byUser.set(userId, (keys = new Set()));
-    keys.add(key);
+    links.invalidate(event);
+    groupGrants.invalidate(event);
   }
 
-  const fresh = <T>(entry: Stamped<T> | undefined) =>
-    entry !== undefined && now() - entry.storedAt < maxAgeMs ? entry.value : undefined;
   const keyOf = (subject: ExternalSubject) => `${subject.issuer}\n${subject.subject}`;
 
   function grantFor(groups: readonly string[], permissionsOf: (name: string) => ReadonlySet<string> | undefined) {
@@ -115,11 +88,11 @@ export async function createIdentityResolver(options: IdentityResolverOptions): 
 
   function peek(subject: ExternalSubject): IdentityResolution | undefined {
     if (maxEntries === 0) return undefined;
-    const userId = fresh(links.get(keyOf(subject)));
+    const userId = links.fresh(keyOf(subject));
     if (userId === undefined) return undefined;
     const known = new Map<string, ReadonlySet<string> | undefined>();
     for (const name of subject.groups) {
-      const granted = fresh(groupGrants.get(name));
+      const granted = groupGrants.fresh(name);
       if (granted === undefined) return undefined;
       known.set(name, granted === NO_GROUP ? undefined : granted);
     }
@@ -129,10 +102,9 @@ export async function createIdentityResolver(options: IdentityResolverOptions): 
   async function resolve(subject: ExternalSubject): Promise<IdentityResolution> {
     const known = peek(subject);
     if (known !== undefined) return known;
-    const startedAt = generation;
-    const storedAt = now();
+    const started = { links: links.start(), groups: groupGrants.start() };
     const key = keyOf(subject);
-    let userId = fresh(links.get(key)) ?? (await findExternalIdentity(database.db, subject.issuer, subject.subject));
+    let userId = links.fresh(key) ?? (await findExternalIdentity(database.db, subject.issuer, subject.subject));
     if (userId === undefined) {
       if (!subject.provision) return { status: "not_linked" };
       userId = await provisionExternalUser(database.db, {
@@ -142,13 +114,12 @@ export async function createIdentityResolver(options: IdentityResolverOptions): 
         ...(subject.email !== undefined && { email: subject.email }),
       });
     }
-    const missing = subject.groups.filter((name) => fresh(groupGrants.get(name)) === undefined);
+    const missing = subject.groups.filter((name) => groupGrants.fresh(name) === undefined);
     const loaded = await loadGroupPermissions(database.db, missing);
-    const cache = maxEntries > 0 && generation === startedAt;
-    if (cache) remember(key, userId, storedAt);
+    links.store(key, userId, userId, started.links);
     const byName = new Map<string, ReadonlySet<string> | undefined>();
     for (const name of subject.groups) {
-      const cached = fresh(groupGrants.get(name));
+      const cached = groupGrants.fresh(name);
       const permissions =
         cached !== undefined
           ? cached === NO_GROUP
@@ -159,7 +130,7 @@ export async function createIdentityResolver(options: IdentityResolverOptions): 
             : undefined;
       byName.set(name, permissions);
       // A name no group has is remembered too (as NO_GROUP): creating the group sends `all`, which drops it.
-      if (cached === undefined && cache) groupGrants.set(name, { value: permissions ?? NO_GROUP, storedAt });
+      if (cached === undefined) groupGrants.store(name, permissions ?? NO_GROUP, undefined, started.groups);
     }
     return { status: "linked", userId, grant: grantFor(subject.groups, (name) => byName.get(name)) };
   }

@@ -7,7 +7,7 @@ import {
 } from "../store/invalidation.js";
 import type { PrincipalLookup } from "../principal.js";
 import { loadPrincipal } from "../store/principal-query.js";
-import { LruMap } from "../util/lru.js";
+import { PrincipalCache, resolveCacheLimits } from "./cache.js";
 
 /** Options for {@link createPrincipalSource}. */
 export interface PrincipalSourceOptions {
@@ -85,11 +85,10 @@ interface PendingLookup {
   readonly generation: number;
 }
 
-interface Entry {
+/** A cached answer for one token (keyed by its jti). */
+interface Cached {
   readonly lookup: PrincipalLookup;
-  readonly userId: number;
   readonly issuedAt: number;
-  readonly storedAt: number;
 }
 
 /**
@@ -108,21 +107,10 @@ interface Entry {
  */
 export async function createPrincipalSource(options: PrincipalSourceOptions): Promise<CachedPrincipalSource> {
   const { database } = options;
-  const maxEntries = options.maxEntries ?? 10_000;
-  const maxAgeMs = options.maxAgeMs ?? 30_000;
-  const now = options.now ?? Date.now;
-  const byUser = new Map<number, Set<string>>();
-
-  const forget = (jti: string, entry: Entry) => {
-    const keys = byUser.get(entry.userId);
-    if (keys === undefined) return;
-    keys.delete(jti);
-    if (keys.size === 0) byUser.delete(entry.userId);
-  };
-  const cache = new LruMap<string, Entry>(maxEntries, forget);
-  // Bumped by every invalidation, so a lookup that raced with one is not
-  // cached with the answer from before the change.
-  let generation = 0;
+  const cache = new PrincipalCache<string, Cached>(
+    resolveCacheLimits(options, { maxEntries: 10_000, maxAgeMs: 30_000 }),
+  );
+  const { maxAgeMs } = cache;
   let hits = 0;
   let misses = 0;
 
@@ -134,23 +122,8 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
   const pending = new Map<string, PendingLookup>();
 
   function invalidate(event: InvalidationEvent): void {
-    generation++;
-    if (event.kind === "all") {
-      cache.clear();
-      byUser.clear();
-    } else if (event.kind === "user") {
-      const keys = byUser.get(event.userId);
-      if (keys !== undefined) {
-        for (const jti of keys) cache.delete(jti);
-        byUser.delete(event.userId);
-      }
-    } else {
-      const entry = cache.get(event.jti);
-      if (entry !== undefined) {
-        cache.delete(event.jti);
-        forget(event.jti, entry);
-      }
-    }
+    cache.invalidate(event);
+    if (event.kind === "token") cache.delete(event.jti);
     // After the cache: a listener that looks the user up again sees the change.
     for (const listener of listeners) {
       try {
@@ -161,51 +134,46 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
     }
   }
 
-  function store(token: { jti: string; issuedAt: number }, userId: number, lookup: PrincipalLookup, storedAt: number) {
-    const previous = cache.get(token.jti);
-    if (previous !== undefined) forget(token.jti, previous);
-    cache.set(token.jti, { lookup, userId, issuedAt: token.issuedAt, storedAt });
-    let keys = byUser.get(userId);
-    if (keys === undefined) byUser.set(userId, (keys = new Set()));
-    keys.add(token.jti);
-  }
-
   async function fetchAndStore(userId: number, token: { jti: string; issuedAt: number }): Promise<PrincipalLookup> {
     misses++;
-    const startedAt = generation;
-    const storedAt = now();
+    const started = cache.start();
     const lookup = await loadPrincipal(database.db, userId, token);
-    if (maxEntries > 0 && generation === startedAt) store(token, userId, lookup, storedAt);
+    cache.store(token.jti, { lookup, issuedAt: token.issuedAt }, userId, started);
     return lookup;
   }
 
-  const isFresh = (entry: Entry, userId: number, issuedAt: number) =>
-    entry.userId === userId && entry.issuedAt === issuedAt && now() - entry.storedAt < maxAgeMs;
+  /** The fresh cached answer for this token: the same user and iat as when it was stored. */
+  const cached = (userId: number, token: { jti: string; issuedAt: number }) =>
+    cache.fresh(token.jti, (entry, owner) => owner === userId && entry.issuedAt === token.issuedAt)?.lookup;
 
-  const listen = options.listen ?? true;
-  let closed = false;
-  let subscription: InvalidationSubscription | undefined;
-  let subscribing: Promise<void> | undefined;
-  if (maxEntries > 0 && listen) {
-    subscription = await subscribeInvalidations(database, invalidate);
+  function joinPending(userId: number, token: { jti: string; issuedAt: number }): Promise<PrincipalLookup> {
+    // Joined only for the same user and iat (the token claiming a jti is
+    // the caller's) and the same generation (no answer from before a
+    // change the call came after).
+    const inFlight = pending.get(token.jti);
+    if (
+      inFlight !== undefined &&
+      inFlight.generation === cache.generation &&
+      inFlight.userId === userId &&
+      inFlight.issuedAt === token.issuedAt
+    ) {
+      hits++;
+      return inFlight.lookup;
+    }
+    const lookup = fetchAndStore(userId, token);
+    const entry: PendingLookup = { lookup, userId, issuedAt: token.issuedAt, generation: cache.generation };
+    pending.set(token.jti, entry);
+    const settled = () => {
+      if (pending.get(token.jti) === entry) pending.delete(token.jti);
+    };
+    lookup.then(settled, settled);
+    return lookup;
   }
 
-  /** Starts the subscription a listener needs when the cache did not; failures are retried by the next listener. */
-  function ensureSubscribed(): void {
-    if (!listen || closed || subscription !== undefined || subscribing !== undefined) return;
-    subscribing = subscribeInvalidations(database, invalidate).then(
-      async (started) => {
-        subscribing = undefined;
-        if (closed) await started.close();
-        else subscription = started;
-      },
-      () => {
-        // Listeners are still re-checked on their own schedule; a later
-        // listener tries again.
-        subscribing = undefined;
-      },
-    );
-  }
+  const subscription = await invalidationsFor(database, invalidate, {
+    now: cache.enabled && (options.listen ?? true),
+    onDemand: options.listen ?? true,
+  });
 
   return {
     invalidate,
@@ -221,53 +189,69 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
     },
     onInvalidation(listener) {
       listeners.add(listener);
-      ensureSubscribed();
+      subscription.ensure();
       return () => listeners.delete(listener);
+    },
+    close: () => subscription.close(),
+    reload: fetchAndStore,
+    peek(userId, token) {
+      const lookup = cached(userId, token);
+      if (lookup !== undefined) hits++;
+      return lookup;
+    },
+    async load(userId, token) {
+      if (!cache.enabled) {
+        misses++;
+        return loadPrincipal(database.db, userId, token);
+      }
+      const lookup = cached(userId, token);
+      if (lookup !== undefined) {
+        hits++;
+        return lookup;
+      }
+      return joinPending(userId, token);
+    },
+  };
+}
+
+/** A subscription to the database's invalidations, started at once or when first needed. */
+interface LazySubscription {
+  /** Starts it if it is wanted and not running; a failure is retried by the next call. */
+  ensure(): void;
+  close(): Promise<void>;
+}
+
+async function invalidationsFor(
+  database: Database,
+  invalidate: (event: InvalidationEvent) => void,
+  when: { now: boolean; onDemand: boolean },
+): Promise<LazySubscription> {
+  let closed = false;
+  let subscription: InvalidationSubscription | undefined = when.now
+    ? await subscribeInvalidations(database, invalidate)
+    : undefined;
+  let subscribing: Promise<void> | undefined;
+  return {
+    ensure() {
+      if (!when.onDemand || closed || subscription !== undefined || subscribing !== undefined) return;
+      subscribing = subscribeInvalidations(database, invalidate).then(
+        async (started) => {
+          subscribing = undefined;
+          if (closed) await started.close();
+          else subscription = started;
+        },
+        () => {
+          // Listeners are still re-checked on their own schedule; a later
+          // listener tries again.
+          subscribing = undefined;
+        },
+      );
     },
     async close() {
       closed = true;
       await subscribing;
       await subscription?.close();
       subscription = undefined;
-    },
-    reload: fetchAndStore,
-    peek(userId, token) {
-      const cached = cache.get(token.jti);
-      if (cached === undefined || !isFresh(cached, userId, token.issuedAt)) return undefined;
-      hits++;
-      return cached.lookup;
-    },
-    async load(userId, token) {
-      if (maxEntries === 0) {
-        misses++;
-        return loadPrincipal(database.db, userId, token);
-      }
-      const cached = cache.get(token.jti);
-      if (cached !== undefined && isFresh(cached, userId, token.issuedAt)) {
-        hits++;
-        return cached.lookup;
-      }
-      // Joined only for the same user and iat (the token claiming a jti is
-      // the caller's) and the same generation (no answer from before a
-      // change the call came after).
-      const inFlight = pending.get(token.jti);
-      if (
-        inFlight !== undefined &&
-        inFlight.generation === generation &&
-        inFlight.userId === userId &&
-        inFlight.issuedAt === token.issuedAt
-      ) {
-        hits++;
-        return inFlight.lookup;
-      }
-      const lookup = fetchAndStore(userId, token);
-      const entry: PendingLookup = { lookup, userId, issuedAt: token.issuedAt, generation };
-      pending.set(token.jti, entry);
-      const settled = () => {
-        if (pending.get(token.jti) === entry) pending.delete(token.jti);
-      };
-      lookup.then(settled, settled);
-      return lookup;
     },
   };
 }
