@@ -16,7 +16,7 @@ import { defineSubcommand } from "./args.js";
 import { CliError, EXIT_OK } from "./errors.js";
 
 /** protoc-gen-es option that points generated imports of protoguard's files at the package. */
-export const REWRITE_IMPORTS_OPTION = "rewrite_imports=./protoguard/**/*_pb.js:protoguard/gen";
+const REWRITE_IMPORTS_OPTION = "rewrite_imports=./protoguard/**/*_pb.js:protoguard/gen";
 
 /** What {@link initProject} did, for the report and for tests. */
 export interface InitResult {

@@ -18,7 +18,7 @@ import { describe, readRule, type GeneratedRule } from "../plugin/rules.js";
 import type { PolicyReport, PolicyRow } from "./policy-report.js";
 
 /** The name of the bearer scheme in `components.securitySchemes`. */
-export const BEARER_SCHEME = "bearerAuth";
+const BEARER_SCHEME = "bearerAuth";
 
 /** What `x-protoguard` holds on each operation: the rule, machine-readable. */
 export interface OpenApiRuleExtension {

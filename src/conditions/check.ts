@@ -57,7 +57,7 @@ export const PRINCIPAL_TYPE: CondType = {
 };
 
 /** A problem found by {@link checkCondition}, naming the sub-expression at fault. */
-export class ConditionTypeError extends ProtoguardError<"CONDITION_TYPE"> {
+class ConditionTypeError extends ProtoguardError<"CONDITION_TYPE"> {
   constructor(message: string) {
     super("CONDITION_TYPE", message);
   }
@@ -115,7 +115,7 @@ export function identifiersOf(
 }
 
 /** The CEL type of a field of a request message. */
-export function fieldType(field: DescField): CondType {
+function fieldType(field: DescField): CondType {
   switch (field.fieldKind) {
     case "scalar":
       return scalarType(field.scalar);

@@ -5,7 +5,7 @@ import { validateUniversalHandlerOptions } from "@connectrpc/connect/protocol";
  * older peer drops the option without a word, so the gate (refusing before
  * the body is read) would silently not run.
  */
-export const MIN_CONNECT_VERSION = "2.2.0";
+const MIN_CONNECT_VERSION = "2.2.0";
 
 let supported: boolean | undefined;
 

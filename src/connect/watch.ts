@@ -131,10 +131,7 @@ interface WatchedCall {
  */
 export function createCallWatch(options: CallWatchOptions): CallWatch {
   const { decide, freshDecide, report, intervalMs, leewaySeconds } = options;
-  const byUser = new Map<number, Set<WatchedCall>>();
-  const byJti = new Map<string, Set<WatchedCall>>();
-  let size = 0;
-  let sweep: NodeJS.Timeout | undefined;
+  const calls = new OpenCalls(() => recheckAll(), intervalMs);
   let subscribed = false;
 
   // Re-checks wait their turn, so that a sweep over many open calls never
@@ -143,16 +140,15 @@ export function createCallWatch(options: CallWatchOptions): CallWatch {
   const limiter = createLimiter(MAX_CONCURRENT_RECHECKS);
 
   function onEvent(event: InvalidationEvent): void {
-    if (size === 0) return;
+    if (calls.size === 0) return;
     const batch = freshDecide();
-    if (event.kind === "user") forEach(byUser.get(event.userId), (call) => recheck(call, batch, "change", "urgent"));
-    else if (event.kind === "token") forEach(byJti.get(event.jti), (call) => recheck(call, batch, "change", "urgent"));
-    else recheckAll();
+    if (event.kind === "all") recheckAll();
+    else calls.affectedBy(event, (call) => recheck(call, batch, "change", "urgent"));
   }
 
   function recheckAll(): void {
     const batch = freshDecide();
-    for (const calls of byUser.values()) forEach(calls, (call) => recheck(call, batch, "change", "bulk"));
+    calls.each((call) => recheck(call, batch, "change", "bulk"));
   }
 
   function recheck(call: WatchedCall, decideNow: Decide, cause: RecheckCause, priority: Priority): void {
@@ -260,15 +256,9 @@ export function createCallWatch(options: CallWatchOptions): CallWatch {
       againTimed: false,
       ended: false,
     };
-    add(byUser, token.userId, call);
-    add(byJti, token.jti, call);
-    size++;
+    calls.add(call);
     if (token.expiresAt !== undefined) {
       armExpiry(call, Math.ceil(token.expiresAt + (leewaySeconds ?? 0)) * 1000 + EXPIRY_MARGIN_MS, "expiry");
-    }
-    if (sweep === undefined) {
-      sweep = setInterval(recheckAll, intervalMs);
-      sweep.unref();
     }
     if (!subscribed && options.onInvalidation !== undefined) {
       // Registered on first use and kept: one listener serves every call.
@@ -282,13 +272,7 @@ export function createCallWatch(options: CallWatchOptions): CallWatch {
     if (call.ended) return;
     call.ended = true;
     clearTimeout(call.expiryTimer);
-    remove(byUser, call.token.userId, call);
-    remove(byJti, call.token.jti, call);
-    size--;
-    if (size === 0) {
-      clearInterval(sweep);
-      sweep = undefined;
-    }
+    calls.remove(call);
   }
 
   function end(call: WatchedCall, reason: Error): void {
@@ -298,7 +282,7 @@ export function createCallWatch(options: CallWatchOptions): CallWatch {
 
   return {
     get size() {
-      return size;
+      return calls.size;
     },
     async run(req, verdict, next) {
       if (req.signal.aborted) return next(req);
@@ -318,6 +302,53 @@ export function createCallWatch(options: CallWatchOptions): CallWatch {
       return response.stream ? { ...response, message: failOnAbort(response.message, authAbort) } : response;
     },
   };
+}
+
+/**
+ * The open calls under watch, found by the user and the token that a change
+ * names; the shared sweep runs while there is any.
+ */
+class OpenCalls {
+  readonly #byUser = new Map<number, Set<WatchedCall>>();
+  readonly #byJti = new Map<string, Set<WatchedCall>>();
+  readonly #sweep: () => void;
+  readonly #intervalMs: number;
+  #timer: NodeJS.Timeout | undefined;
+  size = 0;
+
+  constructor(sweep: () => void, intervalMs: number) {
+    this.#sweep = sweep;
+    this.#intervalMs = intervalMs;
+  }
+
+  add(call: WatchedCall): void {
+    add(this.#byUser, call.token.userId, call);
+    add(this.#byJti, call.token.jti, call);
+    this.size++;
+    if (this.#timer === undefined) {
+      this.#timer = setInterval(this.#sweep, this.#intervalMs);
+      this.#timer.unref();
+    }
+  }
+
+  remove(call: WatchedCall): void {
+    remove(this.#byUser, call.token.userId, call);
+    remove(this.#byJti, call.token.jti, call);
+    this.size--;
+    if (this.size === 0) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+
+  /** The calls of the user or token a change names. */
+  affectedBy(event: InvalidationEvent & { kind: "user" | "token" }, fn: (call: WatchedCall) => void): void {
+    forEach(event.kind === "user" ? this.#byUser.get(event.userId) : this.#byJti.get(event.jti), fn);
+  }
+
+  each(fn: (call: WatchedCall) => void): void {
+    for (const calls of this.#byUser.values()) forEach(calls, fn);
+  }
 }
 
 /**

@@ -138,36 +138,6 @@ export function createAccessStage(options: AccessStageOptions): AccessStage {
     return access ?? undefined;
   }
 
-  function validate(services: readonly DescService[]): void {
-    const problems: string[] = [];
-    const served = new Set<string>();
-    for (const method of services.flatMap((s) => s.methods)) {
-      const key = methodKey(method);
-      served.add(key);
-      let plan: MethodPlan;
-      try {
-        plan = options.policy.planFor(method);
-      } catch {
-        continue; // reported by the policy itself
-      }
-      const usesResource = [plan.condition, plan.shadow?.condition].find((c) => c?.readsResource);
-      if (usesResource !== undefined && !loaders.has(key)) {
-        problems.push(
-          `method ${key}: condition "${usesResource.expression}" reads resource, but no resource loader is registered for ${key}`,
-        );
-      }
-      if (loaders.has(key) && (method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming")) {
-        problems.push(
-          `method ${key}: resource loaders need the request message; a ${method.methodKind} call has a stream`,
-        );
-      }
-    }
-    for (const key of loaders.keys()) {
-      if (!served.has(key)) problems.push(`resource loader for ${key}: no such method is served`);
-    }
-    if (problems.length > 0) throw new PolicyError(problems);
-  }
-
   function run(
     access: AccessPlan,
     allowed: Allow,
@@ -238,11 +208,52 @@ export function createAccessStage(options: AccessStageOptions): AccessStage {
 
   return {
     planFor,
-    validate,
+    validate: (services) => validateLoaders(options.policy, loaders, services),
     run,
     loaderKeys: new Set(loaders.keys()),
     hasAuthorize: authorize !== undefined,
   };
+}
+
+/**
+ * Checks the loaders against the served methods: a condition that reads
+ * `resource` needs one, a streaming method cannot have one, and every
+ * loader names a served method.
+ *
+ * @throws {PolicyError} naming every problem.
+ */
+function validateLoaders(
+  policy: AuthPolicy,
+  loaders: ReadonlyMap<string, unknown>,
+  services: readonly DescService[],
+): void {
+  const problems: string[] = [];
+  const served = new Set<string>();
+  for (const method of services.flatMap((s) => s.methods)) {
+    const key = methodKey(method);
+    served.add(key);
+    let plan: MethodPlan;
+    try {
+      plan = policy.planFor(method);
+    } catch {
+      continue; // reported by the policy itself
+    }
+    const usesResource = [plan.condition, plan.shadow?.condition].find((c) => c?.readsResource);
+    if (usesResource !== undefined && !loaders.has(key)) {
+      problems.push(
+        `method ${key}: condition "${usesResource.expression}" reads resource, but no resource loader is registered for ${key}`,
+      );
+    }
+    if (loaders.has(key) && (method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming")) {
+      problems.push(
+        `method ${key}: resource loaders need the request message; a ${method.methodKind} call has a stream`,
+      );
+    }
+  }
+  for (const key of loaders.keys()) {
+    if (!served.has(key)) problems.push(`resource loader for ${key}: no such method is served`);
+  }
+  if (problems.length > 0) throw new PolicyError(problems);
 }
 
 /** Condition, then shadow, with no code to call: synchronous. */

@@ -51,8 +51,3 @@ export function readClaim(payload: unknown, path: ClaimPath): unknown {
   }
   return value;
 }
-
-/** Writes a path back the way it is configured, for messages. */
-export function formatClaimPath(path: ClaimPath): string {
-  return path.some((key) => key.includes(".")) ? JSON.stringify(path) : path.join(".");
-}

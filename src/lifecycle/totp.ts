@@ -9,13 +9,13 @@ import { randomBytes, timingSafeEqual } from "node:crypto";
 import { HOTP, Secret, TOTP } from "otpauth";
 
 /** Length of a code. */
-export const TOTP_DIGITS = 6;
+const TOTP_DIGITS = 6;
 /** Step length in seconds. */
-export const TOTP_PERIOD_SECONDS = 30;
+const TOTP_PERIOD_SECONDS = 30;
 /** HMAC algorithm, as written in the key URI. */
-export const TOTP_ALGORITHM = "SHA1";
+const TOTP_ALGORITHM = "SHA1";
 /** Size of secrets made by {@link generateTotpSecret}: 160 bits, RFC 4226's recommendation. */
-export const TOTP_SECRET_BYTES = 20;
+const TOTP_SECRET_BYTES = 20;
 
 // RFC 4226 section 4: the shared secret MUST be at least 128 bits.
 const MIN_SECRET_BYTES = 16;

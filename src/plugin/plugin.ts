@@ -32,7 +32,7 @@ export interface ProtoguardPluginOptions {
 }
 
 /** The version written into generated files' headers: the installed protoguard's. */
-export const PLUGIN_VERSION = `v${packageVersion()}`;
+const PLUGIN_VERSION = `v${packageVersion()}`;
 
 /** The plugin, for `runNodeJs` (the executable) and for tests that run it in process. */
 export const protocGenProtoguard = createEcmaScriptPlugin({

@@ -38,7 +38,7 @@ export interface GeneratedRule {
  * PERMISSION_DENIED reason for a principal of the wrong kind. Matches the
  * reason the decision function gives when it checks `principal_kind`.
  */
-export const PRINCIPAL_KIND_REASON = "PRINCIPAL_KIND";
+const PRINCIPAL_KIND_REASON = "PRINCIPAL_KIND";
 
 /** Whether `service` carries any protoguard rule, i.e. whether the generator writes a file for it. */
 export function isAnnotated(service: DescService): boolean {
