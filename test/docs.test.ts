@@ -297,7 +297,7 @@ describe("documentation code blocks", { timeout: 900_000 }, () => {
   });
 
   it("every ts block type-checks against the installed package (strict, NodeNext, exactOptionalPropertyTypes, noUncheckedIndexedAccess)", () => {
-    assert.deepEqual(tscProblems, [], `\n${formatProblems(tscProblems)}`);
+    assert.equal(tscProblems.length, 0, `${tscProblems.length} type errors:\n${formatProblems(tscProblems)}`);
   });
 
   it("every protoguard command in a sh block names a command and flags the CLI has", () => {
@@ -309,6 +309,52 @@ describe("documentation code blocks", { timeout: 900_000 }, () => {
         if (problem !== undefined) wrong.push({ file: block.file, line: command.line, message: problem });
       }
     }
-    assert.deepEqual(wrong, [], `\n${formatProblems(wrong)}`);
+    assert.equal(wrong.length, 0, `${wrong.length} wrong command lines:\n${formatProblems(wrong)}`);
+  });
+});
+
+/** Every directory under `dir` (repository-relative), at most `depth` levels below it; any depth when undefined. */
+async function directories(dir: string, depth?: number): Promise<string[]> {
+  const found: string[] = [dir];
+  if (depth === 0) return found;
+  for (const entry of await readdir(join(REPO, dir), { withFileTypes: true })) {
+    if (entry.isDirectory())
+      found.push(...(await directories(`${dir}/${entry.name}`, depth === undefined ? undefined : depth - 1)));
+  }
+  return found;
+}
+
+/** Every `.ts` file under `dir`, repository-relative. */
+async function tsFiles(dir: string): Promise<string[]> {
+  const entries = await readdir(join(REPO, dir), { withFileTypes: true, recursive: true });
+  return entries.filter((e) => e.isFile() && e.name.endsWith(".ts")).map((e) => join(e.parentPath, e.name));
+}
+
+describe("reference pages that follow the tree", () => {
+  it("docs/configuration.md names every variable loadConfig reads", async () => {
+    const sources = await Promise.all((await tsFiles("src")).map(async (f) => [f, await readFile(f, "utf8")] as const));
+    const config = sources.filter(([, text]) => /export function loadConfig\(/.test(text));
+    assert.equal(config.length, 1, "one module defines loadConfig");
+    const names = new Set(
+      [...config[0]![1].matchAll(/"((?:PROTOGUARD_[A-Z0-9_]+)|DATABASE_URL|PORT)"/g)].map((m) => m[1]!),
+    );
+    assert.ok(names.size > 30, `only ${names.size} variables found in ${config[0]![0]}`);
+    const page = await readFile(join(REPO, "docs", "configuration.md"), "utf8");
+    const missing = [...names].filter((name) => !page.includes(`\`${name}\``));
+    assert.deepEqual(missing, [], `docs/configuration.md does not name ${missing.join(", ")}`);
+  });
+
+  it("CONTRIBUTING.md's layout names every folder", async () => {
+    const layout = await readFile(join(REPO, "CONTRIBUTING.md"), "utf8");
+    const folders = [
+      ...(await directories("src")),
+      ...(
+        await Promise.all(
+          ["test", "bench", "example", "proto", "gen", "scripts", "drizzle"].map((d) => directories(d, 1)),
+        )
+      ).flat(),
+    ];
+    const missing = folders.filter((folder) => !layout.includes(`${folder}/`));
+    assert.deepEqual(missing, [], `CONTRIBUTING.md does not name ${missing.join(", ")}`);
   });
 });
