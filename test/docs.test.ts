@@ -25,7 +25,9 @@ import {
   checkCommand,
   extractBlocks,
   formatProblems,
+  headingAnchors,
   protoguardCommands,
+  relativeLinks,
   usageTable,
   type DocBlock,
   type DocProblem,
@@ -331,6 +333,28 @@ async function tsFiles(dir: string): Promise<string[]> {
 }
 
 describe("reference pages that follow the tree", () => {
+  it("every relative link of README, CONTRIBUTING and docs/ reaches a file, and its #anchor a heading", async () => {
+    const broken: DocProblem[] = [];
+    for (const file of ["CONTRIBUTING.md", ...(await docFiles())]) {
+      const text = await readFile(join(REPO, file), "utf8");
+      for (const { line, target } of relativeLinks(text)) {
+        const [path, anchor] = target.split("#") as [string, string | undefined];
+        const resolved = path === "" ? join(REPO, file) : resolve(dirname(join(REPO, file)), path);
+        let linked: string;
+        try {
+          linked = await readFile(resolved, "utf8");
+        } catch {
+          broken.push({ file, line, message: `${target}: no such file` });
+          continue;
+        }
+        if (anchor !== undefined && resolved.endsWith(".md") && !headingAnchors(linked).has(anchor)) {
+          broken.push({ file, line, message: `${target}: no heading #${anchor}` });
+        }
+      }
+    }
+    assert.equal(broken.length, 0, formatProblems(broken));
+  });
+
   it("docs/configuration.md names every variable loadConfig reads", async () => {
     const sources = await Promise.all((await tsFiles("src")).map(async (f) => [f, await readFile(f, "utf8")] as const));
     const config = sources.filter(([, text]) => /export function loadConfig\(/.test(text));

@@ -242,3 +242,49 @@ export function checkCommand(args: readonly string[], table: readonly UsageEntry
   }
   return undefined;
 }
+
+/** GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens. */
+export function headingAnchor(heading: string): string {
+  return heading
+    .trim()
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N} _-]/gu, "")
+    .replace(/ /g, "-");
+}
+
+/** The anchors of a markdown file's headings (outside code blocks). */
+export function headingAnchors(markdown: string): Set<string> {
+  const anchors = new Set<string>();
+  let fence: string | undefined;
+  for (const line of markdown.split("\n")) {
+    const open = /^\s*(`{3,}|~{3,})/.exec(line);
+    if (open !== null) {
+      if (fence === undefined) fence = open[1];
+      else if (line.trim().startsWith(fence)) fence = undefined;
+      continue;
+    }
+    const heading = fence === undefined ? /^#{1,6}\s+(.*)$/.exec(line) : null;
+    if (heading !== null) anchors.add(headingAnchor(heading[1]!));
+  }
+  return anchors;
+}
+
+/** Relative links of a markdown file outside code blocks: `[text](target)` with its line. */
+export function relativeLinks(markdown: string): { line: number; target: string }[] {
+  const links: { line: number; target: string }[] = [];
+  let fence: string | undefined;
+  markdown.split("\n").forEach((line, i) => {
+    const open = /^\s*(`{3,}|~{3,})/.exec(line);
+    if (open !== null) {
+      if (fence === undefined) fence = open[1];
+      else if (line.trim().startsWith(fence)) fence = undefined;
+      return;
+    }
+    if (fence !== undefined) return;
+    for (const match of line.matchAll(/\]\(([^)\s]+)\)/g)) {
+      const target = match[1]!;
+      if (!/^[a-z][a-z0-9+.-]*:/i.test(target)) links.push({ line: i + 1, target });
+    }
+  });
+  return links;
+}
