@@ -33,6 +33,7 @@ import {
   type DocProblem,
   type UsageEntry,
 } from "./helpers/doc-blocks.js";
+import { installedSpec, packPackage } from "./helpers/package.js";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 /** At most this many blocks may be fragments. */
@@ -57,13 +58,6 @@ async function ok(command: string, args: readonly string[], cwd: string): Promis
   const ran = await run(command, args, cwd);
   assert.equal(ran.code, 0, `${command} ${args.join(" ")} failed:\n${ran.stdout}\n${ran.stderr}`);
   return ran.stdout;
-}
-
-async function versionOf(name: string): Promise<string> {
-  const manifest = JSON.parse(await readFile(join(REPO, "node_modules", name, "package.json"), "utf8")) as {
-    version: string;
-  };
-  return `${name}@${manifest.version}`;
 }
 
 /** README.md and docs/*.md, repository-relative. */
@@ -161,9 +155,8 @@ describe("documentation code blocks", { timeout: 900_000 }, () => {
     work = await mkdtemp(join(tmpdir(), "protoguard-docs-"));
     app = join(work, "app");
     await mkdir(join(app, "src"), { recursive: true });
-    // Packed once for this file (prepack builds dist/), installed into one app.
-    const packed = await ok("npm", ["pack", "--silent", "--pack-destination", work], REPO);
-    const tarball = join(work, packed.trim().split("\n").pop()!);
+    // Packed once for this file (from a copy: prepack builds its own dist/), installed into one app.
+    const tarball = await packPackage(work);
     await writeFile(
       join(app, "package.json"),
       JSON.stringify({ name: "docs-app", version: "1.0.0", private: true, type: "module" }, null, 2),
@@ -171,11 +164,11 @@ describe("documentation code blocks", { timeout: 900_000 }, () => {
     const npmFlags = ["--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error"];
     const peers = await Promise.all(
       ["@bufbuild/protobuf", "@connectrpc/connect", "@connectrpc/connect-node", "@connectrpc/connect-web"].map(
-        versionOf,
+        installedSpec,
       ),
     );
     const tools = await Promise.all(
-      ["@bufbuild/buf", "@bufbuild/protoc-gen-es", "typescript", "@types/node"].map(versionOf),
+      ["@bufbuild/buf", "@bufbuild/protoc-gen-es", "typescript", "@types/node"].map(installedSpec),
     );
     await ok("npm", ["install", ...npmFlags, tarball, ...peers], app);
     await ok("npm", ["install", "-D", ...npmFlags, ...tools], app);
@@ -214,7 +207,8 @@ describe("documentation code blocks", { timeout: 900_000 }, () => {
             : {
                 file: block.file,
                 line: block.line + line,
-                message: `${column}: ${text} (block at line ${block.line})`,
+                column,
+                message: `error ${text} (in the block at line ${block.line}, compiled as ${file})`,
               },
         );
       }
@@ -249,6 +243,7 @@ describe("documentation code blocks", { timeout: 900_000 }, () => {
     assert.equal(selfTscProblems.length, 1, formatProblems(selfTscProblems));
     assert.equal(selfTscProblems[0]!.line, 5);
     assert.match(selfTscProblems[0]!.message, /TS2322/);
+    assert.equal(selfTscProblems[0]!.column, 7);
     assert.match(selfTscProblems[0]!.message, /block at line 3/);
   });
 

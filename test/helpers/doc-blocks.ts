@@ -24,12 +24,16 @@ export interface DocBlock {
 export interface DocProblem {
   readonly file: string;
   readonly line: number;
+  /** 1-based column, when known (tsc diagnostics). */
+  readonly column?: number;
   readonly message: string;
 }
 
-/** Formats problems one per line, `file:line: message`, for an assertion message. */
+/** Formats problems one per line, `file:line[:column]: message`, for an assertion message. */
 export function formatProblems(problems: readonly DocProblem[]): string {
-  return problems.map((p) => `${p.file}:${p.line}: ${p.message}`).join("\n");
+  return problems
+    .map((p) => `${p.file}:${p.line}${p.column === undefined ? "" : `:${p.column}`}: ${p.message}`)
+    .join("\n");
 }
 
 const MARKER = /^<!--\s*(fragment|file)\s*:(.*?)-->\s*$/;
