@@ -7,9 +7,9 @@
  * info to its standard output (a file here), metrics, health, reflection, no
  * CORS; the ceiling is the same listener and handler without the auth layer.
  * Prints a table and the ratios, and writes them to bench/results.json with
- * the machine they ran on; a full run also rewrites README's table.
+ * the machine they ran on; a full run also rewrites the table of docs/performance.md.
  *
- * `npm run bench -- --readme` only rewrites README's table from
+ * `npm run bench -- --readme` only rewrites that table from
  * bench/results.json. `--profile=DIR` makes every server write a V8 CPU
  * profile into DIR when it stops (each worker its own).
  */
@@ -35,7 +35,7 @@ import { createKeyring } from "../src/token/keys.js";
 import { createTokenIssuer } from "../src/token/issuer.js";
 import { BENCH_PASSWORD, forge, seed, uniformMix, zipfMix, type MixCall } from "./fixtures.js";
 import { h2load, hasH2load, nodeLoad, nodeSequence, type LoadResult, type LoadSpec } from "./h2load.js";
-import { rewriteReadme } from "./readme.js";
+import { rewriteBenchTable } from "./readme.js";
 
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
@@ -581,7 +581,7 @@ async function main(): Promise<void> {
     table: lines,
   };
   await writeFile(new URL("./results.json", import.meta.url), `${JSON.stringify(results, null, 2)}\n`);
-  if (!quick && only === undefined) await rewriteReadme();
+  if (!quick && only === undefined) await rewriteBenchTable();
 }
 
 /** The gRPC statuses of a mix run must be the ones it was built with: a wrong answer fails the bench. */
@@ -941,8 +941,8 @@ function report(
 }
 
 if (args.includes("--readme")) {
-  rewriteReadme().then(
-    () => process.stderr.write("bench: README table rewritten from bench/results.json\n"),
+  rewriteBenchTable().then(
+    () => process.stderr.write("bench: docs/performance.md table rewritten from bench/results.json\n"),
     (error: unknown) => {
       process.stderr.write(`bench --readme failed: ${error instanceof Error ? error.message : String(error)}\n`);
       process.exit(1);

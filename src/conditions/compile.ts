@@ -18,7 +18,7 @@ export interface ConditionBindings {
   readonly resource: unknown;
 }
 
-/** A condition ready to run; see {@link compileCondition}. */
+/** A condition ready to run; see `compileCondition`. */
 export interface CompiledCondition {
   /** The expression as written in the rule. */
   readonly expression: string;

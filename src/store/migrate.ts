@@ -28,7 +28,7 @@ const PROTOGUARD_MIGRATIONS_TABLE = "__drizzle_migrations";
 export interface MigrateOptions {
   /**
    * Folder of `drizzle-kit generate` output to apply. Default: protoguard's own migrations
-   * ({@link MIGRATIONS_FOLDER}).
+   * (`MIGRATIONS_FOLDER`).
    */
   migrationsFolder?: string;
   /**
