@@ -114,8 +114,13 @@ export function withTrustedIssuers<V extends AccessVerifier>(
   const cache =
     maxEntries > 0 ? new VerifiedTokenCache<{ dropAfter: number; result: AccessTokenResult }>(maxEntries) : undefined;
   // protoguard's own tokens seen before skip the payload decoding: the common call stays as
-  // cheap as without trusted issuers. Keys are the token strings the local cache holds anyway.
-  const localTokens = new LruMap<string, true>(maxEntries);
+  // cheap as without trusted issuers. Keys are the token strings the local cache holds anyway:
+  // only tokens the local verifier accepted, never what an unauthenticated caller sent.
+  const localTokens = new LruMap<string, true>(Math.max(maxEntries, 1));
+  const rememberLocal = <R extends { ok: boolean }>(token: string, result: R): R => {
+    if (result.ok && maxEntries > 0) localTokens.set(token, true);
+    return result;
+  };
 
   function route(token: string): Route {
     if (localTokens.get(token) === true) return LOCAL;
@@ -127,10 +132,7 @@ export function withTrustedIssuers<V extends AccessVerifier>(
     const iss = Object.hasOwn(payload, "iss") ? payload.iss : undefined;
     const issuer = typeof iss === "string" ? byIssuer.get(iss) : undefined;
     if (issuer !== undefined) return { kind: "trusted", issuer };
-    if (iss === undefined || locals.has(iss) || passUnknown) {
-      localTokens.set(token, true);
-      return LOCAL;
-    }
+    if (iss === undefined || locals.has(iss) || passUnknown) return LOCAL;
     return UNKNOWN;
   }
 
@@ -140,7 +142,10 @@ export function withTrustedIssuers<V extends AccessVerifier>(
     if (hit !== undefined) return hit.result;
     const where = route(token);
     if (where.kind === "unknown") return UNKNOWN_ISSUER;
-    if (where.kind === "local") return local.peek?.(token, expected);
+    if (where.kind === "local") {
+      const known = local.peek?.(token, expected);
+      return known === undefined ? undefined : rememberLocal(token, known);
+    }
     return undefined;
   }
 
@@ -151,7 +156,7 @@ export function withTrustedIssuers<V extends AccessVerifier>(
     if (hit !== undefined) return hit.result;
     const where = route(token);
     if (where.kind === "unknown") return UNKNOWN_ISSUER;
-    if (where.kind === "local") return local.verify(token, expected);
+    if (where.kind === "local") return rememberLocal(token, await local.verify(token, expected));
     try {
       const claims = await verifyExternal(where.issuer, token, now);
       const result: AccessTokenResult = Object.freeze({ ok: true as const, claims });
@@ -174,6 +179,7 @@ export function withTrustedIssuers<V extends AccessVerifier>(
     peek: { value: peek },
     leewaySeconds: { value: leewaySeconds },
     trustedIssuers: { value: Object.freeze([...(local.trustedIssuers ?? []), ...byIssuer.keys()]) },
+    routeCacheSize: { get: () => localTokens.size },
     localIssuers: { value: inner },
   });
   return wrapped;

@@ -104,6 +104,11 @@ export interface FederatedTokenVerifier extends Omit<TokenVerifier, "verify" | "
   peek(token: string, expected: TokenType): AccessVerifyResult | undefined;
   /** The `iss` of every trusted issuer. */
   readonly trustedIssuers: readonly string[];
+  /**
+   * Tokens remembered as protoguard's own, to route them without decoding again: only tokens
+   * that verified, never one an unauthenticated caller merely sent (at most `cacheEntries`).
+   */
+  readonly routeCacheSize?: number;
 }
 
 /** Built by {@link createTokenVerifier}. */
