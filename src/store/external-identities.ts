@@ -3,7 +3,7 @@
  * local user, just-in-time provisioning of such users, and the permissions of the groups a
  * token maps onto. The SQL behind `createIdentityResolver`, and the admin link/unlink.
  */
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { and, eq, inArray, sql, TransactionRollbackError } from "drizzle-orm";
 import type { DrizzleDb } from "./database.js";
 import { StoreError } from "./errors.js";
@@ -29,6 +29,8 @@ export interface ExternalUserInit {
 }
 
 const USERNAME_LENGTH = 150;
+/** Random suffixes tried when every derived username is taken (64 bits each: no second try needed). */
+const RANDOM_USERNAME_TRIES = 3;
 const EMAIL_LENGTH = 254;
 /** Characters outside Django's username alphabet become this. */
 const NOT_USERNAME = /[^\p{L}\p{N}_.@+-]/gu;
@@ -51,8 +53,10 @@ export async function findExternalIdentity(
  * Creates a local user for a subject seen for the first time, and links it, in one
  * transaction. The username is the IdP's username claim (or the subject) with characters
  * outside Django's alphabet replaced by `_`; when that name is taken, by a local account or
- * another issuer's user, a suffix derived from issuer and subject is added: an IdP user is
- * never attached to an existing account by name. The user has no password (login only through
+ * another issuer's user, a suffix derived from issuer and subject is added (10 hex digits, then
+ * 20), and when those are taken too (another IdP user may choose them as their name), a random
+ * one: an IdP user is never attached to an existing account by name, and nobody can make
+ * provisioning fail for good by taking names. The user has no password (login only through
  * the IdP) and its `credentials_changed_at` starts at the epoch, so the token that introduced
  * it, issued before it existed, is not taken for a revoked one. Concurrent first calls (or two
  * instances) end with one user: the losing transaction rolls back and returns the winner's id.
@@ -65,9 +69,19 @@ export async function findExternalIdentity(
  * @throws {StoreError} `IDENTITY_UNLINKED` for a subject that was unlinked or whose user was deleted.
  */
 export async function provisionExternalUser(db: DrizzleDb, init: ExternalUserInit): Promise<number> {
-  const suffix = createHash("sha256").update(`${init.issuer}\n${init.subject}`).digest("hex").slice(0, 10);
+  const hash = createHash("sha256").update(`${init.issuer}\n${init.subject}`).digest("hex");
+  const suffix = hash.slice(0, 10);
   const base = usernameFrom(init.username ?? init.subject) || `user_${suffix}`;
-  const candidates = [base, `${base.slice(0, USERNAME_LENGTH - suffix.length - 1)}_${suffix}`];
+  const suffixed = (tail: string) => `${base.slice(0, USERNAME_LENGTH - tail.length - 1)}_${tail}`;
+  // The name asked for, then names derived from issuer and subject (stable across instances),
+  // then random ones: another IdP user may choose any predictable name as theirs, never all of
+  // these, so provisioning cannot be made to fail for good by someone else's choice of name.
+  const candidates = [
+    base,
+    suffixed(suffix),
+    suffixed(hash.slice(0, 20)),
+    ...Array.from({ length: RANDOM_USERNAME_TRIES }, () => suffixed(randomBytes(8).toString("hex"))),
+  ];
   const email = init.email !== undefined && init.email.length <= EMAIL_LENGTH ? init.email : "";
   const linked = await db
     .transaction(async (tx) => {
