@@ -19,3 +19,8 @@ $$;
 CREATE TRIGGER external_identities_tombstone
   AFTER DELETE ON external_identities
   FOR EACH ROW EXECUTE FUNCTION protoguard_external_identity_tombstone();
+--> statement-breakpoint
+-- A service account authenticates with its own credentials only: links made to one before
+-- `user link` refused them are removed (and so tombstoned, until linked to a person).
+DELETE FROM external_identities
+  WHERE user_id IN (SELECT id FROM users WHERE kind = 'service');
