@@ -3,7 +3,9 @@
 // empty request body (a message of defaults) and a non-empty one, and a token seen for the first
 // time (its checks go asynchronous) or already cached. Real connect-node clients, a real listener;
 // each call has its own deadline on the client side only (an abort, no header), so a hang fails
-// the case instead of stalling the run. And a refused HTTP/1.1 call leaves its kept-alive socket
+// the case instead of stalling the run. Tokens: protoguard's own (first seen for a user not looked up
+// yet, then cached) and an identity provider's (first seen: RS256 through WebCrypto and provisioning,
+// so the verdict waits for I/O even on PGlite). And a refused HTTP/1.1 call leaves its kept-alive socket
 // usable for the next call (item 8). PostgreSQL when DATABASE_URL is set (the h2c hang showed there:
 // its lookups take long enough for END_STREAM to arrive first), else PGlite.
 import assert from "node:assert/strict";
@@ -28,9 +30,11 @@ import { createTestDatabase, type TestDatabase } from "../src/testing/index.js";
 import { describeOr, postgresUrl, skipWithoutOpenssl } from "./helpers/env.js";
 import { guardedRoutes } from "./helpers/guarded-service.js";
 import { TEST_SECRET } from "./helpers/secrets.js";
+import { idpKey, signToken, startJwksServer, type IdpKey, type JwksServer } from "./helpers/idp.js";
 import { selfSignedCertificate } from "./helpers/tls.js";
 
 const CALL_MS = 5_000;
+const IDP = "https://idp.example.com/matrix";
 type Protocol = "connect-proto" | "connect-json" | "grpc" | "grpc-web";
 type Wire = "h1" | "h2c" | "tls";
 
@@ -42,6 +46,9 @@ describeOr(skipWithoutOpenssl, "every body shape on every transport is answered"
   let secure: RunningServer;
   let ca: string;
   let userId: number;
+  let users = 0;
+  let jwks: JwksServer;
+  let idp: IdpKey;
   const sessions: Http2SessionManager[] = [];
 
   before(async () => {
@@ -52,7 +59,11 @@ describeOr(skipWithoutOpenssl, "every body shape on every transport is answered"
     userId = (await createUser(database.db, { username: "matrix" })).id;
     const keyring = await createKeyring([{ alg: "HS256", secret: TEST_SECRET }]);
     issuer = createTokenIssuer({ keyring });
-    const runtime = { database, keyring, verifier: createTokenVerifier({ keyring }) };
+    jwks = await startJwksServer();
+    idp = await idpKey("matrix-idp");
+    jwks.publish("/certs", [idp]);
+    const trustedIssuers = [{ issuer: IDP, jwks_url: `${jwks.origin}/certs`, audience: "api", provision: true }];
+    const runtime = { database, keyring, verifier: createTokenVerifier({ keyring, trustedIssuers }) };
     const common = { routes: guardedRoutes, port: 0, logger: pino({ level: "silent" }), graceMs: 200 };
     plain = await startServer({ runtime, ...common });
     secure = await startServer({ runtime, ...common, tls: { cert, key } });
@@ -62,6 +73,7 @@ describeOr(skipWithoutOpenssl, "every body shape on every transport is answered"
     await plain?.close();
     await secure?.close();
     await database?.close();
+    await jwks?.close();
     await rm(dir, { recursive: true, force: true });
   });
 
@@ -136,9 +148,34 @@ describeOr(skipWithoutOpenssl, "every body shape on every transport is answered"
         const client = createClient(GuardedService, transport(protocol, wire));
         const unanswered: string[] = [];
         for (const text of ["", "x"]) {
-          // A token seen for the first time (its signature, revocation and user lookups are
-          // asynchronous), then the same token again (answered from the caches).
-          const { token } = await issuer.issueAccess(userId);
+          // A token seen for the first time, of a user not looked up yet (its signature,
+          // revocation and user lookups are asynchronous), then the same token again (answered
+          // from the caches).
+          const fresh = await createUser(database.db, { username: `matrix-${++users}` });
+          const { token } = await issuer.issueAccess(fresh.id);
+          // And an identity provider's token, first seen (an RS256 signature checked through
+          // WebCrypto, and a user provisioned: the verdict waits for I/O on any database).
+          const idpName = `idp-${++users}`;
+          const now = Math.floor(Date.now() / 1000);
+          const idpToken = await signToken(idp, {
+            iss: IDP,
+            aud: "api",
+            sub: idpName,
+            preferred_username: idpName,
+            iat: now,
+            exp: now + 300,
+          });
+          try {
+            const reply = await client.authenticatedUnary(
+              { text },
+              { headers: { authorization: `Bearer ${idpToken}` }, signal: AbortSignal.timeout(CALL_MS) },
+            );
+            assert.equal(reply.username, idpName);
+          } catch (error) {
+            unanswered.push(
+              `${text === "" ? "empty" : "non-empty"} body, first-seen IdP token: ${ConnectError.from(error).message}`,
+            );
+          }
           for (const seen of ["first-seen", "cached"]) {
             const label = `${text === "" ? "empty" : "non-empty"} body, ${seen} token`;
             try {
@@ -146,7 +183,7 @@ describeOr(skipWithoutOpenssl, "every body shape on every transport is answered"
                 { text },
                 { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(CALL_MS) },
               );
-              assert.equal(reply.username, "matrix", label);
+              assert.equal(reply.username, fresh.username, label);
               assert.equal(reply.text, text, label);
             } catch (error) {
               unanswered.push(`${label}: ${ConnectError.from(error).message}`);
