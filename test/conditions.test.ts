@@ -319,15 +319,16 @@ describe("conditions, resource loaders, authorize and shadow rules", { timeout: 
     assert.equal((await client.shadowedOwner({ documentId: 1 }, { headers: h.owner })).username, "owner");
     assert.equal((await client.shadowedOwner({ documentId: 1 }, { headers: h.other })).username, "other");
     assert.equal((await client.shadowedOwner({ documentId: 404 }, { headers: h.owner })).username, "owner");
-    // This fixture's authorize fallback is given the resource, so a throwing
-    // loader fails the call here (the fallback could not tell "none" from "failed").
+    // Even with an authorize fallback (this fixture's), a throwing loader that only the
+    // shadow rule reads never fails the call (issue 19 item 9): the fallback is told, and
+    // the shadow rule reports RESOURCE_UNAVAILABLE.
     loaderFailure = new Error("database is down");
     try {
-      await refusal(
-        client.shadowedOwner({ documentId: 1 }, { headers: h.owner }),
-        Code.Unavailable,
-        "RESOURCE_UNAVAILABLE",
-      );
+      const calls = authorizeCalls.length;
+      assert.equal((await client.shadowedOwner({ documentId: 1 }, { headers: h.owner })).username, "owner");
+      const told = authorizeCalls.slice(calls).at(-1);
+      assert.equal(told?.resource, undefined);
+      assert.equal(told?.resourceError, loaderFailure);
       // Without a fallback, only the shadow rule needs the loader: the call goes on.
       const seen: DecisionEvent[] = [];
       const watched = await createTestAuth({
@@ -366,7 +367,7 @@ describe("conditions, resource loaders, authorize and shadow rules", { timeout: 
         ["allow", "allow", ""],
         ["allow", "would_deny", "CONDITION_FAILED"],
         ["allow", "would_deny", "CONDITION_FAILED"],
-        ["unavailable", undefined, ""],
+        ["allow", "would_deny", "RESOURCE_UNAVAILABLE"],
       ],
     );
   });

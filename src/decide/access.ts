@@ -129,8 +129,13 @@ export function createAccessStage(options: AccessStageOptions): AccessStage {
             plan,
             loader,
             conditionReadsResource: loader !== undefined && plan.condition?.readsResource === true,
+            // A loader only the shadow rule reads (the condition in force does not) is the
+            // shadow's: its failure never fails the call, even with a fallback, which is then
+            // given no resource and the failure as `resourceError`.
             verdictNeedsResource:
-              loader !== undefined && (authorize !== undefined || plan.condition?.readsResource === true),
+              loader !== undefined &&
+              (plan.condition?.readsResource === true ||
+                (authorize !== undefined && plan.shadow?.condition?.readsResource !== true)),
           })
         : null;
       plans.set(plan.method, access);
@@ -200,7 +205,12 @@ export function createAccessStage(options: AccessStageOptions): AccessStage {
     const enforced = condition(plan, plan.condition, allowed, bindings);
     if (enforced !== undefined) return { verdict: enforced };
     if (authorize !== undefined) {
-      const verdict = await fallback(authorize, plan, allowed, { ...call, request, resource: resource ?? undefined });
+      const verdict = await fallback(authorize, plan, allowed, {
+        ...call,
+        request,
+        resource: resource ?? undefined,
+        ...(resourceFailure?.reason === "RESOURCE_UNAVAILABLE" && { resourceError: resourceFailure.cause }),
+      });
       if (verdict !== undefined) return { verdict };
     }
     return withShadow(plan, allowed, bindings, resourceFailure);

@@ -27,8 +27,10 @@ export interface AccessCall {
  * when there is none: a call whose condition reads `resource` is then
  * refused like one whose condition is false (an `authorize` fallback is
  * given `undefined`). Throwing fails the call UNAVAILABLE
- * `RESOURCE_UNAVAILABLE` when its condition or a fallback needs the
- * resource; when only the shadow rule does, the shadow rule reports it.
+ * `RESOURCE_UNAVAILABLE` when its condition (or, for a loader the shadow
+ * rule does not read, a fallback) needs the resource; when only the shadow
+ * rule's condition reads it, the call goes on (a fallback is given
+ * `resourceError`) and the shadow rule reports it.
  * Objects become CEL maps (`resource.user_id`), numbers doubles, which CEL
  * compares equal to ints of the same value.
  */
@@ -59,6 +61,12 @@ export interface AuthorizeCall extends AccessCall {
   readonly request: Message | undefined;
   /** What the method's resource loader returned; undefined without a loader. */
   readonly resource: unknown;
+  /**
+   * Set when the method's loader threw and the call went on anyway: a loader only the shadow
+   * rule reads (the condition in force does not), whose failure never changes the outcome.
+   * `resource` is then undefined; a fallback that needs the resource should refuse or throw.
+   */
+  readonly resourceError?: unknown;
 }
 
 /** The answer of an `authorize` fallback: allow, or deny with the message the caller sees. */

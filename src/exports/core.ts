@@ -94,7 +94,7 @@ export { MAX_USER_ID } from "../user-id.js";
 export { parseTrustedIssuers } from "../identity/trusted-issuers.js";
 export type { ClaimPath, ClaimPathInit } from "../identity/claim-path.js";
 export { withTrustedIssuers } from "../identity/external-verifier.js";
-export type { AccessVerifier, TrustedIssuerOptions } from "../identity/external-verifier.js";
+export type { AccessVerifier, TrustedIssuerOptions, TrustedIssuerRouting } from "../identity/external-verifier.js";
 export { createGatewayReader } from "../identity/gateway.js";
 export type { GatewayReader } from "../identity/gateway.js";
 

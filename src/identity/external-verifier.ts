@@ -31,6 +31,19 @@ export interface AccessVerifier {
   readonly trustedIssuers?: readonly string[];
 }
 
+/** What {@link withTrustedIssuers} adds to the verifier it wraps. */
+export interface TrustedIssuerRouting {
+  /** The `iss` of every trusted issuer (and of those a verifier wrapped before trusts). */
+  readonly trustedIssuers: readonly string[];
+  /** What the wrapped verifier judges itself, passed on for a further wrap. */
+  readonly localIssuers: readonly string[] | "any";
+  /**
+   * Tokens remembered as protoguard's own, to route them without decoding again: only tokens
+   * that verified, never one an unauthenticated caller merely sent (at most `cacheEntries`).
+   */
+  readonly routeCacheSize: number;
+}
+
 /** Options of {@link withTrustedIssuers}. */
 export interface TrustedIssuerOptions {
   /** Verified external tokens kept (by token string). Default 10000; 0 disables. */
@@ -89,7 +102,7 @@ export function withTrustedIssuers<V extends AccessVerifier>(
   local: V,
   issuers: readonly TrustedIssuerInit[] | readonly TrustedIssuer[],
   options: TrustedIssuerOptions = {},
-): V & { readonly trustedIssuers: readonly string[]; readonly localIssuers: readonly string[] | "any" } {
+): V & TrustedIssuerRouting {
   const configs = resolveTrustedIssuers(issuers);
   const byIssuer = new Map<string, IssuerState>();
   for (const config of configs) {
@@ -114,8 +127,13 @@ export function withTrustedIssuers<V extends AccessVerifier>(
   const cache =
     maxEntries > 0 ? new VerifiedTokenCache<{ dropAfter: number; result: AccessTokenResult }>(maxEntries) : undefined;
   // protoguard's own tokens seen before skip the payload decoding: the common call stays as
-  // cheap as without trusted issuers. Keys are the token strings the local cache holds anyway.
-  const localTokens = new LruMap<string, true>(maxEntries);
+  // cheap as without trusted issuers. Keys are the token strings the local cache holds anyway:
+  // only tokens the local verifier accepted, never what an unauthenticated caller sent.
+  const localTokens = new LruMap<string, true>(Math.max(maxEntries, 1));
+  const rememberLocal = <R extends { ok: boolean }>(token: string, result: R): R => {
+    if (result.ok && maxEntries > 0) localTokens.set(token, true);
+    return result;
+  };
 
   function route(token: string): Route {
     if (localTokens.get(token) === true) return LOCAL;
@@ -127,10 +145,7 @@ export function withTrustedIssuers<V extends AccessVerifier>(
     const iss = Object.hasOwn(payload, "iss") ? payload.iss : undefined;
     const issuer = typeof iss === "string" ? byIssuer.get(iss) : undefined;
     if (issuer !== undefined) return { kind: "trusted", issuer };
-    if (iss === undefined || locals.has(iss) || passUnknown) {
-      localTokens.set(token, true);
-      return LOCAL;
-    }
+    if (iss === undefined || locals.has(iss) || passUnknown) return LOCAL;
     return UNKNOWN;
   }
 
@@ -140,7 +155,10 @@ export function withTrustedIssuers<V extends AccessVerifier>(
     if (hit !== undefined) return hit.result;
     const where = route(token);
     if (where.kind === "unknown") return UNKNOWN_ISSUER;
-    if (where.kind === "local") return local.peek?.(token, expected);
+    if (where.kind === "local") {
+      const known = local.peek?.(token, expected);
+      return known === undefined ? undefined : rememberLocal(token, known);
+    }
     return undefined;
   }
 
@@ -151,7 +169,7 @@ export function withTrustedIssuers<V extends AccessVerifier>(
     if (hit !== undefined) return hit.result;
     const where = route(token);
     if (where.kind === "unknown") return UNKNOWN_ISSUER;
-    if (where.kind === "local") return local.verify(token, expected);
+    if (where.kind === "local") return rememberLocal(token, await local.verify(token, expected));
     try {
       const claims = await verifyExternal(where.issuer, token, now);
       const result: AccessTokenResult = Object.freeze({ ok: true as const, claims });
@@ -165,15 +183,13 @@ export function withTrustedIssuers<V extends AccessVerifier>(
   // Open streams are re-checked at exp plus this: the largest skew any issuer is granted.
   const leewaySeconds = Math.max(local.leewaySeconds ?? 0, ...configs.map((c) => c.leewaySeconds));
   // A new object over `local`, so every other member (cacheSize, refresh verification) stays its.
-  const wrapped = Object.create(local) as V & {
-    trustedIssuers: readonly string[];
-    localIssuers: readonly string[] | "any";
-  };
+  const wrapped = Object.create(local) as V & TrustedIssuerRouting;
   Object.defineProperties(wrapped, {
     verify: { value: verify },
     peek: { value: peek },
     leewaySeconds: { value: leewaySeconds },
     trustedIssuers: { value: Object.freeze([...(local.trustedIssuers ?? []), ...byIssuer.keys()]) },
+    routeCacheSize: { get: () => localTokens.size },
     localIssuers: { value: inner },
   });
   return wrapped;

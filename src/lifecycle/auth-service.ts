@@ -56,7 +56,8 @@ export interface AuthServiceOptions {
    * Per-client admission of Login attempts, checked before anything is
    * written or hashed: each client address (IPv6: each /64) has a budget of
    * `burst` attempts, regained at `perMinute`; a successful login gives its
-   * attempt back. A client without budget gets RESOURCE_EXHAUSTED
+   * attempt back (a successful ServiceToken exchange does not: a leaked client secret is
+   * throttled like a guessed one). A client without budget gets RESOURCE_EXHAUSTED
    * `LOGIN_THROTTLED` at once. The address is the call's `peerAddressKey`
    * context value, which `startServer` sets (from the socket, or from a
    * trusted proxy's forwarded header); calls without one (the in-memory

@@ -15,7 +15,8 @@ export interface LoginAdmissionOptions {
   burst?: number;
   /**
    * Attempts per minute a client regains, up to `burst`. A successful login also gives its
-   * attempt back, so only failures wear a budget down. Default 30.
+   * attempt back, so only failed logins wear a budget down (ServiceToken exchanges, which share
+   * the budget, are never given back). Default 30.
    */
   perMinute?: number;
   /**

@@ -11,7 +11,7 @@ import { authError } from "../connect/errors.js";
 import { UNKNOWN_PEER } from "../connect/peer.js";
 import { addressKey } from "../util/ip-address.js";
 import type { Database } from "../store/database.js";
-import { findServiceCredentials } from "../store/service-accounts.js";
+import { findServiceCredentials, issueWhileServiceSecretHolds } from "../store/service-accounts.js";
 import type { IssuedToken, TokenIssuer } from "../token/issuer.js";
 import { DEFAULT_LOGIN_ADMISSION, type LoginAdmission } from "./login-admission.js";
 import { MAX_PASSWORD_BYTES, type PasswordHasher, type PasswordWorkOptions } from "./passwords.js";
@@ -87,7 +87,11 @@ function invalidClient(why: string): ConnectError {
  *    and a lockout would only let anyone who knows a client id lock the
  *    service out.
  * 5. An inactive account is refused after the hash, like a wrong secret.
- *    A success gives the attempt back to the client address.
+ * 6. The secret's hash is checked again when the token is signed, under a
+ *    row lock a rotation waits for: an exchange that read the hash before a
+ *    rotation without grace and verified after it is refused, never issued
+ *    a token newer than the rotation. A success does not give its attempt
+ *    back: a leaked secret is throttled like a guessed one.
  */
 export function createServiceTokenExchange(deps: ServiceTokenDependencies) {
   const { issuer, passwordHasher, admission, ttlSeconds, now } = deps;
@@ -114,19 +118,25 @@ export function createServiceTokenExchange(deps: ServiceTokenDependencies) {
       await passwordHasher.dummyVerify(clientSecret, work);
       throw invalidClient("unknown client id");
     }
-    let ok = (await passwordHasher.verify(clientSecret, account.secretHash, work)).ok;
-    if (
-      !ok &&
+    let matched: string | undefined;
+    if ((await passwordHasher.verify(clientSecret, account.secretHash, work)).ok) matched = account.secretHash;
+    else if (
       account.previousSecretHash !== null &&
       account.previousSecretExpiresAt !== null &&
-      account.previousSecretExpiresAt.getTime() > now()
+      account.previousSecretExpiresAt.getTime() > now() &&
+      (await passwordHasher.verify(clientSecret, account.previousSecretHash, work)).ok
     ) {
-      ok = (await passwordHasher.verify(clientSecret, account.previousSecretHash, work)).ok;
+      matched = account.previousSecretHash;
     }
-    if (!ok) throw invalidClient("wrong client secret");
+    if (matched === undefined) throw invalidClient("wrong client secret");
     if (!account.isActive) throw invalidClient("inactive service account");
-    const token = await issuer.issueAccess(account.userId, undefined, ttlSeconds);
-    if (client !== undefined) admission!.giveBack(client, now());
+    // The hash was read before the hasher's queue: re-checked, and the token signed, under a
+    // lock that a rotation committing meanwhile waits for.
+    const token = await issueWhileServiceSecretHolds(db, account.userId, matched, new Date(now()), () =>
+      issuer.issueAccess(account.userId, undefined, ttlSeconds),
+    );
+    if (token === undefined) throw invalidClient("secret rotated or account deactivated during the exchange");
+    // No attempt is given back on success: a leaked secret is throttled like a guessed one.
     return token;
   };
 }

@@ -2,6 +2,7 @@ import type { IdentityResolution, IdentityResolver } from "../decide/decide.js";
 import type { ExternalSubject } from "../claims.js";
 import type { Principal } from "../principal.js";
 import type { Database } from "../store/database.js";
+import { StoreError } from "../store/errors.js";
 import { findExternalIdentity, loadGroupPermissions, provisionExternalUser } from "../store/external-identities.js";
 import {
   subscribeInvalidations,
@@ -107,12 +108,18 @@ export async function createIdentityResolver(options: IdentityResolverOptions): 
     let userId = links.fresh(key) ?? (await findExternalIdentity(database.db, subject.issuer, subject.subject));
     if (userId === undefined) {
       if (!subject.provision) return { status: "not_linked" };
-      userId = await provisionExternalUser(database.db, {
-        issuer: subject.issuer,
-        subject: subject.subject,
-        ...(subject.username !== undefined && { username: subject.username }),
-        ...(subject.email !== undefined && { email: subject.email }),
-      });
+      try {
+        userId = await provisionExternalUser(database.db, {
+          issuer: subject.issuer,
+          subject: subject.subject,
+          ...(subject.username !== undefined && { username: subject.username }),
+          ...(subject.email !== undefined && { email: subject.email }),
+        });
+      } catch (error) {
+        // Unlinked, or its user deleted: that stays final until an admin links it again.
+        if (error instanceof StoreError && error.code === "IDENTITY_UNLINKED") return { status: "not_linked" };
+        throw error;
+      }
     }
     const missing = subject.groups.filter((name) => groupGrants.fresh(name) === undefined);
     const loaded = await loadGroupPermissions(database.db, missing);

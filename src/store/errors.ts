@@ -15,6 +15,11 @@ export type StoreErrorCode =
   | "DUPLICATE_IDENTITY"
   /** An external identity (issuer, subject) is already linked to a user. */
   | "DUPLICATE_LINK"
+  /**
+   * An external identity (issuer, subject) was unlinked, or its user deleted: it is not
+   * provisioned again until an admin links it.
+   */
+  | "IDENTITY_UNLINKED"
   /** Another process (or this one) has the embedded data directory open. */
   | "DATA_DIR_LOCKED"
   /** The embedded data directory holds two databases, from two older layouts. */

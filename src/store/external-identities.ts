@@ -3,11 +3,19 @@
  * local user, just-in-time provisioning of such users, and the permissions of the groups a
  * token maps onto. The SQL behind `createIdentityResolver`, and the admin link/unlink.
  */
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { and, eq, inArray, sql, TransactionRollbackError } from "drizzle-orm";
 import type { DrizzleDb } from "./database.js";
 import { StoreError } from "./errors.js";
-import { externalIdentities, groupPermissions, groups, permissions, users } from "./schema.js";
+import {
+  externalIdentities,
+  externalIdentityTombstones,
+  groupPermissions,
+  groups,
+  permissions,
+  users,
+} from "./schema.js";
+import { serviceAccountRefused } from "./service-accounts.js";
 import { normalizeUsername } from "./users.js";
 
 /** What {@link provisionExternalUser} needs to know about the new user. */
@@ -21,6 +29,8 @@ export interface ExternalUserInit {
 }
 
 const USERNAME_LENGTH = 150;
+/** Random suffixes tried when every derived username is taken (64 bits each: no second try needed). */
+const RANDOM_USERNAME_TRIES = 3;
 const EMAIL_LENGTH = 254;
 /** Characters outside Django's username alphabet become this. */
 const NOT_USERNAME = /[^\p{L}\p{N}_.@+-]/gu;
@@ -43,21 +53,51 @@ export async function findExternalIdentity(
  * Creates a local user for a subject seen for the first time, and links it, in one
  * transaction. The username is the IdP's username claim (or the subject) with characters
  * outside Django's alphabet replaced by `_`; when that name is taken, by a local account or
- * another issuer's user, a suffix derived from issuer and subject is added: an IdP user is
- * never attached to an existing account by name. The user has no password (login only through
+ * another issuer's user, a suffix derived from issuer and subject is added (10 hex digits, then
+ * 20), and when those are taken too (another IdP user may choose them as their name), a random
+ * one: an IdP user is never attached to an existing account by name, and nobody can make
+ * provisioning fail for good by taking names. The user has no password (login only through
  * the IdP) and its `credentials_changed_at` starts at the epoch, so the token that introduced
  * it, issued before it existed, is not taken for a revoked one. Concurrent first calls (or two
  * instances) end with one user: the losing transaction rolls back and returns the winner's id.
  *
+ * A subject that was linked once and lost its link (unlinked, or its user deleted: see
+ * `external_identity_tombstones`) is never provisioned again: only an admin's
+ * {@link linkExternalIdentity} lets it in.
+ *
  * @returns the linked user's id.
+ * @throws {StoreError} `IDENTITY_UNLINKED` for a subject that was unlinked or whose user was deleted.
  */
 export async function provisionExternalUser(db: DrizzleDb, init: ExternalUserInit): Promise<number> {
-  const suffix = createHash("sha256").update(`${init.issuer}\n${init.subject}`).digest("hex").slice(0, 10);
+  const hash = createHash("sha256").update(`${init.issuer}\n${init.subject}`).digest("hex");
+  const suffix = hash.slice(0, 10);
   const base = usernameFrom(init.username ?? init.subject) || `user_${suffix}`;
-  const candidates = [base, `${base.slice(0, USERNAME_LENGTH - suffix.length - 1)}_${suffix}`];
+  const suffixed = (tail: string) => `${base.slice(0, USERNAME_LENGTH - tail.length - 1)}_${tail}`;
+  // The name asked for, then names derived from issuer and subject (stable across instances),
+  // then random ones: another IdP user may choose any predictable name as theirs, never all of
+  // these, so provisioning cannot be made to fail for good by someone else's choice of name.
+  const candidates = [
+    base,
+    suffixed(suffix),
+    suffixed(hash.slice(0, 20)),
+    ...Array.from({ length: RANDOM_USERNAME_TRIES }, () => suffixed(randomBytes(8).toString("hex"))),
+  ];
   const email = init.email !== undefined && init.email.length <= EMAIL_LENGTH ? init.email : "";
   const linked = await db
     .transaction(async (tx) => {
+      const [tombstone] = await tx
+        .select({ removedAt: externalIdentityTombstones.removedAt })
+        .from(externalIdentityTombstones)
+        .where(
+          and(eq(externalIdentityTombstones.issuer, init.issuer), eq(externalIdentityTombstones.subject, init.subject)),
+        )
+        .limit(1);
+      if (tombstone !== undefined) {
+        throw new StoreError(
+          "IDENTITY_UNLINKED",
+          `${init.issuer} subject ${init.subject} was unlinked; an admin must link it`,
+        );
+      }
       let userId: number | undefined;
       for (const username of candidates) {
         const [row] = await tx
@@ -94,9 +134,12 @@ export async function provisionExternalUser(db: DrizzleDb, init: ExternalUserIni
 
 /**
  * Links `(issuer, subject)` to the existing user `username` (for issuers without
- * provisioning, or to attach an IdP account to a local one).
+ * provisioning, to attach an IdP account to a local one, or to let back a subject that was
+ * unlinked or whose user was deleted: this removes its tombstone). Service accounts are
+ * refused: they authenticate with their own credentials only.
  *
- * @throws {StoreError} `USER_NOT_FOUND`; `DUPLICATE_LINK` when the subject is already linked.
+ * @throws {StoreError} `USER_NOT_FOUND`; `INVALID_INPUT` for a service account;
+ *   `DUPLICATE_LINK` when the subject is already linked.
  */
 export async function linkExternalIdentity(
   db: DrizzleDb,
@@ -107,21 +150,32 @@ export async function linkExternalIdentity(
   if (issuer.length === 0 || issuer.length > 512 || subject.length === 0 || subject.length > 255) {
     throw new StoreError("INVALID_INPUT", "issuer must be 1-512 and subject 1-255 characters");
   }
-  const [user] = await db
-    .select({ id: users.id })
-    .from(users)
-    .where(eq(users.username, normalizeUsername(username)))
-    .limit(1);
-  if (user === undefined) throw new StoreError("USER_NOT_FOUND", `no user "${username}"`);
-  const [row] = await db
-    .insert(externalIdentities)
-    .values({ issuer, subject, userId: user.id })
-    .onConflictDoNothing()
-    .returning({ userId: externalIdentities.userId });
-  if (row === undefined) throw new StoreError("DUPLICATE_LINK", `${issuer} subject ${subject} is already linked`);
+  await db.transaction(async (tx) => {
+    const [user] = await tx
+      .select({ id: users.id, kind: users.kind })
+      .from(users)
+      .where(eq(users.username, normalizeUsername(username)))
+      .limit(1);
+    if (user === undefined) throw new StoreError("USER_NOT_FOUND", `no user "${username}"`);
+    if (user.kind === "service") throw serviceAccountRefused(username);
+    const [row] = await tx
+      .insert(externalIdentities)
+      .values({ issuer, subject, userId: user.id })
+      .onConflictDoNothing()
+      .returning({ userId: externalIdentities.userId });
+    if (row === undefined) throw new StoreError("DUPLICATE_LINK", `${issuer} subject ${subject} is already linked`);
+    await tx
+      .delete(externalIdentityTombstones)
+      .where(and(eq(externalIdentityTombstones.issuer, issuer), eq(externalIdentityTombstones.subject, subject)));
+  });
 }
 
-/** Removes the link of `(issuer, subject)`; the local user stays. @returns whether a link was removed. */
+/**
+ * Removes the link of `(issuer, subject)`; the local user stays. The subject is tombstoned (by
+ * the database): provisioning will not bring it back until it is linked again.
+ *
+ * @returns whether a link was removed.
+ */
 export async function unlinkExternalIdentity(db: DrizzleDb, issuer: string, subject: string): Promise<boolean> {
   const rows = await db
     .delete(externalIdentities)

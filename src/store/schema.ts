@@ -217,6 +217,23 @@ export const externalIdentities = pgTable(
 );
 
 /**
+ * External identities that were linked once and are no more: a row is left
+ * here (by a trigger on `external_identities`, whoever deletes the link:
+ * `user unlink`, `user delete`, a cascade from Django's admin, psql) so that
+ * provisioning never brings the subject back as a fresh user. Linking the
+ * subject again (`protoguard user link`) removes the row.
+ */
+export const externalIdentityTombstones = pgTable(
+  "external_identity_tombstones",
+  {
+    issuer: varchar("issuer", { length: 512 }).notNull(),
+    subject: varchar("subject", { length: 255 }).notNull(),
+    removedAt: timestamp("removed_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.issuer, t.subject] })],
+);
+
+/**
  * Login throttling state per normalized username. Deliberately not a foreign
  * key: unknown usernames are throttled too, so probing cannot tell which
  * accounts exist.
@@ -262,6 +279,8 @@ export type NewServiceAccount = typeof serviceAccounts.$inferInsert;
 export type ExternalIdentity = typeof externalIdentities.$inferSelect;
 /** A row of `external_identities` as written. */
 export type NewExternalIdentity = typeof externalIdentities.$inferInsert;
+/** A row of `external_identity_tombstones` as read. */
+export type ExternalIdentityTombstone = typeof externalIdentityTombstones.$inferSelect;
 /** A row of `login_attempts` as read. */
 export type LoginAttempt = typeof loginAttempts.$inferSelect;
 /** A row of `login_attempts` as written. */

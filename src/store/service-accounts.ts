@@ -185,6 +185,48 @@ export async function findServiceCredentials(db: DrizzleDb, clientId: string): P
 }
 
 /**
+ * Runs `issue` (the signing of a token) only if `secretHash`, the hash a client secret was
+ * just verified against, still admits the service account `userId` at `at` (it is the current
+ * hash, or the previous one while its grace period runs) and the account is still active: the
+ * re-check at the point of issuing, as Login's conditional update. The account's rows stay
+ * locked (`FOR SHARE`) until `issue` returns, so a rotation or deactivation committing
+ * meanwhile waits for it, and {@link rotateServiceSecret} stamps its change after that: a token
+ * minted from a secret is never newer than the rotation that removed the secret.
+ *
+ * @returns what `issue` returned, or undefined when the secret was rotated away (or the
+ *   account deactivated or deleted) since it was read.
+ */
+export async function issueWhileServiceSecretHolds<T>(
+  db: DrizzleDb,
+  userId: number,
+  secretHash: string,
+  at: Date,
+  issue: () => Promise<T>,
+): Promise<T | undefined> {
+  return db.transaction(async (tx) => {
+    const [row] = await tx
+      .select({
+        isActive: users.isActive,
+        secretHash: serviceAccounts.secretHash,
+        previousSecretHash: serviceAccounts.previousSecretHash,
+        previousSecretExpiresAt: serviceAccounts.previousSecretExpiresAt,
+      })
+      .from(serviceAccounts)
+      .innerJoin(users, and(eq(users.id, serviceAccounts.userId), eq(users.kind, "service")))
+      .where(eq(serviceAccounts.userId, userId))
+      .limit(1)
+      .for("share");
+    if (row === undefined || !row.isActive) return undefined;
+    const holds =
+      row.secretHash === secretHash ||
+      (row.previousSecretHash === secretHash &&
+        row.previousSecretExpiresAt !== null &&
+        row.previousSecretExpiresAt.getTime() > at.getTime());
+    return holds ? issue() : undefined;
+  });
+}
+
+/**
  * The active service account mapped to one of `identities` (canonical TLS
  * identities, most specific first), or undefined. The first identity that
  * matches wins, so a SPIFFE ID is preferred to a subject.
@@ -212,6 +254,12 @@ export async function findServiceByTlsIdentity(
  * already issued stay valid; with 0 the old secret stops at once and so do
  * the tokens issued with it (`credentials_changed_at` is bumped).
  *
+ * The account's row is locked first, so an exchange issuing a token from the old secret at that
+ * moment (see {@link issueWhileServiceSecretHolds}) finishes before; without `rotatedAt`, the
+ * change is stamped after that, a millisecond past any token it issued, so that token is
+ * revoked too.
+ *
+ * @param rotatedAt when the rotation happens. Default: once the row is locked.
  * @throws {StoreError} `SERVICE_NOT_FOUND`, `INVALID_INPUT` for a negative grace.
  */
 export async function rotateServiceSecret(
@@ -219,13 +267,20 @@ export async function rotateServiceSecret(
   name: string,
   secretHash: string,
   graceSeconds: number,
-  at: Date = new Date(),
+  rotatedAt?: Date,
 ): Promise<ServiceAccountInfo> {
   if (!Number.isSafeInteger(graceSeconds) || graceSeconds < 0) {
     throw new StoreError("INVALID_INPUT", "the grace period must be a whole number of seconds, 0 or more");
   }
   const id = await db.transaction(async (tx) => {
     const userId = await requireServiceId(tx, name);
+    await tx
+      .select({ userId: serviceAccounts.userId })
+      .from(serviceAccounts)
+      .where(eq(serviceAccounts.userId, userId))
+      .for("update");
+    // A token's iat keeps milliseconds and counts as revoked only when strictly older.
+    const at = rotatedAt ?? new Date(Date.now() + 1);
     await tx
       .update(serviceAccounts)
       .set(

@@ -35,6 +35,13 @@ export interface RemoteJwksOptions {
    * kids cannot make us hammer the JWKS endpoint. Default 30000.
    */
   cooldownDuration?: number;
+  /**
+   * After a fetch that failed (an HTTP error, a reset connection, a timeout, a document that is
+   * no JWKS), calls fail closed (`KEYS_UNAVAILABLE`) without a new fetch for this many ms:
+   * tokens cannot make us hammer a JWKS endpoint that is down. Default 5000, or
+   * `cooldownDuration` when that is shorter.
+   */
+  failureCooldownDuration?: number;
   /** HTTP timeout in ms. Default 5000. */
   timeoutDuration?: number;
   /** Accepted algorithms, explicit so nothing is inferred from the token. Default `["RS256", "ES256"]`. */
@@ -75,15 +82,30 @@ export function createRemoteKeySource(url: string | URL, options: RemoteJwksOpti
     ...(options.cooldownDuration === undefined ? {} : { cooldownDuration: options.cooldownDuration }),
     ...(options.timeoutDuration === undefined ? {} : { timeoutDuration: options.timeoutDuration }),
   });
+  const failureCooldown = Math.max(
+    0,
+    options.failureCooldownDuration ?? Math.min(5_000, options.cooldownDuration ?? 30_000),
+  );
+  // When the last fetch failed, and why: calls until the cool-down ends get that failure.
+  let failed: { at: number; cause: unknown } | undefined;
+  const coolingAfterFailure = () => failed !== undefined && Date.now() - failed.at < failureCooldown;
   return {
     algorithms,
     get mayFetch() {
+      if (coolingAfterFailure()) return false;
       // Stale cache, or fresh but past the cooldown (an unknown kid would re-fetch).
       return !remote.fresh || !remote.coolingDown;
     },
     async resolve(header, token) {
+      if (coolingAfterFailure()) {
+        throw new TokenRejectedError("KEYS_UNAVAILABLE", "the JWKS could not be fetched or used", {
+          cause: failed!.cause,
+        });
+      }
       try {
-        return await remote(header, token);
+        const key = await remote(header, token);
+        failed = undefined;
+        return key;
       } catch (cause) {
         if (cause instanceof errors.JWKSNoMatchingKey) {
           throw new TokenRejectedError("KID_UNKNOWN", "no published key matches the token", { cause });
@@ -91,6 +113,8 @@ export function createRemoteKeySource(url: string | URL, options: RemoteJwksOpti
         if (cause instanceof errors.JWKSMultipleMatchingKeys) {
           throw new TokenRejectedError("KID_REQUIRED", "several published keys match the token", { cause });
         }
+        // jose keeps no trace of a failed fetch and would fetch again on the next call.
+        failed = { at: Date.now(), cause };
         throw new TokenRejectedError("KEYS_UNAVAILABLE", "the JWKS could not be fetched or used", { cause });
       }
     },

@@ -24,7 +24,9 @@ export function refuse(req: NodeRequest, res: NodeResponse, answer: Answer, disc
   const h1 = res as ServerResponse;
   const length = Number(req.headers["content-length"] ?? Number.NaN);
   const discardable = Number.isFinite(length) && length <= discard.maxDiscardBytes;
-  h1.writeHead(answer.status, answer.headers);
+  // A connection that will not be kept says so: answered keep-alive and then half-closed, a
+  // client's next call on it fails ("socket hang up").
+  h1.writeHead(answer.status, discardable ? answer.headers : { ...answer.headers, connection: "close" });
   h1.end(answer.body);
   // Node reads and drops a small unread body to keep the connection; a
   // large or unbounded one is not worth receiving.
@@ -38,7 +40,9 @@ export function refuse(req: NodeRequest, res: NodeResponse, answer: Answer, disc
  * the socket is destroyed when the client closes too, after `lingerMs`, or
  * after `maxLingerBytes`, whichever comes first. (A `connection: close`
  * header would make Node destroy the socket as soon as the answer is
- * flushed, unread body and all, which resets the connection.)
+ * flushed, unread body and all, which resets the connection; so the answer
+ * says `connection: close`, and Node's destroy-once-flushed is taken back,
+ * the lingering read ending the socket instead.)
  */
 function lingeringClose(req: NodeRequest, res: ServerResponse, discard: DiscardLimits): void {
   const socket = req.socket;
@@ -46,6 +50,9 @@ function lingeringClose(req: NodeRequest, res: ServerResponse, discard: DiscardL
   // to drop it and armed the keep-alive timer.
   res.once("finish", () => {
     if (socket.destroyed) return;
+    // Node's finish handler, for a `connection: close` answer, ended the socket and set it
+    // to be destroyed once flushed (socket.destroySoon): the lingering read below does that.
+    socket.removeListener("finish", socket.destroy);
     socket.end();
     let dropped = 0;
     const onData = (chunk: Buffer | string): void => {

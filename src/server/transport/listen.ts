@@ -252,7 +252,14 @@ function createHttp2Server(
         stream,
         headers,
         () => {
+          // The client reset the stream while its verdict was awaited: nobody to answer.
+          if (stream.destroyed) return;
           const req = new http2.Http2ServerRequest(stream, headers, {}, rawHeaders);
+          // Node's own 'stream' handler builds the request at once. Built later (after an
+          // asynchronous verdict), it misses the stream's 'end' when the body was empty and
+          // END_STREAM has already been read: it would wait for a body that never comes.
+          // An ended stream has no unread data left, so the request ends too.
+          if (stream.readableEnded) req.push(null);
           handler(req, new http2.Http2ServerResponse(stream));
         },
         rawHeaders,
