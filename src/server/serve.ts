@@ -15,7 +15,7 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
-import { createAuth, type Auth } from "../connect/auth.js";
+import { createAuth, type Auth, type AuthOptions } from "../connect/auth.js";
 import { createCertificatePrincipalSource, type CachedCertificatePrincipalSource } from "../principals/certificates.js";
 import type { AuthorizeFallback, ResourceLoaders } from "../conditions/code.js";
 import { peerContextValues, type ClientAddressOptions } from "../connect/peer.js";
@@ -299,17 +299,8 @@ async function startOne(options: StartServerOptions, prepared: Prepared): Promis
   });
   try {
     const auth = createAuth({
-      policy,
-      services,
-      verifier: runtime.verifier,
-      principals,
-      identities,
+      ...serverAuthOptions(options, { policy, services, principals, identities, certificates }),
       onDecision: observability.onDecision,
-      ...(certificates !== undefined && { certificates }),
-      ...(options.resources !== undefined && { resources: options.resources }),
-      ...(options.authorize !== undefined && { authorize: options.authorize }),
-      ...(options.trustedIssuers !== undefined && { trustedIssuers: options.trustedIssuers }),
-      ...(options.gateway !== undefined && { gateway: options.gateway }),
     });
     const { verifier } = runtime;
     registerCacheMetrics(observability.registry, {
@@ -373,6 +364,36 @@ async function startOne(options: StartServerOptions, prepared: Prepared): Promis
   }
 }
 
+/**
+ * The `createAuth` options a server builds from its own: one place, so the
+ * primary of a server with workers and every worker (or the one process)
+ * wire the same parts — the verifier with its trusted issuers, the identity
+ * resolver they need, gateway mode, client certificates, loaders, fallback.
+ */
+function serverAuthOptions(
+  options: StartServerOptions,
+  parts: {
+    policy: AuthPolicy;
+    services: readonly DescService[];
+    principals: AuthOptions["principals"];
+    identities: NonNullable<AuthOptions["identities"]>;
+    certificates: CachedCertificatePrincipalSource | undefined;
+  },
+): AuthOptions {
+  return {
+    policy: parts.policy,
+    services: parts.services,
+    verifier: options.runtime.verifier,
+    principals: parts.principals,
+    identities: parts.identities,
+    ...(parts.certificates !== undefined && { certificates: parts.certificates }),
+    ...(options.resources !== undefined && { resources: options.resources }),
+    ...(options.authorize !== undefined && { authorize: options.authorize }),
+    ...(options.trustedIssuers !== undefined && { trustedIssuers: options.trustedIssuers }),
+    ...(options.gateway !== undefined && { gateway: options.gateway }),
+  };
+}
+
 /** Whether the verifier keeps cache totals, as `createTokenVerifier`'s does. */
 function hasCacheCounts(verifier: AccessTokenVerifier): verifier is AccessTokenVerifier & CacheTotals {
   return typeof (verifier as Partial<CacheTotals>).cacheHits === "number";
@@ -406,25 +427,34 @@ async function startPrimary(
   }
   const graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
   const principals = await createPrincipalSource({ database: runtime.database, maxEntries: 0, listen: false });
+  // The primary serves no call: its parts cache nothing and subscribe to nothing.
+  const identities = await createIdentityResolver({
+    database: runtime.database,
+    invalidations: principals,
+    maxEntries: 0,
+  });
+  const certificates =
+    options.tls?.clientCa === undefined
+      ? undefined
+      : createCertificatePrincipalSource({ database: runtime.database, maxEntries: 0 });
+  const release = async () => {
+    certificates?.close();
+    await identities.close();
+    await principals.close();
+  };
   let auth: Auth;
   try {
-    // Built before any worker is forked, with the application's loaders and
-    // fallback, so a condition without its loader stops the primary rather
-    // than every worker in turn.
-    auth = createAuth({
-      policy,
-      services,
-      verifier: runtime.verifier,
-      principals,
-      ...(options.resources !== undefined && { resources: options.resources }),
-      ...(options.authorize !== undefined && { authorize: options.authorize }),
-    });
+    // Built before any worker is forked, from the same options a worker's
+    // is (loaders, fallback, trusted issuers, gateway, certificates), so a
+    // combination a worker would refuse stops the primary rather than every
+    // worker in turn.
+    auth = createAuth(serverAuthOptions(options, { policy, services, principals, identities, certificates }));
   } catch (error) {
-    await principals.close();
+    await release();
     throw error;
   }
   const pool = await startWorkers({ count, graceMs, logger }).catch(async (error: unknown) => {
-    await principals.close();
+    await release();
     throw error;
   });
   const health = createHealth({
@@ -440,7 +470,7 @@ async function startPrimary(
       await pool.close();
     } finally {
       try {
-        await principals.close();
+        await release();
       } finally {
         await runtime.close?.();
       }
