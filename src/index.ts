@@ -189,3 +189,7 @@ export type {
   ClientCertificate,
 } from "./credential/client-certificate.js";
 export { authSignalKey, principalKey } from "./connect/context.js";
+
+// hour20: new exports
+export { TOKEN_DEFAULTS } from "./token/defaults.js";
+export { authErrorMetadata } from "./connect/errors.js";

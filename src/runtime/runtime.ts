@@ -95,7 +95,9 @@ export async function openRuntime(config: ProtoguardConfig, options: OpenRuntime
   const verifier = createTokenVerifier({
     keyring,
     leewaySeconds: config.leewaySeconds,
-    maxLifetimeSeconds: { access: config.accessTtlSeconds, refresh: config.refreshTtlSeconds },
+    // The issuer's TTLs are the verifier's lifetime bounds: the same options, one source.
+    accessTtlSeconds: config.accessTtlSeconds,
+    refreshTtlSeconds: config.refreshTtlSeconds,
     cache: { maxEntries: config.cacheEntries },
     jwksUrl: config.jwksUrl,
     jwksUserIdClaim: config.jwksUserIdClaim,

@@ -96,10 +96,17 @@ export class TokenRejectedError extends Error {
   readonly code: TokenRejectionCode;
   /** The claim at fault, when there is one. */
   readonly claim: string | undefined;
+  /** The configured bound the token broke, for `LIFETIME_EXCEEDED`: `maxLifetimeSeconds` of its type. */
+  readonly bound: number | undefined;
 
-  constructor(code: TokenRejectionCode, message: string, options?: { cause?: unknown; claim?: string }) {
+  constructor(
+    code: TokenRejectionCode,
+    message: string,
+    options?: { cause?: unknown; claim?: string; bound?: number },
+  ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.claim = options?.claim;
+    this.bound = options?.bound;
   }
 }

@@ -131,6 +131,7 @@ export function createDecisionLog(logger: Logger, options: DecisionLogOptions = 
       record["principalKind"] = principalKindLabel(verdict);
     }
     if (verdict.outcome !== "allow") record["reason"] = verdict.reason;
+    if (verdict.outcome === "deny" && verdict.metadata !== undefined) Object.assign(record, verdict.metadata);
     // A shadow rule's opinion rides on the decision it concerns: one line per call.
     if (event.shadow?.outcome === "would_deny") {
       record["shadow"] = "would_deny";
