@@ -86,19 +86,19 @@ export interface StartServerOptions extends ConnectionLimits {
    */
   routes: (router: ConnectRouter) => void;
   /** TCP port; 0 picks a free one (read it from the result). Default 8080. */
-  port?: number;
+  port?: number | undefined;
   /** Interface to bind. Default "127.0.0.1". */
-  host?: string;
+  host?: string | undefined;
   /**
    * PEM certificate and key: serve HTTPS (h2 and http/1.1 via ALPN). With
    * `clientCa`, verified client certificates identify service accounts (see
    * {@link TlsOptions.clientCa}). Default: plaintext h1 + h2c.
    */
-  tls?: TlsOptions;
+  tls?: TlsOptions | undefined;
   /** Origins browsers may call from ("*" for any). Default: none, so no CORS headers at all. */
-  corsOrigins?: readonly string[];
+  corsOrigins?: readonly string[] | undefined;
   /** Where decision and lifecycle logs go. Default: pino at info level on standard output. */
-  logger?: Logger;
+  logger?: Logger | undefined;
   /**
    * Registry behind `/metrics`, e.g. one the application adds its own metrics
    * to (then it is left to add the process metrics itself). Default: a new
@@ -106,12 +106,12 @@ export interface StartServerOptions extends ConnectionLimits {
    */
   registry?: Registry;
   /** How long in-flight calls may finish on close, in milliseconds. Default 10000. */
-  graceMs?: number;
+  graceMs?: number | undefined;
   /**
    * A directory served under `/` for GET requests no RPC route matches
    * (`/` serves `index.html`). Default: none, so such requests get 404.
    */
-  staticDir?: string;
+  staticDir?: string | undefined;
   /** Rule for methods without a method or service rule. Default `{ authenticated: true }`. */
   defaultRule?: RuleInit;
   /**
@@ -123,17 +123,17 @@ export interface StartServerOptions extends ConnectionLimits {
   /** The code fallback called after rules and conditions pass; see `createAuth`'s option. Default: none. */
   authorize?: AuthorizeFallback;
   /** Cached user lookups; 0 disables the cache. Default 10000. */
-  principalCacheEntries?: number;
+  principalCacheEntries?: number | undefined;
   /** Longest time a cached user lookup is trusted, in milliseconds. Default 30000. */
-  principalCacheMaxAgeMs?: number;
+  principalCacheMaxAgeMs?: number | undefined;
   /**
    * Refuse unauthenticated calls at the HTTP layer, before Connect reads the
    * body (see `createPrefilter`); the gate and interceptor still enforce
    * every rule without it. Default true.
    */
-  prefilter?: boolean;
+  prefilter?: boolean | undefined;
   /** Largest request message accepted, in bytes. Default 4 MiB. */
-  maxRequestBytes?: number;
+  maxRequestBytes?: number | undefined;
   /**
    * How the client address of a call (`peerAddressKey`, for the Login
    * admission) is found: the socket's peer, or the forwarded header when
@@ -154,13 +154,13 @@ export interface StartServerOptions extends ConnectionLimits {
    * file of them for `openRuntime`). Their subjects are linked to (or provisioned as) users of
    * the runtime's database. Default: none beyond the runtime verifier's own.
    */
-  trustedIssuers?: readonly TrustedIssuerInit[] | readonly TrustedIssuer[];
+  trustedIssuers?: readonly TrustedIssuerInit[] | readonly TrustedIssuer[] | undefined;
   /**
    * Gateway mode: take verified claims from a trusted gateway's header (see `createAuth`'s
    * `gateway` and `GatewayOptions`). The peer checked is the socket's, never a forwarded
    * address. Default: off.
    */
-  gateway?: GatewayOptions;
+  gateway?: GatewayOptions | undefined;
   /**
    * Server processes sharing the port: a positive integer, or `"auto"` for
    * one per core. With more than one, this process becomes the primary: it
@@ -176,7 +176,7 @@ export interface StartServerOptions extends ConnectionLimits {
    * `WORKERS_NEED_POSTGRES`). Default 1: this process serves, nothing is
    * forked (`protoguard serve` defaults to `"auto"` on PostgreSQL).
    */
-  workers?: WorkersOption;
+  workers?: WorkersOption | undefined;
 }
 
 /** A running server, returned by {@link startServer}. */

@@ -47,7 +47,7 @@ export interface OpenDatabaseOptions {
    * A PostgreSQL connection URL (`postgres://user:pass@host:5432/db`). When
    * given, postgres.js is used and `dataDir` / `pglite` are ignored.
    */
-  url?: string;
+  url?: string | undefined;
   /**
    * protoguard's data directory, used when no `url` is given: PGlite keeps
    * its files in `<dataDir>/pgdata`, and the CLI its development secret
@@ -65,21 +65,21 @@ export interface OpenDatabaseOptions {
    * Default: none, which means an in-memory database (`memory://`) that is
    * gone on close, and no lock.
    */
-  dataDir?: string;
+  dataDir?: string | undefined;
   /**
    * How this process is described to another that finds `dataDir` in use
    * ("in use by process 1234 (protoguard serve)"). Default: the script's
    * file name and up to two arguments after it, stopping at the first option
    * so that no flag value is recorded.
    */
-  processName?: string;
+  processName?: string | undefined;
   /**
    * An already created PGlite instance to use instead of opening one (it
    * wins over `dataDir`). Not locked: the caller owns it.
    */
   pglite?: PGlite;
   /** postgres.js pool size. Default 10. Ignored for PGlite (one connection). */
-  max?: number;
+  max?: number | undefined;
 }
 
 /** Subdirectory of a data directory where PGlite keeps its files. */

@@ -13,15 +13,15 @@ export interface TokenIssuerOptions {
   /** Signs with `keyring.signingKey` (the first key that can sign). */
   keyring: Keyring;
   /** Access token lifetime. Default `TOKEN_DEFAULTS.accessTtlSeconds`, 300 (simplejwt's `ACCESS_TOKEN_LIFETIME`, 5 minutes). */
-  accessTtlSeconds?: number;
+  accessTtlSeconds?: number | undefined;
   /** Refresh token lifetime. Default `TOKEN_DEFAULTS.refreshTtlSeconds`, 86400 (simplejwt's `REFRESH_TOKEN_LIFETIME`, 1 day). */
-  refreshTtlSeconds?: number;
+  refreshTtlSeconds?: number | undefined;
   /** `iss` claim; omitted by default (simplejwt omits it unless `ISSUER` is set). */
-  issuer?: string;
+  issuer?: string | undefined;
   /** `aud` claim; omitted by default. */
-  audience?: string;
+  audience?: string | undefined;
   /** Name of the user id claim. Default `"user_id"`. */
-  userIdClaim?: string;
+  userIdClaim?: string | undefined;
   /** Clock in milliseconds. Default `Date.now`; tests pass a frozen one. */
   now?: () => number;
 }

@@ -27,7 +27,7 @@ export interface TokenVerifierOptions {
   /** Local keys, looked up by the token's `kid`. */
   keyring?: Keyring;
   /** A remote issuer's JWKS (https, or http on loopback). Consulted for kids not in `keyring`. */
-  jwksUrl?: string | URL;
+  jwksUrl?: string | URL | undefined;
   /**
    * How `jwksUrl` is fetched and cached, and its explicit algorithm list. Default: each field's
    * own default (re-fetch after 10 minutes, 30 s cool-down, 5 s timeout, RS256 and ES256, plain
@@ -39,24 +39,24 @@ export interface TokenVerifierOptions {
    * when the external issuer calls it something else than `userIdClaim`
    * (its value must still be a local user id). Default: `userIdClaim`.
    */
-  jwksUserIdClaim?: string;
+  jwksUserIdClaim?: string | undefined;
   /** Required exact `iss`. Default: not checked. */
-  issuer?: string;
+  issuer?: string | undefined;
   /**
    * Required audience (exact string, or one exact member of an `aud` array). Default: none, and
    * then a token that names an audience is refused (RFC 7519 §4.1.3).
    */
-  audience?: string;
+  audience?: string | undefined;
   /** Clock skew tolerated on `exp`, `nbf` and `iat`. Default 30 (`TOKEN_DEFAULTS.leewaySeconds`); must be within 0..60 (RangeError otherwise). */
-  leewaySeconds?: number;
+  leewaySeconds?: number | undefined;
   /**
    * The access token lifetime the tokens are issued with, as `createTokenIssuer`'s option of
    * the same name (so one options object can configure both): the default access bound of
    * {@link maxLifetimeSeconds}. Default 300 (`TOKEN_DEFAULTS.accessTtlSeconds`).
    */
-  accessTtlSeconds?: number;
+  accessTtlSeconds?: number | undefined;
   /** As {@link accessTtlSeconds}, for refresh tokens. Default 86400 (`TOKEN_DEFAULTS.refreshTtlSeconds`). */
-  refreshTtlSeconds?: number;
+  refreshTtlSeconds?: number | undefined;
   /**
    * Upper bound of `exp - iat`, one number for both types or one per type; a token above it is
    * refused with reason `TOKEN_LIFETIME_EXCEEDED` (the bound in the ErrorInfo metadata
@@ -64,9 +64,9 @@ export interface TokenVerifierOptions {
    * refreshTtlSeconds }`, the issuer's TTLs — 300 and 86400 unless those options say otherwise.
    * Default with `jwksUrl`: no bound (the external issuer decides). `Infinity` disables the check.
    */
-  maxLifetimeSeconds?: number | { access: number; refresh: number };
+  maxLifetimeSeconds?: number | { access: number; refresh: number } | undefined;
   /** Name of the user id claim. Default `"user_id"` (simplejwt's `USER_ID_CLAIM`). */
-  userIdClaim?: string;
+  userIdClaim?: string | undefined;
   /** Refuse tokens without `jti`. Default true (revocation is keyed by it). */
   requireJti?: boolean;
   /**
