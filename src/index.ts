@@ -193,3 +193,10 @@ export { authSignalKey, principalKey } from "./connect/context.js";
 // hour20: new exports
 export { TOKEN_DEFAULTS } from "./token/defaults.js";
 export { authErrorMetadata } from "./connect/errors.js";
+export type {
+  ConformanceCase,
+  ConformanceCaller,
+  ConformanceExpectation,
+  ConformanceMethod,
+  ConformanceTable,
+} from "./policy/conformance-table.js";

@@ -2,11 +2,10 @@
 // @generated from file example/v1/product.proto (package example.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GuardedServiceImpl } from "../../../src/index.js";
+import type { ConformanceTable, GuardedServiceImpl } from "../../../src/index.js";
 import { guardImplementation } from "../../../src/index.js";
 import { ProductService } from "./product_pb.js";
 import type { ServiceImpl } from "@connectrpc/connect";
-import type { ConformanceTable } from "../../../src/testing/index.js";
 
 /**
  * The implementation of example.v1.ProductService (example/v1/product.proto), each method given its caller

@@ -2,11 +2,10 @@
 // @generated from file guardtest/v1/conditions.proto (package guardtest.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GuardedServiceImpl } from "../../../src/index.js";
+import type { ConformanceTable, GuardedServiceImpl } from "../../../src/index.js";
 import { guardImplementation } from "../../../src/index.js";
 import { BadFieldService, BadShadowService, BadStreamService, BadSyntaxService, BadTypeService, ConditionService, ShadowedService } from "./conditions_pb.js";
 import type { ServiceImpl } from "@connectrpc/connect";
-import type { ConformanceTable } from "../../../src/testing/index.js";
 
 /**
  * The implementation of guardtest.v1.ConditionService (guardtest/v1/conditions.proto), each method given its caller

@@ -4,11 +4,10 @@
 // @generated from file guardtest/v1/guarded.proto (package guardtest.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GuardedServiceImpl } from "../../../src/index.js";
+import type { ConformanceTable, GuardedServiceImpl } from "../../../src/index.js";
 import { guardImplementation } from "../../../src/index.js";
 import { GuardedService, StaffOnlyService } from "./guarded_pb.js";
 import type { ServiceImpl } from "@connectrpc/connect";
-import type { ConformanceTable } from "../../../src/testing/index.js";
 
 /**
  * The implementation of guardtest.v1.GuardedService (guardtest/v1/guarded.proto), each method given its caller
