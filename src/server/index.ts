@@ -69,3 +69,6 @@ export { fileRegistryOf, registerReflection } from "./services/reflection.js";
 export type { ReflectionOptions } from "./services/reflection.js";
 export { createObservability } from "./observe/observability.js";
 export type { Observability, ObservabilityOptions } from "./observe/observability.js";
+
+// hour20: new exports
+export { DEVELOPMENT_SECRET_FILE, loadDevelopmentSecret } from "../runtime/dev-secret.js";
