@@ -80,6 +80,13 @@ describe("token lifetime defaults and refusals", { timeout: 120_000 }, () => {
       const logged = logLines.find((line) => line["reason"] === "TOKEN_LIFETIME_EXCEEDED");
       assert.ok(logged, `no decision log line names the reason: ${JSON.stringify(logLines)}`);
       assert.equal(logged["maxLifetimeSeconds"], String(TOKEN_DEFAULTS.accessTtlSeconds));
+      assert.equal(logged["detail"], "LIFETIME_EXCEEDED");
+
+      // Every other refusal of a token names what was wrong in the log too (the client sees the reason).
+      const foreign = createTokenIssuer({ keyring, audience: "another-api" });
+      await client.authenticatedUnary({ text: "x" }, bearer((await foreign.issueAccess(userId)).token)).catch(() => {});
+      const invalid = logLines.find((line) => line["reason"] === "TOKEN_INVALID");
+      assert.equal(invalid?.["detail"], "AUDIENCE_MISMATCH", JSON.stringify(logLines));
     } finally {
       await close();
     }

@@ -91,9 +91,8 @@ export async function openRuntime(config: ProtoguardConfig, options: OpenRuntime
   const verifier = createTokenVerifier({
     keyring,
     leewaySeconds: config.leewaySeconds,
-    // The issuer's TTLs are the verifier's lifetime bounds: the same options, one source.
-    accessTtlSeconds: config.accessTtlSeconds,
-    refreshTtlSeconds: config.refreshTtlSeconds,
+    // The issuer's TTLs are the verifier's lifetime bounds, for PROTOGUARD_JWKS_URL's tokens too.
+    maxLifetimeSeconds: { access: config.accessTtlSeconds, refresh: config.refreshTtlSeconds },
     cache: { maxEntries: config.cacheEntries },
     jwksUrl: config.jwksUrl,
     jwksUserIdClaim: config.jwksUserIdClaim,
