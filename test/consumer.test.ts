@@ -420,7 +420,8 @@ describe("a new app installs the packed package and follows the README", { timeo
       join(app, "tsconfig.generated.json"),
       JSON.stringify({
         extends: "./tsconfig.json",
-        compilerOptions: { skipLibCheck: false, noEmit: true },
+        // Connect's own declarations name fetch's HeadersInit: DOM's lib, whatever protoguard ships.
+        compilerOptions: { skipLibCheck: false, noEmit: true, lib: ["ES2023", "DOM"] },
         include: ["src/gen/**/*_protoguard.ts"],
       }),
     );

@@ -19,7 +19,7 @@ import type { TrustedIssuer, TrustedIssuerInit } from "../identity/trusted-issue
 import type { Verdict } from "../decide/verdict.js";
 import { createAuthPolicy, type AuthPolicy } from "../policy/policy.js";
 import type { RuleInit } from "../policy/rule.js";
-import type { PrincipalLookup } from "../store/principal-query.js";
+import type { PrincipalLookup } from "../principal.js";
 import { principalKey, verdictKey } from "./context.js";
 import { originOf } from "./origin.js";
 import { createGatewayReader, type GatewayOptions, type GatewayReader } from "../identity/gateway.js";
