@@ -15,6 +15,14 @@ export type UnauthenticatedReason =
   | "TOKEN_INVALID"
   /** `exp` has passed (beyond the configured leeway). */
   | "TOKEN_EXPIRED"
+  /**
+   * The token lives longer (`exp - iat`) than the verifier accepts: its
+   * `maxLifetimeSeconds`, which defaults to the issuer's default TTLs (300 s
+   * access). Raise it (or the verifier's `accessTtlSeconds`) to the TTL the
+   * tokens are issued with. The ErrorInfo metadata `maxLifetimeSeconds`
+   * carries the bound.
+   */
+  | "TOKEN_LIFETIME_EXCEEDED"
   /** A refresh token where an access token belongs, or the other way round. */
   | "TOKEN_WRONG_TYPE"
   /** The token's `jti` was revoked, or it predates the user's last credentials change. */

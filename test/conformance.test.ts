@@ -26,9 +26,9 @@ import {
   createTestAuth,
   createTestDatabase,
   runConformance,
-  type ConformanceTable,
   type TestDatabase,
 } from "../src/exports/testing.js";
+import { type ConformanceTable } from "../src/exports/protoguard.js";
 
 type Ping = { text: string };
 

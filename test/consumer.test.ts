@@ -161,6 +161,51 @@ process.on("SIGTERM", () => {
 });
 `;
 
+/**
+ * README's wiring, as an app fills it from the environment: every value may be undefined, and
+ * under exactOptionalPropertyTypes the options must say so (TS2379 otherwise).
+ */
+const WIRING_TS = `import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { createAuth, createKeyring, createTokenIssuer, createTokenVerifier } from "protoguard";
+import { startServer } from "protoguard/server";
+import { createPrincipalSource, migrateDatabase, openDatabase } from "protoguard/store";
+import { ShopService } from "./gen/shop/v1/shop_pb.js";
+import { routes } from "./routes.js";
+
+const seconds = (value: string | undefined) => (value === undefined ? undefined : Number(value));
+
+export async function wire() {
+  const database = await openDatabase({ url: process.env.DATABASE_URL, dataDir: process.env.PROTOGUARD_DATA_DIR });
+  await migrateDatabase(database);
+  const keyring = await createKeyring([{ alg: "HS256", secret: process.env.PROTOGUARD_JWT_SECRET }]);
+  const tokens = {
+    keyring,
+    accessTtlSeconds: seconds(process.env.PROTOGUARD_ACCESS_TTL),
+    refreshTtlSeconds: seconds(process.env.PROTOGUARD_REFRESH_TTL),
+    issuer: process.env.PROTOGUARD_JWT_ISSUER,
+    audience: process.env.PROTOGUARD_JWT_AUDIENCE,
+  };
+  const issuer = createTokenIssuer(tokens);
+  const verifier = createTokenVerifier({ ...tokens, leewaySeconds: seconds(process.env.PROTOGUARD_JWT_LEEWAY) });
+  const auth = createAuth({
+    services: [ShopService],
+    verifier,
+    principals: await createPrincipalSource({ database }),
+    lookupTimeoutMs: seconds(process.env.LOOKUP_TIMEOUT_MS),
+  });
+  const handler = connectNodeAdapter({ routes, interceptors: [auth.interceptor], requestGate: auth.requestGate });
+  const server = await startServer({
+    runtime: { database, keyring, verifier },
+    routes,
+    port: seconds(process.env.PORT),
+    host: process.env.HOST,
+    staticDir: process.env.STATIC_DIR,
+    graceMs: seconds(process.env.GRACE_MS),
+  });
+  return { issuer, handler, server };
+}
+`;
+
 const CHECK_TS = `import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { authErrorReason } from "protoguard";
@@ -220,6 +265,11 @@ test("ShopService rules on the in-memory transport", async () => {
   }
 });
 `;
+
+/** The bodies of the ```ts blocks of a markdown text. */
+function tsBlocks(markdown: string): string[] {
+  return [...markdown.matchAll(/^```ts\n([\s\S]*?)^```$/gm)].map((m) => m[1]!);
+}
 
 /** Every bare package (and `node:` built-in) the module graph of `entry` (compiled ESM) reaches. */
 async function packagesReached(entry: string): Promise<Set<string>> {
@@ -358,8 +408,29 @@ describe("a new app installs the packed package and follows the README", { timeo
     await writeFile(join(app, "src", "server.ts"), SERVER_TS);
     await writeFile(join(app, "src", "check.ts"), CHECK_TS);
     await writeFile(join(app, "src", "shop.test.ts"), SHOP_TEST_TS);
+    await writeFile(join(app, "src", "wiring.ts"), WIRING_TS);
+    // The ts blocks of the docs written for this change compile as programs of the app.
+    await mkdir(join(app, "src", "docs"), { recursive: true });
+    for (const [i, block] of tsBlocks(await readFile(join(REPO, "docs", "_incoming", "hour20.md"), "utf8")).entries()) {
+      await writeFile(join(app, "src", "docs", `hour20-${i}.ts`), block);
+    }
     const tsc = await run("npx", ["--no-install", "tsc", "-p", "."], app);
     assert.equal(tsc.code, 0, `tsc:\n${tsc.stdout}${tsc.stderr}`);
+  });
+
+  it("the generated *_protoguard.ts type-checks without skipLibCheck (it reaches no driver's types)", async () => {
+    await writeFile(
+      join(app, "tsconfig.generated.json"),
+      JSON.stringify({
+        extends: "./tsconfig.json",
+        // Connect's own declarations name fetch's HeadersInit: DOM's lib, whatever protoguard ships.
+        compilerOptions: { skipLibCheck: false, noEmit: true, lib: ["ES2023", "DOM"] },
+        include: ["src/gen/**/*_protoguard.ts"],
+      }),
+    );
+    assert.ok(existsSync(join(app, "src", "gen", "shop", "v1", "shop_protoguard.ts")));
+    const tsc = await run("npx", ["--no-install", "tsc", "-p", "tsconfig.generated.json"], app);
+    assert.equal(tsc.code, 0, `tsc without skipLibCheck:\n${tsc.stdout}${tsc.stderr}`);
   });
 
   it("protoguard policy --check reads the app's Buf image and gates on unannotated methods", async () => {

@@ -12,13 +12,8 @@ import { promisify } from "node:util";
 import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
 import { requirePermission } from "../src/exports/protoguard.js";
-import {
-  checkConformance,
-  createTestDatabase,
-  runConformance,
-  type ConformanceTable,
-  type TestDatabase,
-} from "../src/exports/testing.js";
+import { checkConformance, createTestDatabase, runConformance, type TestDatabase } from "../src/exports/testing.js";
+import { type ConformanceTable } from "../src/exports/protoguard.js";
 
 const run = promisify(execFile);
 const REPO = join(import.meta.dirname, "..");
@@ -285,6 +280,24 @@ describe("protoc-gen-protoguard", { timeout: 180_000 }, () => {
     assert.match(error, /shop\.v1\.BadService\/Bad: invalid protoguard rule: public cannot be combined/);
     await rm(join(dir, "proto", "shop", "v1", "bad.proto"));
   });
+
+  it("refuses a condition that does not type-check against the request, naming file, method and expression", async () => {
+    // `request.pagesize` for `page_size`: the checker start-up runs (compileCondition) finds it here.
+    await writeFile(
+      join(dir, "proto", "shop", "v1", "typo.proto"),
+      'syntax = "proto3";\npackage shop.v1;\nimport "protoguard/v1/options.proto";\nmessage ListRequest {\n  int32 page_size = 1;\n}\nservice TypoService {\n  rpc List(ListRequest) returns (ListRequest) {\n    option (protoguard.v1.method_rule) = {authenticated: true, condition: "request.pagesize <= 100"};\n  }\n}\n',
+    );
+    try {
+      const error = await run("npx", ["--no-install", "buf", "generate"], { cwd: dir }).then(
+        () => assert.fail("buf generate succeeded with a condition naming a field the request lacks"),
+        (e: { stderr: string }) => e.stderr,
+      );
+      assert.match(error, /shop\/v1\/typo\.proto: shop\.v1\.TypoService\/List: invalid protoguard rule/);
+      assert.match(error, /condition "request\.pagesize <= 100" is not valid/);
+    } finally {
+      await rm(join(dir, "proto", "shop", "v1", "typo.proto"));
+    }
+  });
 });
 
 describe("protoguard init adds protoc-gen-protoguard next to protoc-gen-es", { timeout: 120_000 }, () => {
@@ -314,7 +327,9 @@ describe("protoguard init adds protoc-gen-protoguard next to protoc-gen-es", { t
     });
     const out = await readFile(join(dir, "src", "gen", "shop", "v1", "shop_protoguard.ts"), "utf8");
     assert.match(out, /import \{ guardImplementation \} from "protoguard";/);
-    assert.match(out, /import type \{ ConformanceTable \} from "protoguard\/testing";/);
+    // The table's type from the main entry point: protoguard/testing's types reach the drivers.
+    assert.match(out, /import type \{ ConformanceTable, GuardedServiceImpl \} from "protoguard";/);
+    assert.doesNotMatch(out, /from "protoguard\/testing"/);
     // A second init leaves the file alone and has nothing to add.
     assert.deepEqual((await initProject({ dir })).advice, []);
   });

@@ -203,7 +203,10 @@ describe("runPolicy and policyCommand", () => {
   it("--help prints the usage", async () => {
     const { out, io } = captureIo();
     assert.equal(await policyCommand(["--help"], {}, io, EXAMPLE_CLI), 0);
-    assert.match(out[0]!, /^usage: protoguard policy \[--image FILE \| --routes MODULE\] \[--check\]/);
+    assert.match(
+      out[0]!,
+      /^usage: protoguard policy \[--image FILE \[--include-protoguard\] \| --routes MODULE\] \[--check\]/,
+    );
   });
 
   it("runs as `protoguard policy --check` from this repository's CLI", async () => {

@@ -151,7 +151,14 @@ describe("property: the authorization parser", () => {
 // ---------------------------------------------------------------------------
 // (b) the verifier
 
-const REASONS = new Set(["TOKEN_INVALID", "TOKEN_EXPIRED", "TOKEN_WRONG_TYPE", "TOKEN_MALFORMED", "KEYS_UNAVAILABLE"]);
+const REASONS = new Set([
+  "TOKEN_INVALID",
+  "TOKEN_EXPIRED",
+  "TOKEN_WRONG_TYPE",
+  "TOKEN_MALFORMED",
+  "TOKEN_LIFETIME_EXCEEDED",
+  "KEYS_UNAVAILABLE",
+]);
 
 /** A refusal as documented: a known reason, and a TokenRejectedError or a jose error behind it. */
 function assertTypedRefusal(result: VerifyResult, token: string): void {

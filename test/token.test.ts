@@ -658,7 +658,7 @@ describe("claims", () => {
     );
     assert.equal(
       reason(await v.verify(hsToken(claims({ token_type: "refresh", exp: NOW_S + 86_401 })), "refresh")),
-      "TOKEN_INVALID",
+      "TOKEN_LIFETIME_EXCEEDED",
     );
     const longer = await hsVerifier({ maxLifetimeSeconds: { access: 3600, refresh: 86_400 } });
     assert.equal(reason(await longer.verify(hsToken(claims({ exp: NOW_S + 3600 })), "access")), "OK");

@@ -20,6 +20,7 @@ import {
 } from "./io.js";
 import { EXIT_OK, EXIT_USAGE, UsageError } from "./errors.js";
 import { initSubcommand } from "./init.js";
+import { secretSubcommand } from "./secret.js";
 import { serviceSubcommands } from "./services.js";
 import { groupSubcommands, userSubcommands } from "./users.js";
 
@@ -60,13 +61,14 @@ const EXTERNAL_COMMANDS: Readonly<Record<string, ExternalCommand>> = {
   serve: {
     module: "./serve.js",
     exportName: "serveCommand",
-    usage: "serve [--routes MODULE] [--port N]",
+    usage: "serve [--routes MODULE] [--port N] [--workers N|auto]",
     summary: "run the Connect-RPC server configured by the environment",
   },
   policy: {
     module: "./policy.js",
     exportName: "policyCommand",
-    usage: "policy [--image FILE | --routes MODULE] [--check] [--format table|markdown|json]",
+    usage:
+      "policy [--image FILE [--include-protoguard] | --routes MODULE] [--check] [--format table|markdown|json|openapi]",
     summary: "list every served method with its rule and where the rule comes from",
   },
 };
@@ -88,6 +90,7 @@ const COMMANDS: Readonly<Record<string, CommandEntry>> = {
   token: { run: tokenSubcommand.run, usages: [tokenSubcommand] },
   otp: group("otp", totpSubcommands),
   keys: group("keys", keysSubcommands),
+  secret: { run: secretSubcommand.run, usages: [secretSubcommand] },
 };
 
 /** Every line of `protoguard --help`. */

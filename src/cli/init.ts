@@ -26,6 +26,12 @@ export interface InitResult {
   readonly advice: readonly { file: string; lines: readonly string[] }[];
   /** npm packages the project still needs to run `buf lint` / `buf generate`. */
   readonly missingTools: readonly string[];
+  /**
+   * Buf configuration found that the written files take over, with what to do about it: e.g.
+   * a v1 `proto/buf.yaml`, which buf no longer reads once a v2 `buf.yaml` at the root lists
+   * `proto` as a module.
+   */
+  readonly found: readonly { file: string; note: string }[];
 }
 
 /** Options of {@link initProject}. */
@@ -53,6 +59,12 @@ export async function initProject(options: InitOptions = {}): Promise<InitResult
 
   const written: string[] = [];
   const advice: { file: string; lines: string[] }[] = [];
+  const found: { file: string; note: string }[] = [];
+  // A module's own buf.yaml (buf v1's layout), found before anything is written.
+  const moduleConfig = posix(join(protoDir, "buf.yaml"));
+  const moduleConfigText = existsSync(join(root, moduleConfig))
+    ? await readFile(join(root, moduleConfig), "utf8")
+    : undefined;
   await mkdir(join(root, protoDir), { recursive: true });
 
   const bufYaml = join(root, "buf.yaml");
@@ -78,6 +90,13 @@ export async function initProject(options: InitOptions = {}): Promise<InitResult
       ].join("\n"),
     );
     written.push("buf.yaml");
+    if (moduleConfigText !== undefined) {
+      const version = /^version:\s*(\S+)/m.exec(moduleConfigText)?.[1] ?? "unversioned";
+      found.push({
+        file: moduleConfig,
+        note: `a buf ${version} module config; buf now reads the root buf.yaml (v2, modules ${protoDir} and protoguard's protos) instead: move its deps, lint and breaking settings there, then delete ${moduleConfig}`,
+      });
+    }
   } else if (!(await readFile(bufYaml, "utf8")).includes(protoguardProto)) {
     advice.push({ file: "buf.yaml", lines: ["# under modules:", `  - path: ${protoguardProto}`] });
   }
@@ -111,37 +130,34 @@ export async function initProject(options: InitOptions = {}): Promise<InitResult
     written.push("buf.gen.yaml");
   } else {
     const existing = await readFile(bufGenYaml, "utf8");
-    if (!existing.includes("protoguard/gen")) advice.push(rewriteAdvice(protoDir));
+    // One block for the file, whatever it lacks.
+    const lines: string[] = [];
+    if (!existing.includes("protoguard/gen")) lines.push(...rewriteAdvice(protoDir));
     if (!existing.includes("protoc-gen-protoguard")) {
-      advice.push({
-        file: "buf.gen.yaml",
-        lines: [
-          "# under plugins:",
-          "  - local: protoc-gen-protoguard",
-          `    out: ${outDir}`,
-          "    opt:",
-          "      - target=ts",
-          "      - import_extension=js",
-        ],
-      });
+      lines.push(
+        "# under plugins:",
+        "  - local: protoc-gen-protoguard",
+        `    out: ${outDir}`,
+        "    opt:",
+        "      - target=ts",
+        "      - import_extension=js",
+      );
     }
+    if (lines.length > 0) advice.push({ file: "buf.gen.yaml", lines });
   }
 
   const missingTools = ["@bufbuild/buf", "@bufbuild/protoc-gen-es"].filter((name) => !installed(root, name));
-  return { written, advice, missingTools };
+  return { written, advice, missingTools, found };
 }
 
-function rewriteAdvice(protoDir: string): { file: string; lines: string[] } {
-  return {
-    file: "buf.gen.yaml",
-    lines: [
-      "# under the protoc-gen-es plugin's opt:",
-      `      - ${REWRITE_IMPORTS_OPTION}`,
-      "# and, if protoguard's module is in the workspace, generate only yours:",
-      "inputs:",
-      `  - directory: ${protoDir}`,
-    ],
-  };
+function rewriteAdvice(protoDir: string): string[] {
+  return [
+    "# under the protoc-gen-es plugin's opt:",
+    `      - ${REWRITE_IMPORTS_OPTION}`,
+    "# and, if protoguard's module is in the workspace, generate only yours:",
+    "inputs:",
+    `  - directory: ${protoDir}`,
+  ];
 }
 
 export const initSubcommand = defineSubcommand({
@@ -154,6 +170,8 @@ export const initSubcommand = defineSubcommand({
       protoDir: flags.proto,
       outDir: flags.out,
     });
+    // One block: what was found, then what was written, then what is left to add.
+    for (const { file, note } of result.found) io.out(`found ${file}: ${note}`);
     for (const file of result.written) io.out(`wrote ${file}`);
     for (const { file, lines } of result.advice) {
       io.out(`${file} exists and was left as it is; add:`);

@@ -149,14 +149,24 @@ export function formatPolicy(report: PolicyReport, format: PolicyFormat): string
   return [line(header.map((h) => h.toUpperCase())), ...cells.map((c) => line(c as string[])), "", ...notes];
 }
 
+/** The flags of `policy`. */
+const POLICY_FLAGS = {
+  check: "boolean",
+  format: "string",
+  image: "string",
+  "include-protoguard": "boolean",
+  routes: "string",
+} as const;
+
 const USAGE = [
-  `usage: ${PROGRAM} policy [--image FILE | --routes MODULE] [--check] [--format table|markdown|json|openapi]`,
+  `usage: ${PROGRAM} policy [--image FILE [--include-protoguard] | --routes MODULE] [--check] [--format table|markdown|json|openapi]`,
   "  Lists every method with its rule (with its CEL condition) and where the rule comes",
   "  from (method option, service option, server default, or the server itself), its",
   "  shadow rule if any, and, for an application, which methods have a resource loader",
   "  and whether an authorize fallback is set.",
   "  --image    a Buf image or FileDescriptorSet (npx buf build -o FILE; - for stdin):",
-  "             reports every service of its own files",
+  "             reports every service of its own files, except protoguard's own (protoguard.v1,",
+  "             there when the module includes protoguard's protos; --include-protoguard keeps them)",
   "  --routes   a module exporting a ServeApp: reports what serve --routes would serve",
   "  --check    exit 1 if a method relies on the server default or has a malformed rule",
   "  --format   table (default), markdown, json, or openapi (an OpenAPI 3.1 document)",
@@ -176,7 +186,7 @@ export async function runPolicy(
   io: CliIo,
   options: PolicyReportOptions = {},
 ): Promise<number> {
-  const parsed = parseArgs(args, { check: "boolean", format: "string", image: "string", routes: "string" });
+  const parsed = parseArgs(args, POLICY_FLAGS);
   if (parsed.help) {
     for (const line of USAGE) io.out(line);
     return EXIT_OK;
@@ -224,12 +234,21 @@ export async function runPolicy(
  * descriptors only.
  */
 export const policyCommand: Command = async (args, _env, io, options) => {
-  const parsed = parseArgs(args, { check: "boolean", format: "string", image: "string", routes: "string" });
+  const parsed = parseArgs(args, POLICY_FLAGS);
   if (parsed.help) return runPolicy([], args, io);
   const { image, routes } = parsed.flags;
   if (image !== undefined && routes !== undefined) throw usage("--image and --routes cannot be combined");
   if (image !== undefined) {
-    const services = await readImageServices(image);
+    const all = await readImageServices(image);
+    // protoguard's own services come with its protos (buf.yaml's module of the installed
+    // package), not with the app: the app serves AuthService only if it registers it.
+    const services = parsed.flags["include-protoguard"] === true ? all : all.filter((s) => !isProtoguardService(s));
+    const left = all.filter((s) => !services.includes(s));
+    if (left.length > 0) {
+      io.err(
+        `${PROGRAM}: left out protoguard's own ${left.map((s) => s.typeName).join(", ")} (--include-protoguard reports them)`,
+      );
+    }
     if (services.length === 0) io.err(`${PROGRAM}: warning: --image ${image} declares no services`);
     return runPolicy(services, args, io);
   }
@@ -241,6 +260,11 @@ export const policyCommand: Command = async (args, _env, io, options) => {
     }),
   });
 };
+
+/** A service of protoguard's own proto package (protoguard.v1.AuthService and the like). */
+function isProtoguardService(service: DescService): boolean {
+  return service.file.proto.package.startsWith("protoguard.");
+}
 
 function isFormat(value: string): value is PolicyFormat {
   return (FORMATS as readonly string[]).includes(value);

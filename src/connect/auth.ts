@@ -53,11 +53,11 @@ export interface AuthOptions {
    * Rule for methods without a method or service rule.
    * Default: `{ authenticated: true }`, deny by default.
    */
-  defaultRule?: RuleInit;
+  defaultRule?: RuleInit | undefined;
   /** A ready policy, instead of `services` and `defaultRule`. */
   policy?: AuthPolicy;
   /** Bound on one user lookup in milliseconds. Default: 5000. */
-  lookupTimeoutMs?: number;
+  lookupTimeoutMs?: number | undefined;
   /**
    * Maps verified TLS client certificates (context value
    * `clientCertificateKey`, which `startServer` sets when client
@@ -73,7 +73,7 @@ export interface AuthOptions {
    * `parseTrustedIssuers`). Needs {@link AuthOptions.identities}. Default: none (or whatever
    * the verifier was built with).
    */
-  trustedIssuers?: readonly TrustedIssuerInit[] | readonly TrustedIssuer[];
+  trustedIssuers?: readonly TrustedIssuerInit[] | readonly TrustedIssuer[] | undefined;
   /**
    * Maps trusted issuers' subjects to local users and their token groups to permissions:
    * `createIdentityResolver({ database, invalidations: principals })` from `protoguard/store`.
@@ -88,7 +88,7 @@ export interface AuthOptions {
    * then go where a bearer token's go. A trusted gateway's header wins over a bearer token.
    * Options (see `GatewayOptions`) or a reader from `createGatewayReader`. Default: off.
    */
-  gateway?: GatewayOptions | GatewayReader;
+  gateway?: GatewayOptions | GatewayReader | undefined;
   /**
    * Called once per decision (logs, metrics). Must not throw; it runs on the
    * request path, so keep it cheap. A call with a body stage ahead (see

@@ -11,7 +11,13 @@ import { ERROR_DOMAIN, type DenyReason, type LoginFailureReason } from "../reaso
  * serializes.
  */
 export function verdictToConnectError(verdict: Deny | Unavailable): ConnectError {
-  return authError(verdict.message, verdict.code, verdict.reason, verdict.cause);
+  return authError(
+    verdict.message,
+    verdict.code,
+    verdict.reason,
+    verdict.cause,
+    verdict.outcome === "deny" ? verdict.metadata : undefined,
+  );
 }
 
 /**
@@ -23,14 +29,21 @@ export function authError(
   code: Deny["code"] | Unavailable["code"] | Code.ResourceExhausted,
   reason: DenyReason | LoginFailureReason,
   cause?: unknown,
+  metadata?: Readonly<Record<string, string>>,
 ): ConnectError {
-  return new ConnectError(
-    message,
-    code,
-    undefined,
-    [{ desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason, domain: ERROR_DOMAIN }) }],
-    cause,
-  );
+  const info = create(ErrorInfoSchema, { reason, domain: ERROR_DOMAIN, ...(metadata !== undefined && { metadata }) });
+  return new ConnectError(message, code, undefined, [{ desc: ErrorInfoSchema, value: info }], cause);
+}
+
+/**
+ * The ErrorInfo metadata of a protoguard refusal a client received (e.g.
+ * `maxLifetimeSeconds` for `TOKEN_LIFETIME_EXCEEDED`), or an empty object.
+ */
+export function authErrorMetadata(error: ConnectError): Readonly<Record<string, string>> {
+  for (const info of error.findDetails(ErrorInfoSchema)) {
+    if (info.domain === ERROR_DOMAIN) return { ...info.metadata };
+  }
+  return {};
 }
 
 /**

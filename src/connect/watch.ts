@@ -19,7 +19,7 @@ import type { HeaderReader } from "../credential/bearer.js";
 import { originOf } from "./origin.js";
 import type { CallOrigin, Decide } from "../decide/decide.js";
 import { MESSAGES, type Allow, type TokenIdentity, type Verdict } from "../decide/verdict.js";
-import type { InvalidationEvent } from "../store/invalidation.js";
+import type { InvalidationEvent } from "../invalidation-event.js";
 import type { PrincipalLookup } from "../principal.js";
 import { authSignalKey, principalKey } from "./context.js";
 import { authError, verdictToConnectError } from "./errors.js";

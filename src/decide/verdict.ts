@@ -1,6 +1,7 @@
 import { Code } from "@connectrpc/connect";
 import type { MethodPlan } from "../policy/policy.js";
 import { principalKind, type Principal, type PrincipalKindName } from "../principal.js";
+import { TokenRejectedError } from "../token/errors.js";
 import type { PermissionDeniedReason, UnauthenticatedReason, UnavailableReason } from "../reasons.js";
 
 /**
@@ -47,6 +48,12 @@ export interface Deny {
   readonly principalKind?: PrincipalKindName;
   /** The underlying error, for logs only; never sent to clients. */
   readonly cause?: unknown;
+  /**
+   * Facts a developer needs to act on the refusal, sent in the ErrorInfo
+   * metadata and logged: for `TOKEN_LIFETIME_EXCEEDED`, `maxLifetimeSeconds`
+   * (the verifier's bound).
+   */
+  readonly metadata?: Readonly<Record<string, string>>;
 }
 
 /** No decision could be made because a backend (database, JWKS) failed: fail closed. */
@@ -65,6 +72,7 @@ export const MESSAGES = {
   TOKEN_MALFORMED: "malformed authorization header",
   TOKEN_INVALID: "invalid token",
   TOKEN_EXPIRED: "token expired",
+  TOKEN_LIFETIME_EXCEEDED: "token lifetime above the verifier's maxLifetimeSeconds",
   TOKEN_WRONG_TYPE: "invalid token type",
   TOKEN_REVOKED: "token revoked",
   USER_INACTIVE: "user not found or inactive",
@@ -80,7 +88,22 @@ export const MESSAGES = {
 
 /** Builds an UNAUTHENTICATED verdict with the standard message for `reason`. */
 export function unauthenticated(plan: MethodPlan, reason: UnauthenticatedReason, cause?: unknown): Deny {
-  return { outcome: "deny", plan, code: Code.Unauthenticated, reason, message: MESSAGES[reason], cause };
+  const metadata = reason === "TOKEN_LIFETIME_EXCEEDED" ? lifetimeMetadata(cause) : undefined;
+  return {
+    outcome: "deny",
+    plan,
+    code: Code.Unauthenticated,
+    reason,
+    message: MESSAGES[reason],
+    cause,
+    ...(metadata !== undefined && { metadata }),
+  };
+}
+
+/** The bound a token broke, from the verifier's error (a `TokenRejectedError` with `bound`). */
+function lifetimeMetadata(cause: unknown): Record<string, string> | undefined {
+  if (!(cause instanceof TokenRejectedError) || cause.bound === undefined) return undefined;
+  return { maxLifetimeSeconds: String(cause.bound) };
 }
 
 /**

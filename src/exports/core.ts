@@ -89,6 +89,7 @@ export type { VerifyResult } from "../token/verifier.js";
 export { DEFAULT_USER_ID_CLAIM, parseUserId } from "../token/claims.js";
 export type { TokenType, VerifiedClaims } from "../token/claims.js";
 export { MAX_USER_ID } from "../user-id.js";
+export { TOKEN_DEFAULTS } from "../token/defaults.js";
 
 // Trusted identity providers and gateways, composed by hand
 export { parseTrustedIssuers } from "../identity/trusted-issuers.js";

@@ -69,3 +69,6 @@ export { fileRegistryOf, registerReflection } from "../server/services/reflectio
 export type { ReflectionOptions } from "../server/services/reflection.js";
 export { createObservability } from "../server/observe/observability.js";
 export type { Observability, ObservabilityOptions } from "../server/observe/observability.js";
+
+// The development secret the CLI keeps in the data directory, for an app wired by hand
+export { DEVELOPMENT_SECRET_FILE, loadDevelopmentSecret } from "../runtime/dev-secret.js";

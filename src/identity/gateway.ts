@@ -11,6 +11,7 @@ import type { HeaderReader } from "../credential/bearer.js";
 import type { AccessTokenResult } from "../claims.js";
 import { canonicalAddress, parseTrustedProxies } from "../util/ip-address.js";
 import { checkClaims, DEFAULT_USER_ID_CLAIM, userIdClaimName, type ClaimRules } from "../token/claims.js";
+import { TOKEN_DEFAULTS } from "../token/defaults.js";
 import { TokenRejectedError } from "../token/errors.js";
 import { checkExternalClaims, failure } from "./external-verifier.js";
 import { resolveTrustedIssuers, type TrustedIssuer, type TrustedIssuerInit } from "./trusted-issuers.js";
@@ -109,9 +110,10 @@ export function createGatewayReader(options: GatewayOptions): GatewayReader {
   const issuers = new Map(
     resolveTrustedIssuers(options.trustedIssuers ?? []).map((config) => [config.issuer, config] as const),
   );
-  const leewaySeconds = options.leewaySeconds ?? 30;
-  if (!(Number.isInteger(leewaySeconds) && leewaySeconds >= 0 && leewaySeconds <= 60)) {
-    throw new RangeError("gateway.leewaySeconds must be an integer within 0..60");
+  const leewaySeconds = options.leewaySeconds ?? TOKEN_DEFAULTS.leewaySeconds;
+  const maxLeeway = TOKEN_DEFAULTS.maxLeewaySeconds;
+  if (!(Number.isInteger(leewaySeconds) && leewaySeconds >= 0 && leewaySeconds <= maxLeeway)) {
+    throw new RangeError(`gateway.leewaySeconds must be an integer within 0..${maxLeeway}`);
   }
   const rules: ClaimRules = Object.freeze({
     issuer: options.issuer,

@@ -74,7 +74,7 @@ export interface AuthServiceOptions {
    * bounds how long a leaked one is useful. Default: 300, or the issuer's
    * access lifetime when that is shorter.
    */
-  serviceTokenTtlSeconds?: number;
+  serviceTokenTtlSeconds?: number | undefined;
   /**
    * Clock in milliseconds for throttling, TOTP steps, last-login and
    * revocation times (the issuer and verifier have their own). Default: `Date.now`.

@@ -5,6 +5,7 @@
  * Login's per-client admission and password hasher, so it cannot be used
  * to flood the hasher that Login depends on.
  */
+import { TOKEN_DEFAULTS } from "../token/defaults.js";
 import { randomBytes } from "node:crypto";
 import { Code, type ConnectError } from "@connectrpc/connect";
 import { authError } from "../connect/errors.js";
@@ -17,7 +18,7 @@ import { DEFAULT_LOGIN_ADMISSION, type LoginAdmission } from "./login-admission.
 import { MAX_PASSWORD_BYTES, type PasswordHasher, type PasswordWorkOptions } from "./passwords.js";
 
 /** Default lifetime of a service access token, in seconds: 5 minutes. */
-export const DEFAULT_SERVICE_TOKEN_TTL_SECONDS = 300;
+export const DEFAULT_SERVICE_TOKEN_TTL_SECONDS = TOKEN_DEFAULTS.serviceTokenTtlSeconds;
 
 /** Longest client id looked up: the `service_accounts.client_id` column's size. */
 const MAX_CLIENT_ID_LENGTH = 64;

@@ -11,10 +11,9 @@
  *
  * Options (besides protoplugin's `target`, `import_extension`, …):
  * - `protoguard_import=SPEC`: where protoguard is imported from. Default
- *   `protoguard` (the package; its test kit from `protoguard/testing`). A
+ *   `protoguard` (the package). A
  *   path starting with `.` is a directory relative to the output root that
- *   holds protoguard's sources (its entry points `exports/protoguard.js`,
- *   `exports/testing.js`), for a
+ *   holds protoguard's sources (its entry point `exports/protoguard.js`), for a
  *   repository that generates against its own copy.
  */
 import { existsSync, readFileSync } from "node:fs";
@@ -22,7 +21,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createEcmaScriptPlugin, type GeneratedFile, type Schema } from "@bufbuild/protoplugin";
 import type { DescFile, DescService } from "@bufbuild/protobuf";
-import type { ConformanceMethod } from "../testing/conformance.js";
+import type { ConformanceMethod } from "../policy/conformance-table.js";
 import { conformanceMethod, describe, isAnnotated, readRule, type GeneratedRule } from "./rules.js";
 
 /** Options of the plugin, parsed from `opt:` in buf.gen.yaml. */
@@ -72,7 +71,6 @@ function generateTs(schema: Schema<ProtoguardPluginOptions>): void {
   const relative = spec.startsWith(".");
   const modules = {
     main: relative ? `${spec}/exports/protoguard.js` : spec,
-    testing: relative ? `${spec}/exports/testing.js` : `${spec}/testing`,
   };
   for (const file of schema.files) {
     const services = file.services.filter(isAnnotated);
@@ -86,19 +84,16 @@ function generateTs(schema: Schema<ProtoguardPluginOptions>): void {
   }
 }
 
-function generateService(
-  f: GeneratedFile,
-  file: DescFile,
-  service: DescService,
-  modules: { main: string; testing: string },
-): void {
+function generateService(f: GeneratedFile, file: DescFile, service: DescService, modules: { main: string }): void {
   const rules = service.methods.map((method) => ({ method, rule: readRule(method) }));
   const required = rules.filter((r) => r.rule.principalRequired).map((r) => r.method.localName);
   const Service = f.importSchema(service);
   const ServiceImpl = f.import("ServiceImpl", "@connectrpc/connect", true);
   const GuardedServiceImpl = f.import("GuardedServiceImpl", modules.main, true);
   const guardImplementation = f.import("guardImplementation", modules.main);
-  const ConformanceTable = f.import("ConformanceTable", modules.testing, true);
+  // From the main entry point, which loads no database driver: the generated file must
+  // type-check without skipLibCheck, and protoguard/testing's types reach drizzle and PGlite.
+  const ConformanceTable = f.import("ConformanceTable", modules.main, true);
   const implType = `Guarded${service.name}Impl`;
   const quoted = required.map((m) => JSON.stringify(m));
   // One name a line once the list gets long, as a formatter would.

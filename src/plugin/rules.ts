@@ -7,9 +7,10 @@ import {
   service_shadow_rule,
   type Rule,
 } from "../../gen/protoguard/v1/options_pb.js";
+import { compileCondition } from "../conditions/compile.js";
 import { planRule } from "../policy/rule.js";
 import type { PrincipalKindName } from "../principal.js";
-import type { ConformanceCase, ConformanceMethod } from "../testing/conformance.js";
+import type { ConformanceCase, ConformanceMethod } from "../policy/conformance-table.js";
 
 /**
  * The rule of one method as the generator sees it, read straight from the
@@ -66,8 +67,16 @@ export function readRule(method: DescMethod): GeneratedRule {
       ? getOption(method.parent, service_rule)
       : { authenticated: true };
   const problems = problemsOf(rule);
+  // The condition is type-checked against the request as start-up does (the same compiler):
+  // a typo such as `request.pagesize` stops `buf generate`, not the server later.
+  if ("condition" in rule && rule.condition !== "") {
+    const compiled = compileCondition(rule.condition, rule.conditionMessage || undefined, method);
+    if ("problems" in compiled) problems.push(...compiled.problems);
+  }
   if (problems.length > 0) {
-    throw new Error(`${method.parent.typeName}/${method.name}: invalid protoguard rule: ${problems.join("; ")}`);
+    throw new Error(
+      `${method.parent.file.proto.name}: ${method.parent.typeName}/${method.name}: invalid protoguard rule: ${problems.join("; ")}`,
+    );
   }
   const shadowRule = hasOption(method, method_shadow_rule)
     ? getOption(method, method_shadow_rule)

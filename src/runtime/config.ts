@@ -2,6 +2,7 @@
  * The environment, turned into options once. Only the CLI and `serve` read
  * `process.env`; the library takes these options and nothing else.
  */
+import { TOKEN_DEFAULTS } from "../token/defaults.js";
 import type { ForwardedHeader } from "../connect/peer.js";
 import { parseTrustedProxies } from "../util/ip-address.js";
 import { HEALTH_WATCH_DEFAULTS } from "../server/services/health.js";
@@ -189,10 +190,10 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
       "PROTOGUARD_TLS_CLIENT_CA needs PROTOGUARD_TLS_CERT and PROTOGUARD_TLS_KEY (client certificates need TLS)",
     );
   }
-  const accessTtlSeconds = int("PROTOGUARD_ACCESS_TTL", 300, 1, 31_536_000);
+  const accessTtlSeconds = int("PROTOGUARD_ACCESS_TTL", TOKEN_DEFAULTS.accessTtlSeconds, 1, 31_536_000);
   const serviceTokenTtlSeconds = int(
     "PROTOGUARD_SERVICE_TOKEN_TTL",
-    Math.min(300, accessTtlSeconds),
+    Math.min(TOKEN_DEFAULTS.serviceTokenTtlSeconds, accessTtlSeconds),
     1,
     accessTtlSeconds,
   );
@@ -258,7 +259,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
     publicKeyPaths: list("PROTOGUARD_JWT_PUBLIC_KEY"),
     accessTtlSeconds,
     serviceTokenTtlSeconds,
-    refreshTtlSeconds: int("PROTOGUARD_REFRESH_TTL", 86_400, 1, 31_536_000),
+    refreshTtlSeconds: int("PROTOGUARD_REFRESH_TTL", TOKEN_DEFAULTS.refreshTtlSeconds, 1, 31_536_000),
     jwksUrl: str("PROTOGUARD_JWKS_URL"),
     jwksUserIdClaim: str("PROTOGUARD_JWKS_USER_ID_CLAIM"),
     trustedIssuersPath: str("PROTOGUARD_TRUSTED_ISSUERS"),
@@ -267,7 +268,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
     gatewayUserIdClaim: str("PROTOGUARD_GATEWAY_USER_ID_CLAIM"),
     issuer: str("PROTOGUARD_JWT_ISSUER"),
     audience: str("PROTOGUARD_JWT_AUDIENCE"),
-    leewaySeconds: int("PROTOGUARD_JWT_LEEWAY", 30, 0, 60),
+    leewaySeconds: int("PROTOGUARD_JWT_LEEWAY", TOKEN_DEFAULTS.leewaySeconds, 0, TOKEN_DEFAULTS.maxLeewaySeconds),
     scryptLogN: int("PROTOGUARD_SCRYPT_LOG_N", 17, 10, 20),
     cacheEntries: int("PROTOGUARD_CACHE_ENTRIES", 10_000, 0, 10_000_000),
     cacheMaxAgeMs: int("PROTOGUARD_CACHE_MAX_AGE_MS", 30_000, 0, 86_400_000),

@@ -2,10 +2,8 @@
  * The pieces every command and the server share, built from a
  * {@link ProtoguardConfig}: the database, keys, issuer, verifier and hasher.
  */
-import { createPublicKey, randomBytes } from "node:crypto";
+import { createPublicKey } from "node:crypto";
 import { calculateJwkThumbprint, type JWK } from "jose";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
-import { join } from "node:path";
 import { createPasswordHasher, type PasswordHasher } from "../lifecycle/passwords.js";
 import { defaultProcessName } from "../store/data-dir-lock.js";
 import { openDatabase, type Database } from "../store/database.js";
@@ -15,9 +13,7 @@ import { createKeyring, loadKeyFile, type KeyConfig, type Keyring } from "../tok
 import { createTokenVerifier, type TokenVerifier } from "../token/verifier.js";
 import { loadTrustedIssuers, type TrustedIssuer } from "../identity/trusted-issuers.js";
 import { ConfigError, type ProtoguardConfig } from "./config.js";
-
-/** Name of the development secret kept in the data directory. */
-const DEV_SECRET_FILE = "jwt-secret.dev";
+import { ensureDevelopmentSecret } from "./dev-secret.js";
 
 /** What {@link openRuntime} builds. */
 export interface Runtime {
@@ -100,6 +96,7 @@ export async function openRuntime(config: ProtoguardConfig, options: OpenRuntime
   const verifier = createTokenVerifier({
     keyring,
     leewaySeconds: config.leewaySeconds,
+    // The issuer's TTLs are the verifier's lifetime bounds, for PROTOGUARD_JWKS_URL's tokens too.
     maxLifetimeSeconds: { access: config.accessTtlSeconds, refresh: config.refreshTtlSeconds },
     cache: { maxEntries: config.cacheEntries },
     jwksUrl: config.jwksUrl,
@@ -200,18 +197,9 @@ function developmentSecretWithUrl(): ConfigError {
 
 async function developmentSecret(config: ProtoguardConfig, warn?: (message: string) => void): Promise<string> {
   if (config.databaseUrl !== undefined) throw developmentSecretWithUrl();
-  const path = join(config.dataDir, DEV_SECRET_FILE);
-  let secret: string;
-  try {
-    secret = (await readFile(path, "utf8")).trim();
-  } catch {
-    await mkdir(config.dataDir, { recursive: true });
-    secret = randomBytes(32).toString("base64url");
-    // "wx": two processes starting at once must not both write one.
-    await writeFile(path, `${secret}\n`, { mode: 0o600, flag: "wx" }).catch(async () => {
-      secret = (await readFile(path, "utf8")).trim();
-    });
-  }
-  warn?.(`using the development JWT secret in ${path}; set PROTOGUARD_JWT_SECRET in production`);
+  const { secret, path } = await ensureDevelopmentSecret(config.dataDir);
+  warn?.(
+    `using the development JWT secret in ${path}; your own server verifies these tokens with the same secret (\`protoguard secret\` prints it, loadDevelopmentSecret() reads it); set PROTOGUARD_JWT_SECRET in production`,
+  );
   return secret;
 }

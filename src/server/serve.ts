@@ -15,7 +15,7 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
-import { createAuth, type Auth } from "../connect/auth.js";
+import { createAuth, type Auth, type AuthOptions } from "../connect/auth.js";
 import { createCertificatePrincipalSource, type CachedCertificatePrincipalSource } from "../principals/certificates.js";
 import type { AuthorizeFallback, ResourceLoaders } from "../decide/app-callbacks.js";
 import { peerContextValues, type ClientAddressOptions } from "../connect/peer.js";
@@ -88,19 +88,19 @@ export interface StartServerOptions extends ConnectionLimits {
    */
   routes: (router: ConnectRouter) => void;
   /** TCP port; 0 picks a free one (read it from the result). Default 8080. */
-  port?: number;
+  port?: number | undefined;
   /** Interface to bind. Default "127.0.0.1". */
-  host?: string;
+  host?: string | undefined;
   /**
    * PEM certificate and key: serve HTTPS (h2 and http/1.1 via ALPN). With
    * `clientCa`, verified client certificates identify service accounts (see
    * {@link TlsOptions.clientCa}). Default: plaintext h1 + h2c.
    */
-  tls?: TlsOptions;
+  tls?: TlsOptions | undefined;
   /** Origins browsers may call from ("*" for any). Default: none, so no CORS headers at all. */
-  corsOrigins?: readonly string[];
+  corsOrigins?: readonly string[] | undefined;
   /** Where decision and lifecycle logs go. Default: pino at info level on standard output. */
-  logger?: Logger;
+  logger?: Logger | undefined;
   /**
    * Registry behind `/metrics`, e.g. one the application adds its own metrics
    * to (then it is left to add the process metrics itself). Default: a new
@@ -108,12 +108,12 @@ export interface StartServerOptions extends ConnectionLimits {
    */
   registry?: Registry;
   /** How long in-flight calls may finish on close, in milliseconds. Default 10000. */
-  graceMs?: number;
+  graceMs?: number | undefined;
   /**
    * A directory served under `/` for GET requests no RPC route matches
    * (`/` serves `index.html`). Default: none, so such requests get 404.
    */
-  staticDir?: string;
+  staticDir?: string | undefined;
   /** Rule for methods without a method or service rule. Default `{ authenticated: true }`. */
   defaultRule?: RuleInit;
   /**
@@ -125,17 +125,17 @@ export interface StartServerOptions extends ConnectionLimits {
   /** The code fallback called after rules and conditions pass; see `createAuth`'s option. Default: none. */
   authorize?: AuthorizeFallback;
   /** Cached user lookups; 0 disables the cache. Default 10000. */
-  principalCacheEntries?: number;
+  principalCacheEntries?: number | undefined;
   /** Longest time a cached user lookup is trusted, in milliseconds. Default 30000. */
-  principalCacheMaxAgeMs?: number;
+  principalCacheMaxAgeMs?: number | undefined;
   /**
    * Refuse unauthenticated calls at the HTTP layer, before Connect reads the
    * body (see `createPrefilter`); the gate and interceptor still enforce
    * every rule without it. Default true.
    */
-  prefilter?: boolean;
+  prefilter?: boolean | undefined;
   /** Largest request message accepted, in bytes. Default 4 MiB. */
-  maxRequestBytes?: number;
+  maxRequestBytes?: number | undefined;
   /**
    * How the client address of a call (`peerAddressKey`, for the Login
    * admission) is found: the socket's peer, or the forwarded header when
@@ -156,13 +156,13 @@ export interface StartServerOptions extends ConnectionLimits {
    * file of them for `openRuntime`). Their subjects are linked to (or provisioned as) users of
    * the runtime's database. Default: none beyond the runtime verifier's own.
    */
-  trustedIssuers?: readonly TrustedIssuerInit[] | readonly TrustedIssuer[];
+  trustedIssuers?: readonly TrustedIssuerInit[] | readonly TrustedIssuer[] | undefined;
   /**
    * Gateway mode: take verified claims from a trusted gateway's header (see `createAuth`'s
    * `gateway` and `GatewayOptions`). The peer checked is the socket's, never a forwarded
    * address. Default: off.
    */
-  gateway?: GatewayOptions;
+  gateway?: GatewayOptions | undefined;
   /**
    * Server processes sharing the port: a positive integer, or `"auto"` for
    * one per core. With more than one, this process becomes the primary: it
@@ -178,7 +178,7 @@ export interface StartServerOptions extends ConnectionLimits {
    * `WORKERS_NEED_POSTGRES`). Default 1: this process serves, nothing is
    * forked (`protoguard serve` defaults to `"auto"` on PostgreSQL).
    */
-  workers?: WorkersOption;
+  workers?: WorkersOption | undefined;
 }
 
 /** A running server, returned by {@link startServer}. */
@@ -301,20 +301,8 @@ async function startOne(options: StartServerOptions, prepared: Prepared): Promis
   });
   try {
     const auth = createAuth({
-      policy,
-      services,
-      verifier: runtime.verifier,
-      principals,
-      identities,
+      ...serverAuthOptions(options, { policy, services, principals, identities, certificates }),
       onDecision: observability.onDecision,
-      ...(certificates !== undefined && { certificates }),
-      ...(options.resources !== undefined && { resources: options.resources }),
-      ...(options.authorize !== undefined && { authorize: options.authorize }),
-      trustedIssuers: [
-        ...resolveTrustedIssuers(runtime.trustedIssuers ?? []),
-        ...resolveTrustedIssuers(options.trustedIssuers ?? []),
-      ],
-      ...(options.gateway !== undefined && { gateway: options.gateway }),
     });
     const { verifier } = runtime;
     registerCacheMetrics(observability.registry, {
@@ -378,6 +366,40 @@ async function startOne(options: StartServerOptions, prepared: Prepared): Promis
   }
 }
 
+/**
+ * The `createAuth` options a server builds from its own: one place, so the
+ * primary of a server with workers and every worker (or the one process)
+ * wire the same parts — the verifier with its trusted issuers, the identity
+ * resolver they need, gateway mode, client certificates, loaders, fallback.
+ */
+function serverAuthOptions(
+  options: StartServerOptions,
+  parts: {
+    policy: AuthPolicy;
+    services: readonly DescService[];
+    principals: AuthOptions["principals"];
+    identities: NonNullable<AuthOptions["identities"]>;
+    certificates: CachedCertificatePrincipalSource | undefined;
+  },
+): AuthOptions {
+  return {
+    policy: parts.policy,
+    services: parts.services,
+    verifier: options.runtime.verifier,
+    principals: parts.principals,
+    identities: parts.identities,
+    ...(parts.certificates !== undefined && { certificates: parts.certificates }),
+    ...(options.resources !== undefined && { resources: options.resources }),
+    ...(options.authorize !== undefined && { authorize: options.authorize }),
+    // The runtime's issuers (PROTOGUARD_TRUSTED_ISSUERS) and the option's: createAuth composes them.
+    trustedIssuers: [
+      ...resolveTrustedIssuers(options.runtime.trustedIssuers ?? []),
+      ...resolveTrustedIssuers(options.trustedIssuers ?? []),
+    ],
+    ...(options.gateway !== undefined && { gateway: options.gateway }),
+  };
+}
+
 /** Whether the verifier keeps cache totals, as `createTokenVerifier`'s does. */
 function hasCacheCounts(verifier: AccessTokenVerifier): verifier is AccessTokenVerifier & CacheTotals {
   return typeof (verifier as Partial<CacheTotals>).cacheHits === "number";
@@ -411,25 +433,34 @@ async function startPrimary(
   }
   const graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
   const principals = await createPrincipalSource({ database: runtime.database, maxEntries: 0, listen: false });
+  // The primary serves no call: its parts cache nothing and subscribe to nothing.
+  const identities = await createIdentityResolver({
+    database: runtime.database,
+    invalidations: principals,
+    maxEntries: 0,
+  });
+  const certificates =
+    options.tls?.clientCa === undefined
+      ? undefined
+      : createCertificatePrincipalSource({ database: runtime.database, maxEntries: 0 });
+  const release = async () => {
+    certificates?.close();
+    await identities.close();
+    await principals.close();
+  };
   let auth: Auth;
   try {
-    // Built before any worker is forked, with the application's loaders and
-    // fallback, so a condition without its loader stops the primary rather
-    // than every worker in turn.
-    auth = createAuth({
-      policy,
-      services,
-      verifier: runtime.verifier,
-      principals,
-      ...(options.resources !== undefined && { resources: options.resources }),
-      ...(options.authorize !== undefined && { authorize: options.authorize }),
-    });
+    // Built before any worker is forked, from the same options a worker's
+    // is (loaders, fallback, trusted issuers, gateway, certificates), so a
+    // combination a worker would refuse stops the primary rather than every
+    // worker in turn.
+    auth = createAuth(serverAuthOptions(options, { policy, services, principals, identities, certificates }));
   } catch (error) {
-    await principals.close();
+    await release();
     throw error;
   }
   const pool = await startWorkers({ count, graceMs, logger }).catch(async (error: unknown) => {
-    await principals.close();
+    await release();
     throw error;
   });
   const health = createHealth({
@@ -445,7 +476,7 @@ async function startPrimary(
       await pool.close();
     } finally {
       try {
-        await principals.close();
+        await release();
       } finally {
         await runtime.close?.();
       }

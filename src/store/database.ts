@@ -79,7 +79,7 @@ export interface OpenDatabaseOptions {
    */
   pglite?: PGlite;
   /** postgres.js pool size. Default 10. Ignored for PGlite (one connection). */
-  max?: number;
+  max?: number | undefined;
 }
 
 /** Subdirectory of a data directory where PGlite keeps its files. */

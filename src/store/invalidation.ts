@@ -9,18 +9,10 @@ import type { Database } from "./database.js";
  */
 export const INVALIDATION_CHANNEL = "protoguard_invalidate";
 
-/** One change announced on {@link INVALIDATION_CHANNEL}. */
-export type InvalidationEvent =
-  /** A user row, its grants or its group memberships changed. */
-  | { readonly kind: "user"; readonly userId: number }
-  /** An access token's jti was revoked. */
-  | { readonly kind: "token"; readonly jti: string }
-  /**
-   * Something that may affect many users changed (a group's or a
-   * permission's rows), or notifications may have been missed (the listening
-   * connection was re-established): drop everything.
-   */
-  | { readonly kind: "all" };
+// The event's type lives on floor 1, so adapters that follow invalidations (stream watches)
+// name it without reaching the store's drivers, in code and in declarations.
+export type { InvalidationEvent } from "../invalidation-event.js";
+import type { InvalidationEvent } from "../invalidation-event.js";
 
 /** Parses a notification payload; unknown payloads mean "drop everything", the safe side. */
 function parseInvalidation(payload: string): InvalidationEvent {

@@ -150,8 +150,13 @@ export function checkClaims(
   if (iat > nowSeconds + leewaySeconds) {
     throw new TokenRejectedError("ISSUED_IN_FUTURE", "token issued in the future", { claim: "iat" });
   }
-  if (exp - iat > rules.maxLifetime[expected]) {
-    throw new TokenRejectedError("LIFETIME_EXCEEDED", "token lifetime above the configured maximum", { claim: "exp" });
+  const maxLifetime = rules.maxLifetime[expected];
+  if (exp - iat > maxLifetime) {
+    throw new TokenRejectedError(
+      "LIFETIME_EXCEEDED",
+      `token lifetime (exp - iat = ${Math.round(exp - iat)} s) above the verifier's maxLifetimeSeconds.${expected} (${maxLifetime} s)`,
+      { claim: "exp", bound: maxLifetime },
+    );
   }
   if (nowSeconds >= exp + leewaySeconds) {
     throw new TokenRejectedError("EXPIRED", "token expired", { claim: "exp" });

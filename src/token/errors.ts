@@ -85,9 +85,16 @@ export type TokenRejectionCode =
 export class TokenRejectedError extends ProtoguardError<TokenRejectionCode> {
   /** The claim at fault, when there is one. */
   readonly claim: string | undefined;
+  /** The configured bound the token broke, for `LIFETIME_EXCEEDED`: `maxLifetimeSeconds` of its type. */
+  readonly bound: number | undefined;
 
-  constructor(code: TokenRejectionCode, message: string, options?: { cause?: unknown; claim?: string }) {
+  constructor(
+    code: TokenRejectionCode,
+    message: string,
+    options?: { cause?: unknown; claim?: string; bound?: number },
+  ) {
     super(code, message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.claim = options?.claim;
+    this.bound = options?.bound;
   }
 }

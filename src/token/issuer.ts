@@ -4,6 +4,7 @@ import { SignJWT } from "jose";
 import { isUserId, MAX_USER_ID } from "../user-id.js";
 import { DEFAULT_USER_ID_CLAIM, RESERVED_CLAIMS, userIdClaimName } from "./claims.js";
 import type { TokenType } from "./claims.js";
+import { TOKEN_DEFAULTS } from "./defaults.js";
 import { KeyConfigError } from "./errors.js";
 import type { Keyring } from "./keys.js";
 
@@ -11,16 +12,16 @@ import type { Keyring } from "./keys.js";
 export interface TokenIssuerOptions {
   /** Signs with `keyring.signingKey` (the first key that can sign). */
   keyring: Keyring;
-  /** Access token lifetime. Default 300 (simplejwt's `ACCESS_TOKEN_LIFETIME`, 5 minutes). */
-  accessTtlSeconds?: number;
-  /** Refresh token lifetime. Default 86400 (simplejwt's `REFRESH_TOKEN_LIFETIME`, 1 day). */
-  refreshTtlSeconds?: number;
+  /** Access token lifetime. Default `TOKEN_DEFAULTS.accessTtlSeconds`, 300 (simplejwt's `ACCESS_TOKEN_LIFETIME`, 5 minutes). */
+  accessTtlSeconds?: number | undefined;
+  /** Refresh token lifetime. Default `TOKEN_DEFAULTS.refreshTtlSeconds`, 86400 (simplejwt's `REFRESH_TOKEN_LIFETIME`, 1 day). */
+  refreshTtlSeconds?: number | undefined;
   /** `iss` claim; omitted by default (simplejwt omits it unless `ISSUER` is set). */
-  issuer?: string;
+  issuer?: string | undefined;
   /** `aud` claim; omitted by default. */
-  audience?: string;
+  audience?: string | undefined;
   /** Name of the user id claim. Default `"user_id"`. */
-  userIdClaim?: string;
+  userIdClaim?: string | undefined;
   /** Clock in milliseconds. Default `Date.now`; tests pass a frozen one. */
   now?: () => number;
 }
@@ -71,8 +72,16 @@ function positiveSeconds(value: number | undefined, fallback: number, name: stri
 export function createTokenIssuer(options: TokenIssuerOptions): TokenIssuer {
   const signing = options.keyring.signingKey;
   if (!signing) throw new KeyConfigError("NO_SIGNING_KEY", "the keyring has no private key or secret to sign with");
-  const accessTtlSeconds = positiveSeconds(options.accessTtlSeconds, 300, "accessTtlSeconds");
-  const refreshTtlSeconds = positiveSeconds(options.refreshTtlSeconds, 86_400, "refreshTtlSeconds");
+  const accessTtlSeconds = positiveSeconds(
+    options.accessTtlSeconds,
+    TOKEN_DEFAULTS.accessTtlSeconds,
+    "accessTtlSeconds",
+  );
+  const refreshTtlSeconds = positiveSeconds(
+    options.refreshTtlSeconds,
+    TOKEN_DEFAULTS.refreshTtlSeconds,
+    "refreshTtlSeconds",
+  );
   const userIdClaim = userIdClaimName(options.userIdClaim, DEFAULT_USER_ID_CLAIM, "userIdClaim");
   const { issuer, audience } = options;
   const now = options.now ?? Date.now;

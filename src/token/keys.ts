@@ -31,8 +31,13 @@ export type AsymmetricKeyInput = string | JWK | CryptoKey | KeyObject;
  * id for HS256 secrets.
  */
 export type KeyConfig =
-  | { alg: "HS256"; secret: string | Uint8Array; kid?: string }
-  | { alg: AsymmetricAlgorithm; kid?: string; privateKey?: AsymmetricKeyInput; publicKey?: AsymmetricKeyInput };
+  | { alg: "HS256"; secret: string | Uint8Array | undefined; kid?: string | undefined }
+  | {
+      alg: AsymmetricAlgorithm;
+      kid?: string | undefined;
+      privateKey?: AsymmetricKeyInput | undefined;
+      publicKey?: AsymmetricKeyInput | undefined;
+    };
 
 /** A key that verifies tokens of exactly one algorithm. */
 export interface VerificationKey {
@@ -166,7 +171,10 @@ async function prepareHmac(config: Extract<KeyConfig, { alg: "HS256" }>, where: 
   } else if (secret instanceof Uint8Array) {
     bytes = secret;
   } else {
-    throw new KeyConfigError("KEY_MISSING", `${where}: HS256 needs a secret (string or Uint8Array)`);
+    throw new KeyConfigError(
+      "KEY_MISSING",
+      `${where}: HS256 needs a secret (string or Uint8Array), got ${secret === undefined ? "undefined" : typeof secret}: pass the secret the tokens are signed with. Tokens of the protoguard CLI are signed with PROTOGUARD_JWT_SECRET, or without it with a development secret in its data directory: \`protoguard secret\` prints it, loadDevelopmentSecret() from protoguard/server reads it`,
+    );
   }
   if (bytes.byteLength < MIN_HMAC_BYTES) {
     throw new KeyConfigError("KEY_TOO_SHORT", `${where}: HS256 secret must be at least ${MIN_HMAC_BYTES} bytes`);

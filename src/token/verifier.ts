@@ -8,6 +8,7 @@
 import { compactVerify } from "jose";
 import type { CompactJWSHeaderParameters, FlattenedJWSInput } from "jose";
 import { VerifiedTokenCache } from "./cache.js";
+import { TOKEN_DEFAULTS } from "./defaults.js";
 import { checkClaims, DEFAULT_USER_ID_CLAIM, refuseUnverified, userIdClaimName } from "./claims.js";
 import type { ClaimRules, TokenType, VerifiedClaims } from "./claims.js";
 import { hasCanonicalSegments, isCompactJws } from "./compact.js";
@@ -23,7 +24,7 @@ export interface TokenVerifierOptions {
   /** Local keys, looked up by the token's `kid`. */
   keyring?: Keyring;
   /** A remote issuer's JWKS (https, or http on loopback). Consulted for kids not in `keyring`. */
-  jwksUrl?: string | URL;
+  jwksUrl?: string | URL | undefined;
   /**
    * How `jwksUrl` is fetched and cached, and its explicit algorithm list. Default: each field's
    * own default (re-fetch after 10 minutes, 30 s cool-down, 5 s timeout, RS256 and ES256, plain
@@ -35,25 +36,34 @@ export interface TokenVerifierOptions {
    * when the external issuer calls it something else than `userIdClaim`
    * (its value must still be a local user id). Default: `userIdClaim`.
    */
-  jwksUserIdClaim?: string;
+  jwksUserIdClaim?: string | undefined;
   /** Required exact `iss`. Default: not checked. */
-  issuer?: string;
+  issuer?: string | undefined;
   /**
    * Required audience (exact string, or one exact member of an `aud` array). Default: none, and
    * then a token that names an audience is refused (RFC 7519 §4.1.3).
    */
-  audience?: string;
-  /** Clock skew tolerated on `exp`, `nbf` and `iat`. Default 30; must be within 0..60 (RangeError otherwise). */
-  leewaySeconds?: number;
+  audience?: string | undefined;
+  /** Clock skew tolerated on `exp`, `nbf` and `iat`. Default 30 (`TOKEN_DEFAULTS.leewaySeconds`); must be within 0..60 (RangeError otherwise). */
+  leewaySeconds?: number | undefined;
   /**
-   * Upper bound of `exp - iat`, one number for both types or one per type. Default with only a
-   * `keyring`: `{ access: 300, refresh: 86400 }`, the issuer's default TTLs — pass the issuer's
-   * real TTLs (`issuer.accessTtlSeconds`, `issuer.refreshTtlSeconds`) when they differ. Default
-   * with `jwksUrl`: no bound (the external issuer decides). `Infinity` disables the check.
+   * The access token lifetime the tokens are issued with, as `createTokenIssuer`'s option of
+   * the same name (so one options object can configure both): the default access bound of
+   * {@link maxLifetimeSeconds}. Default 300 (`TOKEN_DEFAULTS.accessTtlSeconds`).
    */
-  maxLifetimeSeconds?: number | { access: number; refresh: number };
+  accessTtlSeconds?: number | undefined;
+  /** As {@link accessTtlSeconds}, for refresh tokens. Default 86400 (`TOKEN_DEFAULTS.refreshTtlSeconds`). */
+  refreshTtlSeconds?: number | undefined;
+  /**
+   * Upper bound of `exp - iat`, one number for both types or one per type; a token above it is
+   * refused with reason `TOKEN_LIFETIME_EXCEEDED` (the bound in the ErrorInfo metadata
+   * `maxLifetimeSeconds`). Default with only a `keyring`: `{ access: accessTtlSeconds, refresh:
+   * refreshTtlSeconds }`, the issuer's TTLs — 300 and 86400 unless those options say otherwise.
+   * Default with `jwksUrl`: no bound (the external issuer decides). `Infinity` disables the check.
+   */
+  maxLifetimeSeconds?: number | { access: number; refresh: number } | undefined;
   /** Name of the user id claim. Default `"user_id"` (simplejwt's `USER_ID_CLAIM`). */
-  userIdClaim?: string;
+  userIdClaim?: string | undefined;
   /** Refuse tokens without `jti`. Default true (revocation is keyed by it). */
   requireJti?: boolean;
   /**
@@ -70,7 +80,11 @@ export interface TokenVerifierOptions {
 /** Outcome of {@link TokenVerifier.verify}; `error` is for logs, never for clients. */
 export type VerifyResult =
   | { ok: true; claims: VerifiedClaims }
-  | { ok: false; reason: "TOKEN_INVALID" | "TOKEN_EXPIRED" | "TOKEN_WRONG_TYPE" | "TOKEN_MALFORMED"; error: unknown }
+  | {
+      ok: false;
+      reason: "TOKEN_INVALID" | "TOKEN_EXPIRED" | "TOKEN_WRONG_TYPE" | "TOKEN_MALFORMED" | "TOKEN_LIFETIME_EXCEEDED";
+      error: unknown;
+    }
   /** The remote JWKS could not be fetched: answer UNAVAILABLE (fail closed), not UNAUTHENTICATED. */
   | { ok: false; reason: "KEYS_UNAVAILABLE"; error: unknown };
 
@@ -106,8 +120,7 @@ export interface TokenVerifier {
   readonly localIssuers?: readonly string[] | "any";
 }
 
-const MAX_LEEWAY_SECONDS = 60;
-const DEFAULT_LOCAL_LIFETIME = Object.freeze({ access: 300, refresh: 86_400 });
+const MAX_LEEWAY_SECONDS = TOKEN_DEFAULTS.maxLeewaySeconds;
 const NO_LIFETIME_BOUND = Object.freeze({ access: Infinity, refresh: Infinity });
 
 // Shared by every verifier: garbage tokens should cost no allocation.
@@ -139,11 +152,20 @@ interface CachedResult {
   readonly result: { ok: true; claims: VerifiedClaims };
 }
 
-function resolveLifetime(
-  option: TokenVerifierOptions["maxLifetimeSeconds"],
-  localOnly: boolean,
-): Readonly<Record<TokenType, number>> {
-  if (option === undefined) return localOnly ? DEFAULT_LOCAL_LIFETIME : NO_LIFETIME_BOUND;
+function resolveLifetime(options: TokenVerifierOptions, localOnly: boolean): Readonly<Record<TokenType, number>> {
+  const option = options.maxLifetimeSeconds;
+  if (option === undefined && !localOnly) return NO_LIFETIME_BOUND;
+  if (option === undefined) {
+    return resolveLifetime(
+      {
+        maxLifetimeSeconds: {
+          access: options.accessTtlSeconds ?? TOKEN_DEFAULTS.accessTtlSeconds,
+          refresh: options.refreshTtlSeconds ?? TOKEN_DEFAULTS.refreshTtlSeconds,
+        },
+      },
+      true,
+    );
+  }
   const pair = typeof option === "number" ? { access: option, refresh: option } : option;
   for (const value of [pair.access, pair.refresh]) {
     if (typeof value !== "number" || Number.isNaN(value) || value <= 0) {
@@ -158,7 +180,7 @@ function resolveClaimRules(
   options: TokenVerifierOptions,
   localOnly: boolean,
 ): { local: ClaimRules; remote: ClaimRules } {
-  const leewaySeconds = options.leewaySeconds ?? 30;
+  const leewaySeconds = options.leewaySeconds ?? TOKEN_DEFAULTS.leewaySeconds;
   if (typeof leewaySeconds !== "number" || !(leewaySeconds >= 0 && leewaySeconds <= MAX_LEEWAY_SECONDS)) {
     throw new RangeError(`leewaySeconds must be within 0..${MAX_LEEWAY_SECONDS}`);
   }
@@ -167,7 +189,7 @@ function resolveClaimRules(
     issuer: options.issuer,
     audience: options.audience,
     leewaySeconds,
-    maxLifetime: resolveLifetime(options.maxLifetimeSeconds, localOnly),
+    maxLifetime: resolveLifetime(options, localOnly),
     userIdClaim,
     requireJti: options.requireJti ?? true,
   });
@@ -185,6 +207,8 @@ function failure(error: unknown): VerifyResult {
         return { ok: false, reason: "TOKEN_EXPIRED", error };
       case "WRONG_TYPE":
         return { ok: false, reason: "TOKEN_WRONG_TYPE", error };
+      case "LIFETIME_EXCEEDED":
+        return { ok: false, reason: "TOKEN_LIFETIME_EXCEEDED", error };
       case "KEYS_UNAVAILABLE":
         return { ok: false, reason: "KEYS_UNAVAILABLE", error };
       case "TOKEN_STRUCTURE":

@@ -2,11 +2,10 @@
 // @generated from file example/v1/account.proto (package example.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GuardedServiceImpl } from "../../../src/exports/protoguard.js";
+import type { ConformanceTable, GuardedServiceImpl } from "../../../src/exports/protoguard.js";
 import { guardImplementation } from "../../../src/exports/protoguard.js";
 import { AccountService } from "./account_pb.js";
 import type { ServiceImpl } from "@connectrpc/connect";
-import type { ConformanceTable } from "../../../src/exports/testing.js";
 
 /**
  * The implementation of example.v1.AccountService (example/v1/account.proto), each method given its caller

@@ -2,11 +2,10 @@
 // @generated from file example/v1/product.proto (package example.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GuardedServiceImpl } from "../../../src/exports/protoguard.js";
+import type { ConformanceTable, GuardedServiceImpl } from "../../../src/exports/protoguard.js";
 import { guardImplementation } from "../../../src/exports/protoguard.js";
 import { ProductService } from "./product_pb.js";
 import type { ServiceImpl } from "@connectrpc/connect";
-import type { ConformanceTable } from "../../../src/exports/testing.js";
 
 /**
  * The implementation of example.v1.ProductService (example/v1/product.proto), each method given its caller

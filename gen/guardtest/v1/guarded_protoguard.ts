@@ -4,11 +4,10 @@
 // @generated from file guardtest/v1/guarded.proto (package guardtest.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GuardedServiceImpl } from "../../../src/exports/protoguard.js";
+import type { ConformanceTable, GuardedServiceImpl } from "../../../src/exports/protoguard.js";
 import { guardImplementation } from "../../../src/exports/protoguard.js";
 import { GuardedService, StaffOnlyService } from "./guarded_pb.js";
 import type { ServiceImpl } from "@connectrpc/connect";
-import type { ConformanceTable } from "../../../src/exports/testing.js";
 
 /**
  * The implementation of guardtest.v1.GuardedService (guardtest/v1/guarded.proto), each method given its caller

@@ -5,11 +5,10 @@
 // @generated from file guardtest/v1/kinds.proto (package guardtest.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GuardedServiceImpl } from "../../../src/exports/protoguard.js";
+import type { ConformanceTable, GuardedServiceImpl } from "../../../src/exports/protoguard.js";
 import { guardImplementation } from "../../../src/exports/protoguard.js";
 import { KindService } from "./kinds_pb.js";
 import type { ServiceImpl } from "@connectrpc/connect";
-import type { ConformanceTable } from "../../../src/exports/testing.js";
 
 /**
  * The implementation of guardtest.v1.KindService (guardtest/v1/kinds.proto), each method given its caller

@@ -2,11 +2,10 @@
 // @generated from file protoguard/v1/auth.proto (package protoguard.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GuardedServiceImpl } from "../../../src/exports/protoguard.js";
+import type { ConformanceTable, GuardedServiceImpl } from "../../../src/exports/protoguard.js";
 import { guardImplementation } from "../../../src/exports/protoguard.js";
 import { AuthService } from "./auth_pb.js";
 import type { ServiceImpl } from "@connectrpc/connect";
-import type { ConformanceTable } from "../../../src/exports/testing.js";
 
 /**
  * The implementation of protoguard.v1.AuthService (protoguard/v1/auth.proto), each method given its caller

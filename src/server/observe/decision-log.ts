@@ -131,6 +131,13 @@ export function createDecisionLog(logger: Logger, options: DecisionLogOptions = 
       record["principalKind"] = principalKindLabel(verdict);
     }
     if (verdict.outcome !== "allow") record["reason"] = verdict.reason;
+    if (verdict.outcome === "deny") {
+      if (verdict.metadata !== undefined) Object.assign(record, verdict.metadata);
+      // What exactly was wrong, for the developer (a TokenRejectedError's code such as
+      // AUDIENCE_MISMATCH, or jose's): the client sees only the reason.
+      const detail = causeCode(verdict.cause);
+      if (detail !== undefined) record["detail"] = detail;
+    }
     // A shadow rule's opinion rides on the decision it concerns: one line per call.
     if (event.shadow?.outcome === "would_deny") {
       record["shadow"] = "would_deny";
@@ -153,4 +160,10 @@ export function createDecisionLog(logger: Logger, options: DecisionLogOptions = 
 function errorSummary(cause: unknown): { type: string; message: string } {
   if (cause instanceof Error) return { type: cause.name, message: cause.message };
   return { type: typeof cause, message: String(cause) };
+}
+
+/** The stable `code` of a refusal's cause (TokenRejectedError, jose's errors), if it has one. */
+function causeCode(cause: unknown): string | undefined {
+  const code = (cause as { code?: unknown } | null | undefined)?.code;
+  return typeof code === "string" ? code : undefined;
 }
