@@ -21,6 +21,7 @@ import {
   type CliOptions,
   type Command,
 } from "./io.js";
+import { importSubcommands } from "./import-django.js";
 import { initSubcommand } from "./init.js";
 import { serviceSubcommands } from "./services.js";
 import { groupSubcommands, userSubcommands } from "./users.js";
@@ -90,6 +91,7 @@ const COMMANDS: Readonly<Record<string, CommandEntry>> = {
   token: { run: tokenSubcommand.run, usages: [tokenSubcommand] },
   otp: group("otp", totpSubcommands),
   keys: group("keys", keysSubcommands),
+  import: group("import", importSubcommands),
 };
 
 /** Every line of `protoguard --help`. */
