@@ -1,0 +1,169 @@
+/**
+ * Adopting djangorestframework-simplejwt refresh tokens in `AuthService.Refresh`:
+ * a refresh token simplejwt issued (and protoguard never saw) is verified with
+ * Django's key, checked against simplejwt's blacklist and protoguard's own
+ * records, and becomes the first, already used, token of a new protoguard
+ * family; the caller gets a protoguard pair and rotates as usual from then on.
+ * The same simplejwt token presented again is reuse: the family is revoked.
+ */
+import { randomBytes } from "node:crypto";
+import { Code, type ConnectError } from "@connectrpc/connect";
+import { eq } from "drizzle-orm";
+import { authError } from "../connect/errors.js";
+import { MESSAGES } from "../decide/verdict.js";
+import type { Database } from "../store/database.js";
+import { consumeRefreshToken, findRefreshFamily } from "../store/refresh-tokens.js";
+import { users } from "../store/schema.js";
+import { recordAdoptedRefreshToken, type SimplejwtBlacklist } from "../store/simplejwt-tokens.js";
+import type { TokenIssuer } from "../token/issuer.js";
+import { createKeyring } from "../token/keys.js";
+import type { RemoteJwksOptions } from "../token/jwks.js";
+import { createTokenVerifier, type TokenVerifier } from "../token/verifier.js";
+import { hashRefreshToken, issueSession, type IssuedSession } from "./sessions.js";
+
+/** Options of {@link createSimplejwtAdoption}. One of `signingKey` and `jwksUrl` is required. */
+export interface SimplejwtAdoptionOptions {
+  /**
+   * simplejwt's `SIGNING_KEY` (Django's `SECRET_KEY` unless set), for its
+   * default HS256; at least 32 bytes. Its UTF-8 bytes are the HMAC key, as in PyJWT.
+   */
+  signingKey?: string;
+  /** A JWKS publishing simplejwt's RS256/ES256 verifying keys (its `JWK_URL`, or one you serve). */
+  jwksUrl?: string;
+  /** How `jwksUrl` is fetched; each field defaults as in `createTokenVerifier`. */
+  jwksOptions?: RemoteJwksOptions;
+  /** simplejwt's `USER_ID_CLAIM`. Default `"user_id"`. */
+  userIdClaim?: string;
+  /** simplejwt's `ISSUER`, required exactly when set. Default: not checked. */
+  issuer?: string;
+  /** simplejwt's `AUDIENCE`, required exactly when set. Default: none (a token naming one is refused). */
+  audience?: string;
+  /** Clock skew tolerated on `exp`/`iat` (simplejwt's `LEEWAY`), 0..60 s. Default 30. */
+  leewaySeconds?: number;
+  /** Upper bound of `exp - iat` (simplejwt's `REFRESH_TOKEN_LIFETIME`). Default: none, `exp` alone decides. */
+  maxLifetimeSeconds?: number;
+  /**
+   * simplejwt's blacklist in the Django database (`openSimplejwtBlacklist`).
+   * Default: none, and then a token blacklisted in Django is adopted unless
+   * protoguard knows of it otherwise.
+   */
+  blacklist?: SimplejwtBlacklist;
+  /** Clock in milliseconds for verifying. Default `Date.now`. */
+  now?: () => number;
+}
+
+/** What the AuthService hands {@link SimplejwtAdoption.refresh}. */
+export interface AdoptionContext {
+  readonly database: Database;
+  readonly issuer: TokenIssuer;
+  /** protoguard's own refresh-token verifier. */
+  readonly verifier: TokenVerifier;
+  readonly now: () => number;
+}
+
+/** Built by {@link createSimplejwtAdoption}; pass it as `createAuthService({ simplejwt })`. */
+export interface SimplejwtAdoption {
+  /**
+   * Resolves with a new protoguard session when `token` is a simplejwt refresh
+   * token, with undefined when it is not one (protoguard's own path then
+   * handles it), and rejects with the ConnectError to answer when it is one
+   * that cannot be adopted: `TOKEN_EXPIRED`, `TOKEN_REVOKED` (blacklisted in
+   * Django, reused, older than a credentials change), `USER_INACTIVE`.
+   */
+  refresh(token: string, context: AdoptionContext): Promise<IssuedSession | undefined>;
+}
+
+/**
+ * Creates the adoption of simplejwt refresh tokens. Throws a `KeyConfigError`
+ * for a signing key under 32 bytes, a `TypeError` without a key or JWKS.
+ *
+ * @example
+ * ```ts
+ * const simplejwt = await createSimplejwtAdoption({
+ *   signingKey: process.env.DJANGO_SECRET_KEY,
+ *   blacklist: openSimplejwtBlacklist(djangoDatabaseUrl),
+ * });
+ * const service = createAuthService({ database, issuer, verifier, simplejwt });
+ * ```
+ */
+export async function createSimplejwtAdoption(options: SimplejwtAdoptionOptions): Promise<SimplejwtAdoption> {
+  if (options.signingKey === undefined && options.jwksUrl === undefined) {
+    throw new TypeError("createSimplejwtAdoption needs a signingKey or a jwksUrl");
+  }
+  const keyring =
+    options.signingKey === undefined ? undefined : await createKeyring([{ alg: "HS256", secret: options.signingKey }]);
+  const verifier = createTokenVerifier({
+    ...(keyring !== undefined && { keyring }),
+    ...(options.jwksUrl !== undefined && { jwksUrl: options.jwksUrl, jwksOptions: options.jwksOptions }),
+    userIdClaim: options.userIdClaim,
+    jwksUserIdClaim: options.userIdClaim,
+    issuer: options.issuer,
+    audience: options.audience,
+    leewaySeconds: options.leewaySeconds,
+    maxLifetimeSeconds: options.maxLifetimeSeconds ?? Infinity,
+    cache: { maxEntries: 0 },
+    now: options.now,
+  });
+  const { blacklist } = options;
+
+  return {
+    async refresh(token, { database, issuer, verifier: own, now }) {
+      const result = await verifier.verify(token, "refresh");
+      if (!result.ok) {
+        // Only a verified signature makes it simplejwt's: anything else is
+        // left to protoguard's own path and its answer.
+        if (result.reason === "TOKEN_EXPIRED") throw refused("TOKEN_EXPIRED", result.error);
+        if (result.reason === "KEYS_UNAVAILABLE") {
+          throw authError(
+            MESSAGES.AUTH_BACKEND_UNAVAILABLE,
+            Code.Unavailable,
+            "AUTH_BACKEND_UNAVAILABLE",
+            result.error,
+          );
+        }
+        return undefined;
+      }
+      const claims = result.claims;
+      const db = database.db;
+      const known = (await findRefreshFamily(db, claims.jti)) !== undefined;
+      // One key shared by both sides: protoguard's own tokens verify here too.
+      if (known && (await own.verify(token, "refresh")).ok) return undefined;
+      if (!known && blacklist !== undefined && (await blacklist.isBlacklisted(claims.jti))) {
+        throw refused("TOKEN_REVOKED");
+      }
+      const at = new Date(now());
+      // Refusals are returned so the transaction commits a reuse's revocation.
+      const outcome = await db.transaction(async (tx) => {
+        const reuse = async () => {
+          await consumeRefreshToken(tx, claims.jti, at);
+          return "TOKEN_REVOKED" as const;
+        };
+        if (known) return reuse();
+        const [user] = await tx
+          .select({ isActive: users.isActive, kind: users.kind, credentialsChangedAt: users.credentialsChangedAt })
+          .from(users)
+          .where(eq(users.id, claims.userId));
+        if (user === undefined || !user.isActive || user.kind !== "user") return "USER_INACTIVE" as const;
+        if (Math.round(claims.issuedAt * 1000) < user.credentialsChangedAt.getTime()) return "TOKEN_REVOKED" as const;
+        const familyId = randomBytes(16).toString("hex");
+        const recorded = await recordAdoptedRefreshToken(tx, {
+          jti: claims.jti,
+          familyId,
+          userId: claims.userId,
+          tokenHash: hashRefreshToken(token),
+          issuedAt: new Date(claims.issuedAt * 1000),
+          expiresAt: new Date(claims.expiresAt * 1000),
+          usedAt: at,
+        });
+        if (!recorded) return reuse();
+        return issueSession(tx, issuer, claims.userId, familyId);
+      });
+      if (typeof outcome === "string") throw refused(outcome);
+      return outcome;
+    },
+  };
+}
+
+function refused(reason: "TOKEN_EXPIRED" | "TOKEN_REVOKED" | "USER_INACTIVE", cause?: unknown): ConnectError {
+  return authError(MESSAGES[reason], Code.Unauthenticated, reason, cause);
+}
