@@ -19,6 +19,7 @@ import { isServerWorker, resolveWorkers, type WorkersOption } from "../server/wo
 import { appAccess, loadServeApp, type ServeApp } from "./app.js";
 import { parseArgs } from "./args.js";
 import { EXIT_OK, PROGRAM, UsageError, type Command } from "./io.js";
+import { simplejwtAdoptionFromConfig } from "./simplejwt-adoption.js";
 
 const USAGE = [
   `usage: ${PROGRAM} serve [--routes MODULE] [--port N] [--workers N|auto]`,
@@ -53,6 +54,7 @@ export function servedRoutes(runtime: Runtime, app: ServeApp | undefined): (rout
         verifier: runtime.verifier,
         passwordHasher: runtime.passwordHasher,
         serviceTokenTtlSeconds: runtime.config.serviceTokenTtlSeconds,
+        simplejwt: simplejwtAdoptionFromConfig(runtime.config),
         loginAdmission: {
           burst: runtime.config.loginPeerBurst,
           perMinute: runtime.config.loginPeerPerMinute,

@@ -16,7 +16,8 @@ import { consumeRefreshToken, findRefreshFamily } from "../store/refresh-tokens.
 import { users } from "../store/schema.js";
 import { recordAdoptedRefreshToken, type SimplejwtBlacklist } from "../store/simplejwt-tokens.js";
 import type { TokenIssuer } from "../token/issuer.js";
-import { createKeyring } from "../token/keys.js";
+import { KeyConfigError } from "../token/errors.js";
+import { createKeyring, type Keyring } from "../token/keys.js";
 import type { RemoteJwksOptions } from "../token/jwks.js";
 import { createTokenVerifier, type TokenVerifier } from "../token/verifier.js";
 import { hashRefreshToken, issueSession, type IssuedSession } from "./sessions.js";
@@ -75,40 +76,41 @@ export interface SimplejwtAdoption {
 
 /**
  * Creates the adoption of simplejwt refresh tokens. Throws a `KeyConfigError`
- * for a signing key under 32 bytes, a `TypeError` without a key or JWKS.
+ * for a signing key under 32 bytes, a `TypeError` without a key or JWKS, a
+ * `RangeError` for out-of-range claim options.
  *
  * @example
  * ```ts
- * const simplejwt = await createSimplejwtAdoption({
+ * const simplejwt = createSimplejwtAdoption({
  *   signingKey: process.env.DJANGO_SECRET_KEY,
  *   blacklist: openSimplejwtBlacklist(djangoDatabaseUrl),
  * });
  * const service = createAuthService({ database, issuer, verifier, simplejwt });
  * ```
  */
-export async function createSimplejwtAdoption(options: SimplejwtAdoptionOptions): Promise<SimplejwtAdoption> {
+export function createSimplejwtAdoption(options: SimplejwtAdoptionOptions): SimplejwtAdoption {
   if (options.signingKey === undefined && options.jwksUrl === undefined) {
     throw new TypeError("createSimplejwtAdoption needs a signingKey or a jwksUrl");
   }
-  const keyring =
-    options.signingKey === undefined ? undefined : await createKeyring([{ alg: "HS256", secret: options.signingKey }]);
-  const verifier = createTokenVerifier({
-    ...(keyring !== undefined && { keyring }),
-    ...(options.jwksUrl !== undefined && { jwksUrl: options.jwksUrl, jwksOptions: options.jwksOptions }),
-    userIdClaim: options.userIdClaim,
-    jwksUserIdClaim: options.userIdClaim,
-    issuer: options.issuer,
-    audience: options.audience,
-    leewaySeconds: options.leewaySeconds,
-    maxLifetimeSeconds: options.maxLifetimeSeconds ?? Infinity,
-    cache: { maxEntries: 0 },
-    now: options.now,
-  });
+  if (options.signingKey !== undefined && Buffer.byteLength(options.signingKey, "utf8") < 32) {
+    throw new KeyConfigError("KEY_TOO_SHORT", "the simplejwt signing key must be at least 32 bytes (HS256)");
+  }
+  // Importing the key is asynchronous; the service is built synchronously.
+  const verifierReady = (async () => {
+    const keyring =
+      options.signingKey === undefined
+        ? undefined
+        : await createKeyring([{ alg: "HS256", secret: options.signingKey }]);
+    return buildVerifier(options, keyring);
+  })();
+  verifierReady.catch(() => {});
   const { blacklist } = options;
 
   return {
     async refresh(token, { database, issuer, verifier: own, now }) {
+      const verifier = await verifierReady;
       const result = await verifier.verify(token, "refresh");
+
       if (!result.ok) {
         // Only a verified signature makes it simplejwt's: anything else is
         // left to protoguard's own path and its answer.
@@ -162,6 +164,21 @@ export async function createSimplejwtAdoption(options: SimplejwtAdoptionOptions)
       return outcome;
     },
   };
+}
+
+function buildVerifier(options: SimplejwtAdoptionOptions, keyring: Keyring | undefined): TokenVerifier {
+  return createTokenVerifier({
+    ...(keyring !== undefined && { keyring }),
+    ...(options.jwksUrl !== undefined && { jwksUrl: options.jwksUrl, jwksOptions: options.jwksOptions }),
+    userIdClaim: options.userIdClaim,
+    jwksUserIdClaim: options.userIdClaim,
+    issuer: options.issuer,
+    audience: options.audience,
+    leewaySeconds: options.leewaySeconds,
+    maxLifetimeSeconds: options.maxLifetimeSeconds ?? Infinity,
+    cache: { maxEntries: 0 },
+    now: options.now,
+  });
 }
 
 function refused(reason: "TOKEN_EXPIRED" | "TOKEN_REVOKED" | "USER_INACTIVE", cause?: unknown): ConnectError {

@@ -64,6 +64,22 @@ export interface ProtoguardConfig {
   gatewayTrustedPeers: string[];
   /** `PROTOGUARD_GATEWAY_USER_ID_CLAIM`: the claim of protoguard-shaped gateway payloads naming the user. Default `user_id`. */
   gatewayUserIdClaim: string | undefined;
+  /**
+   * `PROTOGUARD_SIMPLEJWT_SIGNING_KEY`: djangorestframework-simplejwt's HS256
+   * `SIGNING_KEY` (Django's `SECRET_KEY` unless set). With it (or the JWKS
+   * below), Refresh adopts refresh tokens simplejwt issued. Default none.
+   */
+  simplejwtSigningKey: string | undefined;
+  /** `PROTOGUARD_SIMPLEJWT_JWKS_URL`: a JWKS with simplejwt's RS256/ES256 keys, instead of a signing key. Default none. */
+  simplejwtJwksUrl: string | undefined;
+  /** `PROTOGUARD_SIMPLEJWT_USER_ID_CLAIM`: simplejwt's `USER_ID_CLAIM`. Default `user_id`. */
+  simplejwtUserIdClaim: string | undefined;
+  /**
+   * `PROTOGUARD_DJANGO_DATABASE_URL`: the Django database (PostgreSQL) whose
+   * simplejwt blacklist adopted refresh tokens are checked against. Default
+   * none: no blacklist check.
+   */
+  djangoDatabaseUrl: string | undefined;
   /** `PROTOGUARD_JWT_ISSUER`: `iss` to set and require. Default none. */
   issuer: string | undefined;
   /** `PROTOGUARD_JWT_AUDIENCE`: `aud` to set and require. Default none. */
@@ -262,6 +278,10 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
     gatewayHeader,
     gatewayTrustedPeers,
     gatewayUserIdClaim: str("PROTOGUARD_GATEWAY_USER_ID_CLAIM"),
+    simplejwtSigningKey: str("PROTOGUARD_SIMPLEJWT_SIGNING_KEY"),
+    simplejwtJwksUrl: str("PROTOGUARD_SIMPLEJWT_JWKS_URL"),
+    simplejwtUserIdClaim: str("PROTOGUARD_SIMPLEJWT_USER_ID_CLAIM"),
+    djangoDatabaseUrl: str("PROTOGUARD_DJANGO_DATABASE_URL"),
     issuer: str("PROTOGUARD_JWT_ISSUER"),
     audience: str("PROTOGUARD_JWT_AUDIENCE"),
     leewaySeconds: int("PROTOGUARD_JWT_LEEWAY", 30, 0, 60),
