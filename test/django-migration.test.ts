@@ -1,0 +1,341 @@
+/**
+ * Moving from Django (issue 24) against a real Django project: Debian's Django,
+ * REST framework and simplejwt, test/django/ migrated into a fresh PostgreSQL
+ * database, users and grants made through the ORM by test/django/seed.py and
+ * refresh tokens minted with `RefreshToken.for_user`. Then `protoguard import
+ * django`, Login with each Django password, permission checks through a
+ * Connect call, the adoption of simplejwt refresh tokens with reuse detection,
+ * and side by side: Django's access tokens here, protoguard's in Django, and a
+ * change in Django honoured by the next import.
+ */
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { after, before, it } from "node:test";
+import { Code, createClient } from "@connectrpc/connect";
+import { eq } from "drizzle-orm";
+import postgres from "postgres";
+import { GuardedService } from "../gen/guardtest/v1/guarded_pb.js";
+import { AuthService } from "../gen/protoguard/v1/auth_pb.js";
+import { createSimplejwtAdoption } from "../src/lifecycle/simplejwt-adoption.js";
+import { createUser, schema } from "../src/store/index.js";
+import { deleteUser, findCredentials } from "../src/store/users.js";
+import { openSimplejwtBlacklist, type SimplejwtBlacklist } from "../src/store/simplejwt-tokens.js";
+import { createTestAuth, createTestDatabase, type TestAuth, type TestDatabase } from "../src/testing/index.js";
+import { assertOk, cleanEnv, runCliCaptured } from "./helpers/cli.js";
+import { bearer, expectError, failure } from "./helpers/connect.js";
+import { describeOr, postgresUrl, skipWithoutPostgres } from "./helpers/env.js";
+import { guardedRoutes } from "./helpers/guarded-service.js";
+
+const PYTHON = "/usr/bin/python3";
+const DJANGO_DIR = fileURLToPath(new URL("./django/", import.meta.url));
+/** Django's SECRET_KEY, and so simplejwt's SIGNING_KEY; shared with protoguard in side-by-side mode. */
+const DJANGO_KEY = `django-insecure-${randomBytes(24).toString("hex")}`;
+
+function whyDjangoMissing(): string | undefined {
+  if (skipWithoutPostgres !== undefined) return skipWithoutPostgres;
+  if (!existsSync(PYTHON)) return `${PYTHON} not found: Django migration tests skipped`;
+  const probe = spawnSync(PYTHON, ["-c", "import django, rest_framework, rest_framework_simplejwt, psycopg2"], {
+    encoding: "utf8",
+  });
+  if (probe.status !== 0) {
+    return "python3-django, python3-djangorestframework, python3-djangorestframework-simplejwt or python3-psycopg2 missing: Django migration tests skipped";
+  }
+  return undefined;
+}
+
+interface Seeded {
+  passwords: Record<string, string>;
+  ids: Record<string, number>;
+  hashes: Record<string, string>;
+  tokens: Record<string, string>;
+}
+
+describeOr(whyDjangoMissing(), "migrating from Django", { timeout: 300_000, concurrency: false }, () => {
+  const djangoDb = `protoguard_django_${randomBytes(6).toString("hex")}`;
+  let djangoUrl: string;
+  let maintenance: postgres.Sql;
+  let target: TestDatabase;
+  let seeded: Seeded;
+  /** Side by side: protoguard signs with Django's key, and adopts simplejwt refresh tokens. */
+  let shared: TestAuth;
+  /** protoguard only: its own key; simplejwt refresh tokens are still adopted. */
+  let own: TestAuth;
+  let blacklist: SimplejwtBlacklist;
+
+  const djangoEnv = () => ({ ...process.env, DJANGO_DB_NAME: djangoDb, DJANGO_SECRET_KEY: DJANGO_KEY });
+  async function python(args: string[]): Promise<string> {
+    const proc = spawn(PYTHON, args, { cwd: DJANGO_DIR, env: djangoEnv(), stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    proc.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
+    proc.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
+    const code = await new Promise<number | null>((resolve, reject) => {
+      proc.on("error", reject);
+      proc.on("close", resolve);
+    });
+    assert.equal(code, 0, `python ${args.join(" ")} failed:\n${stderr}`);
+    return stdout;
+  }
+  const importDjango = (...flags: string[]) =>
+    runCliCaptured(
+      ["import", "django", "--database-url", djangoUrl, ...flags],
+      cleanEnv({ DATABASE_URL: target.url!, PROTOGUARD_JWT_SECRET: DJANGO_KEY }),
+    );
+  const counts = (stdout: string) => {
+    const m =
+      /users (\d+) created, (\d+) updated, (\d+) deactivated, (\d+) unchanged, (\d+) skipped; groups (\d+) created; permissions (\d+) created; grants (\d+) added, (\d+) removed/.exec(
+        stdout,
+      );
+    assert.ok(m, stdout);
+    const [created, updated, deactivated, unchanged, skipped, groups, permissions, added, removed] = m
+      .slice(1)
+      .map(Number);
+    return { created, updated, deactivated, unchanged, skipped, groups, permissions, added, removed };
+  };
+
+  before(async () => {
+    maintenance = postgres(postgresUrl!, { max: 1, onnotice: () => {} });
+    await maintenance.unsafe(`create database ${djangoDb}`);
+    const url = new URL(postgresUrl!);
+    url.pathname = `/${djangoDb}`;
+    djangoUrl = url.href;
+    await python(["manage.py", "migrate", "-v0"]);
+    seeded = JSON.parse(await python(["seed.py", "seed"])) as Seeded;
+    target = await createTestDatabase({ url: postgresUrl });
+    blacklist = openSimplejwtBlacklist(djangoUrl);
+    const simplejwt = createSimplejwtAdoption({ signingKey: DJANGO_KEY, blacklist });
+    shared = await createTestAuth({
+      database: target,
+      routes: guardedRoutes,
+      keys: [{ alg: "HS256", secret: DJANGO_KEY }],
+      principalCacheEntries: 0,
+      authService: () => ({ simplejwt, loginAdmission: false }),
+    });
+    own = await createTestAuth({
+      database: target,
+      routes: guardedRoutes,
+      principalCacheEntries: 0,
+      authService: () => ({ simplejwt, loginAdmission: false }),
+    });
+  });
+
+  after(async () => {
+    await shared?.close();
+    await own?.close();
+    await blacklist?.close();
+    await target?.close();
+    await maintenance?.unsafe(`drop database if exists ${djangoDb} with (force)`);
+    await maintenance?.end();
+  });
+
+  it("imports users with Django's ids, hashes, flags, groups and permissions, and reports what it cannot verify", async () => {
+    const dry = await importDjango("--dry-run");
+    assertOk(dry);
+    assert.match(dry.stdout, /^dry run/);
+    assert.equal((await target.db.select().from(schema.users)).length, 0, "a dry run writes nothing");
+
+    const result = await importDjango();
+    assertOk(result);
+    const c = counts(result.stdout);
+    const djangoUsers = Object.keys(seeded.ids).length;
+    assert.deepEqual(
+      { created: c.created, updated: c.updated, deactivated: c.deactivated, groups: c.groups },
+      { created: djangoUsers, updated: 0, deactivated: 0, groups: 1 },
+    );
+    assert.deepEqual(counts(dry.stdout), c, "the dry run reported exactly what the import did");
+    assert.match(result.stdout, /must reset password: "frank" \(hash scheme "md5"/);
+    assert.match(result.stdout, /note: ignored columns of auth_user: first_name, last_name/);
+
+    for (const [username, id] of Object.entries(seeded.ids)) {
+      const row = await findCredentials(target.db, username);
+      assert.equal(row?.id, id, `${username} keeps Django's id`);
+    }
+    const alice = (await findCredentials(target.db, "alice"))!;
+    assert.match(alice.password, /^pbkdf2_sha256\$/, "the hash is kept as Django wrote it");
+    assert.equal(alice.email, "alice@example.com");
+    const root = (await findCredentials(target.db, "root"))!;
+    assert.deepEqual([root.isStaff, root.isSuperuser], [true, true]);
+    assert.equal((await findCredentials(target.db, "carol"))!.isActive, false);
+    assert.equal((await findCredentials(target.db, "nopass"))!.password, "", "unusable stays unusable");
+    assert.equal((await findCredentials(target.db, "frank"))!.passwordResetRequired, true);
+
+    // The id sequence continues after Django's ids.
+    const next = await createUser(target.db, { username: "made_in_protoguard" });
+    assert.ok(next.id > Math.max(...Object.values(seeded.ids)));
+    // Side by side, accounts are made in Django: its next id would collide with this one.
+    await deleteUser(target.db, next.username);
+  });
+
+  it("a second import changes nothing", async () => {
+    const result = await importDjango();
+    assertOk(result);
+    const c = counts(result.stdout);
+    assert.deepEqual(
+      [c.created, c.updated, c.deactivated, c.groups, c.permissions, c.added, c.removed],
+      [0, 0, 0, 0, 0, 0, 0],
+    );
+    assert.equal(c.unchanged, Object.keys(seeded.ids).length);
+  });
+
+  it("Login accepts each Django password (pbkdf2, bcrypt_sha256, argon2, scrypt) and upgrades the hash", async () => {
+    const client = createClient(AuthService, shared.transport);
+    for (const [username, password] of Object.entries(seeded.passwords)) {
+      if (username === "carol" || username === "frank") continue;
+      const { user } = await client.login({ username, password });
+      assert.equal(user?.id, seeded.ids[username]);
+      const stored = (await findCredentials(target.db, username))!.password;
+      assert.match(stored, /^\$scrypt\$/, `${username}'s ${seeded.hashes[username]} hash was upgraded`);
+      await client.login({ username, password });
+      await expectError(
+        client.login({ username, password: `${password}-wrong` }),
+        Code.Unauthenticated,
+        "INVALID_CREDENTIALS",
+      );
+    }
+    await expectError(
+      client.login({ username: "carol", password: seeded.passwords["carol"]! }),
+      Code.Unauthenticated,
+      "INVALID_CREDENTIALS",
+    );
+    await expectError(
+      client.login({ username: "nopass", password: "anything" }),
+      Code.Unauthenticated,
+      "INVALID_CREDENTIALS",
+    );
+    // Never silently locked out: the answer says what to do, whatever the password.
+    await expectError(
+      client.login({ username: "frank", password: seeded.passwords["frank"]! }),
+      Code.Unauthenticated,
+      "PASSWORD_RESET_REQUIRED",
+    );
+  });
+
+  it("permissions and groups from Django decide Connect calls, with Django's own access tokens", async () => {
+    const guarded = createClient(GuardedService, shared.transport);
+    const alice = await guarded.permissionUnary({ text: "x" }, bearer(seeded.tokens["alice_access"]!));
+    assert.equal(alice.username, "alice");
+    const bob = await guarded.permissionUnary({ text: "x" }, bearer(seeded.tokens["bob_access"]!));
+    assert.equal(bob.username, "bob", "shop.view_order through the support group");
+    const session = await createClient(AuthService, shared.transport).login({
+      username: "gina",
+      password: seeded.passwords["gina"]!,
+    });
+    await expectError(
+      guarded.permissionUnary({ text: "x" }, bearer(session.accessToken)),
+      Code.PermissionDenied,
+      "PERMISSION_MISSING",
+    );
+    await expectError(
+      guarded.staffUnary({ text: "x" }, bearer(seeded.tokens["alice_access"]!)),
+      Code.PermissionDenied,
+      "STAFF_REQUIRED",
+    );
+  });
+
+  it("Django accepts protoguard's access tokens when both share the signing key", async () => {
+    const session = await createClient(AuthService, shared.transport).login({
+      username: "alice",
+      password: seeded.passwords["alice"]!,
+    });
+    const verdict = JSON.parse(await python(["seed.py", "check-access", session.accessToken])) as {
+      ok: boolean;
+      user_id?: number;
+    };
+    assert.deepEqual(verdict, { ok: true, user_id: seeded.ids["alice"], username: "alice" });
+    const forged = `${session.accessToken.slice(0, -4)}AAAA`;
+    assert.equal((JSON.parse(await python(["seed.py", "check-access", forged])) as { ok: boolean }).ok, false);
+  });
+
+  it("Refresh adopts a live simplejwt refresh token once; presenting it again revokes the family", async () => {
+    const auth = createClient(AuthService, own.transport);
+    const first = await auth.refresh({ refreshToken: seeded.tokens["alice_refresh"]! });
+    const who = await auth.whoAmI({}, bearer(first.accessToken));
+    assert.equal(who.user?.id, seeded.ids["alice"]);
+    const second = await auth.refresh({ refreshToken: first.refreshToken });
+    await expectError(
+      auth.refresh({ refreshToken: seeded.tokens["alice_refresh"]! }),
+      Code.Unauthenticated,
+      "TOKEN_REVOKED",
+    );
+    await expectError(auth.refresh({ refreshToken: second.refreshToken }), Code.Unauthenticated, "TOKEN_REVOKED");
+    await expectError(auth.whoAmI({}, bearer(second.accessToken)), Code.Unauthenticated, "TOKEN_REVOKED");
+  });
+
+  it("with one key on both sides, adoption and reuse detection work the same", async () => {
+    const auth = createClient(AuthService, shared.transport);
+    const first = await auth.refresh({ refreshToken: seeded.tokens["root_refresh"]! });
+    const next = await auth.refresh({ refreshToken: first.refreshToken });
+    await expectError(
+      auth.refresh({ refreshToken: seeded.tokens["root_refresh"]! }),
+      Code.Unauthenticated,
+      "TOKEN_REVOKED",
+    );
+    await expectError(auth.refresh({ refreshToken: next.refreshToken }), Code.Unauthenticated, "TOKEN_REVOKED");
+  });
+
+  it("a blacklisted or expired simplejwt refresh token is refused", async () => {
+    const auth = createClient(AuthService, own.transport);
+    await expectError(
+      auth.refresh({ refreshToken: seeded.tokens["bob_blacklisted_refresh"]! }),
+      Code.Unauthenticated,
+      "TOKEN_REVOKED",
+    );
+    await expectError(
+      auth.refresh({ refreshToken: seeded.tokens["alice_expired_refresh"]! }),
+      Code.Unauthenticated,
+      "TOKEN_EXPIRED",
+    );
+    for (const name of ["bob_blacklisted_refresh", "alice_expired_refresh"]) {
+      const { jti } = JSON.parse(Buffer.from(seeded.tokens[name]!.split(".")[1]!, "base64url").toString()) as {
+        jti: string;
+      };
+      const rows = await target.db.select().from(schema.refreshTokens).where(eq(schema.refreshTokens.jti, jti));
+      assert.equal(rows.length, 0, `nothing was recorded for ${name}`);
+    }
+  });
+
+  it("after changes in Django, the next import applies exactly the difference", async () => {
+    const auth = createClient(AuthService, shared.transport);
+    const rootSession = await auth.login({ username: "root", password: seeded.passwords["root"]! });
+    const changed = JSON.parse(await python(["seed.py", "change"])) as Pick<Seeded, "ids" | "passwords">;
+
+    const result = await importDjango();
+    assertOk(result);
+    const c = counts(result.stdout);
+    // alice's email, gina's password; root deactivated; hank new; bob's new grant and permission.
+    assert.deepEqual([c.created, c.updated, c.deactivated, c.added, c.removed, c.permissions], [1, 2, 1, 1, 0, 1]);
+
+    assert.equal((await findCredentials(target.db, "alice"))!.email, "alice@new.example.com");
+    assert.match(
+      (await findCredentials(target.db, "alice"))!.password,
+      /^\$scrypt\$/,
+      "an unchanged Django hash does not undo protoguard's upgrade",
+    );
+    const hank = await auth.login({ username: "hank", password: changed.passwords["hank"]! });
+    assert.equal(hank.user?.id, changed.ids["hank"]);
+    await auth.login({ username: "gina", password: changed.passwords["gina"]! });
+    await expectError(
+      auth.login({ username: "gina", password: seeded.passwords["gina"]! }),
+      Code.Unauthenticated,
+      "INVALID_CREDENTIALS",
+    );
+    // Deactivated in Django: protoguard refuses the login and the tokens it issued before.
+    await expectError(
+      auth.login({ username: "root", password: seeded.passwords["root"]! }),
+      Code.Unauthenticated,
+      "INVALID_CREDENTIALS",
+    );
+    const refused = await failure(auth.whoAmI({}, bearer(rootSession.accessToken)));
+    assert.equal(refused.code, Code.Unauthenticated);
+    const bob = await createClient(AuthService, shared.transport).whoAmI({}, bearer(seeded.tokens["bob_access"]!));
+    assert.ok(bob.permissions.includes("shop.cancel_order"));
+
+    const again = await importDjango();
+    assertOk(again);
+    const d = counts(again.stdout);
+    assert.deepEqual([d.created, d.updated, d.deactivated, d.added, d.removed], [0, 0, 0, 0, 0]);
+  });
+});
