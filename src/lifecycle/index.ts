@@ -47,3 +47,10 @@ export type { LoginAdmissionOptions } from "./login-admission.js";
 export type { PasswordWorkOptions } from "./passwords.js";
 export { DEFAULT_THROTTLE, purgeLoginAttempts } from "../store/login-attempts.js";
 export type { ThrottlePolicy } from "../store/login-attempts.js";
+
+// django24: new exports
+export { createSimplejwtAdoption } from "./simplejwt-adoption.js";
+export type { AdoptionContext, SimplejwtAdoption, SimplejwtAdoptionOptions } from "./simplejwt-adoption.js";
+export type { IssuedSession } from "./sessions.js";
+export { openSimplejwtBlacklist } from "../store/simplejwt-tokens.js";
+export type { SimplejwtBlacklist } from "../store/simplejwt-tokens.js";

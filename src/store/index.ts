@@ -92,3 +92,9 @@ export { loadPrincipal } from "./principal-query.js";
 export type { PrincipalLookup, TokenRevocationInput } from "./principal-query.js";
 export { INVALIDATION_CHANNEL, subscribeInvalidations } from "./invalidation.js";
 export type { InvalidationEvent, InvalidationSubscription, SubscribeOptions } from "./invalidation.js";
+
+// django24: new exports
+export { importFromDjango } from "./django-import.js";
+export type { DjangoImportOptions, DjangoImportReport } from "./django-import.js";
+export { openSimplejwtBlacklist } from "./simplejwt-tokens.js";
+export type { SimplejwtBlacklist } from "./simplejwt-tokens.js";
