@@ -14,11 +14,13 @@ import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { after, before, it } from "node:test";
-import { Code, createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { eq } from "drizzle-orm";
 import postgres from "postgres";
 import { GuardedService } from "../gen/guardtest/v1/guarded_pb.js";
 import { AuthService } from "../gen/protoguard/v1/auth_pb.js";
+import { authErrorReason } from "../src/index.js";
+import { changePassword } from "../src/lifecycle/auth-service.js";
 import { createSimplejwtAdoption } from "../src/lifecycle/simplejwt-adoption.js";
 import { createUser, schema } from "../src/store/index.js";
 import { deleteUser, findCredentials } from "../src/store/users.js";
@@ -276,6 +278,28 @@ describeOr(whyDjangoMissing(), "migrating from Django", { timeout: 300_000, conc
     await expectError(auth.refresh({ refreshToken: next.refreshToken }), Code.Unauthenticated, "TOKEN_REVOKED");
   });
 
+  it("concurrent presentations of one simplejwt token: exactly one is adopted", async () => {
+    const auth = createClient(AuthService, own.transport);
+    const results = await Promise.allSettled(
+      Array.from({ length: 4 }, () => auth.refresh({ refreshToken: seeded.tokens["gina_refresh"]! })),
+    );
+    assert.equal(results.filter((r) => r.status === "fulfilled").length, 1);
+    for (const r of results) {
+      if (r.status === "rejected") assert.equal(authErrorReason(ConnectError.from(r.reason)), "TOKEN_REVOKED");
+    }
+  });
+
+  it("a user imported with an unverifiable hash logs in once given a new password", async () => {
+    const frank = (await findCredentials(target.db, "frank"))!;
+    await changePassword(target, frank.id, "frank-new-password", shared.passwordHasher);
+    assert.equal((await findCredentials(target.db, "frank"))!.passwordResetRequired, false);
+    const { user } = await createClient(AuthService, shared.transport).login({
+      username: "frank",
+      password: "frank-new-password",
+    });
+    assert.equal(user?.id, seeded.ids["frank"]);
+  });
+
   it("a blacklisted or expired simplejwt refresh token is refused", async () => {
     const auth = createClient(AuthService, own.transport);
     await expectError(
@@ -337,5 +361,37 @@ describeOr(whyDjangoMissing(), "migrating from Django", { timeout: 300_000, conc
     assertOk(again);
     const d = counts(again.stdout);
     assert.deepEqual([d.created, d.updated, d.deactivated, d.added, d.removed], [0, 0, 0, 0, 0]);
+  });
+
+  it("a custom user table with the usual fields imports; its unknown columns are noted", async () => {
+    const django = postgres(djangoUrl, { max: 1, onnotice: () => {} });
+    try {
+      await django.unsafe(`
+        create table accounts_account (
+          id integer primary key, username varchar(150) not null unique, password varchar(128) not null,
+          email varchar(254) not null, is_active boolean not null, nickname text);
+        create table accounts_account_groups (id serial primary key, account_id integer not null, group_id integer not null);
+        create table accounts_account_user_permissions (
+          id serial primary key, account_id integer not null, permission_id integer not null);
+        insert into accounts_account
+          select 500, 'zoe', password, 'zoe@example.com', true, 'z' from auth_user where username = 'alice';
+        insert into accounts_account_groups (account_id, group_id) select 500, id from auth_group where name = 'support';`);
+      await using other = await createTestDatabase({ url: postgresUrl });
+      const result = await runCliCaptured(
+        ["import", "django", "--database-url", djangoUrl, "--user-table", "accounts_account"],
+        cleanEnv({ DATABASE_URL: other.url!, PROTOGUARD_JWT_SECRET: DJANGO_KEY }),
+      );
+      assertOk(result);
+      assert.equal(counts(result.stdout).created, 1);
+      assert.match(result.stdout, /note: ignored columns of accounts_account: nickname/);
+      assert.match(result.stdout, /note: accounts_account has no is_staff, is_superuser, date_joined, last_login/);
+      const zoe = (await findCredentials(other.db, "zoe"))!;
+      assert.equal(zoe.id, 500);
+      assert.match(zoe.password, /^pbkdf2_sha256\$/);
+      const memberships = await other.db.select().from(schema.userGroups).where(eq(schema.userGroups.userId, 500));
+      assert.equal(memberships.length, 1);
+    } finally {
+      await django.end();
+    }
   });
 });

@@ -284,6 +284,8 @@ async function apply(tx: DrizzleDb, snap: DjangoSnapshot, at: Date, dryRun: bool
   const counts = { created: 0, updated: 0, deactivated: 0, unchanged: 0, skipped: 0 };
   const grants = { added: 0, removed: 0 };
   const resets: { username: string; scheme: string }[] = [];
+  // Two imports at once would race on the same rows: the second waits for the first.
+  await tx.execute(dsql`select pg_advisory_xact_lock(hashtext('protoguard.import.django'))`);
 
   // Permissions: by app_label.codename; created when missing, never deleted.
   const existingPerms = await tx

@@ -92,6 +92,7 @@ def seed():
     out["tokens"]["alice_refresh"] = str(live)
     out["tokens"]["alice_access"] = str(live.access_token)
     out["tokens"]["root_refresh"] = str(RefreshToken.for_user(root))
+    out["tokens"]["gina_refresh"] = str(RefreshToken.for_user(gina))
     blacklisted = RefreshToken.for_user(bob)
     blacklisted.blacklist()
     out["tokens"]["bob_blacklisted_refresh"] = str(blacklisted)
