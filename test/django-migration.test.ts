@@ -19,9 +19,11 @@ import { eq } from "drizzle-orm";
 import postgres from "postgres";
 import { GuardedService } from "../gen/guardtest/v1/guarded_pb.js";
 import { AuthService } from "../gen/protoguard/v1/auth_pb.js";
+import { simplejwtAdoptionFromConfig } from "../src/cli/simplejwt-adoption.js";
 import { authErrorReason } from "../src/index.js";
 import { changePassword, deactivateUser } from "../src/lifecycle/auth-service.js";
 import { createSimplejwtAdoption } from "../src/lifecycle/simplejwt-adoption.js";
+import { loadConfig } from "../src/runtime/config.js";
 import { createUser, schema } from "../src/store/index.js";
 import { deleteUser, findCredentials } from "../src/store/users.js";
 import { openSimplejwtBlacklist, type SimplejwtBlacklist } from "../src/store/simplejwt-tokens.js";
@@ -116,11 +118,15 @@ describeOr(whyDjangoMissing(), "migrating from Django", { timeout: 300_000, conc
       principalCacheEntries: 0,
       authService: () => ({ simplejwt, loginAdmission: false }),
     });
+    // As `protoguard serve` builds it from the environment.
+    const fromEnv = simplejwtAdoptionFromConfig(
+      loadConfig({ PROTOGUARD_SIMPLEJWT_SIGNING_KEY: DJANGO_KEY, PROTOGUARD_DJANGO_DATABASE_URL: djangoUrl }),
+    );
     own = await createTestAuth({
       database: target,
       routes: guardedRoutes,
       principalCacheEntries: 0,
-      authService: () => ({ simplejwt, loginAdmission: false }),
+      authService: () => ({ simplejwt: fromEnv, loginAdmission: false }),
     });
   });
 
