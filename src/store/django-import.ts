@@ -18,7 +18,7 @@
  * - A user deleted in Django, or made inactive there, is deactivated here
  *   (sessions ended), never deleted.
  */
-import { and, eq, inArray, sql as dsql } from "drizzle-orm";
+import { and, eq, sql as dsql } from "drizzle-orm";
 import postgres from "postgres";
 import { isPermissionString } from "../permission.js";
 import { isUserId } from "../user-id.js";
@@ -328,31 +328,34 @@ async function apply(tx: DrizzleDb, snap: DjangoSnapshot, at: Date, dryRun: bool
   };
 
   // Users.
-  const records = new Map(
-    (await tx.select().from(djangoImportedUsers)).map((r) => [r.userId, parseSource(r.source)] as const),
-  );
+  const recordRows = await tx.select().from(djangoImportedUsers);
+  const records = new Map(recordRows.map((r) => [r.userId, parseSource(r.source)] as const));
+  const recordTexts = new Map(recordRows.map((r) => [r.userId, r.source] as const));
+  // Every user read once, not twice per Django user.
+  const byId = new Map((await tx.select().from(users)).map((u) => [u.id, u] as const));
+  const idByName = new Map([...byId.values()].map((u) => [u.username, u.id] as const));
   const imported = new Set<number>();
+  const newUsers: (typeof users.$inferInsert & { id: number })[] = [];
+  const newRecords: (typeof djangoImportedUsers.$inferInsert)[] = [];
   for (const [id, user] of snap.users) {
     if (normalizeUsername(user.username) !== user.username || !/^[\p{L}\p{N}_.@+-]{1,150}$/u.test(user.username)) {
       notes.push(`skipped user id ${id} (${JSON.stringify(user.username)}): username outside protoguard's alphabet`);
       counts.skipped++;
       continue;
     }
-    const [current] = await tx.select().from(users).where(eq(users.id, id));
-    const [byName] = await tx.select({ id: users.id }).from(users).where(eq(users.username, user.username));
-    if (byName !== undefined && byName.id !== id) {
+    const current = byId.get(id);
+    const byName = idByName.get(user.username);
+    if (byName !== undefined && byName !== id) {
       throw new StoreError(
         "DUPLICATE_USERNAME",
-        `Django user ${id} "${user.username}" conflicts with protoguard user ${byName.id} of that name`,
+        `Django user ${id} "${user.username}" conflicts with protoguard user ${byName} of that name`,
       );
     }
     const wanted = userValues(user);
     if (current === undefined) {
-      await tx
-        .insert(users)
-        .overridingSystemValue()
-        // The credentials are as old as the account: tokens Django issued stay good.
-        .values({ id, ...wanted, credentialsChangedAt: wanted.dateJoined ?? new Date(0) });
+      // The credentials are as old as the account: tokens Django issued stay good.
+      newUsers.push({ id, ...wanted, credentialsChangedAt: wanted.dateJoined ?? new Date(0) });
+      idByName.set(user.username, id);
       counts.created++;
     } else {
       if (current.kind !== "user") {
@@ -368,7 +371,11 @@ async function apply(tx: DrizzleDb, snap: DjangoSnapshot, at: Date, dryRun: bool
       // A field is applied when Django changed it since the last import (all of them the first time).
       const changedInDjango = (field: keyof DjangoUser) => previous === undefined || previous[field] !== user[field];
       const set: Partial<typeof users.$inferInsert> = {};
-      if (changedInDjango("username") && current.username !== wanted.username) set.username = wanted.username;
+      if (changedInDjango("username") && current.username !== wanted.username) {
+        set.username = wanted.username;
+        idByName.delete(current.username);
+        idByName.set(wanted.username, id);
+      }
       if (changedInDjango("email") && current.email !== wanted.email) set.email = wanted.email;
       if (changedInDjango("isStaff") && current.isStaff !== wanted.isStaff) set.isStaff = wanted.isStaff;
       if (changedInDjango("isSuperuser") && current.isSuperuser !== wanted.isSuperuser) {
@@ -408,11 +415,25 @@ async function apply(tx: DrizzleDb, snap: DjangoSnapshot, at: Date, dryRun: bool
       }
     }
     if (wanted.passwordResetRequired) resets.push({ username: user.username, scheme: passwordScheme(user.password) });
+    const source = sourceText(user);
+    if (recordTexts.get(id) !== source) newRecords.push({ userId: id, source, importedAt: at });
+    imported.add(id);
+  }
+  // New users and changed records in batches, after the updates (a rename may free a name).
+  for (let i = 0; i < newUsers.length; i += 500) {
+    await tx
+      .insert(users)
+      .overridingSystemValue()
+      .values(newUsers.slice(i, i + 500));
+  }
+  for (let i = 0; i < newRecords.length; i += 1000) {
     await tx
       .insert(djangoImportedUsers)
-      .values({ userId: id, source: sourceText(user), importedAt: at })
-      .onConflictDoUpdate({ target: djangoImportedUsers.userId, set: { source: sourceText(user), importedAt: at } });
-    imported.add(id);
+      .values(newRecords.slice(i, i + 1000))
+      .onConflictDoUpdate({
+        target: djangoImportedUsers.userId,
+        set: { source: dsql`excluded.source`, importedAt: dsql`excluded.imported_at` },
+      });
   }
 
   // Imported before, gone from Django now: deactivated, never deleted.
@@ -445,19 +466,18 @@ async function apply(tx: DrizzleDb, snap: DjangoSnapshot, at: Date, dryRun: bool
   const wantedGroupPerms = pairs(snap.groupPermissions.map(([g, p]) => [groupOf(g), permissionOf(p)] as const));
 
   if (importedIds.length > 0) {
-    const haveMemberships = await tx
-      .select({ a: userGroups.userId, b: userGroups.groupId })
-      .from(userGroups)
-      .where(inArray(userGroups.userId, importedIds));
+    // Read whole and filtered here: an id list could exceed PostgreSQL's 65535 parameters.
+    const haveMemberships = (await tx.select({ a: userGroups.userId, b: userGroups.groupId }).from(userGroups)).filter(
+      ({ a }) => imported.has(a),
+    );
     await mirror(haveMemberships, wantedMemberships, grants, {
       add: (rows) => tx.insert(userGroups).values(rows.map(([userId, groupId]) => ({ userId, groupId }))),
       remove: ([userId, groupId]) =>
         tx.delete(userGroups).where(and(eq(userGroups.userId, userId), eq(userGroups.groupId, groupId))),
     });
-    const haveUserPerms = await tx
-      .select({ a: userPermissions.userId, b: userPermissions.permissionId })
-      .from(userPermissions)
-      .where(inArray(userPermissions.userId, importedIds));
+    const haveUserPerms = (
+      await tx.select({ a: userPermissions.userId, b: userPermissions.permissionId }).from(userPermissions)
+    ).filter(({ a }) => imported.has(a));
     await mirror(haveUserPerms, wantedUserPerms, grants, {
       add: (rows) =>
         tx.insert(userPermissions).values(rows.map(([userId, permissionId]) => ({ userId, permissionId }))),
@@ -468,10 +488,10 @@ async function apply(tx: DrizzleDb, snap: DjangoSnapshot, at: Date, dryRun: bool
     });
   }
   if (djangoGroupIds.length > 0) {
-    const haveGroupPerms = await tx
-      .select({ a: groupPermissions.groupId, b: groupPermissions.permissionId })
-      .from(groupPermissions)
-      .where(inArray(groupPermissions.groupId, djangoGroupIds));
+    const djangoGroups = new Set(djangoGroupIds);
+    const haveGroupPerms = (
+      await tx.select({ a: groupPermissions.groupId, b: groupPermissions.permissionId }).from(groupPermissions)
+    ).filter(({ a }) => djangoGroups.has(a));
     await mirror(haveGroupPerms, wantedGroupPerms, grants, {
       add: (rows) =>
         tx.insert(groupPermissions).values(rows.map(([groupId, permissionId]) => ({ groupId, permissionId }))),
@@ -516,7 +536,8 @@ async function mirror(
 ): Promise<void> {
   const present = new Set(have.map(({ a, b }) => `${a}:${b}`));
   const missing = [...wanted].filter(([key]) => !present.has(key)).map(([, pair]) => pair);
-  if (missing.length > 0) await ops.add(missing);
+  // In batches: each row is two parameters, and PostgreSQL takes at most 65535 per statement.
+  for (let i = 0; i < missing.length; i += 1000) await ops.add(missing.slice(i, i + 1000));
   grants.added += missing.length;
   for (const { a, b } of have) {
     if (wanted.has(`${a}:${b}`)) continue;

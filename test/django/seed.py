@@ -5,6 +5,7 @@ tokens, for test/django-migration.test.ts. Prints one JSON object.
   seed.py seed            the initial population and tokens
   seed.py change          changes made in Django after the first import
   seed.py check-access T  whether simplejwt's JWTAuthentication accepts access token T
+  seed.py bulk N          N users (one shared pbkdf2 hash), each in one of 10 groups with a grant
 """
 import base64
 import hashlib
@@ -120,6 +121,24 @@ def change():
     return {"ids": {"hank": hank.id}, "passwords": {"hank": "hank-password-1", "gina": "gina-password-2"}}
 
 
+def bulk(n):
+    hashed = make_password("bulk-password-1")
+    User.objects.bulk_create(
+        [User(username="user%06d" % i, email="user%06d@example.com" % i, password=hashed) for i in range(n)],
+        batch_size=2000,
+    )
+    groups = [Group.objects.create(name="team%d" % g) for g in range(10)]
+    perm = shop_permission("view_order")
+    for g in groups:
+        g.permissions.add(perm)
+    through = User.groups.through
+    grants = User.user_permissions.through
+    users = list(User.objects.values_list("id", flat=True))
+    through.objects.bulk_create([through(user_id=u, group_id=groups[u % 10].id) for u in users], batch_size=5000)
+    grants.objects.bulk_create([grants(user_id=u, permission_id=perm.id) for u in users], batch_size=5000)
+    return {"users": len(users)}
+
+
 def check_access(token):
     from rest_framework_simplejwt.authentication import JWTAuthentication
     from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
@@ -141,6 +160,8 @@ if __name__ == "__main__":
         result = change()
     elif command == "check-access":
         result = check_access(sys.argv[2])
+    elif command == "bulk":
+        result = bulk(int(sys.argv[2]))
     else:
         raise SystemExit("unknown command " + command)
     print(json.dumps(result))
