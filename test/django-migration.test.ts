@@ -177,6 +177,23 @@ describeOr(whyDjangoMissing(), "migrating from Django", { timeout: 300_000, conc
     await deleteUser(target.db, next.username);
   });
 
+  it("refuses a bad command line, and says so when the Django database cannot be read", async () => {
+    const env = cleanEnv({ DATABASE_URL: target.url!, PROTOGUARD_JWT_SECRET: DJANGO_KEY });
+    assert.equal((await runCliCaptured(["import", "django"], env)).code, 2);
+    assert.equal((await runCliCaptured(["import", "django", "--database-url", "sqlite:///db.sqlite3"], env)).code, 2);
+    const missing = new URL(djangoUrl);
+    missing.pathname = `/${djangoDb}_missing`;
+    const result = await runCliCaptured(["import", "django", "--database-url", missing.href], env);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /cannot read the Django database/);
+    const badTable = await runCliCaptured(
+      ["import", "django", "--database-url", djangoUrl, "--user-table", "no_such_table"],
+      env,
+    );
+    assert.equal(badTable.code, 1);
+    assert.match(badTable.stderr, /no table "no_such_table"/);
+  });
+
   it("a second import changes nothing", async () => {
     const result = await importDjango();
     assertOk(result);
@@ -252,7 +269,7 @@ describeOr(whyDjangoMissing(), "migrating from Django", { timeout: 300_000, conc
       ok: boolean;
       user_id?: number;
     };
-    assert.deepEqual(verdict, { ok: true, user_id: seeded.ids["alice"], username: "alice" });
+    assert.deepEqual(verdict, { ok: true, user_id: seeded.ids["alice"], username: "alice" }, JSON.stringify(verdict));
     const forged = `${session.accessToken.slice(0, -4)}AAAA`;
     assert.equal((JSON.parse(await python(["seed.py", "check-access", forged])) as { ok: boolean }).ok, false);
   });

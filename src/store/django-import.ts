@@ -115,7 +115,8 @@ class DryRunRollback extends Error {}
 /**
  * Imports users, groups and permissions from a Django database into `target`.
  *
- * @throws {StoreError} `INVALID_INPUT` for a bad table name or a Django database without the
+ * @throws {StoreError} `SOURCE_UNAVAILABLE` when the Django database cannot be read (unreachable,
+ *   refused, no such database); `INVALID_INPUT` for a bad table name or a Django database without the
  *   expected tables (or with non-integer user ids); `DUPLICATE_USERNAME` when a Django user's id
  *   or username is taken in protoguard by someone else (nothing is written).
  * @example
@@ -130,7 +131,11 @@ export async function importFromDjango(target: Database, options: DjangoImportOp
     throw new StoreError("INVALID_INPUT", `--user-table must be a plain lower-case table name, got "${userTable}"`);
   }
   const now = options.now ?? Date.now;
-  const snapshot = await readDjango(options.databaseUrl, userTable);
+  const snapshot = await readDjango(options.databaseUrl, userTable).catch((error: unknown) => {
+    if (error instanceof StoreError) throw error;
+    const why = error instanceof Error ? error.message : String(error);
+    throw new StoreError("SOURCE_UNAVAILABLE", `cannot read the Django database: ${why}`, { cause: error });
+  });
   const dryRun = options.dryRun === true;
   let report: DjangoImportReport | undefined;
   try {

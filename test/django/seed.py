@@ -149,7 +149,7 @@ def check_access(token):
         user = auth.get_user(validated)
         return {"ok": True, "user_id": user.id, "username": user.username}
     except (InvalidToken, AuthenticationFailed) as error:
-        return {"ok": False, "error": type(error).__name__}
+        return {"ok": False, "error": type(error).__name__, "detail": str(error.detail)}
 
 
 if __name__ == "__main__":

@@ -35,4 +35,8 @@ SIMPLE_JWT = {
     "REFRESH_TOKEN_LIFETIME": timedelta(days=1),
     "SIGNING_KEY": os.environ.get("DJANGO_SIGNING_KEY", SECRET_KEY),
     "ALGORITHM": "HS256",
+    # protoguard writes iat with milliseconds and PyJWT compares it with the
+    # current whole second: without leeway, Django refuses a protoguard token
+    # during the second it was issued. Side-by-side mode needs at least 1 s.
+    "LEEWAY": 1,
 }
