@@ -12,6 +12,9 @@ import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, it } from "node:test";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -51,6 +54,7 @@ function whyDjangoMissing(): string | undefined {
 }
 
 interface Seeded {
+  rs256_public_key: string;
   passwords: Record<string, string>;
   ids: Record<string, number>;
   hashes: Record<string, string>;
@@ -323,6 +327,34 @@ describeOr(whyDjangoMissing(), "migrating from Django", { timeout: 300_000, conc
     assert.equal(user?.id, seeded.ids["frank"]);
   });
 
+  it("an RS256 simplejwt setup: its refresh tokens are adopted with Django's VERIFYING_KEY", async () => {
+    // As serve builds it: PROTOGUARD_SIMPLEJWT_VERIFYING_KEY names the PEM file (RS256 by default).
+    const dir = await mkdtemp(join(tmpdir(), "protoguard-simplejwt-"));
+    await writeFile(join(dir, "verifying.pem"), seeded.rs256_public_key);
+    const simplejwt = simplejwtAdoptionFromConfig(
+      loadConfig({ PROTOGUARD_SIMPLEJWT_VERIFYING_KEY: join(dir, "verifying.pem") }),
+    );
+    await rm(dir, { recursive: true });
+    await using rs = await createTestAuth({
+      database: target,
+      routes: guardedRoutes,
+      principalCacheEntries: 0,
+      authService: () => ({ simplejwt, loginAdmission: false }),
+    });
+    const auth = createClient(AuthService, rs.transport);
+    const token = seeded.tokens["alice_rs256_refresh"]!;
+    assert.match(Buffer.from(token.split(".")[0]!, "base64url").toString(), /"RS256"/);
+    const pair = await auth.refresh({ refreshToken: token });
+    assert.equal((await auth.whoAmI({}, bearer(pair.accessToken))).user?.id, seeded.ids["alice"]);
+    await expectError(auth.refresh({ refreshToken: token }), Code.Unauthenticated, "TOKEN_REVOKED");
+    // The HS256 adoption does not take it.
+    await expectError(
+      createClient(AuthService, own.transport).refresh({ refreshToken: token }),
+      Code.Unauthenticated,
+      "TOKEN_INVALID",
+    );
+  });
+
   it("a blacklisted or expired simplejwt refresh token is refused", async () => {
     const auth = createClient(AuthService, own.transport);
     await expectError(
@@ -380,6 +412,12 @@ describeOr(whyDjangoMissing(), "migrating from Django", { timeout: 300_000, conc
     const refused = await failure(auth.whoAmI({}, bearer(rootSession.accessToken)));
     assert.equal(refused.code, Code.Unauthenticated);
     assert.equal((await findCredentials(target.db, "erin"))!.isActive, false);
+    // gina's password changed in Django: her simplejwt refresh tokens from before are refused.
+    await expectError(
+      createClient(AuthService, own.transport).refresh({ refreshToken: seeded.tokens["gina_refresh_before_change"]! }),
+      Code.Unauthenticated,
+      "TOKEN_REVOKED",
+    );
     const bob = await createClient(AuthService, shared.transport).whoAmI({}, bearer(seeded.tokens["bob_access"]!));
     assert.ok(bob.permissions.includes("shop.cancel_order"));
 

@@ -17,19 +17,34 @@ import { users } from "../store/schema.js";
 import { recordAdoptedRefreshToken, type SimplejwtBlacklist } from "../store/simplejwt-tokens.js";
 import type { TokenIssuer } from "../token/issuer.js";
 import { KeyConfigError } from "../token/errors.js";
-import { createKeyring, type Keyring } from "../token/keys.js";
+import {
+  createKeyring,
+  type AsymmetricAlgorithm,
+  type AsymmetricKeyInput,
+  type KeyConfig,
+  type Keyring,
+} from "../token/keys.js";
 import type { RemoteJwksOptions } from "../token/jwks.js";
 import { createTokenVerifier, type TokenVerifier } from "../token/verifier.js";
 import { hashRefreshToken, issueSession, type IssuedSession } from "./sessions.js";
 
-/** Options of {@link createSimplejwtAdoption}. One of `signingKey` and `jwksUrl` is required. */
+/** Options of {@link createSimplejwtAdoption}. One of `signingKey`, `verifyingKey` and `jwksUrl` is required. */
 export interface SimplejwtAdoptionOptions {
   /**
    * simplejwt's `SIGNING_KEY` (Django's `SECRET_KEY` unless set), for its
    * default HS256; at least 32 bytes. Its UTF-8 bytes are the HMAC key, as in PyJWT.
    */
   signingKey?: string;
-  /** A JWKS publishing simplejwt's RS256/ES256 verifying keys (its `JWK_URL`, or one you serve). */
+  /**
+   * simplejwt's `VERIFYING_KEY` for its RS256/ES256 setups: the public key
+   * (PEM, JWK, KeyObject) and the `ALGORITHM`. simplejwt writes no `kid`, so
+   * this, not a JWKS, is how its asymmetric tokens verify. Default none.
+   */
+  verifyingKey?: { alg: AsymmetricAlgorithm; publicKey: AsymmetricKeyInput };
+  /**
+   * A JWKS with simplejwt's verifying keys (its `JWK_URL`). Only tokens that
+   * carry a `kid` verify this way; simplejwt adds none unless told to. Default none.
+   */
   jwksUrl?: string;
   /** How `jwksUrl` is fetched; each field defaults as in `createTokenVerifier`. */
   jwksOptions?: RemoteJwksOptions;
@@ -89,18 +104,24 @@ export interface SimplejwtAdoption {
  * ```
  */
 export function createSimplejwtAdoption(options: SimplejwtAdoptionOptions): SimplejwtAdoption {
-  if (options.signingKey === undefined && options.jwksUrl === undefined) {
-    throw new TypeError("createSimplejwtAdoption needs a signingKey or a jwksUrl");
+  if (options.signingKey === undefined && options.verifyingKey === undefined && options.jwksUrl === undefined) {
+    throw new TypeError("createSimplejwtAdoption needs a signingKey, a verifyingKey or a jwksUrl");
+  }
+  if (options.signingKey !== undefined && options.verifyingKey !== undefined) {
+    throw new TypeError("createSimplejwtAdoption takes a signingKey (HS256) or a verifyingKey (RS256/ES256), not both");
   }
   if (options.signingKey !== undefined && Buffer.byteLength(options.signingKey, "utf8") < 32) {
     throw new KeyConfigError("KEY_TOO_SHORT", "the simplejwt signing key must be at least 32 bytes (HS256)");
   }
   // Importing the key is asynchronous; the service is built synchronously.
   const verifierReady = (async () => {
-    const keyring =
-      options.signingKey === undefined
-        ? undefined
-        : await createKeyring([{ alg: "HS256", secret: options.signingKey }]);
+    const key: KeyConfig | undefined =
+      options.signingKey !== undefined
+        ? { alg: "HS256", secret: options.signingKey }
+        : options.verifyingKey !== undefined
+          ? { alg: options.verifyingKey.alg, publicKey: options.verifyingKey.publicKey }
+          : undefined;
+    const keyring = key === undefined ? undefined : await createKeyring([key]);
     return buildVerifier(options, keyring);
   })();
   verifierReady.catch(() => {});

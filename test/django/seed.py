@@ -94,6 +94,23 @@ def seed():
     out["tokens"]["alice_access"] = str(live.access_token)
     out["tokens"]["root_refresh"] = str(RefreshToken.for_user(root))
     out["tokens"]["gina_refresh"] = str(RefreshToken.for_user(gina))
+    out["tokens"]["gina_refresh_before_change"] = str(RefreshToken.for_user(gina))
+    # An RS256 setup (ALGORITHM "RS256", SIGNING_KEY / VERIFYING_KEY PEMs): simplejwt's
+    # TokenBackend signs the payload RefreshToken.for_user makes; no kid, as simplejwt writes.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from rest_framework_simplejwt.backends import TokenBackend
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+    backend = TokenBackend("RS256", signing_key=private_pem, verifying_key=public_pem)
+    out["tokens"]["alice_rs256_refresh"] = backend.encode(dict(RefreshToken.for_user(alice).payload))
+    out["rs256_public_key"] = public_pem
     blacklisted = RefreshToken.for_user(bob)
     blacklisted.blacklist()
     out["tokens"]["bob_blacklisted_refresh"] = str(blacklisted)
