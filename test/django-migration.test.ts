@@ -356,6 +356,30 @@ describeOr(whyDjangoMissing(), "migrating from Django", { timeout: 300_000, conc
     );
   });
 
+  it("fails closed: with the blacklist unreachable, Refresh answers UNAVAILABLE and adopts nothing", async () => {
+    const dead = openSimplejwtBlacklist("postgres://postgres@127.0.0.1:1/nowhere");
+    try {
+      await using down = await createTestAuth({
+        database: target,
+        routes: guardedRoutes,
+        principalCacheEntries: 0,
+        authService: () => ({
+          simplejwt: createSimplejwtAdoption({ signingKey: DJANGO_KEY, blacklist: dead }),
+          loginAdmission: false,
+        }),
+      });
+      await expectError(
+        createClient(AuthService, down.transport).refresh({
+          refreshToken: seeded.tokens["gina_refresh_before_change"]!,
+        }),
+        Code.Unavailable,
+        "AUTH_BACKEND_UNAVAILABLE",
+      );
+    } finally {
+      await dead.close();
+    }
+  });
+
   it("a blacklisted or expired simplejwt refresh token is refused", async () => {
     const auth = createClient(AuthService, own.transport);
     await expectError(
