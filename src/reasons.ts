@@ -94,4 +94,11 @@ export type LoginFailureReason =
    * attempts from this client address, or too many password checks in
    * progress; retry later.
    */
-  | "LOGIN_THROTTLED";
+  | "LOGIN_THROTTLED"
+  /**
+   * UNAUTHENTICATED: the account was imported (`protoguard import django`)
+   * with a password hash protoguard cannot verify, so no password can be
+   * checked; set a new one (`protoguard user set-password`, or your reset
+   * flow). Answered whatever password was sent, only for active accounts.
+   */
+  | "PASSWORD_RESET_REQUIRED";

@@ -19,6 +19,7 @@ import {
   type Command,
 } from "./io.js";
 import { EXIT_OK, EXIT_USAGE, UsageError } from "./errors.js";
+import { importSubcommands } from "./import-django.js";
 import { initSubcommand } from "./init.js";
 import { secretSubcommand } from "./secret.js";
 import { serviceSubcommands } from "./services.js";
@@ -91,6 +92,7 @@ const COMMANDS: Readonly<Record<string, CommandEntry>> = {
   otp: group("otp", totpSubcommands),
   keys: group("keys", keysSubcommands),
   secret: { run: secretSubcommand.run, usages: [secretSubcommand] },
+  import: group("import", importSubcommands),
 };
 
 /** Every line of `protoguard --help`. */

@@ -20,6 +20,7 @@ import { appAccess, loadServeApp, type ServeApp } from "./app.js";
 import { parseArgs } from "./args.js";
 import { PROGRAM, type Command } from "./io.js";
 import { EXIT_OK, UsageError } from "./errors.js";
+import { simplejwtAdoptionFromConfig } from "./simplejwt-adoption.js";
 
 const USAGE = [
   `usage: ${PROGRAM} serve [--routes MODULE] [--port N] [--workers N|auto]`,
@@ -54,6 +55,7 @@ export function servedRoutes(runtime: Runtime, app: ServeApp | undefined): (rout
         verifier: runtime.verifier,
         passwordHasher: runtime.passwordHasher,
         serviceTokenTtlSeconds: runtime.config.serviceTokenTtlSeconds,
+        simplejwt: simplejwtAdoptionFromConfig(runtime.config),
         loginAdmission: {
           burst: runtime.config.loginPeerBurst,
           perMinute: runtime.config.loginPeerPerMinute,

@@ -57,3 +57,12 @@ export type { LoginAdmissionOptions } from "../lifecycle/login-admission.js";
 export type { PasswordWorkOptions } from "../lifecycle/passwords.js";
 export { DEFAULT_THROTTLE, purgeLoginAttempts } from "../store/login-attempts.js";
 export type { ThrottlePolicy } from "../store/login-attempts.js";
+
+// ---------------------------------------------------------------------------
+// Moving from Django: adopting simplejwt refresh tokens
+// ---------------------------------------------------------------------------
+export { createSimplejwtAdoption } from "../lifecycle/simplejwt-adoption.js";
+export type { AdoptionContext, SimplejwtAdoption, SimplejwtAdoptionOptions } from "../lifecycle/simplejwt-adoption.js";
+export type { IssuedSession } from "../lifecycle/sessions.js";
+export { openSimplejwtBlacklist } from "../store/simplejwt-tokens.js";
+export type { SimplejwtBlacklist } from "../store/simplejwt-tokens.js";

@@ -89,3 +89,9 @@ export { loadPrincipal } from "../store/principal-query.js";
 export type { TokenRevocationInput } from "../store/principal-query.js";
 export { INVALIDATION_CHANNEL, subscribeInvalidations } from "../store/invalidation.js";
 export type { InvalidationEvent, InvalidationSubscription, SubscribeOptions } from "../store/invalidation.js";
+
+// ---------------------------------------------------------------------------
+// Moving from Django: import its users, groups and permissions
+// ---------------------------------------------------------------------------
+export { importFromDjango } from "../store/django-import.js";
+export type { DjangoImportOptions, DjangoImportReport } from "../store/django-import.js";

@@ -28,6 +28,7 @@ import { createLoginAdmission, type LoginAdmissionOptions } from "./login-admiss
 import { createPasswordHasher, PasswordBusyError, type PasswordHasher } from "./passwords.js";
 import { createServiceTokenExchange, DEFAULT_SERVICE_TOKEN_TTL_SECONDS } from "./service-token.js";
 import { issueSession } from "./sessions.js";
+import type { SimplejwtAdoption } from "./simplejwt-adoption.js";
 import { generateTotpSecret, totpUri } from "./totp.js";
 
 /** Options of {@link createAuthService}. */
@@ -75,6 +76,13 @@ export interface AuthServiceOptions {
    * access lifetime when that is shorter.
    */
   serviceTokenTtlSeconds?: number | undefined;
+  /**
+   * Accept djangorestframework-simplejwt refresh tokens in Refresh
+   * (`createSimplejwtAdoption`): one simplejwt issued is exchanged once for a
+   * protoguard pair in a new family. Default: none (they are refused like any
+   * token protoguard did not issue).
+   */
+  simplejwt?: SimplejwtAdoption;
   /**
    * Clock in milliseconds for throttling, TOTP steps, last-login and
    * revocation times (the issuer and verifier have their own). Default: `Date.now`.
@@ -193,6 +201,8 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
 
     refresh: (req) =>
       guard(async () => {
+        const adopted = await options.simplejwt?.refresh(req.refreshToken, { database, issuer, verifier, now });
+        if (adopted !== undefined) return { accessToken: adopted.accessToken, refreshToken: adopted.refreshToken };
         const claims = await verifyRefresh(req.refreshToken);
         const at = new Date(now());
         // One transaction: the successor is recorded only if the old token is

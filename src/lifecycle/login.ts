@@ -31,6 +31,8 @@ const MAX_LOGIN_USERNAME_LENGTH = 150;
 
 /** The one message of every credential failure. */
 const INVALID_CREDENTIALS_MESSAGE = "invalid credentials";
+/** The message of a login refused until the imported account gets a new password. */
+const PASSWORD_RESET_REQUIRED_MESSAGE = "password reset required";
 /** The message of a throttled login. */
 const LOGIN_THROTTLED_MESSAGE = "too many failed attempts, try again later";
 /** The message of a login refused because its client address has no attempts left. */
@@ -169,6 +171,12 @@ export function createLogin(deps: LoginDependencies) {
         throw invalidCredentials(
           user === undefined ? "unknown user" : user.kind === "service" ? "service account" : "no usable password",
         );
+      }
+      if (user.passwordResetRequired && user.isActive) {
+        // Imported with a hash no hasher here verifies: say so, rather than
+        // refuse every password as wrong and lock the person out unawares.
+        await passwordHasher.dummyVerify(password, work);
+        throw authError(PASSWORD_RESET_REQUIRED_MESSAGE, Code.Unauthenticated, "PASSWORD_RESET_REQUIRED");
       }
       verification = await passwordHasher.verify(password, user.password, work);
     } catch (error) {

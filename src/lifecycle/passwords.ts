@@ -11,6 +11,7 @@ import { availableParallelism } from "node:os";
 import { pbkdf2, randomBytes, scrypt, timingSafeEqual } from "node:crypto";
 import type { ScryptOptions } from "node:crypto";
 import { ProtoguardError } from "../errors.js";
+import { verifyDjangoHash } from "./django-hashes.js";
 
 /**
  * Longest password accepted, in UTF-8 bytes. Far above any real passphrase,
@@ -88,7 +89,7 @@ export interface PasswordHasher {
   hash(password: string, options?: PasswordWorkOptions): Promise<string>;
   /**
    * Checks a password against a stored hash: this module's scrypt strings and Django's
-   * `pbkdf2_sha256$…` / `pbkdf2_sha1$…`. An empty, unusable (Django's `!…`), unknown,
+   * `pbkdf2_sha256$…` / `pbkdf2_sha1$…`, `argon2$…`, `bcrypt_sha256$…`, `bcrypt$…` and `scrypt$…`. An empty, unusable (Django's `!…`), unknown,
    * malformed or absurdly expensive stored value, and a password above
    * {@link MAX_PASSWORD_BYTES}, give `{ ok: false }` without throwing. Rejects only with
    * {@link PasswordBusyError}.
@@ -216,7 +217,11 @@ export function createPasswordHasher(options: PasswordHasherOptions = {}): Passw
       return { ok: true, needsRehash: weaker };
     }
     const django = parseDjangoPbkdf2(encoded);
-    if (django === undefined) return NOT_OK;
+    if (django === undefined) {
+      // Django's argon2, bcrypt and scrypt hashers (users imported from Django).
+      const other = await verifyDjangoHash(password, encoded, (task) => limiter.run(keyOf(options), task));
+      return other === true ? { ok: true, needsRehash: true } : NOT_OK;
+    }
     const key = await limiter.run(keyOf(options), () =>
       pbkdf2Async(password, django.salt, django.iterations, django.key.length, django.digest),
     );

@@ -19,7 +19,7 @@ export interface IssuedSession {
  * verified `jti`, never by this hash: the hash is of one spelling, and a
  * lenient decoder would accept others.
  */
-function hashRefreshToken(token: string): string {
+export function hashRefreshToken(token: string): string {
   return createHash("sha256").update(token).digest("hex");
 }
 

@@ -67,6 +67,29 @@ export interface ProtoguardConfig {
   gatewayTrustedPeers: string[];
   /** `PROTOGUARD_GATEWAY_USER_ID_CLAIM`: the claim of protoguard-shaped gateway payloads naming the user. Default `user_id`. */
   gatewayUserIdClaim: string | undefined;
+  /**
+   * `PROTOGUARD_SIMPLEJWT_SIGNING_KEY`: djangorestframework-simplejwt's HS256
+   * `SIGNING_KEY` (Django's `SECRET_KEY` unless set). With it (or the JWKS
+   * below), Refresh adopts refresh tokens simplejwt issued. Default none.
+   */
+  simplejwtSigningKey: string | undefined;
+  /**
+   * `PROTOGUARD_SIMPLEJWT_VERIFYING_KEY`: path of simplejwt's `VERIFYING_KEY`
+   * (PEM), for its RS256/ES256 setups, instead of a signing key. Default none.
+   */
+  simplejwtVerifyingKeyPath: string | undefined;
+  /** `PROTOGUARD_SIMPLEJWT_ALGORITHM`: RS256 or ES256, simplejwt's `ALGORITHM` with a verifying key. Default RS256. */
+  simplejwtAlgorithm: "RS256" | "ES256";
+  /** `PROTOGUARD_SIMPLEJWT_JWKS_URL`: a JWKS with simplejwt's RS256/ES256 keys (tokens with a `kid` only). Default none. */
+  simplejwtJwksUrl: string | undefined;
+  /** `PROTOGUARD_SIMPLEJWT_USER_ID_CLAIM`: simplejwt's `USER_ID_CLAIM`. Default `user_id`. */
+  simplejwtUserIdClaim: string | undefined;
+  /**
+   * `PROTOGUARD_DJANGO_DATABASE_URL`: the Django database (PostgreSQL) whose
+   * simplejwt blacklist adopted refresh tokens are checked against. Default
+   * none: no blacklist check.
+   */
+  djangoDatabaseUrl: string | undefined;
   /** `PROTOGUARD_JWT_ISSUER`: `iss` to set and require. Default none. */
   issuer: string | undefined;
   /** `PROTOGUARD_JWT_AUDIENCE`: `aud` to set and require. Default none. */
@@ -179,6 +202,18 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
   if (algorithm !== "HS256" && algorithm !== "RS256" && algorithm !== "ES256") {
     throw new ConfigError(`PROTOGUARD_JWT_ALGORITHM must be HS256, RS256 or ES256, got "${algorithm}"`);
   }
+  const simplejwtAlgorithm = (str("PROTOGUARD_SIMPLEJWT_ALGORITHM") ?? "RS256").toUpperCase();
+  if (simplejwtAlgorithm !== "RS256" && simplejwtAlgorithm !== "ES256") {
+    throw new ConfigError(`PROTOGUARD_SIMPLEJWT_ALGORITHM must be RS256 or ES256, got "${simplejwtAlgorithm}"`);
+  }
+  if (
+    str("PROTOGUARD_SIMPLEJWT_SIGNING_KEY") !== undefined &&
+    str("PROTOGUARD_SIMPLEJWT_VERIFYING_KEY") !== undefined
+  ) {
+    throw new ConfigError(
+      "set PROTOGUARD_SIMPLEJWT_SIGNING_KEY (HS256) or PROTOGUARD_SIMPLEJWT_VERIFYING_KEY, not both",
+    );
+  }
   const tlsCertPath = str("PROTOGUARD_TLS_CERT");
   const tlsKeyPath = str("PROTOGUARD_TLS_KEY");
   if ((tlsCertPath === undefined) !== (tlsKeyPath === undefined)) {
@@ -266,6 +301,12 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
     gatewayHeader,
     gatewayTrustedPeers,
     gatewayUserIdClaim: str("PROTOGUARD_GATEWAY_USER_ID_CLAIM"),
+    simplejwtSigningKey: str("PROTOGUARD_SIMPLEJWT_SIGNING_KEY"),
+    simplejwtVerifyingKeyPath: str("PROTOGUARD_SIMPLEJWT_VERIFYING_KEY"),
+    simplejwtAlgorithm,
+    simplejwtJwksUrl: str("PROTOGUARD_SIMPLEJWT_JWKS_URL"),
+    simplejwtUserIdClaim: str("PROTOGUARD_SIMPLEJWT_USER_ID_CLAIM"),
+    djangoDatabaseUrl: str("PROTOGUARD_DJANGO_DATABASE_URL"),
     issuer: str("PROTOGUARD_JWT_ISSUER"),
     audience: str("PROTOGUARD_JWT_AUDIENCE"),
     leewaySeconds: int("PROTOGUARD_JWT_LEEWAY", TOKEN_DEFAULTS.leewaySeconds, 0, TOKEN_DEFAULTS.maxLeewaySeconds),

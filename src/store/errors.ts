@@ -23,7 +23,9 @@ export type StoreErrorCode =
   /** Another process (or this one) has the embedded data directory open. */
   | "DATA_DIR_LOCKED"
   /** The embedded data directory holds two databases, from two older layouts. */
-  | "DATA_DIR_AMBIGUOUS";
+  | "DATA_DIR_AMBIGUOUS"
+  /** The database an import reads from (`importFromDjango`) could not be read. */
+  | "SOURCE_UNAVAILABLE";
 
 /**
  * An expected, user-facing failure of a store operation (bad input, missing

@@ -49,6 +49,13 @@ export const users = pgTable(
     totpEnabled: boolean("otp_enabled").notNull().default(false),
     /** Last accepted TOTP time step, so one code is never accepted twice. */
     totpLastStep: bigint("otp_last_step", { mode: "number" }),
+    /**
+     * Set by `protoguard import django` for a user whose imported password
+     * hash protoguard cannot verify: Login answers `PASSWORD_RESET_REQUIRED`
+     * (instead of a silent `INVALID_CREDENTIALS`) until a new password is set,
+     * which clears it. Default false.
+     */
+    passwordResetRequired: boolean("password_reset_required").notNull().default(false),
   },
   (t) => [check("users_kind_check", sql`${t.kind} in ('user', 'service')`)],
 );
@@ -243,6 +250,20 @@ export const loginAttempts = pgTable("login_attempts", {
   failures: integer("failures").notNull().default(0),
   lockedUntil: timestamp("locked_until", { withTimezone: true }),
   updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+});
+
+/**
+ * What `protoguard import django` last read for each user it imported: the
+ * Django row's fields as canonical JSON. A re-import applies a field only
+ * when Django changed it since, so a hash protoguard upgraded on login (or a
+ * change made on protoguard's side) is not undone by an unchanged Django row.
+ */
+export const djangoImportedUsers = pgTable("django_imported_users", {
+  userId: integer("user_id")
+    .primaryKey()
+    .references(() => users.id, { onDelete: "cascade" }),
+  source: text("source").notNull(),
+  importedAt: timestamp("imported_at", { withTimezone: true }).notNull().defaultNow(),
 });
 
 /** A row of `users` as read. */

@@ -247,7 +247,11 @@ export async function setPasswordHash(
   assertValidUserId(userId);
   const [row] = await db
     .update(users)
-    .set(bumpCredentials ? { password: hash, credentialsChangedAt: new Date() } : { password: hash })
+    .set(
+      bumpCredentials
+        ? { password: hash, credentialsChangedAt: new Date(), passwordResetRequired: false }
+        : { password: hash, passwordResetRequired: false },
+    )
     .where(eq(users.id, userId))
     .returning();
   if (row === undefined) throw new StoreError("USER_NOT_FOUND", `no user with id ${userId}`);
