@@ -19,6 +19,7 @@ import { PGlite } from "@electric-sql/pglite";
 import { createUser, findUserByUsername, loadPrincipal, migrateDatabase, openDatabase } from "../src/store/index.js";
 import type { Database } from "../src/store/index.js";
 import { DATA_DIR_LOCK_FILE, defaultProcessName, procStartTime } from "../src/store/data-dir-lock.js";
+import { DATA_DIR_SOCKET_FILE } from "../src/store/data-dir-socket.js";
 import { StoreError } from "../src/store/errors.js";
 import { assertOk, cleanEnv as cleanEnvWith, type CliResult } from "./helpers/cli.js";
 
@@ -111,11 +112,12 @@ describe("embedded data directory", () => {
     });
   });
 
-  it("while held, another process is refused with one line naming the holder and writes nothing", {
+  it("while held unshared, another process is refused with one line naming the holder and writes nothing", {
     timeout: TEST_TIMEOUT,
   }, async () => {
     await rm(join(dataDir, "jwt-secret.dev"), { force: true });
-    const holder = await openDatabase({ dataDir, processName: "data-dir test holder" });
+    // share: false, so the CLI cannot work through this holder (see the next test for one that shares).
+    const holder = await openDatabase({ dataDir, processName: "data-dir test holder", share: false });
     try {
       await migrateDatabase(holder);
       const lockBefore = await readFile(lockFile(dataDir), "utf8");
@@ -148,6 +150,29 @@ describe("embedded data directory", () => {
     assert.ok(!existsSync(lockFile(dataDir)));
     assertOk(await cli(dataDir, "user", "create", "erin", "--password", "pw-erin"));
     await withDatabase(dataDir, async ({ db }) => assert.ok(await findUserByUsername(db, "erin")));
+  });
+
+  it("while held by a process that shares it, the CLI works through the holder, which sees the change", {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
+    const holder = await openDatabase({ dataDir, processName: "sharing holder" });
+    try {
+      await migrateDatabase(holder);
+      assert.ok(existsSync(join(dataDir, "pgdata", DATA_DIR_SOCKET_FILE)));
+      assertOk(await cli(dataDir, "user", "create", "gina", "--password", "pw-gina"));
+      assertOk(await cli(dataDir, "user", "grant", "gina", "shop.view_order"));
+      const gina = await findUserByUsername(holder.db, "gina");
+      assert.ok(gina, "the holder sees the CLI's user");
+      const lookup = await loadPrincipal(holder.db, gina.id);
+      assert.deepEqual([...(lookup.status === "ok" ? lookup.principal.permissions : [])], ["shop.view_order"]);
+      // A second holder in another process (what a second server is) is still refused.
+      const second = await cli(dataDir, "serve", "--port", "0");
+      assert.equal(second.code, 1);
+      assert.match(second.stderr, new RegExp(`^protoguard: .*in use by process ${process.pid} \\(sharing holder\\)`));
+    } finally {
+      await holder.close();
+    }
+    assert.ok(!existsSync(join(dataDir, "pgdata", DATA_DIR_SOCKET_FILE)), "close() removed the socket");
   });
 
   /** A child process that opens `dataDir`, prints "ready", then runs `then` (never closing). */
@@ -187,9 +212,8 @@ describe("embedded data directory", () => {
     assert.equal(out, "ready\n");
     const stale = JSON.parse(await readFile(lockFile(dataDir), "utf8")) as { pid: number; command: string };
     assert.deepEqual([stale.pid, stale.command], [child.pid, "doomed holder"]);
-    const refused = await cli(dataDir, "user", "create", "frank", "--password", "pw");
-    assert.equal(refused.code, 1);
-    assert.match(refused.stderr, new RegExp(`in use by process ${child.pid} \\(doomed holder\\)`));
+    // The holder shares: the CLI works through it.
+    assertOk(await cli(dataDir, "user", "create", "frank", "--password", "pw"));
 
     child.kill("SIGKILL");
     await exited;
@@ -197,6 +221,7 @@ describe("embedded data directory", () => {
     await withDatabase(dataDir, async ({ db }) => {
       assert.equal(JSON.parse(await readFile(lockFile(dataDir), "utf8")).pid, process.pid);
       assert.ok(await findUserByUsername(db, "carol"), "the data survived the kill");
+      assert.ok(await findUserByUsername(db, "frank"), "so did what the CLI wrote through the holder");
     });
     assert.ok(!existsSync(lockFile(dataDir)));
   });

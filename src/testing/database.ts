@@ -25,7 +25,7 @@ export interface TestDatabaseOptions {
    * helper reads no environment variables: pass `process.env.DATABASE_URL`
    * yourself.
    */
-  url?: string;
+  url?: string | undefined;
   /** Apply migrations before returning. Default true. */
   migrate?: boolean;
 }
