@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import type { Readable } from "node:stream";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { PGlite } from "@electric-sql/pglite";
 import { createUser, findUserByUsername, loadPrincipal, migrateDatabase, openDatabase } from "../src/store/index.js";
@@ -265,6 +266,51 @@ describe("embedded data directory", () => {
     await utimes(lockFile(dataDir), longAgo, longAgo);
     await withDatabase(dataDir, async ({ db }) => assert.ok(await findUserByUsername(db, "carol")));
     assert.ok(!existsSync(lockFile(dataDir)));
+  });
+
+  it("an opener waits (up to 5 s) for a holder that got SIGTERM, instead of failing DATA_DIR_LOCKED", {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
+    // A server's shape: onShutdownSignals, then a slow drain (1.5 s) before the database closes.
+    const script = join(root, "closing-holder.mts");
+    const src = (path: string) => JSON.stringify(pathToFileURL(join(ROOT, path)).href);
+    await writeFile(
+      script,
+      `import { openDatabase } from ${src("src/store/database.ts")};\n` +
+        `import { onShutdownSignals } from ${src("src/server/shutdown.ts")};\n` +
+        `const database = await openDatabase({ dataDir: ${JSON.stringify(dataDir)}, processName: "closing holder" });\n` +
+        `const keepAlive = setInterval(() => {}, 1000);\n` +
+        `onShutdownSignals(async () => {\n` +
+        `  await new Promise((resolve) => setTimeout(resolve, 1500));\n` +
+        `  await database.close();\n` +
+        `  clearInterval(keepAlive);\n` +
+        `});\n` +
+        `process.stdout.write("ready\\n");\n`,
+    );
+    const child = spawn(process.execPath, ["--import", "tsx", script], {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    children.push(child);
+    const exited = once(child, "exit");
+    let out = "";
+    child.stdout.setEncoding("utf8");
+    for await (const chunk of child.stdout) {
+      out += chunk as string;
+      if (out.includes("ready")) break;
+    }
+    await assert.rejects(openDatabase({ dataDir }), storeError("DATA_DIR_LOCKED", /closing holder/));
+    child.kill("SIGTERM");
+    // The lock says "closing" at once; give the signal a moment to arrive.
+    for (let i = 0; i < 100 && !(await readFile(lockFile(dataDir), "utf8")).includes("closingSince"); i++) {
+      await sleep(10);
+    }
+    const started = Date.now();
+    await withDatabase(dataDir, async ({ db }) => assert.equal(await findUserByUsername(db, "nobody"), undefined));
+    const waited = Date.now() - started;
+    const [code] = (await exited) as [number | null];
+    assert.equal(code, 0);
+    assert.ok(waited >= 1000, `opened after ${waited} ms: it did not wait for the holder`);
   });
 
   it("records the command before its first option, never a flag value", () => {
