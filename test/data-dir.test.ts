@@ -17,6 +17,8 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { PGlite } from "@electric-sql/pglite";
+import { sql } from "drizzle-orm";
+import postgres from "postgres";
 import { createUser, findUserByUsername, loadPrincipal, migrateDatabase, openDatabase } from "../src/store/index.js";
 import type { Database } from "../src/store/index.js";
 import { DATA_DIR_LOCK_FILE, defaultProcessName, procStartTime } from "../src/store/data-dir-lock.js";
@@ -174,6 +176,45 @@ describe("embedded data directory", () => {
       await holder.close();
     }
     assert.ok(!existsSync(join(dataDir, "pgdata", DATA_DIR_SOCKET_FILE)), "close() removed the socket");
+  });
+
+  it("a socket client's transaction runs alone, and one left idle for 10 s is rolled back", {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
+    const holder = await openDatabase({ dataDir, processName: "sharing holder" });
+    await migrateDatabase(holder);
+    const client = postgres({
+      path: join(dataDir, "pgdata", DATA_DIR_SOCKET_FILE),
+      user: "postgres",
+      database: "postgres",
+      max: 1,
+      prepare: false,
+      onnotice: () => {},
+    });
+    try {
+      let holderQueryDone = 0;
+      let holderQueried: Promise<unknown> = Promise.resolve();
+      const abandoned = client.begin(async (tx) => {
+        await tx.unsafe("create table e20_probe (x int)");
+        // The holder's own query waits for this transaction rather than run inside it.
+        holderQueried = (async () => {
+          const found = await findUserByUsername(holder.db, "nobody");
+          holderQueryDone = Date.now();
+          return found;
+        })();
+        await sleep(12_000); // past the 10 s bound: the holder rolls back and hangs up
+      });
+      const begun = Date.now();
+      await assert.rejects(abandoned);
+      await holderQueried;
+      assert.ok(holderQueryDone - begun >= 9_000, "the holder's query waited for the client's transaction");
+      const tables = await holder.db.execute(sql`select 1 from pg_tables where tablename = 'e20_probe'`);
+      const rows = Array.isArray(tables) ? tables : (tables as { rows: unknown[] }).rows;
+      assert.equal(rows.length, 0, "the abandoned transaction was rolled back");
+    } finally {
+      await client.end({ timeout: 1 });
+      await holder.close();
+    }
   });
 
   /** A child process that opens `dataDir`, prints "ready", then runs `then` (never closing). */

@@ -232,8 +232,8 @@ class Connection {
       void this.end();
       return;
     }
+    clearTimeout(this.idleTimer);
     if (this.release === undefined) await this.lock();
-    this.armIdleTimer();
     const chunks: Uint8Array[] = [];
     const notifications: [string, string][] = [];
     let idle = false;
@@ -249,6 +249,8 @@ class Connection {
       }),
     );
     this.notifications.push(...notifications);
+    // Still holding PGlite (mid-transaction): the client has a while to go on.
+    if (!idle) this.armIdleTimer();
     if (idle) {
       this.unlock();
       // Before the client sees its answer (a COMMIT's, say), the holder's
