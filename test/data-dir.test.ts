@@ -14,11 +14,15 @@ import { tmpdir } from "node:os";
 import type { Readable } from "node:stream";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { PGlite } from "@electric-sql/pglite";
+import { sql } from "drizzle-orm";
+import postgres from "postgres";
 import { createUser, findUserByUsername, loadPrincipal, migrateDatabase, openDatabase } from "../src/exports/store.js";
 import type { Database } from "../src/exports/store.js";
 import { DATA_DIR_LOCK_FILE, defaultProcessName, procStartTime } from "../src/store/data-dir-lock.js";
+import { DATA_DIR_SOCKET_FILE } from "../src/store/data-dir-socket.js";
 import { StoreError } from "../src/store/errors.js";
 import { assertOk, cleanEnv as cleanEnvWith, type CliResult } from "./helpers/cli.js";
 
@@ -111,11 +115,12 @@ describe("embedded data directory", () => {
     });
   });
 
-  it("while held, another process is refused with one line naming the holder and writes nothing", {
+  it("while held unshared, another process is refused with one line naming the holder and writes nothing", {
     timeout: TEST_TIMEOUT,
   }, async () => {
     await rm(join(dataDir, "jwt-secret.dev"), { force: true });
-    const holder = await openDatabase({ dataDir, processName: "data-dir test holder" });
+    // share: false, so the CLI cannot work through this holder (see the next test for one that shares).
+    const holder = await openDatabase({ dataDir, processName: "data-dir test holder", share: false });
     try {
       await migrateDatabase(holder);
       const lockBefore = await readFile(lockFile(dataDir), "utf8");
@@ -148,6 +153,68 @@ describe("embedded data directory", () => {
     assert.ok(!existsSync(lockFile(dataDir)));
     assertOk(await cli(dataDir, "user", "create", "erin", "--password", "pw-erin"));
     await withDatabase(dataDir, async ({ db }) => assert.ok(await findUserByUsername(db, "erin")));
+  });
+
+  it("while held by a process that shares it, the CLI works through the holder, which sees the change", {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
+    const holder = await openDatabase({ dataDir, processName: "sharing holder" });
+    try {
+      await migrateDatabase(holder);
+      assert.ok(existsSync(join(dataDir, "pgdata", DATA_DIR_SOCKET_FILE)));
+      assertOk(await cli(dataDir, "user", "create", "gina", "--password", "pw-gina"));
+      assertOk(await cli(dataDir, "user", "grant", "gina", "shop.view_order"));
+      const gina = await findUserByUsername(holder.db, "gina");
+      assert.ok(gina, "the holder sees the CLI's user");
+      const lookup = await loadPrincipal(holder.db, gina.id);
+      assert.deepEqual([...(lookup.status === "ok" ? lookup.principal.permissions : [])], ["shop.view_order"]);
+      // A second holder in another process (what a second server is) is still refused.
+      const second = await cli(dataDir, "serve", "--port", "0");
+      assert.equal(second.code, 1);
+      assert.match(second.stderr, new RegExp(`^protoguard: .*in use by process ${process.pid} \\(sharing holder\\)`));
+    } finally {
+      await holder.close();
+    }
+    assert.ok(!existsSync(join(dataDir, "pgdata", DATA_DIR_SOCKET_FILE)), "close() removed the socket");
+  });
+
+  it("a socket client's transaction runs alone, and one left idle for 10 s is rolled back", {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
+    const holder = await openDatabase({ dataDir, processName: "sharing holder" });
+    await migrateDatabase(holder);
+    const client = postgres({
+      path: join(dataDir, "pgdata", DATA_DIR_SOCKET_FILE),
+      user: "postgres",
+      database: "postgres",
+      max: 1,
+      prepare: false,
+      onnotice: () => {},
+    });
+    try {
+      let holderQueryDone = 0;
+      let holderQueried: Promise<unknown> = Promise.resolve();
+      const abandoned = client.begin(async (tx) => {
+        await tx.unsafe("create table e20_probe (x int)");
+        // The holder's own query waits for this transaction rather than run inside it.
+        holderQueried = (async () => {
+          const found = await findUserByUsername(holder.db, "nobody");
+          holderQueryDone = Date.now();
+          return found;
+        })();
+        await sleep(12_000); // past the 10 s bound: the holder rolls back and hangs up
+      });
+      const begun = Date.now();
+      await assert.rejects(abandoned);
+      await holderQueried;
+      assert.ok(holderQueryDone - begun >= 9_000, "the holder's query waited for the client's transaction");
+      const tables = await holder.db.execute(sql`select 1 from pg_tables where tablename = 'e20_probe'`);
+      const rows = Array.isArray(tables) ? tables : (tables as { rows: unknown[] }).rows;
+      assert.equal(rows.length, 0, "the abandoned transaction was rolled back");
+    } finally {
+      await client.end({ timeout: 1 });
+      await holder.close();
+    }
   });
 
   /** A child process that opens `dataDir`, prints "ready", then runs `then` (never closing). */
@@ -187,9 +254,8 @@ describe("embedded data directory", () => {
     assert.equal(out, "ready\n");
     const stale = JSON.parse(await readFile(lockFile(dataDir), "utf8")) as { pid: number; command: string };
     assert.deepEqual([stale.pid, stale.command], [child.pid, "doomed holder"]);
-    const refused = await cli(dataDir, "user", "create", "frank", "--password", "pw");
-    assert.equal(refused.code, 1);
-    assert.match(refused.stderr, new RegExp(`in use by process ${child.pid} \\(doomed holder\\)`));
+    // The holder shares: the CLI works through it.
+    assertOk(await cli(dataDir, "user", "create", "frank", "--password", "pw"));
 
     child.kill("SIGKILL");
     await exited;
@@ -197,6 +263,7 @@ describe("embedded data directory", () => {
     await withDatabase(dataDir, async ({ db }) => {
       assert.equal(JSON.parse(await readFile(lockFile(dataDir), "utf8")).pid, process.pid);
       assert.ok(await findUserByUsername(db, "carol"), "the data survived the kill");
+      assert.ok(await findUserByUsername(db, "frank"), "so did what the CLI wrote through the holder");
     });
     assert.ok(!existsSync(lockFile(dataDir)));
   });
@@ -240,6 +307,51 @@ describe("embedded data directory", () => {
     await utimes(lockFile(dataDir), longAgo, longAgo);
     await withDatabase(dataDir, async ({ db }) => assert.ok(await findUserByUsername(db, "carol")));
     assert.ok(!existsSync(lockFile(dataDir)));
+  });
+
+  it("an opener waits (up to 5 s) for a holder that got SIGTERM, instead of failing DATA_DIR_LOCKED", {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
+    // A server's shape: onShutdownSignals, then a slow drain (1.5 s) before the database closes.
+    const script = join(root, "closing-holder.mts");
+    const src = (path: string) => JSON.stringify(pathToFileURL(join(ROOT, path)).href);
+    await writeFile(
+      script,
+      `import { openDatabase } from ${src("src/store/database.ts")};\n` +
+        `import { onShutdownSignals } from ${src("src/server/shutdown.ts")};\n` +
+        `const database = await openDatabase({ dataDir: ${JSON.stringify(dataDir)}, processName: "closing holder" });\n` +
+        `const keepAlive = setInterval(() => {}, 1000);\n` +
+        `onShutdownSignals(async () => {\n` +
+        `  await new Promise((resolve) => setTimeout(resolve, 1500));\n` +
+        `  await database.close();\n` +
+        `  clearInterval(keepAlive);\n` +
+        `});\n` +
+        `process.stdout.write("ready\\n");\n`,
+    );
+    const child = spawn(process.execPath, ["--import", "tsx", script], {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    children.push(child);
+    const exited = once(child, "exit");
+    let out = "";
+    child.stdout.setEncoding("utf8");
+    for await (const chunk of child.stdout) {
+      out += chunk as string;
+      if (out.includes("ready")) break;
+    }
+    await assert.rejects(openDatabase({ dataDir }), storeError("DATA_DIR_LOCKED", /closing holder/));
+    child.kill("SIGTERM");
+    // The lock says "closing" at once; give the signal a moment to arrive.
+    for (let i = 0; i < 100 && !(await readFile(lockFile(dataDir), "utf8")).includes("closingSince"); i++) {
+      await sleep(10);
+    }
+    const started = Date.now();
+    await withDatabase(dataDir, async ({ db }) => assert.equal(await findUserByUsername(db, "nobody"), undefined));
+    const waited = Date.now() - started;
+    const [code] = (await exited) as [number | null];
+    assert.equal(code, 0);
+    assert.ok(waited >= 1000, `opened after ${waited} ms: it did not wait for the holder`);
   });
 
   it("records the command before its first option, never a flag value", () => {

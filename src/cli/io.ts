@@ -136,7 +136,8 @@ export async function withRuntime<T>(
 ): Promise<T> {
   const config = loadConfig(env);
   const warnings: string[] = [];
-  const runtime = await openRuntime(config, { warn: (message) => warnings.push(message) });
+  // Beside a running `protoguard serve` on the embedded database, work through it.
+  const runtime = await openRuntime(config, { warn: (message) => warnings.push(message), joinHolder: true });
   let result: T;
   try {
     result = await work(runtime);

@@ -44,6 +44,13 @@ export interface OpenRuntimeOptions {
    * process before the first option (`protoguard serve`, `protoguard user grant`).
    */
   processName?: string;
+  /**
+   * When another process holds the embedded data directory and shares it
+   * (as `protoguard serve` does), work through it over its local socket
+   * instead of failing `DATA_DIR_LOCKED`. Default false: a server must own
+   * its directory.
+   */
+  joinHolder?: boolean;
 }
 
 /** The name this process goes by in the lock of an embedded data directory. */
@@ -76,7 +83,11 @@ export async function openRuntime(config: ProtoguardConfig, options: OpenRuntime
   const database = await openDatabase(
     config.databaseUrl !== undefined
       ? { url: config.databaseUrl }
-      : { dataDir: config.dataDir, processName: options.processName ?? defaultProcessName(PROGRAM_NAME) },
+      : {
+          dataDir: config.dataDir,
+          processName: options.processName ?? defaultProcessName(PROGRAM_NAME),
+          joinHolder: options.joinHolder ?? false,
+        },
   );
   let keyring: Keyring;
   try {

@@ -3,6 +3,7 @@
  * (Ctrl-C, SIGINT) sends to ask a server to close gracefully. The close
  * itself is the connection tracker's (see `transport/connections.ts`).
  */
+import { markDataDirsClosing } from "../store/data-dir-lock.js";
 
 /** The signals a process manager or a terminal sends to ask for a stop. */
 const shutdownSignals = ["SIGTERM", "SIGINT"] as const;
@@ -37,6 +38,9 @@ export function onShutdownSignals(
       return;
     }
     started = true;
+    // Before the calls in flight are finished: a process started meanwhile
+    // (a restart) waits for this one's embedded data directory to be free.
+    markDataDirsClosing();
     void Promise.resolve().then(() => fn(signal));
   };
   for (const signal of shutdownSignals) process.on(signal, listener);

@@ -22,7 +22,17 @@
  * layouts, symlinks) meets the same lock.
  */
 import { randomBytes } from "node:crypto";
-import { closeSync, openSync, readFileSync, realpathSync, statSync, unlinkSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  openSync,
+  readFileSync,
+  realpathSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { basename, extname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { StoreError } from "./errors.js";
@@ -47,12 +57,20 @@ export interface DataDirLockHolder {
   readonly nonce: string;
   /** When the lock was taken (ISO 8601), for whoever reads the file. */
   readonly createdAt: string;
+  /**
+   * Set (ISO 8601) once the holder has begun to shut down
+   * ({@link markDataDirsClosing}, `Database.close()`): an opener then waits
+   * a few seconds for the directory instead of failing.
+   */
+  readonly closingSince?: string;
 }
 
 /** A held lock; see {@link acquireDataDirLock}. */
 export interface DataDirLock {
   /** Removes the lock file if it is still ours. Safe to call more than once. */
   release(): void;
+  /** Records in the lock file that this holder is shutting down (see {@link DataDirLockHolder.closingSince}). */
+  markClosing(): void;
 }
 
 /**
@@ -72,6 +90,13 @@ const TAKEOVER_GRACE_MS = 5_000;
 const CONTENDED_TIMEOUT_MS = 3_000;
 /** Pause between those retries. */
 const RETRY_MS = 20;
+/**
+ * How long an opener waits for a holder that is shutting down (a restart
+ * right after SIGTERM) before it is refused.
+ */
+const CLOSING_WAIT_MS = 5_000;
+/** Pause between looks at a closing holder's lock. */
+const CLOSING_POLL_MS = 25;
 /** Longest command line recorded, in characters. */
 const MAX_COMMAND_LENGTH = 120;
 
@@ -81,7 +106,7 @@ const MAX_COMMAND_LENGTH = 120;
  * built copy) still see each other's locks.
  */
 interface Registry {
-  readonly held: Map<string, { nonce: string; file: string }>;
+  readonly held: Map<string, { nonce: string; file: string; markClosing?: () => void }>;
   exitListener: boolean;
 }
 const REGISTRY_KEY = Symbol.for("protoguard.dataDirLocks");
@@ -146,7 +171,9 @@ export async function acquireDataDirLock(dir: string, options: AcquireDataDirLoc
     createdAt: new Date().toISOString(),
   };
   const content = `${JSON.stringify(holder)}\n`;
+  let released = false;
   const deadline = Date.now() + CONTENDED_TIMEOUT_MS;
+  const closingDeadline = Date.now() + CLOSING_WAIT_MS;
   let lastHolder: DataDirLockHolder | undefined;
   for (;;) {
     if (tryCreate(file, content)) break;
@@ -159,12 +186,23 @@ export async function acquireDataDirLock(dir: string, options: AcquireDataDirLoc
       continue;
     }
     lastHolder = found;
-    if (isAlive(found, key)) throw lockedError(options.displayDir, found);
+    if (isAlive(found, key)) {
+      // A holder shutting down is about to release: a restart waits for it.
+      if (found.closingSince === undefined || found.pid === process.pid || Date.now() > closingDeadline) {
+        throw lockedError(options.displayDir, found);
+      }
+      await sleep(CLOSING_POLL_MS);
+      continue;
+    }
     if (await removeStaleLock(file, found.nonce)) continue;
     if (Date.now() > deadline) throw lockedError(options.displayDir, lastHolder);
     await sleep(RETRY_MS);
   }
-  registry.held.set(key, { nonce: holder.nonce, file });
+  const markClosing = () => {
+    if (released || registry.held.get(key)?.nonce !== holder.nonce) return;
+    rewriteIfOurs(file, holder.nonce, `${JSON.stringify({ ...holder, closingSince: new Date().toISOString() })}\n`);
+  };
+  registry.held.set(key, { nonce: holder.nonce, file, markClosing });
   if (!registry.exitListener) {
     registry.exitListener = true;
     // A process that ends without closing (process.exit, an uncaught error)
@@ -175,8 +213,8 @@ export async function acquireDataDirLock(dir: string, options: AcquireDataDirLoc
       registry.held.clear();
     });
   }
-  let released = false;
   return {
+    markClosing,
     release() {
       if (released) return;
       released = true;
@@ -184,6 +222,43 @@ export async function acquireDataDirLock(dir: string, options: AcquireDataDirLoc
       removeIfOurs(file, holder.nonce);
     },
   };
+}
+
+/**
+ * Marks every data directory this process holds as shutting down, so that a
+ * process started meanwhile (a restart right after SIGTERM) waits up to 5 s
+ * for it rather than failing `DATA_DIR_LOCKED`. `onShutdownSignals` calls it
+ * on the first signal; `Database.close()` does it for its own directory.
+ */
+export function markDataDirsClosing(): void {
+  for (const { markClosing } of registry.held.values()) markClosing?.();
+}
+
+/** Whether this very process holds the PGlite directory `dir`. */
+export function isDataDirHeldHere(dir: string): boolean {
+  try {
+    return registry.held.has(realpathSync(dir));
+  } catch {
+    return false;
+  }
+}
+
+/** Replaces the lock file's content atomically (write, then rename), if it still holds `nonce`. Never throws. */
+function rewriteIfOurs(file: string, nonce: string, content: string): void {
+  const partial = `${file}.${process.pid}.tmp`;
+  try {
+    const found = readLock(file);
+    if (typeof found !== "object" || found.nonce !== nonce) return;
+    writeFileSync(partial, content, { mode: 0o644 });
+    renameSync(partial, file);
+  } catch {
+    // Only an optimization for a restart; the lock itself stands.
+    try {
+      unlinkSync(partial);
+    } catch {
+      // Never written.
+    }
+  }
 }
 
 function lockedError(displayDir: string, holder: DataDirLockHolder | undefined): StoreError {

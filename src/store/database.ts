@@ -6,7 +6,8 @@ import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
-import { acquireDataDirLock } from "./data-dir-lock.js";
+import { acquireDataDirLock, isDataDirHeldHere, type DataDirLock } from "./data-dir-lock.js";
+import { connectToDataDirHolder, shareDataDir, type DataDirShare } from "./data-dir-socket.js";
 import { StoreError } from "./errors.js";
 import * as schema from "./schema.js";
 
@@ -80,6 +81,22 @@ export interface OpenDatabaseOptions {
   pglite?: PGlite;
   /** postgres.js pool size. Default 10. Ignored for PGlite (one connection). */
   max?: number | undefined;
+  /**
+   * With `dataDir`: serve the embedded database to other local processes
+   * while this one holds it, on a Unix socket in the PGlite directory
+   * (`<dataDir>/pgdata/.s.PGSQL.5432`, mode 0600), so that the CLI works
+   * beside a running server (see `joinHolder`). Default true; not on Windows.
+   */
+  share?: boolean | undefined;
+  /**
+   * With `dataDir`: when another process holds the directory and shares it
+   * (`share`), connect to it over its socket instead of failing with
+   * `DATA_DIR_LOCKED`; the result is then a `postgres` driver Database whose
+   * writes the holder's caches see at once. The CLI sets this for every
+   * command but `serve`. Default false, so a second server on one directory
+   * is still refused.
+   */
+  joinHolder?: boolean | undefined;
 }
 
 /** Subdirectory of a data directory where PGlite keeps its files. */
@@ -142,24 +159,41 @@ export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<D
   const dir = pgliteDirectory(options.dataDir);
   await mkdir(dir, { recursive: true });
   // Before PGlite starts: a refused opener must not touch the files.
-  const lock = await acquireDataDirLock(dir, {
-    displayDir: options.dataDir,
-    processName: options.processName,
-  });
+  let lock: DataDirLock;
+  try {
+    lock = await acquireDataDirLock(dir, {
+      displayDir: options.dataDir,
+      processName: options.processName,
+    });
+  } catch (error) {
+    const joined = options.joinHolder === true ? await joinHolder(dir, error) : undefined;
+    if (joined !== undefined) return joined;
+    throw error;
+  }
   let pg: PGlite;
+  let share: DataDirShare | undefined;
   try {
     pg = await PGlite.create(dir);
+    if (options.share ?? true) share = await shareDataDir(pg, dir);
   } catch (error) {
     lock.release();
     throw error;
   }
   return pgliteDatabase(pg, async () => {
+    lock.markClosing();
     try {
+      await share?.close();
       if (!pg.closed) await pg.close();
     } finally {
       lock.release();
     }
   });
+}
+
+/** The holder of `dir` over its socket, when `error` says another process holds it and it shares. */
+async function joinHolder(dir: string, error: unknown): Promise<Database | undefined> {
+  if (!(error instanceof StoreError && error.code === "DATA_DIR_LOCKED") || isDataDirHeldHere(dir)) return undefined;
+  return connectToDataDirHolder(dir);
 }
 
 function pgliteDatabase(pg: PGlite, close: () => Promise<void>): Database {

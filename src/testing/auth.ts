@@ -28,7 +28,15 @@ import { createTestDatabase, type TestDatabase } from "./database.js";
 export interface TestAuthOptions {
   /** Registers your services, exactly as for `connectNodeAdapter({ routes })`. Required. */
   routes: (router: ConnectRouter) => void;
-  /** The store to use. Default: a fresh, migrated in-memory PGlite, closed by `close()`. */
+  /**
+   * The store to use. Default: a fresh, migrated in-memory PGlite, which
+   * this fixture opened and so `close()` closes.
+   *
+   * A database you pass stays yours: `close()` leaves it open (several
+   * fixtures may share one), so close it yourself, after the fixture, or
+   * open both with `await using`. A `createTestDatabase` database nobody
+   * closed still lets the process end and is dropped at exit.
+   */
   database?: Database;
   /** Rule for unannotated methods. Default: `{ authenticated: true }`. */
   defaultRule?: RuleInit;
@@ -98,7 +106,13 @@ export interface TestAuth extends AsyncDisposable {
   accessToken(user: Pick<User, "id"> | number): Promise<string>;
   /** `{ authorization: "Bearer …" }` for `user`, to pass as call headers. */
   authHeaders(user: Pick<User, "id"> | number): Promise<{ authorization: string }>;
-  /** Stops listening and closes the database if this fixture created it. */
+  /**
+   * Releases what this fixture opened: its invalidation listener (a
+   * connection of its own on PostgreSQL) and the database if it created one.
+   * A database passed in `options.database` stays open: it is the caller's.
+   * `await using t = await createTestAuth(…)` calls this at the end of the
+   * scope. Safe to call more than once.
+   */
   close(): Promise<void>;
 }
 
@@ -111,7 +125,7 @@ export interface TestAuth extends AsyncDisposable {
  * const alice = await t.createUser({ username: "alice", permissions: ["shop.view_order"] });
  * const client = createClient(AccountService, t.transport);
  * const profile = await client.getProfile({}, { headers: await t.authHeaders(alice) });
- * await t.close();
+ * await t.close(); // or: await using t = await createTestAuth(…)
  * ```
  */
 export async function createTestAuth(options: TestAuthOptions): Promise<TestAuth> {
@@ -149,10 +163,15 @@ export async function createTestAuth(options: TestAuthOptions): Promise<TestAuth
 
     const idOf = (user: Pick<User, "id"> | number) => (typeof user === "number" ? user : user.id);
     const accessToken = async (user: Pick<User, "id"> | number) => (await issuer.issueAccess(idOf(user))).token;
-    const close = async () => {
-      await principals.close();
-      await ownDatabase?.close();
-    };
+    let closing: Promise<void> | undefined;
+    const close = () =>
+      (closing ??= (async () => {
+        try {
+          await principals.close();
+        } finally {
+          await ownDatabase?.close();
+        }
+      })());
 
     return {
       database,

@@ -1,11 +1,14 @@
 import { createHash, randomBytes } from "node:crypto";
 import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
-import { tmpdir } from "node:os";
+import { readFileSync, readlinkSync } from "node:fs";
+import { hostname, tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import postgres from "postgres";
-import { openDatabase, type Database } from "../store/database.js";
+import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
+import { openDatabase, type Database, type DrizzleDb } from "../store/database.js";
+import * as schema from "../store/schema.js";
 import { MIGRATIONS_FOLDER, migrateDatabase } from "../store/migrate.js";
 
 /** Options of {@link createTestDatabase}. */
@@ -22,7 +25,7 @@ export interface TestDatabaseOptions {
    * helper reads no environment variables: pass `process.env.DATABASE_URL`
    * yourself.
    */
-  url?: string;
+  url?: string | undefined;
   /** Apply migrations before returning. Default true. */
   migrate?: boolean;
 }
@@ -55,9 +58,15 @@ const TEST_PGLITE_START_PARAMS: readonly string[] = [...PGlite.defaultStartParam
  *   fixtures, and `close()` ends it. To start faster, these instances run with a 16 MB
  *   buffer pool and without the `template0`/`template1` databases, which
  *   nothing can use on PGlite anyway.
- * - `postgres`: a brand-new database `protoguard_test_<random hex>` on the
- *   server behind `options.url`; `close()` drops it `WITH (FORCE)`, so runs
- *   never see each other's rows and leave nothing behind. A migrated one is
+ * - `postgres`: a brand-new database
+ *   `protoguard_test_<host>_<pid>_<created>_<random>` on the server behind
+ *   `options.url`; `close()` drops it `WITH (FORCE)`, so runs never see each
+ *   other's rows and leave nothing behind. Should nobody close it, it never
+ *   keeps the process alive (idle connections end after a second) and is
+ *   dropped when the process has nothing else to do (`beforeExit`). The
+ *   first call of a process also drops the test databases of runs that were
+ *   killed: made on this machine by a process that is gone, or more than an
+ *   hour old. A migrated one is
  *   created as a copy of `protoguard_template_<hash of the migrations>`,
  *   which the first caller on that server builds (under an advisory lock, so
  *   concurrent processes build it once) and which is kept for later runs; a
@@ -81,7 +90,8 @@ export async function createTestDatabase(options: TestDatabaseOptions = {}): Pro
     throw new TypeError('createTestDatabase({ driver: "postgres" }) needs a url to a maintenance database');
   }
   const maintenanceUrl = options.url;
-  const name = `protoguard_test_${randomBytes(8).toString("hex")}`;
+  const name = testDatabaseName();
+  await sweepStaleOnce(maintenanceUrl);
   const template = migrate ? await postgresTemplate(maintenanceUrl) : undefined;
   // Names are made of hex digits only, so quoting them is enough.
   await withMaintenance(maintenanceUrl, (sql) =>
@@ -93,13 +103,159 @@ export async function createTestDatabase(options: TestDatabaseOptions = {}): Pro
   const url = databaseUrl(maintenanceUrl, name);
   let database: Database;
   try {
-    database = await openDatabase({ url });
+    database = openTestPool(url);
   } catch (error) {
     await dropDatabase();
     throw error;
   }
   let closing: Promise<void> | undefined;
-  return withDispose(database, url, () => (closing ??= database.close().finally(dropDatabase)));
+  const close = () => {
+    unclosed.delete(close);
+    return (closing ??= database.close().finally(dropDatabase));
+  };
+  // Forgotten close(): once nothing else keeps the process alive (the pool's
+  // idle connections end after IDLE_SECONDS), drop the database anyway, so a
+  // test file still ends by itself and leaves nothing behind.
+  unclosed.add(close);
+  if (!dropAtExitInstalled) {
+    dropAtExitInstalled = true;
+    process.on("beforeExit", () => {
+      for (const forgotten of unclosed) void forgotten().catch(() => {});
+    });
+  }
+  return withDispose(database, url, close);
+}
+
+/** PostgreSQL test databases not closed yet, by their close. */
+const unclosed = new Set<() => Promise<void>>();
+let dropAtExitInstalled = false;
+
+/**
+ * Seconds after which an idle connection of a test database's pool is
+ * closed, so that a pool nobody closed does not keep `node --test` waiting.
+ */
+const IDLE_SECONDS = 1;
+
+/** A postgres.js pool on a test database that lets the process end when idle. */
+function openTestPool(url: string): Database {
+  const sql = postgres(url, { max: 10, connect_timeout: 5, idle_timeout: IDLE_SECONDS, onnotice: () => {} });
+  const db: DrizzleDb = drizzlePostgres({ client: sql, schema });
+  let closing: Promise<void> | undefined;
+  return {
+    db,
+    driver: "postgres",
+    client: { kind: "postgres", sql },
+    close: () => (closing ??= sql.end({ timeout: 5 })),
+  };
+}
+
+/**
+ * Test databases older than this, from another machine (or one whose owner
+ * cannot be checked), count as left by a killed run.
+ */
+const STALE_AFTER_MS = 60 * 60 * 1000;
+
+/**
+ * This machine, process namespace and boot, in six hex digits: only on the
+ * same one does a pid in a database name say whether its owner still runs.
+ */
+const HOST_KEY = createHash("sha256")
+  .update(JSON.stringify([hostname(), readQuietly("/proc/sys/kernel/random/boot_id"), pidNamespace()]))
+  .digest("hex")
+  .slice(0, 6);
+
+/**
+ * `protoguard_test_<host>_<pid>_<created>_<random>`: who made it and when
+ * (pid and seconds in base 36), so the next run can tell a killed run's
+ * database from a running one's.
+ */
+function testDatabaseName(): string {
+  const created = Math.floor(Date.now() / 1000).toString(36);
+  return `protoguard_test_${HOST_KEY}_${process.pid.toString(36)}_${created}_${randomBytes(4).toString("hex")}`;
+}
+
+const NAME_PATTERN = /^protoguard_test_([0-9a-f]{6})_([0-9a-z]+)_([0-9a-z]+)_[0-9a-f]{8}$/;
+/** The names createTestDatabase gave before they said who made them. */
+const LEGACY_NAME_PATTERN = /^protoguard_test_[0-9a-f]{16}$/;
+
+/** Whether a test database, by its name (and, for old names, its age), belongs to a run that is gone. */
+function isStale(name: string, createdMs: number | undefined, now: number): boolean {
+  const parts = NAME_PATTERN.exec(name);
+  if (parts === null) {
+    return LEGACY_NAME_PATTERN.test(name) && createdMs !== undefined && now - createdMs > STALE_AFTER_MS;
+  }
+  const [, host, pid, created] = parts as unknown as [string, string, string, string];
+  if (host === HOST_KEY && !isAlive(Number.parseInt(pid, 36))) return true;
+  return now - Number.parseInt(created, 36) * 1000 > STALE_AFTER_MS;
+}
+
+function isAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== "ESRCH";
+  }
+}
+
+/** Per process and server: the sweep, once. */
+const sweeps = new Map<string, Promise<void>>();
+
+function sweepStaleOnce(maintenanceUrl: string): Promise<void> {
+  let pending = sweeps.get(maintenanceUrl);
+  if (pending === undefined) {
+    // Never fails a test: the sweep is housekeeping.
+    pending = sweepStale(maintenanceUrl).catch(() => {});
+    sweeps.set(maintenanceUrl, pending);
+  }
+  return pending;
+}
+
+/**
+ * Drops the `protoguard_test_*` databases of runs that are gone: made on
+ * this machine by a process that no longer exists, or older than an hour.
+ * Without FORCE: a database someone is still connected to stays.
+ */
+async function sweepStale(maintenanceUrl: string): Promise<void> {
+  await withMaintenance(maintenanceUrl, async (sql) => {
+    const rows = await sql<{ datname: string; oid: number }[]>`
+      select datname, oid::int as oid from pg_database where datname like 'protoguard\_test\_%'`;
+    const now = Date.now();
+    for (const { datname, oid } of rows) {
+      const createdMs = LEGACY_NAME_PATTERN.test(datname) ? await legacyCreatedMs(sql, oid) : undefined;
+      if (!isStale(datname, createdMs, now)) continue;
+      // Names matched the patterns above: letters, digits and underscores only.
+      await sql.unsafe(`drop database if exists "${datname}"`).catch(() => {});
+    }
+  });
+}
+
+/** When a database's directory was made, where the server lets us look (superuser or pg_read_server_files). */
+async function legacyCreatedMs(sql: postgres.Sql, oid: number): Promise<number | undefined> {
+  try {
+    const [row] = await sql<{ modification: Date | null }[]>`
+      select (pg_stat_file('base/' || ${oid}::text || '/PG_VERSION', true)).modification`;
+    return row?.modification?.getTime();
+  } catch {
+    return undefined;
+  }
+}
+
+function readQuietly(file: string): string {
+  try {
+    return readFileSync(file, "utf8").trim();
+  } catch {
+    return "";
+  }
+}
+
+function pidNamespace(): string {
+  try {
+    return readlinkSync("/proc/self/ns/pid");
+  } catch {
+    return "";
+  }
 }
 
 /**
