@@ -4,6 +4,8 @@ import {
   subscribeInvalidations,
   type InvalidationEvent,
   type InvalidationSubscription,
+  type NotificationState,
+  type SubscribeOptions,
 } from "../store/invalidation.js";
 import { loadPrincipal, type PrincipalLookup } from "../store/principal-query.js";
 import { LruMap } from "../util/lru.js";
@@ -31,6 +33,11 @@ export interface PrincipalSourceOptions {
    * listener (the auth layer's stream re-checks) needs it.
    */
   listen?: boolean;
+  /**
+   * Reconnect and heartbeat settings of the subscription (see `subscribeInvalidations`).
+   * Default: its defaults (a heartbeat every 1 s, down after 2 s without one).
+   */
+  subscribe?: SubscribeOptions;
   /** Clock in milliseconds, for tests. Default: `Date.now`. */
   now?: () => number;
 }
@@ -60,6 +67,17 @@ export interface CachedPrincipalSource extends PrincipalSource {
    * listener. A listener must not throw (what it throws is ignored).
    */
   onInvalidation(listener: (event: InvalidationEvent) => void): () => void;
+  /**
+   * Whether invalidation notifications arrive: `listening`; `down` (the LISTEN connection is
+   * closed or a heartbeat did not come back; every cache fed by {@link onInvalidation} is
+   * flushed at each heartbeat meanwhile); `off` when there is no subscription (yet).
+   */
+  readonly notifications: NotificationState | "off";
+  /**
+   * Calls `listener` whenever {@link notifications} changes, with a short reason; returns a
+   * function that removes it. A listener must not throw.
+   */
+  onNotificationsChange(listener: (state: NotificationState | "off", reason: string) => void): () => void;
   /** Longest time a cached lookup is trusted, in milliseconds (the resolved `maxAgeMs`). */
   readonly maxAgeMs: number;
   /** Cached entries now. */
@@ -185,18 +203,31 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
   let closed = false;
   let subscription: InvalidationSubscription | undefined;
   let subscribing: Promise<void> | undefined;
+  const stateListeners = new Set<(state: NotificationState | "off", reason: string) => void>();
+  const started = (sub: InvalidationSubscription): InvalidationSubscription => {
+    sub.onStateChange((state, reason) => {
+      for (const listener of stateListeners) {
+        try {
+          listener(state, reason);
+        } catch {
+          // Ignored, as documented.
+        }
+      }
+    });
+    return sub;
+  };
   if (maxEntries > 0 && listen) {
-    subscription = await subscribeInvalidations(database, invalidate);
+    subscription = started(await subscribeInvalidations(database, invalidate, options.subscribe));
   }
 
   /** Starts the subscription a listener needs when the cache did not; failures are retried by the next listener. */
   function ensureSubscribed(): void {
     if (!listen || closed || subscription !== undefined || subscribing !== undefined) return;
-    subscribing = subscribeInvalidations(database, invalidate).then(
-      async (started) => {
+    subscribing = subscribeInvalidations(database, invalidate, options.subscribe).then(
+      async (sub) => {
         subscribing = undefined;
-        if (closed) await started.close();
-        else subscription = started;
+        if (closed) await sub.close();
+        else subscription = started(sub);
       },
       () => {
         // Listeners are still re-checked on their own schedule; a later
@@ -209,6 +240,13 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
   return {
     invalidate,
     maxAgeMs,
+    get notifications() {
+      return subscription?.state ?? "off";
+    },
+    onNotificationsChange(listener) {
+      stateListeners.add(listener);
+      return () => stateListeners.delete(listener);
+    },
     get size() {
       return cache.size;
     },

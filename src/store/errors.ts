@@ -17,7 +17,12 @@ export type StoreErrorCode =
   /** Another process (or this one) has the embedded data directory open. */
   | "DATA_DIR_LOCKED"
   /** The embedded data directory holds two databases, from two older layouts. */
-  | "DATA_DIR_AMBIGUOUS";
+  | "DATA_DIR_AMBIGUOUS"
+  /**
+   * Invalidation notifications sent on the database do not reach the LISTEN connection (LISTEN
+   * through a transaction-pooling PgBouncer, or a listen URL on another database).
+   */
+  | "NOTIFICATIONS_UNAVAILABLE";
 
 /**
  * An expected, user-facing failure of a store operation (bad input, missing
