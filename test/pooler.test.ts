@@ -46,7 +46,9 @@ describeOr(skipWithoutPgbouncer, "behind PgBouncer in transaction pooling", { ti
   });
   after(() => bouncer?.close());
 
-  it("four concurrent migrations through the pooler all succeed and apply each migration once", async () => {
+  it("four concurrent migrations through the pooler all succeed and apply each migration once", {
+    timeout: 50_000,
+  }, async () => {
     const fresh = await createTestDatabase({ driver: "postgres", url: postgresUrl!, migrate: false });
     const pooled = bouncer.url(databaseName(fresh.url!));
     const databases = await Promise.all(
@@ -82,7 +84,9 @@ describeOr(skipWithoutPgbouncer, "behind PgBouncer in transaction pooling", { ti
     }
   });
 
-  it("lookups through the pooler answer every active user correctly (prepared statements off with a listen URL)", async () => {
+  it("lookups through the pooler answer every active user correctly (prepared statements off with a listen URL)", {
+    timeout: 50_000,
+  }, async () => {
     const fixture = await createTestDatabase({ driver: "postgres", url: postgresUrl! });
     const pooledUrl = bouncer.url(databaseName(fixture.url!));
     const users: { id: number; perm: string }[] = [];
@@ -123,7 +127,9 @@ describeOr(skipWithoutPgbouncer, "behind PgBouncer in transaction pooling", { ti
     }
   });
 
-  it("without a listen URL, LISTEN through the pooler is refused at start-up (NOTIFICATIONS_UNAVAILABLE)", async () => {
+  it("without a listen URL, LISTEN through the pooler is refused at start-up (NOTIFICATIONS_UNAVAILABLE)", {
+    timeout: 50_000,
+  }, async () => {
     const fixture = await createTestDatabase({ driver: "postgres", url: postgresUrl! });
     const database = await openDatabase({ url: bouncer.url(databaseName(fixture.url!)), prepare: false });
     try {
@@ -139,7 +145,9 @@ describeOr(skipWithoutPgbouncer, "behind PgBouncer in transaction pooling", { ti
     }
   });
 
-  it("with a direct listen URL, a revoke made through the pooler reaches the cache within a second", async () => {
+  it("with a direct listen URL, a revoke made through the pooler reaches the cache within a second", {
+    timeout: 50_000,
+  }, async () => {
     const fixture = await createTestDatabase({ driver: "postgres", url: postgresUrl! });
     const database = await openDatabase({ url: bouncer.url(databaseName(fixture.url!)), listenUrl: fixture.url! });
     try {
