@@ -35,6 +35,10 @@ export interface Pgbouncer {
   readonly port: number;
   /** `DATABASE_URL`'s user on database `database`, through this PgBouncer. */
   url(database: string): string;
+  /** Freezes the process (SIGSTOP): its sockets stay open and nothing moves through them. */
+  pause(): void;
+  /** Lets a paused process go on (SIGCONT). */
+  resume(): void;
   /** Its log so far (for failure messages). */
   log(): Promise<string>;
   close(): Promise<void>;
@@ -113,10 +117,13 @@ export async function startPgbouncer(options: PgbouncerOptions = {}): Promise<Pg
   return {
     port,
     url: (database) => `postgres://${encodeURIComponent(user)}@127.0.0.1:${port}/${database}`,
+    pause: () => void child.kill("SIGSTOP"),
+    resume: () => void child.kill("SIGCONT"),
     log: () => readFile(logfile, "utf8").catch(() => stderr),
     close: () =>
       (closing ??= (async () => {
         if (child.exitCode === null) {
+          child.kill("SIGCONT");
           child.kill("SIGTERM");
           const timer = setTimeout(() => child.kill("SIGKILL"), 3_000);
           await exited;
