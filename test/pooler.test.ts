@@ -5,6 +5,8 @@
  * the pool size is configurable. Each test starts its own PgBouncer on a free loopback port.
  */
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { join } from "node:path";
 import { after, before, it } from "node:test";
 import { sql } from "drizzle-orm";
 import { loadConfig } from "../src/runtime/config.js";
@@ -19,6 +21,7 @@ import {
   type Database,
 } from "../src/store/index.js";
 import { createTestDatabase, type TestDatabase } from "../src/testing/index.js";
+import { cleanEnv } from "./helpers/cli.js";
 import { describeOr, postgresUrl } from "./helpers/env.js";
 import { databaseName, skipWithoutPgbouncer, startPgbouncer, type Pgbouncer } from "./helpers/pgbouncer.js";
 
@@ -268,3 +271,51 @@ describeOr(skipWithoutPgbouncer, "the connection budget", { timeout: 60_000 }, (
     }
   });
 });
+
+describeOr(skipWithoutPgbouncer, "start-up against an exhausted pooler", { timeout: 90_000 }, () => {
+  it("`protoguard migrate` and `serve` fail with one line naming the pooler's reason, no stack trace", async () => {
+    const fixture = await createTestDatabase({ driver: "postgres", url: postgresUrl! });
+    const bouncer = await startPgbouncer({ poolMode: "session", poolSize: 1, queryWaitTimeoutSeconds: 2 });
+    const url = bouncer.url(databaseName(fixture.url!));
+    // Holds the pool's only server connection for its session.
+    const holder = await openDatabase({ url, max: 1 });
+    try {
+      await holder.db.execute(sql`select 1`);
+      for (const args of [["migrate"], ["serve", "--port", "0", "--workers", "1"]]) {
+        const result = await runCliProcess(args, {
+          DATABASE_URL: url,
+          PROTOGUARD_JWT_SECRET: "x".repeat(32),
+        });
+        const lines = result.stderr.trim().split("\n");
+        assert.equal(result.code, 1, `${args[0]}: ${result.stderr}`);
+        assert.equal(lines.length, 1, `${args[0]}: one line, got ${result.stderr}`);
+        assert.match(lines[0]!, /^protoguard: .*query_wait_timeout \(08P01\)$/);
+      }
+    } finally {
+      await holder.close();
+      await bouncer.close();
+      await fixture.close();
+    }
+  });
+});
+
+/** Runs the `protoguard` executable's source in a child process (an unhandled rejection there ends it). */
+async function runCliProcess(
+  args: readonly string[],
+  extra: Record<string, string>,
+): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", join(import.meta.dirname, "..", "src", "cli", "bin.ts"), ...args],
+    {
+      env: cleanEnv(extra),
+      stdio: ["ignore", "ignore", "pipe"],
+    },
+  );
+  let stderr = "";
+  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+  const code = await new Promise<number | null>((resolve) => child.once("exit", (exitCode) => resolve(exitCode)));
+  clearTimeout(timer);
+  return { code, stderr };
+}
