@@ -69,3 +69,11 @@ export { fileRegistryOf, registerReflection } from "./services/reflection.js";
 export type { ReflectionOptions } from "./services/reflection.js";
 export { createObservability } from "./observe/observability.js";
 export type { Observability, ObservabilityOptions } from "./observe/observability.js";
+
+// pool19: new exports
+export {
+  DATABASE_HEALTH_DEFAULTS,
+  DATABASE_HEALTH_SERVICE,
+  NOTIFICATIONS_HEALTH_SERVICE,
+} from "./services/database-health.js";
+export type { DatabaseHealthOptions } from "./services/database-health.js";

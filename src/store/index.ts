@@ -92,3 +92,7 @@ export { loadPrincipal } from "./principal-query.js";
 export type { PrincipalLookup, TokenRevocationInput } from "./principal-query.js";
 export { INVALIDATION_CHANNEL, subscribeInvalidations } from "./invalidation.js";
 export type { InvalidationEvent, InvalidationSubscription, SubscribeOptions } from "./invalidation.js";
+
+// pool19: new exports
+export { SUBSCRIBE_DEFAULTS } from "./invalidation.js";
+export type { NotificationState } from "./invalidation.js";
