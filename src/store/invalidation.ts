@@ -215,7 +215,8 @@ export async function subscribeInvalidations(
     });
   }
 
-  let beating = false;
+  // True until the start-up round trip is done: one heartbeat at a time.
+  let beating = true;
   const ticker = setInterval(() => {
     if (closed) return;
     // Still down: drop everything again, so no cache keeps an answer longer
@@ -261,6 +262,7 @@ export async function subscribeInvalidations(
       );
     }
     state = "listening";
+    beating = false;
   } catch (error) {
     closed = true;
     clearInterval(ticker);
