@@ -34,7 +34,7 @@ async function within(ms: number, what: string, check: () => Promise<boolean>): 
 it("health, /metrics and logs follow the database path behind PgBouncer", {
   skip: skipWithoutPgbouncer,
   timeout: 90_000,
-}, async () => {
+}, async (t) => {
   const fixture = await createTestDatabase({ driver: "postgres", url: postgresUrl! });
   const name = databaseName(fixture.url!);
   const queries = await startPgbouncer({ poolMode: "transaction", poolSize: 4 });
@@ -75,7 +75,7 @@ it("health, /metrics and logs follow the database path behind PgBouncer", {
 
     // The LISTEN path freezes: its connection stays open, nothing arrives on it.
     listens.pause();
-    await within(3_000, "notifications reported down", async () => {
+    const downMs = await within(3_000, "notifications reported down", async () => {
       return (
         (await status("protoguard.notifications")) === Status.NOT_SERVING &&
         (await gauge("protoguard_invalidation_listening")) === 0
@@ -93,6 +93,7 @@ it("health, /metrics and logs follow the database path behind PgBouncer", {
       }
     });
     assert.ok(honouredMs < 1_500);
+    t.diagnostic(`notifications reported down after ${downMs} ms; deactivation honoured after ${honouredMs} ms`);
     listens.resume();
     await within(
       5_000,
@@ -105,13 +106,14 @@ it("health, /metrics and logs follow the database path behind PgBouncer", {
 
     // The query path stalls: the whole instance says so.
     queries.pause();
-    await within(3_000, "stalled database reported", async () => {
+    const stallMs = await within(3_000, "stalled database reported", async () => {
       return (
         (await status("")) === Status.NOT_SERVING &&
         (await status("protoguard.database")) === Status.NOT_SERVING &&
         (await gauge("protoguard_database_up")) === 0
       );
     });
+    t.diagnostic(`stalled query path reported after ${stallMs} ms`);
     queries.resume();
     await within(5_000, "database back", async () => (await status("")) === Status.SERVING);
 
