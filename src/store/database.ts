@@ -186,6 +186,15 @@ export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<D
       // would otherwise go to console.log.
       onnotice: () => {},
     });
+    // postgres.js fetches the array types on every new connection, in a
+    // promise of its own that nobody awaits: a pooler ending that connection
+    // (PgBouncer's query_wait_timeout) rejects it unhandled, which ends the
+    // process. The types are the same for every connection and kept in the
+    // pool's shared parsers, so once one connection has them, later ones skip it.
+    sql.unsafe("select 1", [], { prepare: false }).then(
+      () => void ((sql.options as { fetch_types: boolean }).fetch_types = false),
+      () => {},
+    );
     const db: DrizzleDb = drizzlePostgres({ client: sql, schema });
     let closing: Promise<void> | undefined;
     return {
