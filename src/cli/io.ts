@@ -96,6 +96,15 @@ export function describeError(error: unknown, databaseUrl: string | undefined): 
     if (CONNECTION_CODES.has(code)) {
       return { message: `database unreachable: ${databaseEndpoint(databaseUrl)} (${code})`, exitCode: EXIT_FAILURE };
     }
+    // The server or a pooler in front of it ends the connection: class 08
+    // (PgBouncer's query_wait_timeout is 08P01), too many connections (53300),
+    // shutting down or starting (57P01..57P03). Named with their code.
+    if (/^(08[0-9A-Z]{3}|53300|57P0[1-3])$/.test(code) && typeof link["message"] === "string") {
+      return {
+        message: `database ${databaseEndpoint(databaseUrl)} refused the connection: ${oneLine(link["message"])} (${code})`,
+        exitCode: EXIT_FAILURE,
+      };
+    }
     // SQLSTATE classes 28 (authorization) and 3D (no such database) are
     // set-up mistakes worth naming; the server's text says which.
     if (/^(28|3D)[0-9A-Z]{3}$/.test(code) && typeof link["message"] === "string") {

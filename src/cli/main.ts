@@ -18,6 +18,15 @@ export async function runMain(options: CliOptions = {}): Promise<void> {
       if (error.code !== "EPIPE") throw error;
     });
   }
+  // postgres.js rejects a promise of its own that nobody awaits (the type
+  // fetch of a new connection) when the server or a pooler ends the
+  // connection with a FATAL error, as PgBouncer does on query_wait_timeout.
+  // The query waiting for that connection fails with the same error, and the
+  // command reports it as one line: this duplicate must not add a stack trace.
+  process.on("unhandledRejection", (reason: unknown) => {
+    if (isFatalDriverError(reason)) return;
+    throw reason;
+  });
   const io: CliIo = {
     out: (line) => void process.stdout.write(`${line}\n`),
     err: (line) => void process.stderr.write(`${line}\n`),
@@ -44,4 +53,12 @@ function flushed(stream: NodeJS.WriteStream): Promise<void> {
     if (stream.destroyed || !stream.writable) resolve();
     else stream.write("", () => resolve());
   });
+}
+
+/** A postgres.js error for a connection the server (or pooler) ended: severity FATAL or PANIC. */
+function isFatalDriverError(reason: unknown): boolean {
+  if (!(reason instanceof Error) || reason.name !== "PostgresError") return false;
+  // PgBouncer sends only the localized severity (severity_local).
+  const { severity, severity_local: local } = reason as { severity?: unknown; severity_local?: unknown };
+  return [severity, local].some((s) => s === "FATAL" || s === "PANIC");
 }

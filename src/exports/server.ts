@@ -72,3 +72,11 @@ export type { Observability, ObservabilityOptions } from "../server/observe/obse
 
 // The development secret the CLI keeps in the data directory, for an app wired by hand
 export { DEVELOPMENT_SECRET_FILE, loadDevelopmentSecret } from "../runtime/dev-secret.js";
+
+// Database and notification health (what a pooler in front of PostgreSQL needs watching)
+export {
+  DATABASE_HEALTH_DEFAULTS,
+  DATABASE_HEALTH_SERVICE,
+  NOTIFICATIONS_HEALTH_SERVICE,
+} from "../server/services/database-health.js";
+export type { DatabaseHealthOptions } from "../server/services/database-health.js";

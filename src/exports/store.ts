@@ -87,8 +87,13 @@ export type { StoreErrorCode } from "../store/errors.js";
 // ---------------------------------------------------------------------------
 export { loadPrincipal } from "../store/principal-query.js";
 export type { TokenRevocationInput } from "../store/principal-query.js";
-export { INVALIDATION_CHANNEL, subscribeInvalidations } from "../store/invalidation.js";
-export type { InvalidationEvent, InvalidationSubscription, SubscribeOptions } from "../store/invalidation.js";
+export { INVALIDATION_CHANNEL, SUBSCRIBE_DEFAULTS, subscribeInvalidations } from "../store/invalidation.js";
+export type {
+  InvalidationEvent,
+  InvalidationSubscription,
+  NotificationState,
+  SubscribeOptions,
+} from "../store/invalidation.js";
 
 // ---------------------------------------------------------------------------
 // Moving from Django: import its users, groups and permissions

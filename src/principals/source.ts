@@ -4,6 +4,8 @@ import {
   subscribeInvalidations,
   type InvalidationEvent,
   type InvalidationSubscription,
+  type NotificationState,
+  type SubscribeOptions,
 } from "../store/invalidation.js";
 import type { PrincipalLookup } from "../principal.js";
 import { loadPrincipal } from "../store/principal-query.js";
@@ -32,6 +34,11 @@ export interface PrincipalSourceOptions {
    * listener (the auth layer's stream re-checks) needs it.
    */
   listen?: boolean;
+  /**
+   * Reconnect and heartbeat settings of the subscription (see `subscribeInvalidations`).
+   * Default: its defaults (a heartbeat every 1 s, down after 2 s without one).
+   */
+  subscribe?: SubscribeOptions;
   /** Clock in milliseconds, for tests. Default: `Date.now`. */
   now?: () => number;
 }
@@ -61,6 +68,17 @@ export interface CachedPrincipalSource extends PrincipalSource {
    * listener. A listener must not throw (what it throws is ignored).
    */
   onInvalidation(listener: (event: InvalidationEvent) => void): () => void;
+  /**
+   * Whether invalidation notifications arrive: `listening`; `down` (the LISTEN connection is
+   * closed or a heartbeat did not come back; every cache fed by {@link onInvalidation} is
+   * flushed at each heartbeat meanwhile); `off` when there is no subscription (yet).
+   */
+  readonly notifications: NotificationState | "off";
+  /**
+   * Calls `listener` whenever {@link notifications} changes, with a short reason; returns a
+   * function that removes it. A listener must not throw.
+   */
+  onNotificationsChange(listener: (state: NotificationState | "off", reason: string) => void): () => void;
   /** Longest time a cached lookup is trusted, in milliseconds (the resolved `maxAgeMs`). */
   readonly maxAgeMs: number;
   /** Cached entries now. */
@@ -173,11 +191,16 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
   const subscription = await invalidationsFor(database, invalidate, {
     now: cache.enabled && (options.listen ?? true),
     onDemand: options.listen ?? true,
+    ...(options.subscribe !== undefined && { options: options.subscribe }),
   });
 
   return {
     invalidate,
     maxAgeMs,
+    get notifications() {
+      return subscription.state;
+    },
+    onNotificationsChange: (listener) => subscription.onStateChange(listener),
     get size() {
       return cache.size;
     },
@@ -218,27 +241,51 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
 interface LazySubscription {
   /** Starts it if it is wanted and not running; a failure is retried by the next call. */
   ensure(): void;
+  /** Whether notifications arrive; `off` while there is no subscription (yet). */
+  readonly state: NotificationState | "off";
+  /** Calls `listener` on every change of {@link state}; returns a function that removes it. */
+  onStateChange(listener: (state: NotificationState | "off", reason: string) => void): () => void;
   close(): Promise<void>;
 }
 
 async function invalidationsFor(
   database: Database,
   invalidate: (event: InvalidationEvent) => void,
-  when: { now: boolean; onDemand: boolean },
+  when: { now: boolean; onDemand: boolean; options?: SubscribeOptions },
 ): Promise<LazySubscription> {
   let closed = false;
+  const stateListeners = new Set<(state: NotificationState | "off", reason: string) => void>();
+  const started = (sub: InvalidationSubscription): InvalidationSubscription => {
+    sub.onStateChange((state, reason) => {
+      for (const listener of stateListeners) {
+        try {
+          listener(state, reason);
+        } catch {
+          // Ignored, as documented.
+        }
+      }
+    });
+    return sub;
+  };
   let subscription: InvalidationSubscription | undefined = when.now
-    ? await subscribeInvalidations(database, invalidate)
+    ? started(await subscribeInvalidations(database, invalidate, when.options))
     : undefined;
   let subscribing: Promise<void> | undefined;
   return {
+    get state() {
+      return subscription?.state ?? "off";
+    },
+    onStateChange(listener) {
+      stateListeners.add(listener);
+      return () => stateListeners.delete(listener);
+    },
     ensure() {
       if (!when.onDemand || closed || subscription !== undefined || subscribing !== undefined) return;
-      subscribing = subscribeInvalidations(database, invalidate).then(
-        async (started) => {
+      subscribing = subscribeInvalidations(database, invalidate, when.options).then(
+        async (sub) => {
           subscribing = undefined;
-          if (closed) await started.close();
-          else subscription = started;
+          if (closed) await sub.close();
+          else subscription = started(sub);
         },
         () => {
           // Listeners are still re-checked on their own schedule; a later

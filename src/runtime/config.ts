@@ -16,6 +16,23 @@ export interface ProtoguardConfig {
   /** `DATABASE_URL`: PostgreSQL. When unset, PGlite in {@link dataDir}. */
   databaseUrl: string | undefined;
   /**
+   * `PROTOGUARD_DATABASE_POOL_MAX`: connections each process opens on `DATABASE_URL` for
+   * queries (1 to 1000). Default: the URL's `max` parameter, else 10.
+   */
+  databasePoolMax: number | undefined;
+  /**
+   * `PROTOGUARD_DATABASE_PREPARE`: `true` or `false`, named prepared statements on
+   * `DATABASE_URL`; `false` behind a transaction-pooling PgBouncer. Default: the URL's `prepare`
+   * parameter, else false when `PROTOGUARD_LISTEN_DATABASE_URL` is set, else true.
+   */
+  databasePrepare: boolean | undefined;
+  /**
+   * `PROTOGUARD_LISTEN_DATABASE_URL`: a direct (or session-pooled) connection to the same
+   * database for the LISTEN connection of cache invalidation, when `DATABASE_URL` goes through a
+   * transaction-pooling PgBouncer. Needs `DATABASE_URL`. Default: LISTEN over `DATABASE_URL`.
+   */
+  listenDatabaseUrl: string | undefined;
+  /**
    * `PROTOGUARD_DATA_DIR`: the embedded database, laid out as
    * `openDatabase({ dataDir })` lays it out (PGlite in `pgdata/`), and the
    * development secret beside it. One process at a time. Default `.protoguard`.
@@ -284,8 +301,21 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
       `PROTOGUARD_HEADERS_TIMEOUT_MS (${headersTimeoutMs}) must not exceed PROTOGUARD_REQUEST_TIMEOUT_MS (${requestTimeoutMs})`,
     );
   }
+  const databaseUrl = str("DATABASE_URL");
+  const listenDatabaseUrl = str("PROTOGUARD_LISTEN_DATABASE_URL");
+  if (listenDatabaseUrl !== undefined && databaseUrl === undefined) {
+    throw new ConfigError("PROTOGUARD_LISTEN_DATABASE_URL needs DATABASE_URL (it is the LISTEN side of that database)");
+  }
+  const rawPrepare = str("PROTOGUARD_DATABASE_PREPARE")?.toLowerCase();
+  if (rawPrepare !== undefined && rawPrepare !== "true" && rawPrepare !== "false") {
+    throw new ConfigError(`PROTOGUARD_DATABASE_PREPARE must be true or false, got "${rawPrepare}"`);
+  }
+  const rawPoolMax = str("PROTOGUARD_DATABASE_POOL_MAX");
   return {
-    databaseUrl: str("DATABASE_URL"),
+    databaseUrl,
+    databasePoolMax: rawPoolMax === undefined ? undefined : int("PROTOGUARD_DATABASE_POOL_MAX", 10, 1, 1000),
+    databasePrepare: rawPrepare === undefined ? undefined : rawPrepare === "true",
+    listenDatabaseUrl,
     dataDir: str("PROTOGUARD_DATA_DIR") ?? ".protoguard",
     algorithm,
     secret: str("PROTOGUARD_JWT_SECRET"),

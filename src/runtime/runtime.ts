@@ -82,7 +82,12 @@ export async function openRuntime(config: ProtoguardConfig, options: OpenRuntime
   if (needsDevelopmentSecret && config.databaseUrl !== undefined) throw developmentSecretWithUrl();
   const database = await openDatabase(
     config.databaseUrl !== undefined
-      ? { url: config.databaseUrl }
+      ? {
+          url: config.databaseUrl,
+          ...(config.databasePoolMax !== undefined && { max: config.databasePoolMax }),
+          ...(config.databasePrepare !== undefined && { prepare: config.databasePrepare }),
+          ...(config.listenDatabaseUrl !== undefined && { listenUrl: config.listenDatabaseUrl }),
+        }
       : {
           dataDir: config.dataDir,
           processName: options.processName ?? defaultProcessName(PROGRAM_NAME),

@@ -37,6 +37,8 @@ import { registerCacheMetrics, type CacheCounts } from "./observe/metrics.js";
 import { createObservability } from "./observe/observability.js";
 import { createPrefilter, createStreamPrefilter, prefilterContextValues } from "./prefilter/prefilter.js";
 import { createHealth, type HealthService } from "./services/health.js";
+import { watchDatabaseHealth, type DatabaseHealthOptions } from "./services/database-health.js";
+import type { SubscribeOptions } from "../store/invalidation.js";
 import { serverServicesHandler } from "./services/server-services.js";
 import { staticDirectory, staticFiles } from "./static-files.js";
 import { CONNECTION_LIMIT_DEFAULTS, type ConnectionLimits } from "./transport/limits.js";
@@ -179,6 +181,17 @@ export interface StartServerOptions extends ConnectionLimits {
    * forked (`protoguard serve` defaults to `"auto"` on PostgreSQL).
    */
   workers?: WorkersOption | undefined;
+  /**
+   * Reconnect and heartbeat settings of the invalidation subscription (see
+   * `subscribeInvalidations`): a notification round trip every 1 s, notifications down after 2 s
+   * without one (caches are then flushed at every heartbeat). Default: those.
+   */
+  invalidation?: SubscribeOptions;
+  /**
+   * The database probe behind health `protoguard.database` and the overall status (see
+   * `watchDatabaseHealth`). Default: `select 1` every 2 s, stalled after 3 s.
+   */
+  databaseHealth?: DatabaseHealthOptions;
 }
 
 /** A running server, returned by {@link startServer}. */
@@ -281,6 +294,7 @@ async function startOne(options: StartServerOptions, prepared: Prepared): Promis
     database: runtime.database,
     maxEntries: options.principalCacheEntries,
     maxAgeMs: options.principalCacheMaxAgeMs,
+    ...(options.invalidation !== undefined && { subscribe: options.invalidation }),
   });
   // Only a server that asks for client certificates maps them to service accounts.
   let certificates: CachedCertificatePrincipalSource | undefined;
@@ -299,6 +313,7 @@ async function startOne(options: StartServerOptions, prepared: Prepared): Promis
     maxEntries: options.principalCacheEntries,
     maxAgeMs: options.principalCacheMaxAgeMs,
   });
+  let stopWatching: (() => void) | undefined;
   try {
     const auth = createAuth({
       ...serverAuthOptions(options, { policy, services, principals, identities, certificates }),
@@ -314,6 +329,10 @@ async function startOne(options: StartServerOptions, prepared: Prepared): Promis
       maxWatchStreams: options.maxWatchStreams,
       maxWatchStreamsPerConnection: options.maxWatchStreamsPerConnection,
     });
+    stopWatching = watchDatabaseHealth(
+      { database: runtime.database, principals, health, registry: observability.registry, logger },
+      options.databaseHealth,
+    );
     const prefilter = options.prefilter ?? true;
     // A worker's /metrics speaks for the whole pool: scrapes land on any worker.
     const registry = isServerWorker() ? poolMetrics(observability.registry) : observability.registry;
@@ -339,6 +358,7 @@ async function startOne(options: StartServerOptions, prepared: Prepared): Promis
         await listening.close(graceMs);
       } finally {
         try {
+          stopWatching?.();
           certificates?.close();
           await identities.close();
           await principals.close();
@@ -359,6 +379,7 @@ async function startOne(options: StartServerOptions, prepared: Prepared): Promis
       close: () => (closing ??= close()),
     };
   } catch (error) {
+    stopWatching?.();
     certificates?.close();
     await identities.close();
     await principals.close();

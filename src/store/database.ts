@@ -23,7 +23,15 @@ export type DrizzleDb = PgDatabase<PgQueryResultHKT, typeof schema>;
  * does not cover (LISTEN/NOTIFY for cache invalidation, advisory locks).
  */
 export type DatabaseClient =
-  | { readonly kind: "postgres"; readonly sql: postgres.Sql }
+  | {
+      readonly kind: "postgres";
+      readonly sql: postgres.Sql;
+      /**
+       * Where the invalidation subscription LISTENs: {@link OpenDatabaseOptions.listenUrl}, or
+       * undefined to listen over `url` itself.
+       */
+      readonly listenUrl?: string;
+    }
   | { readonly kind: "pglite"; readonly pg: PGlite };
 
 /** An open protoguard database: a Drizzle handle plus what it runs on. */
@@ -79,8 +87,27 @@ export interface OpenDatabaseOptions {
    * wins over `dataDir`). Not locked: the caller owns it.
    */
   pglite?: PGlite;
-  /** postgres.js pool size. Default 10. Ignored for PGlite (one connection). */
+  /**
+   * postgres.js pool size: the most connections this process opens on `url` for queries (the
+   * invalidation subscription has one more of its own). Default: the URL's `max` parameter
+   * (`postgres://…/db?max=4`), else 10. Ignored for PGlite (one connection).
+   */
   max?: number | undefined;
+  /**
+   * Use named prepared statements (postgres.js's `prepare`). A transaction-pooling PgBouncer
+   * (1.18, Debian's) hands each transaction to any server connection, where a statement
+   * prepared on another one does not exist: set `false` behind one. Default: the URL's `prepare`
+   * parameter (`?prepare=false`), else `false` when {@link listenUrl} is set (which says `url`
+   * goes through a pooler), else `true`.
+   */
+  prepare?: boolean | undefined;
+  /**
+   * A direct (or session-pooled) connection URL for the LISTEN connection of cache
+   * invalidation, when `url` goes through a transaction-pooling PgBouncer: there LISTEN lands on
+   * a pooled server connection and notifications never arrive. Must reach the same database as
+   * `url` (the start-up notification round trip checks it). Default: none, LISTEN over `url`.
+   */
+  listenUrl?: string | undefined;
   /**
    * With `dataDir`: serve the embedded database to other local processes
    * while this one holds it, on a Unix socket in the PGlite directory
@@ -112,6 +139,42 @@ const DEFAULT_POOL_SIZE = 10;
 const CONNECT_TIMEOUT_SECONDS = 5;
 
 /**
+ * Seconds postgres.js waits before reconnecting after failed attempts (its own backoff grows
+ * to 20 s, so a pool could stay down 20 s after the database came back): 50 ms doubling, at
+ * most 2 s, with jitter.
+ */
+export function reconnectBackoffSeconds(retries: number): number {
+  return Math.min(0.05 * 2 ** retries, 2) * (0.75 + Math.random() / 4);
+}
+
+/**
+ * The pool size and statement preparation for `options`: the option, else the URL's parameter,
+ * else the default.
+ *
+ * @throws {RangeError} if `max` (option or URL) is not a positive integer.
+ */
+function poolSettings(url: string, options: OpenDatabaseOptions): { max: number; prepare: boolean } {
+  let params: URLSearchParams | undefined;
+  try {
+    params = new URL(url).searchParams;
+  } catch {
+    params = undefined; // postgres.js reports a malformed URL itself
+  }
+  const rawMax = params?.get("max");
+  const max = options.max ?? (rawMax === null || rawMax === undefined ? DEFAULT_POOL_SIZE : Number(rawMax));
+  if (!Number.isInteger(max) || max < 1) {
+    throw new RangeError(`invalid pool size ${String(options.max ?? rawMax)}: expected a positive integer`);
+  }
+  const rawPrepare = params?.get("prepare");
+  const prepare =
+    options.prepare ??
+    (rawPrepare === null || rawPrepare === undefined
+      ? options.listenUrl === undefined
+      : !["false", "disable", "0", "off"].includes(rawPrepare.toLowerCase()));
+  return { max, prepare };
+}
+
+/**
  * Opens protoguard's database: PostgreSQL through postgres.js when
  * `options.url` is set, otherwise PGlite (embedded Postgres in WASM), either
  * the given `options.pglite` instance, one in `options.dataDir`, or in memory.
@@ -119,8 +182,9 @@ const CONNECT_TIMEOUT_SECONDS = 5;
  * reads the environment: callers turn `DATABASE_URL` and the like into
  * options.
  *
- * Defaults: pool size 10, connect timeout 5 s, server notices silenced,
- * PGlite in memory.
+ * Defaults: pool size 10 (or the URL's `max`), prepared statements unless
+ * `listenUrl` is set (or the URL says `prepare=false`), connect timeout 5 s,
+ * reconnect backoff at most 2 s, server notices silenced, PGlite in memory.
  *
  * @throws {RangeError} if `max` is not a positive integer.
  * @throws {StoreError} `DATA_DIR_LOCKED` if another process, or this one,
@@ -129,23 +193,35 @@ const CONNECT_TIMEOUT_SECONDS = 5;
  */
 export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<Database> {
   if (options.url !== undefined) {
-    const max = options.max ?? DEFAULT_POOL_SIZE;
-    if (!Number.isInteger(max) || max < 1) {
-      throw new RangeError(`invalid pool size ${String(options.max)}: expected a positive integer`);
-    }
+    const { max, prepare } = poolSettings(options.url, options);
     const sql = postgres(options.url, {
       max,
+      prepare,
       connect_timeout: CONNECT_TIMEOUT_SECONDS,
+      backoff: reconnectBackoffSeconds,
       // Notices ("relation already exists, skipping" from idempotent DDL)
       // would otherwise go to console.log.
       onnotice: () => {},
     });
+    // postgres.js fetches the array types on every new connection, in a
+    // promise of its own that nobody awaits: a pooler ending that connection
+    // (PgBouncer's query_wait_timeout) rejects it unhandled, which ends the
+    // process. The types are the same for every connection and kept in the
+    // pool's shared parsers, so once one connection has them, later ones skip it.
+    sql.unsafe("select 1", [], { prepare: false }).then(
+      () => void ((sql.options as { fetch_types: boolean }).fetch_types = false),
+      () => {},
+    );
     const db: DrizzleDb = drizzlePostgres({ client: sql, schema });
     let closing: Promise<void> | undefined;
     return {
       db,
       driver: "postgres",
-      client: { kind: "postgres", sql },
+      client: {
+        kind: "postgres",
+        sql,
+        ...(options.listenUrl !== undefined && { listenUrl: options.listenUrl }),
+      },
       close: () => (closing ??= sql.end({ timeout: 5 })),
     };
   }

@@ -25,7 +25,12 @@ export type StoreErrorCode =
   /** The embedded data directory holds two databases, from two older layouts. */
   | "DATA_DIR_AMBIGUOUS"
   /** The database an import reads from (`importFromDjango`) could not be read. */
-  | "SOURCE_UNAVAILABLE";
+  | "SOURCE_UNAVAILABLE"
+  /**
+   * Invalidation notifications sent on the database do not reach the LISTEN connection (LISTEN
+   * through a transaction-pooling PgBouncer, or a listen URL on another database).
+   */
+  | "NOTIFICATIONS_UNAVAILABLE";
 
 /**
  * An expected, user-facing failure of a store operation (bad input, missing

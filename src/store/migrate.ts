@@ -1,8 +1,8 @@
 import { fileURLToPath } from "node:url";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
-import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
-import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
+import { readMigrationFiles } from "drizzle-orm/migrator";
+import type postgres from "postgres";
 import type { Database } from "./database.js";
 
 /**
@@ -13,7 +13,7 @@ import type { Database } from "./database.js";
 export const MIGRATIONS_FOLDER = fileURLToPath(new URL("../../drizzle", import.meta.url));
 
 /**
- * Key of the session-level advisory lock that serializes migrations
+ * Key of the transaction-level advisory lock that serializes migrations
  * ("pgmigrat" in ASCII, to be recognizable in pg_locks). Without it two
  * processes starting together both see "nothing applied yet", and the second
  * fails on "relation already exists" or on the race inside
@@ -47,14 +47,13 @@ export interface MigrateOptions {
  * whose tables reference protoguard's (`users`) runs this once without options first.
  *
  * On PostgreSQL, concurrent callers (several processes starting at once) are
- * serialized with `pg_advisory_lock`, so all of them succeed and the
- * migrations are applied once. One lock serves every folder: migrations of
- * one database are applied one run at a time. The lock is held by one reserved
- * pool connection while the migrator uses another, so the pool needs `max >= 2`
- * (the default is 10).
+ * serialized with `pg_advisory_xact_lock` taken by the one transaction that
+ * reads the journal and applies what is pending, so all of them succeed and
+ * the migrations are applied once, also through a transaction-pooling
+ * PgBouncer. One lock serves every folder: migrations of one database are
+ * applied one run at a time.
  *
- * @throws {RangeError} on PostgreSQL when the pool has a single connection, and for a
- *   `migrationsFolder` without a journal table of its own.
+ * @throws {RangeError} for a `migrationsFolder` without a journal table of its own.
  * @example
  * ```ts
  * await migrateDatabase(database); // protoguard's tables
@@ -70,24 +69,38 @@ export async function migrateDatabase(database: Database, options: MigrateOption
     return;
   }
 
-  const { sql } = client;
-  if (sql.options.max < 2) {
-    throw new RangeError("migrateDatabase needs a PostgreSQL pool of at least 2 connections (max >= 2)");
-  }
-  // The lock must be released on the session that took it, hence a reserved
-  // connection; the migrator's transaction needs `begin`, which a reserved
-  // connection lacks, so it runs on the rest of the pool.
-  const lockConnection = await sql.reserve();
-  try {
-    await lockConnection`select pg_advisory_lock(${MIGRATION_LOCK_KEY.toString()}::bigint)`;
-    try {
-      await migratePostgres(drizzlePostgres({ client: sql }), config);
-    } finally {
-      await lockConnection`select pg_advisory_unlock(${MIGRATION_LOCK_KEY.toString()}::bigint)`;
+  await migratePostgresInOneTransaction(client.sql, config);
+}
+
+/**
+ * Drizzle's PostgreSQL migrator (same journal table, same rows), in one transaction that first
+ * takes `pg_advisory_xact_lock`: the lock lives and dies with the transaction that migrates, so
+ * it holds through a transaction-pooling PgBouncer, where a session lock is taken and released on
+ * whichever server connections the pooler picks (and leaks onto a pooled one). Statements are
+ * sent unprepared, so this works whatever the pool's `prepare` setting.
+ */
+async function migratePostgresInOneTransaction(
+  sql: postgres.Sql,
+  config: { migrationsFolder: string; migrationsTable: string },
+): Promise<void> {
+  const migrations = readMigrationFiles(config);
+  const table = `"drizzle"."${config.migrationsTable.replaceAll('"', '""')}"`;
+  const run = (tx: postgres.TransactionSql, text: string, params: postgres.ParameterOrJSON<never>[] = []) =>
+    tx.unsafe(text, params, { prepare: false });
+  await sql.begin(async (tx) => {
+    await run(tx, "select pg_advisory_xact_lock($1::bigint)", [MIGRATION_LOCK_KEY.toString()]);
+    await run(tx, 'create schema if not exists "drizzle"');
+    await run(tx, `create table if not exists ${table} (id serial primary key, hash text not null, created_at bigint)`);
+    const [last] = await run(tx, `select id, hash, created_at from ${table} order by created_at desc limit 1`);
+    for (const migration of migrations) {
+      if (last !== undefined && Number(last["created_at"]) >= migration.folderMillis) continue;
+      for (const statement of migration.sql) await run(tx, statement);
+      await run(tx, `insert into ${table} ("hash", "created_at") values ($1, $2)`, [
+        migration.hash,
+        migration.folderMillis,
+      ]);
     }
-  } finally {
-    lockConnection.release();
-  }
+  });
 }
 
 /** The Drizzle migrator's configuration for `options`, refusing a folder that would share protoguard's journal. */

@@ -10,6 +10,7 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import { pino, type DestinationStream, type Logger } from "pino";
 import type { DecisionEvent } from "../../decide/event.js";
+import { describeCause } from "../../util/cause-chain.js";
 import { methodPath, principalKindLabel } from "./metrics.js";
 
 /** Options of {@link createLogger}. */
@@ -69,7 +70,9 @@ interface MethodLog {
  * allowed), `stage` and `latencyMs`, plus `shadow: "would_deny"`,
  * `shadowReason` and `shadowSource` when the method's shadow rule would
  * have refused the call; denials and allows at info,
- * unavailable at error with the backend's error message. Refusals of one
+ * unavailable at error with the backend's reason (`error.type`,
+ * `error.code` such as `ECONNREFUSED` or `57P01`, `error.message`; never the query or its
+ * parameters). Refusals of one
  * kind beyond `maxRefusalLogsPerSecond` are only counted, and the next line
  * written for that kind carries `suppressed: N`. Allowed calls are always
  * logged.
@@ -144,22 +147,13 @@ export function createDecisionLog(logger: Logger, options: DecisionLogOptions = 
       record["shadowReason"] = event.shadow.reason;
       record["shadowSource"] = event.shadow.source;
     }
-    if (verdict.outcome === "unavailable") record["error"] = errorSummary(verdict.cause);
+    if (verdict.outcome === "unavailable") record["error"] = describeCause(verdict.cause);
     if (budget !== undefined && budget.suppressed > 0) {
       record["suppressed"] = budget.suppressed;
       budget.suppressed = 0;
     }
     logger[level](record, "auth decision");
   };
-}
-
-/**
- * Type and message of a backend failure, without stack or properties: a
- * driver error's extra fields may echo query parameters.
- */
-function errorSummary(cause: unknown): { type: string; message: string } {
-  if (cause instanceof Error) return { type: cause.name, message: cause.message };
-  return { type: typeof cause, message: String(cause) };
 }
 
 /** The stable `code` of a refusal's cause (TokenRejectedError, jose's errors), if it has one. */
