@@ -5,7 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { sql } from "drizzle-orm";
 import { migrateExample } from "../example/migrate.js";
-import type { Database } from "../src/store/database.js";
+import type { Database } from "../src/store/database-handle.js";
 import {
   addUsersToGroup,
   createGroup,

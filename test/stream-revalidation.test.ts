@@ -33,7 +33,8 @@ import {
 } from "../src/exports/protoguard.js";
 import { createPrincipalSource } from "../src/exports/store.js";
 import { startServer, type RunningServer } from "../src/exports/server.js";
-import { openDatabase, type Database } from "../src/store/database.js";
+import { openDatabase } from "../src/store/database.js";
+import { type Database } from "../src/store/database-handle.js";
 import { revokeFamily } from "../src/store/refresh-tokens.js";
 import { users } from "../src/store/schema.js";
 import {

@@ -9,7 +9,7 @@ import { Buffer } from "node:buffer";
 import { changePassword, deactivateUser } from "../lifecycle/auth-service.js";
 import { MAX_PASSWORD_BYTES } from "../lifecycle/passwords.js";
 import type { Runtime } from "../runtime/runtime.js";
-import type { DrizzleDb } from "../store/database.js";
+import type { DrizzleDb } from "../store/database-handle.js";
 import { StoreError } from "../store/errors.js";
 import type { PublicUser } from "../store/users.js";
 import { assertNotService, serviceAccountRefused } from "../store/service-accounts.js";

@@ -23,7 +23,8 @@
 // Opening the store and reading callers from it
 // ---------------------------------------------------------------------------
 export { openDatabase, PGLITE_DIR } from "../store/database.js";
-export type { Database, DatabaseClient, DrizzleDb, OpenDatabaseOptions } from "../store/database.js";
+export type { OpenDatabaseOptions } from "../store/database.js";
+export type { Database, DatabaseClient, DrizzleDb } from "../store/database-handle.js";
 export { migrateDatabase } from "../store/migrate.js";
 export type { MigrateOptions } from "../store/migrate.js";
 export { createPrincipalSource } from "../principals/source.js";

@@ -11,7 +11,7 @@ import { peerAddressKey } from "../connect/peer.js";
 import { requirePrincipal } from "../connect/helpers.js";
 import { principalKind } from "../principal.js";
 import { MESSAGES } from "../decide/verdict.js";
-import type { Database } from "../store/database.js";
+import type { Database } from "../store/database-handle.js";
 import { StoreError } from "../store/errors.js";
 import { DEFAULT_THROTTLE, type ThrottlePolicy } from "../store/login-attempts.js";
 import { storeTotpSecret } from "../store/totp.js";

@@ -6,7 +6,7 @@
  */
 import { Code, type ConnectError } from "@connectrpc/connect";
 import { and, eq } from "drizzle-orm";
-import type { Database } from "../store/database.js";
+import type { Database } from "../store/database-handle.js";
 import { authError } from "../connect/errors.js";
 import { UNKNOWN_PEER } from "../connect/peer.js";
 import { addressKey } from "../util/ip-address.js";

@@ -11,7 +11,7 @@ import { Code, type ConnectError } from "@connectrpc/connect";
 import { authError } from "../connect/errors.js";
 import { UNKNOWN_PEER } from "../connect/peer.js";
 import { addressKey } from "../util/ip-address.js";
-import type { Database } from "../store/database.js";
+import type { Database } from "../store/database-handle.js";
 import { findServiceCredentials, issueWhileServiceSecretHolds } from "../store/service-accounts.js";
 import type { IssuedToken, TokenIssuer } from "../token/issuer.js";
 import { DEFAULT_LOGIN_ADMISSION, type LoginAdmission } from "./login-admission.js";

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import type { Database } from "../store/database.js";
+import type { Database } from "../store/database-handle.js";
 import { insertRefreshToken } from "../store/refresh-tokens.js";
 import type { IssuedToken, TokenIssuer } from "../token/issuer.js";
 

@@ -11,7 +11,7 @@ import { Code, type ConnectError } from "@connectrpc/connect";
 import { eq } from "drizzle-orm";
 import { authError } from "../connect/errors.js";
 import { MESSAGES } from "../decide/verdict.js";
-import type { Database } from "../store/database.js";
+import type { Database } from "../store/database-handle.js";
 import { consumeRefreshToken, findRefreshFamily } from "../store/refresh-tokens.js";
 import { users } from "../store/schema.js";
 import { recordAdoptedRefreshToken, type SimplejwtBlacklist } from "../store/simplejwt-tokens.js";

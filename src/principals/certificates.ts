@@ -6,7 +6,7 @@
  */
 import type { CertificatePrincipalSource, ClientCertificate } from "../credential/client-certificate.js";
 import type { PrincipalLookup } from "../principal.js";
-import type { Database } from "../store/database.js";
+import type { Database } from "../store/database-handle.js";
 import type { InvalidationEvent } from "../invalidation-event.js";
 import { loadPrincipal } from "../store/principal-query.js";
 import { findServiceByTlsIdentity } from "../store/service-accounts.js";

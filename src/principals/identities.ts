@@ -1,7 +1,7 @@
 import type { IdentityResolution, IdentityResolver } from "../decide/decide.js";
 import type { ExternalSubject } from "../claims.js";
 import type { Principal } from "../principal.js";
-import type { Database } from "../store/database.js";
+import type { Database } from "../store/database-handle.js";
 import { StoreError } from "../store/errors.js";
 import { findExternalIdentity, loadGroupPermissions, provisionExternalUser } from "../store/external-identities.js";
 import {

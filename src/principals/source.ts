@@ -1,5 +1,5 @@
 import type { PrincipalSource } from "../decide/decide.js";
-import type { Database } from "../store/database.js";
+import type { Database } from "../store/database-handle.js";
 import {
   subscribeInvalidations,
   type InvalidationEvent,

@@ -28,7 +28,7 @@ import { createPrincipalSource } from "../principals/source.js";
 import { createIdentityResolver } from "../principals/identities.js";
 import { resolveTrustedIssuers, type TrustedIssuer, type TrustedIssuerInit } from "../identity/trusted-issuers.js";
 import type { GatewayOptions } from "../identity/gateway.js";
-import type { Database } from "../store/database.js";
+import type { Database } from "../store/database-handle.js";
 import type { Keyring } from "../token/keys.js";
 import { withCors } from "./cors.js";
 import { createDispatch } from "./dispatch.js";

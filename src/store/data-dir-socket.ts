@@ -36,7 +36,7 @@ import { join } from "node:path";
 import type { PGlite } from "@electric-sql/pglite";
 import { drizzle } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
-import type { Database, DrizzleDb } from "./database.js";
+import type { Database, DrizzleDb } from "./database-handle.js";
 import * as schema from "./schema.js";
 
 /** Name of the socket inside a PGlite data directory (PostgreSQL's own name, so `psql -h <dir>` finds it). */

@@ -23,7 +23,7 @@ import postgres from "postgres";
 import { isPermissionString } from "../permission.js";
 import { isUserId } from "../user-id.js";
 import { isVerifiablePasswordHash, passwordScheme } from "../util/password-schemes.js";
-import type { Database, DrizzleDb } from "./database.js";
+import type { Database, DrizzleDb } from "./database-handle.js";
 import { StoreError } from "./errors.js";
 import { revokeUserSessions } from "./refresh-tokens.js";
 import {

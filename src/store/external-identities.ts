@@ -5,7 +5,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { and, eq, inArray, sql, TransactionRollbackError } from "drizzle-orm";
-import type { DrizzleDb } from "./database.js";
+import type { DrizzleDb } from "./database-handle.js";
 import { StoreError } from "./errors.js";
 import {
   externalIdentities,

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import postgres from "postgres";
-import { reconnectBackoffSeconds, type Database } from "./database.js";
+import { reconnectBackoffSeconds } from "./database.js";
+import { type Database } from "./database-handle.js";
 import { StoreError } from "./errors.js";
 
 /**

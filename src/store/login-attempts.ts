@@ -10,7 +10,7 @@
  * batches.
  */
 import { and, eq, inArray, isNull, lte, or, sql } from "drizzle-orm";
-import type { DrizzleDb } from "./database.js";
+import type { DrizzleDb } from "./database-handle.js";
 import { loginAttempts } from "./schema.js";
 
 /** Throttling parameters. */

@@ -3,7 +3,7 @@ import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
 import { readMigrationFiles } from "drizzle-orm/migrator";
 import type postgres from "postgres";
-import type { Database } from "./database.js";
+import type { Database } from "./database-handle.js";
 
 /**
  * The committed `drizzle-kit generate` output, found relative to this module

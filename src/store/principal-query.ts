@@ -1,7 +1,7 @@
 import { eq, sql } from "drizzle-orm";
 import type { PrincipalLookup } from "../principal.js";
 import { isUserId } from "../user-id.js";
-import type { DrizzleDb } from "./database.js";
+import type { DrizzleDb } from "./database-handle.js";
 import { users } from "./schema.js";
 
 /** The token facts that can revoke it: its `jti` and `iat` (seconds). */

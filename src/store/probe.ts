@@ -1,4 +1,4 @@
-import type { Database } from "./database.js";
+import type { Database } from "./database-handle.js";
 
 /** Why {@link pingDatabase} failed when the database did not answer at all. */
 export class DatabaseTimeoutError extends Error {

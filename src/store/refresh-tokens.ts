@@ -5,7 +5,7 @@
  * only as a SHA-256 hash and never reaches the database.
  */
 import { and, eq, gt, isNull, sql, type SQL } from "drizzle-orm";
-import type { DrizzleDb } from "./database.js";
+import type { DrizzleDb } from "./database-handle.js";
 import { refreshTokens, revokedTokens, users } from "./schema.js";
 
 /** One issued refresh token, with the access token issued beside it. */

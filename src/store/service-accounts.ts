@@ -5,7 +5,7 @@
  * identity. Every write that touches both is one transaction.
  */
 import { and, asc, eq, inArray, sql } from "drizzle-orm";
-import type { DrizzleDb } from "./database.js";
+import type { DrizzleDb } from "./database-handle.js";
 import { StoreError, isUniqueViolation } from "./errors.js";
 import { serviceAccounts, users } from "./schema.js";
 import { assertValidUsername, normalizeUsername } from "./users.js";

@@ -4,7 +4,7 @@
  * adopted token in protoguard's own `refresh_tokens`.
  */
 import postgres from "postgres";
-import type { DrizzleDb } from "./database.js";
+import type { DrizzleDb } from "./database-handle.js";
 import { refreshTokens } from "./schema.js";
 
 /** simplejwt's blacklist (`token_blacklist_blacklistedtoken` joined to `outstandingtoken`). */

@@ -4,7 +4,7 @@
  * code says TOTP, the one kind of one-time password protoguard has.
  */
 import { and, eq, isNull, lt, or } from "drizzle-orm";
-import type { DrizzleDb } from "./database.js";
+import type { DrizzleDb } from "./database-handle.js";
 import { users } from "./schema.js";
 
 /** Stores a new TOTP secret and requires codes from now on; resets the replay guard. */

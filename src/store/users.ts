@@ -7,7 +7,7 @@
 import { and, eq, inArray, or } from "drizzle-orm";
 import { isPermissionString, parsePermission } from "../permission.js";
 import { isUserId } from "../user-id.js";
-import type { DrizzleDb } from "./database.js";
+import type { DrizzleDb } from "./database-handle.js";
 import { StoreError, isUniqueViolation } from "./errors.js";
 import {
   groupPermissions,

@@ -15,7 +15,7 @@ import { createAuthService, type AuthServiceOptions } from "../lifecycle/auth-se
 import { createPasswordHasher, type PasswordHasher } from "../lifecycle/passwords.js";
 import type { RuleInit } from "../policy/rule.js";
 import { createPrincipalSource, type CachedPrincipalSource } from "../principals/source.js";
-import type { Database } from "../store/database.js";
+import type { Database } from "../store/database-handle.js";
 import type { User } from "../store/schema.js";
 import { addUsersToGroup, createGroup, createUser, grantUserPermissions, type PublicUser } from "../store/users.js";
 import { StoreError } from "../store/errors.js";

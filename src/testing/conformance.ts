@@ -5,7 +5,7 @@ import { eq } from "drizzle-orm";
 import type { DecisionEvent } from "../decide/event.js";
 import { authErrorReason } from "../connect/errors.js";
 import type { RuleInit } from "../policy/rule.js";
-import type { Database } from "../store/database.js";
+import type { Database } from "../store/database-handle.js";
 import { users } from "../store/schema.js";
 import type { PublicUser } from "../store/users.js";
 import { createTestAuth, type TestAuth, type TestAuthOptions } from "./auth.js";

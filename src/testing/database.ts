@@ -7,7 +7,8 @@ import { dirname, join, relative } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import postgres from "postgres";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
-import { openDatabase, type Database, type DrizzleDb } from "../store/database.js";
+import { openDatabase } from "../store/database.js";
+import { type Database, type DrizzleDb } from "../store/database-handle.js";
 import * as schema from "../store/schema.js";
 import { MIGRATIONS_FOLDER, migrateDatabase } from "../store/migrate.js";
 

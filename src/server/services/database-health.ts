@@ -6,7 +6,7 @@
 import type { Logger } from "pino";
 import { Gauge, type Registry } from "prom-client";
 import type { CachedPrincipalSource } from "../../principals/source.js";
-import type { Database } from "../../store/database.js";
+import type { Database } from "../../store/database-handle.js";
 import { pingDatabase } from "../../store/probe.js";
 import { describeCause } from "../../util/cause-chain.js";
 import type { HealthService } from "./health.js";
