@@ -197,40 +197,129 @@ export class ConfigError extends ProtoguardError<"INVALID_CONFIG"> {
  * @throws {ConfigError} naming the offending variable.
  */
 export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
+  const read = envReader(env);
+  const { str, list, int } = read;
+  const tokens = tokenSettings(read);
+  return {
+    ...databaseSettings(read),
+    dataDir: str("PROTOGUARD_DATA_DIR") ?? ".protoguard",
+    ...tokens,
+    jwksUrl: str("PROTOGUARD_JWKS_URL"),
+    jwksUserIdClaim: str("PROTOGUARD_JWKS_USER_ID_CLAIM"),
+    trustedIssuersPath: str("PROTOGUARD_TRUSTED_ISSUERS"),
+    ...gatewaySettings(read),
+    ...simplejwtSettings(read),
+    scryptLogN: int("PROTOGUARD_SCRYPT_LOG_N", 17, 10, 20),
+    cacheEntries: int("PROTOGUARD_CACHE_ENTRIES", 10_000, 0, 10_000_000),
+    cacheMaxAgeMs: int("PROTOGUARD_CACHE_MAX_AGE_MS", 30_000, 0, 86_400_000),
+    port: int("PORT", 8080, 0, 65_535),
+    host: str("PROTOGUARD_HOST") ?? "127.0.0.1",
+    ...tlsSettings(read),
+    corsOrigins: list("PROTOGUARD_CORS_ORIGINS"),
+    logLevel: str("PROTOGUARD_LOG_LEVEL") ?? "info",
+    workers: parseWorkers(str("PROTOGUARD_WORKERS"), "PROTOGUARD_WORKERS"),
+    ...admissionSettings(read),
+    ...listenerSettings(read),
+  };
+}
+
+/** How every variable is read: trimmed, empty as unset, integers within bounds. */
+interface EnvReader {
+  str(name: string): string | undefined;
+  /** A comma-separated list; unset is empty. */
+  list(name: string): string[];
+  /** An integer from `min` to `max`, `fallback` when unset. */
+  int(name: string, fallback: number, min: number, max: number): number;
+}
+
+function envReader(env: NodeJS.ProcessEnv): EnvReader {
   const str = (name: string) => {
     const value = env[name]?.trim();
     return value === undefined || value === "" ? undefined : value;
   };
-  const list = (name: string) =>
-    (str(name) ?? "")
-      .split(",")
-      .map((s) => s.trim())
-      .filter((s) => s !== "");
-  const int = (name: string, fallback: number, min: number, max: number) => {
-    const raw = str(name);
-    if (raw === undefined) return fallback;
-    const value = Number(raw);
-    if (!/^-?\d+$/.test(raw) || value < min || value > max) {
-      throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
-    }
-    return value;
+  return {
+    str,
+    list: (name) =>
+      (str(name) ?? "")
+        .split(",")
+        .map((s) => s.trim())
+        .filter((s) => s !== ""),
+    int(name, fallback, min, max) {
+      const raw = str(name);
+      if (raw === undefined) return fallback;
+      const value = Number(raw);
+      if (!/^-?\d+$/.test(raw) || value < min || value > max) {
+        throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+      }
+      return value;
+    },
   };
+}
+
+type TokenSettings = Pick<
+  ProtoguardConfig,
+  | "algorithm"
+  | "secret"
+  | "previousSecrets"
+  | "privateKeyPath"
+  | "publicKeyPaths"
+  | "accessTtlSeconds"
+  | "serviceTokenTtlSeconds"
+  | "refreshTtlSeconds"
+  | "issuer"
+  | "audience"
+  | "leewaySeconds"
+>;
+
+/** Signing keys, lifetimes and claims of protoguard's own tokens. */
+function tokenSettings({ str, list, int }: EnvReader): TokenSettings {
   const algorithm = (str("PROTOGUARD_JWT_ALGORITHM") ?? "HS256").toUpperCase();
   if (algorithm !== "HS256" && algorithm !== "RS256" && algorithm !== "ES256") {
     throw new ConfigError(`PROTOGUARD_JWT_ALGORITHM must be HS256, RS256 or ES256, got "${algorithm}"`);
   }
-  const simplejwtAlgorithm = (str("PROTOGUARD_SIMPLEJWT_ALGORITHM") ?? "RS256").toUpperCase();
-  if (simplejwtAlgorithm !== "RS256" && simplejwtAlgorithm !== "ES256") {
-    throw new ConfigError(`PROTOGUARD_SIMPLEJWT_ALGORITHM must be RS256 or ES256, got "${simplejwtAlgorithm}"`);
+  const accessTtlSeconds = int("PROTOGUARD_ACCESS_TTL", TOKEN_DEFAULTS.accessTtlSeconds, 1, 31_536_000);
+  return {
+    algorithm,
+    secret: str("PROTOGUARD_JWT_SECRET"),
+    previousSecrets: list("PROTOGUARD_JWT_PREVIOUS_SECRETS"),
+    privateKeyPath: str("PROTOGUARD_JWT_PRIVATE_KEY"),
+    publicKeyPaths: list("PROTOGUARD_JWT_PUBLIC_KEY"),
+    accessTtlSeconds,
+    serviceTokenTtlSeconds: int(
+      "PROTOGUARD_SERVICE_TOKEN_TTL",
+      Math.min(TOKEN_DEFAULTS.serviceTokenTtlSeconds, accessTtlSeconds),
+      1,
+      accessTtlSeconds,
+    ),
+    refreshTtlSeconds: int("PROTOGUARD_REFRESH_TTL", TOKEN_DEFAULTS.refreshTtlSeconds, 1, 31_536_000),
+    issuer: str("PROTOGUARD_JWT_ISSUER"),
+    audience: str("PROTOGUARD_JWT_AUDIENCE"),
+    leewaySeconds: int("PROTOGUARD_JWT_LEEWAY", TOKEN_DEFAULTS.leewaySeconds, 0, TOKEN_DEFAULTS.maxLeewaySeconds),
+  };
+}
+
+/** The PostgreSQL server, its pool, and the direct connection LISTEN needs behind a pooler. */
+function databaseSettings({ str, int }: EnvReader) {
+  const databaseUrl = str("DATABASE_URL");
+  const listenDatabaseUrl = str("PROTOGUARD_LISTEN_DATABASE_URL");
+  if (listenDatabaseUrl !== undefined && databaseUrl === undefined) {
+    throw new ConfigError("PROTOGUARD_LISTEN_DATABASE_URL needs DATABASE_URL (it is the LISTEN side of that database)");
   }
-  if (
-    str("PROTOGUARD_SIMPLEJWT_SIGNING_KEY") !== undefined &&
-    str("PROTOGUARD_SIMPLEJWT_VERIFYING_KEY") !== undefined
-  ) {
-    throw new ConfigError(
-      "set PROTOGUARD_SIMPLEJWT_SIGNING_KEY (HS256) or PROTOGUARD_SIMPLEJWT_VERIFYING_KEY, not both",
-    );
+  const rawPrepare = str("PROTOGUARD_DATABASE_PREPARE")?.toLowerCase();
+  if (rawPrepare !== undefined && rawPrepare !== "true" && rawPrepare !== "false") {
+    throw new ConfigError(`PROTOGUARD_DATABASE_PREPARE must be true or false, got "${rawPrepare}"`);
   }
+  const rawPoolMax = str("PROTOGUARD_DATABASE_POOL_MAX");
+  return {
+    databaseUrl,
+    databasePoolMax: rawPoolMax === undefined ? undefined : int("PROTOGUARD_DATABASE_POOL_MAX", 10, 1, 1000),
+    databasePrepare: rawPrepare === undefined ? undefined : rawPrepare === "true",
+    listenDatabaseUrl,
+  } satisfies Partial<ProtoguardConfig>;
+}
+
+/** TLS material, and the CA whose client certificates identify service accounts. */
+function tlsSettings({ str }: EnvReader) {
   const tlsCertPath = str("PROTOGUARD_TLS_CERT");
   const tlsKeyPath = str("PROTOGUARD_TLS_KEY");
   if ((tlsCertPath === undefined) !== (tlsKeyPath === undefined)) {
@@ -242,20 +331,11 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
       "PROTOGUARD_TLS_CLIENT_CA needs PROTOGUARD_TLS_CERT and PROTOGUARD_TLS_KEY (client certificates need TLS)",
     );
   }
-  const accessTtlSeconds = int("PROTOGUARD_ACCESS_TTL", TOKEN_DEFAULTS.accessTtlSeconds, 1, 31_536_000);
-  const serviceTokenTtlSeconds = int(
-    "PROTOGUARD_SERVICE_TOKEN_TTL",
-    Math.min(TOKEN_DEFAULTS.serviceTokenTtlSeconds, accessTtlSeconds),
-    1,
-    accessTtlSeconds,
-  );
-  // Client addresses and Login admission.
-  const trustedProxies = list("PROTOGUARD_TRUSTED_PROXIES");
-  try {
-    parseTrustedProxies(trustedProxies);
-  } catch (error) {
-    throw new ConfigError(`PROTOGUARD_TRUSTED_PROXIES: ${(error as Error).message}`);
-  }
+  return { tlsCertPath, tlsKeyPath, tlsClientCaPath } satisfies Partial<ProtoguardConfig>;
+}
+
+/** Gateway mode: the header a trusted gateway writes, and the peers it is trusted from. */
+function gatewaySettings({ str, list }: EnvReader) {
   const gatewayHeader = str("PROTOGUARD_GATEWAY_HEADER")?.toLowerCase();
   const gatewayTrustedPeers = list("PROTOGUARD_GATEWAY_TRUSTED_PEERS");
   if (gatewayHeader !== undefined) {
@@ -277,21 +357,59 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
   } catch (error) {
     throw new ConfigError(`PROTOGUARD_GATEWAY_TRUSTED_PEERS: ${(error as Error).message}`);
   }
+  return {
+    gatewayHeader,
+    gatewayTrustedPeers,
+    gatewayUserIdClaim: str("PROTOGUARD_GATEWAY_USER_ID_CLAIM"),
+  } satisfies Partial<ProtoguardConfig>;
+}
+
+/** Adopting Django's simplejwt refresh tokens: its key, claims and blacklist database. */
+function simplejwtSettings({ str }: EnvReader) {
+  const simplejwtAlgorithm = (str("PROTOGUARD_SIMPLEJWT_ALGORITHM") ?? "RS256").toUpperCase();
+  if (simplejwtAlgorithm !== "RS256" && simplejwtAlgorithm !== "ES256") {
+    throw new ConfigError(`PROTOGUARD_SIMPLEJWT_ALGORITHM must be RS256 or ES256, got "${simplejwtAlgorithm}"`);
+  }
+  const simplejwtSigningKey = str("PROTOGUARD_SIMPLEJWT_SIGNING_KEY");
+  const simplejwtVerifyingKeyPath = str("PROTOGUARD_SIMPLEJWT_VERIFYING_KEY");
+  if (simplejwtSigningKey !== undefined && simplejwtVerifyingKeyPath !== undefined) {
+    throw new ConfigError(
+      "set PROTOGUARD_SIMPLEJWT_SIGNING_KEY (HS256) or PROTOGUARD_SIMPLEJWT_VERIFYING_KEY, not both",
+    );
+  }
+  return {
+    simplejwtSigningKey,
+    simplejwtVerifyingKeyPath,
+    simplejwtAlgorithm,
+    simplejwtJwksUrl: str("PROTOGUARD_SIMPLEJWT_JWKS_URL"),
+    simplejwtUserIdClaim: str("PROTOGUARD_SIMPLEJWT_USER_ID_CLAIM"),
+    djangoDatabaseUrl: str("PROTOGUARD_DJANGO_DATABASE_URL"),
+  } satisfies Partial<ProtoguardConfig>;
+}
+
+/** Client addresses (behind trusted proxies) and Login's per-address admission. */
+function admissionSettings({ str, list, int }: EnvReader) {
+  const trustedProxies = list("PROTOGUARD_TRUSTED_PROXIES");
+  try {
+    parseTrustedProxies(trustedProxies);
+  } catch (error) {
+    throw new ConfigError(`PROTOGUARD_TRUSTED_PROXIES: ${(error as Error).message}`);
+  }
   const forwardedHeader = (str("PROTOGUARD_FORWARDED_HEADER") ?? "x-forwarded-for").toLowerCase();
   if (forwardedHeader !== "x-forwarded-for" && forwardedHeader !== "forwarded") {
     throw new ConfigError(`PROTOGUARD_FORWARDED_HEADER must be x-forwarded-for or forwarded, got "${forwardedHeader}"`);
   }
-  const admission: Pick<
-    ProtoguardConfig,
-    "trustedProxies" | "forwardedHeader" | "loginPeerBurst" | "loginPeerPerMinute" | "loginMaxPeers"
-  > = {
+  return {
     trustedProxies,
     forwardedHeader,
     loginPeerBurst: int("PROTOGUARD_LOGIN_PEER_BURST", 20, 1, 1_000_000),
     loginPeerPerMinute: int("PROTOGUARD_LOGIN_PEER_PER_MINUTE", 30, 1, 1_000_000),
     loginMaxPeers: int("PROTOGUARD_LOGIN_MAX_PEERS", 10_000, 1, 10_000_000),
-  };
+  } satisfies Partial<ProtoguardConfig>;
+}
 
+/** Connection bounds of the listener and of health Watch streams. */
+function listenerSettings({ int }: EnvReader) {
   const limits = CONNECTION_LIMIT_DEFAULTS;
   const day = 86_400_000;
   const headersTimeoutMs = int("PROTOGUARD_HEADERS_TIMEOUT_MS", limits.headersTimeoutMs, 0, day);
@@ -301,57 +419,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
       `PROTOGUARD_HEADERS_TIMEOUT_MS (${headersTimeoutMs}) must not exceed PROTOGUARD_REQUEST_TIMEOUT_MS (${requestTimeoutMs})`,
     );
   }
-  const databaseUrl = str("DATABASE_URL");
-  const listenDatabaseUrl = str("PROTOGUARD_LISTEN_DATABASE_URL");
-  if (listenDatabaseUrl !== undefined && databaseUrl === undefined) {
-    throw new ConfigError("PROTOGUARD_LISTEN_DATABASE_URL needs DATABASE_URL (it is the LISTEN side of that database)");
-  }
-  const rawPrepare = str("PROTOGUARD_DATABASE_PREPARE")?.toLowerCase();
-  if (rawPrepare !== undefined && rawPrepare !== "true" && rawPrepare !== "false") {
-    throw new ConfigError(`PROTOGUARD_DATABASE_PREPARE must be true or false, got "${rawPrepare}"`);
-  }
-  const rawPoolMax = str("PROTOGUARD_DATABASE_POOL_MAX");
   return {
-    databaseUrl,
-    databasePoolMax: rawPoolMax === undefined ? undefined : int("PROTOGUARD_DATABASE_POOL_MAX", 10, 1, 1000),
-    databasePrepare: rawPrepare === undefined ? undefined : rawPrepare === "true",
-    listenDatabaseUrl,
-    dataDir: str("PROTOGUARD_DATA_DIR") ?? ".protoguard",
-    algorithm,
-    secret: str("PROTOGUARD_JWT_SECRET"),
-    previousSecrets: list("PROTOGUARD_JWT_PREVIOUS_SECRETS"),
-    privateKeyPath: str("PROTOGUARD_JWT_PRIVATE_KEY"),
-    publicKeyPaths: list("PROTOGUARD_JWT_PUBLIC_KEY"),
-    accessTtlSeconds,
-    serviceTokenTtlSeconds,
-    refreshTtlSeconds: int("PROTOGUARD_REFRESH_TTL", TOKEN_DEFAULTS.refreshTtlSeconds, 1, 31_536_000),
-    jwksUrl: str("PROTOGUARD_JWKS_URL"),
-    jwksUserIdClaim: str("PROTOGUARD_JWKS_USER_ID_CLAIM"),
-    trustedIssuersPath: str("PROTOGUARD_TRUSTED_ISSUERS"),
-    gatewayHeader,
-    gatewayTrustedPeers,
-    gatewayUserIdClaim: str("PROTOGUARD_GATEWAY_USER_ID_CLAIM"),
-    simplejwtSigningKey: str("PROTOGUARD_SIMPLEJWT_SIGNING_KEY"),
-    simplejwtVerifyingKeyPath: str("PROTOGUARD_SIMPLEJWT_VERIFYING_KEY"),
-    simplejwtAlgorithm,
-    simplejwtJwksUrl: str("PROTOGUARD_SIMPLEJWT_JWKS_URL"),
-    simplejwtUserIdClaim: str("PROTOGUARD_SIMPLEJWT_USER_ID_CLAIM"),
-    djangoDatabaseUrl: str("PROTOGUARD_DJANGO_DATABASE_URL"),
-    issuer: str("PROTOGUARD_JWT_ISSUER"),
-    audience: str("PROTOGUARD_JWT_AUDIENCE"),
-    leewaySeconds: int("PROTOGUARD_JWT_LEEWAY", TOKEN_DEFAULTS.leewaySeconds, 0, TOKEN_DEFAULTS.maxLeewaySeconds),
-    scryptLogN: int("PROTOGUARD_SCRYPT_LOG_N", 17, 10, 20),
-    cacheEntries: int("PROTOGUARD_CACHE_ENTRIES", 10_000, 0, 10_000_000),
-    cacheMaxAgeMs: int("PROTOGUARD_CACHE_MAX_AGE_MS", 30_000, 0, 86_400_000),
-    port: int("PORT", 8080, 0, 65_535),
-    host: str("PROTOGUARD_HOST") ?? "127.0.0.1",
-    tlsCertPath,
-    tlsKeyPath,
-    tlsClientCaPath,
-    corsOrigins: list("PROTOGUARD_CORS_ORIGINS"),
-    logLevel: str("PROTOGUARD_LOG_LEVEL") ?? "info",
-    workers: parseWorkers(str("PROTOGUARD_WORKERS"), "PROTOGUARD_WORKERS"),
-    ...admission,
     headersTimeoutMs,
     requestTimeoutMs,
     keepAliveTimeoutMs: int("PROTOGUARD_KEEPALIVE_TIMEOUT_MS", limits.keepAliveTimeoutMs, 0, day),
@@ -366,7 +434,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
       0,
       10_000_000,
     ),
-  };
+  } satisfies Partial<ProtoguardConfig>;
 }
 
 /**
