@@ -20,6 +20,7 @@
  */
 import { and, eq, sql as dsql } from "drizzle-orm";
 import postgres from "postgres";
+import { ProtoguardError } from "../errors.js";
 import { isPermissionString } from "../permission.js";
 import { isUserId } from "../user-id.js";
 import { isVerifiablePasswordHash, passwordScheme } from "../util/password-schemes.js";
@@ -110,7 +111,12 @@ const KNOWN_USER_COLUMNS = [
 const TABLE_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 const INTEGER_TYPES = new Set(["integer", "bigint", "smallint"]);
 
-class DryRunRollback extends Error {}
+/** Thrown inside the import's transaction to roll a dry run back; never escapes `importFromDjango`. */
+class DryRunRollback extends ProtoguardError<"DRY_RUN"> {
+  constructor() {
+    super("DRY_RUN", "dry run: rolled back");
+  }
+}
 
 /**
  * Imports users, groups and permissions from a Django database into `target`.

@@ -1,9 +1,11 @@
+import { ProtoguardError } from "../errors.js";
 import type { Database } from "./database-handle.js";
 
 /** Why {@link pingDatabase} failed when the database did not answer at all. */
-export class DatabaseTimeoutError extends Error {
-  override readonly name = "DatabaseTimeoutError";
-  readonly code = "DATABASE_TIMEOUT";
+export class DatabaseTimeoutError extends ProtoguardError<"DATABASE_TIMEOUT"> {
+  constructor(message: string) {
+    super("DATABASE_TIMEOUT", message);
+  }
 }
 
 /**
