@@ -266,11 +266,6 @@ test("ShopService rules on the in-memory transport", async () => {
 });
 `;
 
-/** The bodies of the ```ts blocks of a markdown text. */
-function tsBlocks(markdown: string): string[] {
-  return [...markdown.matchAll(/^```ts\n([\s\S]*?)^```$/gm)].map((m) => m[1]!);
-}
-
 /** Every bare package (and `node:` built-in) the module graph of `entry` (compiled ESM) reaches. */
 async function packagesReached(entry: string): Promise<Set<string>> {
   const seen = new Set<string>();
@@ -409,11 +404,6 @@ describe("a new app installs the packed package and follows the README", { timeo
     await writeFile(join(app, "src", "check.ts"), CHECK_TS);
     await writeFile(join(app, "src", "shop.test.ts"), SHOP_TEST_TS);
     await writeFile(join(app, "src", "wiring.ts"), WIRING_TS);
-    // The ts blocks of the docs written for this change compile as programs of the app.
-    await mkdir(join(app, "src", "docs"), { recursive: true });
-    for (const [i, block] of tsBlocks(await readFile(join(REPO, "docs", "_incoming", "hour20.md"), "utf8")).entries()) {
-      await writeFile(join(app, "src", "docs", `hour20-${i}.ts`), block);
-    }
     const tsc = await run("npx", ["--no-install", "tsc", "-p", "."], app);
     assert.equal(tsc.code, 0, `tsc:\n${tsc.stdout}${tsc.stderr}`);
   });
