@@ -119,24 +119,26 @@ export async function subscribeInvalidations(
       onStateChange: () => () => {},
     };
   }
+  return subscribePostgres(client, deliver, onEvent, options);
+}
 
-  const pool = client.sql;
+/** {@link subscribeInvalidations} on a PostgreSQL server: a LISTEN connection of its own, watched by a heartbeat. */
+async function subscribePostgres(
+  client: Extract<Database["client"], { kind: "postgres" }>,
+  deliver: (payload: string) => void,
+  onEvent: (event: InvalidationEvent) => void,
+  options: SubscribeOptions,
+): Promise<InvalidationSubscription> {
   const retryMinMs = options.retryMinMs ?? SUBSCRIBE_DEFAULTS.retryMinMs;
   const retryMaxMs = options.retryMaxMs ?? SUBSCRIBE_DEFAULTS.retryMaxMs;
   const heartbeatMs = options.heartbeatMs ?? SUBSCRIBE_DEFAULTS.heartbeatMs;
   const heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? SUBSCRIBE_DEFAULTS.heartbeatTimeoutMs;
-  // A channel of this subscription's own: heartbeats reach nobody else, and
-  // older instances (which read any unknown payload as "drop everything")
-  // never see them.
-  const heartbeatChannel = `protoguard_hb_${randomBytes(8).toString("hex")}`;
+  const heartbeats = new Heartbeat(client.sql, heartbeatTimeoutMs);
   let closed = false;
   let connected = false;
   let state: NotificationState = "down";
   let retry: NodeJS.Timeout | undefined;
   let delay = retryMinMs;
-  let sequence = 0;
-  /** The heartbeat awaited. */
-  let pending: { readonly payload: string; readonly arrived: () => void } | undefined;
   const stateListeners = new Set<(state: NotificationState, reason: string) => void>();
 
   const setState = (next: NotificationState, reason: string) => {
@@ -165,7 +167,7 @@ export async function subscribeInvalidations(
     onnotice: () => {},
     onnotify(channel: string, payload: string) {
       if (channel === INVALIDATION_CHANNEL) deliver(payload);
-      else if (channel === heartbeatChannel && pending?.payload === payload) pending.arrived();
+      else if (channel === heartbeats.channel) heartbeats.received(payload);
     },
     onclose() {
       connected = false;
@@ -181,32 +183,9 @@ export async function subscribeInvalidations(
 
   const listen = async () => {
     await listener.unsafe(`listen "${INVALIDATION_CHANNEL}"`);
-    await listener.unsafe(`listen "${heartbeatChannel}"`);
+    await listener.unsafe(`listen "${heartbeats.channel}"`);
     connected = true;
   };
-
-  /** Sends one heartbeat over the query pool; resolves true when it came back in time. */
-  function heartbeat(): Promise<boolean> {
-    const payload = String(++sequence);
-    return new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => {
-        if (pending?.payload === payload) pending = undefined;
-        resolve(false);
-      }, heartbeatTimeoutMs);
-      timer.unref();
-      pending = {
-        payload,
-        arrived: () => {
-          pending = undefined;
-          clearTimeout(timer);
-          resolve(true);
-        },
-      };
-      pool.unsafe("select pg_notify($1, $2)", [heartbeatChannel, payload], { prepare: false }).catch(() => {
-        // The query pool is failing: the timer says so.
-      });
-    });
-  }
 
   // True until the start-up round trip is done: one heartbeat at a time.
   let beating = true;
@@ -217,7 +196,7 @@ export async function subscribeInvalidations(
     if (state === "down") onEvent({ kind: "all" });
     if (beating || !connected) return;
     beating = true;
-    void heartbeat().then((ok) => {
+    void heartbeats.send().then((ok) => {
       beating = false;
       if (closed) return;
       if (ok && connected) setState("listening", "heartbeat returned");
@@ -245,7 +224,7 @@ export async function subscribeInvalidations(
 
   try {
     await listen();
-    if (!(await heartbeat())) {
+    if (!(await heartbeats.send())) {
       throw new StoreError(
         "NOTIFICATIONS_UNAVAILABLE",
         `invalidation notifications sent on the database did not reach the LISTEN connection within ${heartbeatTimeoutMs} ms` +
@@ -277,4 +256,51 @@ export async function subscribeInvalidations(
       await listener.end({ timeout: 1 });
     },
   };
+}
+
+/**
+ * Notification round trips over the query pool, answered on the LISTEN
+ * connection: on a channel of this subscription's own, so heartbeats reach
+ * nobody else, and older instances (which read any unknown payload as "drop
+ * everything") never see them. One awaited at a time.
+ */
+class Heartbeat {
+  readonly channel = `protoguard_hb_${randomBytes(8).toString("hex")}`;
+  readonly #pool: postgres.Sql;
+  readonly #timeoutMs: number;
+  #sequence = 0;
+  #pending: { readonly payload: string; readonly arrived: () => void } | undefined;
+
+  constructor(pool: postgres.Sql, timeoutMs: number) {
+    this.#pool = pool;
+    this.#timeoutMs = timeoutMs;
+  }
+
+  /** A notification on {@link channel} arrived. */
+  received(payload: string): void {
+    if (this.#pending?.payload === payload) this.#pending.arrived();
+  }
+
+  /** Sends one heartbeat; resolves true when it came back in time. */
+  send(): Promise<boolean> {
+    const payload = String(++this.#sequence);
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        if (this.#pending?.payload === payload) this.#pending = undefined;
+        resolve(false);
+      }, this.#timeoutMs);
+      timer.unref();
+      this.#pending = {
+        payload,
+        arrived: () => {
+          this.#pending = undefined;
+          clearTimeout(timer);
+          resolve(true);
+        },
+      };
+      this.#pool.unsafe("select pg_notify($1, $2)", [this.channel, payload], { prepare: false }).catch(() => {
+        // The query pool is failing: the timer says so.
+      });
+    });
+  }
 }
