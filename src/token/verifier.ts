@@ -241,7 +241,17 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   let cacheMisses = 0;
 
   const keys = createKeyResolver(keyring, remote, (payload) => refuseUnverified(payload, rules, now() / 1000));
-  const precheck = createForgeryCheck(keys.localKeys, keys.onlyLocalKey);
+  // For RS256/ES256 local keys, the cheap refusals (expired, wrong issuer or audience) come
+  // before the signature check: read from the unverified payload, they can only refuse.
+  const beforeAsymmetric = (encodedPayload: string): TokenRejectedError | undefined => {
+    try {
+      refuseUnverified(encodedPayload, rules, now() / 1000);
+      return undefined;
+    } catch (error) {
+      return error instanceof TokenRejectedError ? error : undefined;
+    }
+  };
+  const precheck = createForgeryCheck(keys.localKeys, keys.onlyLocalKey, remote === undefined, beforeAsymmetric);
   // jose refuses every alg not listed here before any key is resolved, `none` included.
   const verifyOptions = Object.freeze({ algorithms: [...keys.algorithms] });
   const { resolveKey } = keys;
@@ -270,7 +280,10 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       return failure(new TokenRejectedError("WRONG_TYPE", `expected a ${expected} token`, { claim: "token_type" }));
     }
     const signature = precheck(token);
-    return signature === "forged" ? FORGED : signature;
+    if (signature === "forged") return FORGED;
+    if (signature === "valid" || signature === undefined) return signature;
+    // Refused by the header alone (shared, frozen), or by an asymmetric token's unverified claims.
+    return failure("refused" in signature ? signature.refused : signature);
   }
 
   function peek(token: string, expected: TokenType): VerifyResult | undefined {
