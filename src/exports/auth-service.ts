@@ -57,3 +57,6 @@ export type { LoginAdmissionOptions } from "../lifecycle/login-admission.js";
 export type { PasswordWorkOptions } from "../lifecycle/passwords.js";
 export { DEFAULT_THROTTLE, purgeLoginAttempts } from "../store/login-attempts.js";
 export type { ThrottlePolicy } from "../store/login-attempts.js";
+
+// perf21: new exports
+export type { SecurityEvent } from "../lifecycle/auth-service.js";
