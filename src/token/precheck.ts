@@ -4,8 +4,10 @@
  * local key it names is refused without a promise: a flood of forgeries stays cheap. A signature
  * it proves right (a local key named by the header, the key's own alg, no `crit` or `b64`) is
  * the same check jose's `compactVerify` would make again through WebCrypto, about ten times
- * dearer on Node 20, so the verifier reads such a token's claims without it. Every other token
- * (remote keys, unknown kids, unusual headers) is jose's to judge.
+ * dearer on Node 20, so the verifier reads such a token's claims without it. Without a remote
+ * JWKS, a header no local key accepts is refused here from the header alone (never reaching
+ * jose, HMAC or the payload); with one, unknown kids are jose's (and the JWKS's) to judge, as
+ * are headers with `crit`.
  */
 import { createHmac, KeyObject, timingSafeEqual, verify as cryptoVerify } from "node:crypto";
 import { errors } from "jose";

@@ -212,8 +212,11 @@ function failure(error: unknown): VerifyResult {
  * Rules: the algorithm allow-list comes from the configured keys (each bound to one alg, looked up
  * by `kid`; a token without `kid` is accepted only when exactly one local key exists and no JWKS
  * is configured, which is how simplejwt tokens arrive); `none`, unknown `crit`, `b64` and keys
- * embedded in headers (`jwk`, `jku`, `x5u`, `x5c`) never work; the signature is checked before
- * any claim is read. Claims: `exp` and `iat` required, finite numbers; `nbf` honoured; `iat`
+ * embedded in headers (`jwk`, `jku`, `x5u`, `x5c`) never work; without a JWKS, a header no local
+ * key accepts (unknown `kid`, wrong alg) is refused from the header alone. The signature is
+ * checked before any claim is trusted: for HS256 before the payload is even decoded; for
+ * RS256/ES256 keys (and before a JWKS fetch) the unverified `exp`, `iss` and `aud` may refuse the
+ * token first, which saves the public-key operation and can never accept a token. Claims: `exp` and `iat` required, finite numbers; `nbf` honoured; `iat`
  * not in the future; `exp - iat` bounded; `exp`, `nbf` and `iat` compared with the current time
  * in milliseconds (the issuer writes a fractional `iat`), so a fresh token verifies at leeway 0;
  * `iss`/`aud` exact; `token_type` must be `expected`; the user id is a positive 32-bit integer
