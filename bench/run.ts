@@ -552,6 +552,13 @@ async function main(): Promise<void> {
     conditionCost = await measureConditionCost();
   }
 
+  // --- CPU per refusal by kind, and decision-log bytes per refused call under a flood (bench/refusal-cost.ts)
+  let refusalCost: RefusalCost | undefined;
+  if (want("refusal")) {
+    process.stderr.write("bench: CPU per refusal, log bytes under a flood\n");
+    refusalCost = await measureRefusalCost();
+  }
+
   await pg?.close();
   await rm(dir, { recursive: true, force: true });
   const machine = {
@@ -561,7 +568,7 @@ async function main(): Promise<void> {
     loadavgAtStart: loadAtStart,
     loadavgAtEnd: loadavg(),
   };
-  const { lines, targets } = report(rows, rss, entryBytes, conditionCost, notes, haveH2load, machine);
+  const { lines, targets } = report(rows, rss, entryBytes, conditionCost, notes, haveH2load, machine, refusalCost);
   process.stdout.write(`${lines.join("\n")}\n`);
   const results = {
     date: startedAt.toISOString(),
@@ -577,6 +584,7 @@ async function main(): Promise<void> {
     rss,
     entryBytes,
     conditionCost,
+    refusalCost,
     targets,
     notes,
     table: lines,
@@ -833,6 +841,39 @@ async function measureConditionCost(): Promise<ConditionCost> {
   return { ...summary, lines };
 }
 
+/** bench/refusal-cost.ts's summary. */
+interface RefusalCost {
+  /** CPU µs per refusal through `createAuth(...).check`, by kind. */
+  cpuUsPerRefusal: Record<string, number>;
+  /** The decision log under a flood of refusals spread over every method and five reasons. */
+  flood: {
+    seconds: number;
+    calls: number;
+    methods: number;
+    reasons: number;
+    lines: number;
+    bytes: number;
+    bytesPerCall: number;
+  };
+  /** What the script printed, for the table. */
+  lines: string[];
+}
+
+async function measureRefusalCost(): Promise<RefusalCost> {
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", "bench/refusal-cost.ts", "--json", ...(quick ? ["--quick"] : [])],
+    { cwd: ROOT, env: serverEnv({}), stdio: ["ignore", "pipe", "inherit"] },
+  );
+  let out = "";
+  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (out += chunk));
+  const [code] = (await once(child, "exit")) as [number | null];
+  if (code !== 0) throw new Error(`bench/refusal-cost.ts exited with ${code}: ${out}`);
+  const lines = out.trimEnd().split("\n");
+  const summary = JSON.parse(lines.pop()!) as Omit<RefusalCost, "lines">;
+  return { ...summary, lines };
+}
+
 interface Machine {
   cpus: number;
   model: string | undefined;
@@ -849,6 +890,7 @@ function report(
   notes: string[],
   haveH2load: boolean,
   machine: Machine,
+  refusalCost?: RefusalCost,
 ) {
   const by = (id: string) => rows.find((r) => r.id === id);
   const ratio = (a: string, b: string, field: "callsPerSecond" | "cpuUsPerCall" = "callsPerSecond") => {
@@ -879,6 +921,12 @@ function report(
       name: "CEL condition: CPU per warm call, with / without <= 1.05",
       value: conditionCost === undefined ? null : 1 + conditionCost.condition.pairedCpuCostPercent / 100,
       max: 1.05,
+    },
+    {
+      // Issue 21: 77–154 B per refused call before the log's one budget; the goal is 5% of 77.
+      name: "log bytes per refused call, 10 s flood over all methods <= 3.85",
+      value: refusalCost === undefined ? null : refusalCost.flood.bytesPerCall,
+      max: 3.85,
     },
     {
       name: `RSS after ${MEMORY_CALLS[1]! / 1000}k calls / after ${MEMORY_CALLS[0]! / 1000}k <= 1.2`,
@@ -928,6 +976,7 @@ function report(
   }
   for (const m of rss) lines.push(`RSS of (b): ${m.rssMiB.toFixed(1)} MiB after ${m.calls} calls`);
   if (conditionCost !== undefined) lines.push("", "bench/condition-cost.ts:", ...conditionCost.lines);
+  if (refusalCost !== undefined) lines.push("", "bench/refusal-cost.ts:", ...refusalCost.lines);
   if (entryBytes) {
     lines.push(
       `bytes per cached token: ${Math.round(entryBytes.tokenBytes)}; per cached user lookup (${entryBytes.permissionsPerUser} permissions): ${Math.round(entryBytes.principalBytes)}  (${entryBytes.entries} entries each)`,

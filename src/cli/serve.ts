@@ -7,7 +7,7 @@
 import { stat, readFile } from "node:fs/promises";
 import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
-import { pino } from "pino";
+import { pino, type Logger } from "pino";
 import { AuthService } from "../../gen/protoguard/v1/auth_pb.js";
 import { createAuthService } from "../lifecycle/auth-service.js";
 import { ConfigError, loadConfig, parseWorkers, type ProtoguardConfig } from "../runtime/config.js";
@@ -45,7 +45,11 @@ export function servedServices(app: ServeApp | undefined): readonly DescService[
  * sharing its database, keys and password hasher, with the Login admission
  * of its configuration.
  */
-export function servedRoutes(runtime: Runtime, app: ServeApp | undefined): (router: ConnectRouter) => void {
+export function servedRoutes(
+  runtime: Runtime,
+  app: ServeApp | undefined,
+  logger?: Pick<Logger, "warn">,
+): (router: ConnectRouter) => void {
   const ownsAuthService = app?.services.some((s) => s.typeName === AuthService.typeName) ?? false;
   const auth = ownsAuthService
     ? undefined
@@ -61,6 +65,8 @@ export function servedRoutes(runtime: Runtime, app: ServeApp | undefined): (rout
           perMinute: runtime.config.loginPeerPerMinute,
           maxPeers: runtime.config.loginMaxPeers,
         },
+        // Never budgeted like refusals: each one is written in full.
+        ...(logger !== undefined && { onSecurityEvent: (event) => logger.warn(event, "security event") }),
       });
   return (router) => {
     app?.routes(router, runtime);
@@ -176,7 +182,7 @@ async function start(
     ));
   const server = await startServer({
     runtime,
-    routes: servedRoutes(runtime, app),
+    routes: servedRoutes(runtime, app, logger),
     port,
     host: config.host,
     tls,

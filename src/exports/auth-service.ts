@@ -66,3 +66,6 @@ export type { AdoptionContext, SimplejwtAdoption, SimplejwtAdoptionOptions } fro
 export type { IssuedSession } from "../lifecycle/sessions.js";
 export { openSimplejwtBlacklist } from "../store/simplejwt-tokens.js";
 export type { SimplejwtBlacklist } from "../store/simplejwt-tokens.js";
+
+// Security events (refresh reuse, logout) for an audit trail of your own
+export type { SecurityEvent } from "../lifecycle/auth-service.js";

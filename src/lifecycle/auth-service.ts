@@ -84,10 +84,27 @@ export interface AuthServiceOptions {
    */
   simplejwt?: SimplejwtAdoption;
   /**
+   * Told of each session-ending security event as it is committed: a refresh token used twice
+   * (`refresh_reuse`: its family, access tokens included, is revoked), a respelled twin of a
+   * refresh token presented (`refresh_twin`: likewise), and a logout (`logout`). Meant for a
+   * log that writes every one in full (`protoguard serve` logs them at warn, `msg: "security
+   * event"`); it must not throw (what it throws is ignored). Default: none.
+   */
+  onSecurityEvent?: (event: SecurityEvent) => void;
+  /**
    * Clock in milliseconds for throttling, TOTP steps, last-login and
    * revocation times (the issuer and verifier have their own). Default: `Date.now`.
    */
   now?: () => number;
+}
+
+/** A security event of the AuthService; see `AuthServiceOptions.onSecurityEvent`. Holds no secret. */
+export interface SecurityEvent {
+  readonly event: "refresh_reuse" | "refresh_twin" | "logout";
+  /** The user whose session family it concerns. */
+  readonly userId: number;
+  /** The refresh-token family revoked. */
+  readonly familyId: string;
 }
 
 // Messages for RESOURCE_EXHAUSTED / UNAVAILABLE stay generic: the cause is kept server-side only.
@@ -167,6 +184,16 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
     now,
   });
 
+  const { onSecurityEvent } = options;
+  /** Tells `onSecurityEvent`, which must not fail the call. */
+  function report(event: SecurityEvent): void {
+    try {
+      onSecurityEvent?.(event);
+    } catch {
+      // The event is the hook's to record; the call's outcome stands.
+    }
+  }
+
   /** Verifies a refresh token, or throws the UNAUTHENTICATED/UNAVAILABLE the auth layer would. */
   async function verifyRefresh(token: string) {
     const result = await verifier.verify(token, "refresh");
@@ -189,7 +216,10 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
     const original = await verifier.verify(canonical, "refresh");
     if (!original.ok) return;
     const familyId = await findRefreshFamily(db, original.claims.jti);
-    if (familyId !== undefined) await revokeFamily(db, familyId, new Date(now()));
+    if (familyId !== undefined) {
+      await revokeFamily(db, familyId, new Date(now()));
+      report({ event: "refresh_twin", userId: original.claims.userId, familyId });
+    }
   }
 
   return {
@@ -205,6 +235,7 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
         if (adopted !== undefined) return { accessToken: adopted.accessToken, refreshToken: adopted.refreshToken };
         const claims = await verifyRefresh(req.refreshToken);
         const at = new Date(now());
+        let reused: SecurityEvent | undefined;
         // One transaction: the successor is recorded only if the old token is
         // marked used, and vice versa. Refusals are returned, not thrown, so
         // the transaction commits: a reuse's family revocation must persist
@@ -213,6 +244,9 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
           // Keyed by the signed jti, not the string: nothing a client can
           // respell. An empty jti (requireJti: false) matches no row.
           const consumed = await consumeRefreshToken(tx, claims.jti, at);
+          if (consumed.status === "reused") {
+            reused = { event: "refresh_reuse", userId: consumed.userId, familyId: consumed.familyId };
+          }
           if (consumed.status !== "ok") return "TOKEN_REVOKED" as const;
           const [user] = await tx
             .select({ isActive: users.isActive, kind: users.kind, credentialsChangedAt: users.credentialsChangedAt })
@@ -227,6 +261,8 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
           if (Math.round(claims.issuedAt * 1000) < user.credentialsChangedAt.getTime()) return "TOKEN_REVOKED" as const;
           return issueSession(tx, issuer, consumed.userId, consumed.familyId);
         });
+        // Reported once committed: the revocation stands.
+        if (reused !== undefined) report(reused);
         if (typeof outcome === "string") throw authError(MESSAGES[outcome], Code.Unauthenticated, outcome);
         return { accessToken: outcome.accessToken, refreshToken: outcome.refreshToken };
       }),
@@ -238,6 +274,7 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
         // Signed by us but not on record: its rows went with a deleted user, or were purged.
         if (familyId === undefined) throw authError(MESSAGES.TOKEN_REVOKED, Code.Unauthenticated, "TOKEN_REVOKED");
         await revokeFamily(db, familyId, new Date(now()));
+        report({ event: "logout", userId: claims.userId, familyId });
         return {};
       }),
 

@@ -260,6 +260,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     // A registry of the caller's may hold the process metrics already, and
     // registering them twice throws.
     defaultMetrics: options.registry === undefined,
+    services,
   });
   const { logger } = observability;
 

@@ -172,8 +172,10 @@ export function checkClaims(
 }
 
 /**
- * Cheap refusals read from a payload whose signature is not verified yet: expired by `exp`, or
- * the wrong `iss`. Run before a remote JWKS fetch, so expired or foreign tokens cost no I/O.
+ * Cheap refusals read from a payload whose signature is not verified yet: expired by `exp`, the
+ * wrong `iss`, or the wrong `aud`. Run before a remote JWKS fetch, so expired or foreign tokens
+ * cost no I/O, and before an RS256 or ES256 local key's signature check, so they cost no
+ * public-key operation.
  * Unverified claims may only refuse, never accept: a forged "expired" token gains nothing.
  *
  * @throws {TokenRejectedError}
@@ -198,6 +200,7 @@ export function refuseUnverified(encodedPayload: string, rules: ClaimRules, nowS
   ) {
     throw new TokenRejectedError("ISSUER_MISMATCH", "unexpected issuer", { claim: "iss" });
   }
+  checkAudience(Object.hasOwn(claims, "aud") ? (claims as { aud: unknown }).aud : undefined, rules.audience);
 }
 
 /** RFC 7519 §4.1.3: a token naming audiences must name ours; exact string equality only. */

@@ -236,8 +236,11 @@ function failure(error: unknown): VerifyResult {
  * Rules: the algorithm allow-list comes from the configured keys (each bound to one alg, looked up
  * by `kid`; a token without `kid` is accepted only when exactly one local key exists and no JWKS
  * is configured, which is how simplejwt tokens arrive); `none`, unknown `crit`, `b64` and keys
- * embedded in headers (`jwk`, `jku`, `x5u`, `x5c`) never work; the signature is checked before
- * any claim is read. Claims: `exp` and `iat` required, finite numbers; `nbf` honoured; `iat`
+ * embedded in headers (`jwk`, `jku`, `x5u`, `x5c`) never work; without a JWKS, a header no local
+ * key accepts (unknown `kid`, wrong alg) is refused from the header alone. The signature is
+ * checked before any claim is trusted: for HS256 before the payload is even decoded; for
+ * RS256/ES256 keys (and before a JWKS fetch) the unverified `exp`, `iss` and `aud` may refuse the
+ * token first, which saves the public-key operation and can never accept a token. Claims: `exp` and `iat` required, finite numbers; `nbf` honoured; `iat`
  * not in the future; `exp - iat` bounded; `exp`, `nbf` and `iat` compared with the current time
  * in milliseconds (the issuer writes a fractional `iat`), so a fresh token verifies at leeway 0;
  * `iss`/`aud` exact; `token_type` must be `expected`; the user id is a positive 32-bit integer
@@ -265,7 +268,17 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   let cacheMisses = 0;
 
   const keys = createKeyResolver(keyring, remote, (payload) => refuseUnverified(payload, rules, now() / 1000));
-  const precheck = createForgeryCheck(keys.localKeys, keys.onlyLocalKey);
+  // For RS256/ES256 local keys, the cheap refusals (expired, wrong issuer or audience) come
+  // before the signature check: read from the unverified payload, they can only refuse.
+  const beforeAsymmetric = (encodedPayload: string): TokenRejectedError | undefined => {
+    try {
+      refuseUnverified(encodedPayload, rules, now() / 1000);
+      return undefined;
+    } catch (error) {
+      return error instanceof TokenRejectedError ? error : undefined;
+    }
+  };
+  const precheck = createForgeryCheck(keys.localKeys, keys.onlyLocalKey, remote === undefined, beforeAsymmetric);
   // jose refuses every alg not listed here before any key is resolved, `none` included.
   const verifyOptions = Object.freeze({ algorithms: [...keys.algorithms] });
   const { resolveKey } = keys;
@@ -294,7 +307,10 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       return failure(new TokenRejectedError("WRONG_TYPE", `expected a ${expected} token`, { claim: "token_type" }));
     }
     const signature = precheck(token);
-    return signature === "forged" ? FORGED : signature;
+    if (signature === "forged") return FORGED;
+    if (signature === "valid" || signature === undefined) return signature;
+    // Refused by the header alone (shared, frozen), or by an asymmetric token's unverified claims.
+    return failure("refused" in signature ? signature.refused : signature);
   }
 
   function peek(token: string, expected: TokenType): VerifyResult | undefined {

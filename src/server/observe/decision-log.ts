@@ -1,7 +1,8 @@
 /**
  * The log side of observability: one structured line per auth decision,
- * with refusals of one kind capped per second so that a flood of bad tokens
- * cannot bury everything else.
+ * with refusals and anonymous calls capped per second as a whole (the rest
+ * summarised once a second) so that a flood of bad tokens, however spread
+ * over methods and reasons, cannot bury everything else.
  *
  * Only what a decision is made of is recorded: the method, the user id, the
  * outcome, the reason code, the stage and the latency. Never a header, a
@@ -37,7 +38,13 @@ export function createLogger(options: LoggerOptions = {}): Logger {
 
 /** Options of {@link createDecisionLog}. */
 export interface DecisionLogOptions {
-  /** Most log lines per second for refusals of one kind; 0 means no limit. Default 100. */
+  /**
+   * Most lines per second, as a whole, for the calls an unidentified client can cause at will:
+   * refusals and anonymous calls. Past it, such calls are only counted, and one summary line per
+   * second (`msg: "auth decisions suppressed"`) gives their counts. Decisions about an identified
+   * caller, and refusals of a revoked token or an inactive user, are always logged in full.
+   * 0 means no limit. Default 100.
+   */
   maxRefusalLogsPerSecond?: number | undefined;
   /** Clock in milliseconds, for tests. Default `Date.now`. */
   now?: (() => number) | undefined;
@@ -46,21 +53,26 @@ export interface DecisionLogOptions {
 /** Logs one decision; see {@link createDecisionLog}. */
 export type DecisionLog = (event: DecisionEvent) => void;
 
-/** Log budget of one kind of refusal (same method, outcome and reason). */
-interface RefusalBudget {
-  /** Start of the current one-second log window, ms. */
+/**
+ * Refusals that are security events whoever causes them: they take a genuine token (a revoked
+ * one, or one of a user since deactivated), so they are never summarised.
+ */
+const ALWAYS_LOGGED: ReadonlySet<string> = new Set(["TOKEN_REVOKED", "USER_INACTIVE"]);
+
+/** The one budget of the calls an unidentified client can cause: lines left this second, and what was held back. */
+interface FloodBudget {
+  /** Start of the current one-second window, ms. */
   windowStart: number;
   /** Lines written in the current window. */
   logged: number;
-  /** Refusals not logged since the last line of this kind. */
+  /** Calls held back since the last summary. */
   suppressed: number;
-}
-
-interface MethodLog {
-  /** `/package.Service/Method`, the form gRPC and Connect put in the URL path. */
-  readonly path: string;
-  /** Budgets by `outcome + "/" + reason`. */
-  readonly budgets: Map<string, RefusalBudget>;
+  /** Those calls by `outcome/reason` (`allow/none` for anonymous calls): bounded by the reasons. */
+  readonly byKind: Map<string, number>;
+  /** Methods they concerned: bounded by the server's methods. */
+  readonly methods: Set<DescMethod>;
+  /** Start of the first window with a call held back, ms. */
+  since: number;
 }
 
 /**
@@ -72,59 +84,93 @@ interface MethodLog {
  * have refused the call; denials and allows at info,
  * unavailable at error with the backend's reason (`error.type`,
  * `error.code` such as `ECONNREFUSED` or `57P01`, `error.message`; never the query or its
- * parameters). Refusals of one
- * kind beyond `maxRefusalLogsPerSecond` are only counted, and the next line
- * written for that kind carries `suppressed: N`. Allowed calls are always
- * logged.
+ * parameters).
+ *
+ * Refusals and anonymous calls share one budget of `maxRefusalLogsPerSecond` lines per second,
+ * whatever their method and reason: past it they are counted, and once the second is over one
+ * line at warn, `msg: "auth decisions suppressed"`, says how many (`suppressed`), of which kinds
+ * (`byKind`, `"deny/TOKEN_INVALID": N`, `"allow/none"` for anonymous calls), over how many
+ * methods (`methods`) and since when (`sinceMs`). So under a flood the log grows by at most
+ * that many lines and one summary per second. Decisions about an identified caller (allowed,
+ * or refused a permission) and refusals of a revoked token or an inactive user are always
+ * written in full.
  */
 export function createDecisionLog(logger: Logger, options: DecisionLogOptions = {}): DecisionLog {
-  const maxRefusalLogs = options.maxRefusalLogsPerSecond ?? 100;
+  const maxLines = options.maxRefusalLogsPerSecond ?? 100;
   const now = options.now ?? Date.now;
-  const byMethod = new Map<DescMethod, MethodLog>();
-  const entryFor = (method: DescMethod): MethodLog => {
-    let entry = byMethod.get(method);
-    if (entry === undefined) {
-      entry = { path: methodPath(method), budgets: new Map() };
-      byMethod.set(method, entry);
-    }
-    return entry;
+  const paths = new Map<DescMethod, string>();
+  const pathOf = (method: DescMethod): string => {
+    let path = paths.get(method);
+    if (path === undefined) paths.set(method, (path = methodPath(method)));
+    return path;
   };
-  const budgetFor = (entry: MethodLog, outcome: string, reason: string): RefusalBudget => {
-    const key = `${outcome}/${reason}`;
-    let budget = entry.budgets.get(key);
-    if (budget === undefined) {
-      budget = { windowStart: 0, logged: 0, suppressed: 0 };
-      entry.budgets.set(key, budget);
-    }
-    return budget;
+  const budget: FloodBudget = {
+    windowStart: Number.NEGATIVE_INFINITY,
+    logged: 0,
+    suppressed: 0,
+    byKind: new Map(),
+    methods: new Set(),
+    since: 0,
   };
-  /** Whether this refusal gets a line of its own, under the per-kind budget. */
-  const mayLog = (budget: RefusalBudget): boolean => {
-    if (maxRefusalLogs === 0) return true;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+
+  /** Writes the summary of what was held back, if anything was. */
+  const summarise = (): void => {
+    if (timer !== undefined) clearTimeout(timer);
+    timer = undefined;
+    if (budget.suppressed === 0) return;
+    if (logger.isLevelEnabled("warn")) {
+      logger.warn(
+        {
+          suppressed: budget.suppressed,
+          byKind: Object.fromEntries(budget.byKind),
+          methods: budget.methods.size,
+          sinceMs: budget.since,
+        },
+        "auth decisions suppressed",
+      );
+    }
+    budget.suppressed = 0;
+    budget.byKind.clear();
+    budget.methods.clear();
+  };
+
+  /** Whether this call, one an unidentified client can cause, gets a line of its own. */
+  const mayLog = (method: DescMethod, kind: string): boolean => {
+    if (maxLines === 0) return true;
     const t = now();
     if (t - budget.windowStart >= 1000) {
+      summarise();
       budget.windowStart = t;
       budget.logged = 0;
     }
-    if (budget.logged >= maxRefusalLogs) {
-      budget.suppressed++;
-      return false;
+    if (budget.logged < maxLines) {
+      budget.logged++;
+      return true;
     }
-    budget.logged++;
-    return true;
+    if (budget.suppressed === 0) {
+      budget.since = budget.windowStart;
+      // The summary is due when the window ends, even if no call comes then.
+      timer = setTimeout(summarise, Math.max(0, budget.windowStart + 1000 - t));
+      timer.unref?.();
+    }
+    budget.suppressed++;
+    budget.byKind.set(kind, (budget.byKind.get(kind) ?? 0) + 1);
+    budget.methods.add(method);
+    return false;
   };
 
   return (event) => {
     const { verdict } = event;
     const level = verdict.outcome === "unavailable" ? "error" : "info";
     if (!logger.isLevelEnabled(level)) return;
-    const entry = entryFor(event.method);
-    const budget = verdict.outcome === "allow" ? undefined : budgetFor(entry, verdict.outcome, verdict.reason);
-    if (budget !== undefined && !mayLog(budget)) return;
     const userId =
       verdict.outcome === "allow" ? verdict.principal?.id : verdict.outcome === "deny" ? verdict.userId : undefined;
+    const reason = verdict.outcome === "allow" ? undefined : verdict.reason;
+    const budgeted = userId === undefined && (reason === undefined || !ALWAYS_LOGGED.has(reason));
+    if (budgeted && !mayLog(event.method, `${verdict.outcome}/${reason ?? "none"}`)) return;
     const record: Record<string, unknown> = {
-      method: entry.path,
+      method: pathOf(event.method),
       outcome: verdict.outcome,
       stage: event.stage,
       latencyMs: Math.round(event.durationMs * 1000) / 1000,
@@ -133,7 +179,7 @@ export function createDecisionLog(logger: Logger, options: DecisionLogOptions = 
       record["userId"] = userId;
       record["principalKind"] = principalKindLabel(verdict);
     }
-    if (verdict.outcome !== "allow") record["reason"] = verdict.reason;
+    if (reason !== undefined) record["reason"] = reason;
     if (verdict.outcome === "deny") {
       if (verdict.metadata !== undefined) Object.assign(record, verdict.metadata);
       // What exactly was wrong, for the developer (a TokenRejectedError's code such as
@@ -148,10 +194,6 @@ export function createDecisionLog(logger: Logger, options: DecisionLogOptions = 
       record["shadowSource"] = event.shadow.source;
     }
     if (verdict.outcome === "unavailable") record["error"] = describeCause(verdict.cause);
-    if (budget !== undefined && budget.suppressed > 0) {
-      record["suppressed"] = budget.suppressed;
-      budget.suppressed = 0;
-    }
     logger[level](record, "auth decision");
   };
 }

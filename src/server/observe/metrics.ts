@@ -2,11 +2,12 @@
  * The Prometheus side of observability: a counter of decisions by method,
  * outcome and reason, and a histogram of decision latency by outcome.
  */
-import type { DescMethod } from "@bufbuild/protobuf";
+import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { Counter, Histogram, type Registry } from "prom-client";
 import type { DecisionEvent } from "../../decide/event.js";
 import type { Verdict } from "../../decide/verdict.js";
 import { principalKind } from "../../principal.js";
+import type { DenyReason } from "../../reasons.js";
 
 /**
  * Latency buckets in seconds. A decision is microseconds when nothing needs
@@ -21,6 +22,53 @@ const NO_REASON = "none";
 /** Key prefix of the shadow counter's children in the per-method cache (not a decision outcome). */
 const WOULD_DENY = "would_deny";
 
+/** Label value of `method` for a method outside the server's services, and of `reason` for one outside {@link KNOWN_REASONS}. */
+export const UNKNOWN_LABEL = "unknown";
+
+/**
+ * Every reason code a decision may carry (src/reasons.ts), as a value: a label value outside it
+ * is written `unknown`, so no caller (nor an application callback) can add series at will.
+ * `satisfies` keeps it complete when a reason is added.
+ */
+const KNOWN_REASONS: ReadonlySet<string> = new Set(
+  Object.keys({
+    TOKEN_MISSING: true,
+    TOKEN_MALFORMED: true,
+    TOKEN_INVALID: true,
+    TOKEN_EXPIRED: true,
+    TOKEN_LIFETIME_EXCEEDED: true,
+    TOKEN_WRONG_TYPE: true,
+    TOKEN_REVOKED: true,
+    USER_INACTIVE: true,
+    UNKNOWN_ISSUER: true,
+    IDENTITY_NOT_LINKED: true,
+    GATEWAY_UNTRUSTED: true,
+    PERMISSION_MISSING: true,
+    STAFF_REQUIRED: true,
+    SUPERUSER_REQUIRED: true,
+    PRINCIPAL_KIND: true,
+    CONDITION_FAILED: true,
+    CONDITION_ERROR: true,
+    AUTHORIZE_DENIED: true,
+    AUTH_BACKEND_UNAVAILABLE: true,
+    RESOURCE_UNAVAILABLE: true,
+    AUTHORIZE_UNAVAILABLE: true,
+  } satisfies Record<DenyReason, true>),
+);
+
+/** Most distinct `method` label values when the server's services are not given; the rest are `unknown`. */
+const MAX_METHOD_LABELS = 1024;
+
+/** Options of {@link createDecisionMetrics}. */
+export interface DecisionMetricsOptions {
+  /**
+   * The services the server routes: a decision about any other method is counted under
+   * `method="unknown"`. Default: none given, and then at most 1024 distinct methods get a
+   * label value of their own, the rest `unknown`.
+   */
+  services?: readonly DescService[] | undefined;
+}
+
 /** Counts one decision; see {@link createDecisionMetrics}. */
 export type DecisionMetrics = (event: DecisionEvent) => void;
 
@@ -30,9 +78,22 @@ export type DecisionMetrics = (event: DecisionEvent) => void;
  * counter `protoguard_auth_principal_decisions_total{principal_kind,outcome}`,
  * histogram `protoguard_auth_decision_seconds{outcome}`, and counter
  * `protoguard_auth_shadow_would_deny_total{method,reason}` of admitted
- * calls a shadow rule would have refused.
+ * calls a shadow rule would have refused. Label values are bounded to what
+ * the server knows: `method` is `unknown` for a method outside
+ * `options.services`, `reason` is `unknown` for a code not in src/reasons.ts.
  */
-export function createDecisionMetrics(registry: Registry): DecisionMetrics {
+export function createDecisionMetrics(registry: Registry, options: DecisionMetricsOptions = {}): DecisionMetrics {
+  const known =
+    options.services === undefined ? undefined : new Set(options.services.flatMap((service) => service.methods));
+  let labelled = 0;
+  /** The `method` label value: the path of a method the server knows, else `unknown`. */
+  const methodLabel = (method: DescMethod): string => {
+    if (known !== undefined) return known.has(method) ? methodPath(method) : UNKNOWN_LABEL;
+    if (labelled >= MAX_METHOD_LABELS) return UNKNOWN_LABEL;
+    labelled++;
+    return methodPath(method);
+  };
+  const reasonLabel = (reason: string): string => (KNOWN_REASONS.has(reason) ? reason : UNKNOWN_LABEL);
   const decisions = new Counter({
     name: "protoguard_auth_decisions_total",
     help: "Authorization decisions by method, outcome (allow, deny, unavailable) and reason code.",
@@ -75,21 +136,23 @@ export function createDecisionMetrics(registry: Registry): DecisionMetrics {
     deny: latency.labels("deny"),
     unavailable: latency.labels("unavailable"),
   };
-  const byMethod = new Map<DescMethod, Map<string, Counter.Internal>>();
+  const byMethod = new Map<DescMethod, { label: string; children: Map<string, Counter.Internal> }>();
   const counterFor = (method: DescMethod, outcome: string, reason: string): Counter.Internal => {
     let counters = byMethod.get(method);
     if (counters === undefined) {
-      counters = new Map();
+      counters = { label: methodLabel(method), children: new Map() };
       byMethod.set(method, counters);
     }
     const key = `${outcome}/${reason}`;
-    let child = counters.get(key);
+    let child = counters.children.get(key);
     if (child === undefined) {
+      const label = reason === NO_REASON ? reason : reasonLabel(reason);
       child =
         outcome === WOULD_DENY
-          ? wouldDeny.labels(methodPath(method), reason)
-          : decisions.labels(methodPath(method), outcome, reason);
-      counters.set(key, child);
+          ? wouldDeny.labels(counters.label, label)
+          : decisions.labels(counters.label, outcome, label);
+      // Children are kept per known reason only: an unknown one is looked up each time.
+      if (label === reason) counters.children.set(key, child);
     }
     return child;
   };

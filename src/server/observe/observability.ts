@@ -10,6 +10,7 @@
  * This file puts the two together; the log lines are `decision-log.ts`'s,
  * the metrics `metrics.ts`'s.
  */
+import type { DescService } from "@bufbuild/protobuf";
 import type { DestinationStream, Logger } from "pino";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import type { DecisionEvent } from "../../decide/event.js";
@@ -32,14 +33,20 @@ export interface ObservabilityOptions {
   /** Also collect prom-client's default process metrics (CPU, memory, event loop, GC). Default true. */
   defaultMetrics?: boolean;
   /**
-   * Most log lines per second for refusals of one kind (same method,
-   * outcome and reason). A flood of forged or missing tokens would otherwise
-   * cost a log line each and bury everything else; past the limit, refusals
-   * are only counted, and the next line written for that kind carries
-   * `suppressed: N`. Metrics always count every decision, and allowed calls
-   * are always logged. 0 means no limit. Default 100.
+   * Most log lines per second, as a whole, for refusals and anonymous calls (whatever their
+   * method and reason). A flood of forged or missing tokens would otherwise cost a log line
+   * each and bury everything else; past the limit they are only counted, and one line per
+   * second, `msg: "auth decisions suppressed"`, gives their counts by outcome and reason.
+   * Metrics always count every decision; decisions about an identified caller and refusals of
+   * a revoked token or an inactive user are always logged. 0 means no limit. Default 100.
    */
   maxRefusalLogsPerSecond?: number;
+  /**
+   * The services the server routes, so metric label values stay within them: a decision
+   * about any other method is counted under `method="unknown"`. Default: not given, and at most
+   * 1024 distinct methods get a label value of their own.
+   */
+  services?: readonly DescService[];
   /** Clock in milliseconds, for tests. Default `Date.now`. */
   now?: () => number;
 }
@@ -61,8 +68,9 @@ export interface Observability {
  *   interceptor, or recheck when an open stream is decided again) and
  *   `latencyMs` (and `shadow: "would_deny"` with `shadowReason` when a
  *   shadow rule would have refused the call); denials and allows at info, unavailable at error with the
- *   backend's error message; refusals of one kind are capped
- *   at `maxRefusalLogsPerSecond` lines, the rest counted in `suppressed`;
+ *   backend's error message; refusals and anonymous calls are capped as a
+ *   whole at `maxRefusalLogsPerSecond` lines per second, the rest summarised
+ *   once a second in one `"auth decisions suppressed"` line;
  * - counter `protoguard_auth_decisions_total{method,outcome,reason}`,
  *   counter `protoguard_auth_principal_decisions_total{principal_kind,outcome}`
  *   (principal_kind user, service or anonymous), histogram
@@ -81,7 +89,7 @@ export function createObservability(options: ObservabilityOptions = {}): Observa
   const logger = options.logger ?? createLogger({ level: options.level, destination: options.destination });
   const registry = options.registry ?? new Registry();
   if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
-  const count = createDecisionMetrics(registry);
+  const count = createDecisionMetrics(registry, { services: options.services });
   const log = createDecisionLog(logger, { maxRefusalLogsPerSecond: options.maxRefusalLogsPerSecond, now: options.now });
   return {
     logger,

@@ -24,6 +24,9 @@ export interface Answer {
 
 const endStreamSerialization = createEndStreamSerialization(undefined);
 
+/** Most answers kept per pre-filter. */
+const MAX_CACHED_ANSWERS = 512;
+
 /** The refusal for `verdict` in `protocol`, from `cache` or built and kept there. */
 export function answerFor(cache: Map<string, Answer>, protocol: Protocol, verdict: Deny | Unavailable): Answer {
   const contentType = protocol.kind === "connect-unary" ? "" : protocol.contentType.toLowerCase();
@@ -32,8 +35,10 @@ export function answerFor(cache: Map<string, Answer>, protocol: Protocol, verdic
   if (answer === undefined) {
     answer = buildAnswer(protocol, verdict);
     // Keys are bounded by protocols × reasons × messages; permission
-    // messages name a permission from the rules, so the set is finite.
-    cache.set(key, answer);
+    // messages name a permission from the rules, so the set is finite. The
+    // cap holds whatever messages a deny carries (an application's own, say):
+    // past it, answers are built per call and never kept.
+    if (cache.size < MAX_CACHED_ANSWERS) cache.set(key, answer);
   }
   return answer;
 }
