@@ -367,15 +367,20 @@ describe("a new app installs the packed package and follows the README", { timeo
 
   it("the main entry point loads no database driver, logger or metrics library; the client nothing of Node", async () => {
     const dist = join(app, "node_modules", "protoguard", "dist", "src");
-    const main = await packagesReached(join(dist, "index.js"));
+    const main = await packagesReached(join(dist, "exports", "protoguard.js"));
     for (const heavy of ["@electric-sql/pglite", "postgres", "pino", "prom-client", "drizzle-orm"]) {
       assert.ok(!main.has(heavy), `protoguard loads ${heavy}`);
     }
     assert.ok(main.has("jose") && main.has("@connectrpc/connect"));
-    const store = await packagesReached(join(dist, "store", "index.js"));
+    // The library authors' entry point is as light: a store or transport of your own brings its own.
+    const core = await packagesReached(join(dist, "exports", "core.js"));
+    for (const heavy of ["@electric-sql/pglite", "postgres", "pino", "prom-client", "drizzle-orm"]) {
+      assert.ok(!core.has(heavy), `protoguard/core loads ${heavy}`);
+    }
+    const store = await packagesReached(join(dist, "exports", "store.js"));
     assert.ok(store.has("drizzle-orm") && !store.has("pino") && !store.has("prom-client"));
     // The client session bundles for the browser: no Node built-in, nothing of the server.
-    const client = [...(await packagesReached(join(dist, "client", "index.js")))];
+    const client = [...(await packagesReached(join(dist, "exports", "client.js")))];
     assert.deepEqual(
       client.filter((p) => p.startsWith("node:") || p === "jose" || p === "pino"),
       [],

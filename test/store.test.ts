@@ -381,7 +381,7 @@ describeOr(skipWithoutPostgres, "store on PostgreSQL", { timeout: SUITE_TIMEOUT 
   it("drops its throwaway database on close", async () => {
     const temp = await createTestDatabase({ driver: "postgres", url: databaseUrl! });
     const name = new URL(temp.url!).pathname.slice(1);
-    assert.match(name, /^protoguard_test_[0-9a-f]+$/);
+    assert.match(name, /^protoguard_test_[0-9a-z_]+$/);
     await temp.close();
     const probe = await openDatabase({ url: databaseUrl!, max: 1 });
     try {
