@@ -364,8 +364,12 @@ async function apply(tx: DrizzleDb, snap: DjangoSnapshot, at: Date, dryRun: bool
     }
     const wanted = userValues(user);
     if (current === undefined) {
-      // The credentials are as old as the account: tokens Django issued stay good.
-      newUsers.push({ id, ...wanted, credentialsChangedAt: wanted.dateJoined ?? new Date(0) });
+      // The credentials are as old as the account: tokens Django issued stay good. simplejwt
+      // writes iat in whole seconds, so the account's second is taken, not its millisecond: a
+      // token minted in the second the user joined would otherwise read as issued before.
+      const joined = wanted.dateJoined;
+      const credentialsChangedAt = joined == null ? new Date(0) : new Date(Math.floor(joined.getTime() / 1000) * 1000);
+      newUsers.push({ id, ...wanted, credentialsChangedAt });
       idByName.set(user.username, id);
       counts.created++;
     } else {
