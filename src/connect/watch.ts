@@ -130,14 +130,10 @@ interface WatchedCall {
  * `revalidateStreams`.
  */
 export function createCallWatch(options: CallWatchOptions): CallWatch {
-  const { decide, freshDecide, report, intervalMs, leewaySeconds } = options;
+  const { freshDecide, intervalMs, leewaySeconds } = options;
   const calls = new OpenCalls(() => recheckAll(), intervalMs);
+  const { recheck, armExpiry } = createRechecks(options, end);
   let subscribed = false;
-
-  // Re-checks wait their turn, so that a sweep over many open calls never
-  // holds more than a few database connections, and a re-check caused by
-  // a specific change (or an expiry) goes before the bulk.
-  const limiter = createLimiter(MAX_CONCURRENT_RECHECKS);
 
   function onEvent(event: InvalidationEvent): void {
     if (calls.size === 0) return;
@@ -150,6 +146,89 @@ export function createCallWatch(options: CallWatchOptions): CallWatch {
     const batch = freshDecide();
     calls.each((call) => recheck(call, batch, "change", "bulk"));
   }
+
+  function open(req: StreamRequest, token: TokenIdentity): WatchedCall {
+    const call: WatchedCall = {
+      method: req.method,
+      headers: req.header,
+      origin: originOf(req.contextValues),
+      token,
+      values: req.contextValues,
+      controller: new AbortController(),
+      expiryTimer: undefined,
+      queued: undefined,
+      ticket: 0,
+      checking: false,
+      again: false,
+      againTimed: false,
+      ended: false,
+    };
+    calls.add(call);
+    if (token.expiresAt !== undefined) {
+      armExpiry(call, Math.ceil(token.expiresAt + (leewaySeconds ?? 0)) * 1000 + EXPIRY_MARGIN_MS, "expiry");
+    }
+    if (!subscribed && options.onInvalidation !== undefined) {
+      // Registered on first use and kept: one listener serves every call.
+      subscribed = true;
+      options.onInvalidation(onEvent);
+    }
+    return call;
+  }
+
+  function close(call: WatchedCall): void {
+    if (call.ended) return;
+    call.ended = true;
+    clearTimeout(call.expiryTimer);
+    calls.remove(call);
+  }
+
+  function end(call: WatchedCall, reason: Error): void {
+    close(call);
+    call.controller.abort(reason);
+  }
+
+  return {
+    get size() {
+      return calls.size;
+    },
+    async run(req, verdict, next) {
+      if (req.signal.aborted) return next(req);
+      const call = open(req, verdict.token);
+      const authAbort = call.controller.signal;
+      // Connect aborts the call's signal when the call ends, however it ends.
+      req.signal.addEventListener("abort", () => close(call), { once: true });
+      req.contextValues.set(authSignalKey, authAbort);
+      const response = await raceAbort(
+        next({
+          ...req,
+          signal: linkSignals(req.signal, authAbort),
+          message: failOnAbort(req.message, authAbort),
+        }),
+        authAbort,
+      );
+      return response.stream ? { ...response, message: failOnAbort(response.message, authAbort) } : response;
+    },
+  };
+}
+
+/**
+ * Deciding open calls again: each re-check waits its turn (a few at once,
+ * changes to a call's own user or token before the bulk of a sweep), is
+ * decided, and either ends the call (`end`) or, at its token's `exp`, arms
+ * the next look.
+ */
+function createRechecks(
+  options: Pick<CallWatchOptions, "decide" | "freshDecide" | "report">,
+  end: (call: WatchedCall, reason: Error) => void,
+): {
+  recheck(call: WatchedCall, decideNow: Decide, cause: RecheckCause, priority: Priority): void;
+  armExpiry(call: WatchedCall, at: number, cause: "expiry" | "step"): void;
+} {
+  const { decide, freshDecide, report } = options;
+  // Re-checks wait their turn, so that a sweep over many open calls never
+  // holds more than a few database connections, and a re-check caused by
+  // a specific change (or an expiry) goes before the bulk.
+  const limiter = createLimiter(MAX_CONCURRENT_RECHECKS);
 
   function recheck(call: WatchedCall, decideNow: Decide, cause: RecheckCause, priority: Priority): void {
     if (call.ended) return;
@@ -240,68 +319,7 @@ export function createCallWatch(options: CallWatchOptions): CallWatch {
     call.expiryTimer.unref();
   }
 
-  function open(req: StreamRequest, token: TokenIdentity): WatchedCall {
-    const call: WatchedCall = {
-      method: req.method,
-      headers: req.header,
-      origin: originOf(req.contextValues),
-      token,
-      values: req.contextValues,
-      controller: new AbortController(),
-      expiryTimer: undefined,
-      queued: undefined,
-      ticket: 0,
-      checking: false,
-      again: false,
-      againTimed: false,
-      ended: false,
-    };
-    calls.add(call);
-    if (token.expiresAt !== undefined) {
-      armExpiry(call, Math.ceil(token.expiresAt + (leewaySeconds ?? 0)) * 1000 + EXPIRY_MARGIN_MS, "expiry");
-    }
-    if (!subscribed && options.onInvalidation !== undefined) {
-      // Registered on first use and kept: one listener serves every call.
-      subscribed = true;
-      options.onInvalidation(onEvent);
-    }
-    return call;
-  }
-
-  function close(call: WatchedCall): void {
-    if (call.ended) return;
-    call.ended = true;
-    clearTimeout(call.expiryTimer);
-    calls.remove(call);
-  }
-
-  function end(call: WatchedCall, reason: Error): void {
-    close(call);
-    call.controller.abort(reason);
-  }
-
-  return {
-    get size() {
-      return calls.size;
-    },
-    async run(req, verdict, next) {
-      if (req.signal.aborted) return next(req);
-      const call = open(req, verdict.token);
-      const authAbort = call.controller.signal;
-      // Connect aborts the call's signal when the call ends, however it ends.
-      req.signal.addEventListener("abort", () => close(call), { once: true });
-      req.contextValues.set(authSignalKey, authAbort);
-      const response = await raceAbort(
-        next({
-          ...req,
-          signal: linkSignals(req.signal, authAbort),
-          message: failOnAbort(req.message, authAbort),
-        }),
-        authAbort,
-      );
-      return response.stream ? { ...response, message: failOnAbort(response.message, authAbort) } : response;
-    },
-  };
+  return { recheck, armExpiry };
 }
 
 /**
