@@ -3,7 +3,17 @@ import eslint from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["gen/**", "dist/**", "node_modules/**", "drizzle/**", "bench/out/**", "example/web/dist/**", "docs-api/**"] },
+  {
+    ignores: [
+      "gen/**",
+      "dist/**",
+      "node_modules/**",
+      "drizzle/**",
+      "bench/out/**",
+      "example/web/dist/**",
+      "docs-api/**",
+    ],
+  },
   eslint.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -292,18 +292,34 @@ function userValues(user: DjangoUser) {
 
 async function apply(tx: DrizzleDb, snap: DjangoSnapshot, at: Date, dryRun: boolean): Promise<DjangoImportReport> {
   const notes = [...snap.notes];
-  const counts = { created: 0, updated: 0, deactivated: 0, unchanged: 0, skipped: 0 };
-  const grants = { added: 0, removed: 0 };
-  const resets: { username: string; scheme: string }[] = [];
   // Two imports at once would race on the same rows: the second waits for the first.
   await tx.execute(dsql`select pg_advisory_xact_lock(hashtext('protoguard.import.django'))`);
+  const permissionsDone = await importPermissions(tx, snap);
+  const groupsDone = await importGroups(tx, snap, notes);
+  const records = await readImportRecords(tx);
+  const usersDone = await importUsers(tx, snap, records, at, notes);
+  usersDone.counts.deactivated += await deactivateRemovedUsers(tx, snap, records.parsed, at);
+  const grants = await mirrorGrants(tx, snap, usersDone.imported, groupsDone.groupOf, permissionsDone.permissionOf);
+  await advanceUserIds(tx);
+  return Object.freeze({
+    dryRun,
+    users: usersDone.counts,
+    groups: { created: groupsDone.created },
+    permissions: { created: permissionsDone.created },
+    grants,
+    passwordResetRequired: usersDone.resets,
+    notes,
+  });
+}
 
+/** Permissions by app_label.codename: created when missing, never deleted. */
+async function importPermissions(tx: DrizzleDb, snap: DjangoSnapshot) {
   // Permissions: by app_label.codename; created when missing, never deleted.
   const existingPerms = await tx
     .select({ id: permissions.id, appLabel: permissions.appLabel, codename: permissions.codename })
     .from(permissions);
   const permIds = new Map(existingPerms.map((p) => [`${p.appLabel}.${p.codename}`, p.id]));
-  let permissionsCreated = 0;
+  let created = 0;
   for (const perm of new Set(snap.permissions.values())) {
     if (permIds.has(perm)) continue;
     const dot = perm.indexOf(".");
@@ -312,17 +328,22 @@ async function apply(tx: DrizzleDb, snap: DjangoSnapshot, at: Date, dryRun: bool
       .values({ appLabel: perm.slice(0, dot), codename: perm.slice(dot + 1) })
       .returning({ id: permissions.id });
     permIds.set(perm, row!.id);
-    permissionsCreated++;
+    created++;
   }
   const permissionOf = (djangoId: number) => {
     const name = snap.permissions.get(djangoId);
     return name === undefined ? undefined : permIds.get(name);
   };
 
+  return { permissionOf, created };
+}
+
+/** Groups by name, created when missing. */
+async function importGroups(tx: DrizzleDb, snap: DjangoSnapshot, notes: string[]) {
   // Groups: by name.
   const existingGroups = await tx.select({ id: groups.id, name: groups.name }).from(groups);
   const groupIds = new Map(existingGroups.map((g) => [g.name, g.id]));
-  let groupsCreated = 0;
+  let created = 0;
   for (const name of snap.groups.values()) {
     if (groupIds.has(name)) continue;
     if (name.length === 0 || name.length > 150) {
@@ -331,17 +352,35 @@ async function apply(tx: DrizzleDb, snap: DjangoSnapshot, at: Date, dryRun: bool
     }
     const [row] = await tx.insert(groups).values({ name }).returning({ id: groups.id });
     groupIds.set(name, row!.id);
-    groupsCreated++;
+    created++;
   }
   const groupOf = (djangoId: number) => {
     const name = snap.groups.get(djangoId);
     return name === undefined ? undefined : groupIds.get(name);
   };
 
-  // Users.
+  return { groupOf, created };
+}
+
+/** What earlier imports read of each user (`django_imported_users`), parsed and as stored. */
+async function readImportRecords(tx: DrizzleDb) {
   const recordRows = await tx.select().from(djangoImportedUsers);
-  const records = new Map(recordRows.map((r) => [r.userId, parseSource(r.source)] as const));
-  const recordTexts = new Map(recordRows.map((r) => [r.userId, r.source] as const));
+  return {
+    parsed: new Map(recordRows.map((r) => [r.userId, parseSource(r.source)] as const)),
+    texts: new Map(recordRows.map((r) => [r.userId, r.source] as const)),
+  };
+}
+
+/** Users: created with Django's ids, or updated where Django changed them since the last import. */
+async function importUsers(
+  tx: DrizzleDb,
+  snap: DjangoSnapshot,
+  { parsed: records, texts: recordTexts }: Awaited<ReturnType<typeof readImportRecords>>,
+  at: Date,
+  notes: string[],
+) {
+  const counts = { created: 0, updated: 0, deactivated: 0, unchanged: 0, skipped: 0 };
+  const resets: { username: string; scheme: string }[] = [];
   // Every user read once, not twice per Django user.
   const byId = new Map((await tx.select().from(users)).map((u) => [u.id, u] as const));
   const idByName = new Map([...byId.values()].map((u) => [u.username, u.id] as const));
@@ -383,42 +422,11 @@ async function apply(tx: DrizzleDb, snap: DjangoSnapshot, at: Date, dryRun: bool
           `Django user ${id} "${user.username}" collides with protoguard user ${id} "${current.username}"`,
         );
       }
-      // A field is applied when Django changed it since the last import (all of them the first time).
-      const changedInDjango = (field: keyof DjangoUser) => previous === undefined || previous[field] !== user[field];
-      const set: Partial<typeof users.$inferInsert> = {};
-      if (changedInDjango("username") && current.username !== wanted.username) {
-        set.username = wanted.username;
+      const { set, passwordChanged, deactivate } = changesFromDjango(current, user, wanted, previous);
+      if (set.username !== undefined) {
         idByName.delete(current.username);
-        idByName.set(wanted.username, id);
+        idByName.set(set.username, id);
       }
-      if (changedInDjango("email") && current.email !== wanted.email) set.email = wanted.email;
-      if (changedInDjango("isStaff") && current.isStaff !== wanted.isStaff) set.isStaff = wanted.isStaff;
-      if (changedInDjango("isSuperuser") && current.isSuperuser !== wanted.isSuperuser) {
-        set.isSuperuser = wanted.isSuperuser;
-      }
-      if (
-        changedInDjango("dateJoined") &&
-        wanted.dateJoined !== undefined &&
-        current.dateJoined.getTime() !== wanted.dateJoined.getTime()
-      ) {
-        set.dateJoined = wanted.dateJoined;
-      }
-      if (
-        changedInDjango("lastLogin") &&
-        wanted.lastLogin !== null &&
-        (current.lastLogin === null || current.lastLogin.getTime() < wanted.lastLogin.getTime())
-      ) {
-        set.lastLogin = wanted.lastLogin;
-      }
-      const passwordChanged =
-        changedInDjango("password") &&
-        (current.password !== wanted.password || current.passwordResetRequired !== wanted.passwordResetRequired);
-      if (passwordChanged) {
-        set.password = wanted.password;
-        set.passwordResetRequired = wanted.passwordResetRequired;
-      }
-      const deactivate = changedInDjango("isActive") && current.isActive && !wanted.isActive;
-      if (changedInDjango("isActive") && current.isActive !== wanted.isActive) set.isActive = wanted.isActive;
       if (Object.keys(set).length > 0) {
         await tx.update(users).set(set).where(eq(users.id, id));
         // A new password or a deactivation ends the sessions, as when done here.
@@ -451,7 +459,65 @@ async function apply(tx: DrizzleDb, snap: DjangoSnapshot, at: Date, dryRun: bool
       });
   }
 
-  // Imported before, gone from Django now: deactivated, never deleted.
+  return { counts, resets, imported };
+}
+
+/**
+ * The fields of `current` to set from Django's `user` (`wanted`, as protoguard stores it): a
+ * field is applied when Django changed it since the last import (`previous`; all of them the
+ * first time), so a change made here, or a hash upgraded at login, is kept.
+ */
+function changesFromDjango(
+  current: typeof users.$inferSelect,
+  user: DjangoUser,
+  wanted: ReturnType<typeof userValues>,
+  previous: DjangoUser | undefined,
+): { set: Partial<typeof users.$inferInsert>; passwordChanged: boolean; deactivate: boolean } {
+  // A field is applied when Django changed it since the last import (all of them the first time).
+  const changedInDjango = (field: keyof DjangoUser) => previous === undefined || previous[field] !== user[field];
+  const set: Partial<typeof users.$inferInsert> = {};
+  if (changedInDjango("username") && current.username !== wanted.username) {
+    set.username = wanted.username;
+  }
+  if (changedInDjango("email") && current.email !== wanted.email) set.email = wanted.email;
+  if (changedInDjango("isStaff") && current.isStaff !== wanted.isStaff) set.isStaff = wanted.isStaff;
+  if (changedInDjango("isSuperuser") && current.isSuperuser !== wanted.isSuperuser) {
+    set.isSuperuser = wanted.isSuperuser;
+  }
+  if (
+    changedInDjango("dateJoined") &&
+    wanted.dateJoined !== undefined &&
+    current.dateJoined.getTime() !== wanted.dateJoined.getTime()
+  ) {
+    set.dateJoined = wanted.dateJoined;
+  }
+  if (
+    changedInDjango("lastLogin") &&
+    wanted.lastLogin !== null &&
+    (current.lastLogin === null || current.lastLogin.getTime() < wanted.lastLogin.getTime())
+  ) {
+    set.lastLogin = wanted.lastLogin;
+  }
+  const passwordChanged =
+    changedInDjango("password") &&
+    (current.password !== wanted.password || current.passwordResetRequired !== wanted.passwordResetRequired);
+  if (passwordChanged) {
+    set.password = wanted.password;
+    set.passwordResetRequired = wanted.passwordResetRequired;
+  }
+  const deactivate = changedInDjango("isActive") && current.isActive && !wanted.isActive;
+  if (changedInDjango("isActive") && current.isActive !== wanted.isActive) set.isActive = wanted.isActive;
+  return { set, passwordChanged, deactivate };
+}
+
+/** Users imported before and gone from Django now: deactivated (never deleted); how many. */
+async function deactivateRemovedUsers(
+  tx: DrizzleDb,
+  snap: DjangoSnapshot,
+  records: ReadonlyMap<number, DjangoUser | undefined>,
+  at: Date,
+): Promise<number> {
+  let deactivated = 0;
   for (const [id, previous] of records) {
     if (snap.users.has(id) || previous === undefined) continue;
     const done = await tx
@@ -461,7 +527,7 @@ async function apply(tx: DrizzleDb, snap: DjangoSnapshot, at: Date, dryRun: bool
       .returning({ id: users.id });
     if (done.length > 0) {
       await revokeUserSessions(tx, id, at);
-      counts.deactivated++;
+      deactivated++;
     }
     await tx
       .update(djangoImportedUsers)
@@ -469,7 +535,18 @@ async function apply(tx: DrizzleDb, snap: DjangoSnapshot, at: Date, dryRun: bool
       .where(eq(djangoImportedUsers.userId, id));
   }
 
-  // Memberships and grants of imported users, and permissions of Django's groups: as in Django.
+  return deactivated;
+}
+
+/** Memberships and grants of imported users, and permissions of Django's groups: as in Django. */
+async function mirrorGrants(
+  tx: DrizzleDb,
+  snap: DjangoSnapshot,
+  imported: ReadonlySet<number>,
+  groupOf: (djangoId: number) => number | undefined,
+  permissionOf: (djangoId: number) => number | undefined,
+): Promise<{ added: number; removed: number }> {
+  const grants = { added: 0, removed: 0 };
   const importedIds = [...imported];
   const wantedMemberships = pairs(
     snap.userGroups.filter(([u]) => imported.has(u)).map(([u, g]) => [u, groupOf(g)] as const),
@@ -517,22 +594,16 @@ async function apply(tx: DrizzleDb, snap: DjangoSnapshot, at: Date, dryRun: bool
     });
   }
 
-  // Identity values must continue past Django's ids, or the next `user create` collides.
+  return grants;
+}
+
+/** Identity values must continue past Django's ids, or the next `user create` collides. */
+async function advanceUserIds(tx: DrizzleDb): Promise<void> {
   await tx.execute(dsql`
     select setval(pg_get_serial_sequence('users', 'id'), m)
     from (select max(id) as m from ${users}) as t
     where m is not null
       and m > coalesce(pg_sequence_last_value(pg_get_serial_sequence('users', 'id')::regclass), 0)`);
-
-  return Object.freeze({
-    dryRun,
-    users: counts,
-    groups: { created: groupsCreated },
-    permissions: { created: permissionsCreated },
-    grants,
-    passwordResetRequired: resets,
-    notes,
-  });
 }
 
 /** Distinct `[a, b]` pairs, dropping those naming something not imported. */
