@@ -12,9 +12,13 @@ const config = {
   treatWarningsAsErrors: true,
   excludePrivate: true,
   excludeInternal: true,
+  // Source links need a hosted git remote; a clone (CI's, a user's) may have none or a path.
+  disableSources: true,
   // protoc-gen-es marks what it generates with @generated.
   blockTags: [...OptionDefaults.blockTags, "@generated"],
   highlightLanguages: [...OptionDefaults.highlightLanguages, "sql", "proto"],
   validation: { notExported: true, invalidLink: true, rewrittenLink: true, notDocumented: false },
+  // Generated messages are published as protoguard/gen/protoguard/v1/*, documented by their .proto.
+  intentionallyNotExported: ["Rule"],
 };
 export default config;

@@ -22,7 +22,7 @@ export interface Principal {
   readonly permissions: ReadonlySet<string>;
   /**
    * `"user"` for a person, `"service"` for a service account. Absent means
-   * `"user"`, so a {@link PrincipalSource} written before service accounts
+   * `"user"`, so a `PrincipalSource` (protoguard/core) written before service accounts
    * existed keeps working.
    */
   readonly kind?: PrincipalKindName;
@@ -50,7 +50,7 @@ export function principalHasPermission(principal: Principal, permission: string)
  * What a user lookup found for a user id (and token). Checked in this order:
  * `not_found`, `inactive`, `revoked`, `ok`, so a deleted or disabled account
  * is reported as such even when its token is also revoked. A
- * {@link PrincipalSource} of your own (bring your own user store) returns it.
+ * `PrincipalSource` (protoguard/core) of your own (bring your own user store) returns it.
  */
 export type PrincipalLookup =
   | { status: "ok"; principal: Principal }

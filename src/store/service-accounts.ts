@@ -255,7 +255,7 @@ export async function findServiceByTlsIdentity(
  * the tokens issued with it (`credentials_changed_at` is bumped).
  *
  * The account's row is locked first, so an exchange issuing a token from the old secret at that
- * moment (see {@link issueWhileServiceSecretHolds}) finishes before; without `rotatedAt`, the
+ * moment (see `issueWhileServiceSecretHolds`) finishes before; without `rotatedAt`, the
  * change is stamped after that, a millisecond past any token it issued, so that token is
  * revoked too.
  *

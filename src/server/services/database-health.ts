@@ -16,7 +16,7 @@ export const DATABASE_HEALTH_SERVICE = "protoguard.database";
 /** Health service name of the invalidation notifications (LISTEN connection and heartbeat). */
 export const NOTIFICATIONS_HEALTH_SERVICE = "protoguard.notifications";
 
-/** Options of {@link watchDatabaseHealth}. */
+/** Options of `watchDatabaseHealth`. */
 export interface DatabaseHealthOptions {
   /** Interval of the database probe (`select 1` over the query pool), ms. Default 2000. */
   probeIntervalMs?: number;
@@ -27,7 +27,7 @@ export interface DatabaseHealthOptions {
 /** Defaults of {@link DatabaseHealthOptions}. */
 export const DATABASE_HEALTH_DEFAULTS = Object.freeze({ probeIntervalMs: 2000, probeTimeoutMs: 3000 });
 
-/** The parts {@link watchDatabaseHealth} reports on and to. */
+/** The parts `watchDatabaseHealth` reports on and to. */
 export interface DatabaseHealthParts {
   readonly database: Database;
   readonly principals: Pick<CachedPrincipalSource, "notifications" | "onNotificationsChange">;
