@@ -2,7 +2,15 @@
  * Signing and verification keys: parsing, validation against the algorithm they are bound to,
  * `kid` assignment, and the public JWKS.
  */
-import { createHmac, createPrivateKey, createPublicKey, generateKeyPair, KeyObject, webcrypto } from "node:crypto";
+import {
+  createHmac,
+  createPrivateKey,
+  createSecretKey,
+  createPublicKey,
+  generateKeyPair,
+  KeyObject,
+  webcrypto,
+} from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { calculateJwkThumbprint } from "jose";
@@ -45,6 +53,11 @@ export interface VerificationKey {
   readonly alg: TokenAlgorithm;
   /** Non-extractable WebCrypto key (public key, or the HMAC secret) with the `verify` usage. */
   readonly key: CryptoKey;
+  /**
+   * The same key as a `node:crypto` KeyObject, when the keyring made it: what the synchronous
+   * signature pre-check uses (Node 24 deprecates making one from a non-extractable CryptoKey).
+   */
+  readonly nodeKey?: KeyObject;
 }
 
 /** The key new tokens are signed with. */
@@ -185,7 +198,7 @@ async function prepareHmac(config: Extract<KeyConfig, { alg: "HS256" }>, where: 
   const kid = config.kid ?? `hs256-${tag.slice(0, 16)}`;
   const key = await subtle.importKey("raw", bytes, HMAC_PARAMS, false, ["sign", "verify"]);
   return {
-    verification: Object.freeze({ kid, alg: "HS256", key }),
+    verification: Object.freeze({ kid, alg: "HS256", key, nodeKey: createSecretKey(bytes) }),
     signing: Object.freeze({ kid, alg: "HS256", key }),
     publicJwk: undefined,
     fingerprint: `oct:${tag}`,
@@ -223,7 +236,7 @@ async function prepareAsymmetric(
     ? await subtle.importKey("jwk", privateKey.export({ format: "jwk" }) as JsonWebKey, params, false, ["sign"])
     : undefined;
   return {
-    verification: Object.freeze({ kid, alg, key: verifyKey }),
+    verification: Object.freeze({ kid, alg, key: verifyKey, nodeKey: publicKey }),
     signing: signKey ? Object.freeze({ kid, alg, key: signKey }) : undefined,
     publicJwk: { ...pickPublicMembers(publicJwk), kid, alg, use: "sig" },
     fingerprint: `jwk:${thumbprint}`,

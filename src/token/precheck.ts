@@ -160,7 +160,7 @@ function flat(text: string): string {
 }
 
 function signatureCheck(key: VerificationKey): SignatureCheck {
-  const keyObject = KeyObject.from(key.key);
+  const keyObject = key.nodeKey ?? KeyObject.from(key.key);
   switch (key.alg) {
     case "HS256":
       return {
