@@ -34,10 +34,8 @@ import { chmodSync, existsSync, mkdtempSync, renameSync, rmdirSync, unlinkSync }
 import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import type { PGlite } from "@electric-sql/pglite";
-import { drizzle } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
-import type { Database, DrizzleDb } from "./database-handle.js";
-import * as schema from "./schema.js";
+import { postgresDatabase, type Database } from "./database-handle.js";
 
 /** Name of the socket inside a PGlite data directory (PostgreSQL's own name, so `psql -h <dir>` finds it). */
 export const DATA_DIR_SOCKET_FILE = ".s.PGSQL.5432";
@@ -364,12 +362,5 @@ export async function connectToDataDirHolder(dir: string): Promise<Database | un
     await sql.end({ timeout: 0 });
     return undefined;
   }
-  const db: DrizzleDb = drizzle({ client: sql, schema });
-  let closing: Promise<void> | undefined;
-  return {
-    db,
-    driver: "postgres",
-    client: { kind: "postgres", sql },
-    close: () => (closing ??= sql.end({ timeout: 5 })),
-  };
+  return postgresDatabase(sql);
 }

@@ -1,8 +1,9 @@
 /** What an open protoguard database is: the Drizzle handle every store function takes, and the driver under it. */
 import type { PGlite } from "@electric-sql/pglite";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
+import { drizzle } from "drizzle-orm/postgres-js";
 import type postgres from "postgres";
-import type * as schema from "./schema.js";
+import * as schema from "./schema.js";
 
 /**
  * A Drizzle database over protoguard's schema, whichever driver is behind it.
@@ -41,4 +42,19 @@ export interface Database {
    * it. Safe to call more than once.
    */
   close(): Promise<void>;
+}
+
+/**
+ * A {@link Database} over a postgres.js pool it owns: `close` ends the pool (once, however
+ * often it is called). `listenUrl` is where invalidations LISTEN, when not over the pool itself.
+ */
+export function postgresDatabase(sql: postgres.Sql, listenUrl?: string): Database {
+  const db: DrizzleDb = drizzle({ client: sql, schema });
+  let closing: Promise<void> | undefined;
+  return {
+    db,
+    driver: "postgres",
+    client: { kind: "postgres", sql, ...(listenUrl !== undefined && { listenUrl }) },
+    close: () => (closing ??= sql.end({ timeout: 5 })),
+  };
 }

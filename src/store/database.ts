@@ -3,13 +3,12 @@ import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
-import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
 import { acquireDataDirLock, isDataDirHeldHere, type DataDirLock } from "./data-dir-lock.js";
 import { connectToDataDirHolder, shareDataDir, type DataDirShare } from "./data-dir-socket.js";
 import { StoreError } from "./errors.js";
 import * as schema from "./schema.js";
-import type { Database, DrizzleDb } from "./database-handle.js";
+import { postgresDatabase, type Database, type DrizzleDb } from "./database-handle.js";
 
 /** Where {@link openDatabase} connects. */
 export interface OpenDatabaseOptions {
@@ -173,18 +172,7 @@ export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<D
       () => void ((sql.options as { fetch_types: boolean }).fetch_types = false),
       () => {},
     );
-    const db: DrizzleDb = drizzlePostgres({ client: sql, schema });
-    let closing: Promise<void> | undefined;
-    return {
-      db,
-      driver: "postgres",
-      client: {
-        kind: "postgres",
-        sql,
-        ...(options.listenUrl !== undefined && { listenUrl: options.listenUrl }),
-      },
-      close: () => (closing ??= sql.end({ timeout: 5 })),
-    };
+    return postgresDatabase(sql, options.listenUrl);
   }
 
   if (options.pglite !== undefined || options.dataDir === undefined) {

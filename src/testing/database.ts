@@ -6,10 +6,8 @@ import { hostname, tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import postgres from "postgres";
-import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { openDatabase } from "../store/database.js";
-import { type Database, type DrizzleDb } from "../store/database-handle.js";
-import * as schema from "../store/schema.js";
+import { postgresDatabase, type Database } from "../store/database-handle.js";
 import { MIGRATIONS_FOLDER, migrateDatabase } from "../store/migrate.js";
 
 /** Options of {@link createTestDatabase}. */
@@ -140,14 +138,7 @@ const IDLE_SECONDS = 1;
 /** A postgres.js pool on a test database that lets the process end when idle. */
 function openTestPool(url: string): Database {
   const sql = postgres(url, { max: 10, connect_timeout: 5, idle_timeout: IDLE_SECONDS, onnotice: () => {} });
-  const db: DrizzleDb = drizzlePostgres({ client: sql, schema });
-  let closing: Promise<void> | undefined;
-  return {
-    db,
-    driver: "postgres",
-    client: { kind: "postgres", sql },
-    close: () => (closing ??= sql.end({ timeout: 5 })),
-  };
+  return postgresDatabase(sql);
 }
 
 /**
