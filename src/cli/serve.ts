@@ -13,7 +13,6 @@ import { createAuthService } from "../lifecycle/auth-service.js";
 import { ConfigError, loadConfig, parseWorkers, type ProtoguardConfig } from "../runtime/config.js";
 import { openRuntime, type Runtime } from "../runtime/runtime.js";
 import { startServer, type RunningServer } from "../server/serve.js";
-import { loadTrustedIssuers } from "../identity/trusted-issuers.js";
 import { onShutdownSignals } from "../server/shutdown.js";
 import { isServerWorker, resolveWorkers, type WorkersOption } from "../server/workers.js";
 import { appAccess, loadServeApp, type ServeApp } from "./app.js";
@@ -205,9 +204,9 @@ async function start(
       gateway: {
         header: config.gatewayHeader,
         trustedPeers: config.gatewayTrustedPeers,
-        // Claims of the trusted issuers arrive by gateway too: mapped the same way.
-        trustedIssuers:
-          config.trustedIssuersPath === undefined ? [] : await loadTrustedIssuers(config.trustedIssuersPath),
+        // Claims of the trusted issuers arrive by gateway too: mapped the same way (the runtime
+        // read and validated PROTOGUARD_TRUSTED_ISSUERS once already).
+        trustedIssuers: runtime.trustedIssuers ?? [],
         ...(config.gatewayUserIdClaim !== undefined && { userIdClaim: config.gatewayUserIdClaim }),
         ...(config.issuer !== undefined && { issuer: config.issuer }),
         ...(config.audience !== undefined && { audience: config.audience }),
