@@ -12,7 +12,7 @@ import { authError } from "../connect/errors.js";
 import { UNKNOWN_PEER } from "../connect/peer.js";
 import { addressKey } from "../util/ip-address.js";
 import type { Database } from "../store/database-handle.js";
-import { findServiceCredentials, issueWhileServiceSecretHolds } from "../store/service-accounts.js";
+import { findServiceCredentials, inGrace, issueWhileServiceSecretHolds } from "../store/service-accounts.js";
 import type { IssuedToken, TokenIssuer } from "../token/issuer.js";
 import { DEFAULT_LOGIN_ADMISSION, type LoginAdmission } from "./login-admission.js";
 import { MAX_PASSWORD_BYTES, type PasswordHasher, type PasswordWorkOptions } from "./passwords.js";
@@ -122,9 +122,7 @@ export function createServiceTokenExchange(deps: ServiceTokenDependencies) {
     let matched: string | undefined;
     if ((await passwordHasher.verify(clientSecret, account.secretHash, work)).ok) matched = account.secretHash;
     else if (
-      account.previousSecretHash !== null &&
-      account.previousSecretExpiresAt !== null &&
-      account.previousSecretExpiresAt.getTime() > now() &&
+      inGrace(account, now()) &&
       (await passwordHasher.verify(clientSecret, account.previousSecretHash, work)).ok
     ) {
       matched = account.previousSecretHash;

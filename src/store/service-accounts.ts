@@ -167,6 +167,21 @@ export interface ServiceCredentials {
   readonly previousSecretExpiresAt: Date | null;
 }
 
+/**
+ * Whether the previous secret still admits the account at `atMs`: there is one, and its grace
+ * period has not run out.
+ */
+export function inGrace<C extends Pick<ServiceCredentials, "previousSecretHash" | "previousSecretExpiresAt">>(
+  credentials: C,
+  atMs: number,
+): credentials is C & { previousSecretHash: string; previousSecretExpiresAt: Date } {
+  return (
+    credentials.previousSecretHash !== null &&
+    credentials.previousSecretExpiresAt !== null &&
+    credentials.previousSecretExpiresAt.getTime() > atMs
+  );
+}
+
 /** The credentials behind `clientId`, or undefined; one indexed query. */
 export async function findServiceCredentials(db: DrizzleDb, clientId: string): Promise<ServiceCredentials | undefined> {
   const [row] = await db
@@ -218,10 +233,7 @@ export async function issueWhileServiceSecretHolds<T>(
       .for("share");
     if (row === undefined || !row.isActive) return undefined;
     const holds =
-      row.secretHash === secretHash ||
-      (row.previousSecretHash === secretHash &&
-        row.previousSecretExpiresAt !== null &&
-        row.previousSecretExpiresAt.getTime() > at.getTime());
+      row.secretHash === secretHash || (row.previousSecretHash === secretHash && inGrace(row, at.getTime()));
     return holds ? issue() : undefined;
   });
 }
