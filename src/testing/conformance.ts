@@ -11,14 +11,7 @@ import type { PublicUser } from "../store/users.js";
 import { createTestAuth, type TestAuth, type TestAuthOptions } from "./auth.js";
 
 // The table's types live where the generated `*_protoguard.ts` can import them without the
-// test kit's database drivers (from `protoguard`); re-exported here for the kit's users.
-export type {
-  ConformanceCase,
-  ConformanceCaller,
-  ConformanceExpectation,
-  ConformanceMethod,
-  ConformanceTable,
-} from "../policy/conformance-table.js";
+// test kit's database drivers: `protoguard` exports them.
 import type {
   ConformanceCase,
   ConformanceCaller,
