@@ -4,6 +4,8 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import { file_protoguard_v1_options } from "./options_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -11,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file protoguard/v1/auth.proto.
  */
 export const file_protoguard_v1_auth: GenFile = /*@__PURE__*/
-  fileDesc("Chhwcm90b2d1YXJkL3YxL2F1dGgucHJvdG8SDXByb3RvZ3VhcmQudjEiMwoEVXNlchIKCgJpZBgBIAEoBRIQCgh1c2VybmFtZRgCIAEoCRINCgVlbWFpbBgDIAEoCSJECgxMb2dpblJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkSEAoIb3RwX2NvZGUYAyABKAkiXwoNTG9naW5SZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRIhCgR1c2VyGAMgASgLMhMucHJvdG9ndWFyZC52MS5Vc2VyIicKDlJlZnJlc2hSZXF1ZXN0EhUKDXJlZnJlc2hfdG9rZW4YASABKAkiPgoPUmVmcmVzaFJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIVCg1yZWZyZXNoX3Rva2VuGAIgASgJIiYKDUxvZ291dFJlcXVlc3QSFQoNcmVmcmVzaF90b2tlbhgBIAEoCSIQCg5Mb2dvdXRSZXNwb25zZSI/ChNTZXJ2aWNlVG9rZW5SZXF1ZXN0EhEKCWNsaWVudF9pZBgBIAEoCRIVCg1jbGllbnRfc2VjcmV0GAIgASgJIlQKFFNlcnZpY2VUb2tlblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRISCgpleHBpcmVzX2luGAIgASgFEhIKCnRva2VuX3R5cGUYAyABKAkiDwoNV2hvQW1JUmVxdWVzdCJ+Cg5XaG9BbUlSZXNwb25zZRIhCgR1c2VyGAEgASgLMhMucHJvdG9ndWFyZC52MS5Vc2VyEhAKCGlzX3N0YWZmGAIgASgIEhQKDGlzX3N1cGVydXNlchgDIAEoCBITCgtwZXJtaXNzaW9ucxgEIAMoCRIMCgRraW5kGAUgASgJMqoDCgtBdXRoU2VydmljZRJKCgVMb2dpbhIbLnByb3RvZ3VhcmQudjEuTG9naW5SZXF1ZXN0GhwucHJvdG9ndWFyZC52MS5Mb2dpblJlc3BvbnNlIgbynxkCCAESUAoHUmVmcmVzaBIdLnByb3RvZ3VhcmQudjEuUmVmcmVzaFJlcXVlc3QaHi5wcm90b2d1YXJkLnYxLlJlZnJlc2hSZXNwb25zZSIG8p8ZAggBEk0KBkxvZ291dBIcLnByb3RvZ3VhcmQudjEuTG9nb3V0UmVxdWVzdBodLnByb3RvZ3VhcmQudjEuTG9nb3V0UmVzcG9uc2UiBvKfGQIIARJfCgxTZXJ2aWNlVG9rZW4SIi5wcm90b2d1YXJkLnYxLlNlcnZpY2VUb2tlblJlcXVlc3QaIy5wcm90b2d1YXJkLnYxLlNlcnZpY2VUb2tlblJlc3BvbnNlIgbynxkCCAESTQoGV2hvQW1JEhwucHJvdG9ndWFyZC52MS5XaG9BbUlSZXF1ZXN0Gh0ucHJvdG9ndWFyZC52MS5XaG9BbUlSZXNwb25zZSIG8p8ZAhABYgZwcm90bzM", [file_protoguard_v1_options]);
+  fileDesc("Chhwcm90b2d1YXJkL3YxL2F1dGgucHJvdG8SDXByb3RvZ3VhcmQudjEiMwoEVXNlchIKCgJpZBgBIAEoBRIQCgh1c2VybmFtZRgCIAEoCRINCgVlbWFpbBgDIAEoCSJECgxMb2dpblJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkSEAoIb3RwX2NvZGUYAyABKAkiXwoNTG9naW5SZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRIhCgR1c2VyGAMgASgLMhMucHJvdG9ndWFyZC52MS5Vc2VyIicKDlJlZnJlc2hSZXF1ZXN0EhUKDXJlZnJlc2hfdG9rZW4YASABKAkiPgoPUmVmcmVzaFJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIVCg1yZWZyZXNoX3Rva2VuGAIgASgJIiYKDUxvZ291dFJlcXVlc3QSFQoNcmVmcmVzaF90b2tlbhgBIAEoCSIQCg5Mb2dvdXRSZXNwb25zZSI/ChNTZXJ2aWNlVG9rZW5SZXF1ZXN0EhEKCWNsaWVudF9pZBgBIAEoCRIVCg1jbGllbnRfc2VjcmV0GAIgASgJIlQKFFNlcnZpY2VUb2tlblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRISCgpleHBpcmVzX2luGAIgASgFEhIKCnRva2VuX3R5cGUYAyABKAkiDwoNV2hvQW1JUmVxdWVzdCJ+Cg5XaG9BbUlSZXNwb25zZRIhCgR1c2VyGAEgASgLMhMucHJvdG9ndWFyZC52MS5Vc2VyEhAKCGlzX3N0YWZmGAIgASgIEhQKDGlzX3N1cGVydXNlchgDIAEoCBITCgtwZXJtaXNzaW9ucxgEIAMoCRIMCgRraW5kGAUgASgJIhUKE0xpc3RTZXNzaW9uc1JlcXVlc3QiQAoUTGlzdFNlc3Npb25zUmVzcG9uc2USKAoIc2Vzc2lvbnMYASADKAsyFi5wcm90b2d1YXJkLnYxLlNlc3Npb24i7gEKB1Nlc3Npb24SCgoCaWQYASABKAkSLgoKY3JlYXRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNQoRbGFzdF9yZWZyZXNoZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHBlZXJfYWRkcmVzcxgEIAEoCRISCgp1c2VyX2FnZW50GAUgASgJEjUKEWFjY2Vzc19leHBpcmVzX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdjdXJyZW50GAcgASgIIioKFFJldm9rZVNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkiFwoVUmV2b2tlU2Vzc2lvblJlc3BvbnNlIjMKDVN0ZXBVcFJlcXVlc3QSEAoIcGFzc3dvcmQYASABKAkSEAoIb3RwX2NvZGUYAiABKAkiJgoOU3RlcFVwUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJItMBCgZBcGlLZXkSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIOCgZzY29wZXMYAyADKAkSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMbGFzdF91c2VkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVvd25lchgHIAEoCSJHChNDcmVhdGVBcGlLZXlSZXF1ZXN0EgwKBG5hbWUYASABKAkSDgoGc2NvcGVzGAIgAygJEhIKCmV4cGlyZXNfaW4YAyABKAkiSwoUQ3JlYXRlQXBpS2V5UmVzcG9uc2USCwoDa2V5GAEgASgJEiYKB2FwaV9rZXkYAiABKAsyFS5wcm90b2d1YXJkLnYxLkFwaUtleSIUChJMaXN0QXBpS2V5c1JlcXVlc3QiPgoTTGlzdEFwaUtleXNSZXNwb25zZRInCghhcGlfa2V5cxgBIAMoCzIVLnByb3RvZ3VhcmQudjEuQXBpS2V5IiEKE1Jldm9rZUFwaUtleVJlcXVlc3QSCgoCaWQYASABKAkiFgoUUmV2b2tlQXBpS2V5UmVzcG9uc2Uy6gcKC0F1dGhTZXJ2aWNlEkoKBUxvZ2luEhsucHJvdG9ndWFyZC52MS5Mb2dpblJlcXVlc3QaHC5wcm90b2d1YXJkLnYxLkxvZ2luUmVzcG9uc2UiBvKfGQIIARJQCgdSZWZyZXNoEh0ucHJvdG9ndWFyZC52MS5SZWZyZXNoUmVxdWVzdBoeLnByb3RvZ3VhcmQudjEuUmVmcmVzaFJlc3BvbnNlIgbynxkCCAESTQoGTG9nb3V0EhwucHJvdG9ndWFyZC52MS5Mb2dvdXRSZXF1ZXN0Gh0ucHJvdG9ndWFyZC52MS5Mb2dvdXRSZXNwb25zZSIG8p8ZAggBEl8KDFNlcnZpY2VUb2tlbhIiLnByb3RvZ3VhcmQudjEuU2VydmljZVRva2VuUmVxdWVzdBojLnByb3RvZ3VhcmQudjEuU2VydmljZVRva2VuUmVzcG9uc2UiBvKfGQIIARJNCgZXaG9BbUkSHC5wcm90b2d1YXJkLnYxLldob0FtSVJlcXVlc3QaHS5wcm90b2d1YXJkLnYxLldob0FtSVJlc3BvbnNlIgbynxkCEAESYQoMTGlzdFNlc3Npb25zEiIucHJvdG9ndWFyZC52MS5MaXN0U2Vzc2lvbnNSZXF1ZXN0GiMucHJvdG9ndWFyZC52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZSII8p8ZBBABMAESZAoNUmV2b2tlU2Vzc2lvbhIjLnByb3RvZ3VhcmQudjEuUmV2b2tlU2Vzc2lvblJlcXVlc3QaJC5wcm90b2d1YXJkLnYxLlJldm9rZVNlc3Npb25SZXNwb25zZSII8p8ZBBABMAESUQoGU3RlcFVwEhwucHJvdG9ndWFyZC52MS5TdGVwVXBSZXF1ZXN0Gh0ucHJvdG9ndWFyZC52MS5TdGVwVXBSZXNwb25zZSIK8p8ZBhABMAFgABJhCgxDcmVhdGVBcGlLZXkSIi5wcm90b2d1YXJkLnYxLkNyZWF0ZUFwaUtleVJlcXVlc3QaIy5wcm90b2d1YXJkLnYxLkNyZWF0ZUFwaUtleVJlc3BvbnNlIgjynxkEEAFgABJcCgtMaXN0QXBpS2V5cxIhLnByb3RvZ3VhcmQudjEuTGlzdEFwaUtleXNSZXF1ZXN0GiIucHJvdG9ndWFyZC52MS5MaXN0QXBpS2V5c1Jlc3BvbnNlIgbynxkCEAESYQoMUmV2b2tlQXBpS2V5EiIucHJvdG9ndWFyZC52MS5SZXZva2VBcGlLZXlSZXF1ZXN0GiMucHJvdG9ndWFyZC52MS5SZXZva2VBcGlLZXlSZXNwb25zZSII8p8ZBBABYABiBnByb3RvMw", [file_google_protobuf_timestamp, file_protoguard_v1_options]);
 
 /**
  * A user as token responses describe it.
@@ -280,6 +282,352 @@ export const WhoAmIResponseSchema: GenMessage<WhoAmIResponse> = /*@__PURE__*/
   messageDesc(file_protoguard_v1_auth, 10);
 
 /**
+ * @generated from message protoguard.v1.ListSessionsRequest
+ */
+export type ListSessionsRequest = Message<"protoguard.v1.ListSessionsRequest"> & {
+};
+
+/**
+ * Describes the message protoguard.v1.ListSessionsRequest.
+ * Use `create(ListSessionsRequestSchema)` to create a new message.
+ */
+export const ListSessionsRequestSchema: GenMessage<ListSessionsRequest> = /*@__PURE__*/
+  messageDesc(file_protoguard_v1_auth, 11);
+
+/**
+ * @generated from message protoguard.v1.ListSessionsResponse
+ */
+export type ListSessionsResponse = Message<"protoguard.v1.ListSessionsResponse"> & {
+  /**
+   * @generated from field: repeated protoguard.v1.Session sessions = 1;
+   */
+  sessions: Session[];
+};
+
+/**
+ * Describes the message protoguard.v1.ListSessionsResponse.
+ * Use `create(ListSessionsResponseSchema)` to create a new message.
+ */
+export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@__PURE__*/
+  messageDesc(file_protoguard_v1_auth, 12);
+
+/**
+ * A session: one login and the refresh tokens that continued it.
+ *
+ * @generated from message protoguard.v1.Session
+ */
+export type Session = Message<"protoguard.v1.Session"> & {
+  /**
+   * The session's id (its refresh-token family), for RevokeSession.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * When the user logged in.
+   *
+   * @generated from field: google.protobuf.Timestamp created_at = 2;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * When the session's refresh token was last exchanged (its creation when
+   * never).
+   *
+   * @generated from field: google.protobuf.Timestamp last_refreshed_at = 3;
+   */
+  lastRefreshedAt?: Timestamp | undefined;
+
+  /**
+   * The peer address that logged in or last refreshed.
+   *
+   * @generated from field: string peer_address = 4;
+   */
+  peerAddress: string;
+
+  /**
+   * The User-Agent header sent then.
+   *
+   * @generated from field: string user_agent = 5;
+   */
+  userAgent: string;
+
+  /**
+   * When the session's current access token expires.
+   *
+   * @generated from field: google.protobuf.Timestamp access_expires_at = 6;
+   */
+  accessExpiresAt?: Timestamp | undefined;
+
+  /**
+   * The calling token belongs to this session.
+   *
+   * @generated from field: bool current = 7;
+   */
+  current: boolean;
+};
+
+/**
+ * Describes the message protoguard.v1.Session.
+ * Use `create(SessionSchema)` to create a new message.
+ */
+export const SessionSchema: GenMessage<Session> = /*@__PURE__*/
+  messageDesc(file_protoguard_v1_auth, 13);
+
+/**
+ * @generated from message protoguard.v1.RevokeSessionRequest
+ */
+export type RevokeSessionRequest = Message<"protoguard.v1.RevokeSessionRequest"> & {
+  /**
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+};
+
+/**
+ * Describes the message protoguard.v1.RevokeSessionRequest.
+ * Use `create(RevokeSessionRequestSchema)` to create a new message.
+ */
+export const RevokeSessionRequestSchema: GenMessage<RevokeSessionRequest> = /*@__PURE__*/
+  messageDesc(file_protoguard_v1_auth, 14);
+
+/**
+ * @generated from message protoguard.v1.RevokeSessionResponse
+ */
+export type RevokeSessionResponse = Message<"protoguard.v1.RevokeSessionResponse"> & {
+};
+
+/**
+ * Describes the message protoguard.v1.RevokeSessionResponse.
+ * Use `create(RevokeSessionResponseSchema)` to create a new message.
+ */
+export const RevokeSessionResponseSchema: GenMessage<RevokeSessionResponse> = /*@__PURE__*/
+  messageDesc(file_protoguard_v1_auth, 15);
+
+/**
+ * @generated from message protoguard.v1.StepUpRequest
+ */
+export type StepUpRequest = Message<"protoguard.v1.StepUpRequest"> & {
+  /**
+   * The caller's password; required unless the user has TOTP enabled and
+   * `otp_code` is given.
+   *
+   * @generated from field: string password = 1;
+   */
+  password: string;
+
+  /**
+   * Six digits from the user's authenticator app; required by methods that
+   * set `require_totp`.
+   *
+   * @generated from field: string otp_code = 2;
+   */
+  otpCode: string;
+};
+
+/**
+ * Describes the message protoguard.v1.StepUpRequest.
+ * Use `create(StepUpRequestSchema)` to create a new message.
+ */
+export const StepUpRequestSchema: GenMessage<StepUpRequest> = /*@__PURE__*/
+  messageDesc(file_protoguard_v1_auth, 16);
+
+/**
+ * @generated from message protoguard.v1.StepUpResponse
+ */
+export type StepUpResponse = Message<"protoguard.v1.StepUpResponse"> & {
+  /**
+   * @generated from field: string access_token = 1;
+   */
+  accessToken: string;
+};
+
+/**
+ * Describes the message protoguard.v1.StepUpResponse.
+ * Use `create(StepUpResponseSchema)` to create a new message.
+ */
+export const StepUpResponseSchema: GenMessage<StepUpResponse> = /*@__PURE__*/
+  messageDesc(file_protoguard_v1_auth, 17);
+
+/**
+ * An API key as it is listed: everything but its secret.
+ *
+ * @generated from message protoguard.v1.ApiKey
+ */
+export type ApiKey = Message<"protoguard.v1.ApiKey"> & {
+  /**
+   * The key's public id, the part after `pgk_` and before the secret.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * Permissions the key is limited to, `app_label.codename`.
+   *
+   * @generated from field: repeated string scopes = 3;
+   */
+  scopes: string[];
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 4;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * Unset when the key does not expire.
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 5;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * Kept coarse (at most one update a minute). Unset when never used.
+   *
+   * @generated from field: google.protobuf.Timestamp last_used_at = 6;
+   */
+  lastUsedAt?: Timestamp | undefined;
+
+  /**
+   * The owner's username.
+   *
+   * @generated from field: string owner = 7;
+   */
+  owner: string;
+};
+
+/**
+ * Describes the message protoguard.v1.ApiKey.
+ * Use `create(ApiKeySchema)` to create a new message.
+ */
+export const ApiKeySchema: GenMessage<ApiKey> = /*@__PURE__*/
+  messageDesc(file_protoguard_v1_auth, 18);
+
+/**
+ * @generated from message protoguard.v1.CreateApiKeyRequest
+ */
+export type CreateApiKeyRequest = Message<"protoguard.v1.CreateApiKeyRequest"> & {
+  /**
+   * A label for the key ("ci deploy").
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Permissions the key is limited to; each must be one the caller holds.
+   *
+   * @generated from field: repeated string scopes = 2;
+   */
+  scopes: string[];
+
+  /**
+   * How long the key lives, a duration like "30d" or "720h". Unset: until
+   * revoked.
+   *
+   * @generated from field: string expires_in = 3;
+   */
+  expiresIn: string;
+};
+
+/**
+ * Describes the message protoguard.v1.CreateApiKeyRequest.
+ * Use `create(CreateApiKeyRequestSchema)` to create a new message.
+ */
+export const CreateApiKeyRequestSchema: GenMessage<CreateApiKeyRequest> = /*@__PURE__*/
+  messageDesc(file_protoguard_v1_auth, 19);
+
+/**
+ * @generated from message protoguard.v1.CreateApiKeyResponse
+ */
+export type CreateApiKeyResponse = Message<"protoguard.v1.CreateApiKeyResponse"> & {
+  /**
+   * The key, `pgk_<id>_<secret>`. Shown once: only a hash is kept.
+   *
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * @generated from field: protoguard.v1.ApiKey api_key = 2;
+   */
+  apiKey?: ApiKey | undefined;
+};
+
+/**
+ * Describes the message protoguard.v1.CreateApiKeyResponse.
+ * Use `create(CreateApiKeyResponseSchema)` to create a new message.
+ */
+export const CreateApiKeyResponseSchema: GenMessage<CreateApiKeyResponse> = /*@__PURE__*/
+  messageDesc(file_protoguard_v1_auth, 20);
+
+/**
+ * @generated from message protoguard.v1.ListApiKeysRequest
+ */
+export type ListApiKeysRequest = Message<"protoguard.v1.ListApiKeysRequest"> & {
+};
+
+/**
+ * Describes the message protoguard.v1.ListApiKeysRequest.
+ * Use `create(ListApiKeysRequestSchema)` to create a new message.
+ */
+export const ListApiKeysRequestSchema: GenMessage<ListApiKeysRequest> = /*@__PURE__*/
+  messageDesc(file_protoguard_v1_auth, 21);
+
+/**
+ * @generated from message protoguard.v1.ListApiKeysResponse
+ */
+export type ListApiKeysResponse = Message<"protoguard.v1.ListApiKeysResponse"> & {
+  /**
+   * @generated from field: repeated protoguard.v1.ApiKey api_keys = 1;
+   */
+  apiKeys: ApiKey[];
+};
+
+/**
+ * Describes the message protoguard.v1.ListApiKeysResponse.
+ * Use `create(ListApiKeysResponseSchema)` to create a new message.
+ */
+export const ListApiKeysResponseSchema: GenMessage<ListApiKeysResponse> = /*@__PURE__*/
+  messageDesc(file_protoguard_v1_auth, 22);
+
+/**
+ * @generated from message protoguard.v1.RevokeApiKeyRequest
+ */
+export type RevokeApiKeyRequest = Message<"protoguard.v1.RevokeApiKeyRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message protoguard.v1.RevokeApiKeyRequest.
+ * Use `create(RevokeApiKeyRequestSchema)` to create a new message.
+ */
+export const RevokeApiKeyRequestSchema: GenMessage<RevokeApiKeyRequest> = /*@__PURE__*/
+  messageDesc(file_protoguard_v1_auth, 23);
+
+/**
+ * @generated from message protoguard.v1.RevokeApiKeyResponse
+ */
+export type RevokeApiKeyResponse = Message<"protoguard.v1.RevokeApiKeyResponse"> & {
+};
+
+/**
+ * Describes the message protoguard.v1.RevokeApiKeyResponse.
+ * Use `create(RevokeApiKeyResponseSchema)` to create a new message.
+ */
+export const RevokeApiKeyResponseSchema: GenMessage<RevokeApiKeyResponse> = /*@__PURE__*/
+  messageDesc(file_protoguard_v1_auth, 24);
+
+/**
  * AuthService issues and retires tokens. Its tokens carry the claims of
  * djangorestframework-simplejwt (`token_type`, `exp`, `iat`, `jti`,
  * `user_id`), so services written against either can share them.
@@ -346,6 +694,73 @@ export const AuthService: GenService<{
     methodKind: "unary";
     input: typeof WhoAmIRequestSchema;
     output: typeof WhoAmIResponseSchema;
+  },
+  /**
+   * The caller's sessions (refresh-token families still in force), newest
+   * first; the one the calling token belongs to is marked `current`.
+   *
+   * @generated from rpc protoguard.v1.AuthService.ListSessions
+   */
+  listSessions: {
+    methodKind: "unary";
+    input: typeof ListSessionsRequestSchema;
+    output: typeof ListSessionsResponseSchema;
+  },
+  /**
+   * Ends one of the caller's sessions: its refresh tokens and the access
+   * tokens issued with them are revoked on every instance, and its open
+   * streams end. Another user's session id is NOT_FOUND.
+   *
+   * @generated from rpc protoguard.v1.AuthService.RevokeSession
+   */
+  revokeSession: {
+    methodKind: "unary";
+    input: typeof RevokeSessionRequestSchema;
+    output: typeof RevokeSessionResponseSchema;
+  },
+  /**
+   * Proves the caller again (password, a TOTP code, or both) and returns a
+   * fresh access token with a new `auth_time`, for methods whose rule sets
+   * `max_auth_age` or `require_totp`. Failures are UNAUTHENTICATED and
+   * count against the account's login throttle.
+   *
+   * @generated from rpc protoguard.v1.AuthService.StepUp
+   */
+  stepUp: {
+    methodKind: "unary";
+    input: typeof StepUpRequestSchema;
+    output: typeof StepUpResponseSchema;
+  },
+  /**
+   * Creates an API key owned by the caller, limited to `scopes` (each one
+   * of the caller's permissions). The key is returned once and never again.
+   *
+   * @generated from rpc protoguard.v1.AuthService.CreateApiKey
+   */
+  createApiKey: {
+    methodKind: "unary";
+    input: typeof CreateApiKeyRequestSchema;
+    output: typeof CreateApiKeyResponseSchema;
+  },
+  /**
+   * The caller's API keys (never their secrets).
+   *
+   * @generated from rpc protoguard.v1.AuthService.ListApiKeys
+   */
+  listApiKeys: {
+    methodKind: "unary";
+    input: typeof ListApiKeysRequestSchema;
+    output: typeof ListApiKeysResponseSchema;
+  },
+  /**
+   * Revokes one of the caller's API keys on every instance.
+   *
+   * @generated from rpc protoguard.v1.AuthService.RevokeApiKey
+   */
+  revokeApiKey: {
+    methodKind: "unary";
+    input: typeof RevokeApiKeyRequestSchema;
+    output: typeof RevokeApiKeyResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_protoguard_v1_auth, 0);

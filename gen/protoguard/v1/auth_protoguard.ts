@@ -15,8 +15,22 @@ import type { ServiceImpl } from "@connectrpc/connect";
  * - `logout`: `Principal | undefined` (public)
  * - `serviceToken`: `Principal | undefined` (public)
  * - `whoAmI`: `Principal` (authenticated)
+ * - `listSessions`: `Principal` (principal kind: user)
+ * - `revokeSession`: `Principal` (principal kind: user)
+ * - `stepUp`: `Principal` (principal kind: user)
+ * - `createApiKey`: `Principal` (authenticated)
+ * - `listApiKeys`: `Principal` (authenticated)
+ * - `revokeApiKey`: `Principal` (authenticated)
  */
-export type GuardedAuthServiceImpl = GuardedServiceImpl<typeof AuthService, "whoAmI">;
+export type GuardedAuthServiceImpl = GuardedServiceImpl<typeof AuthService,
+  | "whoAmI"
+  | "listSessions"
+  | "revokeSession"
+  | "stepUp"
+  | "createApiKey"
+  | "listApiKeys"
+  | "revokeApiKey"
+>;
 
 /**
  * The `ServiceImpl` of protoguard.v1.AuthService for `router.service(AuthService, …)`: each
@@ -24,7 +38,15 @@ export type GuardedAuthServiceImpl = GuardedServiceImpl<typeof AuthService, "who
  * requires one is never run without it (UNAUTHENTICATED instead).
  */
 export function implementGuardedAuthService(impl: GuardedAuthServiceImpl): ServiceImpl<typeof AuthService> {
-  return guardImplementation(AuthService, impl, ["whoAmI"]);
+  return guardImplementation(AuthService, impl, [
+    "whoAmI",
+    "listSessions",
+    "revokeSession",
+    "stepUp",
+    "createApiKey",
+    "listApiKeys",
+    "revokeApiKey",
+  ]);
 }
 
 /**
@@ -84,6 +106,117 @@ export const AuthServiceConformance: ConformanceTable<typeof AuthService> = {
     },
     {
       method: "whoAmI",
+      rule: "authenticated",
+      cases: [
+        {
+          name: "anonymous",
+          caller: { anonymous: true },
+          expect: { outcome: "deny", code: "unauthenticated", reason: "TOKEN_MISSING" },
+        },
+        {
+          name: "has everything",
+          caller: { kind: "user", permissions: [], staff: false, superuser: false },
+          expect: { outcome: "allow" },
+        },
+      ],
+    },
+    {
+      method: "listSessions",
+      rule: "principal kind: user",
+      cases: [
+        {
+          name: "anonymous",
+          caller: { anonymous: true },
+          expect: { outcome: "deny", code: "unauthenticated", reason: "TOKEN_MISSING" },
+        },
+        {
+          name: "a service principal",
+          caller: { kind: "service", permissions: [], staff: false, superuser: false },
+          expect: { outcome: "deny", code: "permission_denied", reason: "PRINCIPAL_KIND" },
+        },
+        {
+          name: "has everything",
+          caller: { kind: "user", permissions: [], staff: false, superuser: false },
+          expect: { outcome: "allow" },
+        },
+      ],
+    },
+    {
+      method: "revokeSession",
+      rule: "principal kind: user",
+      cases: [
+        {
+          name: "anonymous",
+          caller: { anonymous: true },
+          expect: { outcome: "deny", code: "unauthenticated", reason: "TOKEN_MISSING" },
+        },
+        {
+          name: "a service principal",
+          caller: { kind: "service", permissions: [], staff: false, superuser: false },
+          expect: { outcome: "deny", code: "permission_denied", reason: "PRINCIPAL_KIND" },
+        },
+        {
+          name: "has everything",
+          caller: { kind: "user", permissions: [], staff: false, superuser: false },
+          expect: { outcome: "allow" },
+        },
+      ],
+    },
+    {
+      method: "stepUp",
+      rule: "principal kind: user",
+      cases: [
+        {
+          name: "anonymous",
+          caller: { anonymous: true },
+          expect: { outcome: "deny", code: "unauthenticated", reason: "TOKEN_MISSING" },
+        },
+        {
+          name: "a service principal",
+          caller: { kind: "service", permissions: [], staff: false, superuser: false },
+          expect: { outcome: "deny", code: "permission_denied", reason: "PRINCIPAL_KIND" },
+        },
+        {
+          name: "has everything",
+          caller: { kind: "user", permissions: [], staff: false, superuser: false },
+          expect: { outcome: "allow" },
+        },
+      ],
+    },
+    {
+      method: "createApiKey",
+      rule: "authenticated",
+      cases: [
+        {
+          name: "anonymous",
+          caller: { anonymous: true },
+          expect: { outcome: "deny", code: "unauthenticated", reason: "TOKEN_MISSING" },
+        },
+        {
+          name: "has everything",
+          caller: { kind: "user", permissions: [], staff: false, superuser: false },
+          expect: { outcome: "allow" },
+        },
+      ],
+    },
+    {
+      method: "listApiKeys",
+      rule: "authenticated",
+      cases: [
+        {
+          name: "anonymous",
+          caller: { anonymous: true },
+          expect: { outcome: "deny", code: "unauthenticated", reason: "TOKEN_MISSING" },
+        },
+        {
+          name: "has everything",
+          caller: { kind: "user", permissions: [], staff: false, superuser: false },
+          expect: { outcome: "allow" },
+        },
+      ],
+    },
+    {
+      method: "revokeApiKey",
       rule: "authenticated",
       cases: [
         {

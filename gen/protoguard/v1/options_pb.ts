@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file protoguard/v1/options.proto.
  */
 export const file_protoguard_v1_options: GenFile = /*@__PURE__*/
-  fileDesc("Chtwcm90b2d1YXJkL3YxL29wdGlvbnMucHJvdG8SDXByb3RvZ3VhcmQudjEiyAEKBFJ1bGUSDgoGcHVibGljGAEgASgIEhUKDWF1dGhlbnRpY2F0ZWQYAiABKAgSEwoLcGVybWlzc2lvbnMYAyADKAkSDQoFc3RhZmYYBCABKAgSEQoJc3VwZXJ1c2VyGAUgASgIEjQKDnByaW5jaXBhbF9raW5kGAYgASgOMhwucHJvdG9ndWFyZC52MS5QcmluY2lwYWxLaW5kEhEKCWNvbmRpdGlvbhgHIAEoCRIZChFjb25kaXRpb25fbWVzc2FnZRgIIAEoCSpkCg1QcmluY2lwYWxLaW5kEh4KGlBSSU5DSVBBTF9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTUFJJTkNJUEFMX0tJTkRfVVNFUhABEhoKFlBSSU5DSVBBTF9LSU5EX1NFUlZJQ0UQAjpWCgttZXRob2RfcnVsZRIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGP6TAyABKAsyEy5wcm90b2d1YXJkLnYxLlJ1bGVSCm1ldGhvZFJ1bGU6YwoSbWV0aG9kX3NoYWRvd19ydWxlEh4uZ29vZ2xlLnByb3RvYnVmLk1ldGhvZE9wdGlvbnMYgJQDIAEoCzITLnByb3RvZ3VhcmQudjEuUnVsZVIQbWV0aG9kU2hhZG93UnVsZTpZCgxzZXJ2aWNlX3J1bGUSHy5nb29nbGUucHJvdG9idWYuU2VydmljZU9wdGlvbnMY/5MDIAEoCzITLnByb3RvZ3VhcmQudjEuUnVsZVILc2VydmljZVJ1bGU6ZgoTc2VydmljZV9zaGFkb3dfcnVsZRIfLmdvb2dsZS5wcm90b2J1Zi5TZXJ2aWNlT3B0aW9ucxiBlAMgASgLMhMucHJvdG9ndWFyZC52MS5SdWxlUhFzZXJ2aWNlU2hhZG93UnVsZWIGcHJvdG8z", [file_google_protobuf_descriptor]);
+  fileDesc("Chtwcm90b2d1YXJkL3YxL29wdGlvbnMucHJvdG8SDXByb3RvZ3VhcmQudjEixgIKBFJ1bGUSDgoGcHVibGljGAEgASgIEhUKDWF1dGhlbnRpY2F0ZWQYAiABKAgSEwoLcGVybWlzc2lvbnMYAyADKAkSDQoFc3RhZmYYBCABKAgSEQoJc3VwZXJ1c2VyGAUgASgIEjQKDnByaW5jaXBhbF9raW5kGAYgASgOMhwucHJvdG9ndWFyZC52MS5QcmluY2lwYWxLaW5kEhEKCWNvbmRpdGlvbhgHIAEoCRIZChFjb25kaXRpb25fbWVzc2FnZRgIIAEoCRIsCgpyYXRlX2xpbWl0GAkgASgLMhgucHJvdG9ndWFyZC52MS5SYXRlTGltaXQSFAoMbWF4X2F1dGhfYWdlGAogASgJEhQKDHJlcXVpcmVfdG90cBgLIAEoCBIVCghhcGlfa2V5cxgMIAEoCEgAiAEBQgsKCV9hcGlfa2V5cyI5CglSYXRlTGltaXQSEAoIcmVxdWVzdHMYASABKA0SCwoDcGVyGAIgASgJEg0KBWJ1cnN0GAMgASgNKmQKDVByaW5jaXBhbEtpbmQSHgoaUFJJTkNJUEFMX0tJTkRfVU5TUEVDSUZJRUQQABIXChNQUklOQ0lQQUxfS0lORF9VU0VSEAESGgoWUFJJTkNJUEFMX0tJTkRfU0VSVklDRRACOlYKC21ldGhvZF9ydWxlEh4uZ29vZ2xlLnByb3RvYnVmLk1ldGhvZE9wdGlvbnMY/pMDIAEoCzITLnByb3RvZ3VhcmQudjEuUnVsZVIKbWV0aG9kUnVsZTpjChJtZXRob2Rfc2hhZG93X3J1bGUSHi5nb29nbGUucHJvdG9idWYuTWV0aG9kT3B0aW9ucxiAlAMgASgLMhMucHJvdG9ndWFyZC52MS5SdWxlUhBtZXRob2RTaGFkb3dSdWxlOlkKDHNlcnZpY2VfcnVsZRIfLmdvb2dsZS5wcm90b2J1Zi5TZXJ2aWNlT3B0aW9ucxj/kwMgASgLMhMucHJvdG9ndWFyZC52MS5SdWxlUgtzZXJ2aWNlUnVsZTpmChNzZXJ2aWNlX3NoYWRvd19ydWxlEh8uZ29vZ2xlLnByb3RvYnVmLlNlcnZpY2VPcHRpb25zGIGUAyABKAsyEy5wcm90b2d1YXJkLnYxLlJ1bGVSEXNlcnZpY2VTaGFkb3dSdWxlYgZwcm90bzM", [file_google_protobuf_descriptor]);
 
 /**
  * Rule says who may call an RPC. Every field that is set must hold: a rule
@@ -110,6 +110,49 @@ export type Rule = Message<"protoguard.v1.Rule"> & {
    * @generated from field: string condition_message = 8;
    */
   conditionMessage: string;
+
+  /**
+   * At most this many calls per principal (per peer address for anonymous
+   * calls) in each window; over it, RESOURCE_EXHAUSTED with a `RetryInfo`
+   * detail. Counted per method, in memory or in a Redis the server is
+   * configured with, so every instance and worker shares one count.
+   *
+   *     option (protoguard.v1.method_rule) = {
+   *       authenticated: true
+   *       rate_limit: {requests: 60, per: "60s", burst: 10}
+   *     };
+   *
+   * @generated from field: protoguard.v1.RateLimit rate_limit = 9;
+   */
+  rateLimit?: RateLimit | undefined;
+
+  /**
+   * Step-up: the caller must have authenticated (entered a password or a
+   * code) no longer ago than this duration, written like "300s" or "5m",
+   * according to the token's `auth_time`. An older token is refused
+   * UNAUTHENTICATED with reason STEP_UP_REQUIRED; `AuthService.StepUp`
+   * returns a fresh one. Implies `authenticated`.
+   *
+   * @generated from field: string max_auth_age = 10;
+   */
+  maxAuthAge: string;
+
+  /**
+   * Step-up: the caller's token must show a one-time code was entered (`otp`
+   * in its `amr` claim). Implies `authenticated`.
+   *
+   * @generated from field: bool require_totp = 11;
+   */
+  requireTotp: boolean;
+
+  /**
+   * Whether an API key (`pgk_...`) may be presented instead of a token.
+   * Unset or true accepts keys (their scopes still apply); false refuses
+   * them, for methods such as changing a password or minting keys.
+   *
+   * @generated from field: optional bool api_keys = 12;
+   */
+  apiKeys?: boolean | undefined;
 };
 
 /**
@@ -118,6 +161,42 @@ export type Rule = Message<"protoguard.v1.Rule"> & {
  */
 export const RuleSchema: GenMessage<Rule> = /*@__PURE__*/
   messageDesc(file_protoguard_v1_options, 0);
+
+/**
+ * A limit on how often one principal may call a method.
+ *
+ * @generated from message protoguard.v1.RateLimit
+ */
+export type RateLimit = Message<"protoguard.v1.RateLimit"> & {
+  /**
+   * Calls allowed per window. Required, at least 1.
+   *
+   * @generated from field: uint32 requests = 1;
+   */
+  requests: number;
+
+  /**
+   * The window, a duration like "60s", "1m" or "1h". Required.
+   *
+   * @generated from field: string per = 2;
+   */
+  per: string;
+
+  /**
+   * Calls allowed at once above the steady rate before refusals start.
+   * Default 0: no burst beyond `requests`.
+   *
+   * @generated from field: uint32 burst = 3;
+   */
+  burst: number;
+};
+
+/**
+ * Describes the message protoguard.v1.RateLimit.
+ * Use `create(RateLimitSchema)` to create a new message.
+ */
+export const RateLimitSchema: GenMessage<RateLimit> = /*@__PURE__*/
+  messageDesc(file_protoguard_v1_options, 1);
 
 /**
  * The kinds of principal a rule can admit.
