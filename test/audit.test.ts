@@ -455,7 +455,7 @@ function cliSuite(
   let withStore: <T>(fn: (db: DrizzleDb) => Promise<T>) => Promise<T>;
   let close: () => Promise<void>;
   const osUser = userInfo().username;
-  let secrets: string[] = [CLI_PASSWORD];
+  const secrets: string[] = [CLI_PASSWORD];
 
   before(async () => {
     ({ env, withStore, close } = await setup());
