@@ -66,7 +66,9 @@ export interface CachedPrincipalSource extends PrincipalSource {
   reload(userId: number, token: { jti: string; issuedAt: number; expiresAt?: number }): Promise<PrincipalLookup>;
   /**
    * Applies one invalidation (they also arrive from the database on their
-   * own), then tells the {@link onInvalidation} listeners.
+   * own), then tells the {@link onInvalidation} listeners. A `token` event's
+   * jti counts as revoked in memory until its `revoked_tokens` row has been
+   * read (no row: not revoked, as the database would answer).
    */
   invalidate(event: InvalidationEvent): void;
   /**
@@ -194,12 +196,14 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
   // reload that began before one does not count.
   let synced = false;
   let syncEpoch = 0;
+  // After close(): no more reads of the set (the database may be closed too).
+  let closed = false;
   const trusted = () => synced && subscription.state === "listening";
 
   async function resync(): Promise<void> {
     const epoch = ++syncEpoch;
     synced = false;
-    if (!users.enabled || subscription.state !== "listening") return;
+    if (closed || !users.enabled || subscription.state !== "listening") return;
     try {
       // After LISTEN holds: a revocation committed later is announced, one
       // committed before is in this read.
@@ -229,6 +233,7 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
     }
   }
   function readExpiries(): void {
+    if (closed) return;
     const batch = [...toRead];
     toRead = new Set();
     revokedTokenExpiries(database.db, batch).then(
@@ -408,7 +413,12 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
       subscription.ensure();
       return () => listeners.delete(listener);
     },
-    close: () => subscription.close(),
+    close() {
+      closed = true;
+      syncEpoch++;
+      synced = false;
+      return subscription.close();
+    },
     reload: fetchAndStore,
     peek(userId, token) {
       const lookup = cached(userId, token);
