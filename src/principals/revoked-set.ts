@@ -35,9 +35,9 @@ export class RevokedTokenSet {
   /** Records `jti` as revoked until `expiresAtMs` (the later expiry wins); omitted: until known. */
   add(jti: string, expiresAtMs: number = UNKNOWN): void {
     const held = this.#expiries.get(jti);
-    // A known expiry replaces "unknown"; otherwise the later one is kept.
-    if (held !== undefined && held !== UNKNOWN && held >= expiresAtMs) return;
-    if (held === UNKNOWN && expiresAtMs === UNKNOWN) return;
+    // Held already: "unknown" never replaces anything; a known expiry replaces
+    // "unknown"; of two known ones the later is kept.
+    if (held !== undefined && (expiresAtMs === UNKNOWN || (held !== UNKNOWN && held >= expiresAtMs))) return;
     this.#expiries.set(jti, expiresAtMs);
     if (expiresAtMs !== UNKNOWN) this.#push([expiresAtMs, jti]);
   }

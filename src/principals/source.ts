@@ -14,7 +14,7 @@ import {
   revokedByCredentials,
   type UserRevocationFacts,
 } from "../store/principal-query.js";
-import { loadRevokedTokens, revokedTokenExpiries } from "../store/revoked-tokens.js";
+import { loadRevokedTokens, onLocalRevocation, revokedTokenExpiries } from "../store/revoked-tokens.js";
 import { PrincipalCache, resolveCacheLimits } from "./cache.js";
 import { RevokedTokenSet } from "./revoked-set.js";
 
@@ -141,6 +141,13 @@ interface PendingUser {
 }
 
 const REVOKED: PrincipalLookup = Object.freeze({ status: "revoked" });
+/**
+ * How long after this process changed a user's credentials the user's cached
+ * facts are not used for new tokens, ms: the write may not be committed yet
+ * when it is announced, and its notification comes within the heartbeat
+ * bound (or notifications are declared down).
+ */
+const LOCAL_CHANGE_DISTRUST_MS = 3000;
 /** Wait before reading the revoked set (or a notified row) again after the database failed, ms. */
 const RESYNC_RETRY_MS = 1000;
 
@@ -285,13 +292,22 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
    * token has not expired (an entry leaves the set at its token's `exp`, so a
    * token inside the verifier's leeway past it is looked up).
    */
-  function inMemory(token: TokenFacts): boolean {
+  function inMemory(userId: number, token: TokenFacts): boolean {
     if (!trusted() || token.expiresAt === undefined) return false;
     const nowMs = now();
     if (!(token.expiresAt * 1000 > nowMs)) return false;
+    if (distrusted.size > 0) {
+      const until = distrusted.get(userId);
+      if (until !== undefined) {
+        if (nowMs < until) return false;
+        distrusted.delete(userId);
+      }
+    }
     revoked.prune(nowMs);
     return true;
   }
+  // Users whose credentials this process just changed, until when (ms).
+  const distrusted = new Map<number, number>();
 
   /** One round trip: the token's answer, and the user's facts cached for the next tokens. */
   async function query(
@@ -300,7 +316,7 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
   ): Promise<{ lookup: PrincipalLookup; user: UserRevocationFacts }> {
     misses++;
     // A token the next call cannot judge in memory is cached by itself.
-    const perToken = !inMemory(token);
+    const perToken = !inMemory(userId, token);
     const startedUser = users.start();
     const startedToken = tokens.start();
     const result = await loadPrincipalAndUser(database.db, userId, token);
@@ -318,7 +334,7 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
 
   /** The fresh cached answer for this token, without I/O. */
   function cached(userId: number, token: TokenFacts): PrincipalLookup | undefined {
-    if (inMemory(token)) {
+    if (inMemory(userId, token)) {
       const user = users.fresh(userId);
       if (user !== undefined) return judge(user, token);
     }
@@ -355,7 +371,7 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
       hits++;
       const user = await inFlight.facts;
       // The set may have stopped being trusted meanwhile: then this token is asked about.
-      return inMemory(token) ? judge(user, token) : joinToken(userId, token);
+      return inMemory(userId, token) ? judge(user, token) : joinToken(userId, token);
     }
     const lookup = query(userId, token);
     const entry: PendingUser = { facts: lookup.then((result) => result.user), generation: users.generation };
@@ -376,6 +392,20 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
     onDemand: listen,
     ...(options.subscribe !== undefined && { options: options.subscribe }),
   });
+  // Read-your-writes: this process's own revocations reach the set (and drop
+  // the user) at once, before their notification comes back.
+  const stopLocal = users.enabled
+    ? onLocalRevocation((revocation) => {
+        for (const row of revocation.tokens) revoked.add(row.jti, row.expiresAtMs);
+        for (const userId of revocation.userIds) {
+          const until = now() + LOCAL_CHANGE_DISTRUST_MS;
+          // Bounded: entries older than the bound go whenever another comes.
+          for (const [id, at] of distrusted) if (at <= until - LOCAL_CHANGE_DISTRUST_MS) distrusted.delete(id);
+          distrusted.set(userId, until);
+          apply({ kind: "user", userId });
+        }
+      })
+    : () => {};
   if (users.enabled && listen) {
     // Down: what the set holds may miss revocations. Back: reload it first.
     subscription.onStateChange(() => void resync());
@@ -415,6 +445,7 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
     },
     close() {
       closed = true;
+      stopLocal();
       syncEpoch++;
       synced = false;
       return subscription.close();
@@ -435,7 +466,7 @@ export async function createPrincipalSource(options: PrincipalSourceOptions): Pr
         hits++;
         return lookup;
       }
-      return inMemory(token) ? joinUser(userId, token) : joinToken(userId, token);
+      return inMemory(userId, token) ? joinUser(userId, token) : joinToken(userId, token);
     },
   };
 }

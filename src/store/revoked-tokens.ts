@@ -14,7 +14,8 @@ export interface RevokedTokenRow {
   readonly expiresAtMs: number;
 }
 
-function rowsOf(result: unknown): { jti: string; expires_ms: number | string }[] {
+/** The rows of a raw query with `jti` and `expires_ms` columns, on either driver. */
+export function rowsOf(result: unknown): { jti: string; expires_ms: number | string }[] {
   // postgres.js answers an array; PGlite an object with `rows`.
   return (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as {
     jti: string;
@@ -47,4 +48,45 @@ export async function revokedTokenExpiries(db: DrizzleDb, jtis: readonly string[
     from ${revokedTokens}
     where ${revokedTokens.jti} in (select jsonb_array_elements_text(${JSON.stringify(jtis)}::jsonb))`);
   return rowsOf(result).map((row) => ({ jti: row.jti, expiresAtMs: Number(row.expires_ms) }));
+}
+
+/** Revocations this process has just written (see {@link announceLocalRevocation}). */
+export interface LocalRevocation {
+  /** Access tokens revoked by `jti`, with their expiry. */
+  readonly tokens: readonly RevokedTokenRow[];
+  /** Users whose `credentials_changed_at` was bumped (every older token revoked). */
+  readonly userIds: readonly number[];
+}
+
+const localListeners = new Set<(revocation: LocalRevocation) => void>();
+
+/**
+ * Calls `listener` with every revocation written by this process, as soon as
+ * it is written: the principal sources' read-your-writes, so a call that
+ * follows a logout on the same instance is refused even before the
+ * database's notification of it has come back (on PostgreSQL it arrives a
+ * moment after the commit). Process-wide: `jti`s are random, so a revocation
+ * in another database of the same process names no token of this one.
+ * Returns a function that removes the listener.
+ */
+export function onLocalRevocation(listener: (revocation: LocalRevocation) => void): () => void {
+  localListeners.add(listener);
+  return () => localListeners.delete(listener);
+}
+
+/**
+ * Tells the {@link onLocalRevocation} listeners, as soon as the write is made
+ * (inside its transaction: early is the safe side, a rollback leaves a token
+ * refused here until its `exp`, never a revoked one accepted; listeners do
+ * not trust a user's cached cut-off for a while after a credentials change,
+ * since a lookup before the commit still reads the old one).
+ */
+export function announceLocalRevocation(revocation: LocalRevocation): void {
+  for (const listener of localListeners) {
+    try {
+      listener(revocation);
+    } catch {
+      // One listener's failure must not keep the others from the news.
+    }
+  }
 }
