@@ -49,13 +49,17 @@ it("/metrics counts cache hits and misses of the token and user caches", async (
       "token misses": 0,
     });
     for (const token of [first, first, first, second]) await client.getProfile({}, bearer(token));
-    // Each token is verified and looked up once, then served from the caches.
+    // Each token is verified once; the user is looked up once: the second
+    // token of a cached user is judged in memory (user cache + revoked set).
     assert.deepEqual(await cacheTotals(server.url), {
-      "principal hits": 2,
-      "principal misses": 2,
+      "principal hits": 3,
+      "principal misses": 1,
       "token hits": 2,
       "token misses": 2,
     });
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    assert.match(text, /^protoguard_revoked_tokens 0$/m);
+    assert.match(text, /^protoguard_revocations_in_memory 1$/m);
   } finally {
     session.abort();
     await server.close();

@@ -293,18 +293,21 @@ describeOr(skipWithoutPostgres, "two protoguard serve instances on one PostgreSQ
     });
     try {
       const seen = notifications.length;
-      // The database now says no: a token the caches have not seen is refused...
+      // The database now says no: the grant is gone...
+      const [left] = await listener!<{ n: number }[]>`
+          select count(*)::int as n from user_permissions where user_id = ${editorId}`;
+      assert.equal(left?.n, 0);
+      // ...yet the cached user keeps its old answer for longer than the
+      // deadline, on both, for its cached token and for a token neither
+      // instance has seen (judged in memory from the cached user): nothing but
+      // a notification drops a cached user.
       const issuer = createTokenIssuer({ keyring: await createKeyring([{ alg: "HS256", secret: SECRET }]) });
       const fresh = (await issuer.issueAccess(editorId)).token;
-      for (const instance of instances) {
-        assert.equal(await outcome(updateProduct(instance, fresh)()), PERMISSION_MISSING, instance.name);
-      }
-      // ...yet the cached token keeps its old answer for longer than the
-      // deadline, on both: nothing but a notification drops a cached lookup.
       const until = performance.now() + DEADLINE_MS + 200;
       while (performance.now() < until) {
         for (const instance of instances) {
           assert.equal(await outcome(updateProduct(instance, tokens.editor.access_token)()), OK, instance.name);
+          assert.equal(await outcome(updateProduct(instance, fresh)()), OK, instance.name);
         }
         await sleep(100);
       }

@@ -72,9 +72,13 @@ export interface AccessTokenVerifier {
  * must honour explicit invalidation. Throwing means "backend unavailable".
  */
 export interface PrincipalSource {
-  load(userId: number, token: { jti: string; issuedAt: number }): Promise<PrincipalLookup>;
+  /**
+   * `token.expiresAt` (the `exp` claim, seconds), when the token has one, lets a
+   * source judge a new token of a cached user in memory.
+   */
+  load(userId: number, token: { jti: string; issuedAt: number; expiresAt?: number }): Promise<PrincipalLookup>;
   /** The cached answer, without I/O, when there is a fresh one; optional. */
-  peek?(userId: number, token: { jti: string; issuedAt: number }): PrincipalLookup | undefined;
+  peek?(userId: number, token: { jti: string; issuedAt: number; expiresAt?: number }): PrincipalLookup | undefined;
 }
 
 /** Options for {@link createDecider}. */

@@ -35,7 +35,7 @@ import type { Keyring } from "../token/keys.js";
 import { withCors } from "./cors.js";
 import { createDispatch } from "./dispatch.js";
 import { plain, type NodeHandler } from "./http.js";
-import { registerCacheMetrics, type CacheCounts } from "./observe/metrics.js";
+import { registerCacheMetrics, registerRevocationMetrics, type CacheCounts } from "./observe/metrics.js";
 import { createObservability } from "./observe/observability.js";
 import { createPrefilter, createStreamPrefilter, prefilterContextValues } from "./prefilter/prefilter.js";
 import { createHealth, type HealthService } from "./services/health.js";
@@ -332,6 +332,7 @@ async function startOne(options: StartServerOptions, prepared: Prepared): Promis
       principal: () => principals,
       ...(hasCacheCounts(verifier) && { token: () => tokenCacheCounts(verifier) }),
     });
+    registerRevocationMetrics(observability.registry, () => principals);
     const health = createHealth({
       services: Object.fromEntries(services.map((service) => [service.typeName, "SERVING" as const])),
       maxWatchStreams: options.maxWatchStreams,

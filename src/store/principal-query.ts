@@ -67,6 +67,9 @@ function buildQuery(db: DrizzleDb) {
           join groups g on g.id = ug.group_id
           where ug.user_id = users.id
       )`,
+      // Whole milliseconds, as the comparison below truncates them: what an
+      // in-memory check of another token of this user compares its iat with.
+      credentialsChangedMs: sql<number>`floor(extract(epoch from users.credentials_changed_at) * 1000)::float8`,
       tokenRevoked: sql<boolean>`(
         coalesce(${issuedAt} < floor(extract(epoch from users.credentials_changed_at) * 1000) / 1000, false)
         or exists (select 1 from revoked_tokens rt where rt.jti = ${jti})
@@ -106,7 +109,46 @@ export async function loadPrincipal(
   userId: number,
   token?: TokenRevocationInput,
 ): Promise<PrincipalLookup> {
-  if (!isUserId(userId)) return { status: "not_found" };
+  return (await loadPrincipalAndUser(db, userId, token)).lookup;
+}
+
+/**
+ * What a cache keyed by user needs to judge any token of that user without
+ * asking the database again: the user as every token sees it (`not_found`,
+ * `inactive`, or `ok` with the principal) and the credentials cut-off. The
+ * revoked `jti`s are the caller's to know (see `loadRevokedTokens`).
+ */
+export interface UserRevocationFacts {
+  /** `not_found`, `inactive` or `ok`: never `revoked`, which is a token's. */
+  readonly lookup: PrincipalLookup;
+  /**
+   * `credentials_changed_at` in whole milliseconds since the epoch: a token
+   * whose `iat` (seconds) is below `credentialsChangedMs / 1000` is revoked
+   * (see {@link revokedByCredentials}).
+   */
+  readonly credentialsChangedMs: number;
+}
+
+/**
+ * Whether a token issued at `issuedAt` (seconds) predates the user's last
+ * credentials change: the same comparison, in the same float64 arithmetic,
+ * as the one statement of {@link loadPrincipal} (a non-finite `iat` counts as 0).
+ */
+export function revokedByCredentials(facts: UserRevocationFacts, issuedAt: number): boolean {
+  return (Number.isFinite(issuedAt) ? issuedAt : 0) < facts.credentialsChangedMs / 1000;
+}
+
+/**
+ * {@link loadPrincipal}'s one round trip, answering both the token's lookup
+ * and the user's {@link UserRevocationFacts}, so a cache keyed by user can
+ * judge the user's next tokens in memory.
+ */
+export async function loadPrincipalAndUser(
+  db: DrizzleDb,
+  userId: number,
+  token?: TokenRevocationInput,
+): Promise<{ lookup: PrincipalLookup; user: UserRevocationFacts }> {
+  if (!isUserId(userId)) return { lookup: NOT_FOUND, user: { lookup: NOT_FOUND, credentialsChangedMs: 0 } };
   let query = prepared.get(db);
   if (query === undefined) {
     query = buildQuery(db);
@@ -120,10 +162,10 @@ export async function loadPrincipal(
     issuedAt: token === undefined ? null : Number.isFinite(token.issuedAt) ? token.issuedAt : 0,
   });
   const row = rows[0];
-  if (row === undefined) return { status: "not_found" };
-  if (!row.isActive) return { status: "inactive" };
-  if (row.tokenRevoked) return { status: "revoked" };
-  return {
+  if (row === undefined) return { lookup: NOT_FOUND, user: { lookup: NOT_FOUND, credentialsChangedMs: 0 } };
+  const credentialsChangedMs = Number(row.credentialsChangedMs);
+  if (!row.isActive) return { lookup: INACTIVE, user: { lookup: INACTIVE, credentialsChangedMs } };
+  const ok: PrincipalLookup = {
     status: "ok",
     principal: {
       id: row.id,
@@ -136,4 +178,9 @@ export async function loadPrincipal(
       groups: new Set(row.groups),
     },
   };
+  return { lookup: row.tokenRevoked ? REVOKED : ok, user: { lookup: ok, credentialsChangedMs } };
 }
+
+const NOT_FOUND: PrincipalLookup = Object.freeze({ status: "not_found" });
+const INACTIVE: PrincipalLookup = Object.freeze({ status: "inactive" });
+const REVOKED: PrincipalLookup = Object.freeze({ status: "revoked" });

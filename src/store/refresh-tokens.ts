@@ -6,6 +6,7 @@
  */
 import { and, eq, gt, isNull, sql, type SQL } from "drizzle-orm";
 import type { DrizzleDb } from "./database-handle.js";
+import { announceLocalRevocation, rowsOf } from "./revoked-tokens.js";
 import { refreshTokens, revokedTokens, users } from "./schema.js";
 
 /** One issued refresh token, with the access token issued beside it. */
@@ -96,6 +97,7 @@ export async function findRefreshFamily(db: DrizzleDb, jti: string): Promise<str
 export async function revokeUserSessions(db: DrizzleDb, userId: number, now: Date): Promise<void> {
   await db.transaction(async (tx) => {
     await tx.update(users).set({ credentialsChangedAt: now }).where(eq(users.id, userId));
+    announceLocalRevocation({ tokens: [], userIds: [userId] });
     await revokeTokensWhere(tx, eq(refreshTokens.userId, userId), now);
   });
 }
@@ -117,13 +119,16 @@ async function revokeTokensWhere(tx: DrizzleDb, where: SQL, now: Date): Promise<
     .where(and(where, isNull(refreshTokens.revokedAt)));
   // Dates go in as ISO strings: raw SQL parameters skip Drizzle's column
   // encoders, and the drivers disagree on how to send a Date.
-  await tx.execute(sql`
+  const inserted = await tx.execute(sql`
     insert into ${revokedTokens} (jti, user_id, expires_at)
     select ${refreshTokens.accessJti}, ${refreshTokens.userId}, ${refreshTokens.accessExpiresAt}
     from ${refreshTokens}
     where ${where}
       and ${refreshTokens.accessExpiresAt} > ${now.toISOString()}::timestamptz
-    on conflict do nothing`);
+    on conflict do nothing
+    returning jti, floor(extract(epoch from expires_at) * 1000)::float8 as expires_ms`);
+  const tokens = rowsOf(inserted).map((row) => ({ jti: row.jti, expiresAtMs: Number(row.expires_ms) }));
+  if (tokens.length > 0) announceLocalRevocation({ tokens, userIds: [] });
 }
 
 /**

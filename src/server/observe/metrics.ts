@@ -3,7 +3,7 @@
  * outcome and reason, and a histogram of decision latency by outcome.
  */
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
-import { Counter, Histogram, type Registry } from "prom-client";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { DecisionEvent } from "../../decide/event.js";
 import type { Verdict } from "../../decide/verdict.js";
 import { principalKind } from "../../principal.js";
@@ -216,5 +216,38 @@ export function registerCacheMetrics(registry: Registry, caches: Readonly<Record
     labelNames: ["cache"] as const,
     registers: [registry],
     collect: read("misses"),
+  });
+}
+
+/**
+ * Registers gauges `protoguard_revoked_tokens` (revoked, unexpired access
+ * tokens the principal source holds in memory; each leaves at its token's
+ * `exp`) and `protoguard_revocations_in_memory` (1 while a known user's new
+ * token is judged in memory, 0 while notifications are down or the revoked
+ * set is being reloaded and every new token is looked up), read at each scrape.
+ */
+export function registerRevocationMetrics(
+  registry: Registry,
+  source: () => { readonly revokedTokens: number; readonly revocationsInMemory: boolean },
+): void {
+  new Gauge({
+    name: "protoguard_revoked_tokens",
+    help: "Revoked, unexpired access tokens held in memory (each leaves at its token's exp).",
+    registers: [registry],
+    // Every worker of a pool holds the same set.
+    aggregator: "max",
+    collect(this: Gauge) {
+      this.set(source().revokedTokens);
+    },
+  });
+  new Gauge({
+    name: "protoguard_revocations_in_memory",
+    help: "1 while new tokens of cached users are judged in memory; 0 while each is looked up (notifications down or resyncing).",
+    registers: [registry],
+    // A pool is in memory only when every worker is.
+    aggregator: "min",
+    collect(this: Gauge) {
+      this.set(source().revocationsInMemory ? 1 : 0);
+    },
   });
 }
