@@ -89,7 +89,8 @@ export interface LoginDependencies {
  * `peer` is the client address ({@link UNKNOWN_PEER} when the front-end
  * could not tell it), or undefined when the front-end supplies none (the
  * in-memory transport): such calls skip the per-client admission and share
- * one fairness key in the hasher.
+ * one fairness key in the hasher. `peer` and `userAgent` (the request's
+ * User-Agent header) are recorded with the session for the session list.
  *
  * Order of work, and why:
  * 1. Inputs over the caps fail before any I/O or hashing (no account can
@@ -133,6 +134,7 @@ export function createLogin(deps: LoginDependencies) {
     password: string,
     otpCode: string,
     peer?: string,
+    userAgent?: string,
   ): Promise<LoginResult> {
     // The raw length is bounded before normalizing, which can expand text.
     if (rawUsername.length === 0 || rawUsername.length > 2 * MAX_LOGIN_USERNAME_LENGTH) {
@@ -225,7 +227,7 @@ export function createLogin(deps: LoginDependencies) {
         .returning({ id: users.id });
       if (updated.length === 0) return "password changed or account deactivated during login";
       await clearLoginFailures(tx, username);
-      return issueSession(tx, issuer, user.id);
+      return issueSession(tx, issuer, user.id, undefined, { peerAddress: peer, userAgent });
     });
     if (typeof session === "string") throw invalidCredentials(session);
     if (client !== undefined) admission!.giveBack(client, now());
