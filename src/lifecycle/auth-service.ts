@@ -239,7 +239,13 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
 
     refresh: (req, ctx) =>
       guard(async () => {
-        const adopted = await options.simplejwt?.refresh(req.refreshToken, { database, issuer, verifier, now });
+        const adopted = await options.simplejwt?.refresh(req.refreshToken, {
+          database,
+          issuer,
+          verifier,
+          now,
+          client: clientOf(ctx),
+        });
         if (adopted !== undefined) return { accessToken: adopted.accessToken, refreshToken: adopted.refreshToken };
         const claims = await verifyRefresh(req.refreshToken);
         const at = new Date(now());
