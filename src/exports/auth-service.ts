@@ -69,3 +69,6 @@ export type { SimplejwtBlacklist } from "../store/simplejwt-tokens.js";
 
 // Security events (refresh reuse, logout) for an audit trail of your own
 export type { SecurityEvent } from "../lifecycle/auth-service.js";
+
+/** Who a token pair is issued to (peer address, User-Agent), as the session list shows it. */
+export type { SessionClient } from "../lifecycle/sessions.js";

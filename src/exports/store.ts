@@ -118,3 +118,31 @@ export {
 export type { AuditEventJson, AuditListFilter, AuditPruneResult, AuditVerifyResult } from "../store/audit.js";
 export { AUDIT_EVENT_TYPES } from "../audit-event.js";
 export type { AuditActor, AuditContext, AuditEventInput, AuditEventType } from "../audit-event.js";
+
+// ---------------------------------------------------------------------------
+// The read side: users, groups, permissions, who may call what, sessions
+// ---------------------------------------------------------------------------
+export {
+  DEFAULT_USER_PAGE_SIZE,
+  MAX_USER_PAGE_SIZE,
+  deleteGroup,
+  groupDetail,
+  listGroups,
+  listPermissions,
+  listUsers,
+  userDetail,
+} from "../store/directory.js";
+export type {
+  EffectivePermission,
+  GroupDetail,
+  GroupSummary,
+  ListUsersOptions,
+  PermissionInfo,
+  UserDetail,
+  UserPage,
+  UserSummary,
+} from "../store/directory.js";
+export { whoCan } from "../store/who-can.js";
+export type { WhoCanResult } from "../store/who-can.js";
+export { listSessions, listSessionsOfUser, revokeSession, sessionOwner } from "../store/sessions.js";
+export type { SessionInfo } from "../store/sessions.js";
