@@ -28,6 +28,7 @@ import { createLoginAdmission, type LoginAdmissionOptions } from "./login-admiss
 import { createPasswordHasher, PasswordBusyError, type PasswordHasher } from "./passwords.js";
 import { createServiceTokenExchange, DEFAULT_SERVICE_TOKEN_TTL_SECONDS } from "./service-token.js";
 import { issueSession } from "./sessions.js";
+import { createApiKeyRpcs } from "./api-keys.js";
 import type { SimplejwtAdoption } from "./simplejwt-adoption.js";
 import { generateTotpSecret, totpUri } from "./totp.js";
 
@@ -184,6 +185,7 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
     now,
   });
 
+  const apiKeyRpcs = createApiKeyRpcs({ database, now });
   const { onSecurityEvent } = options;
   /** Tells `onSecurityEvent`, which must not fail the call. */
   function report(event: SecurityEvent): void {
@@ -305,9 +307,7 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
     listSessions: () => notYet(),
     revokeSession: () => notYet(),
     stepUp: () => notYet(),
-    createApiKey: () => notYet(),
-    listApiKeys: () => notYet(),
-    revokeApiKey: () => notYet(),
+    ...apiKeyRpcs,
   };
 }
 
