@@ -6,6 +6,9 @@
  * DATABASE_URL is set (changes and revocations must reach the other instance too).
  */
 import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Code, createClient, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import { KindService } from "../gen/guardtest/v1/kinds_pb.js";
@@ -25,6 +28,7 @@ import {
 import { createTestAuth, createTestDatabase, type TestAuth, type TestDatabase } from "../src/exports/testing.js";
 import { bearer, collect, expectError, failure } from "./helpers/connect.js";
 import { postgresUrl } from "./helpers/env.js";
+import { assertOk, cleanEnv, runCliCaptured } from "./helpers/cli.js";
 
 /** Handlers that say who called and with which permissions. */
 function kindRoutes(router: ConnectRouter): void {
@@ -357,3 +361,60 @@ for (const backend of ["pglite", "postgres"] as const) {
     });
   });
 }
+
+describe("protoguard apikey", { timeout: 180_000 }, () => {
+  let dir: string;
+  let env: NodeJS.ProcessEnv;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "protoguard-apikey-"));
+    env = cleanEnv({ PROTOGUARD_DATA_DIR: join(dir, "data") });
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+  const cli = (...args: string[]) => runCliCaptured(args, env);
+
+  it("creates a key once, refuses a scope the owner lacks, lists without secrets, and revokes", async () => {
+    assertOk(await cli("user", "create", "alice", "--password", "pw-alice-1"));
+    assertOk(await cli("user", "grant", "alice", "shop.view_order", "shop.change_order"));
+    const created = await cli(
+      "apikey",
+      "create",
+      "alice",
+      "--scope",
+      "shop.view_order",
+      "--scope",
+      "shop.change_order",
+      "--expires",
+      "30d",
+      "--name",
+      "ci",
+    );
+    assertOk(created);
+    const made = JSON.parse(created.stdout) as { key: string; id: string; scopes: string[]; expires_at: string };
+    assert.match(made.key, /^pgk_[a-z2-7]{12}_/);
+    assert.equal(made.key.slice(4, 16), made.id);
+    assert.deepEqual(made.scopes, ["shop.change_order", "shop.view_order"]);
+    assert.ok(Date.parse(made.expires_at) > Date.now() + 29 * 86_400_000);
+
+    const refused = await cli("apikey", "create", "alice", "--scope", "billing.charge");
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /does not hold billing\.charge/);
+    const usage = await cli("apikey", "create", "alice", "--scope", "shop.view_order", "--expires", "soon");
+    assert.equal(usage.code, 2);
+
+    const listed = await cli("apikey", "list", "alice");
+    assertOk(listed);
+    assert.ok(!listed.stdout.includes(made.key.slice(17)), "no secret is listed");
+    assert.deepEqual(
+      (JSON.parse(listed.stdout) as { id: string; revoked_at: string | null }[]).map((k) => [k.id, k.revoked_at]),
+      [[made.id, null]],
+    );
+    const revoked = await cli("apikey", "revoke", made.id);
+    assertOk(revoked);
+    assert.match(revoked.stdout, /revoked API key/);
+    const after = JSON.parse((await cli("apikey", "list")).stdout) as { revoked_at: string | null }[];
+    assert.ok(after[0]?.revoked_at !== null);
+    assert.equal((await cli("apikey", "revoke", "aaaaaaaaaaaa")).code, 1);
+  });
+});
