@@ -109,3 +109,21 @@ export { createApiKeySource } from "../principals/api-keys.js";
 export type { ApiKeySourceOptions, CachedApiKeySource } from "../principals/api-keys.js";
 export { findApiKey, insertApiKey, listApiKeys, revokeApiKey, touchApiKey } from "../store/api-keys.js";
 export type { ApiKeyInfo, ApiKeyRecord, InsertApiKeyInput } from "../store/api-keys.js";
+
+// ---------------------------------------------------------------------------
+// The audit log: hash-chained security events and writes
+// ---------------------------------------------------------------------------
+export {
+  AUDIT_GENESIS_HASH,
+  appendAuditEvent,
+  auditEventJson,
+  auditRowHash,
+  formatAuditActor,
+  listAuditEvents,
+  pruneAuditEvents,
+  recordAuditEvent,
+  verifyAuditChain,
+} from "../store/audit.js";
+export type { AuditEventJson, AuditListFilter, AuditPruneResult, AuditVerifyResult } from "../store/audit.js";
+export { AUDIT_EVENT_TYPES } from "../audit-event.js";
+export type { AuditActor, AuditContext, AuditEventInput, AuditEventType } from "../audit-event.js";
