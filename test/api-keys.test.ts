@@ -20,6 +20,7 @@ import { AuthService, ApiKeyError, mintApiKey, parseApiKeyLifetime } from "../sr
 import {
   findApiKey,
   listApiKeys,
+  listAuditEvents,
   revokeApiKey,
   revokeUserPermissions,
   grantUserPermissions,
@@ -235,6 +236,25 @@ for (const backend of ["pglite", "postgres"] as const) {
         );
       }
       assert.deepEqual((await authService(a).listApiKeys({}, bearer(token))).apiKeys, []);
+      // Both writes are in the audit log, with the caller as actor, and no secret.
+      const events = await listAuditEvents(a.database.db, {
+        types: ["apikey.created", "apikey.revoked"],
+        username: carol.username,
+      });
+      assert.deepEqual(
+        events.map((e) => [e.type, e.subject, e.actor]),
+        [
+          ["apikey.created", `apikey:${made.apiKey!.id}`, `user:${carol.id}`],
+          ["apikey.revoked", `apikey:${made.apiKey!.id}`, `user:${carol.id}`],
+        ],
+      );
+      assert.ok(!JSON.stringify(events).includes(made.key.slice(-43)));
+      // A second revocation changes nothing and records nothing.
+      await authService(a).revokeApiKey({ id: made.apiKey!.id }, bearer(token));
+      assert.equal(
+        (await listAuditEvents(a.database.db, { types: ["apikey.revoked"], username: carol.username })).length,
+        1,
+      );
     });
 
     it("an owner losing a permission takes it from the key at once, on every instance", async () => {
@@ -416,5 +436,10 @@ describe("protoguard apikey", { timeout: 180_000 }, () => {
     const after = JSON.parse((await cli("apikey", "list")).stdout) as { revoked_at: string | null }[];
     assert.ok(after[0]?.revoked_at !== null);
     assert.equal((await cli("apikey", "revoke", "aaaaaaaaaaaa")).code, 1);
+    const audit = await cli("audit", "list", "--type", "apikey.created,apikey.revoked");
+    assertOk(audit);
+    assert.match(audit.stdout, /apikey\.created/);
+    assert.match(audit.stdout, /apikey\.revoked/);
+    assert.ok(!audit.stdout.includes(made.key.slice(17)), "no secret in the audit log");
   });
 });
