@@ -443,3 +443,29 @@ describe("protoguard apikey", { timeout: 180_000 }, () => {
     assert.ok(!audit.stdout.includes(made.key.slice(17)), "no secret in the audit log");
   });
 });
+
+describe("policy report and OpenAPI export", () => {
+  it("show which methods accept API keys", async () => {
+    const { createAuthPolicy } = await import("../src/exports/core.js");
+    const { policyReport, formatPolicy } = await import("../src/cli/policy.js");
+    const { policyOpenApi } = await import("../src/cli/openapi.js");
+    const report = policyReport([AuthService], createAuthPolicy({ services: [AuthService] }));
+    const row = (name: string) => report.rows.find((r) => r.method === `/protoguard.v1.AuthService/${name}`);
+    assert.equal(row("CreateApiKey")?.apiKeys, false);
+    assert.equal(row("RevokeApiKey")?.apiKeys, false);
+    assert.equal(row("ListApiKeys")?.apiKeys, undefined, "accepted: nothing to say");
+    const table = formatPolicy(report, "table");
+    assert.ok(table.some((line) => /^\/protoguard.v1.AuthService\/CreateApiKey .*api_keys: false/.test(line)));
+    assert.ok(table.some((line) => /^\/protoguard.v1.AuthService\/WhoAmI +unary +authenticated +method$/.test(line)));
+    assert.ok(table.some((line) => /refused where the rule says api_keys: false \(3 methods\)/.test(line)));
+    const doc = policyOpenApi([AuthService], report) as unknown as {
+      paths: Record<string, { post: { "x-protoguard": { apiKeys?: boolean }; description: string } }>;
+    };
+    const create = doc.paths["/protoguard.v1.AuthService/CreateApiKey"]!.post;
+    assert.equal(create["x-protoguard"].apiKeys, false);
+    assert.match(create.description, /Refuses API keys/);
+    const whoAmI = doc.paths["/protoguard.v1.AuthService/WhoAmI"]!.post;
+    assert.equal(whoAmI["x-protoguard"].apiKeys, undefined);
+    assert.match(whoAmI.description, /Accepts API keys/);
+  });
+});
