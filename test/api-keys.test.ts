@@ -469,3 +469,26 @@ describe("policy report and OpenAPI export", () => {
     assert.match(whoAmI.description, /Accepts API keys/);
   });
 });
+
+describe("conditions see the key", { timeout: 120_000 }, () => {
+  it("principal.api_key is the key's id, empty for a token", async () => {
+    const { UnannotatedService } = await import("../gen/guardtest/v1/guarded_pb.js");
+    await using t = await createTestAuth({
+      routes: (router) =>
+        router.service(UnannotatedService, {
+          anything: (req, ctx) => ({ text: req.text, username: getPrincipal(ctx)?.username ?? "" }),
+        }),
+      defaultRule: { authenticated: true, condition: 'principal.api_key == ""', conditionMessage: "tokens only" },
+    });
+    const user = await t.createUser({ username: "cel", permissions: ["shop.view_order"] });
+    const client = createClient(UnannotatedService, t.transport);
+    assert.equal((await client.anything({ text: "hi" }, { headers: await t.authHeaders(user) })).username, "cel");
+    const { key } = await t.createApiKey(user, { scopes: ["shop.view_order"] });
+    await expectError(
+      client.anything({ text: "hi" }, bearer(key)),
+      Code.PermissionDenied,
+      "CONDITION_FAILED",
+      "tokens only",
+    );
+  });
+});
