@@ -72,3 +72,12 @@ export type { SecurityEvent } from "../lifecycle/auth-service.js";
 
 /** Who a token pair is issued to (peer address, User-Agent), as the session list shows it. */
 export type { SessionClient } from "../lifecycle/sessions.js";
+// API keys: minting with the scope checks both the CLI and CreateApiKey apply
+export {
+  ApiKeyError,
+  MAX_API_KEY_LIFETIME_SECONDS,
+  MAX_API_KEYS_PER_OWNER,
+  mintApiKey,
+  parseApiKeyLifetime,
+} from "../lifecycle/api-keys.js";
+export type { ApiKeyErrorCode, MintApiKeyInput, MintedApiKey } from "../lifecycle/api-keys.js";
