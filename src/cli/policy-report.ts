@@ -25,6 +25,8 @@ export interface PolicyRow {
   readonly shadow?: { readonly rule: string; readonly source: "method" | "service" };
   /** Whether a resource loader is registered for the method; known only for an application (`--routes`). */
   readonly resourceLoader?: boolean;
+  /** The rule's `rate_limit` (also in `rule`): calls per principal per window, and the burst. */
+  readonly rateLimit?: { readonly requests: number; readonly per: string; readonly burst: number };
 }
 
 /** The effective rules of a set of services. */

@@ -75,6 +75,13 @@ export function policyReport(
           shadow: { rule: describeRule(plan.shadow.rule), source: plan.shadow.source },
         }),
         ...(hasLoader !== undefined && { resourceLoader: hasLoader }),
+        ...(plan.rule.rateLimit !== undefined && {
+          rateLimit: {
+            requests: plan.rule.rateLimit.requests,
+            per: plan.rule.rateLimit.per,
+            burst: plan.rule.rateLimit.burst,
+          },
+        }),
       });
     } catch (error) {
       if (!(error instanceof PolicyError)) throw error;

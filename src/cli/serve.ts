@@ -199,6 +199,12 @@ async function start(
     maxConnectionsPerPeer: config.maxConnectionsPerPeer,
     maxWatchStreams: config.maxWatchStreams,
     maxWatchStreamsPerConnection: config.maxWatchStreamsPerConnection,
+    rateLimits: {
+      redisUrl: config.rateLimitRedisUrl,
+      onRedisError: config.rateLimitOnRedisError,
+      redisTimeoutMs: config.rateLimitRedisTimeoutMs,
+      keyPrefix: config.rateLimitKeyPrefix,
+    },
     ...appAccess(app, runtime),
     ...(config.gatewayHeader !== undefined && {
       gateway: {

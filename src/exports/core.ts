@@ -110,3 +110,18 @@ export type { KeyConfigErrorCode, TokenRejectionCode } from "../token/errors.js"
 
 // Context values the adapters set, for adapters of your own
 export { authSignalKey, principalKey } from "../connect/context.js";
+
+// Rate limits declared in rules (`rate_limit`): the plan, the limiter the adapters count with
+export type { PlannedRateLimit, RateLimitInit } from "../policy/rate-limit.js";
+export type { RuleRateLimit } from "../policy/rule.js";
+export { parseRateLimitWindow, planRateLimit } from "../policy/rate-limit.js";
+export { createRateLimiter, RATE_LIMITER_DEFAULTS } from "../connect/rate-limit.js";
+export type {
+  RateLimitCaller,
+  RateLimitCounts,
+  RateLimiter,
+  RateLimiterOptions,
+  RateLimitStoreFailure,
+} from "../connect/rate-limit.js";
+export type { RateLimitReason } from "../reasons.js";
+export { rateLimitedError } from "../connect/errors.js";

@@ -1,6 +1,7 @@
 import { PrincipalKind, type Rule } from "../../gen/protoguard/v1/options_pb.js";
 import { isPermissionString } from "../permission.js";
 import type { PrincipalKindName } from "../principal.js";
+import { describeRateLimit, planRateLimit, type PlannedRateLimit, type RateLimitInit } from "./rate-limit.js";
 
 /**
  * A rule after validation, in the shape the decision function consumes.
@@ -11,7 +12,7 @@ import type { PrincipalKindName } from "../principal.js";
  *   people and service accounts alike, unless `principalKind` narrows it.
  */
 export type PlannedRule =
-  | ({ readonly kind: "public" } & RuleCondition)
+  | ({ readonly kind: "public" } & RuleCondition & RuleRateLimit)
   | ({
       readonly kind: "user";
       /** Every permission the caller must hold (`app_label.codename`). */
@@ -20,7 +21,14 @@ export type PlannedRule =
       readonly superuser: boolean;
       /** Only principals of this kind are admitted; absent admits every kind. */
       readonly principalKind?: PrincipalKindName;
-    } & RuleCondition);
+    } & RuleCondition &
+      RuleRateLimit);
+
+/** The rule's `rate_limit`, planned (see src/policy/rate-limit.ts); absent when the rule has none. */
+export interface RuleRateLimit {
+  /** Calls per principal (per client address when anonymous) per window, counted per method. */
+  readonly rateLimit?: PlannedRateLimit;
+}
 
 /**
  * The CEL condition of a rule, as written; the policy compiles it against
@@ -57,6 +65,8 @@ export interface RuleInit {
   condition?: string;
   /** What a caller refused by `condition` is told. */
   conditionMessage?: string;
+  /** Calls per principal per window; see `rate_limit` in options.proto. Default: no limit. */
+  rateLimit?: RateLimitInit;
 }
 
 /**
@@ -108,10 +118,16 @@ export function planRule(rule: Rule | RuleInit): PlannedRule | { problems: strin
   if (principalKind === "service" && (staff || superuser)) {
     problems.push("principal_kind SERVICE cannot be combined with staff or superuser: service accounts are neither");
   }
-  if (problems.length > 0) return { problems };
+  const limit = planRateLimit(rule.rateLimit);
+  if ("problems" in limit) problems.push(...limit.problems);
+  if (problems.length > 0 || "problems" in limit) return { problems };
   const withCondition: RuleCondition =
     condition === "" ? {} : { condition, ...(conditionMessage !== "" && { conditionMessage }) };
-  if (isPublic) return condition === "" ? PUBLIC : Object.freeze({ kind: "public", ...withCondition });
+  if (isPublic) {
+    return condition === "" && limit.rateLimit === undefined
+      ? PUBLIC
+      : Object.freeze({ kind: "public", ...withCondition, ...limit });
+  }
   return Object.freeze({
     kind: "user",
     permissions: Object.freeze([...permissions]),
@@ -119,6 +135,7 @@ export function planRule(rule: Rule | RuleInit): PlannedRule | { problems: strin
     superuser,
     ...(principalKind !== undefined && { principalKind }),
     ...withCondition,
+    ...limit,
   });
 }
 
@@ -157,5 +174,6 @@ export function describeRule(rule: PlannedRule): string {
     if (parts.length === 0) parts.push("authenticated");
   }
   if (rule.condition !== undefined) parts.push(`condition: ${rule.condition}`);
+  if (rule.rateLimit !== undefined) parts.push(describeRateLimit(rule.rateLimit));
   return parts.join("; ");
 }
