@@ -30,7 +30,8 @@ import { createTestDatabase } from "../src/testing/database.js";
 import type { Database } from "../src/store/database-handle.js";
 import { bearer, expectError } from "./helpers/connect.js";
 import { TEST_SECRET } from "./helpers/secrets.js";
-import { runPolicy } from "../src/cli/policy.js";
+import { policyReport, runPolicy } from "../src/cli/policy.js";
+import { policyOpenApi } from "../src/cli/openapi.js";
 
 const REDIS_URL = "redis://127.0.0.1:6379";
 
@@ -347,6 +348,24 @@ describe("rate limits declared in rules", { timeout: 120_000 }, () => {
       assert.deepEqual(row("/BurstLimited")?.rateLimit, { requests: 2, per: "60s", burst: 1 });
       assert.deepEqual(row("/First")?.rateLimit, { requests: 1, per: "30s", burst: 0 });
       assert.equal(row("/Unlimited")?.rateLimit, undefined);
+    });
+
+    it("the OpenAPI export shows the limit and the 429 it answers", () => {
+      const services = [LimitedService];
+      const doc = policyOpenApi(services, policyReport(services, createAuthPolicy())) as {
+        paths: Record<string, { post: Record<string, unknown> }>;
+      };
+      const post = doc.paths["/guardtest.v1.LimitedService/BurstLimited"]!.post;
+      assert.deepEqual((post["x-protoguard"] as { rateLimit?: unknown }).rateLimit, {
+        requests: 2,
+        per: "60s",
+        burst: 1,
+      });
+      assert.ok("429" in (post["responses"] as object));
+      assert.match(String(post["description"]), /At most 2 calls per 60s per caller, plus a burst of 1\./);
+      const unlimited = doc.paths["/guardtest.v1.LimitedService/Unlimited"]!.post;
+      assert.equal((unlimited["x-protoguard"] as { rateLimit?: unknown }).rateLimit, undefined);
+      assert.ok(!("429" in (unlimited["responses"] as object)));
     });
   });
 });
