@@ -22,9 +22,15 @@ import {
   getUser,
   PolicyError,
 } from "../src/exports/protoguard.js";
-import { createAuthPolicy } from "../src/exports/core.js";
+import { createAuthPolicy, parseRateLimitWindow, planRateLimit } from "../src/exports/core.js";
 import { retryDelayMs } from "../src/exports/client.js";
-import { startServer, type RunningServer, type StartServerOptions } from "../src/exports/server.js";
+import {
+  ConfigError,
+  loadConfig,
+  startServer,
+  type RunningServer,
+  type StartServerOptions,
+} from "../src/exports/server.js";
 import { createUser, grantUserPermissions } from "../src/exports/store.js";
 import { createTestDatabase } from "../src/testing/database.js";
 import type { Database } from "../src/store/database-handle.js";
@@ -310,7 +316,48 @@ describe("rate limits declared in rules", { timeout: 120_000 }, () => {
     });
   });
 
+  it("the environment: in memory and fail open by default; a bad URL or choice is a ConfigError", () => {
+    const defaults = loadConfig({});
+    assert.equal(defaults.rateLimitRedisUrl, undefined);
+    assert.equal(defaults.rateLimitOnRedisError, "open");
+    assert.equal(defaults.rateLimitRedisTimeoutMs, 250);
+    assert.equal(defaults.rateLimitKeyPrefix, "protoguard:rl");
+    const set = loadConfig({
+      PROTOGUARD_RATE_LIMIT_REDIS_URL: "redis://127.0.0.1:6379/2",
+      PROTOGUARD_RATE_LIMIT_ON_REDIS_ERROR: "CLOSED",
+    });
+    assert.equal(set.rateLimitRedisUrl, "redis://127.0.0.1:6379/2");
+    assert.equal(set.rateLimitOnRedisError, "closed");
+    assert.throws(() => loadConfig({ PROTOGUARD_RATE_LIMIT_REDIS_URL: "http://x" }), ConfigError);
+    assert.throws(() => loadConfig({ PROTOGUARD_RATE_LIMIT_ON_REDIS_ERROR: "maybe" }), /open or closed/);
+  });
+
   describe("malformed limits", () => {
+    it("windows are whole seconds written with units; limits are planned or their problems named", () => {
+      assert.equal(parseRateLimitWindow("60s"), 60);
+      assert.equal(parseRateLimitWindow("1m"), 60);
+      assert.equal(parseRateLimitWindow("1h30m"), 5400);
+      assert.equal(parseRateLimitWindow("1d"), 86_400);
+      for (const bad of ["", "60", "1.5s", "s", "1m1h", "-1s", "1 m", "1ms"]) {
+        assert.equal(parseRateLimitWindow(bad), undefined, bad);
+      }
+      assert.deepEqual(planRateLimit({ requests: 5, per: "1m", burst: 2 }), {
+        rateLimit: { requests: 5, per: "1m", windowSeconds: 60, burst: 2 },
+      });
+      assert.deepEqual(planRateLimit(undefined), {});
+      const problems = (init: Parameters<typeof planRateLimit>[0]) => {
+        const planned = planRateLimit(init);
+        return "problems" in planned ? planned.problems : [];
+      };
+      assert.match(problems({ requests: 1, per: "" }).join(), /rate_limit\.per is required/);
+      assert.match(problems({ requests: 1, per: "2d" }).join(), /must be from 1s to 1d/);
+      assert.match(problems({ requests: 1, per: "0s" }).join(), /must be from 1s to 1d/);
+      assert.match(problems({ requests: 2_000_000, per: "1s" }).join(), /at most 1000000/);
+      assert.match(problems({ requests: 1, per: "1s", burst: -1 }).join(), /non-negative integer/);
+      assert.equal(problems({ requests: 1, per: "1s", burst: 10 }).length, 0);
+      assert.equal(problems({ requests: 0, per: "x", burst: 1 }).length, 2);
+    });
+
     it("the policy names every malformed rate_limit, and the server refuses to start", async () => {
       assert.throws(
         () => createAuthPolicy({ services: [MalformedLimitService] }),
