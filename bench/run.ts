@@ -636,6 +636,13 @@ async function main(): Promise<void> {
     );
   }
 
+  // --- what a rule's rate_limit costs a warm call, in memory and in Redis (bench/rate-limit-cost.ts)
+  let rateLimitCost: RateLimitCost | undefined;
+  if (want("ratelimit")) {
+    process.stderr.write("bench: cost of a rate_limit (memory, Redis)\n");
+    rateLimitCost = await measureRateLimitCost();
+  }
+
   await pg?.close();
   await rm(dir, { recursive: true, force: true });
   const machine = {
@@ -647,6 +654,7 @@ async function main(): Promise<void> {
   };
   const { lines, targets } = report(rows, rss, entryBytes, conditionCost, notes, haveH2load, machine, refusalCost);
   process.stdout.write(`${lines.join("\n")}\n`);
+  if (rateLimitCost !== undefined) process.stdout.write(`\nrate_limit cost:\n${rateLimitCost.lines.join("\n")}\n`);
   const results = {
     date: startedAt.toISOString(),
     durationSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
@@ -663,6 +671,7 @@ async function main(): Promise<void> {
     conditionCost,
     refusalCost,
     apiKeyCost,
+    rateLimitCost,
     targets,
     notes,
     table: lines,
@@ -940,6 +949,28 @@ async function measureApiKeyCost(): Promise<ApiKeyCost> {
   if (code !== 0) throw new Error(`bench/api-key-cost.ts exited with ${code}: ${out}`);
   const lines = out.trimEnd().split("\n");
   const summary = JSON.parse(lines.pop()!) as Omit<ApiKeyCost, "lines">;
+  return { ...summary, lines };
+}
+
+/** bench/rate-limit-cost.ts's summary: calls/s and CPU per call of plain, memory and redis, with ratios. */
+interface RateLimitCost {
+  readonly [variant: string]: unknown;
+  readonly lines: readonly string[];
+}
+
+/** Runs bench/rate-limit-cost.ts in a process of its own and reads its JSON summary. */
+async function measureRateLimitCost(): Promise<RateLimitCost> {
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", "bench/rate-limit-cost.ts", "--json", ...(quick ? ["--quick"] : [])],
+    { cwd: ROOT, env: serverEnv({}), stdio: ["ignore", "pipe", "inherit"] },
+  );
+  let out = "";
+  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (out += chunk));
+  const [code] = (await once(child, "exit")) as [number | null];
+  if (code !== 0) throw new Error(`bench/rate-limit-cost.ts exited with ${code}: ${out}`);
+  const lines = out.trimEnd().split("\n");
+  const summary = JSON.parse(lines.pop()!) as Record<string, unknown>;
   return { ...summary, lines };
 }
 

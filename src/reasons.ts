@@ -112,3 +112,23 @@ export type LoginFailureReason =
    * flow). Answered whatever password was sent, only for active accounts.
    */
   | "PASSWORD_RESET_REQUIRED";
+
+/**
+ * Why a call its rule admitted was still not served: the rule's `rate_limit`
+ * (src/connect/rate-limit.ts). Kept apart from {@link DenyReason}: the
+ * decision never makes these, the Connect adapters do after it.
+ */
+export type RateLimitReason =
+  /**
+   * RESOURCE_EXHAUSTED: the caller (principal, or client address when
+   * anonymous) spent the method's budget for the current window. The
+   * ErrorInfo metadata carries `limit` (calls per window), `window` (as
+   * written in the rule) and `burst`; a `google.rpc.RetryInfo` detail says
+   * when to retry.
+   */
+  | "RATE_LIMITED"
+  /**
+   * UNAVAILABLE: the shared counter (Redis) cannot be reached and the server
+   * is configured to fail closed (`onRedisError: "closed"`).
+   */
+  | "RATE_LIMIT_UNAVAILABLE";

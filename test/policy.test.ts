@@ -62,7 +62,17 @@ describe("policyReport", () => {
     expect("/example.v1.ProductService/GetProduct", "public", "method");
     expect("/example.v1.ProductService/UpdateProduct", "permissions: products.change_product", "method");
     expect("/example.v1.AccountService/GetProfile", "authenticated", "service");
-    expect("/example.v1.AccountService/UpdateProfile", "authenticated", "service");
+    assert.deepEqual(
+      { ...rowOf(report.rows, "/example.v1.AccountService/UpdateProfile") },
+      {
+        method: "/example.v1.AccountService/UpdateProfile",
+        service: "example.v1.AccountService",
+        kind: "unary",
+        rule: "authenticated; rate_limit: 10/1m burst 5",
+        source: "method",
+        rateLimit: { requests: 10, per: "1m", burst: 5 },
+      },
+    );
     expect("/example.v1.AccountService/WatchNotifications", "authenticated", "service", "server_streaming");
     expect("/example.v1.AdminService/ListUsers", "staff", "method");
     expect("/example.v1.AdminService/DeleteUser", "superuser", "method");

@@ -45,6 +45,8 @@ export interface OpenApiRuleExtension {
    * Absent: an API key (`Authorization: Bearer pgk_…`) may be presented, within its scopes.
    */
   readonly apiKeys?: false;
+  /** The rule's `rate_limit`: calls per principal (per client address when anonymous) per window. */
+  readonly rateLimit?: { readonly requests: number; readonly per: string; readonly burst: number };
 }
 
 /** Options of {@link policyOpenApi}. */
@@ -137,6 +139,11 @@ function operation(row: PolicyRow, method: DescMethod | undefined): Record<strin
   } else if (rule?.condition !== undefined) {
     responses["403"] = error("PERMISSION_DENIED: the condition does not hold (reason CONDITION_FAILED).");
   }
+  if (rule?.rateLimit !== undefined) {
+    responses["429"] = error(
+      "RESOURCE_EXHAUSTED: over the rule's rate limit (reason RATE_LIMITED; a google.rpc.RetryInfo detail and a retry-after header say when to retry).",
+    );
+  }
   const name = row.method.slice(row.method.lastIndexOf("/") + 1);
   return {
     operationId: row.method.slice(1).replace("/", "."),
@@ -210,6 +217,9 @@ function ruleExtension(row: PolicyRow, rule: GeneratedRule | undefined, isPublic
     ...(row.problems ? { problems: row.problems } : {}),
     ...(row.resourceLoader !== undefined ? { resourceLoader: row.resourceLoader } : {}),
     ...(row.apiKeys === false ? { apiKeys: false as const } : {}),
+    ...(rule?.rateLimit
+      ? { rateLimit: { requests: rule.rateLimit.requests, per: rule.rateLimit.per, burst: rule.rateLimit.burst } }
+      : {}),
   };
 }
 
@@ -239,6 +249,11 @@ function describeOperation(row: PolicyRow, rule: GeneratedRule | undefined, isPu
     }
     if (row.resourceLoader === true) lines.push("The condition's `resource` is loaded by the application.");
     if (rule.shadow) lines.push(`Shadow rule, logged but not enforced: ${rule.shadow}.`);
+    if (rule.rateLimit) {
+      const { requests, per, burst } = rule.rateLimit;
+      const who = isPublic ? "caller (client address when anonymous)" : "caller";
+      lines.push(`At most ${requests} calls per ${per} per ${who}${burst > 0 ? `, plus a burst of ${burst}` : ""}.`);
+    }
     const from = { method: "the method's option", service: "the service's option", default: "the server default" };
     lines.push(`Rule from ${from[rule.source]}.`);
   }

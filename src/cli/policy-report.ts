@@ -31,6 +31,8 @@ export interface PolicyRow {
    * rows, when there is no rule to say).
    */
   readonly apiKeys?: false;
+  /** The rule's `rate_limit` (also in `rule`): calls per principal per window, and the burst. */
+  readonly rateLimit?: { readonly requests: number; readonly per: string; readonly burst: number };
 }
 
 /** The effective rules of a set of services. */

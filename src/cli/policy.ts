@@ -76,6 +76,13 @@ export function policyReport(
         }),
         ...(hasLoader !== undefined && { resourceLoader: hasLoader }),
         ...(plan.rule.apiKeys === false && { apiKeys: false }),
+        ...(plan.rule.rateLimit !== undefined && {
+          rateLimit: {
+            requests: plan.rule.rateLimit.requests,
+            per: plan.rule.rateLimit.per,
+            burst: plan.rule.rateLimit.burst,
+          },
+        }),
       });
     } catch (error) {
       if (!(error instanceof PolicyError)) throw error;

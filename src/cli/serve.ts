@@ -200,6 +200,12 @@ async function start(
     maxWatchStreams: config.maxWatchStreams,
     maxWatchStreamsPerConnection: config.maxWatchStreamsPerConnection,
     auditRetentionDays: config.auditRetentionDays,
+    rateLimits: {
+      redisUrl: config.rateLimitRedisUrl,
+      onRedisError: config.rateLimitOnRedisError,
+      redisTimeoutMs: config.rateLimitRedisTimeoutMs,
+      keyPrefix: config.rateLimitKeyPrefix,
+    },
     ...appAccess(app, runtime),
     ...(config.gatewayHeader !== undefined && {
       gateway: {

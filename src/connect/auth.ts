@@ -31,6 +31,10 @@ import { createCallWatch, type CallWatch, type RevalidationHooks, type StreamRev
 import { createAccessStage, type AccessStage } from "../decide/access.js";
 import type { AuthorizeFallback, ResourceLoaders } from "../decide/app-callbacks.js";
 import { admitBody } from "./body-stage.js";
+import { createRateLimiter, type RateLimiter, type RateLimiterOptions } from "./rate-limit.js";
+import { peerAddressKey } from "./peer.js";
+import type { Allow } from "../decide/verdict.js";
+import { createContextKey, type ContextValues } from "@connectrpc/connect";
 
 /** Sweep period of stream re-checks when neither the option nor the principal source says. */
 const DEFAULT_RECHECK_INTERVAL_MS = 30_000;
@@ -141,7 +145,21 @@ export interface AuthOptions {
    * it. Default: none.
    */
   authorize?: AuthorizeFallback;
+  /**
+   * Counts the calls of methods whose rule has a `rate_limit`: a limiter from
+   * `createRateLimiter`, or its options. A call is counted once the whole
+   * decision admitted it (in the request gate, or after the body stage for
+   * methods with one), so a refused call spends no budget; over the limit it
+   * is answered RESOURCE_EXHAUSTED `RATE_LIMITED` with a RetryInfo detail.
+   * Anonymous callers are counted by `peerAddressKey` (all calls without one,
+   * e.g. over the in-memory transport, share one budget). Default: an
+   * in-memory limiter (per process).
+   */
+  rateLimits?: RateLimiter | RateLimiterOptions;
 }
+
+/** Marks a call already counted against its rate limit, so gate and interceptor count it once. */
+const rateCountedKey = createContextKey(false, { description: "protoguard rate limit counted" });
 
 /** The auth layer for one Connect router. */
 export interface Auth {
@@ -175,6 +193,8 @@ export interface Auth {
   readonly interceptor: Interceptor;
   /** Streaming calls being re-checked now (see `revalidateStreams`); 0 when that is off. */
   readonly watchedStreams: number;
+  /** The limiter counting `rate_limit` rules (see {@link AuthOptions.rateLimits}). */
+  readonly rateLimiter: RateLimiter;
 }
 
 /**
@@ -243,6 +263,21 @@ export function createAuth(options: AuthOptions): Auth {
     ...(options.authorize !== undefined && { authorize: options.authorize }),
   });
   if (options.services) access.validate(options.services);
+  const rateLimiter =
+    options.rateLimits !== undefined && "take" in options.rateLimits
+      ? options.rateLimits
+      : createRateLimiter(options.rateLimits);
+
+  /** Counts an admitted call against its rule's limit, once per call; throws the refusal. */
+  function countCall(verdict: Allow, values: ContextValues): Promise<void> | undefined {
+    const limit = verdict.plan.rule.rateLimit;
+    if (limit === undefined || values.get(rateCountedKey)) return undefined;
+    values.set(rateCountedKey, true);
+    return rateLimiter.take(verdict.plan.method, limit, {
+      principal: verdict.principal,
+      peer: values.get(peerAddressKey),
+    });
+  }
 
   function decideAndReport(
     method: DescMethod,
@@ -266,6 +301,7 @@ export function createAuth(options: AuthOptions): Auth {
   return {
     policy,
     decide,
+    rateLimiter,
     get watchedStreams() {
       return watch?.size ?? 0;
     },
@@ -282,6 +318,9 @@ export function createAuth(options: AuthOptions): Auth {
         ));
       context.values.set(verdictKey, verdict);
       if (verdict.outcome !== "allow") throw verdictToConnectError(verdict);
+      // Counted here, before the body is read, unless a body stage may still refuse the call.
+      const counting = access.planFor(verdict.plan) === undefined ? countCall(verdict, context.values) : undefined;
+      if (counting !== undefined) await counting;
       context.values.set(principalKey, verdict.principal);
     },
     interceptor: (next) => async (req) => {
@@ -295,6 +334,9 @@ export function createAuth(options: AuthOptions): Auth {
         const body = admitBody(req, verdict, plan, access, onDecision);
         admitted = body instanceof Promise ? await body : body;
       }
+      // Without a gate, or after the body stage admitted the call.
+      const counting = countCall(verdict, admitted.contextValues);
+      if (counting !== undefined) await counting;
       // The verdict too (the gate sets it when it runs), so handlers can tell which token called.
       admitted.contextValues.set(principalKey, verdict.principal).set(verdictKey, verdict);
       if (watch !== undefined && admitted.stream) {

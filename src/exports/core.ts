@@ -127,3 +127,17 @@ export type {
 } from "../credential/api-key.js";
 export type { PrincipalApiKey } from "../principal.js";
 export type { RuleCredentials } from "../policy/rule.js";
+// Rate limits declared in rules (`rate_limit`): the plan, the limiter the adapters count with
+export type { PlannedRateLimit, RateLimitInit } from "../policy/rate-limit.js";
+export type { RuleRateLimit } from "../policy/rule.js";
+export { parseRateLimitWindow, planRateLimit } from "../policy/rate-limit.js";
+export { createRateLimiter, RATE_LIMITER_DEFAULTS } from "../connect/rate-limit.js";
+export type {
+  RateLimitCaller,
+  RateLimitCounts,
+  RateLimiter,
+  RateLimiterOptions,
+  RateLimitStoreFailure,
+} from "../connect/rate-limit.js";
+export type { RateLimitReason } from "../reasons.js";
+export { rateLimitedError } from "../connect/errors.js";

@@ -156,9 +156,12 @@ function describeForDoc(rule: GeneratedRule): string {
 }
 
 /** A TypeScript object literal, formatted like the rest of the generated code. */
-function literal(value: ConformanceMethod | object | string | boolean | readonly unknown[], indent: string): string {
+function literal(
+  value: ConformanceMethod | object | string | boolean | number | readonly unknown[],
+  indent: string,
+): string {
   if (typeof value === "string") return JSON.stringify(value);
-  if (typeof value === "boolean") return String(value);
+  if (typeof value === "boolean" || typeof value === "number") return String(value);
   const inner = `${indent}  `;
   if (Array.isArray(value)) {
     if (value.length === 0) return "[]";

@@ -9,6 +9,7 @@ import {
 } from "../../gen/protoguard/v1/options_pb.js";
 import { compileCondition } from "../conditions/compile.js";
 import { planRule } from "../policy/rule.js";
+import { describeRateLimit, planRateLimit, type PlannedRateLimit } from "../policy/rate-limit.js";
 import type { PrincipalKindName } from "../principal.js";
 import type { ConformanceCase, ConformanceMethod } from "../policy/conformance-table.js";
 
@@ -33,6 +34,8 @@ export interface GeneratedRule {
   readonly source: "method" | "service" | "default";
   /** The shadow rule being rolled out, described. */
   readonly shadow: string | undefined;
+  /** The rule's `rate_limit`, planned; undefined when it has none. */
+  readonly rateLimit?: PlannedRateLimit | undefined;
 }
 
 /**
@@ -40,6 +43,9 @@ export interface GeneratedRule {
  * reason the decision function gives when it checks `principal_kind`.
  */
 const PRINCIPAL_KIND_REASON = "PRINCIPAL_KIND";
+
+/** Largest `requests + burst` the generator writes an over-the-limit row for. */
+const MAX_CONFORMANCE_BUDGET = 1000;
 
 /** Whether `service` carries any protoguard rule, i.e. whether the generator writes a file for it. */
 export function isAnnotated(service: DescService): boolean {
@@ -94,7 +100,14 @@ export function readRule(method: DescMethod): GeneratedRule {
     conditionMessage: full?.conditionMessage ? full.conditionMessage : undefined,
     source,
     shadow: shadowRule && describe(shadowRule),
+    rateLimit: rateLimitOf(full),
   };
+}
+
+/** The planned `rate_limit` of a rule already validated (undefined for none). */
+function rateLimitOf(rule: Rule | undefined): PlannedRateLimit | undefined {
+  const planned = planRateLimit(rule?.rateLimit);
+  return "rateLimit" in planned ? planned.rateLimit : undefined;
 }
 
 function problemsOf(rule: Rule | { authenticated: true }): string[] {
@@ -120,7 +133,8 @@ function kindName(kind: PrincipalKind | undefined): PrincipalKindName | undefine
 /** A rule written out as `protoguard policy` does, plus the fields this version's planner does not describe. */
 export function describe(rule: Rule | GeneratedRule): string {
   const r = "principalRequired" in rule ? rule : fromRule(rule);
-  if (!r.principalRequired) return r.condition ? `public; condition: ${r.condition}` : "public";
+  const limit = r.rateLimit === undefined ? "" : `; ${describeRateLimit(r.rateLimit)}`;
+  if (!r.principalRequired) return (r.condition ? `public; condition: ${r.condition}` : "public") + limit;
   const parts: string[] = [];
   if (r.superuser) parts.push("superuser");
   if (r.staff) parts.push("staff");
@@ -128,7 +142,7 @@ export function describe(rule: Rule | GeneratedRule): string {
   if (r.kind) parts.push(`principal kind: ${r.kind}`);
   if (parts.length === 0) parts.push("authenticated");
   if (r.condition) parts.push(`condition: ${r.condition}`);
-  return parts.join("; ");
+  return parts.join("; ") + limit;
 }
 
 function fromRule(rule: Rule): GeneratedRule {
@@ -142,6 +156,7 @@ function fromRule(rule: Rule): GeneratedRule {
     conditionMessage: rule.conditionMessage || undefined,
     source: "method",
     shadow: undefined,
+    rateLimit: rateLimitOf(rule),
   };
 }
 
@@ -197,11 +212,23 @@ export function conformanceMethod(method: DescMethod, rule: GeneratedRule): Conf
     }
   }
   cases.push({ name: "has everything", caller: everything, expect: { outcome: "allow" } });
+  const limit = rule.rateLimit;
+  // The budget is spent call by call on the in-memory transport: a row only for budgets that are
+  // cheap to spend (a fresh caller each run, so it never meets another case's count).
+  if (limit !== undefined && limit.requests + limit.burst <= MAX_CONFORMANCE_BUDGET) {
+    cases.push({
+      name: `over ${describeRateLimit(limit)}`,
+      caller: everything,
+      precedingCalls: limit.requests + limit.burst,
+      expect: { outcome: "deny", code: "resource_exhausted", reason: "RATE_LIMITED" },
+    });
+  }
   return {
     method: method.localName,
     rule: describe(rule),
     ...(rule.condition === undefined ? {} : { condition: rule.condition }),
     ...(rule.shadow === undefined ? {} : { shadowRule: rule.shadow }),
+    ...(limit === undefined ? {} : { rateLimit: { requests: limit.requests, per: limit.per, burst: limit.burst } }),
     cases,
   };
 }

@@ -32,7 +32,8 @@ export type ConformanceExpectation =
   | { readonly outcome: "allow" }
   | {
       readonly outcome: "deny";
-      readonly code: "unauthenticated" | "permission_denied";
+      /** `resource_exhausted` (reason `RATE_LIMITED`) for the row over a rule's `rate_limit`. */
+      readonly code: "unauthenticated" | "permission_denied" | "resource_exhausted";
       readonly reason: string;
     };
 
@@ -42,6 +43,12 @@ export interface ConformanceCase {
   readonly name: string;
   readonly caller: ConformanceCaller;
   readonly expect: ConformanceExpectation;
+  /**
+   * Calls the same caller makes first, each of which must be admitted: the
+   * row over a `rate_limit` spends the whole budget (`requests + burst`), so
+   * the judged call is the one past it. Default 0.
+   */
+  readonly precedingCalls?: number;
 }
 
 /** The cases of one method, generated from its rule. */
@@ -59,6 +66,8 @@ export interface ConformanceMethod {
   readonly condition?: string;
   /** The shadow rule being rolled out, described; never enforced, so no case tests it. */
   readonly shadowRule?: string;
+  /** The rule's `rate_limit`, when it has one: a row then expects the call past it refused. */
+  readonly rateLimit?: { readonly requests: number; readonly per: string; readonly burst: number };
   readonly cases: readonly ConformanceCase[];
 }
 

@@ -1,6 +1,7 @@
 import { PrincipalKind, type Rule } from "../../gen/protoguard/v1/options_pb.js";
 import { isPermissionString } from "../permission.js";
 import type { PrincipalKindName } from "../principal.js";
+import { describeRateLimit, planRateLimit, type PlannedRateLimit, type RateLimitInit } from "./rate-limit.js";
 
 /**
  * A rule after validation, in the shape the decision function consumes.
@@ -11,7 +12,7 @@ import type { PrincipalKindName } from "../principal.js";
  *   people and service accounts alike, unless `principalKind` narrows it.
  */
 export type PlannedRule =
-  | ({ readonly kind: "public" } & RuleCondition & RuleCredentials)
+  | ({ readonly kind: "public" } & RuleCondition & RuleCredentials & RuleRateLimit)
   | ({
       readonly kind: "user";
       /** Every permission the caller must hold (`app_label.codename`). */
@@ -21,7 +22,8 @@ export type PlannedRule =
       /** Only principals of this kind are admitted; absent admits every kind. */
       readonly principalKind?: PrincipalKindName;
     } & RuleCondition &
-      RuleCredentials);
+      RuleCredentials &
+      RuleRateLimit);
 
 /**
  * Which credentials a rule refuses beyond its other requirements. Only the
@@ -35,6 +37,12 @@ export interface RuleCredentials {
    * `api_keys: false`). Absent: keys are accepted, limited to their scopes.
    */
   readonly apiKeys?: false;
+}
+
+/** The rule's `rate_limit`, planned (see src/policy/rate-limit.ts); absent when the rule has none. */
+export interface RuleRateLimit {
+  /** Calls per principal (per client address when anonymous) per window, counted per method. */
+  readonly rateLimit?: PlannedRateLimit;
 }
 
 /**
@@ -74,6 +82,8 @@ export interface RuleInit {
   conditionMessage?: string;
   /** `false` refuses API keys on the method (password changes, minting keys). Default: accepted. */
   apiKeys?: boolean;
+  /** Calls per principal per window; see `rate_limit` in options.proto. Default: no limit. */
+  rateLimit?: RateLimitInit;
 }
 
 /**
@@ -125,14 +135,18 @@ export function planRule(rule: Rule | RuleInit): PlannedRule | { problems: strin
   if (principalKind === "service" && (staff || superuser)) {
     problems.push("principal_kind SERVICE cannot be combined with staff or superuser: service accounts are neither");
   }
-  if (problems.length > 0) return { problems };
+  const limit = planRateLimit(rule.rateLimit);
+  if ("problems" in limit) problems.push(...limit.problems);
+  if (problems.length > 0 || "problems" in limit) return { problems };
   const withCondition: RuleCondition & RuleCredentials = {
     ...(condition !== "" && { condition, ...(conditionMessage !== "" && { conditionMessage }) }),
     // proto3 `optional bool`: unset is undefined, so only an explicit false refuses keys.
     ...(rule.apiKeys === false && { apiKeys: false as const }),
   };
   if (isPublic) {
-    return Object.keys(withCondition).length === 0 ? PUBLIC : Object.freeze({ kind: "public", ...withCondition });
+    return Object.keys(withCondition).length === 0 && limit.rateLimit === undefined
+      ? PUBLIC
+      : Object.freeze({ kind: "public", ...withCondition, ...limit });
   }
   return Object.freeze({
     kind: "user",
@@ -141,6 +155,7 @@ export function planRule(rule: Rule | RuleInit): PlannedRule | { problems: strin
     superuser,
     ...(principalKind !== undefined && { principalKind }),
     ...withCondition,
+    ...limit,
   });
 }
 
@@ -180,5 +195,6 @@ export function describeRule(rule: PlannedRule): string {
   }
   if (rule.condition !== undefined) parts.push(`condition: ${rule.condition}`);
   if (rule.apiKeys === false) parts.push("api_keys: false");
+  if (rule.rateLimit !== undefined) parts.push(describeRateLimit(rule.rateLimit));
   return parts.join("; ");
 }

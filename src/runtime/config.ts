@@ -10,6 +10,7 @@ import { CONNECTION_LIMIT_DEFAULTS } from "../server/transport/limits.js";
 import type { TokenAlgorithm } from "../token/keys.js";
 import type { WorkersOption } from "../server/workers.js";
 import { ProtoguardError } from "../errors.js";
+import { RATE_LIMITER_DEFAULTS, type RateLimitStoreFailure } from "../connect/rate-limit.js";
 
 /** Everything `protoguard` commands and `serve` are configured with. */
 export interface ProtoguardConfig {
@@ -187,6 +188,23 @@ export interface ProtoguardConfig {
    * `serve`, hourly, and by `protoguard audit prune`); 0 keeps them for ever. Default 90.
    */
   auditRetentionDays: number;
+
+  // Rate limits declared in rules (`rate_limit`).
+  /**
+   * `PROTOGUARD_RATE_LIMIT_REDIS_URL`: a `redis://` or `rediss://` URL; every instance and worker
+   * given it shares one count per method and caller. Default none: each process counts in memory.
+   */
+  rateLimitRedisUrl: string | undefined;
+  /**
+   * `PROTOGUARD_RATE_LIMIT_ON_REDIS_ERROR`: `open` (admit calls uncounted, with a metric and a log
+   * line at most every 10 s) or `closed` (refuse rate-limited calls UNAVAILABLE) while Redis is
+   * away. Default `open`.
+   */
+  rateLimitOnRedisError: RateLimitStoreFailure;
+  /** `PROTOGUARD_RATE_LIMIT_REDIS_TIMEOUT_MS`: bound on one Redis round trip, 1 to 60000. Default 250. */
+  rateLimitRedisTimeoutMs: number;
+  /** `PROTOGUARD_RATE_LIMIT_KEY_PREFIX`: prefix of the Redis keys. Default `protoguard:rl`. */
+  rateLimitKeyPrefix: string;
 }
 
 /** A configuration mistake, reported as one line naming the variable. */
@@ -226,6 +244,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
     ...admissionSettings(read),
     ...listenerSettings(read),
     ...auditSettings(read),
+    ...rateLimitSettings(read),
   };
 }
 
@@ -447,6 +466,29 @@ function listenerSettings({ int }: EnvReader) {
       0,
       10_000_000,
     ),
+  } satisfies Partial<ProtoguardConfig>;
+}
+
+/** Where the rules' rate limits are counted, and what happens while that store is away. */
+function rateLimitSettings({ str, int }: EnvReader) {
+  const rateLimitRedisUrl = str("PROTOGUARD_RATE_LIMIT_REDIS_URL");
+  if (rateLimitRedisUrl !== undefined && !/^rediss?:\/\/[^\s]+$/i.test(rateLimitRedisUrl)) {
+    throw new ConfigError("PROTOGUARD_RATE_LIMIT_REDIS_URL must be a redis:// or rediss:// URL");
+  }
+  const onError = (str("PROTOGUARD_RATE_LIMIT_ON_REDIS_ERROR") ?? RATE_LIMITER_DEFAULTS.onRedisError).toLowerCase();
+  if (onError !== "open" && onError !== "closed") {
+    throw new ConfigError(`PROTOGUARD_RATE_LIMIT_ON_REDIS_ERROR must be open or closed, got "${onError}"`);
+  }
+  return {
+    rateLimitRedisUrl,
+    rateLimitOnRedisError: onError,
+    rateLimitRedisTimeoutMs: int(
+      "PROTOGUARD_RATE_LIMIT_REDIS_TIMEOUT_MS",
+      RATE_LIMITER_DEFAULTS.redisTimeoutMs,
+      1,
+      60_000,
+    ),
+    rateLimitKeyPrefix: str("PROTOGUARD_RATE_LIMIT_KEY_PREFIX") ?? RATE_LIMITER_DEFAULTS.keyPrefix,
   } satisfies Partial<ProtoguardConfig>;
 }
 

@@ -36,7 +36,13 @@ import type { Keyring } from "../token/keys.js";
 import { withCors } from "./cors.js";
 import { createDispatch } from "./dispatch.js";
 import { plain, type NodeHandler } from "./http.js";
-import { registerCacheMetrics, registerRevocationMetrics, type CacheCounts } from "./observe/metrics.js";
+import {
+  registerCacheMetrics,
+  registerRateLimitMetrics,
+  registerRevocationMetrics,
+  type CacheCounts,
+} from "./observe/metrics.js";
+import { createRateLimiter, type RateLimiter, type RateLimiterOptions } from "../connect/rate-limit.js";
 import { createObservability } from "./observe/observability.js";
 import { createPrefilter, createStreamPrefilter, prefilterContextValues } from "./prefilter/prefilter.js";
 import { createHealth, type HealthService } from "./services/health.js";
@@ -200,6 +206,15 @@ export interface StartServerOptions extends ConnectionLimits {
    * `watchDatabaseHealth`). Default: `select 1` every 2 s, stalled after 3 s.
    */
   databaseHealth?: DatabaseHealthOptions;
+  /**
+   * How the rules' `rate_limit`s are counted (see `createRateLimiter`):
+   * `redisUrl` shares one count across every instance and worker
+   * (`PROTOGUARD_RATE_LIMIT_REDIS_URL`), `onRedisError` says what a call gets
+   * while Redis is away (`"open"`, the default: admitted uncounted, counted in
+   * `protoguard_rate_limit_store_errors_total` and logged at most once every
+   * 10 s; `"closed"`: UNAVAILABLE). Default: counted in each process's memory.
+   */
+  rateLimits?: RateLimiterOptions;
 }
 
 /** A running server, returned by {@link startServer}. */
@@ -330,11 +345,14 @@ async function startOne(options: StartServerOptions, prepared: Prepared): Promis
     maxAgeMs: options.principalCacheMaxAgeMs,
   });
   let stopWatching: (() => void) | undefined;
+  const rateLimiter = serverRateLimiter(options.rateLimits, logger);
   try {
     const auth = createAuth({
       ...serverAuthOptions(options, { policy, services, principals, identities, certificates, apiKeys }),
       onDecision: observability.onDecision,
+      rateLimits: rateLimiter,
     });
+    registerRateLimitMetrics(observability.registry, () => rateLimiter.counts());
     const { verifier } = runtime;
     registerCacheMetrics(observability.registry, {
       principal: () => principals,
@@ -385,6 +403,7 @@ async function startOne(options: StartServerOptions, prepared: Prepared): Promis
           await retention.stop();
           certificates?.close();
           apiKeys.close();
+          await rateLimiter.close();
           await identities.close();
           await principals.close();
         } finally {
@@ -407,6 +426,7 @@ async function startOne(options: StartServerOptions, prepared: Prepared): Promis
     stopWatching?.();
     certificates?.close();
     apiKeys.close();
+    await rateLimiter.close();
     await identities.close();
     await principals.close();
     throw error;
@@ -447,6 +467,39 @@ function serverAuthOptions(
     ],
     ...(options.gateway !== undefined && { gateway: options.gateway }),
   };
+}
+
+/** Shortest time between two log lines about the rate-limit store failing. */
+const STORE_ERROR_LOG_INTERVAL_MS = 10_000;
+
+/**
+ * The server's limiter: the options' (memory unless a Redis URL is given),
+ * logging Redis failures at most once every 10 s with the count of those
+ * not logged, so an outage does not become a line per call.
+ */
+function serverRateLimiter(options: RateLimiterOptions | undefined, logger: Logger): RateLimiter {
+  let lastLogged = Number.NEGATIVE_INFINITY;
+  let unlogged = 0;
+  const onStoreError = options?.onStoreError;
+  return createRateLimiter({
+    ...options,
+    onStoreError(error, outcome) {
+      onStoreError?.(error, outcome);
+      const now = Date.now();
+      if (now - lastLogged < STORE_ERROR_LOG_INTERVAL_MS) {
+        unlogged++;
+        return;
+      }
+      lastLogged = now;
+      logger.warn(
+        { err: error, outcome, suppressed: unlogged },
+        outcome === "open"
+          ? "rate limit store unavailable: admitting calls uncounted"
+          : "rate limit store unavailable: refusing rate-limited calls",
+      );
+      unlogged = 0;
+    },
+  });
 }
 
 /** Whether the verifier keeps cache totals, as `createTokenVerifier`'s does. */

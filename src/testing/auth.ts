@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto";
 import type { ConnectRouter, Transport } from "@connectrpc/connect";
 import { createRouterTransport } from "@connectrpc/connect";
-import { createAuth, type Auth } from "../connect/auth.js";
+import { createAuth, type Auth, type AuthOptions } from "../connect/auth.js";
 import type { DecisionEvent } from "../decide/event.js";
 import type { AuthorizeFallback, ResourceLoaders } from "../decide/app-callbacks.js";
 import { servicesOf } from "../connect/routes.js";
@@ -66,6 +66,11 @@ export interface TestAuthOptions {
    * clock, another verifier) given those parts. Default: not served.
    */
   authService?: boolean | ((parts: TestAuthServiceParts) => Partial<AuthServiceOptions>);
+  /**
+   * How rules' `rate_limit`s are counted, as for `createAuth`. Calls over the in-memory
+   * transport carry no client address, so anonymous callers share one budget. Default: in memory.
+   */
+  rateLimits?: AuthOptions["rateLimits"];
 }
 
 /** What {@link TestAuthOptions.authService} is given to build its overrides from. */
@@ -174,6 +179,7 @@ export async function createTestAuth(options: TestAuthOptions): Promise<TestAuth
       onDecision: options.onDecision,
       ...(options.resources !== undefined && { resources: options.resources }),
       ...(options.authorize !== undefined && { authorize: options.authorize }),
+      ...(options.rateLimits !== undefined && { rateLimits: options.rateLimits }),
     });
     const transport = createRouterTransport(routes, {
       router: { interceptors: [auth.interceptor], requestGate: auth.requestGate },
@@ -187,6 +193,8 @@ export async function createTestAuth(options: TestAuthOptions): Promise<TestAuth
       (closing ??= (async () => {
         try {
           apiKeys.close();
+          // A limiter built from options here (its Redis connection) is the fixture's; one passed in is the caller's.
+          if (options.rateLimits === undefined || !("take" in options.rateLimits)) await auth.rateLimiter.close();
           await principals.close();
         } finally {
           await ownDatabase?.close();

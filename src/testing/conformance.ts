@@ -85,7 +85,11 @@ export interface ConformanceTestContext {
   test(name: string, fn: () => void | Promise<void>): Promise<unknown> | unknown;
 }
 
-const CODES = { unauthenticated: Code.Unauthenticated, permission_denied: Code.PermissionDenied } as const;
+const CODES = {
+  unauthenticated: Code.Unauthenticated,
+  permission_denied: Code.PermissionDenied,
+  resource_exhausted: Code.ResourceExhausted,
+} as const;
 
 /**
  * Runs a generated conformance table against the real implementation on
@@ -158,8 +162,18 @@ async function forEachCase<S extends DescService>(
           }
           const user = await createCaller(t, testCase.caller, `conformance_${run}_${++serial}`);
           const request = await requestFor(options, method, { user, database: t.database, case: testCase });
+          const headers = user && (await t.authHeaders(user));
+          for (let i = 0; i < (testCase.precedingCalls ?? 0); i++) {
+            const earlier = await call(client[method.localName]!, method, request, headers);
+            if (earlier?.code === Code.ResourceExhausted) {
+              return fail(
+                name,
+                `call ${i + 1} of ${testCase.precedingCalls} before it was already ${describeError(earlier)}`,
+              );
+            }
+          }
           decisions.length = 0;
-          const error = await call(client[method.localName]!, method, request, user && (await t.authHeaders(user)));
+          const error = await call(client[method.localName]!, method, request, headers);
           const condition = (options.conditions as Record<string, boolean | undefined> | undefined)?.[method.localName];
           return judge(name, entry, testCase.expect, condition, observe(error, decisions));
         });
@@ -204,6 +218,18 @@ function judge(
   seen: Observed,
 ): ConformanceResult {
   const happened = describeObserved(seen);
+  if (expect.outcome === "deny" && expect.code === "resource_exhausted") {
+    // Refused after the decision (the rule admits the caller): seen by the client only.
+    const wanted = `${Code[Code.ResourceExhausted]} (${expect.reason})`;
+    if (seen.error?.code === Code.ResourceExhausted && seen.error.reason === expect.reason) {
+      return pass(name, `refused ${wanted} past the budget, as the rate limit demands`);
+    }
+    // A condition that refuses this request spends no budget: nothing to assert unless told it holds.
+    if (entry.condition !== undefined && conditionHolds !== true && seen.error?.reason === "CONDITION_FAILED") {
+      return pass(name, "refused by its condition for this request, so no budget was spent (not asserted)");
+    }
+    return fail(name, `rule "${entry.rule}" demands ${wanted} past the budget, but the call ${happened}`);
+  }
   if (expect.outcome === "deny") {
     const wanted = `${Code[CODES[expect.code]]} (${expect.reason})`;
     if (seen.ruleDenied?.code === CODES[expect.code] && seen.ruleDenied.reason === expect.reason) {
@@ -243,6 +269,11 @@ function describeObserved(seen: Observed): string {
   const reason = seen.error.reason === undefined ? "" : ` (${seen.error.reason})`;
   const by = isRefusal(seen.error) ? "refused after the rule check, by a condition or the handler" : "admitted";
   return `was ${by} and ended ${Code[seen.error.code]}${reason}: ${seen.error.message}`;
+}
+
+function describeError(error: ConnectError): string {
+  const reason = authErrorReason(error);
+  return `refused ${Code[error.code]}${reason === undefined ? "" : ` (${reason})`}`;
 }
 
 const pass = (name: string, message: string): ConformanceResult => ({ name, ok: true, message: `${name}: ${message}` });

@@ -11,7 +11,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
  * The implementation of example.v1.AccountService (example/v1/account.proto), each method given its caller
  * as a third argument, as its protoguard rule allows:
  * - `getProfile`: `Principal` (authenticated)
- * - `updateProfile`: `Principal` (authenticated)
+ * - `updateProfile`: `Principal` (authenticated; rate_limit: 10/1m burst 5)
  * - `watchNotifications`: `Principal` (authenticated)
  */
 export type GuardedAccountServiceImpl = GuardedServiceImpl<typeof AccountService, "getProfile" | "updateProfile" | "watchNotifications">;
@@ -50,7 +50,8 @@ export const AccountServiceConformance: ConformanceTable<typeof AccountService> 
     },
     {
       method: "updateProfile",
-      rule: "authenticated",
+      rule: "authenticated; rate_limit: 10/1m burst 5",
+      rateLimit: { requests: 10, per: "1m", burst: 5 },
       cases: [
         {
           name: "anonymous",
@@ -61,6 +62,12 @@ export const AccountServiceConformance: ConformanceTable<typeof AccountService> 
           name: "has everything",
           caller: { kind: "user", permissions: [], staff: false, superuser: false },
           expect: { outcome: "allow" },
+        },
+        {
+          name: "over rate_limit: 10/1m burst 5",
+          caller: { kind: "user", permissions: [], staff: false, superuser: false },
+          precedingCalls: 15,
+          expect: { outcome: "deny", code: "resource_exhausted", reason: "RATE_LIMITED" },
         },
       ],
     },

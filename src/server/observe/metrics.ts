@@ -8,6 +8,7 @@ import type { DecisionEvent } from "../../decide/event.js";
 import type { Verdict } from "../../decide/verdict.js";
 import { principalKind } from "../../principal.js";
 import type { DenyReason } from "../../reasons.js";
+import type { RateLimitCounts } from "../../connect/rate-limit.js";
 
 /**
  * Latency buckets in seconds. A decision is microseconds when nothing needs
@@ -249,6 +250,39 @@ export function registerRevocationMetrics(
     aggregator: "min",
     collect(this: Gauge) {
       this.set(source().revocationsInMemory ? 1 : 0);
+    },
+  });
+}
+
+/**
+ * Registers the limiter's totals, read at scrape time:
+ * counter `protoguard_rate_limited_total{method}` of calls refused
+ * RESOURCE_EXHAUSTED by a rule's `rate_limit`, and counter
+ * `protoguard_rate_limit_store_errors_total{outcome}` of counts Redis failed,
+ * by what the call was answered (`open`: admitted uncounted; `closed`:
+ * refused UNAVAILABLE). `method` takes only the values of methods with a limit.
+ */
+export function registerRateLimitMetrics(registry: Registry, counts: () => RateLimitCounts): void {
+  new Counter({
+    name: "protoguard_rate_limited_total",
+    help: "Calls refused RESOURCE_EXHAUSTED by their rule's rate_limit, by method.",
+    labelNames: ["method"] as const,
+    registers: [registry],
+    collect(this: Counter<"method">) {
+      this.reset();
+      for (const [method, n] of counts().limited) this.inc({ method: methodPath(method) }, n);
+    },
+  });
+  new Counter({
+    name: "protoguard_rate_limit_store_errors_total",
+    help: "Rate-limit counts the shared store (Redis) failed, by outcome: open (admitted uncounted) or closed (refused UNAVAILABLE).",
+    labelNames: ["outcome"] as const,
+    registers: [registry],
+    collect(this: Counter<"outcome">) {
+      this.reset();
+      const { storeErrors } = counts();
+      this.inc({ outcome: "open" }, storeErrors.open);
+      this.inc({ outcome: "closed" }, storeErrors.closed);
     },
   });
 }
