@@ -44,7 +44,14 @@ export type UnauthenticatedReason =
    * outside the configured gateway ranges (or from no known socket): never
    * trusted, whatever else the request carries.
    */
-  | "GATEWAY_UNTRUSTED";
+  | "GATEWAY_UNTRUSTED"
+  /**
+   * The method's rule asks for a recent or stronger authentication (`max_auth_age`,
+   * `require_totp`) than the token shows (`auth_time`, `amr`): call `AuthService.StepUp` and
+   * retry with the token it returns. The ErrorInfo metadata carries the bound:
+   * `maxAuthAgeSeconds` (when the rule sets one) and `requireTotp` (`"true"` or `"false"`).
+   */
+  | "STEP_UP_REQUIRED";
 
 /** Why an identified caller may not call (gRPC code PERMISSION_DENIED). */
 export type PermissionDeniedReason =

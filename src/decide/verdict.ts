@@ -79,6 +79,7 @@ export const MESSAGES = {
   UNKNOWN_ISSUER: "token issuer not trusted",
   IDENTITY_NOT_LINKED: "external identity not linked to a user",
   GATEWAY_UNTRUSTED: "gateway claims header not accepted from this peer",
+  STEP_UP_REQUIRED: "recent authentication required: step up and retry",
   STAFF_REQUIRED: "staff access required",
   SUPERUSER_REQUIRED: "superuser access required",
   PRINCIPAL_KIND_USER: "only users may call this method",

@@ -27,7 +27,8 @@ import { createLogin } from "./login.js";
 import { createLoginAdmission, type LoginAdmissionOptions } from "./login-admission.js";
 import { createPasswordHasher, PasswordBusyError, type PasswordHasher } from "./passwords.js";
 import { createServiceTokenExchange, DEFAULT_SERVICE_TOKEN_TTL_SECONDS } from "./service-token.js";
-import { issueSession } from "./sessions.js";
+import { createRefreshRotation } from "./refresh-grace.js";
+import { createStepUp } from "./step-up.js";
 import type { SimplejwtAdoption } from "./simplejwt-adoption.js";
 import { generateTotpSecret, totpUri } from "./totp.js";
 
@@ -76,6 +77,13 @@ export interface AuthServiceOptions {
    * access lifetime when that is shorter.
    */
   serviceTokenTtlSeconds?: number | undefined;
+  /**
+   * Seconds during which a rotated refresh token presented again (two tabs refreshing at once,
+   * a retried request whose answer was lost) gets the same successor pair as its first use,
+   * instead of revoking the family; 0 turns the window off. Outside it, reuse revokes the
+   * family. At most 60. Default: `DEFAULT_REFRESH_REUSE_GRACE_SECONDS`, 5.
+   */
+  refreshReuseGraceSeconds?: number | undefined;
   /**
    * Accept djangorestframework-simplejwt refresh tokens in Refresh
    * (`createSimplejwtAdoption`): one simplejwt issued is exchanged once for a
@@ -168,6 +176,15 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
     admission,
     now,
   });
+  const stepUp = createStepUp({
+    database,
+    issuer,
+    verifier,
+    passwordHasher,
+    throttle: options.throttle ?? DEFAULT_THROTTLE,
+    admission,
+    now,
+  });
   const serviceTtl =
     options.serviceTokenTtlSeconds ?? Math.min(DEFAULT_SERVICE_TOKEN_TTL_SECONDS, issuer.accessTtlSeconds);
   if (!Number.isSafeInteger(serviceTtl) || serviceTtl < 1 || serviceTtl > issuer.accessTtlSeconds) {
@@ -184,6 +201,7 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
     now,
   });
 
+  const rotation = createRefreshRotation(issuer, options.refreshReuseGraceSeconds);
   const { onSecurityEvent } = options;
   /** Tells `onSecurityEvent`, which must not fail the call. */
   function report(event: SecurityEvent): void {
@@ -243,7 +261,9 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
         const outcome = await db.transaction(async (tx) => {
           // Keyed by the signed jti, not the string: nothing a client can
           // respell. An empty jti (requireJti: false) matches no row.
-          const consumed = await consumeRefreshToken(tx, claims.jti, at);
+          const consumed = await consumeRefreshToken(tx, claims.jti, at, rotation.graceSeconds);
+          if (consumed.status === "grace")
+            return rotation.replay(consumed, req.refreshToken, claims.jti) ?? "TOKEN_REVOKED";
           if (consumed.status === "reused") {
             reused = { event: "refresh_reuse", userId: consumed.userId, familyId: consumed.familyId };
           }
@@ -259,8 +279,9 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
           // A password change revokes the refresh rows too; this also covers a
           // deactivate-then-reactivate done with setUserActive alone.
           if (Math.round(claims.issuedAt * 1000) < user.credentialsChangedAt.getTime()) return "TOKEN_REVOKED" as const;
-          return issueSession(tx, issuer, consumed.userId, consumed.familyId);
+          return rotation.rotate(tx, consumed, req.refreshToken, claims.jti);
         });
+        await rotation.purgeIfDue(db, now());
         // Reported once committed: the revocation stands.
         if (reused !== undefined) report(reused);
         if (typeof outcome === "string") throw authError(MESSAGES[outcome], Code.Unauthenticated, outcome);
@@ -304,7 +325,7 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
     // FOUNDATION-TODO(helpers): each owner replaces its method; none may remain at merge.
     listSessions: () => notYet(),
     revokeSession: () => notYet(),
-    stepUp: () => notYet(),
+    stepUp: (req, ctx) => guard(() => stepUp(requirePrincipal(ctx), ctx.requestHeader, req, peerOf(ctx))),
     createApiKey: () => notYet(),
     listApiKeys: () => notYet(),
     revokeApiKey: () => notYet(),

@@ -24,9 +24,28 @@ export function hashRefreshToken(token: string): string {
 }
 
 /**
+ * How the session's holder authenticated, carried by its access tokens as `auth_time` and
+ * `amr` (RFC 8176) for step-up rules: set by Login and StepUp, carried over by Refresh.
+ */
+export interface SessionAuthentication {
+  /** When a credential was entered, seconds since the epoch (whole). */
+  readonly authTime: number;
+  /** The methods used: `["pwd"]`, `["pwd", "otp"]`, `["otp"]`. */
+  readonly amr: readonly string[];
+}
+
+/** The `auth_time` and `amr` claims of an access token of a session authenticated so. */
+export function authenticationClaims(authentication: SessionAuthentication): Record<string, unknown> {
+  return { auth_time: authentication.authTime, amr: [...authentication.amr] };
+}
+
+/**
  * Issues a token pair for `userId` and records the refresh token (hashed)
  * in its family; a new family unless `familyId` continues one (rotation).
  * Pass a transaction as `db` to make the record part of a larger change.
+ * `authentication`, when given, goes into the access token (`auth_time`,
+ * `amr`) and onto the family's record, for the next rotation to carry over;
+ * without it (`protoguard token`, a family from before step-up) neither is set.
  *
  * @example
  * ```ts
@@ -39,8 +58,12 @@ export async function issueSession(
   issuer: TokenIssuer,
   userId: number,
   familyId: string = randomBytes(16).toString("hex"),
+  authentication?: SessionAuthentication,
 ): Promise<IssuedSession> {
-  const [access, refresh] = await Promise.all([issuer.issueAccess(userId), issuer.issueRefresh(userId)]);
+  const [access, refresh] = await Promise.all([
+    issuer.issueAccess(userId, authentication === undefined ? undefined : authenticationClaims(authentication)),
+    issuer.issueRefresh(userId),
+  ]);
   await insertRefreshToken(db, {
     jti: refresh.jti,
     familyId,
@@ -50,6 +73,10 @@ export async function issueSession(
     expiresAt: new Date(refresh.expiresAt * 1000),
     accessJti: access.jti,
     accessExpiresAt: new Date(access.expiresAt * 1000),
+    ...(authentication !== undefined && {
+      authTime: new Date(authentication.authTime * 1000),
+      amr: authentication.amr.join(" "),
+    }),
   });
   return { accessToken: access.token, refreshToken: refresh.token, access, refresh, familyId };
 }

@@ -1,6 +1,7 @@
 import { PrincipalKind, type Rule } from "../../gen/protoguard/v1/options_pb.js";
 import { isPermissionString } from "../permission.js";
 import type { PrincipalKindName } from "../principal.js";
+import { describeStepUp, planStepUp, type StepUpInit, type StepUpRequirement } from "./step-up.js";
 
 /**
  * A rule after validation, in the shape the decision function consumes.
@@ -20,6 +21,8 @@ export type PlannedRule =
       readonly superuser: boolean;
       /** Only principals of this kind are admitted; absent admits every kind. */
       readonly principalKind?: PrincipalKindName;
+      /** How recently, and with which factors, the caller must have authenticated (`max_auth_age`, `require_totp`). */
+      readonly stepUp?: StepUpRequirement;
     } & RuleCondition);
 
 /**
@@ -45,7 +48,7 @@ export type RuleSource = "method" | "service" | "default";
  * const defaultRule: RuleInit = { authenticated: true };
  * ```
  */
-export interface RuleInit {
+export interface RuleInit extends StepUpInit {
   public?: boolean;
   authenticated?: boolean;
   permissions?: readonly string[];
@@ -75,7 +78,8 @@ export function planRule(rule: Rule | RuleInit): PlannedRule | { problems: strin
   const kind = principalKindOf(rule);
   if (kind === "invalid") problems.push(`principal_kind ${String(rule.principalKind)} is not a known kind`);
   const principalKind = kind === "invalid" ? undefined : kind;
-  // A condition alone implies authenticated (see options.proto).
+  const stepUp = planStepUp(rule, problems);
+  // A condition alone implies authenticated (see options.proto), and so does a step-up field.
   if (
     !isPublic &&
     rule.authenticated !== true &&
@@ -83,7 +87,9 @@ export function planRule(rule: Rule | RuleInit): PlannedRule | { problems: strin
     !staff &&
     !superuser &&
     principalKind === undefined &&
-    condition === ""
+    condition === "" &&
+    stepUp === undefined &&
+    !(rule.maxAuthAge ?? "")
   ) {
     problems.push("the rule is empty: set public, authenticated, permissions, staff or superuser");
   }
@@ -102,6 +108,9 @@ export function planRule(rule: Rule | RuleInit): PlannedRule | { problems: strin
   if (new Set(permissions).size !== permissions.length) {
     problems.push("a permission is listed twice");
   }
+  if (isPublic && (stepUp !== undefined || (rule.maxAuthAge ?? "") !== "")) {
+    problems.push("public cannot be combined with max_auth_age or require_totp: anonymous callers have no auth_time");
+  }
   if (isPublic && principalKind !== undefined) {
     problems.push("public cannot be combined with principal_kind: anonymous callers have no kind");
   }
@@ -118,6 +127,7 @@ export function planRule(rule: Rule | RuleInit): PlannedRule | { problems: strin
     staff,
     superuser,
     ...(principalKind !== undefined && { principalKind }),
+    ...(stepUp !== undefined && { stepUp }),
     ...withCondition,
   });
 }
@@ -155,6 +165,7 @@ export function describeRule(rule: PlannedRule): string {
     if (rule.staff) parts.push("staff");
     if (rule.permissions.length > 0) parts.push(`permissions: ${rule.permissions.join(", ")}`);
     if (parts.length === 0) parts.push("authenticated");
+    if (rule.stepUp !== undefined) parts.push(...describeStepUp(rule.stepUp));
   }
   if (rule.condition !== undefined) parts.push(`condition: ${rule.condition}`);
   return parts.join("; ");
