@@ -69,3 +69,7 @@ export type { SimplejwtBlacklist } from "../store/simplejwt-tokens.js";
 
 // Security events (refresh reuse, logout) for an audit trail of your own
 export type { SecurityEvent } from "../lifecycle/auth-service.js";
+
+// Step-up and the refresh reuse grace window
+export { DEFAULT_REFRESH_REUSE_GRACE_SECONDS, MAX_REFRESH_REUSE_GRACE_SECONDS } from "../lifecycle/refresh-grace.js";
+export type { SessionAuthentication } from "../lifecycle/sessions.js";

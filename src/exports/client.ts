@@ -20,3 +20,4 @@ export type { Session, SessionEndReason, SessionOptions, SessionUser } from "../
 export { memoryStorage, webStorage } from "../client/storage.js";
 export type { SessionStorage, SessionTokens, WebStorageLike } from "../client/storage.js";
 export { authErrorReason } from "../connect/errors.js";
+export type { StepUpCredentials, StepUpPrompt } from "../client/session.js";

@@ -110,3 +110,8 @@ export type { KeyConfigErrorCode, TokenRejectionCode } from "../token/errors.js"
 
 // Context values the adapters set, for adapters of your own
 export { authSignalKey, principalKey } from "../connect/context.js";
+
+// Step-up: what a rule's max_auth_age / require_totp ask of a token's auth_time / amr
+export type { StepUpRequirement } from "../policy/step-up.js";
+export type { AuthContext } from "../token/auth-context.js";
+export { readAuthContext } from "../token/auth-context.js";
