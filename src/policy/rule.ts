@@ -1,7 +1,7 @@
 import { PrincipalKind, type Rule } from "../../gen/protoguard/v1/options_pb.js";
 import { isPermissionString } from "../permission.js";
 import type { PrincipalKindName } from "../principal.js";
-import { describeStepUp, planStepUp, type StepUpInit, type StepUpRequirement } from "./step-up.js";
+import { describeStepUp, planStepUp, type StepUpRequirement } from "./step-up.js";
 
 /**
  * A rule after validation, in the shape the decision function consumes.
@@ -48,7 +48,7 @@ export type RuleSource = "method" | "service" | "default";
  * const defaultRule: RuleInit = { authenticated: true };
  * ```
  */
-export interface RuleInit extends StepUpInit {
+export interface RuleInit {
   public?: boolean;
   authenticated?: boolean;
   permissions?: readonly string[];
@@ -60,6 +60,10 @@ export interface RuleInit extends StepUpInit {
   condition?: string;
   /** What a caller refused by `condition` is told. */
   conditionMessage?: string;
+  /** How long ago the caller may have authenticated (`auth_time`), like `"300s"`, `"5m"`, `"1h"`. Default: no bound. */
+  maxAuthAge?: string;
+  /** Whether the token must show a one-time code was entered (`otp` in `amr`). Default: false. */
+  requireTotp?: boolean;
 }
 
 /**

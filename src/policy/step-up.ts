@@ -13,12 +13,10 @@ export interface StepUpRequirement {
   readonly requireTotp: boolean;
 }
 
-/** The step-up fields of a rule, as `RuleInit` spells them. */
-export interface StepUpInit {
-  /** How long ago the caller may have authenticated, like `"300s"`, `"5m"` or `"1h"`. Default: no bound. */
-  maxAuthAge?: string;
-  /** Whether the token must show a one-time code was entered (`otp` in `amr`). Default: false. */
-  requireTotp?: boolean;
+/** The step-up fields of a rule, as `Rule` and `RuleInit` spell them. */
+interface StepUpFields {
+  readonly maxAuthAge?: string | undefined;
+  readonly requireTotp?: boolean | undefined;
 }
 
 // Whole seconds, minutes or hours: "300s", "5m", "1h". Fractions and compound forms ("1h30m")
@@ -43,7 +41,7 @@ export function parseAuthAge(text: string): number | undefined {
  * Plans a rule's step-up fields: the requirement (undefined when the rule sets neither), with
  * each problem found appended to `problems`.
  */
-export function planStepUp(rule: Rule | StepUpInit, problems: string[]): StepUpRequirement | undefined {
+export function planStepUp(rule: Rule | StepUpFields, problems: string[]): StepUpRequirement | undefined {
   const text = rule.maxAuthAge ?? "";
   const requireTotp = rule.requireTotp === true;
   let maxAuthAgeSeconds: number | undefined;
