@@ -45,6 +45,15 @@ async function fixture(graceSeconds: number | undefined, database?: Database, fr
   return { t, auth: createClient(AuthService, t.transport), clock };
 }
 
+/** Audit events of one session (refresh family), by type. */
+async function auditTypes(db: Database["db"], familyId: string): Promise<string[]> {
+  const rows = await db
+    .select({ type: schema.auditEvents.type })
+    .from(schema.auditEvents)
+    .where(eq(schema.auditEvents.subject, `session:${familyId}`));
+  return rows.map((r) => r.type);
+}
+
 async function rowsOfFamily(db: Database["db"], familyId: string) {
   return db.select().from(schema.refreshTokens).where(eq(schema.refreshTokens.familyId, familyId));
 }
@@ -91,6 +100,7 @@ function graceSuite(database: () => Database | undefined) {
       rows.every((r) => r.revokedAt === null),
       "nothing revoked",
     );
+    assert.deepEqual(await auditTypes(f.t.database.db, old.familyId), ["token.refreshed"], "the replay is no reuse");
     // The pair works, and rotates on as usual.
     assert.equal((await f.auth.whoAmI({}, bearer(a.accessToken))).user?.username, `tab-user-${user}`);
     const c = await f.auth.refresh({ refreshToken: a.refreshToken });
@@ -124,6 +134,11 @@ function graceSuite(database: () => Database | undefined) {
     await expectError(f.auth.refresh({ refreshToken: first.refreshToken }), Code.Unauthenticated, "TOKEN_REVOKED");
     await expectError(f.auth.whoAmI({}, bearer(a.accessToken)), Code.Unauthenticated, "TOKEN_REVOKED");
     await expectError(f.auth.refresh({ refreshToken: a.refreshToken }), Code.Unauthenticated, "TOKEN_REVOKED");
+    const old = await familyOf(f.t.database.db, first.refreshToken, f.t);
+    assert.ok(
+      (await auditTypes(f.t.database.db, old.familyId)).includes("token.reuse_detected"),
+      "the reuse is audited",
+    );
   });
 
   it("a family logged out inside the window is not brought back by a replay", async () => {

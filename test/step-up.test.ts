@@ -17,7 +17,9 @@ import { checkExternalClaims } from "../src/identity/external-verifier.js";
 import { resolveTrustedIssuers } from "../src/identity/trusted-issuers.js";
 import { createTestAuth, createTestDatabase, type TestAuth } from "../src/exports/testing.js";
 import type { Database } from "../src/exports/store.js";
-import { bearer, expectError } from "./helpers/connect.js";
+import { eq } from "drizzle-orm";
+import * as schema from "../src/store/schema.js";
+import { bearer, eventually, expectError } from "./helpers/connect.js";
 import { describeOr, postgresUrl, skipWithoutPostgres } from "./helpers/env.js";
 import { guardedRoutes } from "./helpers/guarded-service.js";
 
@@ -150,12 +152,22 @@ function stepUpSuite(database: () => Database | undefined) {
     const fresh = decodeJwt(stepped.accessToken);
     assert.equal(fresh.auth_time, f.clock.ms / 1000);
     assert.deepEqual(fresh.amr, ["pwd"]);
+    const audited = await f.t.database.db
+      .select({ subject: schema.auditEvents.subject })
+      .from(schema.auditEvents)
+      .where(eq(schema.auditEvents.type, "session.stepped_up"));
+    assert.equal(audited.length, 1, "the step-up is audited");
     assert.equal((await f.guarded.anything({ text: "again" }, bearer(stepped.accessToken))).username, "ada");
     // The token it replaces is revoked: the session keeps one live access token.
-    await expectError(
-      f.guarded.anything({ text: "old" }, bearer(login.accessToken)),
-      Code.Unauthenticated,
-      "TOKEN_REVOKED",
+    // On PostgreSQL the principal cache learns of the revocation by notification, a moment later.
+    await eventually(
+      () =>
+        expectError(
+          f.guarded.anything({ text: "old" }, bearer(login.accessToken)),
+          Code.Unauthenticated,
+          "TOKEN_REVOKED",
+        ),
+      2000,
     );
 
     // Same session: a refresh carries the stepped-up auth_time over, unchanged; logout revokes it.
@@ -163,10 +175,15 @@ function stepUpSuite(database: () => Database | undefined) {
     const refreshed = await f.auth.refresh({ refreshToken: login.refreshToken });
     assert.equal(decodeJwt(refreshed.accessToken).auth_time, fresh.auth_time);
     await f.auth.logout({ refreshToken: refreshed.refreshToken });
-    await expectError(
-      f.guarded.anything({ text: "out" }, bearer(stepped.accessToken)),
-      Code.Unauthenticated,
-      "TOKEN_REVOKED",
+    // On PostgreSQL the principal cache learns of the revocation by notification, a moment later.
+    await eventually(
+      () =>
+        expectError(
+          f.guarded.anything({ text: "out" }, bearer(stepped.accessToken)),
+          Code.Unauthenticated,
+          "TOKEN_REVOKED",
+        ),
+      2000,
     );
   });
 

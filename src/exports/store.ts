@@ -101,3 +101,21 @@ export type {
 // ---------------------------------------------------------------------------
 export { importFromDjango } from "../store/django-import.js";
 export type { DjangoImportOptions, DjangoImportReport } from "../store/django-import.js";
+
+// ---------------------------------------------------------------------------
+// The audit log: hash-chained security events and writes
+// ---------------------------------------------------------------------------
+export {
+  AUDIT_GENESIS_HASH,
+  appendAuditEvent,
+  auditEventJson,
+  auditRowHash,
+  formatAuditActor,
+  listAuditEvents,
+  pruneAuditEvents,
+  recordAuditEvent,
+  verifyAuditChain,
+} from "../store/audit.js";
+export type { AuditEventJson, AuditListFilter, AuditPruneResult, AuditVerifyResult } from "../store/audit.js";
+export { AUDIT_EVENT_TYPES } from "../audit-event.js";
+export type { AuditActor, AuditContext, AuditEventInput, AuditEventType } from "../audit-event.js";

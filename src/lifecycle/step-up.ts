@@ -9,7 +9,9 @@ import { authError } from "../connect/errors.js";
 import { UNKNOWN_PEER } from "../connect/peer.js";
 import { readBearer, type HeaderReader } from "../credential/bearer.js";
 import { MESSAGES } from "../decide/verdict.js";
+import type { AuditContext } from "../audit-event.js";
 import type { Principal } from "../principal.js";
+import { recordAuditEvent } from "../store/audit.js";
 import type { Database } from "../store/database-handle.js";
 import {
   clearLoginFailures,
@@ -70,6 +72,7 @@ function invalidCredentials(why: string): ConnectError {
  * - Only protoguard's own access tokens step up: a trusted issuer's token is stepped up at
  *   that issuer (it maps `auth_time`/`amr` itself), and a token in no session (minted with
  *   `protoguard token`) is refused `TOKEN_REVOKED`.
+ * - A success is audited (`session.stepped_up`, in its transaction) when `audit` is given.
  * - The new token joins the session of the token presented: the session's refresh token now
  *   carries the new `auth_time`/`amr` (later refreshes keep them, unchanged) and covers the new
  *   access token for logout and reuse revocation. The access tokens it supersedes (the one
@@ -84,6 +87,7 @@ export function createStepUp(deps: StepUpDependencies) {
     headers: HeaderReader,
     input: StepUpInput,
     peer?: string,
+    audit?: AuditContext,
   ): Promise<{ accessToken: string }> {
     const bearer = readBearer(headers);
     if (bearer.kind !== "token") throw authError(MESSAGES.TOKEN_MISSING, Code.Unauthenticated, "TOKEN_MISSING");
@@ -176,6 +180,14 @@ export function createStepUp(deps: StepUpDependencies) {
       );
       if (!recorded) return "TOKEN_REVOKED" as const;
       await clearLoginFailures(tx, username);
+      if (audit !== undefined) {
+        await recordAuditEvent(tx, {
+          type: "session.stepped_up",
+          subject: `session:${session.familyId}`,
+          detail: { familyId: session.familyId, userId: user.id, amr: amr.join(" ") },
+          context: audit,
+        });
+      }
       return access;
     });
     if (outcome === "TOKEN_REVOKED") throw authError(MESSAGES.TOKEN_REVOKED, Code.Unauthenticated, "TOKEN_REVOKED");

@@ -188,6 +188,11 @@ export interface ProtoguardConfig {
   maxWatchStreams: number;
   /** `PROTOGUARD_MAX_WATCH_STREAMS_PER_CONNECTION`: open health Watch calls on one connection; 0 means no limit. Default 10. */
   maxWatchStreamsPerConnection: number;
+  /**
+   * `PROTOGUARD_AUDIT_RETENTION_DAYS`: audit events older than this many days are pruned (by
+   * `serve`, hourly, and by `protoguard audit prune`); 0 keeps them for ever. Default 90.
+   */
+  auditRetentionDays: number;
 }
 
 /** A configuration mistake, reported as one line naming the variable. */
@@ -226,7 +231,15 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
     workers: parseWorkers(str("PROTOGUARD_WORKERS"), "PROTOGUARD_WORKERS"),
     ...admissionSettings(read),
     ...listenerSettings(read),
+    ...auditSettings(read),
   };
+}
+
+/** The audit log's retention. */
+function auditSettings({ int }: EnvReader) {
+  return {
+    auditRetentionDays: int("PROTOGUARD_AUDIT_RETENTION_DAYS", 90, 0, 36_500),
+  } satisfies Partial<ProtoguardConfig>;
 }
 
 /** How every variable is read: trimmed, empty as unset, integers within bounds. */
