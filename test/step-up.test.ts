@@ -12,7 +12,8 @@ import { UnannotatedService } from "../gen/guardtest/v1/guarded_pb.js";
 import { authErrorMetadata } from "../src/exports/protoguard.js";
 import { createPasswordHasher, enableTotp, generateTotp } from "../src/exports/auth-service.js";
 import { createSession, type StepUpPrompt } from "../src/exports/client.js";
-import { planRule, type RuleInit } from "../src/policy/rule.js";
+import { createAuthPolicy } from "../src/policy/policy.js";
+import { describeRule, planRule, type RuleInit } from "../src/policy/rule.js";
 import { checkExternalClaims } from "../src/identity/external-verifier.js";
 import { resolveTrustedIssuers } from "../src/identity/trusted-issuers.js";
 import { createTestAuth, createTestDatabase, type TestAuth } from "../src/exports/testing.js";
@@ -62,6 +63,18 @@ describe("planning max_auth_age and require_totp", () => {
       /public cannot be combined with max_auth_age/,
     );
     assert.match(problems({ public: true, maxAuthAge: "5m" }).join(";"), /public cannot be combined with max_auth_age/);
+  });
+
+  it("the policy (server start, policy --check) refuses a malformed max_auth_age, and describes a good one", () => {
+    assert.throws(
+      () => createAuthPolicy({ services: [UnannotatedService], defaultRule: { maxAuthAge: "5 minutes" } }),
+      (error: Error) => /server default rule: max_auth_age "5 minutes" is not a duration/.test(error.message),
+    );
+    const policy = createAuthPolicy({
+      services: [UnannotatedService],
+      defaultRule: { maxAuthAge: "5m", requireTotp: true },
+    });
+    assert.equal(describeRule(policy.defaultRule), "authenticated; max_auth_age: 300s; require_totp");
   });
 });
 
