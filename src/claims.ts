@@ -38,6 +38,10 @@ export interface ExternalAccessClaims {
   readonly issuedAt: number;
   readonly expiresAt: number;
   readonly tokenType: "access";
+  /** The issuer's `auth_time` claim (seconds), when it has a numeric one: what `max_auth_age` reads. */
+  readonly authTime?: number;
+  /** The issuer's `amr` claim (RFC 8176), when it is a list of strings: what `require_totp` reads. */
+  readonly amr?: readonly string[];
   /** The whole verified payload, shallowly frozen. */
   readonly payload: Readonly<Record<string, unknown>>;
 }
@@ -48,6 +52,10 @@ export interface LocalAccessClaims {
   readonly jti: string;
   readonly issuedAt: number;
   readonly expiresAt?: number;
+  /** When the holder last entered a credential (`auth_time`, seconds), when the token says. */
+  readonly authTime?: number;
+  /** How the holder authenticated (`amr`, RFC 8176: `pwd`, `otp`), when the token says. */
+  readonly amr?: readonly string[];
   /** Never set: tells these apart from {@link ExternalAccessClaims}. */
   readonly external?: undefined;
 }

@@ -54,7 +54,15 @@ export type UnauthenticatedReason =
    * `TOKEN_REVOKED`, an expired one `TOKEN_EXPIRED`, a key of a deactivated
    * owner `USER_INACTIVE`, as for tokens.
    */
-  | "API_KEY_NOT_ALLOWED";
+  | "API_KEY_NOT_ALLOWED"
+  /**
+
+   * The method's rule asks for a recent or stronger authentication (`max_auth_age`,
+   * `require_totp`) than the token shows (`auth_time`, `amr`): call `AuthService.StepUp` and
+   * retry with the token it returns. The ErrorInfo metadata carries the bound:
+   * `maxAuthAgeSeconds` (when the rule sets one) and `requireTotp` (`"true"` or `"false"`).
+   */
+  | "STEP_UP_REQUIRED";
 
 /** Why an identified caller may not call (gRPC code PERMISSION_DENIED). */
 export type PermissionDeniedReason =

@@ -92,7 +92,8 @@ async function authServiceFixture(database?: Database, tokenClockSkewMs = 0): Pr
     ...(tokenClockSkewMs !== 0 && { now: () => Date.now() + tokenClockSkewMs }),
     passwordHasher: base,
     routes: () => {},
-    authService: () => ({ passwordHasher: hasher, now: serviceNow }),
+    // Reuse detection as such: the reuse grace window (refresh-grace.test.ts) is off here.
+    authService: () => ({ passwordHasher: hasher, now: serviceNow, refreshReuseGraceSeconds: 0 }),
   });
   return { t, client: createClient(AuthService, t.transport), calls, clock, serviceNow };
 }

@@ -26,7 +26,8 @@ describe("security events of the AuthService", { timeout: 120_000 }, () => {
     t = await createTestAuth({
       passwordHasher,
       routes: () => {},
-      authService: () => ({ onSecurityEvent: (event) => events.push(event) }),
+      // A reuse as such: the reuse grace window (refresh-grace.test.ts) is off here.
+      authService: () => ({ onSecurityEvent: (event) => events.push(event), refreshReuseGraceSeconds: 0 }),
     });
   });
   after(() => t?.close());

@@ -136,7 +136,8 @@ async function authServiceFixture(
 ): Promise<Fixture> {
   const t = await createTestAuth({
     routes: () => {},
-    authService: ({ verifier }) => ({ verifier: verifierFor(verifier) }),
+    // Reuse detection as such: the reuse grace window (refresh-grace.test.ts) is off here.
+    authService: ({ verifier }) => ({ verifier: verifierFor(verifier), refreshReuseGraceSeconds: 0 }),
   });
   return { t, client: createClient(AuthService, t.transport) };
 }

@@ -58,6 +58,7 @@ export function servedRoutes(
         verifier: runtime.verifier,
         passwordHasher: runtime.passwordHasher,
         serviceTokenTtlSeconds: runtime.config.serviceTokenTtlSeconds,
+        refreshReuseGraceSeconds: runtime.config.refreshReuseGraceSeconds,
         simplejwt: simplejwtAdoptionFromConfig(runtime.config),
         loginAdmission: {
           burst: runtime.config.loginPeerBurst,

@@ -1,7 +1,7 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { AuthService } from "../../gen/protoguard/v1/auth_pb.js";
-import { authErrorReason } from "../connect/errors.js";
+import { authErrorMetadata, authErrorReason } from "../connect/errors.js";
 import { memoryStorage, type SessionStorage, type SessionTokens } from "./storage.js";
 
 /**
@@ -34,10 +34,34 @@ export interface SessionOptions {
    * milliseconds, so calls do not fail first. Default: 10000.
    */
   refreshBeforeExpiryMs?: number;
+  /**
+   * Asked for a credential when a call is refused `STEP_UP_REQUIRED` (the method's rule sets
+   * `max_auth_age` or `require_totp`): given what the server asks for, it returns the password
+   * and/or the one-time code the user entered (a prompt, a dialog), or undefined to give up.
+   * The session then calls `AuthService.StepUp`, keeps the fresh access token, and retries the
+   * call once; a failed StepUp (a wrong code) reaches the caller as its error. Concurrent
+   * refused calls share one prompt. Unary calls only, like the retry after `TOKEN_EXPIRED`.
+   * Default: none, so the refusal reaches the caller.
+   */
+  onStepUp?: (required: StepUpPrompt) => Promise<StepUpCredentials | undefined>;
   /** Called once when the session ends, with the reason. Default: none. */
   onSessionEnd?: (reason: SessionEndReason) => void;
   /** Clock in milliseconds. Default: `Date.now`. */
   now?: () => number;
+}
+
+/** What a `STEP_UP_REQUIRED` refusal asks for (its ErrorInfo metadata), as `onStepUp` is given it. */
+export interface StepUpPrompt {
+  /** The longest time since the user entered a credential the method accepts, in seconds, when it sets one. */
+  readonly maxAuthAge?: number;
+  /** Whether the method needs a one-time code (`otpCode`), not the password alone. */
+  readonly requireTotp: boolean;
+}
+
+/** What `onStepUp` answers: the credential(s) to send to `AuthService.StepUp`. */
+export interface StepUpCredentials {
+  readonly password?: string;
+  readonly otpCode?: string;
 }
 
 /** A client-side session: see {@link createSession}. */
@@ -46,8 +70,8 @@ export interface Session {
    * Put it into the app's transports (`interceptors: [session.interceptor]`):
    * attaches `authorization: Bearer …`, refreshes once for any number of
    * concurrent calls, and retries a unary call that failed with
-   * `TOKEN_EXPIRED` once. Streaming calls are refreshed before they start
-   * and never retried.
+   * `TOKEN_EXPIRED` once (or `STEP_UP_REQUIRED`, after `onStepUp`). Streaming
+   * calls are refreshed before they start and never retried.
    */
   readonly interceptor: Interceptor;
   /** Logs in (Login RPC) and keeps the token pair. Throws the RPC's error. */
@@ -115,6 +139,7 @@ export function createSession(options: SessionOptions): Session {
   const refreshBeforeExpiryMs = options.refreshBeforeExpiryMs ?? 10_000;
   const now = options.now ?? Date.now;
   const onSessionEnd = options.onSessionEnd;
+  const onStepUp = options.onStepUp;
 
   /** The pair in use; `null` until loaded from storage. */
   let current: SessionTokens | undefined | null = null;
@@ -170,6 +195,40 @@ export function createSession(options: SessionOptions): Session {
     return refreshing;
   }
 
+  /** The one step-up in flight, shared by every call refused while it runs. */
+  let steppingUp: Promise<SessionTokens | undefined> | undefined;
+
+  /**
+   * A pair with a stepped-up access token replacing `used`'s, or undefined when the app gave
+   * no credential. A StepUp failure is thrown.
+   */
+  function stepUpFrom(used: SessionTokens, refusal: ConnectError): Promise<SessionTokens | undefined> {
+    if (current !== used && current != null) return Promise.resolve(current);
+    steppingUp ??= (async () => {
+      try {
+        const metadata = authErrorMetadata(refusal);
+        const maxAuthAge = Number(metadata.maxAuthAgeSeconds);
+        const credentials = await onStepUp!({
+          ...(Number.isFinite(maxAuthAge) && metadata.maxAuthAgeSeconds !== undefined && { maxAuthAge }),
+          requireTotp: metadata.requireTotp === "true",
+        });
+        if (credentials === undefined) return undefined;
+        const answer = await auth.stepUp(
+          { password: credentials.password ?? "", otpCode: credentials.otpCode ?? "" },
+          { headers: { authorization: `Bearer ${used.accessToken}` } },
+        );
+        // A logout (or a new login) while the prompt was open wins.
+        if (current !== used) return current ?? undefined;
+        const next = { accessToken: answer.accessToken, refreshToken: used.refreshToken };
+        await keep(next);
+        return next;
+      } finally {
+        steppingUp = undefined;
+      }
+    })();
+    return steppingUp;
+  }
+
   const sessionEnded = () => new ConnectError("the session ended: log in again", Code.Unauthenticated);
 
   const interceptor: Interceptor = (next) => async (req) => {
@@ -189,7 +248,15 @@ export function createSession(options: SessionOptions): Session {
       // A streaming call's request may already be consumed: never replayed.
       if (req.stream) throw error;
       const connectError = ConnectError.from(error);
-      if (connectError.code !== Code.Unauthenticated || authErrorReason(connectError) !== "TOKEN_EXPIRED") throw error;
+      if (connectError.code !== Code.Unauthenticated) throw error;
+      const reason = authErrorReason(connectError);
+      if (reason === "STEP_UP_REQUIRED" && onStepUp !== undefined) {
+        const stepped = await stepUpFrom(pair, connectError);
+        if (stepped === undefined) throw error;
+        req.header.set("authorization", `Bearer ${stepped.accessToken}`);
+        return next(req);
+      }
+      if (reason !== "TOKEN_EXPIRED") throw error;
       const fresh = await refreshFrom(pair);
       if (fresh === undefined) throw error;
       req.header.set("authorization", `Bearer ${fresh.accessToken}`);

@@ -9,6 +9,7 @@ import { principalHasPermission, principalKind, type Principal, type PrincipalLo
 import type { AccessTokenResult, ExternalAccessClaims, ExternalSubject, LocalAccessClaims } from "../claims.js";
 import type { GatewayReader } from "../identity/gateway.js";
 import { MESSAGES, permissionDenied, unauthenticated, type Allow, type Deny, type Verdict } from "./verdict.js";
+import { stepUpRequired, stepUpSatisfied } from "./step-up.js";
 import { ProtoguardError } from "../errors.js";
 
 /**
@@ -65,6 +66,11 @@ export interface AccessTokenVerifier {
    * `createAuth` refuses to start with any and no `identities` resolver. Optional.
    */
   readonly trustedIssuers?: readonly string[];
+  /**
+   * The verifier's clock in milliseconds: step-up rules (`max_auth_age`) compare a token's
+   * `auth_time` with it, so a test's frozen clock freezes both. Optional; default `Date.now`.
+   */
+  readonly now?: () => number;
 }
 
 /**
@@ -146,6 +152,7 @@ export type Decide = (
  */
 export function createDecider(options: DeciderOptions): Decide {
   const { policy, verifier, principals, certificates, identities, gateway, apiKeys } = options;
+  const clock = verifier.now ?? Date.now;
   const lookupTimeoutMs = options.lookupTimeoutMs ?? 5000;
   const budgetOf = (timeoutMs: number | undefined) =>
     timeoutMs === undefined ? lookupTimeoutMs : Math.min(timeoutMs, lookupTimeoutMs);
@@ -168,6 +175,8 @@ export function createDecider(options: DeciderOptions): Decide {
         jti: claims.jti,
         issuedAt: claims.issuedAt,
         expiresAt: claims.expiresAt,
+        ...(claims.authTime !== undefined && { authTime: claims.authTime }),
+        ...(claims.amr !== undefined && { amr: claims.amr }),
       };
       return lookUp(plan, token, timeoutMs, resolution.grant);
     };
@@ -183,9 +192,9 @@ export function createDecider(options: DeciderOptions): Decide {
     grant?: (principal: Principal) => Principal,
   ): Verdict | Promise<Verdict> {
     const cached = principals.peek?.(claims.userId, claims);
-    if (cached !== undefined) return judge(plan, cached, claims, grant);
+    if (cached !== undefined) return judge(plan, cached, claims, grant, clock);
     return withTimeout(principals.load(claims.userId, claims), budgetOf(timeoutMs)).then(
-      (lookup) => judge(plan, lookup, claims, grant),
+      (lookup) => judge(plan, lookup, claims, grant, clock),
       backendFailed(plan),
     );
   }
@@ -219,7 +228,7 @@ export function createDecider(options: DeciderOptions): Decide {
         ? plan.rule.kind === "public"
           ? allow(plan, undefined)
           : unauthenticated(plan, "TOKEN_MISSING")
-        : judge(plan, lookup, undefined);
+        : judge(plan, lookup, undefined, undefined, clock);
     const cached = certificates.peek?.(certificate);
     if (cached !== undefined) return fromLookup(cached);
     return withTimeout(certificates.load(certificate), budgetOf(timeoutMs)).then(fromLookup, backendFailed(plan));
@@ -275,7 +284,8 @@ function judge(
   plan: MethodPlan,
   lookup: PrincipalLookup,
   token: LocalAccessClaims | undefined,
-  grant?: (principal: Principal) => Principal,
+  grant: ((principal: Principal) => Principal) | undefined,
+  clock: () => number,
 ): Verdict {
   switch (lookup.status) {
     case "not_found":
@@ -284,7 +294,7 @@ function judge(
     case "revoked":
       return unauthenticated(plan, "TOKEN_REVOKED");
   }
-  return authorize(plan, plan.rule, grant === undefined ? lookup.principal : grant(lookup.principal), token);
+  return authorize(plan, plan.rule, grant === undefined ? lookup.principal : grant(lookup.principal), token, clock);
 }
 
 /** The verdict for a call with an API key, given what its look-up found. */
@@ -313,14 +323,16 @@ function judgeApiKey(plan: MethodPlan, key: ApiKeyCredential, lookup: ApiKeyLook
 }
 
 /**
- * Checks `principal` against `rule` (superuser, staff, permissions): the
- * part of a decision that needs no I/O. Shadow rules are checked with it too.
+ * Checks `principal` against `rule` (superuser, staff, permissions, then step-up against the
+ * token's `auth_time`/`amr` at `clock()`): the part of a decision that needs no I/O. Shadow
+ * rules are checked with it too.
  */
 export function authorize(
   plan: MethodPlan,
   rule: PlannedRule,
   principal: Principal,
   token: LocalAccessClaims | undefined,
+  clock: () => number = Date.now,
 ): Allow | Deny {
   if (rule.kind === "public") return allow(plan, principal, token);
   if (rule.principalKind !== undefined && principalKind(principal) !== rule.principalKind) {
@@ -335,6 +347,10 @@ export function authorize(
     if (!principalHasPermission(principal, permission)) {
       return permissionDenied(plan, principal, "PERMISSION_MISSING", `missing permission ${permission}`);
     }
+  }
+  // Last: stepping up is worth asking for only when nothing else refuses the call.
+  if (rule.stepUp !== undefined && !stepUpSatisfied(rule.stepUp, token, clock() / 1000)) {
+    return stepUpRequired(plan, rule.stepUp);
   }
   return allow(plan, principal, token);
 }

@@ -80,6 +80,7 @@ export const MESSAGES = {
   IDENTITY_NOT_LINKED: "external identity not linked to a user",
   GATEWAY_UNTRUSTED: "gateway claims header not accepted from this peer",
   API_KEY_NOT_ALLOWED: "API keys are not accepted by this method: use a token from a login",
+  STEP_UP_REQUIRED: "recent authentication required: step up and retry",
   STAFF_REQUIRED: "staff access required",
   SUPERUSER_REQUIRED: "superuser access required",
   PRINCIPAL_KIND_USER: "only users may call this method",

@@ -81,3 +81,6 @@ export {
   parseApiKeyLifetime,
 } from "../lifecycle/api-keys.js";
 export type { ApiKeyErrorCode, MintApiKeyInput, MintedApiKey } from "../lifecycle/api-keys.js";
+// Step-up and the refresh reuse grace window
+export { DEFAULT_REFRESH_REUSE_GRACE_SECONDS, MAX_REFRESH_REUSE_GRACE_SECONDS } from "../lifecycle/refresh-grace.js";
+export type { SessionAuthentication } from "../lifecycle/sessions.js";

@@ -21,3 +21,4 @@ export { memoryStorage, webStorage } from "../client/storage.js";
 export type { SessionStorage, SessionTokens, WebStorageLike } from "../client/storage.js";
 export { authErrorReason } from "../connect/errors.js";
 export { retryDelayMs } from "../connect/errors.js";
+export type { StepUpCredentials, StepUpPrompt } from "../client/session.js";

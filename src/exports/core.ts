@@ -141,3 +141,7 @@ export type {
 } from "../connect/rate-limit.js";
 export type { RateLimitReason } from "../reasons.js";
 export { rateLimitedError } from "../connect/errors.js";
+// Step-up: what a rule's max_auth_age / require_totp ask of a token's auth_time / amr
+export type { StepUpRequirement } from "../policy/step-up.js";
+export type { AuthContext } from "../token/auth-context.js";
+export { readAuthContext } from "../token/auth-context.js";

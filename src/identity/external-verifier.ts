@@ -5,6 +5,7 @@
  * token naming any other issuer is refused without I/O. So a token claiming a trusted issuer
  * but signed with protoguard's keys (or the other way round) finds no key and is refused.
  */
+import { readAuthContext } from "../token/auth-context.js";
 import { createHash } from "node:crypto";
 import { compactVerify, type CompactJWSHeaderParameters, type FlattenedJWSInput } from "jose";
 import type { AccessTokenResult } from "../claims.js";
@@ -309,6 +310,8 @@ export function checkExternalClaims(
     issuedAt: iat,
     expiresAt: exp,
     tokenType: "access" as const,
+    // Read like protoguard's own: step-up rules judge an IdP's login the same way.
+    ...readAuthContext(claims),
     payload: Object.freeze(claims),
   });
 }

@@ -29,8 +29,10 @@ import { createLoginAdmission, type LoginAdmissionOptions } from "./login-admiss
 import { createPasswordHasher, PasswordBusyError, type PasswordHasher } from "./passwords.js";
 import { createServiceTokenExchange, DEFAULT_SERVICE_TOKEN_TTL_SECONDS } from "./service-token.js";
 import { createSessionAdmin } from "./session-admin.js";
-import { issueSession, type SessionClient } from "./sessions.js";
+import { type SessionClient } from "./sessions.js";
 import { createApiKeyRpcs } from "./api-keys.js";
+import { createRefreshRotation } from "./refresh-grace.js";
+import { createStepUp } from "./step-up.js";
 import type { SimplejwtAdoption } from "./simplejwt-adoption.js";
 import { generateTotpSecret, totpUri } from "./totp.js";
 
@@ -79,6 +81,13 @@ export interface AuthServiceOptions {
    * access lifetime when that is shorter.
    */
   serviceTokenTtlSeconds?: number | undefined;
+  /**
+   * Seconds during which a rotated refresh token presented again (two tabs refreshing at once,
+   * a retried request whose answer was lost) gets the same successor pair as its first use,
+   * instead of revoking the family; 0 turns the window off. Outside it, reuse revokes the
+   * family. At most 60. Default: `DEFAULT_REFRESH_REUSE_GRACE_SECONDS`, 5.
+   */
+  refreshReuseGraceSeconds?: number | undefined;
   /**
    * Accept djangorestframework-simplejwt refresh tokens in Refresh
    * (`createSimplejwtAdoption`): one simplejwt issued is exchanged once for a
@@ -175,6 +184,15 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
     admission,
     now,
   });
+  const stepUp = createStepUp({
+    database,
+    issuer,
+    verifier,
+    passwordHasher,
+    throttle: options.throttle ?? DEFAULT_THROTTLE,
+    admission,
+    now,
+  });
   const serviceTtl =
     options.serviceTokenTtlSeconds ?? Math.min(DEFAULT_SERVICE_TOKEN_TTL_SECONDS, issuer.accessTtlSeconds);
   if (!Number.isSafeInteger(serviceTtl) || serviceTtl < 1 || serviceTtl > issuer.accessTtlSeconds) {
@@ -192,6 +210,7 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
   });
 
   const apiKeyRpcs = createApiKeyRpcs({ database, now });
+  const rotation = createRefreshRotation(issuer, options.refreshReuseGraceSeconds);
   const { onSecurityEvent } = options;
   /** Tells `onSecurityEvent`, which must not fail the call. */
   function report(event: SecurityEvent): void {
@@ -269,7 +288,9 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
         const outcome = await db.transaction(async (tx) => {
           // Keyed by the signed jti, not the string: nothing a client can
           // respell. An empty jti (requireJti: false) matches no row.
-          const consumed = await consumeRefreshToken(tx, claims.jti, at);
+          const consumed = await consumeRefreshToken(tx, claims.jti, at, rotation.graceSeconds);
+          if (consumed.status === "grace")
+            return rotation.replay(consumed, req.refreshToken, claims.jti) ?? "TOKEN_REVOKED";
           if (consumed.status === "reused") await recordRefresh(tx, { ...consumed, reused: true }, auditContextOf(ctx));
           if (consumed.status === "reused") {
             reused = { event: "refresh_reuse", userId: consumed.userId, familyId: consumed.familyId };
@@ -287,8 +308,9 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
           // deactivate-then-reactivate done with setUserActive alone.
           if (Math.round(claims.issuedAt * 1000) < user.credentialsChangedAt.getTime()) return "TOKEN_REVOKED" as const;
           await recordRefresh(tx, consumed, auditContextOf(ctx));
-          return issueSession(tx, issuer, consumed.userId, consumed.familyId, clientOf(ctx));
+          return rotation.rotate(tx, consumed, req.refreshToken, claims.jti, clientOf(ctx));
         });
+        await rotation.purgeIfDue(db, now());
         // Reported once committed: the revocation stands.
         if (reused !== undefined) report(reused);
         if (typeof outcome === "string") throw authError(MESSAGES[outcome], Code.Unauthenticated, outcome);
@@ -335,17 +357,14 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
       };
     },
 
-    // FOUNDATION-TODO(helpers): each owner replaces its method; none may remain at merge.
     listSessions: (req, ctx) => guard(async () => sessions.listSessions(req, ctx)),
     revokeSession: (req, ctx) => guard(async () => sessions.revokeSession(req, ctx)),
-    stepUp: () => notYet(),
+    stepUp: (req, ctx) =>
+      guard(() => stepUp(requirePrincipal(ctx), ctx.requestHeader, req, peerOf(ctx), auditContextOf(ctx))),
     ...apiKeyRpcs,
   };
 }
 
-function notYet(): never {
-  throw new ConnectError("not implemented yet", Code.Unimplemented);
-}
 
 /**
  * The client address the front-end put into the call, if any. Tolerates a

@@ -21,6 +21,7 @@ import { claimTotpStep } from "../store/totp.js";
 import { users, type User } from "../store/schema.js";
 import { findCredentials, normalizeUsername } from "../store/users.js";
 import type { TokenIssuer } from "../token/issuer.js";
+import { AMR_OTP, AMR_PASSWORD } from "../token/auth-context.js";
 import { DEFAULT_LOGIN_ADMISSION, type LoginAdmission } from "./login-admission.js";
 import { MAX_PASSWORD_BYTES, PasswordBusyError, type PasswordHasher, type PasswordWorkOptions } from "./passwords.js";
 import { issueSession, type IssuedSession } from "./sessions.js";
@@ -249,10 +250,21 @@ export function createLogin(deps: LoginDependencies) {
         .returning({ id: users.id });
       if (updated.length === 0) return "password changed or account deactivated during login";
       await clearLoginFailures(tx, username);
-      const issued = await issueSession(tx, issuer, user.id, undefined, {
-        peerAddress: peer,
-        userAgent: audit.userAgent,
-      });
+      const amr = totpStep === undefined ? [AMR_PASSWORD] : [AMR_PASSWORD, AMR_OTP];
+      const issued = await issueSession(
+        tx,
+        issuer,
+        user.id,
+        undefined,
+        {
+          peerAddress: peer,
+          userAgent: audit.userAgent,
+        },
+        {
+          authTime: Math.floor(at.getTime() / 1000),
+          amr,
+        },
+      );
       await recordLoginSuccess(tx, user, issued.familyId, audit);
       return issued;
     });

@@ -132,7 +132,10 @@ export function createServiceTokenExchange(deps: ServiceTokenDependencies) {
     // The hash was read before the hasher's queue: re-checked, and the token signed, under a
     // lock that a rotation committing meanwhile waits for.
     const token = await issueWhileServiceSecretHolds(db, account.userId, matched, new Date(now()), () =>
-      issuer.issueAccess(account.userId, undefined, ttlSeconds),
+      // Each exchange authenticates afresh with the secret, so `auth_time` is the issue time and
+      // `max_auth_age` judges the token's age. No `amr`: RFC 8176 has no value for a client
+      // secret, and a method that sets `require_totp` is for people, whom a service never is.
+      issuer.issueAccess(account.userId, { auth_time: Math.floor(now() / 1000) }, ttlSeconds),
     );
     if (token === undefined) throw invalidClient("secret rotated or account deactivated during the exchange");
     // No attempt is given back on success: a leaked secret is throttled like a guessed one.

@@ -40,11 +40,30 @@ export function hashRefreshToken(token: string): string {
 }
 
 /**
+ * How the session's holder authenticated, carried by its access tokens as `auth_time` and
+ * `amr` (RFC 8176) for step-up rules: set by Login and StepUp, carried over by Refresh.
+ */
+export interface SessionAuthentication {
+  /** When a credential was entered, seconds since the epoch (whole). */
+  readonly authTime: number;
+  /** The methods used: `["pwd"]`, `["pwd", "otp"]`, `["otp"]`. */
+  readonly amr: readonly string[];
+}
+
+/** The `auth_time` and `amr` claims of an access token of a session authenticated so. */
+export function authenticationClaims(authentication: SessionAuthentication): Record<string, unknown> {
+  return { auth_time: authentication.authTime, amr: [...authentication.amr] };
+}
+
+/**
  * Issues a token pair for `userId` and records the refresh token (hashed)
  * in its family; a new family unless `familyId` continues one (rotation).
  * Pass a transaction as `db` to make the record part of a larger change.
  * `client` (the peer address and User-Agent) is stored with it for the session list; an
  * unknown peer (`"unknown"`) is stored as `''`, and either is cut to its column's size.
+ * `authentication`, when given, goes into the access token (`auth_time`,
+ * `amr`) and onto the family's record, for the next rotation to carry over;
+ * without it (`protoguard token`, a family from before step-up) neither is set.
  *
  * @example
  * ```ts
@@ -58,8 +77,12 @@ export async function issueSession(
   userId: number,
   familyId: string = randomBytes(16).toString("hex"),
   client: SessionClient = {},
+  authentication?: SessionAuthentication,
 ): Promise<IssuedSession> {
-  const [access, refresh] = await Promise.all([issuer.issueAccess(userId), issuer.issueRefresh(userId)]);
+  const [access, refresh] = await Promise.all([
+    issuer.issueAccess(userId, authentication === undefined ? undefined : authenticationClaims(authentication)),
+    issuer.issueRefresh(userId),
+  ]);
   await insertRefreshToken(db, {
     jti: refresh.jti,
     familyId,
@@ -74,6 +97,10 @@ export async function issueSession(
         ? ""
         : client.peerAddress.slice(0, MAX_PEER_ADDRESS_LENGTH),
     userAgent: (client.userAgent ?? "").slice(0, MAX_USER_AGENT_LENGTH),
+    ...(authentication !== undefined && {
+      authTime: new Date(authentication.authTime * 1000),
+      amr: authentication.amr.join(" "),
+    }),
   });
   return { accessToken: access.token, refreshToken: refresh.token, access, refresh, familyId };
 }

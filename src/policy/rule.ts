@@ -2,6 +2,7 @@ import { PrincipalKind, type Rule } from "../../gen/protoguard/v1/options_pb.js"
 import { isPermissionString } from "../permission.js";
 import type { PrincipalKindName } from "../principal.js";
 import { describeRateLimit, planRateLimit, type PlannedRateLimit, type RateLimitInit } from "./rate-limit.js";
+import { describeStepUp, planStepUp, type StepUpRequirement } from "./step-up.js";
 
 /**
  * A rule after validation, in the shape the decision function consumes.
@@ -21,6 +22,8 @@ export type PlannedRule =
       readonly superuser: boolean;
       /** Only principals of this kind are admitted; absent admits every kind. */
       readonly principalKind?: PrincipalKindName;
+      /** How recently, and with which factors, the caller must have authenticated (`max_auth_age`, `require_totp`). */
+      readonly stepUp?: StepUpRequirement;
     } & RuleCondition &
       RuleCredentials &
       RuleRateLimit);
@@ -84,6 +87,10 @@ export interface RuleInit {
   apiKeys?: boolean;
   /** Calls per principal per window; see `rate_limit` in options.proto. Default: no limit. */
   rateLimit?: RateLimitInit;
+  /** How long ago the caller may have authenticated (`auth_time`), like `"300s"`, `"5m"`, `"1h"`. Default: no bound. */
+  maxAuthAge?: string;
+  /** Whether the token must show a one-time code was entered (`otp` in `amr`). Default: false. */
+  requireTotp?: boolean;
 }
 
 /**
@@ -102,7 +109,8 @@ export function planRule(rule: Rule | RuleInit): PlannedRule | { problems: strin
   const kind = principalKindOf(rule);
   if (kind === "invalid") problems.push(`principal_kind ${String(rule.principalKind)} is not a known kind`);
   const principalKind = kind === "invalid" ? undefined : kind;
-  // A condition alone implies authenticated (see options.proto).
+  const stepUp = planStepUp(rule, problems);
+  // A condition alone implies authenticated (see options.proto), and so does a step-up field.
   if (
     !isPublic &&
     rule.authenticated !== true &&
@@ -110,7 +118,9 @@ export function planRule(rule: Rule | RuleInit): PlannedRule | { problems: strin
     !staff &&
     !superuser &&
     principalKind === undefined &&
-    condition === ""
+    condition === "" &&
+    stepUp === undefined &&
+    !(rule.maxAuthAge ?? "")
   ) {
     problems.push("the rule is empty: set public, authenticated, permissions, staff or superuser");
   }
@@ -128,6 +138,9 @@ export function planRule(rule: Rule | RuleInit): PlannedRule | { problems: strin
   }
   if (new Set(permissions).size !== permissions.length) {
     problems.push("a permission is listed twice");
+  }
+  if (isPublic && (stepUp !== undefined || (rule.maxAuthAge ?? "") !== "")) {
+    problems.push("public cannot be combined with max_auth_age or require_totp: anonymous callers have no auth_time");
   }
   if (isPublic && principalKind !== undefined) {
     problems.push("public cannot be combined with principal_kind: anonymous callers have no kind");
@@ -154,6 +167,7 @@ export function planRule(rule: Rule | RuleInit): PlannedRule | { problems: strin
     staff,
     superuser,
     ...(principalKind !== undefined && { principalKind }),
+    ...(stepUp !== undefined && { stepUp }),
     ...withCondition,
     ...limit,
   });
@@ -192,6 +206,7 @@ export function describeRule(rule: PlannedRule): string {
     if (rule.staff) parts.push("staff");
     if (rule.permissions.length > 0) parts.push(`permissions: ${rule.permissions.join(", ")}`);
     if (parts.length === 0) parts.push("authenticated");
+    if (rule.stepUp !== undefined) parts.push(...describeStepUp(rule.stepUp));
   }
   if (rule.condition !== undefined) parts.push(`condition: ${rule.condition}`);
   if (rule.apiKeys === false) parts.push("api_keys: false");

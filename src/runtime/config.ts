@@ -136,6 +136,12 @@ export interface ProtoguardConfig {
   tlsClientCaPath: string | undefined;
   /** `PROTOGUARD_SERVICE_TOKEN_TTL`: seconds a ServiceToken access token lives, at most PROTOGUARD_ACCESS_TTL. Default 300 (or the access TTL if shorter). */
   serviceTokenTtlSeconds: number;
+  /**
+   * `PROTOGUARD_REFRESH_REUSE_GRACE_S`: seconds during which a rotated refresh token presented
+   * again gets the same successor pair instead of revoking its family (two tabs, a retry);
+   * 0 disables. Default 5.
+   */
+  refreshReuseGraceSeconds: number;
   /** `PROTOGUARD_CORS_ORIGINS`: comma-separated origins (or `*`). Default none. */
   corsOrigins: string[];
   /** `PROTOGUARD_LOG_LEVEL`: pino level. Default info. */
@@ -297,6 +303,7 @@ type TokenSettings = Pick<
   | "publicKeyPaths"
   | "accessTtlSeconds"
   | "serviceTokenTtlSeconds"
+  | "refreshReuseGraceSeconds"
   | "refreshTtlSeconds"
   | "issuer"
   | "audience"
@@ -324,6 +331,8 @@ function tokenSettings({ str, list, int }: EnvReader): TokenSettings {
       accessTtlSeconds,
     ),
     refreshTtlSeconds: int("PROTOGUARD_REFRESH_TTL", TOKEN_DEFAULTS.refreshTtlSeconds, 1, 31_536_000),
+    // The bounds are the AuthService option's (DEFAULT_ and MAX_REFRESH_REUSE_GRACE_SECONDS).
+    refreshReuseGraceSeconds: int("PROTOGUARD_REFRESH_REUSE_GRACE_S", 5, 0, 60),
     issuer: str("PROTOGUARD_JWT_ISSUER"),
     audience: str("PROTOGUARD_JWT_AUDIENCE"),
     leewaySeconds: int("PROTOGUARD_JWT_LEEWAY", TOKEN_DEFAULTS.leewaySeconds, 0, TOKEN_DEFAULTS.maxLeewaySeconds),

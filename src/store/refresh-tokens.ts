@@ -4,7 +4,7 @@
  * respelled twin of a token cannot change it); the token itself is stored
  * only as a SHA-256 hash and never reaches the database.
  */
-import { and, eq, gt, isNull, sql, type SQL } from "drizzle-orm";
+import { and, eq, gt, inArray, isNotNull, isNull, lt, sql, type SQL } from "drizzle-orm";
 import type { DrizzleDb } from "./database-handle.js";
 import { announceLocalRevocation, rowsOf } from "./revoked-tokens.js";
 import { refreshTokens, revokedTokens, users } from "./schema.js";
@@ -25,6 +25,10 @@ export interface RefreshTokenRecord {
   peerAddress?: string;
   /** The User-Agent header of the request it was issued for. Default `''`. */
   userAgent?: string;
+  /** When the family's holder last entered a credential; null (or absent) when unknown. */
+  authTime?: Date | null;
+  /** RFC 8176 methods of that authentication, separated by spaces (`"pwd otp"`); null when unknown. */
+  amr?: string | null;
 }
 
 /** Records a newly issued refresh token. */
@@ -34,8 +38,16 @@ export async function insertRefreshToken(db: DrizzleDb, record: RefreshTokenReco
 
 /** The outcome of presenting a refresh token. */
 export type ConsumeResult =
-  /** The token was live and is now used; `familyId` continues with a new token. */
-  | { status: "ok"; userId: number; familyId: string }
+  /**
+   * The token was live and is now used; `familyId` continues with a new token, carrying the
+   * family's `authTime` and `amr` (null for a family from before step-up).
+   */
+  | { status: "ok"; userId: number; familyId: string; authTime: Date | null; amr: string | null }
+  /**
+   * Already used, within the reuse grace window, by a family still live: `sealed` is the
+   * successor pair the first use was answered with (see {@link sealSuccessor}). Nothing was revoked.
+   */
+  | { status: "grace"; userId: number; familyId: string; sealed: string }
   /** Unknown, expired or revoked. */
   | { status: "invalid" }
   /** Already used: a stolen copy is being replayed; the family has been revoked. */
@@ -46,12 +58,21 @@ export type ConsumeResult =
  * concurrent calls with one token, exactly one sees `ok` (the conditional
  * UPDATE is the arbiter, on either driver). A token that was already used is
  * reuse: its family is revoked at once, including the access tokens issued
- * with it. Pass only a `jti` read from a verified token.
+ * with it, unless it was used less than `graceSeconds` ago (default 0: never)
+ * and its successor is sealed on its row, which is then returned (`grace`).
+ * Pass only a `jti` read from a verified token.
  *
- * Run it in the same transaction as {@link insertRefreshToken} for the
- * successor, so a failure leaves the old token live rather than neither.
+ * Run it in the same transaction as {@link insertRefreshToken} and
+ * {@link sealSuccessor} for the successor, so a failure leaves the old token
+ * live rather than neither. On PostgreSQL a concurrent call's UPDATE waits on
+ * the winner's row lock until it commits, so it then reads the sealed successor.
  */
-export async function consumeRefreshToken(db: DrizzleDb, jti: string, now: Date): Promise<ConsumeResult> {
+export async function consumeRefreshToken(
+  db: DrizzleDb,
+  jti: string,
+  now: Date,
+  graceSeconds = 0,
+): Promise<ConsumeResult> {
   const [used] = await db
     .update(refreshTokens)
     .set({ usedAt: now })
@@ -63,15 +84,133 @@ export async function consumeRefreshToken(db: DrizzleDb, jti: string, now: Date)
         gt(refreshTokens.expiresAt, now),
       ),
     )
-    .returning({ userId: refreshTokens.userId, familyId: refreshTokens.familyId });
+    .returning({
+      userId: refreshTokens.userId,
+      familyId: refreshTokens.familyId,
+      authTime: refreshTokens.authTime,
+      amr: refreshTokens.amr,
+    });
   if (used !== undefined) return { status: "ok", ...used };
   const [row] = await db
-    .select({ userId: refreshTokens.userId, familyId: refreshTokens.familyId, usedAt: refreshTokens.usedAt })
+    .select({
+      userId: refreshTokens.userId,
+      familyId: refreshTokens.familyId,
+      usedAt: refreshTokens.usedAt,
+      revokedAt: refreshTokens.revokedAt,
+      sealed: refreshTokens.successorSealed,
+    })
     .from(refreshTokens)
     .where(eq(refreshTokens.jti, jti));
   if (row === undefined || row.usedAt === null) return { status: "invalid" };
+  // A concurrent call that lost the race (two tabs, a retried request) may see the used
+  // token's clock a little ahead of its own: a negative age is inside the window too.
+  if (
+    graceSeconds > 0 &&
+    row.revokedAt === null &&
+    row.sealed !== null &&
+    now.getTime() - row.usedAt.getTime() < graceSeconds * 1000
+  ) {
+    return { status: "grace", userId: row.userId, familyId: row.familyId, sealed: row.sealed };
+  }
   await revokeFamily(db, row.familyId, now);
   return { status: "reused", userId: row.userId, familyId: row.familyId };
+}
+
+/**
+ * Keeps the successor pair of the just-used token `jti`, sealed by the caller (the lifecycle's
+ * refresh grace), for a second presentation inside the grace window. Run it in the rotating
+ * transaction, so concurrent presentations waiting on the row find it once they may read.
+ */
+export async function sealSuccessor(db: DrizzleDb, jti: string, sealed: string): Promise<void> {
+  await db.update(refreshTokens).set({ successorSealed: sealed }).where(eq(refreshTokens.jti, jti));
+}
+
+/**
+ * Drops sealed successors of tokens used before `usedBefore` (the grace window's start), at
+ * most `limit` of them; returns how many were dropped (a full batch means there are more).
+ */
+export async function purgeSealedSuccessors(db: DrizzleDb, usedBefore: Date, limit: number): Promise<number> {
+  const due = db
+    .select({ id: refreshTokens.id })
+    .from(refreshTokens)
+    .where(and(isNotNull(refreshTokens.successorSealed), lt(refreshTokens.usedAt, usedBefore)))
+    .limit(limit);
+  const dropped = await db
+    .update(refreshTokens)
+    .set({ successorSealed: null })
+    .where(inArray(refreshTokens.id, due))
+    .returning({ id: refreshTokens.id });
+  return dropped.length;
+}
+
+/** The session (refresh family) an access token was issued in, by the access token's verified `jti`. */
+export async function findSessionOfAccess(
+  db: DrizzleDb,
+  accessJti: string,
+): Promise<{ familyId: string; userId: number } | undefined> {
+  const [row] = await db
+    .select({ familyId: refreshTokens.familyId, userId: refreshTokens.userId })
+    .from(refreshTokens)
+    .where(eq(refreshTokens.accessJti, accessJti))
+    .limit(1);
+  return row;
+}
+
+/** The access token StepUp issues into a session, and the authentication it records. */
+export interface SteppedUpAccess {
+  readonly accessJti: string;
+  readonly accessExpiresAt: Date;
+  readonly authTime: Date;
+  readonly amr: string;
+}
+
+/**
+ * Records a stepped-up access token in its session: the family's live refresh token now
+ * carries its `auth_time` and `amr` (so later refreshes keep them) and covers the new access
+ * token (so logout and reuse revoke it). The access tokens it supersedes, the one presented
+ * (`presented`) and the one the live row covered, are revoked: the session has one live access
+ * token, as after a refresh. Returns false when the family has no live refresh token (logged
+ * out, revoked or expired): nothing is written. Run inside a transaction.
+ */
+export async function stepUpSession(
+  tx: DrizzleDb,
+  familyId: string,
+  now: Date,
+  access: SteppedUpAccess,
+  presented: { jti: string; userId: number; expiresAt: Date },
+): Promise<boolean> {
+  const [live] = await tx
+    .select({
+      id: refreshTokens.id,
+      accessJti: refreshTokens.accessJti,
+      accessExpiresAt: refreshTokens.accessExpiresAt,
+    })
+    .from(refreshTokens)
+    .where(
+      and(
+        eq(refreshTokens.familyId, familyId),
+        isNull(refreshTokens.usedAt),
+        isNull(refreshTokens.revokedAt),
+        gt(refreshTokens.expiresAt, now),
+      ),
+    )
+    .for("update");
+  if (live === undefined) return false;
+  const superseded = [
+    { jti: presented.jti, userId: presented.userId, expiresAt: presented.expiresAt },
+    { jti: live.accessJti, userId: presented.userId, expiresAt: live.accessExpiresAt },
+  ].filter((token) => token.expiresAt > now);
+  if (superseded.length > 0) await tx.insert(revokedTokens).values(superseded).onConflictDoNothing();
+  await tx
+    .update(refreshTokens)
+    .set({
+      accessJti: access.accessJti,
+      accessExpiresAt: access.accessExpiresAt,
+      authTime: access.authTime,
+      amr: access.amr,
+    })
+    .where(eq(refreshTokens.id, live.id));
+  return true;
 }
 
 /**
@@ -119,7 +258,7 @@ async function revokeTokensWhere(tx: DrizzleDb, where: SQL, now: Date): Promise<
   await lockInIdOrder(tx, where);
   await tx
     .update(refreshTokens)
-    .set({ revokedAt: now })
+    .set({ revokedAt: now, successorSealed: null })
     .where(and(where, isNull(refreshTokens.revokedAt)));
   // Dates go in as ISO strings: raw SQL parameters skip Drizzle's column
   // encoders, and the drivers disagree on how to send a Date.

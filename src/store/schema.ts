@@ -163,8 +163,24 @@ export const refreshTokens = pgTable(
     // list: the client address (`peerAddressKey`) and the User-Agent header, '' when unknown.
     peerAddress: varchar("peer_address", { length: 64 }).notNull().default(""),
     userAgent: varchar("user_agent", { length: 512 }).notNull().default(""),
+    // When and how the family's holder last entered a credential (the access tokens' `auth_time`
+    // and `amr`, RFC 8176 values separated by spaces): set by Login and StepUp, carried over
+    // unchanged by Refresh. Null for families from before step-up, whose tokens carry neither.
+    authTime: timestamp("auth_time", { withTimezone: true }),
+    amr: varchar("amr", { length: 64 }),
+    // The pair this token was rotated into, AES-256-GCM-sealed under a key derived from this
+    // token itself (never stored), so a second Refresh with it inside the reuse grace window
+    // gets the same answer. Dropped once the window has passed.
+    successorSealed: text("successor_sealed"),
   },
-  (t) => [index("refresh_tokens_family_id_idx").on(t.familyId), index("refresh_tokens_user_id_idx").on(t.userId)],
+  (t) => [
+    index("refresh_tokens_family_id_idx").on(t.familyId),
+    index("refresh_tokens_user_id_idx").on(t.userId),
+    // StepUp finds the session of the access token it is called with.
+    index("refresh_tokens_access_jti_idx").on(t.accessJti),
+    // Serves the purge of sealed successors past the grace window.
+    index("refresh_tokens_sealed_used_at_idx").on(t.usedAt).where(sql`successor_sealed is not null`),
+  ],
 );
 
 /**

@@ -4,6 +4,7 @@
  */
 import type { JWTPayload } from "jose";
 import { isUserId, MAX_USER_ID } from "../user-id.js";
+import { readAuthContext } from "./auth-context.js";
 import { TokenRejectedError } from "./errors.js";
 
 /** Which kind of token: short-lived access tokens on RPCs, refresh tokens only to get new ones. */
@@ -17,6 +18,10 @@ export interface VerifiedClaims {
   readonly issuedAt: number;
   readonly expiresAt: number;
   readonly tokenType: TokenType;
+  /** `auth_time` (seconds) when the token has a numeric one: when its holder last entered a credential. */
+  readonly authTime?: number;
+  /** `amr` (RFC 8176) when the token has a list of strings: `["pwd"]`, `["pwd", "otp"]`. */
+  readonly amr?: readonly string[];
   /** The whole verified payload, shallowly frozen. Read extra claims with `Object.hasOwn`. */
   readonly payload: Readonly<JWTPayload>;
 }
@@ -167,6 +172,7 @@ export function checkClaims(
     issuedAt: iat,
     expiresAt: exp,
     tokenType: expected,
+    ...readAuthContext(claims),
     payload: Object.freeze(claims) as Readonly<JWTPayload>,
   });
 }

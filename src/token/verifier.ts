@@ -118,6 +118,11 @@ export interface TokenVerifier {
    * `jwksUrl` may bring tokens of another issuer: how `withTrustedIssuers` routes around it.
    */
   readonly localIssuers?: readonly string[] | "any";
+  /**
+   * The verifier's clock in milliseconds (its `now` option): the decision judges a token's
+   * `auth_time` against the same instant its `exp` was judged by. Optional, as `cacheHits`.
+   */
+  readonly now?: () => number;
 }
 
 const MAX_LEEWAY_SECONDS = TOKEN_DEFAULTS.maxLeewaySeconds;
@@ -369,6 +374,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     verify,
     peek,
     leewaySeconds,
+    now,
     localIssuers:
       options.issuer !== undefined
         ? Object.freeze([options.issuer])

@@ -45,6 +45,7 @@ const KNOWN_REASONS: ReadonlySet<string> = new Set(
     IDENTITY_NOT_LINKED: true,
     GATEWAY_UNTRUSTED: true,
     API_KEY_NOT_ALLOWED: true,
+    STEP_UP_REQUIRED: true,
     PERMISSION_MISSING: true,
     STAFF_REQUIRED: true,
     SUPERUSER_REQUIRED: true,
