@@ -158,6 +158,10 @@ export const refreshTokens = pgTable(
     expiresAt: timestamp("expires_at", { withTimezone: true }).notNull(),
     usedAt: timestamp("used_at", { withTimezone: true }),
     revokedAt: timestamp("revoked_at", { withTimezone: true }),
+    // Who obtained this token (at login, or by the refresh that issued it), for the session
+    // list: the client address (`peerAddressKey`) and the User-Agent header, '' when unknown.
+    peerAddress: varchar("peer_address", { length: 64 }).notNull().default(""),
+    userAgent: varchar("user_agent", { length: 512 }).notNull().default(""),
   },
   (t) => [index("refresh_tokens_family_id_idx").on(t.familyId), index("refresh_tokens_user_id_idx").on(t.userId)],
 );
