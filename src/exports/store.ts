@@ -129,3 +129,21 @@ export { whoCan } from "../store/who-can.js";
 export type { WhoCanResult } from "../store/who-can.js";
 export { listSessions, listSessionsOfUser, revokeSession, sessionOwner } from "../store/sessions.js";
 export type { SessionInfo } from "../store/sessions.js";
+
+// ---------------------------------------------------------------------------
+// The audit log: hash-chained security events and writes
+// ---------------------------------------------------------------------------
+export {
+  AUDIT_GENESIS_HASH,
+  appendAuditEvent,
+  auditEventJson,
+  auditRowHash,
+  formatAuditActor,
+  listAuditEvents,
+  pruneAuditEvents,
+  recordAuditEvent,
+  verifyAuditChain,
+} from "../store/audit.js";
+export type { AuditEventJson, AuditListFilter, AuditPruneResult, AuditVerifyResult } from "../store/audit.js";
+export { AUDIT_EVENT_TYPES } from "../audit-event.js";
+export type { AuditActor, AuditContext, AuditEventInput, AuditEventType } from "../audit-event.js";
