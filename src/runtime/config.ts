@@ -182,6 +182,12 @@ export interface ProtoguardConfig {
   maxWatchStreams: number;
   /** `PROTOGUARD_MAX_WATCH_STREAMS_PER_CONNECTION`: open health Watch calls on one connection; 0 means no limit. Default 10. */
   maxWatchStreamsPerConnection: number;
+  /**
+   * `PROTOGUARD_ADMIN_SERVICE`: `1` serves `protoguard.v1.AdminService` beside AuthService
+   * (guarded by its own rules: superusers and holders of `protoguard.*` permissions only), `0`
+   * leaves it out. Default 1.
+   */
+  adminService: boolean;
 }
 
 /** A configuration mistake, reported as one line naming the variable. */
@@ -220,6 +226,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
     workers: parseWorkers(str("PROTOGUARD_WORKERS"), "PROTOGUARD_WORKERS"),
     ...admissionSettings(read),
     ...listenerSettings(read),
+    ...adminSettings(read),
   };
 }
 
@@ -435,6 +442,13 @@ function listenerSettings({ int }: EnvReader) {
       10_000_000,
     ),
   } satisfies Partial<ProtoguardConfig>;
+}
+
+/** AdminService on `serve`. */
+function adminSettings({ str }: EnvReader) {
+  const raw = str("PROTOGUARD_ADMIN_SERVICE") ?? "1";
+  if (raw !== "0" && raw !== "1") throw new ConfigError(`PROTOGUARD_ADMIN_SERVICE must be 0 or 1, got "${raw}"`);
+  return { adminService: raw === "1" } satisfies Partial<ProtoguardConfig>;
 }
 
 /**
