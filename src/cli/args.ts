@@ -8,6 +8,7 @@ import type { Runtime } from "../runtime/runtime.js";
 import { assertValidPermissions } from "../store/users.js";
 import { PROGRAM, withRuntime, type CliIo, type Command } from "./io.js";
 import { EXIT_OK, UsageError } from "./errors.js";
+import { runAudited, type CliAuditEvent } from "./audit-record.js";
 
 /** How a flag takes its value. */
 export type FlagKind = "string" | "boolean";
@@ -178,6 +179,11 @@ export interface StoreSubcommandDefinition<S extends FlagSpec, P, T> {
   report(result: T, input: P): string;
   /** Pass on the development-secret warning (commands that sign tokens). Default false. */
   warnAboutKeys?: boolean;
+  /**
+   * What the write records in the audit log (actor `cli:<OS user>`). When set, the work runs in
+   * one transaction with its audit rows. Every command that writes sets it. Default: none (a read).
+   */
+  audit?: (result: T, input: P) => CliAuditEvent | readonly CliAuditEvent[] | undefined;
 }
 
 /**
@@ -196,7 +202,13 @@ export function defineStoreSubcommand<S extends FlagSpec = Record<never, never>,
     positionals: definition.positionals,
     async run(args, env, io) {
       const input = await prepare(args);
-      const result = await withRuntime(env, io, (runtime) => work(runtime, input), options);
+      const { audit } = definition;
+      const result = await withRuntime(
+        env,
+        io,
+        (runtime) => (audit === undefined ? work(runtime, input) : runAudited(runtime, input, work, audit)),
+        options,
+      );
       io.out(report(result, input));
       return EXIT_OK;
     },

@@ -19,6 +19,7 @@ import {
   type Command,
 } from "./io.js";
 import { EXIT_OK, EXIT_USAGE, UsageError } from "./errors.js";
+import { auditSubcommands } from "./audit.js";
 import { importSubcommands } from "./import-django.js";
 import { initSubcommand } from "./init.js";
 import { secretSubcommand } from "./secret.js";
@@ -93,6 +94,7 @@ const COMMANDS: Readonly<Record<string, CommandEntry>> = {
   keys: group("keys", keysSubcommands),
   secret: { run: secretSubcommand.run, usages: [secretSubcommand] },
   import: group("import", importSubcommands),
+  audit: group("audit", auditSubcommands),
 };
 
 /** Every line of `protoguard --help`. */

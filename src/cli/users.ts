@@ -115,6 +115,11 @@ const userCreate = defineStoreSubcommand({
     const role = user.isSuperuser ? " (superuser)" : user.isStaff ? " (staff)" : "";
     return `created user "${user.username}" with id ${user.id}${role}`;
   },
+  audit: (user) => ({
+    type: "user.created",
+    subject: `user:${user.username}`,
+    detail: { id: user.id, isStaff: user.isStaff, isSuperuser: user.isSuperuser, email: user.email },
+  }),
 });
 
 const userGrant = defineStoreSubcommand({
@@ -124,6 +129,11 @@ const userGrant = defineStoreSubcommand({
   prepare: holderAndPermissions,
   work: personOnly((runtime, { name, perms }) => grantUserPermissions(runtime.database.db, name, perms)),
   report: (_, { name, perms }) => `granted ${perms.join(", ")} to user "${name}"`,
+  audit: (_, { name, perms }) => ({
+    type: "permission.granted",
+    subject: `user:${name}`,
+    detail: { permissions: perms },
+  }),
 });
 
 const userRevoke = defineStoreSubcommand({
@@ -135,6 +145,11 @@ const userRevoke = defineStoreSubcommand({
     revokeUserPermissions(runtime.database.db, name, perms),
   ),
   report: (removed, { name }) => `revoked ${removed} direct grant${removed === 1 ? "" : "s"} from user "${name}"`,
+  audit: (removed, { name, perms }) => ({
+    type: "permission.revoked",
+    subject: `user:${name}`,
+    detail: { permissions: perms, removed },
+  }),
 });
 
 const userDeactivate = defineStoreSubcommand({
@@ -145,6 +160,11 @@ const userDeactivate = defineStoreSubcommand({
   // One transaction inside: never an inactive user with live refresh tokens.
   work: personOnly<string, unknown>((runtime, username) => deactivateUser(runtime.database, username)),
   report: (_, username) => `deactivated user "${username}" and revoked their sessions`,
+  audit: (_, username) => ({
+    type: "user.deactivated",
+    subject: `user:${username}`,
+    detail: { sessionsRevoked: true },
+  }),
 });
 
 const userDelete = defineStoreSubcommand({
@@ -154,6 +174,7 @@ const userDelete = defineStoreSubcommand({
   prepare: holder,
   work: personOnly((runtime, username) => deleteUser(runtime.database.db, username)),
   report: (_, username) => `deleted user "${username}"`,
+  audit: (_, username) => ({ type: "user.deleted", subject: `user:${username}` }),
 });
 
 const userSetPassword = defineStoreSubcommand({
@@ -170,6 +191,12 @@ const userSetPassword = defineStoreSubcommand({
     await changePassword(runtime.database, user.id, password, runtime.passwordHasher);
   },
   report: (_, { username }) => `changed the password of user "${username}" and revoked their sessions`,
+  // Never the password: only that it changed.
+  audit: (_, { username }) => ({
+    type: "password.changed",
+    subject: `user:${username}`,
+    detail: { sessionsRevoked: true },
+  }),
 });
 
 /** The `user` subcommands, in the order the usage lists them. */
@@ -191,6 +218,7 @@ const groupCreate = defineStoreSubcommand({
   prepare: holder,
   work: (runtime, name) => createGroup(runtime.database.db, name),
   report: (group) => `created group "${group.name}" with id ${group.id}`,
+  audit: (group) => ({ type: "group.created", subject: `group:${group.name}`, detail: { id: group.id } }),
 });
 
 const groupGrant = defineStoreSubcommand({
@@ -200,6 +228,11 @@ const groupGrant = defineStoreSubcommand({
   prepare: holderAndPermissions,
   work: (runtime, { name, perms }) => grantGroupPermissions(runtime.database.db, name, perms),
   report: (_, { name, perms }) => `granted ${perms.join(", ")} to group "${name}"`,
+  audit: (_, { name, perms }) => ({
+    type: "permission.granted",
+    subject: `group:${name}`,
+    detail: { permissions: perms },
+  }),
 });
 
 const groupAdd = defineStoreSubcommand({
@@ -209,6 +242,11 @@ const groupAdd = defineStoreSubcommand({
   prepare: ({ positionals: [group, ...usernames] }) => ({ group: group!, usernames }),
   work: (runtime, { group, usernames }) => addUsersToGroup(runtime.database.db, group, usernames),
   report: (_, { group, usernames }) => `added ${usernames.map((u) => `"${u}"`).join(", ")} to group "${group}"`,
+  audit: (_, { group, usernames }) => ({
+    type: "group.members_added",
+    subject: `group:${group}`,
+    detail: { usernames },
+  }),
 });
 
 /** The `group` subcommands. */

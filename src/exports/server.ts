@@ -80,3 +80,5 @@ export {
   NOTIFICATIONS_HEALTH_SERVICE,
 } from "../server/services/database-health.js";
 export type { DatabaseHealthOptions } from "../server/services/database-health.js";
+// Request ids, as the audit log records them.
+export { REQUEST_ID_HEADER, requestIdContextValues, requestIdKey } from "../connect/request-id.js";

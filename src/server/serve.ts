@@ -19,6 +19,8 @@ import { createAuth, type Auth, type AuthOptions } from "../connect/auth.js";
 import { createCertificatePrincipalSource, type CachedCertificatePrincipalSource } from "../principals/certificates.js";
 import type { AuthorizeFallback, ResourceLoaders } from "../decide/app-callbacks.js";
 import { peerContextValues, type ClientAddressOptions } from "../connect/peer.js";
+import { requestIdContextValues } from "../connect/request-id.js";
+import { startAuditRetention } from "./audit-retention.js";
 import { clientCertificateContextValues } from "../credential/client-certificate.js";
 import type { AccessTokenVerifier } from "../decide/decide.js";
 import { servicesOf } from "../connect/routes.js";
@@ -173,6 +175,11 @@ export interface StartServerOptions extends ConnectionLimits {
    * address. Default: off.
    */
   gateway?: GatewayOptions | undefined;
+  /**
+   * Audit events older than this many days are pruned, soon after start and then hourly
+   * (`startAuditRetention`); 0 keeps them for ever. Default 90.
+   */
+  auditRetentionDays?: number | undefined;
   /**
    * Server processes sharing the port: a positive integer, or `"auto"` for
    * one per core. With more than one, this process becomes the primary: it
@@ -380,6 +387,12 @@ async function startOne(options: StartServerOptions, prepared: Prepared): Promis
       streamPrefilter: prefilter ? createStreamPrefilter({ auth, services }) : undefined,
     });
     logger.info({ url: listening.url, services: services.map((s) => s.typeName) }, "protoguard listening");
+    // Started once listening, so a failed start leaves no timer; stopped by close.
+    const retention = startAuditRetention({
+      database: runtime.database,
+      retentionDays: options.auditRetentionDays,
+      logger,
+    });
 
     const graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
     let closing: Promise<void> | undefined;
@@ -390,6 +403,7 @@ async function startOne(options: StartServerOptions, prepared: Prepared): Promis
       } finally {
         try {
           stopWatching?.();
+          await retention.stop();
           certificates?.close();
           await identities.close();
           await principals.close();
@@ -576,7 +590,7 @@ function createRoutes(options: StartServerOptions, parts: RouteParts): NodeHandl
     interceptors: [auth.interceptor],
     requestGate: auth.requestGate,
     contextValues: (req) => {
-      const values = peerValues(req, prefilterContextValues(req));
+      const values = requestIdContextValues(req, peerValues(req, prefilterContextValues(req)));
       return certificateValues === undefined ? values : certificateValues(req, values);
     },
     readMaxBytes,
