@@ -25,6 +25,7 @@ import { initSubcommand } from "./init.js";
 import { secretSubcommand } from "./secret.js";
 import { serviceSubcommands } from "./services.js";
 import { groupSubcommands, userSubcommands } from "./users.js";
+import { permissionSubcommands, sessionSubcommands } from "./directory.js";
 
 const migrate = defineSubcommand({
   usage: "migrate",
@@ -73,6 +74,12 @@ const EXTERNAL_COMMANDS: Readonly<Record<string, ExternalCommand>> = {
       "policy [--image FILE [--include-protoguard] | --routes MODULE] [--check] [--format table|markdown|json|openapi]",
     summary: "list every served method with its rule and where the rule comes from",
   },
+  "who-can": {
+    module: "./who-can.js",
+    exportName: "whoCanCommand",
+    usage: "who-can <method> [--image FILE | --routes MODULE] [--json]",
+    summary: "list the users, groups and service accounts whose grants satisfy a method's rule",
+  },
 };
 
 function group(name: string, subcommands: Readonly<Record<string, Subcommand>>): CommandEntry {
@@ -88,6 +95,8 @@ const COMMANDS: Readonly<Record<string, CommandEntry>> = {
   migrate: { run: migrate.run, usages: [migrate] },
   user: group("user", userSubcommands),
   group: group("group", groupSubcommands),
+  permission: group("permission", permissionSubcommands),
+  session: group("session", sessionSubcommands),
   service: group("service", serviceSubcommands),
   token: { run: tokenSubcommand.run, usages: [tokenSubcommand] },
   otp: group("otp", totpSubcommands),

@@ -22,8 +22,13 @@ import {
   findUserByUsername,
   grantGroupPermissions,
   grantUserPermissions,
+  removeUsersFromGroup,
+  revokeGroupPermissions,
   revokeUserPermissions,
+  setUserActive,
 } from "../store/users.js";
+import { deleteGroup } from "../store/directory.js";
+import { groupReadSubcommands, userReadSubcommands } from "./directory.js";
 import { defineStoreSubcommand, firstPositional, holderAndPermissions } from "./args.js";
 import { userLink, userUnlink } from "./external.js";
 import { CliError, UsageError } from "./errors.js";
@@ -167,6 +172,15 @@ const userDeactivate = defineStoreSubcommand({
   }),
 });
 
+const userActivate = defineStoreSubcommand({
+  usage: "user activate <username>",
+  summary: "enable a deactivated user again (tokens issued before stay dead: they log in anew)",
+  positionals: { min: 1, max: 1, names: "<username>" },
+  prepare: holder,
+  work: personOnly<string, unknown>((runtime, username) => setUserActive(runtime.database.db, username, true)),
+  report: (_, username) => `activated user "${username}"`,
+});
+
 const userDelete = defineStoreSubcommand({
   usage: "user delete <username>",
   summary: "delete a user with their grants, memberships and tokens",
@@ -201,10 +215,12 @@ const userSetPassword = defineStoreSubcommand({
 
 /** The `user` subcommands, in the order the usage lists them. */
 export const userSubcommands = {
+  ...userReadSubcommands,
   create: userCreate,
   grant: userGrant,
   revoke: userRevoke,
   deactivate: userDeactivate,
+  activate: userActivate,
   delete: userDelete,
   "set-password": userSetPassword,
   link: userLink,
@@ -249,11 +265,42 @@ const groupAdd = defineStoreSubcommand({
   }),
 });
 
+const groupRevoke = defineStoreSubcommand({
+  usage: "group revoke <group> <permission>...",
+  summary: "remove permissions from a group (its members lose what only the group gave them)",
+  positionals: { min: 2, max: Infinity, names: "<group> <permission>..." },
+  prepare: holderAndPermissions,
+  work: (runtime, { name, perms }) => revokeGroupPermissions(runtime.database.db, name, perms),
+  report: (removed, { name }) => `revoked ${removed} grant${removed === 1 ? "" : "s"} from group "${name}"`,
+});
+
+const groupRemove = defineStoreSubcommand({
+  usage: "group remove <group> <username>...",
+  summary: "remove users from a group (nobody is removed if any username is unknown)",
+  positionals: { min: 2, max: Infinity, names: "<group> <username>..." },
+  prepare: ({ positionals: [group, ...usernames] }) => ({ group: group!, usernames }),
+  work: (runtime, { group, usernames }) => removeUsersFromGroup(runtime.database.db, group, usernames),
+  report: (removed, { group }) => `removed ${removed} member${removed === 1 ? "" : "s"} from group "${group}"`,
+});
+
+const groupDelete = defineStoreSubcommand({
+  usage: "group delete <group>",
+  summary: "delete a group with its memberships and grants",
+  positionals: { min: 1, max: 1, names: "<group>" },
+  prepare: holder,
+  work: (runtime, name) => deleteGroup(runtime.database.db, name),
+  report: (_, name) => `deleted group "${name}"`,
+});
+
 /** The `group` subcommands. */
 export const groupSubcommands = {
+  ...groupReadSubcommands,
   create: groupCreate,
   grant: groupGrant,
   add: groupAdd,
+  revoke: groupRevoke,
+  remove: groupRemove,
+  delete: groupDelete,
 };
 
 /**

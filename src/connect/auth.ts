@@ -285,7 +285,8 @@ export function createAuth(options: AuthOptions): Auth {
         const body = admitBody(req, verdict, plan, access, onDecision);
         admitted = body instanceof Promise ? await body : body;
       }
-      admitted.contextValues.set(principalKey, verdict.principal);
+      // The verdict too (the gate sets it when it runs), so handlers can tell which token called.
+      admitted.contextValues.set(principalKey, verdict.principal).set(verdictKey, verdict);
       if (watch !== undefined && admitted.stream) {
         const certificate = admitted.contextValues.get(clientCertificateKey);
         const token =

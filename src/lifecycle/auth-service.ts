@@ -28,7 +28,8 @@ import { createLogin } from "./login.js";
 import { createLoginAdmission, type LoginAdmissionOptions } from "./login-admission.js";
 import { createPasswordHasher, PasswordBusyError, type PasswordHasher } from "./passwords.js";
 import { createServiceTokenExchange, DEFAULT_SERVICE_TOKEN_TTL_SECONDS } from "./service-token.js";
-import { issueSession } from "./sessions.js";
+import { createSessionAdmin } from "./session-admin.js";
+import { issueSession, type SessionClient } from "./sessions.js";
 import type { SimplejwtAdoption } from "./simplejwt-adoption.js";
 import { generateTotpSecret, totpUri } from "./totp.js";
 
@@ -101,7 +102,7 @@ export interface AuthServiceOptions {
 
 /** A security event of the AuthService; see `AuthServiceOptions.onSecurityEvent`. Holds no secret. */
 export interface SecurityEvent {
-  readonly event: "refresh_reuse" | "refresh_twin" | "logout";
+  readonly event: "refresh_reuse" | "refresh_twin" | "logout" | "session_revoked";
   /** The user whose session family it concerns. */
   readonly userId: number;
   /** The refresh-token family revoked. */
@@ -226,6 +227,12 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
     }
   }
 
+  const sessions = createSessionAdmin({
+    db,
+    now,
+    onRevoked: (userId, familyId) => report({ event: "session_revoked", userId, familyId }),
+  });
+
   return {
     login: (req, ctx) =>
       guard(async () => {
@@ -271,7 +278,7 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
           // deactivate-then-reactivate done with setUserActive alone.
           if (Math.round(claims.issuedAt * 1000) < user.credentialsChangedAt.getTime()) return "TOKEN_REVOKED" as const;
           await recordRefresh(tx, consumed, auditContextOf(ctx));
-          return issueSession(tx, issuer, consumed.userId, consumed.familyId);
+          return issueSession(tx, issuer, consumed.userId, consumed.familyId, clientOf(ctx));
         });
         // Reported once committed: the revocation stands.
         if (reused !== undefined) report(reused);
@@ -320,8 +327,8 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
     },
 
     // FOUNDATION-TODO(helpers): each owner replaces its method; none may remain at merge.
-    listSessions: () => notYet(),
-    revokeSession: () => notYet(),
+    listSessions: (req, ctx) => guard(async () => sessions.listSessions(req, ctx)),
+    revokeSession: (req, ctx) => guard(async () => sessions.revokeSession(req, ctx)),
     stepUp: () => notYet(),
     createApiKey: () => notYet(),
     listApiKeys: () => notYet(),
@@ -340,6 +347,16 @@ function notYet(): never {
  */
 function peerOf(ctx: HandlerContext): string | undefined {
   return (ctx.values as ContextValues | undefined)?.get(peerAddressKey);
+}
+
+/** The call's User-Agent header, if any (tolerating a context without headers, as {@link peerOf}). */
+function userAgentOf(ctx: HandlerContext): string | undefined {
+  return (ctx.requestHeader as Headers | undefined)?.get("user-agent") ?? undefined;
+}
+
+/** Who a token pair is issued to, for the session list. */
+function clientOf(ctx: HandlerContext): SessionClient {
+  return { peerAddress: peerOf(ctx), userAgent: userAgentOf(ctx) };
 }
 
 function verifyFailure(result: Extract<VerifyResult, { ok: false }>): ConnectError {

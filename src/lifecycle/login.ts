@@ -91,7 +91,8 @@ export interface LoginDependencies {
  * `peer` is the client address ({@link UNKNOWN_PEER} when the front-end
  * could not tell it), or undefined when the front-end supplies none (the
  * in-memory transport): such calls skip the per-client admission and share
- * one fairness key in the hasher.
+ * one fairness key in the hasher. `peer` and `userAgent` (the request's
+ * User-Agent header) are recorded with the session for the session list.
  *
  * Order of work, and why:
  * 1. Inputs over the caps fail before any I/O or hashing (no account can
@@ -247,7 +248,10 @@ export function createLogin(deps: LoginDependencies) {
         .returning({ id: users.id });
       if (updated.length === 0) return "password changed or account deactivated during login";
       await clearLoginFailures(tx, username);
-      const issued = await issueSession(tx, issuer, user.id);
+      const issued = await issueSession(tx, issuer, user.id, undefined, {
+        peerAddress: peer,
+        userAgent: audit.userAgent,
+      });
       await recordLoginSuccess(tx, user, issued.familyId, audit);
       return issued;
     });
