@@ -8,6 +8,7 @@
  * this file does not depend on those modules at compile time.
  */
 import { defineSubcommand, commandGroup, type Subcommand } from "./args.js";
+import { apiKeySubcommands } from "./api-keys.js";
 import { totpSubcommands, keysSubcommands, tokenSubcommand } from "./credentials.js";
 import {
   PROGRAM,
@@ -98,6 +99,7 @@ const COMMANDS: Readonly<Record<string, CommandEntry>> = {
   permission: group("permission", permissionSubcommands),
   session: group("session", sessionSubcommands),
   service: group("service", serviceSubcommands),
+  apikey: group("apikey", apiKeySubcommands),
   token: { run: tokenSubcommand.run, usages: [tokenSubcommand] },
   otp: group("otp", totpSubcommands),
   keys: group("keys", keysSubcommands),

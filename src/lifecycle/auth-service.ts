@@ -30,6 +30,7 @@ import { createPasswordHasher, PasswordBusyError, type PasswordHasher } from "./
 import { createServiceTokenExchange, DEFAULT_SERVICE_TOKEN_TTL_SECONDS } from "./service-token.js";
 import { createSessionAdmin } from "./session-admin.js";
 import { issueSession, type SessionClient } from "./sessions.js";
+import { createApiKeyRpcs } from "./api-keys.js";
 import type { SimplejwtAdoption } from "./simplejwt-adoption.js";
 import { generateTotpSecret, totpUri } from "./totp.js";
 
@@ -189,6 +190,7 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
     now,
   });
 
+  const apiKeyRpcs = createApiKeyRpcs({ database, now });
   const { onSecurityEvent } = options;
   /** Tells `onSecurityEvent`, which must not fail the call. */
   function report(event: SecurityEvent): void {
@@ -330,9 +332,7 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
     listSessions: (req, ctx) => guard(async () => sessions.listSessions(req, ctx)),
     revokeSession: (req, ctx) => guard(async () => sessions.revokeSession(req, ctx)),
     stepUp: () => notYet(),
-    createApiKey: () => notYet(),
-    listApiKeys: () => notYet(),
-    revokeApiKey: () => notYet(),
+    ...apiKeyRpcs,
   };
 }
 

@@ -17,6 +17,7 @@ import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { createAuth, type Auth, type AuthOptions } from "../connect/auth.js";
 import { createCertificatePrincipalSource, type CachedCertificatePrincipalSource } from "../principals/certificates.js";
+import { createApiKeySource, type CachedApiKeySource } from "../principals/api-keys.js";
 import type { AuthorizeFallback, ResourceLoaders } from "../decide/app-callbacks.js";
 import { peerContextValues, type ClientAddressOptions } from "../connect/peer.js";
 import { requestIdContextValues } from "../connect/request-id.js";
@@ -351,10 +352,17 @@ async function startOne(options: StartServerOptions, prepared: Prepared): Promis
     maxEntries: options.principalCacheEntries,
     maxAgeMs: options.principalCacheMaxAgeMs,
   });
+  // Likewise for API keys: no I/O until a key arrives; follows the same invalidations.
+  const apiKeys = createApiKeySource({
+    database: runtime.database,
+    onInvalidation: (listener) => principals.onInvalidation(listener),
+    maxEntries: options.principalCacheEntries,
+    maxAgeMs: options.principalCacheMaxAgeMs,
+  });
   let stopWatching: (() => void) | undefined;
   try {
     const auth = createAuth({
-      ...serverAuthOptions(options, { policy, services, principals, identities, certificates }),
+      ...serverAuthOptions(options, { policy, services, principals, identities, certificates, apiKeys }),
       onDecision: observability.onDecision,
     });
     const { verifier } = runtime;
@@ -405,6 +413,7 @@ async function startOne(options: StartServerOptions, prepared: Prepared): Promis
           stopWatching?.();
           await retention.stop();
           certificates?.close();
+          apiKeys.close();
           await identities.close();
           await principals.close();
         } finally {
@@ -426,6 +435,7 @@ async function startOne(options: StartServerOptions, prepared: Prepared): Promis
   } catch (error) {
     stopWatching?.();
     certificates?.close();
+    apiKeys.close();
     await identities.close();
     await principals.close();
     throw error;
@@ -446,6 +456,7 @@ function serverAuthOptions(
     principals: AuthOptions["principals"];
     identities: NonNullable<AuthOptions["identities"]>;
     certificates: CachedCertificatePrincipalSource | undefined;
+    apiKeys: CachedApiKeySource;
   },
 ): AuthOptions {
   return {
@@ -455,6 +466,7 @@ function serverAuthOptions(
     principals: parts.principals,
     identities: parts.identities,
     ...(parts.certificates !== undefined && { certificates: parts.certificates }),
+    apiKeys: parts.apiKeys,
     ...(options.resources !== undefined && { resources: options.resources }),
     ...(options.authorize !== undefined && { authorize: options.authorize }),
     // The runtime's issuers (PROTOGUARD_TRUSTED_ISSUERS) and the option's: createAuth composes them.
@@ -509,6 +521,7 @@ async function startPrimary(
     options.tls?.clientCa === undefined
       ? undefined
       : createCertificatePrincipalSource({ database: runtime.database, maxEntries: 0 });
+  const apiKeys = createApiKeySource({ database: runtime.database, maxEntries: 0, maxUnknownEntries: 0 });
   const release = async () => {
     certificates?.close();
     await identities.close();
@@ -520,7 +533,7 @@ async function startPrimary(
     // is (loaders, fallback, trusted issuers, gateway, certificates), so a
     // combination a worker would refuse stops the primary rather than every
     // worker in turn.
-    auth = createAuth(serverAuthOptions(options, { policy, services, principals, identities, certificates }));
+    auth = createAuth(serverAuthOptions(options, { policy, services, principals, identities, certificates, apiKeys }));
   } catch (error) {
     await release();
     throw error;
