@@ -162,6 +162,8 @@ function adminSuite(driver: "pglite" | "postgres") {
       assert.equal(event.actor, `user:${f.ids.root}`);
       assert.equal(event.actorUsername, "root");
       assert.equal(event.subject, "user:alice");
+      assert.notEqual(event.peerAddress, "", "the peer address is recorded");
+      assert.notEqual(event.requestId, "", "the server's request id is recorded");
       assert.ok(!event.detailJson.includes('password":'), "no password in the detail");
     }
     // Newest first, and paged.
