@@ -145,7 +145,6 @@ export {
   AUDIT_GENESIS_HASH,
   appendAuditEvent,
   auditEventJson,
-  auditRowHash,
   formatAuditActor,
   listAuditEvents,
   pruneAuditEvents,
