@@ -8,14 +8,21 @@ import assert from "node:assert/strict";
 import { after, before, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, createRouterTransport, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { pino } from "pino";
 import { GuardedService, StaffOnlyService } from "../gen/guardtest/v1/guarded_pb.js";
 import { AuthService } from "../gen/protoguard/v1/auth_pb.js";
 import { createAuthService } from "../src/lifecycle/auth-service.js";
 import { createPasswordHasher } from "../src/lifecycle/passwords.js";
-import { authErrorReason, createKeyring, createTokenIssuer, createTokenVerifier } from "../src/exports/protoguard.js";
+import {
+  authErrorReason,
+  createAuth,
+  createKeyring,
+  createTokenIssuer,
+  createTokenVerifier,
+} from "../src/exports/protoguard.js";
+import { createPrincipalSource } from "../src/exports/store.js";
 import { startServer, type RunningServer } from "../src/exports/server.js";
 import { listSessions, revokeSession } from "../src/store/sessions.js";
 import { openDatabase } from "../src/store/database.js";
@@ -270,6 +277,48 @@ describeOr(
           await database.close();
         },
       };
+    });
+  },
+);
+
+describeOr(
+  undefined,
+  "sessions through the interceptor alone (in-memory transport)",
+  { timeout: SUITE_TIMEOUT },
+  () => {
+    let database: TestDatabase;
+    let principals: Awaited<ReturnType<typeof createPrincipalSource>>;
+    let auth: Client<typeof AuthService>;
+    before(async () => {
+      database = await createTestDatabase({ driver: "pglite" });
+      await createUser(database.db, { username: "erin", passwordHash: await hasher.hash("correct horse") });
+      const keyring = await createKeyring([{ alg: "HS256", secret: "m".repeat(32) }]);
+      const verifier = createTokenVerifier({ keyring });
+      const issuer = createTokenIssuer({ keyring });
+      principals = await createPrincipalSource({ database });
+      const guard = createAuth({ services: [AuthService], verifier, principals });
+      const service = createAuthService({ database, issuer, verifier, passwordHasher: hasher });
+      // No request gate: the interceptor alone decides, and must hand the verdict on.
+      const transport = createRouterTransport((router) => router.service(AuthService, service), {
+        router: { interceptors: [guard.interceptor] },
+      });
+      auth = createClient(AuthService, transport);
+    });
+    after(async () => {
+      await principals?.close();
+      await database?.close();
+    });
+
+    it("marks the current session without a gate, and records no peer where the transport has none", async () => {
+      const one = await auth.login({ username: "erin", password: "correct horse" });
+      await auth.login({ username: "erin", password: "correct horse" });
+      const { sessions } = await auth.listSessions({}, bearer(one.accessToken));
+      assert.equal(sessions.length, 2);
+      assert.equal(sessions.filter((s) => s.current).length, 1);
+      assert.ok(sessions.every((s) => s.peerAddress === ""));
+      const current = sessions.find((s) => s.current)!;
+      await auth.revokeSession({ sessionId: current.id }, bearer(one.accessToken));
+      assert.equal(await outcome(auth.listSessions({}, bearer(one.accessToken))), "Unauthenticated/TOKEN_REVOKED");
     });
   },
 );

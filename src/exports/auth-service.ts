@@ -79,3 +79,5 @@ export {
   parseApiKeyLifetime,
 } from "../lifecycle/api-keys.js";
 export type { ApiKeyErrorCode, MintApiKeyInput, MintedApiKey } from "../lifecycle/api-keys.js";
+/** Who a token pair is issued to (peer address, User-Agent), as the session list shows it. */
+export type { SessionClient } from "../lifecycle/sessions.js";

@@ -89,7 +89,8 @@ export interface AuthServiceOptions {
   /**
    * Told of each session-ending security event as it is committed: a refresh token used twice
    * (`refresh_reuse`: its family, access tokens included, is revoked), a respelled twin of a
-   * refresh token presented (`refresh_twin`: likewise), and a logout (`logout`). Meant for a
+   * refresh token presented (`refresh_twin`: likewise), a logout (`logout`), and a session ended
+   * by its user through RevokeSession (`session_revoked`). Meant for a
    * log that writes every one in full (`protoguard serve` logs them at warn, `msg: "security
    * event"`); it must not throw (what it throws is ignored). Default: none.
    */
@@ -250,7 +251,13 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
 
     refresh: (req, ctx) =>
       guard(async () => {
-        const adopted = await options.simplejwt?.refresh(req.refreshToken, { database, issuer, verifier, now });
+        const adopted = await options.simplejwt?.refresh(req.refreshToken, {
+          database,
+          issuer,
+          verifier,
+          now,
+          client: clientOf(ctx),
+        });
         if (adopted !== undefined) return { accessToken: adopted.accessToken, refreshToken: adopted.refreshToken };
         const claims = await verifyRefresh(req.refreshToken);
         const at = new Date(now());

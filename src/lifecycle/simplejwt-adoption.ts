@@ -26,7 +26,7 @@ import {
 } from "../token/keys.js";
 import type { RemoteJwksOptions } from "../token/jwks.js";
 import { createTokenVerifier, type TokenVerifier } from "../token/verifier.js";
-import { hashRefreshToken, issueSession, type IssuedSession } from "./sessions.js";
+import { hashRefreshToken, issueSession, type IssuedSession, type SessionClient } from "./sessions.js";
 
 /** Options of {@link createSimplejwtAdoption}. One of `signingKey`, `verifyingKey` and `jwksUrl` is required. */
 export interface SimplejwtAdoptionOptions {
@@ -75,6 +75,8 @@ export interface AdoptionContext {
   /** protoguard's own refresh-token verifier. */
   readonly verifier: TokenVerifier;
   readonly now: () => number;
+  /** Who is refreshing (peer address, User-Agent), recorded with the new session. Default: unknown. */
+  readonly client?: SessionClient;
 }
 
 /** Built by {@link createSimplejwtAdoption}; pass it as `createAuthService({ simplejwt })`. */
@@ -128,7 +130,7 @@ export function createSimplejwtAdoption(options: SimplejwtAdoptionOptions): Simp
   const { blacklist } = options;
 
   return {
-    async refresh(token, { database, issuer, verifier: own, now }) {
+    async refresh(token, { database, issuer, verifier: own, now, client }) {
       const verifier = await verifierReady;
       const result = await verifier.verify(token, "refresh");
 
@@ -179,7 +181,7 @@ export function createSimplejwtAdoption(options: SimplejwtAdoptionOptions): Simp
           usedAt: at,
         });
         if (!recorded) return reuse();
-        return issueSession(tx, issuer, claims.userId, familyId);
+        return issueSession(tx, issuer, claims.userId, familyId, client);
       });
       if (typeof outcome === "string") throw refused(outcome);
       return outcome;

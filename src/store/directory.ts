@@ -151,9 +151,9 @@ export async function listUsers(db: DrizzleDb, options: ListUsersOptions = {}): 
         options.after === undefined ? undefined : gt(users.username, normalizeUsername(options.after)),
       ),
     )
-    // COLLATE "C": byte order, the order of the unique index's keys in any database locale, so
-    // the `>` of the next page agrees with the ORDER BY of this one.
-    .orderBy(sql`${users.username} collate "C"`)
+    // The column's own collation for both the `>` of the next page and this ORDER BY, so they
+    // agree in any database locale, and the unique index on username serves both.
+    .orderBy(asc(users.username))
     .limit(limit + 1);
   const page = rows.slice(0, limit);
   return rows.length > limit ? { users: page, next: page.at(-1)!.username } : { users: page };
