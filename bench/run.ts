@@ -559,6 +559,16 @@ async function main(): Promise<void> {
     refusalCost = await measureRefusalCost();
   }
 
+  // --- a warm call with an API key against a warm call with a JWT (bench/api-key-cost.ts)
+  let apiKeyCost: ApiKeyCost | undefined;
+  if (want("apikey")) {
+    process.stderr.write("bench: a warm API-key call against a warm JWT call\n");
+    apiKeyCost = await measureApiKeyCost();
+    notes.push(
+      `API key warm / JWT warm: ${apiKeyCost.apiKey.rateRatio.toFixed(3)} of the rate, ${apiKeyCost.apiKey.pairedCpuRatio.toFixed(3)} of the CPU per call`,
+    );
+  }
+
   await pg?.close();
   await rm(dir, { recursive: true, force: true });
   const machine = {
@@ -585,6 +595,7 @@ async function main(): Promise<void> {
     entryBytes,
     conditionCost,
     refusalCost,
+    apiKeyCost,
     targets,
     notes,
     table: lines,
@@ -838,6 +849,30 @@ async function measureConditionCost(): Promise<ConditionCost> {
   if (code !== 0) throw new Error(`bench/condition-cost.ts exited with ${code}: ${out}`);
   const lines = out.trimEnd().split("\n");
   const summary = JSON.parse(lines.pop()!) as Omit<ConditionCost, "lines">;
+  return { ...summary, lines };
+}
+
+/** bench/api-key-cost.ts's summary: a warm call with an API key against the same call with a JWT. */
+interface ApiKeyCost {
+  jwt: { callsPerSecond: number; cpuUsPerCall: number };
+  apiKey: { callsPerSecond: number; cpuUsPerCall: number; rateRatio: number; pairedCpuRatio: number };
+  keyLookupsMeasured: number;
+  /** What the script printed. */
+  lines: string[];
+}
+
+async function measureApiKeyCost(): Promise<ApiKeyCost> {
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", "bench/api-key-cost.ts", "--json", ...(quick ? ["--quick"] : [])],
+    { cwd: ROOT, env: serverEnv({}), stdio: ["ignore", "pipe", "inherit"] },
+  );
+  let out = "";
+  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (out += chunk));
+  const [code] = (await once(child, "exit")) as [number | null];
+  if (code !== 0) throw new Error(`bench/api-key-cost.ts exited with ${code}: ${out}`);
+  const lines = out.trimEnd().split("\n");
+  const summary = JSON.parse(lines.pop()!) as Omit<ApiKeyCost, "lines">;
   return { ...summary, lines };
 }
 

@@ -20,6 +20,7 @@ import { AuthService, ApiKeyError, mintApiKey, parseApiKeyLifetime } from "../sr
 import {
   findApiKey,
   listApiKeys,
+  listAuditEvents,
   revokeApiKey,
   revokeUserPermissions,
   grantUserPermissions,
@@ -235,6 +236,25 @@ for (const backend of ["pglite", "postgres"] as const) {
         );
       }
       assert.deepEqual((await authService(a).listApiKeys({}, bearer(token))).apiKeys, []);
+      // Both writes are in the audit log, with the caller as actor, and no secret.
+      const events = await listAuditEvents(a.database.db, {
+        types: ["apikey.created", "apikey.revoked"],
+        username: carol.username,
+      });
+      assert.deepEqual(
+        events.map((e) => [e.type, e.subject, e.actor]),
+        [
+          ["apikey.created", `apikey:${made.apiKey!.id}`, `user:${carol.id}`],
+          ["apikey.revoked", `apikey:${made.apiKey!.id}`, `user:${carol.id}`],
+        ],
+      );
+      assert.ok(!JSON.stringify(events).includes(made.key.slice(-43)));
+      // A second revocation changes nothing and records nothing.
+      await authService(a).revokeApiKey({ id: made.apiKey!.id }, bearer(token));
+      assert.equal(
+        (await listAuditEvents(a.database.db, { types: ["apikey.revoked"], username: carol.username })).length,
+        1,
+      );
     });
 
     it("an owner losing a permission takes it from the key at once, on every instance", async () => {
@@ -416,5 +436,36 @@ describe("protoguard apikey", { timeout: 180_000 }, () => {
     const after = JSON.parse((await cli("apikey", "list")).stdout) as { revoked_at: string | null }[];
     assert.ok(after[0]?.revoked_at !== null);
     assert.equal((await cli("apikey", "revoke", "aaaaaaaaaaaa")).code, 1);
+    const audit = await cli("audit", "list", "--type", "apikey.created,apikey.revoked");
+    assertOk(audit);
+    assert.match(audit.stdout, /apikey\.created/);
+    assert.match(audit.stdout, /apikey\.revoked/);
+    assert.ok(!audit.stdout.includes(made.key.slice(17)), "no secret in the audit log");
+  });
+});
+
+describe("policy report and OpenAPI export", () => {
+  it("show which methods accept API keys", async () => {
+    const { createAuthPolicy } = await import("../src/exports/core.js");
+    const { policyReport, formatPolicy } = await import("../src/cli/policy.js");
+    const { policyOpenApi } = await import("../src/cli/openapi.js");
+    const report = policyReport([AuthService], createAuthPolicy({ services: [AuthService] }));
+    const row = (name: string) => report.rows.find((r) => r.method === `/protoguard.v1.AuthService/${name}`);
+    assert.equal(row("CreateApiKey")?.apiKeys, false);
+    assert.equal(row("RevokeApiKey")?.apiKeys, false);
+    assert.equal(row("ListApiKeys")?.apiKeys, undefined, "accepted: nothing to say");
+    const table = formatPolicy(report, "table");
+    assert.ok(table.some((line) => /^\/protoguard.v1.AuthService\/CreateApiKey .*api_keys: false/.test(line)));
+    assert.ok(table.some((line) => /^\/protoguard.v1.AuthService\/WhoAmI +unary +authenticated +method$/.test(line)));
+    assert.ok(table.some((line) => /refused where the rule says api_keys: false \(3 methods\)/.test(line)));
+    const doc = policyOpenApi([AuthService], report) as unknown as {
+      paths: Record<string, { post: { "x-protoguard": { apiKeys?: boolean }; description: string } }>;
+    };
+    const create = doc.paths["/protoguard.v1.AuthService/CreateApiKey"]!.post;
+    assert.equal(create["x-protoguard"].apiKeys, false);
+    assert.match(create.description, /Refuses API keys/);
+    const whoAmI = doc.paths["/protoguard.v1.AuthService/WhoAmI"]!.post;
+    assert.equal(whoAmI["x-protoguard"].apiKeys, undefined);
+    assert.match(whoAmI.description, /Accepts API keys/);
   });
 });

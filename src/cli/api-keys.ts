@@ -26,6 +26,11 @@ function describe(key: ApiKeyInfo) {
   };
 }
 
+/** What the audit log keeps of a new key: never its secret or hash. */
+export function auditDetail(key: ApiKeyInfo): Record<string, unknown> {
+  return { owner: key.owner, name: key.name, scopes: key.scopes, expires_at: key.expiresAt?.toISOString() ?? null };
+}
+
 /** The `users.id` of the person or service account named `name`. */
 async function ownerId(db: DrizzleDb, name: string): Promise<number> {
   const user = await findUserByUsername(db, name);
@@ -67,6 +72,7 @@ const apikeyCreate = defineStoreSubcommand({
       throw error;
     }
   },
+  audit: ({ info }) => ({ type: "apikey.created", subject: `apikey:${info.id}`, detail: auditDetail(info) }),
   report: ({ key, info }) => JSON.stringify({ key, ...describe(info) }, null, 2),
 });
 
@@ -97,6 +103,11 @@ const apikeyRevoke = defineStoreSubcommand({
     if (outcome.status === "not_found") throw new CliError(`no API key with id "${id}"`);
     return outcome;
   },
+  // Revoking a revoked key changes nothing, so records nothing.
+  audit: (outcome) =>
+    outcome.status === "revoked"
+      ? { type: "apikey.revoked", subject: `apikey:${outcome.key.id}`, detail: { owner: outcome.key.owner } }
+      : undefined,
   report: (outcome, id) =>
     outcome.status === "revoked" ? `revoked API key "${id}"` : `API key "${id}" was already revoked`,
 });

@@ -40,6 +40,11 @@ export interface OpenApiRuleExtension {
   readonly problems?: readonly string[];
   /** Whether the application registers a resource loader for the method; only known with `--routes`. */
   readonly resourceLoader?: boolean;
+  /**
+   * `false` when the rule refuses API keys (`api_keys: false`): a token from a login is needed.
+   * Absent: an API key (`Authorization: Bearer pgk_…`) may be presented, within its scopes.
+   */
+  readonly apiKeys?: false;
 }
 
 /** Options of {@link policyOpenApi}. */
@@ -97,7 +102,7 @@ export function policyOpenApi(
           scheme: "bearer",
           bearerFormat: "JWT",
           description:
-            "An access token (`Authorization: Bearer <token>`) from AuthService/Login or a trusted issuer. A refused call answers UNAUTHENTICATED (HTTP 401) or PERMISSION_DENIED (HTTP 403) with a `google.rpc.ErrorInfo` detail whose reason says why.",
+            "An access token (`Authorization: Bearer <token>`) from AuthService/Login or a trusted issuer, or an API key (`Authorization: Bearer pgk_<id>_<secret>`, limited to its scopes) on every operation whose `x-protoguard.apiKeys` is not false. A refused call answers UNAUTHENTICATED (HTTP 401) or PERMISSION_DENIED (HTTP 403) with a `google.rpc.ErrorInfo` detail whose reason says why.",
         },
       },
       schemas: {
@@ -204,6 +209,7 @@ function ruleExtension(row: PolicyRow, rule: GeneratedRule | undefined, isPublic
     ...(rule?.shadow ? { shadowRule: rule.shadow } : {}),
     ...(row.problems ? { problems: row.problems } : {}),
     ...(row.resourceLoader !== undefined ? { resourceLoader: row.resourceLoader } : {}),
+    ...(row.apiKeys === false ? { apiKeys: false as const } : {}),
   };
 }
 
@@ -225,6 +231,8 @@ function describeOperation(row: PolicyRow, rule: GeneratedRule | undefined, isPu
       }
       if (rule.kind) lines.push(`Only ${rule.kind === "service" ? "service accounts" : "users (people)"} may call.`);
     }
+    if (row.apiKeys === false) lines.push("Refuses API keys (`api_keys: false`): a token from a login is needed.");
+    else if (!isPublic) lines.push("Accepts API keys (`Bearer pgk_…`) too, limited to their scopes.");
     if (rule.condition) {
       const message = rule.conditionMessage ? ` (otherwise: "${rule.conditionMessage}")` : "";
       lines.push(`Condition: \`${rule.condition}\`${message}.`);

@@ -25,6 +25,12 @@ export interface PolicyRow {
   readonly shadow?: { readonly rule: string; readonly source: "method" | "service" };
   /** Whether a resource loader is registered for the method; known only for an application (`--routes`). */
   readonly resourceLoader?: boolean;
+  /**
+   * `false` when the rule refuses API keys (`api_keys: false`); absent when a key
+   * (`Bearer pgk_…`) may be presented, limited to its scopes (or, for "server" and "invalid"
+   * rows, when there is no rule to say).
+   */
+  readonly apiKeys?: false;
 }
 
 /** The effective rules of a set of services. */

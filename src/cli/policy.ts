@@ -75,6 +75,7 @@ export function policyReport(
           shadow: { rule: describeRule(plan.shadow.rule), source: plan.shadow.source },
         }),
         ...(hasLoader !== undefined && { resourceLoader: hasLoader }),
+        ...(plan.rule.apiKeys === false && { apiKeys: false }),
       });
     } catch (error) {
       if (!(error instanceof PolicyError)) throw error;
@@ -117,6 +118,10 @@ export function formatPolicy(report: PolicyReport, format: PolicyFormat): string
   const notes = [
     `default rule (methods whose source is "default"): ${report.defaultRule}`,
     'source "server": added by the server (health, reflection) and served without the auth layer',
+    // Which methods accept API keys: every one whose rule does not say so (the rule column does).
+    report.rows.some((r) => r.apiKeys === false)
+      ? `API keys (Bearer pgk_...): refused where the rule says api_keys: false (${report.rows.filter((r) => r.apiKeys === false).length} methods), accepted by every other method within their scopes`
+      : "API keys (Bearer pgk_...): accepted by every method, within their scopes (no rule says api_keys: false)",
     ...(withShadow ? ["shadow: a rule being rolled out, evaluated and reported as would_deny, never enforced"] : []),
     ...(report.rows.some((r) => r.condition?.message !== undefined)
       ? report.rows

@@ -20,6 +20,8 @@ import { countActiveApiKeys, insertApiKey, listApiKeys, revokeApiKey, type ApiKe
 import type { Database } from "../store/database-handle.js";
 import { StoreError } from "../store/errors.js";
 import { loadPrincipal } from "../store/principal-query.js";
+import { recordAuditEvent } from "../store/audit.js";
+import { auditContextOf } from "./audit.js";
 
 /** Longest lifetime a key may be given: ten years, in seconds. */
 export const MAX_API_KEY_LIFETIME_SECONDS = 3650 * 86_400;
@@ -177,13 +179,32 @@ export function createApiKeyRpcs(options: ApiKeyRpcOptions): ApiKeyRpcs {
           throw authError(MESSAGES.API_KEY_NOT_ALLOWED, Code.Unauthenticated, "API_KEY_NOT_ALLOWED");
         }
         const lifetimeSeconds = req.expiresIn === "" ? undefined : parseApiKeyLifetime(req.expiresIn);
-        const minted = await mintApiKey(database, {
-          owner: caller,
-          scopes: req.scopes,
-          name: req.name,
-          lifetimeSeconds,
-          maxKeysPerOwner: MAX_API_KEYS_PER_OWNER,
-          now,
+        const context = auditContextOf(ctx);
+        // The key and its audit row commit together, or neither does.
+        const minted = await database.db.transaction(async (tx) => {
+          const made = await mintApiKey(
+            { ...database, db: tx },
+            {
+              owner: caller,
+              scopes: req.scopes,
+              name: req.name,
+              lifetimeSeconds,
+              maxKeysPerOwner: MAX_API_KEYS_PER_OWNER,
+              now,
+            },
+          );
+          await recordAuditEvent(tx, {
+            type: "apikey.created",
+            subject: `apikey:${made.info.id}`,
+            detail: {
+              owner: made.info.owner,
+              name: made.info.name,
+              scopes: made.info.scopes,
+              expires_at: made.info.expiresAt?.toISOString() ?? null,
+            },
+            context,
+          });
+          return made;
         });
         return { key: minted.key, apiKey: toMessage(minted.info) };
       }),
@@ -196,7 +217,20 @@ export function createApiKeyRpcs(options: ApiKeyRpcOptions): ApiKeyRpcs {
     revokeApiKey: (req, ctx: HandlerContext) =>
       guard(async () => {
         const caller = requirePrincipal(ctx);
-        const outcome = await revokeApiKey(database.db, req.id, new Date(now()), caller.id);
+        const context = auditContextOf(ctx);
+        const outcome = await database.db.transaction(async (tx) => {
+          const revoked = await revokeApiKey(tx, req.id, new Date(now()), caller.id);
+          // Revoking a revoked key changes nothing, so records nothing.
+          if (revoked.status === "revoked") {
+            await recordAuditEvent(tx, {
+              type: "apikey.revoked",
+              subject: `apikey:${revoked.key.id}`,
+              detail: { owner: revoked.key.owner },
+              context,
+            });
+          }
+          return revoked;
+        });
         if (outcome.status === "not_found") throw new ConnectError("no such API key", Code.NotFound);
         return {};
       }),
