@@ -222,6 +222,7 @@ async function start(
       },
     }),
     workers,
+    adminService: config.adminService,
     ...(hasPage && { staticDir }),
   });
   return { server, banner: prepared?.banner };

@@ -70,8 +70,6 @@ export type { SimplejwtBlacklist } from "../store/simplejwt-tokens.js";
 // Security events (refresh reuse, logout) for an audit trail of your own
 export type { SecurityEvent } from "../lifecycle/auth-service.js";
 
-/** Who a token pair is issued to (peer address, User-Agent), as the session list shows it. */
-export type { SessionClient } from "../lifecycle/sessions.js";
 // API keys: minting with the scope checks both the CLI and CreateApiKey apply
 export {
   ApiKeyError,
@@ -84,3 +82,5 @@ export type { ApiKeyErrorCode, MintApiKeyInput, MintedApiKey } from "../lifecycl
 // Step-up and the refresh reuse grace window
 export { DEFAULT_REFRESH_REUSE_GRACE_SECONDS, MAX_REFRESH_REUSE_GRACE_SECONDS } from "../lifecycle/refresh-grace.js";
 export type { SessionAuthentication } from "../lifecycle/sessions.js";
+/** Who a token pair is issued to (peer address, User-Agent), as the session list shows it. */
+export type { SessionClient } from "../lifecycle/sessions.js";

@@ -103,31 +103,6 @@ export { importFromDjango } from "../store/django-import.js";
 export type { DjangoImportOptions, DjangoImportReport } from "../store/django-import.js";
 
 // ---------------------------------------------------------------------------
-// API keys: the cached source the auth layer resolves keys with, and the table's functions
-// ---------------------------------------------------------------------------
-export { createApiKeySource } from "../principals/api-keys.js";
-export type { ApiKeySourceOptions, CachedApiKeySource } from "../principals/api-keys.js";
-export { findApiKey, insertApiKey, listApiKeys, revokeApiKey, touchApiKey } from "../store/api-keys.js";
-export type { ApiKeyInfo, ApiKeyRecord, InsertApiKeyInput } from "../store/api-keys.js";
-
-// ---------------------------------------------------------------------------
-// The audit log: hash-chained security events and writes
-// ---------------------------------------------------------------------------
-export {
-  AUDIT_GENESIS_HASH,
-  appendAuditEvent,
-  auditEventJson,
-  formatAuditActor,
-  listAuditEvents,
-  pruneAuditEvents,
-  recordAuditEvent,
-  verifyAuditChain,
-} from "../store/audit.js";
-export type { AuditEventJson, AuditListFilter, AuditPruneResult, AuditVerifyResult } from "../store/audit.js";
-export { AUDIT_EVENT_TYPES } from "../audit-event.js";
-export type { AuditActor, AuditContext, AuditEventInput, AuditEventType } from "../audit-event.js";
-
-// ---------------------------------------------------------------------------
 // The read side: users, groups, permissions, who may call what, sessions
 // ---------------------------------------------------------------------------
 export {
@@ -154,3 +129,28 @@ export { whoCan } from "../store/who-can.js";
 export type { WhoCanResult } from "../store/who-can.js";
 export { listSessions, listSessionsOfUser, revokeSession, sessionOwner } from "../store/sessions.js";
 export type { SessionInfo } from "../store/sessions.js";
+
+// ---------------------------------------------------------------------------
+// API keys: the cached source the auth layer resolves keys with, and the table's functions
+// ---------------------------------------------------------------------------
+export { createApiKeySource } from "../principals/api-keys.js";
+export type { ApiKeySourceOptions, CachedApiKeySource } from "../principals/api-keys.js";
+export { findApiKey, insertApiKey, listApiKeys, revokeApiKey, touchApiKey } from "../store/api-keys.js";
+export type { ApiKeyInfo, ApiKeyRecord, InsertApiKeyInput } from "../store/api-keys.js";
+
+// ---------------------------------------------------------------------------
+// The audit log: hash-chained security events and writes
+// ---------------------------------------------------------------------------
+export {
+  AUDIT_GENESIS_HASH,
+  appendAuditEvent,
+  auditEventJson,
+  formatAuditActor,
+  listAuditEvents,
+  pruneAuditEvents,
+  recordAuditEvent,
+  verifyAuditChain,
+} from "../store/audit.js";
+export type { AuditEventJson, AuditListFilter, AuditPruneResult, AuditVerifyResult } from "../store/audit.js";
+export { AUDIT_EVENT_TYPES } from "../audit-event.js";
+export type { AuditActor, AuditContext, AuditEventInput, AuditEventType } from "../audit-event.js";

@@ -365,7 +365,6 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
   };
 }
 
-
 /**
  * The client address the front-end put into the call, if any. Tolerates a
  * context without values: direct calls of the handler (tests, other

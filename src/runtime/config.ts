@@ -190,6 +190,12 @@ export interface ProtoguardConfig {
   /** `PROTOGUARD_MAX_WATCH_STREAMS_PER_CONNECTION`: open health Watch calls on one connection; 0 means no limit. Default 10. */
   maxWatchStreamsPerConnection: number;
   /**
+   * `PROTOGUARD_ADMIN_SERVICE`: `1` serves `protoguard.v1.AdminService` beside AuthService
+   * (guarded by its own rules: superusers and holders of `protoguard.*` permissions only), `0`
+   * leaves it out. Default 1.
+   */
+  adminService: boolean;
+  /**
    * `PROTOGUARD_AUDIT_RETENTION_DAYS`: audit events older than this many days are pruned (by
    * `serve`, hourly, and by `protoguard audit prune`); 0 keeps them for ever. Default 90.
    */
@@ -249,6 +255,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
     workers: parseWorkers(str("PROTOGUARD_WORKERS"), "PROTOGUARD_WORKERS"),
     ...admissionSettings(read),
     ...listenerSettings(read),
+    ...adminSettings(read),
     ...auditSettings(read),
     ...rateLimitSettings(read),
   };
@@ -499,6 +506,13 @@ function rateLimitSettings({ str, int }: EnvReader) {
     ),
     rateLimitKeyPrefix: str("PROTOGUARD_RATE_LIMIT_KEY_PREFIX") ?? RATE_LIMITER_DEFAULTS.keyPrefix,
   } satisfies Partial<ProtoguardConfig>;
+}
+
+/** AdminService on `serve`. */
+function adminSettings({ str }: EnvReader) {
+  const raw = str("PROTOGUARD_ADMIN_SERVICE") ?? "1";
+  if (raw !== "0" && raw !== "1") throw new ConfigError(`PROTOGUARD_ADMIN_SERVICE must be 0 or 1, got "${raw}"`);
+  return { adminService: raw === "1" } satisfies Partial<ProtoguardConfig>;
 }
 
 /**

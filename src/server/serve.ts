@@ -33,6 +33,9 @@ import { resolveTrustedIssuers, type TrustedIssuer, type TrustedIssuerInit } fro
 import type { GatewayOptions } from "../identity/gateway.js";
 import type { Database } from "../store/database-handle.js";
 import type { Keyring } from "../token/keys.js";
+import type { PasswordHasher } from "../lifecycle/passwords.js";
+import type { ServedPolicy } from "../admin/policy-table.js";
+import { withAdminService, type AdminServiceSettings } from "./admin-routes.js";
 import { withCors } from "./cors.js";
 import { createDispatch } from "./dispatch.js";
 import { plain, type NodeHandler } from "./http.js";
@@ -79,6 +82,11 @@ export interface ServerRuntime {
   readonly verifier: AccessTokenVerifier;
   /** Identity providers trusted besides the verifier's own issuer (`openRuntime` reads them). Default: none. */
   readonly trustedIssuers?: readonly TrustedIssuerInit[] | readonly TrustedIssuer[];
+  /**
+   * Hashes the passwords and client secrets AdminService sets (`openRuntime` makes one from
+   * `PROTOGUARD_SCRYPT_LOG_N`). Default: `createPasswordHasher()`.
+   */
+  readonly passwordHasher?: PasswordHasher;
   close?(): Promise<void>;
 }
 
@@ -215,6 +223,16 @@ export interface StartServerOptions extends ConnectionLimits {
    * 10 s; `"closed"`: UNAVAILABLE). Default: counted in each process's memory.
    */
   rateLimits?: RateLimiterOptions;
+  /**
+   * Serve `protoguard.v1.AdminService` (users, groups, grants, service accounts, sessions, the
+   * audit log, the policy; see docs/admin.md) beside the application's services, behind the
+   * same auth layer. Its rules, declared in admin.proto, admit only superusers and holders of
+   * the `protoguard.*` permission each method names, and refuse API keys, so serving it gives
+   * nobody anything they were not granted. `false` leaves it out; an object tunes it. Skipped
+   * when `routes` registers AdminService itself. Default true (`protoguard serve`:
+   * `PROTOGUARD_ADMIN_SERVICE`, default 1).
+   */
+  adminService?: boolean | AdminServiceSettings | undefined;
 }
 
 /** A running server, returned by {@link startServer}. */
@@ -272,10 +290,22 @@ const DEFAULT_GRACE_MS = 10_000;
  *   with `workers` > 1 on the embedded database (`WORKERS_NEED_POSTGRES`).
  * @throws {RangeError} when `workers` is neither a positive integer nor "auto".
  */
-export async function startServer(options: StartServerOptions): Promise<RunningServer> {
+export async function startServer(init: StartServerOptions): Promise<RunningServer> {
+  // AdminService reads the plans of the server it is part of: known once they are made below.
+  const served: { current?: ServedPolicy } = {};
+  const options: StartServerOptions = {
+    ...init,
+    routes: withAdminService(init.routes, init.adminService, {
+      database: init.runtime.database,
+      keyring: init.runtime.keyring,
+      passwordHasher: init.runtime.passwordHasher,
+      policy: () => served.current!,
+    }),
+  };
   const services = servicesOf(options.routes);
   // Validate before opening anything, so a bad rule costs no cleanup.
   const policy = createAuthPolicy({ services, defaultRule: options.defaultRule });
+  served.current = { policy, services };
   const staticRoot = options.staticDir === undefined ? undefined : await staticDirectory(options.staticDir);
   const observability = createObservability({
     logger: options.logger,
