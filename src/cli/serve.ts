@@ -215,6 +215,7 @@ async function start(
     }),
     workers,
     ...(hasPage && { staticDir }),
+    adminConsole: config.adminConsole,
   });
   return { server, banner: prepared?.banner };
 }
@@ -268,6 +269,7 @@ function banner(url: string, config: ProtoguardConfig, started: Started): string
   const lines = [
     `${PROGRAM}: serving on ${url} (Connect, gRPC and gRPC-Web; health, reflection, /metrics${processes})`,
   ];
+  if (config.adminConsole) lines.push(`${PROGRAM}: admin console at ${url}/admin/`);
   if (started.banner !== undefined) return [...lines, "", ...started.banner(url), ""];
   if (config.databaseUrl === undefined) {
     lines.push("", `Create a user with: ${PROGRAM} user create <username> --password <password>`);

@@ -30,6 +30,12 @@ import { resolveTrustedIssuers, type TrustedIssuer, type TrustedIssuerInit } fro
 import type { GatewayOptions } from "../identity/gateway.js";
 import type { Database } from "../store/database-handle.js";
 import type { Keyring } from "../token/keys.js";
+import {
+  loadAdminConsole,
+  serveAdminConsole,
+  type AdminConsoleFiles,
+  type AdminConsoleOptions,
+} from "./admin-console.js";
 import { withCors } from "./cors.js";
 import { createDispatch } from "./dispatch.js";
 import { plain, type NodeHandler } from "./http.js";
@@ -192,6 +198,13 @@ export interface StartServerOptions extends ConnectionLimits {
    * `watchDatabaseHealth`). Default: `select 1` every 2 s, stalled after 3 s.
    */
   databaseHealth?: DatabaseHealthOptions;
+  /**
+   * Serve the admin console at `/admin/` (see docs/console.md): `true` for the package's built
+   * console, or `{ directory }` for one built elsewhere. Checked before the port opens
+   * (`ServerError` `ADMIN_CONSOLE_NOT_BUILT`). Default: off (`PROTOGUARD_ADMIN_CONSOLE=1` turns it
+   * on for `protoguard serve`).
+   */
+  adminConsole?: boolean | AdminConsoleOptions | undefined;
 }
 
 /** A running server, returned by {@link startServer}. */
@@ -254,6 +267,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   // Validate before opening anything, so a bad rule costs no cleanup.
   const policy = createAuthPolicy({ services, defaultRule: options.defaultRule });
   const staticRoot = options.staticDir === undefined ? undefined : await staticDirectory(options.staticDir);
+  const adminConsole = options.adminConsole ? await loadAdminConsole(options.adminConsole) : undefined;
   const observability = createObservability({
     logger: options.logger,
     registry: options.registry,
@@ -269,7 +283,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     return startPrimary(options, { policy, services, logger, count: workerCount });
   }
   try {
-    const server = await startOne(options, { policy, services, staticRoot, observability });
+    const server = await startOne(options, { policy, services, staticRoot, adminConsole, observability });
     if (isServerWorker()) serveAsWorker(server.port, server.close);
     return server;
   } catch (error) {
@@ -283,13 +297,14 @@ interface Prepared {
   readonly policy: AuthPolicy;
   readonly services: readonly DescService[];
   readonly staticRoot: string | undefined;
+  readonly adminConsole: AdminConsoleFiles | undefined;
   readonly observability: ReturnType<typeof createObservability>;
 }
 
 /** The server in this process: the whole of {@link startServer} with one worker, or a worker's part. */
 async function startOne(options: StartServerOptions, prepared: Prepared): Promise<RunningServer> {
   const { runtime } = options;
-  const { policy, services, staticRoot, observability } = prepared;
+  const { policy, services, staticRoot, adminConsole, observability } = prepared;
   const { logger } = observability;
   const principals = await createPrincipalSource({
     database: runtime.database,
@@ -337,7 +352,16 @@ async function startOne(options: StartServerOptions, prepared: Prepared): Promis
     const prefilter = options.prefilter ?? true;
     // A worker's /metrics speaks for the whole pool: scrapes land on any worker.
     const registry = isServerWorker() ? poolMetrics(observability.registry) : observability.registry;
-    const handler = createRoutes(options, { auth, health, services, prefilter, staticRoot, logger, registry });
+    const handler = createRoutes(options, {
+      auth,
+      health,
+      services,
+      prefilter,
+      staticRoot,
+      adminConsole,
+      logger,
+      registry,
+    });
 
     const listening = await listen({
       handler,
@@ -524,6 +548,7 @@ interface RouteParts {
   readonly services: readonly DescService[];
   readonly prefilter: boolean;
   readonly staticRoot: string | undefined;
+  readonly adminConsole: AdminConsoleFiles | undefined;
   readonly logger: Logger;
   readonly registry: MetricsSource;
 }
@@ -552,13 +577,14 @@ function createRoutes(options: StartServerOptions, parts: RouteParts): NodeHandl
     readMaxBytes,
     fallback: parts.staticRoot === undefined ? notFound : staticFiles(parts.staticRoot),
   });
-  const dispatch = createDispatch({
+  const routed = createDispatch({
     keyring: options.runtime.keyring,
     registry: parts.registry,
     logger: parts.logger,
     serverServices: serverServicesHandler({ health: parts.health, services, readMaxBytes, fallback: notFound }),
     app: parts.prefilter ? createPrefilter({ auth, services, next: connectHandler }) : connectHandler,
   });
+  const dispatch = parts.adminConsole === undefined ? routed : serveAdminConsole(parts.adminConsole, routed);
   return options.corsOrigins !== undefined && options.corsOrigins.length > 0
     ? withCors(dispatch, { origins: [...options.corsOrigins] })
     : dispatch;

@@ -1,0 +1,53 @@
+/**
+ * What the console says when a call fails. A refusal names what the caller
+ * lacks, read from the rule the server enforces (the method's
+ * `protoguard.v1.method_rule` in admin.proto, carried by the generated
+ * descriptor), so the message cannot drift from the rule: "You need
+ * protoguard.view_user to see users", never an empty page.
+ */
+import { getOption, hasOption, type DescMethod } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { method_rule, service_rule } from "../../gen/protoguard/v1/options_pb.js";
+
+/** What a failed call means for the page. */
+export interface Failure {
+  /** "refused" (permission denied), "signed-out" (the session is gone), or "error". */
+  readonly kind: "refused" | "signed-out" | "error";
+  /** One sentence for the person at the console. */
+  readonly message: string;
+}
+
+/** "PermissionDenied" → "permission_denied": the code as Connect spells it on the wire. */
+export function codeName(code: Code): string {
+  return (Code[code] ?? String(code)).replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
+}
+
+/** What the rule of `method` requires, as words: "protoguard.view_user", "to be a superuser". */
+export function requirement(method: DescMethod): string {
+  const rule = hasOption(method, method_rule)
+    ? getOption(method, method_rule)
+    : hasOption(method.parent, service_rule)
+      ? getOption(method.parent, service_rule)
+      : undefined;
+  if (rule === undefined) return "to be signed in";
+  const needs: string[] = [...rule.permissions];
+  if (rule.superuser) needs.push("to be a superuser");
+  if (rule.staff) needs.push("to be staff");
+  return needs.length === 0 ? "other rights" : needs.join(" and ");
+}
+
+/**
+ * Describes the failure of a call to `method` made `to` do something ("see
+ * users"): a refusal names the permission the rule requires.
+ */
+export function describeFailure(error: unknown, method: DescMethod, to: string): Failure {
+  const connectError = ConnectError.from(error);
+  switch (connectError.code) {
+    case Code.PermissionDenied:
+      return { kind: "refused", message: `You need ${requirement(method)} to ${to}.` };
+    case Code.Unauthenticated:
+      return { kind: "signed-out", message: `Your session has ended: log in again (${connectError.rawMessage}).` };
+    default:
+      return { kind: "error", message: `Could not ${to}: ${codeName(connectError.code)}: ${connectError.rawMessage}` };
+  }
+}
