@@ -101,3 +101,49 @@ export type {
 // ---------------------------------------------------------------------------
 export { importFromDjango } from "../store/django-import.js";
 export type { DjangoImportOptions, DjangoImportReport } from "../store/django-import.js";
+
+// ---------------------------------------------------------------------------
+// The read side: users, groups, permissions, who may call what, sessions
+// ---------------------------------------------------------------------------
+export {
+  DEFAULT_USER_PAGE_SIZE,
+  MAX_USER_PAGE_SIZE,
+  deleteGroup,
+  groupDetail,
+  listGroups,
+  listPermissions,
+  listUsers,
+  userDetail,
+} from "../store/directory.js";
+export type {
+  EffectivePermission,
+  GroupDetail,
+  GroupSummary,
+  ListUsersOptions,
+  PermissionInfo,
+  UserDetail,
+  UserPage,
+  UserSummary,
+} from "../store/directory.js";
+export { whoCan } from "../store/who-can.js";
+export type { WhoCanResult } from "../store/who-can.js";
+export { listSessions, listSessionsOfUser, revokeSession, sessionOwner } from "../store/sessions.js";
+export type { SessionInfo } from "../store/sessions.js";
+
+// ---------------------------------------------------------------------------
+// The audit log: hash-chained security events and writes
+// ---------------------------------------------------------------------------
+export {
+  AUDIT_GENESIS_HASH,
+  appendAuditEvent,
+  auditEventJson,
+  auditRowHash,
+  formatAuditActor,
+  listAuditEvents,
+  pruneAuditEvents,
+  recordAuditEvent,
+  verifyAuditChain,
+} from "../store/audit.js";
+export type { AuditEventJson, AuditListFilter, AuditPruneResult, AuditVerifyResult } from "../store/audit.js";
+export { AUDIT_EVENT_TYPES } from "../audit-event.js";
+export type { AuditActor, AuditContext, AuditEventInput, AuditEventType } from "../audit-event.js";

@@ -30,7 +30,9 @@ export type StoreErrorCode =
    * Invalidation notifications sent on the database do not reach the LISTEN connection (LISTEN
    * through a transaction-pooling PgBouncer, or a listen URL on another database).
    */
-  | "NOTIFICATIONS_UNAVAILABLE";
+  | "NOTIFICATIONS_UNAVAILABLE"
+  /** No session (refresh-token family) of that id, or it belongs to another user. */
+  | "SESSION_NOT_FOUND";
 
 /**
  * An expected, user-facing failure of a store operation (bad input, missing

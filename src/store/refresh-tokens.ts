@@ -20,6 +20,10 @@ export interface RefreshTokenRecord {
   /** The access token issued together with this refresh token, revoked with its family. */
   accessJti: string;
   accessExpiresAt: Date;
+  /** The client address it was issued to, for the session list. Default `''` (unknown). */
+  peerAddress?: string;
+  /** The User-Agent header of the request it was issued for. Default `''`. */
+  userAgent?: string;
 }
 
 /** Records a newly issued refresh token. */

@@ -11,6 +11,7 @@ import {
   check,
   index,
   integer,
+  jsonb,
   pgTable,
   primaryKey,
   text,
@@ -158,6 +159,10 @@ export const refreshTokens = pgTable(
     expiresAt: timestamp("expires_at", { withTimezone: true }).notNull(),
     usedAt: timestamp("used_at", { withTimezone: true }),
     revokedAt: timestamp("revoked_at", { withTimezone: true }),
+    // Who obtained this token (at login, or by the refresh that issued it), for the session
+    // list: the client address (`peerAddressKey`) and the User-Agent header, '' when unknown.
+    peerAddress: varchar("peer_address", { length: 64 }).notNull().default(""),
+    userAgent: varchar("user_agent", { length: 512 }).notNull().default(""),
   },
   (t) => [index("refresh_tokens_family_id_idx").on(t.familyId), index("refresh_tokens_user_id_idx").on(t.userId)],
 );
@@ -306,3 +311,58 @@ export type ExternalIdentityTombstone = typeof externalIdentityTombstones.$infer
 export type LoginAttempt = typeof loginAttempts.$inferSelect;
 /** A row of `login_attempts` as written. */
 export type NewLoginAttempt = typeof loginAttempts.$inferInsert;
+
+/**
+ * The audit log: security events and every write, hash-chained. Each row's
+ * `hash` is SHA-256 over a canonical encoding of its content and `prev_hash`
+ * (the previous row's `hash`), so `protoguard audit verify` finds the first
+ * row altered, removed or reordered. Rows are appended only through
+ * `recordAuditEvent` (src/store/audit.ts), which serialises appends on the
+ * {@link auditChain} row. `detail` never holds a password, token or secret.
+ */
+export const auditEvents = pgTable(
+  "audit_events",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    time: timestamp("time", { withTimezone: true, precision: 3 }).notNull(),
+    type: varchar("type", { length: 64 }).notNull(),
+    /** `user:<id>`, `service:<id>`, `cli:<os user>`, `anonymous` or `system`. */
+    actor: varchar("actor", { length: 300 }).notNull(),
+    actorUsername: varchar("actor_username", { length: 150 }),
+    subject: varchar("subject", { length: 600 }),
+    peerAddress: varchar("peer_address", { length: 128 }),
+    userAgent: varchar("user_agent", { length: 512 }),
+    requestId: varchar("request_id", { length: 128 }),
+    detail: jsonb("detail").$type<Record<string, unknown>>().notNull().default({}),
+    prevHash: varchar("prev_hash", { length: 64 }).notNull(),
+    hash: varchar("hash", { length: 64 }).notNull(),
+  },
+  (t) => [index("audit_events_time_idx").on(t.time), index("audit_events_type_idx").on(t.type, t.id)],
+);
+
+/**
+ * The audit chain's state, one row (`id` = 1, inserted by the migration):
+ * the head (last appended row and its hash), locked FOR UPDATE by every
+ * append so that instances writing at once form one chain; and the anchor
+ * (the last pruned row's id and hash), where verification starts after
+ * retention removed the oldest rows.
+ */
+export const auditChain = pgTable(
+  "audit_chain",
+  {
+    id: integer("id").primaryKey(),
+    headId: bigint("head_id", { mode: "number" }).notNull().default(0),
+    headHash: varchar("head_hash", { length: 64 }).notNull(),
+    anchorId: bigint("anchor_id", { mode: "number" }).notNull().default(0),
+    anchorHash: varchar("anchor_hash", { length: 64 }).notNull(),
+    prunedAt: timestamp("pruned_at", { withTimezone: true }),
+  },
+  (t) => [check("audit_chain_one_row", sql`${t.id} = 1`)],
+);
+
+/** A row of `audit_events` as read. */
+export type AuditEventRow = typeof auditEvents.$inferSelect;
+/** A row of `audit_events` as written. */
+export type NewAuditEventRow = typeof auditEvents.$inferInsert;
+/** The row of `audit_chain`. */
+export type AuditChainRow = typeof auditChain.$inferSelect;

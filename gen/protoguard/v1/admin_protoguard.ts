@@ -21,8 +21,8 @@ import type { ServiceImpl } from "@connectrpc/connect";
  * - `createGroup`: `Principal` (permissions: protoguard.add_group)
  * - `deleteGroup`: `Principal` (permissions: protoguard.delete_group)
  * - `setGroupMembers`: `Principal` (permissions: protoguard.change_group)
- * - `grantPermissions`: `Principal` (permissions: protoguard.change_user, protoguard.change_group)
- * - `revokePermissions`: `Principal` (permissions: protoguard.change_user, protoguard.change_group)
+ * - `grantPermissions`: `Principal` (authenticated; condition: principal.is_superuser || (has(request.target.username) ? "protoguard.change_user" in principal.permissions : has(request.target.group) ? "protoguard.change_group" in principal.permissions : has(request.target.service_account) && "protoguard.change_serviceaccount" in principal.permissions))
+ * - `revokePermissions`: `Principal` (authenticated; condition: principal.is_superuser || (has(request.target.username) ? "protoguard.change_user" in principal.permissions : has(request.target.group) ? "protoguard.change_group" in principal.permissions : has(request.target.service_account) && "protoguard.change_serviceaccount" in principal.permissions))
  * - `listPermissions`: `Principal` (permissions: protoguard.view_user)
  * - `listServiceAccounts`: `Principal` (permissions: protoguard.view_serviceaccount)
  * - `createServiceAccount`: `Principal` (permissions: protoguard.add_serviceaccount)
@@ -348,7 +348,8 @@ export const AdminServiceConformance: ConformanceTable<typeof AdminService> = {
     },
     {
       method: "grantPermissions",
-      rule: "permissions: protoguard.change_user, protoguard.change_group",
+      rule: "authenticated; condition: principal.is_superuser || (has(request.target.username) ? \"protoguard.change_user\" in principal.permissions : has(request.target.group) ? \"protoguard.change_group\" in principal.permissions : has(request.target.service_account) && \"protoguard.change_serviceaccount\" in principal.permissions)",
+      condition: "principal.is_superuser || (has(request.target.username) ? \"protoguard.change_user\" in principal.permissions : has(request.target.group) ? \"protoguard.change_group\" in principal.permissions : has(request.target.service_account) && \"protoguard.change_serviceaccount\" in principal.permissions)",
       cases: [
         {
           name: "anonymous",
@@ -356,30 +357,16 @@ export const AdminServiceConformance: ConformanceTable<typeof AdminService> = {
           expect: { outcome: "deny", code: "unauthenticated", reason: "TOKEN_MISSING" },
         },
         {
-          name: "missing protoguard.change_user",
-          caller: { kind: "user", permissions: ["protoguard.change_group"], staff: false, superuser: false },
-          expect: { outcome: "deny", code: "permission_denied", reason: "PERMISSION_MISSING" },
-        },
-        {
-          name: "missing protoguard.change_group",
-          caller: { kind: "user", permissions: ["protoguard.change_user"], staff: false, superuser: false },
-          expect: { outcome: "deny", code: "permission_denied", reason: "PERMISSION_MISSING" },
-        },
-        {
           name: "has everything",
-          caller: {
-            kind: "user",
-            permissions: ["protoguard.change_user", "protoguard.change_group"],
-            staff: false,
-            superuser: false,
-          },
+          caller: { kind: "user", permissions: [], staff: false, superuser: false },
           expect: { outcome: "allow" },
         },
       ],
     },
     {
       method: "revokePermissions",
-      rule: "permissions: protoguard.change_user, protoguard.change_group",
+      rule: "authenticated; condition: principal.is_superuser || (has(request.target.username) ? \"protoguard.change_user\" in principal.permissions : has(request.target.group) ? \"protoguard.change_group\" in principal.permissions : has(request.target.service_account) && \"protoguard.change_serviceaccount\" in principal.permissions)",
+      condition: "principal.is_superuser || (has(request.target.username) ? \"protoguard.change_user\" in principal.permissions : has(request.target.group) ? \"protoguard.change_group\" in principal.permissions : has(request.target.service_account) && \"protoguard.change_serviceaccount\" in principal.permissions)",
       cases: [
         {
           name: "anonymous",
@@ -387,23 +374,8 @@ export const AdminServiceConformance: ConformanceTable<typeof AdminService> = {
           expect: { outcome: "deny", code: "unauthenticated", reason: "TOKEN_MISSING" },
         },
         {
-          name: "missing protoguard.change_user",
-          caller: { kind: "user", permissions: ["protoguard.change_group"], staff: false, superuser: false },
-          expect: { outcome: "deny", code: "permission_denied", reason: "PERMISSION_MISSING" },
-        },
-        {
-          name: "missing protoguard.change_group",
-          caller: { kind: "user", permissions: ["protoguard.change_user"], staff: false, superuser: false },
-          expect: { outcome: "deny", code: "permission_denied", reason: "PERMISSION_MISSING" },
-        },
-        {
           name: "has everything",
-          caller: {
-            kind: "user",
-            permissions: ["protoguard.change_user", "protoguard.change_group"],
-            staff: false,
-            superuser: false,
-          },
+          caller: { kind: "user", permissions: [], staff: false, superuser: false },
           expect: { outcome: "allow" },
         },
       ],
