@@ -10,13 +10,14 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Code, createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { pino } from "pino";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { AdminService } from "../gen/protoguard/v1/admin_pb.js";
 import { AuthService } from "../gen/protoguard/v1/auth_pb.js";
 import { buildConsole } from "../scripts/build-console.js";
+import { describeFailure } from "../src/console/refusal.js";
 import { servedRoutes } from "../src/cli/serve.js";
 import { createKeyring, createTokenIssuer, createTokenVerifier } from "../src/exports/protoguard.js";
 import { createUser, grantUserPermissions } from "../src/exports/store.js";
@@ -41,9 +42,8 @@ const STAFF_PERMISSIONS = [
   "protoguard.view_user",
   "protoguard.view_session",
   "protoguard.delete_session",
+  // Grants to a user need it (admin.proto's condition on GrantPermissions).
   "protoguard.change_user",
-  // GrantPermissions needs both (a grant may target a group).
-  "protoguard.change_group",
   "protoguard.view_auditevent",
 ];
 const GRANTED = "reports.view_report";
@@ -71,6 +71,32 @@ it("PROTOGUARD_ADMIN_CONSOLE: off by default, 1/true on, anything else refused b
       assert.match(error.message, /PROTOGUARD_ADMIN_CONSOLE must be 1, true, 0 or false, got "yes"/);
       return true;
     },
+  );
+});
+
+it("a refusal names what the rule in admin.proto requires, read from the descriptor", () => {
+  const denied = new ConnectError("permission denied", Code.PermissionDenied);
+  const methods = AdminService.method;
+  assert.deepEqual(describeFailure(denied, methods.listUsers, "see users"), {
+    kind: "refused",
+    message: "You need protoguard.view_user to see users.",
+  });
+  assert.equal(
+    describeFailure(denied, methods.revokeUserSession, "end sessions").message,
+    "You need protoguard.delete_session to end sessions.",
+  );
+  // A rule that decides by a condition is explained by the condition's own message.
+  assert.match(
+    describeFailure(denied, methods.grantPermissions, "grant permissions").message,
+    /^You may not grant permissions: granting to a user needs protoguard\.change_user/,
+  );
+  assert.equal(
+    describeFailure(new ConnectError("token expired", Code.Unauthenticated), methods.listUsers, "see users").kind,
+    "signed-out",
+  );
+  assert.equal(
+    describeFailure(new ConnectError("down", Code.Unavailable), methods.listUsers, "see users").message,
+    "Could not see users: unavailable: down",
   );
 });
 

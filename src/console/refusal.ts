@@ -22,29 +22,40 @@ export function codeName(code: Code): string {
   return (Code[code] ?? String(code)).replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
 }
 
-/** What the rule of `method` requires, as words: "protoguard.view_user", "to be a superuser". */
-export function requirement(method: DescMethod): string {
-  const rule = hasOption(method, method_rule)
-    ? getOption(method, method_rule)
-    : hasOption(method.parent, service_rule)
-      ? getOption(method.parent, service_rule)
-      : undefined;
-  if (rule === undefined) return "to be signed in";
+/** The rule the server enforces for `method`: the method's, else its service's. */
+function ruleOf(method: DescMethod) {
+  if (hasOption(method, method_rule)) return getOption(method, method_rule);
+  if (hasOption(method.parent, service_rule)) return getOption(method.parent, service_rule);
+  return undefined;
+}
+
+/**
+ * What the rule of `method` requires, as words ("protoguard.view_user",
+ * "to be a superuser"), or undefined when it says so only in a condition.
+ */
+export function requirement(method: DescMethod): string | undefined {
+  const rule = ruleOf(method);
+  if (rule === undefined) return undefined;
   const needs: string[] = [...rule.permissions];
   if (rule.superuser) needs.push("to be a superuser");
   if (rule.staff) needs.push("to be staff");
-  return needs.length === 0 ? "other rights" : needs.join(" and ");
+  return needs.length === 0 ? undefined : needs.join(" and ");
 }
 
 /**
  * Describes the failure of a call to `method` made `to` do something ("see
- * users"): a refusal names the permission the rule requires.
+ * users"): a refusal names the permission the rule requires, or the
+ * condition's own message when the rule decides by a condition.
  */
 export function describeFailure(error: unknown, method: DescMethod, to: string): Failure {
   const connectError = ConnectError.from(error);
   switch (connectError.code) {
-    case Code.PermissionDenied:
-      return { kind: "refused", message: `You need ${requirement(method)} to ${to}.` };
+    case Code.PermissionDenied: {
+      const needs = requirement(method);
+      if (needs !== undefined) return { kind: "refused", message: `You need ${needs} to ${to}.` };
+      const why = ruleOf(method)?.conditionMessage || connectError.rawMessage;
+      return { kind: "refused", message: `You may not ${to}: ${why}.` };
+    }
     case Code.Unauthenticated:
       return { kind: "signed-out", message: `Your session has ended: log in again (${connectError.rawMessage}).` };
     default:

@@ -80,3 +80,7 @@ export {
   NOTIFICATIONS_HEALTH_SERVICE,
 } from "../server/services/database-health.js";
 export type { DatabaseHealthOptions } from "../server/services/database-health.js";
+
+// The admin console at /admin/ (startServer's `adminConsole`)
+export { ADMIN_CONSOLE_HEADERS, ADMIN_CONSOLE_PATH } from "../server/admin-console.js";
+export type { AdminConsoleOptions } from "../server/admin-console.js";
