@@ -179,6 +179,23 @@ describeOr(skipWithoutChromium, "the admin console in Chromium", { timeout: 300_
     return page;
   }
 
+  /** The visible controls with no accessible name or out of the tab order (should be none). */
+  function unnamedControls(page: Page): Promise<string[]> {
+    return page.evaluate(() =>
+      [...document.querySelectorAll<HTMLElement>("input, button, select, textarea, a[href]")]
+        .filter((control) => !control.closest("[hidden]"))
+        .filter((control) => {
+          const labels = (control as HTMLInputElement).labels;
+          const named =
+            (labels !== undefined && labels !== null && labels.length > 0) ||
+            control.getAttribute("aria-label") !== null ||
+            (control.textContent ?? "").trim() !== "";
+          return !named || control.tabIndex < 0;
+        })
+        .map((control) => control.outerHTML),
+    );
+  }
+
   async function logIn(page: Page, username: string, password: string): Promise<void> {
     await page.getByLabel("Username").fill(username);
     await page.getByLabel("Password").fill(password);
@@ -251,7 +268,13 @@ describeOr(skipWithoutChromium, "the admin console in Chromium", { timeout: 300_
 
   it("a wrong password is refused on the login form, with no session kept", async () => {
     const page = await openConsole();
-    await logIn(page, "sam", "not the password");
+    assert.deepEqual(await unnamedControls(page), []);
+    // By keyboard alone: tab from the username to the password, Enter submits.
+    await page.getByLabel("Username").focus();
+    await page.keyboard.type("sam");
+    await page.keyboard.press("Tab");
+    await page.keyboard.type("not the password");
+    await page.keyboard.press("Enter");
     await page.locator("#login-error:not([hidden])").waitFor();
     assert.equal(
       await page.textContent("#login-error"),
@@ -272,6 +295,7 @@ describeOr(skipWithoutChromium, "the admin console in Chromium", { timeout: 300_
       cookie: document.cookie,
     }));
     assert.deepEqual(stored, { session: ["protoguard.admin.session"], local: 0, cookie: "" });
+    assert.deepEqual(await unnamedControls(page), []);
     await page.reload();
     await page.locator("#signed-in", { hasText: "Signed in as sam." }).waitFor();
     assert.equal(await page.locator("#nav").isVisible(), true);
@@ -361,20 +385,7 @@ describeOr(skipWithoutChromium, "the admin console in Chromium", { timeout: 300_
     await watcher.locator("#audit-table tr.live", { hasText: "session.revoked" }).waitFor();
 
     // Every control on the page has a name a screen reader can say, and is reachable by keyboard.
-    const unnamed = await page.evaluate(() =>
-      [...document.querySelectorAll<HTMLElement>("input, button, select, textarea, a[href]")]
-        .filter((control) => !control.closest("[hidden]"))
-        .filter((control) => {
-          const labels = (control as HTMLInputElement).labels;
-          const named =
-            (labels !== undefined && labels !== null && labels.length > 0) ||
-            control.getAttribute("aria-label") !== null ||
-            (control.textContent ?? "").trim() !== "";
-          return !named || control.tabIndex < 0;
-        })
-        .map((control) => control.outerHTML),
-    );
-    assert.deepEqual(unnamed, []);
+    assert.deepEqual(await unnamedControls(page), []);
 
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
     assert.deepEqual(pageErrors, []);

@@ -103,7 +103,10 @@ function render(): void {
       showLogin(message);
     },
   };
-  const [section = "users", ...rest] = location.hash.replace(/^#\/?/, "").split("/");
+  // Routes are "#/section[/name]"; any other hash (the skip link's "#view") is no route.
+  const route = location.hash.startsWith("#/") ? location.hash.slice(2) : "";
+  const [first, ...rest] = route.split("/");
+  const section = first === undefined || first === "" ? "users" : first;
   const name = rest.length === 0 ? undefined : decodeURIComponent(rest.join("/"));
   const parts = viewFor(context, section, name);
   view.replaceChildren(...parts);
@@ -141,6 +144,8 @@ function viewFor(context: ViewContext, section: string, name: string | undefined
 }
 
 window.addEventListener("hashchange", () => {
+  // The skip link moves the focus, not the view.
+  if (!location.hash.startsWith("#/")) return;
   render();
   // Keyboard and screen-reader users land on the new content.
   view.focus();
