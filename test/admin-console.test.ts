@@ -377,6 +377,12 @@ describeOr(skipWithoutChromium, "the admin console in Chromium", { timeout: 300_
     await row.waitFor();
     assert.equal(await row.locator("td").nth(1).textContent(), "direct");
     await page.locator("#user-audit-table tbody tr", { hasText: "permission.granted" }).waitFor();
+    // Effective for alice herself too: signed in again, her token's caller holds it.
+    const again = await auth.login({ username: "alice", password: ALICE_PASSWORD, otpCode: "" });
+    await eventually(async () => {
+      const me = await auth.whoAmI({}, bearer(again.accessToken));
+      assert.ok(me.permissions.includes(GRANTED), me.permissions.join(", "));
+    }, 5000);
 
     // The watcher's tail shows the grant (and the session's end) as they were written.
     const live = watcher.locator("#audit-table tr.live", { hasText: "permission.granted" });
