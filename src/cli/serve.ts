@@ -214,6 +214,7 @@ async function start(
       },
     }),
     workers,
+    adminService: config.adminService,
     ...(hasPage && { staticDir }),
     adminConsole: config.adminConsole,
   });

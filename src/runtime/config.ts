@@ -187,6 +187,12 @@ export interface ProtoguardConfig {
    * (`startServer({ adminConsole: true })`); `0` or `false` does not. Default off.
    */
   adminConsole: boolean;
+  /**
+   * `PROTOGUARD_ADMIN_SERVICE`: `1` serves `protoguard.v1.AdminService` beside AuthService
+   * (guarded by its own rules: superusers and holders of `protoguard.*` permissions only), `0`
+   * leaves it out. Default 1.
+   */
+  adminService: boolean;
 }
 
 /** A configuration mistake, reported as one line naming the variable. */
@@ -226,6 +232,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
     ...admissionSettings(read),
     ...listenerSettings(read),
     ...adminConsoleSettings(read),
+    ...adminSettings(read),
   };
 }
 
@@ -441,6 +448,13 @@ function listenerSettings({ int }: EnvReader) {
       10_000_000,
     ),
   } satisfies Partial<ProtoguardConfig>;
+}
+
+/** AdminService on `serve`. */
+function adminSettings({ str }: EnvReader) {
+  const raw = str("PROTOGUARD_ADMIN_SERVICE") ?? "1";
+  if (raw !== "0" && raw !== "1") throw new ConfigError(`PROTOGUARD_ADMIN_SERVICE must be 0 or 1, got "${raw}"`);
+  return { adminService: raw === "1" } satisfies Partial<ProtoguardConfig>;
 }
 
 /**

@@ -36,6 +36,9 @@ import {
   type AdminConsoleFiles,
   type AdminConsoleOptions,
 } from "./admin-console.js";
+import type { PasswordHasher } from "../lifecycle/passwords.js";
+import type { ServedPolicy } from "../admin/policy-table.js";
+import { withAdminService, type AdminServiceSettings } from "./admin-routes.js";
 import { withCors } from "./cors.js";
 import { createDispatch } from "./dispatch.js";
 import { plain, type NodeHandler } from "./http.js";
@@ -76,6 +79,11 @@ export interface ServerRuntime {
   readonly verifier: AccessTokenVerifier;
   /** Identity providers trusted besides the verifier's own issuer (`openRuntime` reads them). Default: none. */
   readonly trustedIssuers?: readonly TrustedIssuerInit[] | readonly TrustedIssuer[];
+  /**
+   * Hashes the passwords and client secrets AdminService sets (`openRuntime` makes one from
+   * `PROTOGUARD_SCRYPT_LOG_N`). Default: `createPasswordHasher()`.
+   */
+  readonly passwordHasher?: PasswordHasher;
   close?(): Promise<void>;
 }
 
@@ -205,6 +213,16 @@ export interface StartServerOptions extends ConnectionLimits {
    * on for `protoguard serve`).
    */
   adminConsole?: boolean | AdminConsoleOptions | undefined;
+  /**
+   * Serve `protoguard.v1.AdminService` (users, groups, grants, service accounts, sessions, the
+   * audit log, the policy; see docs/admin.md) beside the application's services, behind the
+   * same auth layer. Its rules, declared in admin.proto, admit only superusers and holders of
+   * the `protoguard.*` permission each method names, and refuse API keys, so serving it gives
+   * nobody anything they were not granted. `false` leaves it out; an object tunes it. Skipped
+   * when `routes` registers AdminService itself. Default true (`protoguard serve`:
+   * `PROTOGUARD_ADMIN_SERVICE`, default 1).
+   */
+  adminService?: boolean | AdminServiceSettings | undefined;
 }
 
 /** A running server, returned by {@link startServer}. */
@@ -262,10 +280,22 @@ const DEFAULT_GRACE_MS = 10_000;
  *   with `workers` > 1 on the embedded database (`WORKERS_NEED_POSTGRES`).
  * @throws {RangeError} when `workers` is neither a positive integer nor "auto".
  */
-export async function startServer(options: StartServerOptions): Promise<RunningServer> {
+export async function startServer(init: StartServerOptions): Promise<RunningServer> {
+  // AdminService reads the plans of the server it is part of: known once they are made below.
+  const served: { current?: ServedPolicy } = {};
+  const options: StartServerOptions = {
+    ...init,
+    routes: withAdminService(init.routes, init.adminService, {
+      database: init.runtime.database,
+      keyring: init.runtime.keyring,
+      passwordHasher: init.runtime.passwordHasher,
+      policy: () => served.current!,
+    }),
+  };
   const services = servicesOf(options.routes);
   // Validate before opening anything, so a bad rule costs no cleanup.
   const policy = createAuthPolicy({ services, defaultRule: options.defaultRule });
+  served.current = { policy, services };
   const staticRoot = options.staticDir === undefined ? undefined : await staticDirectory(options.staticDir);
   const adminConsole = options.adminConsole ? await loadAdminConsole(options.adminConsole) : undefined;
   const observability = createObservability({

@@ -11,7 +11,7 @@
  * still verifies from the anchor.
  */
 import { createHash } from "node:crypto";
-import { and, asc, desc, eq, gt, gte, lte, or, sql, type SQL } from "drizzle-orm";
+import { and, asc, desc, eq, gt, gte, lt, lte, or, sql, type SQL } from "drizzle-orm";
 import type { AuditActor, AuditContext, AuditEventInput, AuditEventType } from "../audit-event.js";
 import type { DrizzleDb } from "./database-handle.js";
 import { auditChain, auditEvents, type AuditEventRow } from "./schema.js";
@@ -193,6 +193,8 @@ export interface AuditListFilter {
   username?: string;
   /** Only events with an id greater than this (for following the log). Default: 0. */
   afterId?: number;
+  /** Only events with an id less than this (for paging newest first). Default: no bound. */
+  beforeId?: number;
   /** At most this many rows. Default: 1000. */
   limit?: number;
   /** `asc` (oldest first, the default) or `desc`. */
@@ -218,6 +220,7 @@ export async function listAuditEvents(db: DrizzleDb, filter: AuditListFilter = {
     );
   }
   if (filter.afterId !== undefined) where.push(gt(auditEvents.id, filter.afterId));
+  if (filter.beforeId !== undefined) where.push(lt(auditEvents.id, filter.beforeId));
   return db
     .select()
     .from(auditEvents)
