@@ -10,11 +10,14 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { pino } from "pino";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.js";
 import { AdminService } from "../gen/protoguard/v1/admin_pb.js";
+import { ERROR_DOMAIN } from "../src/reasons.js";
 import { AuthService } from "../gen/protoguard/v1/auth_pb.js";
 import { buildConsole } from "../scripts/build-console.js";
 import { describeFailure } from "../src/console/refusal.js";
@@ -45,6 +48,8 @@ const STAFF_PERMISSIONS = [
   // Grants to a user need it (admin.proto's condition on GrantPermissions).
   "protoguard.change_user",
   "protoguard.view_auditevent",
+  // A non-superuser may hand out only what they hold (AdminService refuses escalation).
+  "reports.view_report",
 ];
 const GRANTED = "reports.view_report";
 
@@ -75,7 +80,11 @@ it("PROTOGUARD_ADMIN_CONSOLE: off by default, 1/true on, anything else refused b
 });
 
 it("a refusal names what the rule in admin.proto requires, read from the descriptor", () => {
-  const denied = new ConnectError("permission denied", Code.PermissionDenied);
+  const refusal = (reason: string, message = "permission denied") =>
+    new ConnectError(message, Code.PermissionDenied, undefined, [
+      { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason, domain: ERROR_DOMAIN }) },
+    ]);
+  const denied = refusal("PERMISSION_MISSING");
   const methods = AdminService.method;
   assert.deepEqual(describeFailure(denied, methods.listUsers, "see users"), {
     kind: "refused",
@@ -87,8 +96,17 @@ it("a refusal names what the rule in admin.proto requires, read from the descrip
   );
   // A rule that decides by a condition is explained by the condition's own message.
   assert.match(
-    describeFailure(denied, methods.grantPermissions, "grant permissions").message,
+    describeFailure(refusal("CONDITION_FAILED"), methods.grantPermissions, "grant permissions").message,
     /^You may not grant permissions: granting to a user needs protoguard\.change_user/,
+  );
+  // The service's own refusal (past the rule) in its own words.
+  assert.equal(
+    describeFailure(
+      refusal("PERMISSION_NOT_HELD", "you cannot grant permissions you do not hold: a.b"),
+      methods.grantPermissions,
+      "grant permissions",
+    ).message,
+    "You may not grant permissions: you cannot grant permissions you do not hold: a.b.",
   );
   assert.equal(
     describeFailure(new ConnectError("token expired", Code.Unauthenticated), methods.listUsers, "see users").kind,
@@ -360,7 +378,8 @@ describeOr(skipWithoutChromium, "the admin console in Chromium", { timeout: 300_
     await end.first().waitFor();
     assert.equal(await end.count(), 1);
     await end.first().click();
-    await page.locator("#user-sessions-status", { hasText: "Session ended." }).waitFor();
+    await page.locator("#user-sessions-status :is(.ok, .refusal, .error)").waitFor();
+    assert.equal(await page.textContent("#user-sessions-status"), "Session ended.");
     await page.locator("#user-sessions-table tr.empty").waitFor();
     const refreshed = await failure(auth.refresh({ refreshToken: alice.refreshToken }));
     assert.equal(refreshed.code, Code.Unauthenticated);
@@ -369,10 +388,20 @@ describeOr(skipWithoutChromium, "the admin console in Chromium", { timeout: 300_
       assert.equal(refused.code, Code.Unauthenticated);
     }, 5000);
 
+    // Escalation is refused in the service's words: sam cannot hand out what he does not hold.
+    await page.getByLabel("Grant a permission to alice").fill("reports.delete_report");
+    await page.getByRole("button", { name: "Grant" }).click();
+    await page.locator("#user-detail-status .refusal").waitFor();
+    assert.equal(
+      await page.textContent("#user-detail-status"),
+      "You may not grant permissions: you cannot grant permissions you do not hold: reports.delete_report.",
+    );
+
     // A grant, effective at once, with its source.
     await page.getByLabel("Grant a permission to alice").fill(GRANTED);
     await page.getByRole("button", { name: "Grant" }).click();
-    await page.locator("#user-detail-status", { hasText: `Granted ${GRANTED}.` }).waitFor();
+    await page.locator("#user-detail-status :is(.ok, .refusal, .error)").waitFor();
+    assert.equal(await page.textContent("#user-detail-status"), `Granted ${GRANTED}.`);
     const row = page.locator("#user-permissions tbody tr", { hasText: GRANTED });
     await row.waitFor();
     assert.equal(await row.locator("td").nth(1).textContent(), "direct");
@@ -410,23 +439,22 @@ describeOr(skipWithoutChromium, "the admin console in Chromium", { timeout: 300_
       "You need protoguard.view_policy to see the policy.",
     );
   });
-});
 
-it("a console turned on but not built stops the start with ADMIN_CONSOLE_NOT_BUILT", async () => {
-  const empty = await mkdtemp(join(tmpdir(), "protoguard-console-empty-"));
-  try {
-    await assert.rejects(
-      startServer({
-        // Checked before anything opens: the runtime is never touched.
-        runtime: undefined as unknown as Runtime,
-        routes: () => {},
-        port: 0,
-        logger: pino({ level: "silent" }),
-        adminConsole: { directory: empty },
-      }),
-      (error: unknown) => error instanceof ServerError && error.code === "ADMIN_CONSOLE_NOT_BUILT",
-    );
-  } finally {
-    await rm(empty, { recursive: true, force: true });
-  }
+  it("a console turned on but not built stops the start with ADMIN_CONSOLE_NOT_BUILT", async () => {
+    const empty = await mkdtemp(join(tmpdir(), "protoguard-console-empty-"));
+    try {
+      await assert.rejects(
+        startServer({
+          runtime,
+          routes: () => {},
+          port: 0,
+          logger: pino({ level: "silent" }),
+          adminConsole: { directory: empty },
+        }),
+        (error: unknown) => error instanceof ServerError && error.code === "ADMIN_CONSOLE_NOT_BUILT",
+      );
+    } finally {
+      await rm(empty, { recursive: true, force: true });
+    }
+  });
 });

@@ -18,6 +18,11 @@ export interface ViewContext {
 /** A panel, and how to load it again after a change. */
 export interface Panel {
   readonly element: HTMLElement;
+  /**
+   * Where the outcome of a write made from the panel is said (`#<id>-status`): outside the
+   * content, so it stays when the write reloads the panel.
+   */
+  readonly status: HTMLElement;
   reload(): Promise<void>;
 }
 
@@ -32,11 +37,13 @@ export function panel(
 ): Panel {
   const headingId = `${options.id}-heading`;
   const body = el("div", { class: "panel-body", "aria-live": "polite", "aria-busy": "true" });
+  const status = el("p", { id: `${options.id}-status`, class: "status", role: "status" });
   const element = el(
     "section",
     { id: options.id, class: "panel", "aria-labelledby": headingId },
     el("h3", { id: headingId }, options.heading),
     body,
+    status,
   );
   const reload = async () => {
     body.setAttribute("aria-busy", "true");
@@ -54,7 +61,7 @@ export function panel(
     }
   };
   void reload();
-  return { element, reload };
+  return { element, status, reload };
 }
 
 /** A failure as a paragraph (role "alert" for a refusal), telling the shell when the session is gone. */

@@ -8,6 +8,7 @@
 import { getOption, hasOption, type DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { method_rule, service_rule } from "../../gen/protoguard/v1/options_pb.js";
+import { authErrorReason } from "../exports/client.js";
 
 /** What a failed call means for the page. */
 export interface Failure {
@@ -21,6 +22,9 @@ export interface Failure {
 export function codeName(code: Code): string {
   return (Code[code] ?? String(code)).replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
 }
+
+/** The auth layer's refusals for what a rule lists (its permissions, staff, superuser). */
+const BY_THE_RULE = new Set(["PERMISSION_MISSING", "STAFF_REQUIRED", "SUPERUSER_REQUIRED"]);
 
 /** The rule the server enforces for `method`: the method's, else its service's. */
 function ruleOf(method: DescMethod) {
@@ -44,17 +48,22 @@ export function requirement(method: DescMethod): string | undefined {
 
 /**
  * Describes the failure of a call to `method` made `to` do something ("see
- * users"): a refusal names the permission the rule requires, or the
- * condition's own message when the rule decides by a condition.
+ * users"): a refusal by the rule names the permission it requires, or the
+ * condition's own message when the rule decides by a condition; a refusal
+ * by the service itself (a non-superuser handing out a permission they do
+ * not hold, say) is given in the service's words.
  */
 export function describeFailure(error: unknown, method: DescMethod, to: string): Failure {
   const connectError = ConnectError.from(error);
   switch (connectError.code) {
     case Code.PermissionDenied: {
+      const reason = authErrorReason(connectError);
       const needs = requirement(method);
-      if (needs !== undefined) return { kind: "refused", message: `You need ${needs} to ${to}.` };
-      const why = ruleOf(method)?.conditionMessage || connectError.rawMessage;
-      return { kind: "refused", message: `You may not ${to}: ${why}.` };
+      if (needs !== undefined && BY_THE_RULE.has(reason ?? "")) {
+        return { kind: "refused", message: `You need ${needs} to ${to}.` };
+      }
+      const condition = reason === "CONDITION_FAILED" ? ruleOf(method)?.conditionMessage : undefined;
+      return { kind: "refused", message: `You may not ${to}: ${condition || connectError.rawMessage}.` };
     }
     case Code.Unauthenticated:
       return { kind: "signed-out", message: `Your session has ended: log in again (${connectError.rawMessage}).` };

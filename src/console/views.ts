@@ -99,7 +99,7 @@ export function userView(context: ViewContext, admin: AdminClient, username: str
       const { user: detailed } = await admin.getUser({ username }, { signal: context.signal });
       if (detailed?.user === undefined) return ["The server sent no user."];
       const user = detailed.user;
-      const status = el("p", { id: "user-detail-status", class: "status", role: "status" });
+      const status = detail.status;
       const toggle = el(
         "button",
         {
@@ -193,7 +193,6 @@ export function userView(context: ViewContext, admin: AdminClient, username: str
           "No permission.",
         ),
         grant,
-        status,
       ];
     },
   );
@@ -202,7 +201,7 @@ export function userView(context: ViewContext, admin: AdminClient, username: str
     { id: "user-sessions", heading: "Sessions", method: methods.listUserSessions, to: "see sessions" },
     async () => {
       const answer = await admin.listUserSessions({ username }, { signal: context.signal });
-      const status = el("p", { id: "user-sessions-status", class: "status", role: "status" });
+      const status = sessions.status;
       const end = (id: string) =>
         el(
           "button",
@@ -238,7 +237,6 @@ export function userView(context: ViewContext, admin: AdminClient, username: str
           ]),
           "No open session.",
         ),
-        status,
       ];
     },
   );
