@@ -422,6 +422,10 @@ describeOr(skipWithoutChromium, "the admin console in Chromium", { timeout: 300_
     // Every control on the page has a name a screen reader can say, and is reachable by keyboard.
     assert.deepEqual(await unnamedControls(page), []);
 
+    // The screenshot the docs show: alice's page with her new session open.
+    await page.reload();
+    await page.locator("#user-sessions-table button[data-session]").waitFor();
+    await page.locator("#user-audit-table tbody tr", { hasText: "permission.granted" }).waitFor();
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
     assert.deepEqual(pageErrors, []);
   });
