@@ -62,6 +62,10 @@ export const AUDIT_EVENT_TYPES = [
   "totp.disabled",
   "key.changed",
   "audit.pruned",
+  "token.issued",
+  "identity.linked",
+  "identity.unlinked",
+  "django.imported",
 ] as const;
 
 /** One of {@link AUDIT_EVENT_TYPES}. */

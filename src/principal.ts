@@ -28,6 +28,22 @@ export interface Principal {
   readonly kind?: PrincipalKindName;
   /** Names of the groups the principal belongs to, when the source knows them. */
   readonly groups?: ReadonlySet<string>;
+  /**
+   * Set when the caller presented an API key (`pgk_…`) rather than a token:
+   * the principal is then the key's owner limited to the key's scopes
+   * (`permissions` is the owner's permissions intersected with `scopes`;
+   * `isStaff`, `isSuperuser` and `groups` are not carried). Absent for tokens
+   * and certificates.
+   */
+  readonly apiKey?: PrincipalApiKey;
+}
+
+/** The API key a principal came from; see {@link Principal.apiKey}. */
+export interface PrincipalApiKey {
+  /** The key's public id. */
+  readonly id: string;
+  /** The permissions the key is limited to, sorted. */
+  readonly scopes: readonly string[];
 }
 
 /** The kinds of principal: people and service accounts. */

@@ -44,7 +44,17 @@ export type UnauthenticatedReason =
    * outside the configured gateway ranges (or from no known socket): never
    * trusted, whatever else the request carries.
    */
-  | "GATEWAY_UNTRUSTED";
+  | "GATEWAY_UNTRUSTED"
+  /**
+   * An API key (`pgk_…`) was presented to a method whose rule says
+   * `api_keys: false` (changing a password, minting keys): it needs a token
+   * from a login. Decided from the credential's shape before any look-up,
+   * so the caller is not identified, hence UNAUTHENTICATED rather than
+   * PERMISSION_DENIED. An unknown, wrong or revoked key is `TOKEN_INVALID` /
+   * `TOKEN_REVOKED`, an expired one `TOKEN_EXPIRED`, a key of a deactivated
+   * owner `USER_INACTIVE`, as for tokens.
+   */
+  | "API_KEY_NOT_ALLOWED";
 
 /** Why an identified caller may not call (gRPC code PERMISSION_DENIED). */
 export type PermissionDeniedReason =

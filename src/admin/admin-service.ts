@@ -10,8 +10,10 @@ import { create } from "@bufbuild/protobuf";
 import { Code, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { type AdminService, type GrantTarget, WhoCanResponseSchema } from "../../gen/protoguard/v1/admin_pb.js";
 import type { AuditEventType } from "../audit-event.js";
+import { mintApiKey, parseApiKeyLifetime } from "../lifecycle/api-keys.js";
 import { generateClientCredentials, generateClientSecret } from "../lifecycle/service-token.js";
 import { createPasswordHasher, MAX_PASSWORD_BYTES, type PasswordHasher } from "../lifecycle/passwords.js";
+import { listApiKeys, revokeApiKey } from "../store/api-keys.js";
 import { recordAuditEvent } from "../store/audit.js";
 import type { Database, DrizzleDb } from "../store/database-handle.js";
 import {
@@ -60,6 +62,7 @@ import type { Keyring } from "../token/keys.js";
 import { auditPage, createFollowerGate, followAuditEvents } from "./audit-reads.js";
 import { assertHoldsAll, assertMayManage, callerOf, type AdminCaller } from "./caller.js";
 import {
+  apiKeyMessage,
   groupDetailMessage,
   groupSummaryInit,
   serviceAccountMessage,
@@ -463,10 +466,56 @@ export function createAdminService(options: AdminServiceOptions): ServiceImpl<ty
         return {};
       }),
 
-    // The API key store is another branch's (apikeys23); these answer what they are until it lands.
-    listUserApiKeys: () => apiKeysPending(),
-    createUserApiKey: () => apiKeysPending(),
-    revokeUserApiKey: () => apiKeysPending(),
+    listUserApiKeys: (req) =>
+      answer(async () => {
+        const owner = await requireOwner(db, req.owner);
+        const keys = await listApiKeys(db, owner.id);
+        return { apiKeys: keys.filter((key) => key.revokedAt === null).map(apiKeyMessage) };
+      }),
+
+    createUserApiKey: (req, ctx) =>
+      answer(async () => {
+        const caller = callerOf(ctx);
+        const owner = await requireOwner(db, req.owner);
+        // A key acts as its owner: minting one for a superuser is taking the account over.
+        assertMayManage(caller.principal, "create an API key for a superuser", owner.isSuperuser);
+        assertHoldsAll(caller.principal, req.scopes, "hand out a key with");
+        const lifetimeSeconds = req.expiresIn === "" ? undefined : parseApiKeyLifetime(req.expiresIn);
+        const minted = await write(caller, async (tx, record) => {
+          const made = await mintApiKey(
+            { ...database, db: tx },
+            { owner: owner.id, scopes: req.scopes, name: req.name, lifetimeSeconds, now },
+          );
+          await record("apikey.created", `apikey:${made.info.id}`, {
+            id: made.info.id,
+            owner: made.info.owner,
+            username: made.info.owner,
+            scopes: [...made.info.scopes],
+            name: made.info.name,
+            ...(made.info.expiresAt !== null && { expires_at: made.info.expiresAt.toISOString() }),
+          });
+          return made;
+        });
+        return { key: minted.key, apiKey: apiKeyMessage(minted.info) };
+      }),
+
+    revokeUserApiKey: (req, ctx) =>
+      answer(async () => {
+        await write(callerOf(ctx), async (tx, record) => {
+          const outcome = await revokeApiKey(tx, req.id, new Date(now()));
+          if (outcome.status === "not_found") {
+            throw adminError(`no API key with id "${req.id}"`, Code.NotFound, "API_KEY_NOT_FOUND");
+          }
+          if (outcome.status === "revoked") {
+            await record("apikey.revoked", `apikey:${req.id}`, {
+              id: req.id,
+              owner: outcome.key.owner,
+              username: outcome.key.owner,
+            });
+          }
+        });
+        return {};
+      }),
 
     listAuditEvents: (req) => answer(() => auditPage(db, req)),
 
@@ -590,10 +639,9 @@ function decodeUserToken(token: string): string {
   return text.slice(5);
 }
 
-function apiKeysPending(): never {
-  throw adminError(
-    "API key administration is not available on this server yet (it arrives with the API key store)",
-    Code.Unimplemented,
-    "NOT_IMPLEMENTED",
-  );
+/** The person or service account owning (or to own) API keys. */
+async function requireOwner(db: DrizzleDb, name: string): Promise<PublicUser> {
+  const user = await findUserByUsername(db, name);
+  if (user === undefined) throw new StoreError("USER_NOT_FOUND", `no user or service account "${name}"`);
+  return user;
 }

@@ -6,11 +6,9 @@ import { Code, type HandlerContext } from "@connectrpc/connect";
 import type { AuditContext } from "../audit-event.js";
 import { requirePrincipal } from "../connect/helpers.js";
 import { peerAddressKey } from "../connect/peer.js";
+import { requestIdKey } from "../connect/request-id.js";
 import { principalKind, type Principal } from "../principal.js";
 import { adminError } from "./errors.js";
-
-/** Longest request id taken from a client's `x-request-id` header. */
-const MAX_REQUEST_ID = 128;
 
 /** The caller and the audit context of a call. */
 export interface AdminCaller {
@@ -21,13 +19,14 @@ export interface AdminCaller {
 /**
  * The caller (the auth layer has admitted them under the method's rule) and the context every
  * audit row of the call carries: the actor, the peer address the server resolved (forwarded
- * headers only from trusted proxies), the User-Agent and the client's `x-request-id`.
+ * headers only from trusted proxies), the User-Agent and the request id the server assigned or
+ * accepted (`requestIdKey`).
  */
 export function callerOf(ctx: HandlerContext): AdminCaller {
   const principal = requirePrincipal(ctx);
   const peerAddress = ctx.values.get(peerAddressKey);
   const userAgent = ctx.requestHeader.get("user-agent") ?? undefined;
-  const requestId = ctx.requestHeader.get("x-request-id")?.slice(0, MAX_REQUEST_ID) || undefined;
+  const requestId = ctx.values.get(requestIdKey);
   return {
     principal,
     audit: {

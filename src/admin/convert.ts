@@ -16,7 +16,8 @@ import {
   type UserDetail,
   type UserSummary,
 } from "../../gen/protoguard/v1/admin_pb.js";
-import { SessionSchema, type Session } from "../../gen/protoguard/v1/auth_pb.js";
+import { ApiKeySchema, SessionSchema, type ApiKey, type Session } from "../../gen/protoguard/v1/auth_pb.js";
+import type { ApiKeyInfo } from "../store/api-keys.js";
 import type { AuditEventRow } from "../store/schema.js";
 import type * as directory from "../store/directory.js";
 import type { ServiceAccountInfo as StoredServiceAccount } from "../store/service-accounts.js";
@@ -103,5 +104,18 @@ export function auditEventMessage(row: AuditEventRow): AuditEvent {
     userAgent: row.userAgent ?? "",
     requestId: row.requestId ?? "",
     detailJson: JSON.stringify(row.detail),
+  });
+}
+
+/** An API key as auth.proto's message: never its secret or hash (the store row has neither). */
+export function apiKeyMessage(info: ApiKeyInfo): ApiKey {
+  return create(ApiKeySchema, {
+    id: info.id,
+    name: info.name,
+    scopes: [...info.scopes],
+    owner: info.owner,
+    createdAt: timestampFromDate(info.createdAt),
+    ...(info.expiresAt !== null && { expiresAt: timestampFromDate(info.expiresAt) }),
+    ...(info.lastUsedAt !== null && { lastUsedAt: timestampFromDate(info.lastUsedAt) }),
   });
 }

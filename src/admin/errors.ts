@@ -5,6 +5,7 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { ApiKeyError, type ApiKeyErrorCode } from "../lifecycle/api-keys.js";
 import { PasswordBusyError } from "../lifecycle/passwords.js";
 import { ERROR_DOMAIN } from "../reasons.js";
 import { StoreError, type StoreErrorCode } from "../store/errors.js";
@@ -29,6 +30,16 @@ const STORE_CODES: Readonly<Record<StoreErrorCode, Code>> = {
   NOTIFICATIONS_UNAVAILABLE: Code.Unavailable,
 };
 
+/** The Connect code of each refusal of an API key's minting. */
+const API_KEY_CODES: Readonly<Record<ApiKeyErrorCode, Code>> = {
+  INVALID_SCOPE: Code.InvalidArgument,
+  INVALID_LIFETIME: Code.InvalidArgument,
+  // The request is well formed; the owner's state does not allow it.
+  SCOPE_NOT_HELD: Code.FailedPrecondition,
+  OWNER_INACTIVE: Code.FailedPrecondition,
+  TOO_MANY_KEYS: Code.FailedPrecondition,
+};
+
 /** What a caller is told when the database fails: the cause stays in the server's logs. */
 export const ADMIN_BACKEND_UNAVAILABLE = "the user database is unavailable, try again later";
 
@@ -49,13 +60,14 @@ export function invalidArgument(message: string): ConnectError {
 /**
  * Turns what a handler threw into what the client receives: a StoreError keeps its message
  * under the code of {@link STORE_CODES}; a full password hasher is RESOURCE_EXHAUSTED; a
- * RangeError (a password too long for the hasher) INVALID_ARGUMENT; anything else (the
+ * refused API key its code's; a RangeError (a password too long for the hasher) INVALID_ARGUMENT; anything else (the
  * database down, a bug) UNAVAILABLE with a generic message, the error kept as `cause` (Connect
  * never sends it).
  */
 export function toConnectError(error: unknown): ConnectError {
   if (error instanceof ConnectError) return error;
   if (error instanceof StoreError) return adminError(error.message, STORE_CODES[error.code], error.code, error);
+  if (error instanceof ApiKeyError) return adminError(error.message, API_KEY_CODES[error.code], error.code, error);
   if (error instanceof PasswordBusyError) {
     return adminError("too many password operations in progress, try again later", Code.ResourceExhausted, error.code);
   }

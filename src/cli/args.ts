@@ -8,16 +8,17 @@ import type { Runtime } from "../runtime/runtime.js";
 import { assertValidPermissions } from "../store/users.js";
 import { PROGRAM, withRuntime, type CliIo, type Command } from "./io.js";
 import { EXIT_OK, UsageError } from "./errors.js";
+import { runAudited, type CliAuditEvent } from "./audit-record.js";
 
-/** How a flag takes its value. */
-export type FlagKind = "string" | "boolean";
+/** How a flag takes its value; `strings` may be given more than once (`--scope a.b --scope c.d`). */
+export type FlagKind = "string" | "strings" | "boolean";
 
 /** The flags a command accepts, by name without the leading `--`. */
 export type FlagSpec = Readonly<Record<string, FlagKind>>;
 
 /** Parsed flag values: absent flags are `undefined`. */
 export type ParsedFlags<S extends FlagSpec> = {
-  -readonly [K in keyof S]?: S[K] extends "string" ? string : boolean;
+  -readonly [K in keyof S]?: S[K] extends "string" ? string : S[K] extends "strings" ? string[] : boolean;
 };
 
 /** What {@link parseArgs} returns. */
@@ -40,14 +41,15 @@ const BOOLEAN_VALUES: Readonly<Record<string, boolean>> = { true: true, false: f
  *   likely a forgotten value than a password, so it is refused
  *   (`--password=--staff` still works).
  * - A boolean flag takes no value, or exactly `=true` / `=false`.
- * - A flag given twice is refused rather than silently last-wins.
+ * - A flag given twice is refused rather than silently last-wins, except a
+ *   `strings` flag, which collects every value in order.
  *
  * @throws {UsageError} for an unknown, repeated or incomplete flag.
  */
 export function parseArgs<S extends FlagSpec>(argv: readonly string[], spec: S): ParsedArgs<S> {
   const positionals: string[] = [];
   // Null prototype: flag names come from the command line.
-  const flags = Object.create(null) as Record<string, string | boolean>;
+  const flags = Object.create(null) as Record<string, string | string[] | boolean>;
   let help = false;
   const kindOf = (name: string): FlagKind | undefined => (Object.hasOwn(spec, name) ? spec[name] : undefined);
 
@@ -71,7 +73,7 @@ export function parseArgs<S extends FlagSpec>(argv: readonly string[], spec: S):
     const inline = eq === -1 ? undefined : arg.slice(eq + 1);
     const kind = kindOf(name);
     if (kind === undefined) throw new UsageError(`unknown option --${name}`);
-    if (name in flags) throw new UsageError(`--${name} given more than once`);
+    if (name in flags && kind !== "strings") throw new UsageError(`--${name} given more than once`);
 
     if (kind === "boolean") {
       if (inline === undefined) {
@@ -83,16 +85,17 @@ export function parseArgs<S extends FlagSpec>(argv: readonly string[], spec: S):
       }
       continue;
     }
-    if (inline !== undefined) {
-      flags[name] = inline;
-      continue;
+    let value = inline;
+    if (value === undefined) {
+      const next = argv[i + 1];
+      if (next === undefined || (next.startsWith("--") && kindOf(next.slice(2).split("=")[0]!) !== undefined)) {
+        throw new UsageError(`--${name} needs a value`);
+      }
+      value = next;
+      i++;
     }
-    const next = argv[i + 1];
-    if (next === undefined || (next.startsWith("--") && kindOf(next.slice(2).split("=")[0]!) !== undefined)) {
-      throw new UsageError(`--${name} needs a value`);
-    }
-    flags[name] = next;
-    i++;
+    if (kind === "strings") ((flags[name] as string[] | undefined) ?? (flags[name] = [])).push(value);
+    else flags[name] = value;
   }
   return { positionals, flags: flags as ParsedFlags<S>, help };
 }
@@ -178,6 +181,11 @@ export interface StoreSubcommandDefinition<S extends FlagSpec, P, T> {
   report(result: T, input: P): string;
   /** Pass on the development-secret warning (commands that sign tokens). Default false. */
   warnAboutKeys?: boolean;
+  /**
+   * What the write records in the audit log (actor `cli:<OS user>`). When set, the work runs in
+   * one transaction with its audit rows. Every command that writes sets it. Default: none (a read).
+   */
+  audit?: (result: T, input: P) => CliAuditEvent | readonly CliAuditEvent[] | undefined;
 }
 
 /**
@@ -196,7 +204,13 @@ export function defineStoreSubcommand<S extends FlagSpec = Record<never, never>,
     positionals: definition.positionals,
     async run(args, env, io) {
       const input = await prepare(args);
-      const result = await withRuntime(env, io, (runtime) => work(runtime, input), options);
+      const { audit } = definition;
+      const result = await withRuntime(
+        env,
+        io,
+        (runtime) => (audit === undefined ? work(runtime, input) : runAudited(runtime, input, work, audit)),
+        options,
+      );
       io.out(report(result, input));
       return EXIT_OK;
     },

@@ -8,6 +8,7 @@
  * this file does not depend on those modules at compile time.
  */
 import { defineSubcommand, commandGroup, type Subcommand } from "./args.js";
+import { apiKeySubcommands } from "./api-keys.js";
 import { totpSubcommands, keysSubcommands, tokenSubcommand } from "./credentials.js";
 import {
   PROGRAM,
@@ -19,11 +20,13 @@ import {
   type Command,
 } from "./io.js";
 import { EXIT_OK, EXIT_USAGE, UsageError } from "./errors.js";
+import { auditSubcommands } from "./audit.js";
 import { importSubcommands } from "./import-django.js";
 import { initSubcommand } from "./init.js";
 import { secretSubcommand } from "./secret.js";
 import { serviceSubcommands } from "./services.js";
 import { groupSubcommands, userSubcommands } from "./users.js";
+import { permissionSubcommands, sessionSubcommands } from "./directory.js";
 
 const migrate = defineSubcommand({
   usage: "migrate",
@@ -72,6 +75,12 @@ const EXTERNAL_COMMANDS: Readonly<Record<string, ExternalCommand>> = {
       "policy [--image FILE [--include-protoguard] | --routes MODULE] [--check] [--format table|markdown|json|openapi]",
     summary: "list every served method with its rule and where the rule comes from",
   },
+  "who-can": {
+    module: "./who-can.js",
+    exportName: "whoCanCommand",
+    usage: "who-can <method> [--image FILE | --routes MODULE] [--json]",
+    summary: "list the users, groups and service accounts whose grants satisfy a method's rule",
+  },
 };
 
 function group(name: string, subcommands: Readonly<Record<string, Subcommand>>): CommandEntry {
@@ -87,12 +96,16 @@ const COMMANDS: Readonly<Record<string, CommandEntry>> = {
   migrate: { run: migrate.run, usages: [migrate] },
   user: group("user", userSubcommands),
   group: group("group", groupSubcommands),
+  permission: group("permission", permissionSubcommands),
+  session: group("session", sessionSubcommands),
   service: group("service", serviceSubcommands),
+  apikey: group("apikey", apiKeySubcommands),
   token: { run: tokenSubcommand.run, usages: [tokenSubcommand] },
   otp: group("otp", totpSubcommands),
   keys: group("keys", keysSubcommands),
   secret: { run: secretSubcommand.run, usages: [secretSubcommand] },
   import: group("import", importSubcommands),
+  audit: group("audit", auditSubcommands),
 };
 
 /** Every line of `protoguard --help`. */

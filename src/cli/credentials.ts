@@ -30,6 +30,12 @@ export const tokenSubcommand = defineStoreSubcommand({
     return issueSession(runtime.database.db, runtime.issuer, user.id);
   },
   report: (session) => JSON.stringify({ access_token: session.accessToken, refresh_token: session.refreshToken }),
+  // The session's family and the access token's id, never the tokens themselves.
+  audit: (session, username) => ({
+    type: "token.issued",
+    subject: `user:${username}`,
+    detail: { familyId: session.familyId, accessJti: session.access.jti },
+  }),
   warnAboutKeys: true,
 });
 
@@ -45,6 +51,7 @@ const totpEnable = defineStoreSubcommand({
   // Only the URI: it carries the secret, and a single line pipes straight
   // into a QR encoder (`protoguard otp enable alice | qrencode -t ansi`).
   report: ({ uri }) => uri,
+  audit: (_, username) => ({ type: "totp.enabled", subject: `user:${username}` }),
 });
 
 /** The `otp` subcommands. */

@@ -26,6 +26,11 @@ export const userLink = defineStoreSubcommand({
   work: (runtime, { username, issuer, subject }) =>
     linkExternalIdentity(runtime.database.db, issuer, subject, username),
   report: (_, { username, issuer, subject }) => `linked ${issuer} subject "${subject}" to user "${username}"`,
+  audit: (_, { username, issuer, subject }) => ({
+    type: "identity.linked",
+    subject: `user:${username}`,
+    detail: { issuer, externalSubject: subject },
+  }),
 });
 
 /** `user unlink <issuer> <subject>`. */
@@ -40,4 +45,5 @@ export const userUnlink = defineStoreSubcommand({
     }
   },
   report: (_, { issuer, subject }) => `unlinked ${issuer} subject "${subject}"`,
+  audit: (_, { issuer, subject }) => ({ type: "identity.unlinked", detail: { issuer, externalSubject: subject } }),
 });

@@ -6,6 +6,7 @@
 import { importFromDjango, type DjangoImportReport } from "../store/django-import.js";
 import { defineSubcommand, type Subcommand } from "./args.js";
 import { withRuntime, type CliIo } from "./io.js";
+import { runAudited } from "./audit-record.js";
 import { EXIT_OK, UsageError } from "./errors.js";
 
 /** The lines `protoguard import django` prints for a report. */
@@ -37,12 +38,27 @@ const importDjango = defineSubcommand({
     if (!/^postgres(ql)?:\/\//.test(databaseUrl)) {
       throw new UsageError("--database-url must be a postgres:// URL (only PostgreSQL is read)");
     }
+    const options = { databaseUrl, userTable: flags["user-table"], dryRun: flags["dry-run"] === true };
     const report = await withRuntime(env, io, (runtime) =>
-      importFromDjango(runtime.database, {
-        databaseUrl,
-        userTable: flags["user-table"],
-        dryRun: flags["dry-run"] === true,
-      }),
+      runAudited(
+        runtime,
+        options,
+        (scoped, input) => importFromDjango(scoped.database, input),
+        // A dry run writes nothing, so records nothing; the counts only, never a hash.
+        (done) =>
+          done.dryRun
+            ? undefined
+            : {
+                type: "django.imported",
+                detail: {
+                  users: done.users,
+                  groups: done.groups,
+                  permissions: done.permissions,
+                  grants: done.grants,
+                  passwordResetRequired: done.passwordResetRequired.length,
+                },
+              },
+      ),
     );
     for (const line of formatDjangoImportReport(report)) io.out(line);
     return EXIT_OK;

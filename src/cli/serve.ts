@@ -199,6 +199,7 @@ async function start(
     maxConnectionsPerPeer: config.maxConnectionsPerPeer,
     maxWatchStreams: config.maxWatchStreams,
     maxWatchStreamsPerConnection: config.maxWatchStreamsPerConnection,
+    auditRetentionDays: config.auditRetentionDays,
     ...appAccess(app, runtime),
     ...(config.gatewayHeader !== undefined && {
       gateway: {

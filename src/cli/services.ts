@@ -73,6 +73,12 @@ const serviceCreate = defineStoreSubcommand({
       null,
       2,
     ),
+  // The client id is an identifier, not a secret; the secret is never recorded.
+  audit: ({ account }) => ({
+    type: "service.created",
+    subject: `service:${account.name}`,
+    detail: { id: account.id, clientId: account.clientId, tlsIdentity: account.tlsIdentity },
+  }),
 });
 
 const serviceGrant = defineStoreSubcommand({
@@ -85,6 +91,11 @@ const serviceGrant = defineStoreSubcommand({
     await grantUserPermissions(runtime.database.db, name, perms);
   },
   report: (_, { name, perms }) => `granted ${perms.join(", ")} to service "${name}"`,
+  audit: (_, { name, perms }) => ({
+    type: "permission.granted",
+    subject: `service:${name}`,
+    detail: { permissions: perms },
+  }),
 });
 
 const serviceRevoke = defineStoreSubcommand({
@@ -97,6 +108,11 @@ const serviceRevoke = defineStoreSubcommand({
     return revokeUserPermissions(runtime.database.db, name, perms);
   },
   report: (removed, { name }) => `revoked ${removed} grant${removed === 1 ? "" : "s"} from service "${name}"`,
+  audit: (removed, { name, perms }) => ({
+    type: "permission.revoked",
+    subject: `service:${name}`,
+    detail: { permissions: perms, removed },
+  }),
 });
 
 const serviceRotate = defineStoreSubcommand({
@@ -131,6 +147,11 @@ const serviceRotate = defineStoreSubcommand({
       null,
       2,
     ),
+  audit: ({ account }, { grace }) => ({
+    type: "service.secret_rotated",
+    subject: `service:${account.name}`,
+    detail: { graceSeconds: grace, previousSecretExpiresAt: account.previousSecretExpiresAt?.toISOString() ?? null },
+  }),
 });
 
 const serviceList = defineStoreSubcommand({
@@ -149,6 +170,7 @@ const serviceDeactivate = defineStoreSubcommand({
   prepare: name,
   work: (runtime, service) => setServiceActive(runtime.database.db, service, false),
   report: (_, service) => `deactivated service "${service}"`,
+  audit: (_, service) => ({ type: "service.deactivated", subject: `service:${service}` }),
 });
 
 const serviceActivate = defineStoreSubcommand({
@@ -158,6 +180,7 @@ const serviceActivate = defineStoreSubcommand({
   prepare: name,
   work: (runtime, service) => setServiceActive(runtime.database.db, service, true),
   report: (_, service) => `activated service "${service}"`,
+  audit: (_, service) => ({ type: "service.activated", subject: `service:${service}` }),
 });
 
 const serviceDelete = defineStoreSubcommand({
@@ -167,6 +190,7 @@ const serviceDelete = defineStoreSubcommand({
   prepare: name,
   work: (runtime, service) => deleteServiceAccount(runtime.database.db, service),
   report: (_, service) => `deleted service "${service}"`,
+  audit: (_, service) => ({ type: "service.deleted", subject: `service:${service}` }),
 });
 
 /** The `service` subcommands, in the order the usage lists them. */

@@ -22,8 +22,13 @@ import {
   findUserByUsername,
   grantGroupPermissions,
   grantUserPermissions,
+  removeUsersFromGroup,
+  revokeGroupPermissions,
   revokeUserPermissions,
+  setUserActive,
 } from "../store/users.js";
+import { deleteGroup } from "../store/directory.js";
+import { groupReadSubcommands, userReadSubcommands } from "./directory.js";
 import { defineStoreSubcommand, firstPositional, holderAndPermissions } from "./args.js";
 import { userLink, userUnlink } from "./external.js";
 import { CliError, UsageError } from "./errors.js";
@@ -115,6 +120,11 @@ const userCreate = defineStoreSubcommand({
     const role = user.isSuperuser ? " (superuser)" : user.isStaff ? " (staff)" : "";
     return `created user "${user.username}" with id ${user.id}${role}`;
   },
+  audit: (user) => ({
+    type: "user.created",
+    subject: `user:${user.username}`,
+    detail: { id: user.id, isStaff: user.isStaff, isSuperuser: user.isSuperuser, email: user.email },
+  }),
 });
 
 const userGrant = defineStoreSubcommand({
@@ -124,6 +134,11 @@ const userGrant = defineStoreSubcommand({
   prepare: holderAndPermissions,
   work: personOnly((runtime, { name, perms }) => grantUserPermissions(runtime.database.db, name, perms)),
   report: (_, { name, perms }) => `granted ${perms.join(", ")} to user "${name}"`,
+  audit: (_, { name, perms }) => ({
+    type: "permission.granted",
+    subject: `user:${name}`,
+    detail: { permissions: perms },
+  }),
 });
 
 const userRevoke = defineStoreSubcommand({
@@ -135,6 +150,11 @@ const userRevoke = defineStoreSubcommand({
     revokeUserPermissions(runtime.database.db, name, perms),
   ),
   report: (removed, { name }) => `revoked ${removed} direct grant${removed === 1 ? "" : "s"} from user "${name}"`,
+  audit: (removed, { name, perms }) => ({
+    type: "permission.revoked",
+    subject: `user:${name}`,
+    detail: { permissions: perms, removed },
+  }),
 });
 
 const userDeactivate = defineStoreSubcommand({
@@ -145,6 +165,20 @@ const userDeactivate = defineStoreSubcommand({
   // One transaction inside: never an inactive user with live refresh tokens.
   work: personOnly<string, unknown>((runtime, username) => deactivateUser(runtime.database, username)),
   report: (_, username) => `deactivated user "${username}" and revoked their sessions`,
+  audit: (_, username) => ({
+    type: "user.deactivated",
+    subject: `user:${username}`,
+    detail: { sessionsRevoked: true },
+  }),
+});
+
+const userActivate = defineStoreSubcommand({
+  usage: "user activate <username>",
+  summary: "enable a deactivated user again (tokens issued before stay dead: they log in anew)",
+  positionals: { min: 1, max: 1, names: "<username>" },
+  prepare: holder,
+  work: personOnly<string, unknown>((runtime, username) => setUserActive(runtime.database.db, username, true)),
+  report: (_, username) => `activated user "${username}"`,
 });
 
 const userDelete = defineStoreSubcommand({
@@ -154,6 +188,7 @@ const userDelete = defineStoreSubcommand({
   prepare: holder,
   work: personOnly((runtime, username) => deleteUser(runtime.database.db, username)),
   report: (_, username) => `deleted user "${username}"`,
+  audit: (_, username) => ({ type: "user.deleted", subject: `user:${username}` }),
 });
 
 const userSetPassword = defineStoreSubcommand({
@@ -170,14 +205,22 @@ const userSetPassword = defineStoreSubcommand({
     await changePassword(runtime.database, user.id, password, runtime.passwordHasher);
   },
   report: (_, { username }) => `changed the password of user "${username}" and revoked their sessions`,
+  // Never the password: only that it changed.
+  audit: (_, { username }) => ({
+    type: "password.changed",
+    subject: `user:${username}`,
+    detail: { sessionsRevoked: true },
+  }),
 });
 
 /** The `user` subcommands, in the order the usage lists them. */
 export const userSubcommands = {
+  ...userReadSubcommands,
   create: userCreate,
   grant: userGrant,
   revoke: userRevoke,
   deactivate: userDeactivate,
+  activate: userActivate,
   delete: userDelete,
   "set-password": userSetPassword,
   link: userLink,
@@ -191,6 +234,7 @@ const groupCreate = defineStoreSubcommand({
   prepare: holder,
   work: (runtime, name) => createGroup(runtime.database.db, name),
   report: (group) => `created group "${group.name}" with id ${group.id}`,
+  audit: (group) => ({ type: "group.created", subject: `group:${group.name}`, detail: { id: group.id } }),
 });
 
 const groupGrant = defineStoreSubcommand({
@@ -200,6 +244,11 @@ const groupGrant = defineStoreSubcommand({
   prepare: holderAndPermissions,
   work: (runtime, { name, perms }) => grantGroupPermissions(runtime.database.db, name, perms),
   report: (_, { name, perms }) => `granted ${perms.join(", ")} to group "${name}"`,
+  audit: (_, { name, perms }) => ({
+    type: "permission.granted",
+    subject: `group:${name}`,
+    detail: { permissions: perms },
+  }),
 });
 
 const groupAdd = defineStoreSubcommand({
@@ -209,13 +258,49 @@ const groupAdd = defineStoreSubcommand({
   prepare: ({ positionals: [group, ...usernames] }) => ({ group: group!, usernames }),
   work: (runtime, { group, usernames }) => addUsersToGroup(runtime.database.db, group, usernames),
   report: (_, { group, usernames }) => `added ${usernames.map((u) => `"${u}"`).join(", ")} to group "${group}"`,
+  audit: (_, { group, usernames }) => ({
+    type: "group.members_added",
+    subject: `group:${group}`,
+    detail: { usernames },
+  }),
+});
+
+const groupRevoke = defineStoreSubcommand({
+  usage: "group revoke <group> <permission>...",
+  summary: "remove permissions from a group (its members lose what only the group gave them)",
+  positionals: { min: 2, max: Infinity, names: "<group> <permission>..." },
+  prepare: holderAndPermissions,
+  work: (runtime, { name, perms }) => revokeGroupPermissions(runtime.database.db, name, perms),
+  report: (removed, { name }) => `revoked ${removed} grant${removed === 1 ? "" : "s"} from group "${name}"`,
+});
+
+const groupRemove = defineStoreSubcommand({
+  usage: "group remove <group> <username>...",
+  summary: "remove users from a group (nobody is removed if any username is unknown)",
+  positionals: { min: 2, max: Infinity, names: "<group> <username>..." },
+  prepare: ({ positionals: [group, ...usernames] }) => ({ group: group!, usernames }),
+  work: (runtime, { group, usernames }) => removeUsersFromGroup(runtime.database.db, group, usernames),
+  report: (removed, { group }) => `removed ${removed} member${removed === 1 ? "" : "s"} from group "${group}"`,
+});
+
+const groupDelete = defineStoreSubcommand({
+  usage: "group delete <group>",
+  summary: "delete a group with its memberships and grants",
+  positionals: { min: 1, max: 1, names: "<group>" },
+  prepare: holder,
+  work: (runtime, name) => deleteGroup(runtime.database.db, name),
+  report: (_, name) => `deleted group "${name}"`,
 });
 
 /** The `group` subcommands. */
 export const groupSubcommands = {
+  ...groupReadSubcommands,
   create: groupCreate,
   grant: groupGrant,
   add: groupAdd,
+  revoke: groupRevoke,
+  remove: groupRemove,
+  delete: groupDelete,
 };
 
 /**

@@ -53,6 +53,7 @@ export const PRINCIPAL_TYPE: CondType = {
     is_superuser: t.bool,
     permissions: { k: "list", elem: t.string },
     groups: { k: "list", elem: t.string },
+    api_key: t.string,
   },
 };
 

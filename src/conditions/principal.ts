@@ -13,7 +13,8 @@ const forms = new WeakMap<Principal, CelMap>();
 /**
  * The CEL value of `principal`: `id` (int), `username`, `kind` ("user" or
  * "service"), `is_staff`, `is_superuser`, `permissions` and `groups` (lists
- * of strings, sorted).
+ * of strings, sorted), and `api_key`: the id of the API key the caller
+ * presented, `""` for a token (so `principal.api_key == ""` admits tokens only).
  */
 export function celPrincipal(principal: Principal): CelMap {
   let form = forms.get(principal);
@@ -27,6 +28,7 @@ export function celPrincipal(principal: Principal): CelMap {
         ["is_superuser", principal.isSuperuser],
         ["permissions", celList([...principal.permissions].sort())],
         ["groups", celList([...(principal.groups ?? [])].sort())],
+        ["api_key", principal.apiKey?.id ?? ""],
       ]),
     );
     forms.set(principal, form);

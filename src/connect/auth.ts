@@ -14,6 +14,7 @@ import {
   type IdentityResolver,
   type PrincipalSource,
 } from "../decide/decide.js";
+import type { ApiKeyPrincipalSource } from "../credential/api-key.js";
 import { withTrustedIssuers } from "../identity/external-verifier.js";
 import type { TrustedIssuer, TrustedIssuerInit } from "../identity/trusted-issuers.js";
 import type { Verdict } from "../decide/verdict.js";
@@ -67,6 +68,14 @@ export interface AuthOptions {
    * identify nobody.
    */
   certificates?: CertificatePrincipalSource;
+  /**
+   * Resolves API keys (`authorization: Bearer pgk_<id>_<secret>`) to their
+   * owners, limited to the keys' scopes: `createApiKeySource({ database,
+   * onInvalidation })` from `protoguard/store`. Methods whose rule says
+   * `api_keys: false` refuse keys whatever this is. Default: none, so a key
+   * is refused as `TOKEN_INVALID`.
+   */
+  apiKeys?: ApiKeyPrincipalSource;
   /**
    * External identity providers whose access tokens are accepted too, routed by `iss` and
    * verified against their own JWKS (the same list `createTokenVerifier` takes; see
@@ -224,6 +233,7 @@ export function createAuth(options: AuthOptions): Auth {
     ...(gateway !== undefined && { gateway }),
     ...(options.lookupTimeoutMs !== undefined && { lookupTimeoutMs: options.lookupTimeoutMs }),
     ...(options.certificates !== undefined && { certificates: options.certificates }),
+    ...(options.apiKeys !== undefined && { apiKeys: options.apiKeys }),
   });
   const onDecision = options.onDecision;
   const watch = createWatch(options, policy, decide);
@@ -285,7 +295,8 @@ export function createAuth(options: AuthOptions): Auth {
         const body = admitBody(req, verdict, plan, access, onDecision);
         admitted = body instanceof Promise ? await body : body;
       }
-      admitted.contextValues.set(principalKey, verdict.principal);
+      // The verdict too (the gate sets it when it runs), so handlers can tell which token called.
+      admitted.contextValues.set(principalKey, verdict.principal).set(verdictKey, verdict);
       if (watch !== undefined && admitted.stream) {
         const certificate = admitted.contextValues.get(clientCertificateKey);
         const token =
@@ -323,6 +334,8 @@ function createWatch(options: AuthOptions, policy: AuthPolicy, decide: Decide): 
         ...(options.lookupTimeoutMs !== undefined && { lookupTimeoutMs: options.lookupTimeoutMs }),
         // Its cache is dropped by the same invalidation before a re-check runs.
         ...(options.certificates !== undefined && { certificates: options.certificates }),
+        // Likewise: a key's answer is dropped by the invalidation that announces its owner.
+        ...(options.apiKeys !== undefined && { apiKeys: options.apiKeys }),
         principals: {
           load(userId, token) {
             const key = `${userId}:${token.issuedAt}:${token.jti}`;

@@ -2,7 +2,7 @@ import type { ConnectError } from "@connectrpc/connect";
 import { Code, type HandlerContext } from "@connectrpc/connect";
 import { MESSAGES } from "../decide/verdict.js";
 import { principalHasPermission, principalKind, type Principal } from "../principal.js";
-import { authSignalKey, principalKey } from "./context.js";
+import { authSignalKey, principalKey, verdictKey } from "./context.js";
 import { authError } from "./errors.js";
 
 /*
@@ -113,6 +113,17 @@ const NEVER_ABORTED = new AbortController().signal;
  */
 export function authSignal(ctx: CallerContext): AbortSignal {
   return ctx.values.get(authSignalKey) ?? NEVER_ABORTED;
+}
+
+/**
+ * The `jti` of the access token the caller was identified by, or undefined for an anonymous call
+ * and one identified otherwise (a client certificate). What AuthService's session list marks
+ * the caller's own session by.
+ */
+export function callerTokenId(ctx: CallerContext): string | undefined {
+  const verdict = ctx.values.get(verdictKey);
+  const jti = verdict?.outcome === "allow" ? verdict.token?.jti : undefined;
+  return jti === "" ? undefined : jti;
 }
 
 /** Whether the caller holds `permission` (`app_label.codename`); false when anonymous. */

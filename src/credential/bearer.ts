@@ -1,4 +1,5 @@
 import { isCompactJws, MAX_TOKEN_LENGTH } from "../token/compact.js";
+import { looksLikeApiKey, parseApiKey, type ApiKeyCredential } from "./api-key.js";
 
 /**
  * Largest `authorization` value looked at: the same 8 KiB as the largest token
@@ -18,7 +19,9 @@ export type HeaderReader = Pick<Headers, "get">;
 export type BearerCredential =
   | { readonly kind: "none" }
   | { readonly kind: "malformed" }
-  | { readonly kind: "token"; readonly token: string };
+  | { readonly kind: "token"; readonly token: string }
+  /** `pgk_<id>_<secret>`: an API key, told apart from a JWT by its shape alone. */
+  | { readonly kind: "api_key"; readonly key: ApiKeyCredential };
 
 const NONE: BearerCredential = Object.freeze({ kind: "none" });
 const MALFORMED: BearerCredential = Object.freeze({ kind: "malformed" });
@@ -48,5 +51,11 @@ export function parseAuthorization(value: string): BearerCredential {
   // verifier's own check of the same string is a comparison, not a second scan.
   if (value.length < 8 || value.charCodeAt(6) !== 32 || !SCHEME.test(value)) return MALFORMED;
   const token = value.slice(7);
-  return isCompactJws(token) ? { kind: "token", token } : MALFORMED;
+  if (isCompactJws(token)) return { kind: "token", token };
+  // A key has no dots, so it is never a compact JWS: the two shapes cannot be confused.
+  if (looksLikeApiKey(token)) {
+    const key = parseApiKey(token);
+    return key === undefined ? MALFORMED : { kind: "api_key", key };
+  }
+  return MALFORMED;
 }

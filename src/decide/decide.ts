@@ -2,6 +2,7 @@ import { Code } from "@connectrpc/connect";
 import type { DescMethod } from "@bufbuild/protobuf";
 import { readBearer, type HeaderReader } from "../credential/bearer.js";
 import type { CertificatePrincipalSource, ClientCertificate } from "../credential/client-certificate.js";
+import type { ApiKeyCredential, ApiKeyLookup, ApiKeyPrincipalSource } from "../credential/api-key.js";
 import type { AuthPolicy, MethodPlan } from "../policy/policy.js";
 import type { PlannedRule } from "../policy/rule.js";
 import { principalHasPermission, principalKind, type Principal, type PrincipalLookup } from "../principal.js";
@@ -105,6 +106,13 @@ export interface DeciderOptions {
    * identify nobody.
    */
   certificates?: CertificatePrincipalSource;
+  /**
+   * Resolves API keys (`authorization: Bearer pgk_…`) to their owners limited
+   * to their scopes; `createApiKeySource` (protoguard/store) is the one over
+   * the `api_keys` table. Default: none, so a key is refused like a token
+   * that does not verify (`TOKEN_INVALID`).
+   */
+  apiKeys?: ApiKeyPrincipalSource;
 }
 
 /**
@@ -133,7 +141,7 @@ export type Decide = (
  * fails verification, cost no database I/O.
  */
 export function createDecider(options: DeciderOptions): Decide {
-  const { policy, verifier, principals, certificates, identities, gateway } = options;
+  const { policy, verifier, principals, certificates, identities, gateway, apiKeys } = options;
   const lookupTimeoutMs = options.lookupTimeoutMs ?? 5000;
   const budgetOf = (timeoutMs: number | undefined) =>
     timeoutMs === undefined ? lookupTimeoutMs : Math.min(timeoutMs, lookupTimeoutMs);
@@ -213,6 +221,22 @@ export function createDecider(options: DeciderOptions): Decide {
     return withTimeout(certificates.load(certificate), budgetOf(timeoutMs)).then(fromLookup, backendFailed(plan));
   }
 
+  /**
+   * A call with an API key: refused by shape alone where the rule says
+   * `api_keys: false` (no look-up), else resolved to its owner within its
+   * scopes and judged like a token's user.
+   */
+  function byApiKey(plan: MethodPlan, key: ApiKeyCredential, timeoutMs: number | undefined) {
+    if (plan.rule.apiKeys === false) return unauthenticated(plan, "API_KEY_NOT_ALLOWED");
+    if (apiKeys === undefined) return unauthenticated(plan, "TOKEN_INVALID");
+    const known = apiKeys.peek?.(key);
+    if (known !== undefined) return judgeApiKey(plan, key, known);
+    return withTimeout(apiKeys.load(key), budgetOf(timeoutMs)).then(
+      (lookup) => judgeApiKey(plan, key, lookup),
+      backendFailed(plan),
+    );
+  }
+
   return function decide(method, headers, timeoutMs, origin) {
     let plan: MethodPlan;
     try {
@@ -236,6 +260,7 @@ export function createDecider(options: DeciderOptions): Decide {
       return plan.rule.kind === "public" ? allow(plan, undefined) : unauthenticated(plan, "TOKEN_MISSING");
     }
     if (credential.kind === "malformed") return unauthenticated(plan, "TOKEN_MALFORMED");
+    if (credential.kind === "api_key") return byApiKey(plan, credential.key, timeoutMs);
     const known = verifier.peek?.(credential.token, "access");
     if (known !== undefined) return afterVerify(plan, known, timeoutMs);
     return verifier.verify(credential.token, "access").then((verified) => afterVerify(plan, verified, timeoutMs));
@@ -256,6 +281,31 @@ function judge(
       return unauthenticated(plan, "TOKEN_REVOKED");
   }
   return authorize(plan, plan.rule, grant === undefined ? lookup.principal : grant(lookup.principal), token);
+}
+
+/** The verdict for a call with an API key, given what its look-up found. */
+function judgeApiKey(plan: MethodPlan, key: ApiKeyCredential, lookup: ApiKeyLookup): Verdict {
+  switch (lookup.status) {
+    case "invalid":
+      return unauthenticated(plan, "TOKEN_INVALID");
+    case "expired":
+      return unauthenticated(plan, "TOKEN_EXPIRED");
+    case "revoked":
+      return unauthenticated(plan, "TOKEN_REVOKED");
+    case "not_found":
+    case "inactive":
+      return unauthenticated(plan, "USER_INACTIVE");
+  }
+  // What open streams are re-checked by: the owner (whose changes, the key's
+  // included, announce the owner) and the key's expiry. `apikey:` is no jti
+  // any issuer writes, so token revocations never match it.
+  const identity: LocalAccessClaims = {
+    userId: lookup.principal.id,
+    jti: `apikey:${key.id}`,
+    issuedAt: lookup.createdAt,
+    ...(lookup.expiresAt !== undefined && { expiresAt: lookup.expiresAt }),
+  };
+  return authorize(plan, plan.rule, lookup.principal, identity);
 }
 
 /**

@@ -79,6 +79,7 @@ export const MESSAGES = {
   UNKNOWN_ISSUER: "token issuer not trusted",
   IDENTITY_NOT_LINKED: "external identity not linked to a user",
   GATEWAY_UNTRUSTED: "gateway claims header not accepted from this peer",
+  API_KEY_NOT_ALLOWED: "API keys are not accepted by this method: use a token from a login",
   STAFF_REQUIRED: "staff access required",
   SUPERUSER_REQUIRED: "superuser access required",
   PRINCIPAL_KIND_USER: "only users may call this method",

@@ -69,3 +69,13 @@ export type { SimplejwtBlacklist } from "../store/simplejwt-tokens.js";
 
 // Security events (refresh reuse, logout) for an audit trail of your own
 export type { SecurityEvent } from "../lifecycle/auth-service.js";
+
+// API keys: minting with the scope checks both the CLI and CreateApiKey apply
+export {
+  ApiKeyError,
+  MAX_API_KEY_LIFETIME_SECONDS,
+  MAX_API_KEYS_PER_OWNER,
+  mintApiKey,
+  parseApiKeyLifetime,
+} from "../lifecycle/api-keys.js";
+export type { ApiKeyErrorCode, MintApiKeyInput, MintedApiKey } from "../lifecycle/api-keys.js";

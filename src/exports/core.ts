@@ -110,3 +110,20 @@ export type { KeyConfigErrorCode, TokenRejectionCode } from "../token/errors.js"
 
 // Context values the adapters set, for adapters of your own
 export { authSignalKey, principalKey } from "../connect/context.js";
+
+// API keys (`pgk_<id>_<secret>`): the credential's shape, generation and the source interface
+export {
+  API_KEY_PREFIX,
+  generateApiKey,
+  hashApiKeySecret,
+  parseApiKey,
+  scopedPrincipal,
+} from "../credential/api-key.js";
+export type {
+  ApiKeyCredential,
+  ApiKeyLookup,
+  ApiKeyPrincipalSource,
+  GeneratedApiKey,
+} from "../credential/api-key.js";
+export type { PrincipalApiKey } from "../principal.js";
+export type { RuleCredentials } from "../policy/rule.js";

@@ -80,6 +80,15 @@ export {
   NOTIFICATIONS_HEALTH_SERVICE,
 } from "../server/services/database-health.js";
 export type { DatabaseHealthOptions } from "../server/services/database-health.js";
+// Request ids, as the audit log records them.
+export { REQUEST_ID_HEADER, requestIdContextValues, requestIdKey } from "../connect/request-id.js";
+
+// AdminService: users, groups, grants, service accounts, sessions, API keys, the audit log and
+// the policy over Connect, guarded by the rules in admin.proto (startServer serves it by default)
+export { ADMIN_SERVICE_DEFAULTS, createAdminService } from "../admin/admin-service.js";
+export type { AdminServiceOptions } from "../admin/admin-service.js";
+export type { ServedPolicy } from "../admin/policy-table.js";
+export type { AdminServiceSettings } from "../server/admin-routes.js";
 
 // The admin console at /admin/ (startServer's `adminConsole`)
 export { ADMIN_CONSOLE_HEADERS, ADMIN_CONSOLE_PATH } from "../server/admin-console.js";

@@ -131,6 +131,14 @@ export { listSessions, listSessionsOfUser, revokeSession, sessionOwner } from ".
 export type { SessionInfo } from "../store/sessions.js";
 
 // ---------------------------------------------------------------------------
+// API keys: the cached source the auth layer resolves keys with, and the table's functions
+// ---------------------------------------------------------------------------
+export { createApiKeySource } from "../principals/api-keys.js";
+export type { ApiKeySourceOptions, CachedApiKeySource } from "../principals/api-keys.js";
+export { findApiKey, insertApiKey, listApiKeys, revokeApiKey, touchApiKey } from "../store/api-keys.js";
+export type { ApiKeyInfo, ApiKeyRecord, InsertApiKeyInput } from "../store/api-keys.js";
+
+// ---------------------------------------------------------------------------
 // The audit log: hash-chained security events and writes
 // ---------------------------------------------------------------------------
 export {

@@ -15,7 +15,7 @@ import type { Database } from "../store/database-handle.js";
 import { StoreError } from "../store/errors.js";
 import { DEFAULT_THROTTLE, type ThrottlePolicy } from "../store/login-attempts.js";
 import { storeTotpSecret } from "../store/totp.js";
-import { consumeRefreshToken, findRefreshFamily, revokeFamily, revokeUserSessions } from "../store/refresh-tokens.js";
+import { consumeRefreshToken, findRefreshFamily, revokeUserSessions } from "../store/refresh-tokens.js";
 import { users, type User } from "../store/schema.js";
 import type { PublicUser } from "../store/users.js";
 import { findUserByUsername, setPasswordHash, setUserActive } from "../store/users.js";
@@ -23,11 +23,14 @@ import { canonicalCompactJws } from "../token/base64url.js";
 import { TokenRejectedError } from "../token/errors.js";
 import type { TokenIssuer } from "../token/issuer.js";
 import type { TokenVerifier, VerifyResult } from "../token/verifier.js";
+import { auditContextOf, recordRefresh, revokeFamilyAudited } from "./audit.js";
 import { createLogin } from "./login.js";
 import { createLoginAdmission, type LoginAdmissionOptions } from "./login-admission.js";
 import { createPasswordHasher, PasswordBusyError, type PasswordHasher } from "./passwords.js";
 import { createServiceTokenExchange, DEFAULT_SERVICE_TOKEN_TTL_SECONDS } from "./service-token.js";
-import { issueSession } from "./sessions.js";
+import { createSessionAdmin } from "./session-admin.js";
+import { issueSession, type SessionClient } from "./sessions.js";
+import { createApiKeyRpcs } from "./api-keys.js";
 import type { SimplejwtAdoption } from "./simplejwt-adoption.js";
 import { generateTotpSecret, totpUri } from "./totp.js";
 
@@ -100,12 +103,15 @@ export interface AuthServiceOptions {
 
 /** A security event of the AuthService; see `AuthServiceOptions.onSecurityEvent`. Holds no secret. */
 export interface SecurityEvent {
-  readonly event: "refresh_reuse" | "refresh_twin" | "logout";
+  readonly event: "refresh_reuse" | "refresh_twin" | "logout" | "session_revoked";
   /** The user whose session family it concerns. */
   readonly userId: number;
   /** The refresh-token family revoked. */
   readonly familyId: string;
 }
+
+/** The audit context of what no call carries (a twin found while verifying): the actor is set from the token. */
+const SYSTEM = { actor: { kind: "system" } } as const;
 
 // Messages for RESOURCE_EXHAUSTED / UNAVAILABLE stay generic: the cause is kept server-side only.
 const HASHER_BUSY_MESSAGE = "too many login attempts in progress, try again later";
@@ -184,6 +190,7 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
     now,
   });
 
+  const apiKeyRpcs = createApiKeyRpcs({ database, now });
   const { onSecurityEvent } = options;
   /** Tells `onSecurityEvent`, which must not fail the call. */
   function report(event: SecurityEvent): void {
@@ -217,19 +224,31 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
     if (!original.ok) return;
     const familyId = await findRefreshFamily(db, original.claims.jti);
     if (familyId !== undefined) {
-      await revokeFamily(db, familyId, new Date(now()));
+      await revokeFamilyAudited(db, { userId: original.claims.userId, familyId }, new Date(now()), "twin", SYSTEM);
       report({ event: "refresh_twin", userId: original.claims.userId, familyId });
     }
   }
 
+  const sessions = createSessionAdmin({
+    db,
+    now,
+    onRevoked: (userId, familyId) => report({ event: "session_revoked", userId, familyId }),
+  });
+
   return {
     login: (req, ctx) =>
       guard(async () => {
-        const { session, user } = await login(req.username, req.password, req.otpCode, peerOf(ctx));
+        const { session, user } = await login(
+          req.username,
+          req.password,
+          req.otpCode,
+          peerOf(ctx),
+          auditContextOf(ctx),
+        );
         return { accessToken: session.accessToken, refreshToken: session.refreshToken, user };
       }),
 
-    refresh: (req) =>
+    refresh: (req, ctx) =>
       guard(async () => {
         const adopted = await options.simplejwt?.refresh(req.refreshToken, { database, issuer, verifier, now });
         if (adopted !== undefined) return { accessToken: adopted.accessToken, refreshToken: adopted.refreshToken };
@@ -244,6 +263,7 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
           // Keyed by the signed jti, not the string: nothing a client can
           // respell. An empty jti (requireJti: false) matches no row.
           const consumed = await consumeRefreshToken(tx, claims.jti, at);
+          if (consumed.status === "reused") await recordRefresh(tx, { ...consumed, reused: true }, auditContextOf(ctx));
           if (consumed.status === "reused") {
             reused = { event: "refresh_reuse", userId: consumed.userId, familyId: consumed.familyId };
           }
@@ -259,7 +279,8 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
           // A password change revokes the refresh rows too; this also covers a
           // deactivate-then-reactivate done with setUserActive alone.
           if (Math.round(claims.issuedAt * 1000) < user.credentialsChangedAt.getTime()) return "TOKEN_REVOKED" as const;
-          return issueSession(tx, issuer, consumed.userId, consumed.familyId);
+          await recordRefresh(tx, consumed, auditContextOf(ctx));
+          return issueSession(tx, issuer, consumed.userId, consumed.familyId, clientOf(ctx));
         });
         // Reported once committed: the revocation stands.
         if (reused !== undefined) report(reused);
@@ -267,13 +288,19 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
         return { accessToken: outcome.accessToken, refreshToken: outcome.refreshToken };
       }),
 
-    logout: (req) =>
+    logout: (req, ctx) =>
       guard(async () => {
         const claims = await verifyRefresh(req.refreshToken);
         const familyId = await findRefreshFamily(db, claims.jti);
         // Signed by us but not on record: its rows went with a deleted user, or were purged.
         if (familyId === undefined) throw authError(MESSAGES.TOKEN_REVOKED, Code.Unauthenticated, "TOKEN_REVOKED");
-        await revokeFamily(db, familyId, new Date(now()));
+        await revokeFamilyAudited(
+          db,
+          { userId: claims.userId, familyId },
+          new Date(now()),
+          "logout",
+          auditContextOf(ctx),
+        );
         report({ event: "logout", userId: claims.userId, familyId });
         return {};
       }),
@@ -302,12 +329,10 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
     },
 
     // FOUNDATION-TODO(helpers): each owner replaces its method; none may remain at merge.
-    listSessions: () => notYet(),
-    revokeSession: () => notYet(),
+    listSessions: (req, ctx) => guard(async () => sessions.listSessions(req, ctx)),
+    revokeSession: (req, ctx) => guard(async () => sessions.revokeSession(req, ctx)),
     stepUp: () => notYet(),
-    createApiKey: () => notYet(),
-    listApiKeys: () => notYet(),
-    revokeApiKey: () => notYet(),
+    ...apiKeyRpcs,
   };
 }
 
@@ -322,6 +347,16 @@ function notYet(): never {
  */
 function peerOf(ctx: HandlerContext): string | undefined {
   return (ctx.values as ContextValues | undefined)?.get(peerAddressKey);
+}
+
+/** The call's User-Agent header, if any (tolerating a context without headers, as {@link peerOf}). */
+function userAgentOf(ctx: HandlerContext): string | undefined {
+  return (ctx.requestHeader as Headers | undefined)?.get("user-agent") ?? undefined;
+}
+
+/** Who a token pair is issued to, for the session list. */
+function clientOf(ctx: HandlerContext): SessionClient {
+  return { peerAddress: peerOf(ctx), userAgent: userAgentOf(ctx) };
 }
 
 function verifyFailure(result: Extract<VerifyResult, { ok: false }>): ConnectError {

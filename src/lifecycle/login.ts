@@ -25,6 +25,8 @@ import { DEFAULT_LOGIN_ADMISSION, type LoginAdmission } from "./login-admission.
 import { MAX_PASSWORD_BYTES, PasswordBusyError, type PasswordHasher, type PasswordWorkOptions } from "./passwords.js";
 import { issueSession, type IssuedSession } from "./sessions.js";
 import { verifyTotp } from "./totp.js";
+import type { AuditContext } from "../audit-event.js";
+import { createAdmissionAudit, recordLoginRefusal, recordLoginSuccess, USERNAME_LOCKED } from "./audit.js";
 
 /** Longest username Login looks up, in code points: the `users.username` column's size. */
 const MAX_LOGIN_USERNAME_LENGTH = 150;
@@ -89,7 +91,8 @@ export interface LoginDependencies {
  * `peer` is the client address ({@link UNKNOWN_PEER} when the front-end
  * could not tell it), or undefined when the front-end supplies none (the
  * in-memory transport): such calls skip the per-client admission and share
- * one fairness key in the hasher.
+ * one fairness key in the hasher. `peer` and `userAgent` (the request's
+ * User-Agent header) are recorded with the session for the session list.
  *
  * Order of work, and why:
  * 1. Inputs over the caps fail before any I/O or hashing (no account can
@@ -116,6 +119,7 @@ export function createLogin(deps: LoginDependencies) {
   const { issuer, passwordHasher, throttle, admission, now } = deps;
   const db = deps.database.db;
   let nextPurgeAt = Number.NEGATIVE_INFINITY;
+  const admissionAudit = createAdmissionAudit({ db, now });
 
   async function purgeIfDue(at: Date): Promise<void> {
     if (at.getTime() < nextPurgeAt) return;
@@ -128,11 +132,29 @@ export function createLogin(deps: LoginDependencies) {
     }
   }
 
+  // Every outcome is audited: a success in the transaction that issues the session, a refusal
+  // on its own (an admission refusal counted per address and minute, without a write).
   return async function login(
     rawUsername: string,
     password: string,
     otpCode: string,
     peer?: string,
+    audit: AuditContext = { actor: { kind: "anonymous" } },
+  ): Promise<LoginResult> {
+    try {
+      return await attempt(rawUsername, password, otpCode, peer, audit);
+    } catch (error) {
+      await recordLoginRefusal(db, rawUsername, error, audit);
+      throw error;
+    }
+  };
+
+  async function attempt(
+    rawUsername: string,
+    password: string,
+    otpCode: string,
+    peer: string | undefined,
+    audit: AuditContext,
   ): Promise<LoginResult> {
     // The raw length is bounded before normalizing, which can expand text.
     if (rawUsername.length === 0 || rawUsername.length > 2 * MAX_LOGIN_USERNAME_LENGTH) {
@@ -147,6 +169,7 @@ export function createLogin(deps: LoginDependencies) {
     }
     const client = peer === undefined || admission === undefined ? undefined : admission.keyOf(peer);
     if (client !== undefined && !admission!.take(client, now())) {
+      admissionAudit.refused(client, audit);
       throw authError(LOGIN_RATE_LIMITED_MESSAGE, Code.ResourceExhausted, "LOGIN_THROTTLED");
     }
     const work: PasswordWorkOptions = {
@@ -158,7 +181,7 @@ export function createLogin(deps: LoginDependencies) {
     await purgeIfDue(at);
     const lockedUntil = await reserveLoginAttempt(db, username, at, throttle);
     if (lockedUntil !== undefined) {
-      throw authError(LOGIN_THROTTLED_MESSAGE, Code.ResourceExhausted, "LOGIN_THROTTLED");
+      throw authError(LOGIN_THROTTLED_MESSAGE, Code.ResourceExhausted, "LOGIN_THROTTLED", new Error(USERNAME_LOCKED));
     }
 
     const user = await findCredentials(db, username);
@@ -225,10 +248,15 @@ export function createLogin(deps: LoginDependencies) {
         .returning({ id: users.id });
       if (updated.length === 0) return "password changed or account deactivated during login";
       await clearLoginFailures(tx, username);
-      return issueSession(tx, issuer, user.id);
+      const issued = await issueSession(tx, issuer, user.id, undefined, {
+        peerAddress: peer,
+        userAgent: audit.userAgent,
+      });
+      await recordLoginSuccess(tx, user, issued.familyId, audit);
+      return issued;
     });
     if (typeof session === "string") throw invalidCredentials(session);
     if (client !== undefined) admission!.giveBack(client, now());
     return { session, user: { id: user.id, username: user.username, email: user.email } };
-  };
+  }
 }

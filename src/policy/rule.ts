@@ -11,7 +11,7 @@ import type { PrincipalKindName } from "../principal.js";
  *   people and service accounts alike, unless `principalKind` narrows it.
  */
 export type PlannedRule =
-  | ({ readonly kind: "public" } & RuleCondition)
+  | ({ readonly kind: "public" } & RuleCondition & RuleCredentials)
   | ({
       readonly kind: "user";
       /** Every permission the caller must hold (`app_label.codename`). */
@@ -20,7 +20,22 @@ export type PlannedRule =
       readonly superuser: boolean;
       /** Only principals of this kind are admitted; absent admits every kind. */
       readonly principalKind?: PrincipalKindName;
-    } & RuleCondition);
+    } & RuleCondition &
+      RuleCredentials);
+
+/**
+ * Which credentials a rule refuses beyond its other requirements. Only the
+ * refusal is written down: a rule that accepts API keys (the default) has no
+ * `apiKeys` field at all.
+ */
+export interface RuleCredentials {
+  /**
+   * `false`: an API key (`pgk_…`) is refused on this method, UNAUTHENTICATED
+   * `API_KEY_NOT_ALLOWED`, before the key is looked up (the rule's
+   * `api_keys: false`). Absent: keys are accepted, limited to their scopes.
+   */
+  readonly apiKeys?: false;
+}
 
 /**
  * The CEL condition of a rule, as written; the policy compiles it against
@@ -57,6 +72,8 @@ export interface RuleInit {
   condition?: string;
   /** What a caller refused by `condition` is told. */
   conditionMessage?: string;
+  /** `false` refuses API keys on the method (password changes, minting keys). Default: accepted. */
+  apiKeys?: boolean;
 }
 
 /**
@@ -109,9 +126,14 @@ export function planRule(rule: Rule | RuleInit): PlannedRule | { problems: strin
     problems.push("principal_kind SERVICE cannot be combined with staff or superuser: service accounts are neither");
   }
   if (problems.length > 0) return { problems };
-  const withCondition: RuleCondition =
-    condition === "" ? {} : { condition, ...(conditionMessage !== "" && { conditionMessage }) };
-  if (isPublic) return condition === "" ? PUBLIC : Object.freeze({ kind: "public", ...withCondition });
+  const withCondition: RuleCondition & RuleCredentials = {
+    ...(condition !== "" && { condition, ...(conditionMessage !== "" && { conditionMessage }) }),
+    // proto3 `optional bool`: unset is undefined, so only an explicit false refuses keys.
+    ...(rule.apiKeys === false && { apiKeys: false as const }),
+  };
+  if (isPublic) {
+    return Object.keys(withCondition).length === 0 ? PUBLIC : Object.freeze({ kind: "public", ...withCondition });
+  }
   return Object.freeze({
     kind: "user",
     permissions: Object.freeze([...permissions]),
@@ -157,5 +179,6 @@ export function describeRule(rule: PlannedRule): string {
     if (parts.length === 0) parts.push("authenticated");
   }
   if (rule.condition !== undefined) parts.push(`condition: ${rule.condition}`);
+  if (rule.apiKeys === false) parts.push("api_keys: false");
   return parts.join("; ");
 }

@@ -193,6 +193,11 @@ export interface ProtoguardConfig {
    * leaves it out. Default 1.
    */
   adminService: boolean;
+  /**
+   * `PROTOGUARD_AUDIT_RETENTION_DAYS`: audit events older than this many days are pruned (by
+   * `serve`, hourly, and by `protoguard audit prune`); 0 keeps them for ever. Default 90.
+   */
+  auditRetentionDays: number;
 }
 
 /** A configuration mistake, reported as one line naming the variable. */
@@ -233,7 +238,15 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
     ...listenerSettings(read),
     ...adminConsoleSettings(read),
     ...adminSettings(read),
+    ...auditSettings(read),
   };
+}
+
+/** The audit log's retention. */
+function auditSettings({ int }: EnvReader) {
+  return {
+    auditRetentionDays: int("PROTOGUARD_AUDIT_RETENTION_DAYS", 90, 0, 36_500),
+  } satisfies Partial<ProtoguardConfig>;
 }
 
 /** How every variable is read: trimmed, empty as unset, integers within bounds. */

@@ -17,8 +17,11 @@ import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { createAuth, type Auth, type AuthOptions } from "../connect/auth.js";
 import { createCertificatePrincipalSource, type CachedCertificatePrincipalSource } from "../principals/certificates.js";
+import { createApiKeySource, type CachedApiKeySource } from "../principals/api-keys.js";
 import type { AuthorizeFallback, ResourceLoaders } from "../decide/app-callbacks.js";
 import { peerContextValues, type ClientAddressOptions } from "../connect/peer.js";
+import { requestIdContextValues } from "../connect/request-id.js";
+import { startAuditRetention } from "./audit-retention.js";
 import { clientCertificateContextValues } from "../credential/client-certificate.js";
 import type { AccessTokenVerifier } from "../decide/decide.js";
 import { servicesOf } from "../connect/routes.js";
@@ -179,6 +182,11 @@ export interface StartServerOptions extends ConnectionLimits {
    * address. Default: off.
    */
   gateway?: GatewayOptions | undefined;
+  /**
+   * Audit events older than this many days are pruned, soon after start and then hourly
+   * (`startAuditRetention`); 0 keeps them for ever. Default 90.
+   */
+  auditRetentionDays?: number | undefined;
   /**
    * Server processes sharing the port: a positive integer, or `"auto"` for
    * one per core. With more than one, this process becomes the primary: it
@@ -359,10 +367,17 @@ async function startOne(options: StartServerOptions, prepared: Prepared): Promis
     maxEntries: options.principalCacheEntries,
     maxAgeMs: options.principalCacheMaxAgeMs,
   });
+  // Likewise for API keys: no I/O until a key arrives; follows the same invalidations.
+  const apiKeys = createApiKeySource({
+    database: runtime.database,
+    onInvalidation: (listener) => principals.onInvalidation(listener),
+    maxEntries: options.principalCacheEntries,
+    maxAgeMs: options.principalCacheMaxAgeMs,
+  });
   let stopWatching: (() => void) | undefined;
   try {
     const auth = createAuth({
-      ...serverAuthOptions(options, { policy, services, principals, identities, certificates }),
+      ...serverAuthOptions(options, { policy, services, principals, identities, certificates, apiKeys }),
       onDecision: observability.onDecision,
     });
     const { verifier } = runtime;
@@ -404,6 +419,12 @@ async function startOne(options: StartServerOptions, prepared: Prepared): Promis
       streamPrefilter: prefilter ? createStreamPrefilter({ auth, services }) : undefined,
     });
     logger.info({ url: listening.url, services: services.map((s) => s.typeName) }, "protoguard listening");
+    // Started once listening, so a failed start leaves no timer; stopped by close.
+    const retention = startAuditRetention({
+      database: runtime.database,
+      retentionDays: options.auditRetentionDays,
+      logger,
+    });
 
     const graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
     let closing: Promise<void> | undefined;
@@ -414,7 +435,9 @@ async function startOne(options: StartServerOptions, prepared: Prepared): Promis
       } finally {
         try {
           stopWatching?.();
+          await retention.stop();
           certificates?.close();
+          apiKeys.close();
           await identities.close();
           await principals.close();
         } finally {
@@ -436,6 +459,7 @@ async function startOne(options: StartServerOptions, prepared: Prepared): Promis
   } catch (error) {
     stopWatching?.();
     certificates?.close();
+    apiKeys.close();
     await identities.close();
     await principals.close();
     throw error;
@@ -456,6 +480,7 @@ function serverAuthOptions(
     principals: AuthOptions["principals"];
     identities: NonNullable<AuthOptions["identities"]>;
     certificates: CachedCertificatePrincipalSource | undefined;
+    apiKeys: CachedApiKeySource;
   },
 ): AuthOptions {
   return {
@@ -465,6 +490,7 @@ function serverAuthOptions(
     principals: parts.principals,
     identities: parts.identities,
     ...(parts.certificates !== undefined && { certificates: parts.certificates }),
+    apiKeys: parts.apiKeys,
     ...(options.resources !== undefined && { resources: options.resources }),
     ...(options.authorize !== undefined && { authorize: options.authorize }),
     // The runtime's issuers (PROTOGUARD_TRUSTED_ISSUERS) and the option's: createAuth composes them.
@@ -519,6 +545,7 @@ async function startPrimary(
     options.tls?.clientCa === undefined
       ? undefined
       : createCertificatePrincipalSource({ database: runtime.database, maxEntries: 0 });
+  const apiKeys = createApiKeySource({ database: runtime.database, maxEntries: 0, maxUnknownEntries: 0 });
   const release = async () => {
     certificates?.close();
     await identities.close();
@@ -530,7 +557,7 @@ async function startPrimary(
     // is (loaders, fallback, trusted issuers, gateway, certificates), so a
     // combination a worker would refuse stops the primary rather than every
     // worker in turn.
-    auth = createAuth(serverAuthOptions(options, { policy, services, principals, identities, certificates }));
+    auth = createAuth(serverAuthOptions(options, { policy, services, principals, identities, certificates, apiKeys }));
   } catch (error) {
     await release();
     throw error;
@@ -601,7 +628,7 @@ function createRoutes(options: StartServerOptions, parts: RouteParts): NodeHandl
     interceptors: [auth.interceptor],
     requestGate: auth.requestGate,
     contextValues: (req) => {
-      const values = peerValues(req, prefilterContextValues(req));
+      const values = requestIdContextValues(req, peerValues(req, prefilterContextValues(req)));
       return certificateValues === undefined ? values : certificateValues(req, values);
     },
     readMaxBytes,

@@ -14,7 +14,7 @@ import { createHash } from "node:crypto";
 import { and, asc, desc, eq, gt, gte, lt, lte, or, sql, type SQL } from "drizzle-orm";
 import type { AuditActor, AuditContext, AuditEventInput, AuditEventType } from "../audit-event.js";
 import type { DrizzleDb } from "./database-handle.js";
-import { auditChain, auditEvents, type AuditEventRow } from "./schema.js";
+import { auditChain, auditEvents, users, type AuditEventRow } from "./schema.js";
 
 /** The `prev_hash` of the first row ever appended: 64 zeros. */
 export const AUDIT_GENESIS_HASH = "0".repeat(64);
@@ -189,7 +189,11 @@ export interface AuditListFilter {
   since?: Date;
   /** Only events of these types. Default: all. */
   types?: readonly AuditEventType[];
-  /** Only events whose actor's username, or whose subject `user:<name>` / `service:<name>`, is this name. */
+  /**
+   * Only events by or about this user or service account: its actor (by username, or by id while
+   * the account exists), subject `user:<name>` / `service:<name>`, or the username a login typed.
+   * A CLI actor's OS user does not count.
+   */
   username?: string;
   /** Only events with an id greater than this (for following the log). Default: 0. */
   afterId?: number;
@@ -216,6 +220,8 @@ export async function listAuditEvents(db: DrizzleDb, filter: AuditListFilter = {
         eq(auditEvents.subject, `user:${name}`),
         eq(auditEvents.subject, `service:${name}`),
         sql`${auditEvents.detail}->>'username' = ${name}`,
+        // An actor recorded by id alone (a refresh, a logout) is matched through the account.
+        sql`${auditEvents.actor} in (select ${users.kind} || ':' || ${users.id} from ${users} where ${users.username} = ${name})`,
       ) as SQL,
     );
   }

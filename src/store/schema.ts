@@ -313,6 +313,40 @@ export type LoginAttempt = typeof loginAttempts.$inferSelect;
 export type NewLoginAttempt = typeof loginAttempts.$inferInsert;
 
 /**
+ * API keys (`pgk_<id>_<secret>`): the public id and a SHA-256 hash of the
+ * secret, never the secret. A key acts for its owner (a person or a service
+ * account: both are `users` rows) with the owner's permissions intersected
+ * with `scopes` at call time. `last_used_at` is written at most once a minute
+ * per key. Revocation is final: `revoked_at` is set, the row stays for the
+ * record. A change to `revoked_at`, `expires_at`, `scopes` or the owner
+ * announces the owner on the invalidation channel (migration `api_keys_sql`).
+ */
+export const apiKeys = pgTable(
+  "api_keys",
+  {
+    id: varchar("id", { length: 16 }).primaryKey(),
+    ownerId: integer("owner_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    name: varchar("name", { length: 200 }).notNull().default(""),
+    /** SHA-256 of the secret, hex. */
+    secretHash: varchar("secret_hash", { length: 64 }).notNull(),
+    /** Permissions the key is limited to, `app_label.codename`. */
+    scopes: text("scopes").array().notNull().default(sql`'{}'::text[]`),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+    expiresAt: timestamp("expires_at", { withTimezone: true }),
+    lastUsedAt: timestamp("last_used_at", { withTimezone: true }),
+    revokedAt: timestamp("revoked_at", { withTimezone: true }),
+  },
+  (t) => [index("api_keys_owner_idx").on(t.ownerId)],
+);
+
+/** A row of `api_keys` as read. */
+export type ApiKeyRow = typeof apiKeys.$inferSelect;
+/** A row of `api_keys` as written. */
+export type NewApiKeyRow = typeof apiKeys.$inferInsert;
+
+/**
  * The audit log: security events and every write, hash-chained. Each row's
  * `hash` is SHA-256 over a canonical encoding of its content and `prev_hash`
  * (the previous row's `hash`), so `protoguard audit verify` finds the first

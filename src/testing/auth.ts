@@ -15,6 +15,8 @@ import { createAuthService, type AuthServiceOptions } from "../lifecycle/auth-se
 import { createPasswordHasher, type PasswordHasher } from "../lifecycle/passwords.js";
 import type { RuleInit } from "../policy/rule.js";
 import { createPrincipalSource, type CachedPrincipalSource } from "../principals/source.js";
+import { createApiKeySource, type CachedApiKeySource } from "../principals/api-keys.js";
+import { mintApiKey, type MintedApiKey } from "../lifecycle/api-keys.js";
 import type { Database } from "../store/database-handle.js";
 import type { User } from "../store/schema.js";
 import { addUsersToGroup, createGroup, createUser, grantUserPermissions, type PublicUser } from "../store/users.js";
@@ -96,6 +98,8 @@ export interface TestAuth extends AsyncDisposable {
   readonly issuer: TokenIssuer;
   readonly verifier: TokenVerifier;
   readonly principals: CachedPrincipalSource;
+  /** Resolves API keys (`Bearer pgk_…`) for the auth layer, following the principal source's invalidations. */
+  readonly apiKeys: CachedApiKeySource;
   readonly auth: Auth;
   readonly passwordHasher: PasswordHasher;
   /** The in-memory transport: pass it to `createClient(Service, transport)`. */
@@ -106,6 +110,14 @@ export interface TestAuth extends AsyncDisposable {
   accessToken(user: Pick<User, "id"> | number): Promise<string>;
   /** `{ authorization: "Bearer …" }` for `user`, to pass as call headers. */
   authHeaders(user: Pick<User, "id"> | number): Promise<{ authorization: string }>;
+  /**
+   * Makes an API key for `user` limited to `scopes` (each one the user holds), as
+   * `protoguard apikey create` does; send `minted.key` as `authorization: Bearer <key>`.
+   */
+  createApiKey(
+    user: Pick<User, "id"> | number,
+    init: { scopes: readonly string[]; name?: string; lifetimeSeconds?: number },
+  ): Promise<MintedApiKey>;
   /**
    * Releases what this fixture opened: its invalidation listener (a
    * connection of its own on PostgreSQL) and the database if it created one.
@@ -144,12 +156,19 @@ export async function createTestAuth(options: TestAuthOptions): Promise<TestAuth
       database,
       maxEntries: options.principalCacheEntries,
     });
+    const apiKeys = createApiKeySource({
+      database,
+      onInvalidation: (listener) => principals.onInvalidation(listener),
+      ...(options.principalCacheEntries !== undefined && { maxEntries: options.principalCacheEntries }),
+      ...(now !== undefined && { now }),
+    });
     const passwordHasher = options.passwordHasher ?? createPasswordHasher({ scrypt: { logN: 14 } });
     const routes = withAuthService(options, { database, issuer, verifier, passwordHasher });
     const services = servicesOf(routes);
     const auth = createAuth({
       verifier,
       principals,
+      apiKeys,
       services,
       defaultRule: options.defaultRule,
       onDecision: options.onDecision,
@@ -167,6 +186,7 @@ export async function createTestAuth(options: TestAuthOptions): Promise<TestAuth
     const close = () =>
       (closing ??= (async () => {
         try {
+          apiKeys.close();
           await principals.close();
         } finally {
           await ownDatabase?.close();
@@ -179,10 +199,19 @@ export async function createTestAuth(options: TestAuthOptions): Promise<TestAuth
       issuer,
       verifier,
       principals,
+      apiKeys,
       auth,
       passwordHasher,
       transport,
       accessToken,
+      createApiKey: (user, init) =>
+        mintApiKey(database, {
+          owner: idOf(user),
+          scopes: init.scopes,
+          name: init.name,
+          lifetimeSeconds: init.lifetimeSeconds,
+          ...(now !== undefined && { now }),
+        }),
       async authHeaders(user) {
         return { authorization: `Bearer ${await accessToken(user)}` };
       },

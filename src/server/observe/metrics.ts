@@ -43,6 +43,7 @@ const KNOWN_REASONS: ReadonlySet<string> = new Set(
     UNKNOWN_ISSUER: true,
     IDENTITY_NOT_LINKED: true,
     GATEWAY_UNTRUSTED: true,
+    API_KEY_NOT_ALLOWED: true,
     PERMISSION_MISSING: true,
     STAFF_REQUIRED: true,
     SUPERUSER_REQUIRED: true,
