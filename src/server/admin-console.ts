@@ -33,7 +33,7 @@ export const ADMIN_CONSOLE_HEADERS: Readonly<Record<string, string>> = {
   "cache-control": "no-cache",
 };
 
-/** Options of the console, for {@link StartServerOptions.adminConsole}. */
+/** Options of the console, for `startServer({ adminConsole })`. */
 export interface AdminConsoleOptions {
   /**
    * The directory of a built console (index.html, console.js, console.css),
