@@ -224,6 +224,7 @@ async function start(
     workers,
     adminService: config.adminService,
     ...(hasPage && { staticDir }),
+    adminConsole: config.adminConsole,
   });
   return { server, banner: prepared?.banner };
 }
@@ -277,6 +278,7 @@ function banner(url: string, config: ProtoguardConfig, started: Started): string
   const lines = [
     `${PROGRAM}: serving on ${url} (Connect, gRPC and gRPC-Web; health, reflection, /metrics${processes})`,
   ];
+  if (config.adminConsole) lines.push(`${PROGRAM}: admin console at ${url}/admin/`);
   if (started.banner !== undefined) return [...lines, "", ...started.banner(url), ""];
   if (config.databaseUrl === undefined) {
     lines.push("", `Create a user with: ${PROGRAM} user create <username> --password <password>`);

@@ -89,3 +89,7 @@ export { ADMIN_SERVICE_DEFAULTS, createAdminService } from "../admin/admin-servi
 export type { AdminServiceOptions } from "../admin/admin-service.js";
 export type { ServedPolicy } from "../admin/policy-table.js";
 export type { AdminServiceSettings } from "../server/admin-routes.js";
+
+// The admin console at /admin/ (startServer's `adminConsole`)
+export { ADMIN_CONSOLE_HEADERS, ADMIN_CONSOLE_PATH } from "../server/admin-console.js";
+export type { AdminConsoleOptions } from "../server/admin-console.js";

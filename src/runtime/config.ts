@@ -190,6 +190,11 @@ export interface ProtoguardConfig {
   /** `PROTOGUARD_MAX_WATCH_STREAMS_PER_CONNECTION`: open health Watch calls on one connection; 0 means no limit. Default 10. */
   maxWatchStreamsPerConnection: number;
   /**
+   * `PROTOGUARD_ADMIN_CONSOLE`: `1` (or `true`) serves the admin console at `/admin/`
+   * (`startServer({ adminConsole: true })`); `0` or `false` does not. Default off.
+   */
+  adminConsole: boolean;
+  /**
    * `PROTOGUARD_ADMIN_SERVICE`: `1` serves `protoguard.v1.AdminService` beside AuthService
    * (guarded by its own rules: superusers and holders of `protoguard.*` permissions only), `0`
    * leaves it out. Default 1.
@@ -255,6 +260,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): ProtoguardConfig {
     workers: parseWorkers(str("PROTOGUARD_WORKERS"), "PROTOGUARD_WORKERS"),
     ...admissionSettings(read),
     ...listenerSettings(read),
+    ...adminConsoleSettings(read),
     ...adminSettings(read),
     ...auditSettings(read),
     ...rateLimitSettings(read),
@@ -528,4 +534,13 @@ export function parseWorkers(raw: string | undefined, source: string): WorkersOp
     throw new ConfigError(`${source} must be "auto" or an integer from 1 to 1024, got "${raw}"`);
   }
   return value;
+}
+
+/** Whether `serve` serves the admin console: off unless asked for, as an admin surface should be. */
+function adminConsoleSettings({ str }: EnvReader) {
+  const raw = str("PROTOGUARD_ADMIN_CONSOLE")?.toLowerCase();
+  if (raw !== undefined && !["1", "true", "0", "false"].includes(raw)) {
+    throw new ConfigError(`PROTOGUARD_ADMIN_CONSOLE must be 1, true, 0 or false, got "${raw}"`);
+  }
+  return { adminConsole: raw === "1" || raw === "true" } satisfies Partial<ProtoguardConfig>;
 }

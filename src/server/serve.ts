@@ -33,6 +33,12 @@ import { resolveTrustedIssuers, type TrustedIssuer, type TrustedIssuerInit } fro
 import type { GatewayOptions } from "../identity/gateway.js";
 import type { Database } from "../store/database-handle.js";
 import type { Keyring } from "../token/keys.js";
+import {
+  loadAdminConsole,
+  serveAdminConsole,
+  type AdminConsoleFiles,
+  type AdminConsoleOptions,
+} from "./admin-console.js";
 import type { PasswordHasher } from "../lifecycle/passwords.js";
 import type { ServedPolicy } from "../admin/policy-table.js";
 import { withAdminService, type AdminServiceSettings } from "./admin-routes.js";
@@ -224,6 +230,13 @@ export interface StartServerOptions extends ConnectionLimits {
    */
   rateLimits?: RateLimiterOptions;
   /**
+   * Serve the admin console at `/admin/` (see docs/console.md): `true` for the package's built
+   * console, or `{ directory }` for one built elsewhere. Checked before the port opens
+   * (`ServerError` `ADMIN_CONSOLE_NOT_BUILT`). Default: off (`PROTOGUARD_ADMIN_CONSOLE=1` turns it
+   * on for `protoguard serve`).
+   */
+  adminConsole?: boolean | AdminConsoleOptions | undefined;
+  /**
    * Serve `protoguard.v1.AdminService` (users, groups, grants, service accounts, sessions, the
    * audit log, the policy; see docs/admin.md) beside the application's services, behind the
    * same auth layer. Its rules, declared in admin.proto, admit only superusers and holders of
@@ -307,6 +320,7 @@ export async function startServer(init: StartServerOptions): Promise<RunningServ
   const policy = createAuthPolicy({ services, defaultRule: options.defaultRule });
   served.current = { policy, services };
   const staticRoot = options.staticDir === undefined ? undefined : await staticDirectory(options.staticDir);
+  const adminConsole = options.adminConsole ? await loadAdminConsole(options.adminConsole) : undefined;
   const observability = createObservability({
     logger: options.logger,
     registry: options.registry,
@@ -322,7 +336,7 @@ export async function startServer(init: StartServerOptions): Promise<RunningServ
     return startPrimary(options, { policy, services, logger, count: workerCount });
   }
   try {
-    const server = await startOne(options, { policy, services, staticRoot, observability });
+    const server = await startOne(options, { policy, services, staticRoot, adminConsole, observability });
     if (isServerWorker()) serveAsWorker(server.port, server.close);
     return server;
   } catch (error) {
@@ -336,13 +350,14 @@ interface Prepared {
   readonly policy: AuthPolicy;
   readonly services: readonly DescService[];
   readonly staticRoot: string | undefined;
+  readonly adminConsole: AdminConsoleFiles | undefined;
   readonly observability: ReturnType<typeof createObservability>;
 }
 
 /** The server in this process: the whole of {@link startServer} with one worker, or a worker's part. */
 async function startOne(options: StartServerOptions, prepared: Prepared): Promise<RunningServer> {
   const { runtime } = options;
-  const { policy, services, staticRoot, observability } = prepared;
+  const { policy, services, staticRoot, adminConsole, observability } = prepared;
   const { logger } = observability;
   const principals = await createPrincipalSource({
     database: runtime.database,
@@ -401,7 +416,16 @@ async function startOne(options: StartServerOptions, prepared: Prepared): Promis
     const prefilter = options.prefilter ?? true;
     // A worker's /metrics speaks for the whole pool: scrapes land on any worker.
     const registry = isServerWorker() ? poolMetrics(observability.registry) : observability.registry;
-    const handler = createRoutes(options, { auth, health, services, prefilter, staticRoot, logger, registry });
+    const handler = createRoutes(options, {
+      auth,
+      health,
+      services,
+      prefilter,
+      staticRoot,
+      adminConsole,
+      logger,
+      registry,
+    });
 
     const listening = await listen({
       handler,
@@ -635,6 +659,7 @@ interface RouteParts {
   readonly services: readonly DescService[];
   readonly prefilter: boolean;
   readonly staticRoot: string | undefined;
+  readonly adminConsole: AdminConsoleFiles | undefined;
   readonly logger: Logger;
   readonly registry: MetricsSource;
 }
@@ -663,13 +688,14 @@ function createRoutes(options: StartServerOptions, parts: RouteParts): NodeHandl
     readMaxBytes,
     fallback: parts.staticRoot === undefined ? notFound : staticFiles(parts.staticRoot),
   });
-  const dispatch = createDispatch({
+  const routed = createDispatch({
     keyring: options.runtime.keyring,
     registry: parts.registry,
     logger: parts.logger,
     serverServices: serverServicesHandler({ health: parts.health, services, readMaxBytes, fallback: notFound }),
     app: parts.prefilter ? createPrefilter({ auth, services, next: connectHandler }) : connectHandler,
   });
+  const dispatch = parts.adminConsole === undefined ? routed : serveAdminConsole(parts.adminConsole, routed);
   return options.corsOrigins !== undefined && options.corsOrigins.length > 0
     ? withCors(dispatch, { origins: [...options.corsOrigins] })
     : dispatch;

@@ -30,7 +30,12 @@ export type ServerErrorCode =
    * `workers` > 1 on the embedded database (PGlite), which one process holds:
    * use PostgreSQL (`DATABASE_URL`) or one worker.
    */
-  | "WORKERS_NEED_POSTGRES";
+  | "WORKERS_NEED_POSTGRES"
+  /**
+   * The admin console was turned on (`adminConsole`, `PROTOGUARD_ADMIN_CONSOLE=1`) but its
+   * directory holds no built console (`npm run build` writes `dist/console/`).
+   */
+  | "ADMIN_CONSOLE_NOT_BUILT";
 
 /**
  * Thrown when the server cannot start listening: fix the port, host or TLS
