@@ -296,6 +296,8 @@ function authSuite(open: () => Promise<TestDatabase>): void {
       verifier: createTokenVerifier({ keyring }),
       passwordHasher: hasher,
       loginAdmission: { burst: 3, perMinute: 0 },
+      // A replay is reuse at once: the grace window has its own tests (refresh-grace.test.ts).
+      refreshReuseGraceSeconds: 0,
       now: () => Date.now() + clock.offsetMs,
     });
     // What startServer sets for each call: the client address and a request id.
@@ -475,6 +477,9 @@ function cliSuite(
       [["group", "create", "staff"], "group.created", "group:staff"],
       [["group", "grant", "staff", "shop.change_order"], "permission.granted", "group:staff"],
       [["group", "add", "staff", "carol"], "group.members_added", "group:staff"],
+      [["group", "revoke", "staff", "shop.change_order"], "permission.revoked", "group:staff"],
+      [["group", "remove", "staff", "carol"], "group.members_removed", "group:staff"],
+      [["group", "delete", "staff"], "group.deleted", "group:staff"],
       [["user", "link", "carol", "https://idp.example", "sub-1"], "identity.linked", "user:carol"],
       [["user", "unlink", "https://idp.example", "sub-1"], "identity.unlinked", null],
       [["service", "create", "billing"], "service.created", "service:billing"],
@@ -485,6 +490,7 @@ function cliSuite(
       [["service", "activate", "billing"], "service.activated", "service:billing"],
       [["service", "delete", "billing"], "service.deleted", "service:billing"],
       [["user", "deactivate", "carol"], "user.deactivated", "user:carol"],
+      [["user", "activate", "carol"], "user.activated", "user:carol"],
       [["user", "delete", "carol"], "user.deleted", "user:carol"],
     ];
     // One CLI run per step (each opens the database: seconds on PGlite), then one listing.
@@ -508,6 +514,14 @@ function cliSuite(
       assert.equal(row.actor, `cli:${osUser}`);
       assert.equal(row.actorUsername, osUser);
     }
+    // Ending a session names it; the listing gives the id.
+    assertOk(await cli("user", "create", "dave", "--password", CLI_PASSWORD));
+    assertOk(await cli("token", "dave"));
+    const [session] = JSON.parse((await cli("session", "list", "dave", "--json")).stdout) as { id: string }[];
+    assertOk(await cli("session", "revoke", session!.id));
+    const [ended] = parseNdjson((await cli("audit", "list", "--json", "--type", "session.revoked")).stdout);
+    assert.equal(ended?.subject, `session:${session!.id}`);
+    assert.equal(ended?.actor, `cli:${osUser}`);
   });
 
   it("lists with filters, as text and NDJSON, and never shows a password or secret", async () => {
@@ -519,7 +533,7 @@ function cliSuite(
     const grants = parseNdjson(
       (await cli("audit", "list", "--json", "--type", "permission.granted,permission.revoked")).stdout,
     );
-    assert.equal(grants.length, 5);
+    assert.equal(grants.length, 6);
     const carol = parseNdjson((await cli("audit", "list", "--json", "--user", "carol")).stdout);
     assert.ok(carol.length >= 9 && carol.every((r) => r.subject === "user:carol"));
     const recent = parseNdjson((await cli("audit", "list", "--json", "--since", "1h")).stdout);

@@ -27,6 +27,9 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assertOk, cleanEnv, runCliCaptured } from "./helpers/cli.js";
+
+/** Not one of the `protoguard.*` permissions every database holds for AdminService's rules. */
+const isApplications = (p: { permission: string }): boolean => !p.permission.startsWith("protoguard.");
 import { describeOr, postgresUrl, skipWithoutPostgres } from "./helpers/env.js";
 
 const SUITE_TIMEOUT = 60_000;
@@ -124,8 +127,13 @@ function storeSuite(open: () => Promise<TestDatabase>): void {
     const root = await userDetail(database.db, "root");
     assert.equal(root.user.isSuperuser, true);
     assert.deepEqual(root.directPermissions, []);
+    // A superuser holds every permission the database knows, protoguard's own (seeded by the
+    // migrations for AdminService's rules) among them.
+    assert.deepEqual(root.effectivePermissions.find((p) => p.permission === "protoguard.view_user")?.sources, [
+      "superuser",
+    ]);
     assert.deepEqual(
-      root.effectivePermissions.map((p) => [p.permission, p.sources]),
+      root.effectivePermissions.filter(isApplications).map((p) => [p.permission, p.sources]),
       [
         ["shop.change_product", ["superuser"]],
         ["shop.delete_product", ["superuser"]],
@@ -157,7 +165,7 @@ function storeSuite(open: () => Promise<TestDatabase>): void {
       groupDetail(database.db, "nope"),
       (e) => e instanceof StoreError && e.code === "GROUP_NOT_FOUND",
     );
-    assert.deepEqual(await listPermissions(database.db), [
+    assert.deepEqual((await listPermissions(database.db)).filter(isApplications), [
       { permission: "shop.change_product", name: "", userCount: 1, groupCount: 1 },
       { permission: "shop.delete_product", name: "", userCount: 1, groupCount: 0 },
       { permission: "shop.view_product", name: "", userCount: 3, groupCount: 2 },
@@ -368,8 +376,9 @@ describeOr(skipWithoutPostgres, "read-side commands on PostgreSQL", { timeout: S
     assert.match(text, /^PERMISSION +USERS +GROUPS +NAME$/m);
     assert.match(text, /^shop\.view_product +3 +2$/m);
     const rows = JSON.parse(await ok(env, "permission", "list", "--json")) as { permission: string }[];
+    assert.ok(rows.some((r) => r.permission === "protoguard.view_user"));
     assert.deepEqual(
-      rows.map((r) => r.permission),
+      rows.filter(isApplications).map((r) => r.permission),
       ["billing.charge", "products.change_product", "shop.change_product", "shop.delete_product", "shop.view_product"],
     );
     assert.deepEqual(rows[0], { permission: "billing.charge", name: "", user_count: 2, group_count: 0 });

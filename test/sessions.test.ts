@@ -28,6 +28,7 @@ import { listSessions, revokeSession } from "../src/store/sessions.js";
 import { openDatabase } from "../src/store/database.js";
 import type { Database } from "../src/store/database-handle.js";
 import { createServiceAccount } from "../src/store/service-accounts.js";
+import { listAuditEvents } from "../src/store/audit.js";
 import { createUser } from "../src/store/users.js";
 import { createTestDatabase, type TestDatabase } from "../src/testing/database.js";
 import { StoreError } from "../src/store/errors.js";
@@ -193,6 +194,11 @@ function sessionSuite(open: () => Promise<{ fixture: Fixture; close: () => Promi
     assert.ok(left.some((s) => s.current));
     // Revoking it again is a no-op for its owner.
     assert.equal(await outcome(auth.revokeSession({ sessionId: doomedId }, bearer(keep.accessToken))), "OK");
+    // The ending is audited with the user as actor, in its transaction.
+    const [audited] = await listAuditEvents(fixture.database.db, { types: ["session.revoked"] });
+    assert.equal(audited?.subject, `session:${doomedId}`);
+    assert.match(audited?.actor ?? "", /^user:\d+$/);
+    assert.equal(audited?.actorUsername, "alice");
   });
 
   it("revoking the current session is a logout of the caller", async () => {

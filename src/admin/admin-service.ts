@@ -458,8 +458,8 @@ export function createAdminService(options: AdminServiceOptions): ServiceImpl<ty
           const ownerId = await revokeSession(tx, req.sessionId, new Date(now()));
           const owner = await getUserById(tx, ownerId);
           await record("session.revoked", `session:${req.sessionId}`, {
-            session_id: req.sessionId,
-            user_id: ownerId,
+            familyId: req.sessionId,
+            userId: ownerId,
             ...(owner !== undefined && { username: owner.username }),
           });
         });

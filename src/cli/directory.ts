@@ -247,6 +247,7 @@ const sessionRevoke = defineStoreSubcommand({
   prepare: firstPositional,
   work: (runtime, id) => revokeSession(runtime.database.db, id, new Date()),
   report: (_, id) => `revoked session ${id}`,
+  audit: (userId, id) => ({ type: "session.revoked", subject: `session:${id}`, detail: { familyId: id, userId } }),
 });
 
 /** `user list` and `user show`, for the `user` command group. */

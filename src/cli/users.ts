@@ -179,6 +179,7 @@ const userActivate = defineStoreSubcommand({
   prepare: holder,
   work: personOnly<string, unknown>((runtime, username) => setUserActive(runtime.database.db, username, true)),
   report: (_, username) => `activated user "${username}"`,
+  audit: (_, username) => ({ type: "user.activated", subject: `user:${username}` }),
 });
 
 const userDelete = defineStoreSubcommand({
@@ -272,6 +273,11 @@ const groupRevoke = defineStoreSubcommand({
   prepare: holderAndPermissions,
   work: (runtime, { name, perms }) => revokeGroupPermissions(runtime.database.db, name, perms),
   report: (removed, { name }) => `revoked ${removed} grant${removed === 1 ? "" : "s"} from group "${name}"`,
+  audit: (removed, { name, perms }) => ({
+    type: "permission.revoked",
+    subject: `group:${name}`,
+    detail: { permissions: perms, removed },
+  }),
 });
 
 const groupRemove = defineStoreSubcommand({
@@ -281,6 +287,11 @@ const groupRemove = defineStoreSubcommand({
   prepare: ({ positionals: [group, ...usernames] }) => ({ group: group!, usernames }),
   work: (runtime, { group, usernames }) => removeUsersFromGroup(runtime.database.db, group, usernames),
   report: (removed, { group }) => `removed ${removed} member${removed === 1 ? "" : "s"} from group "${group}"`,
+  audit: (removed, { group, usernames }) => ({
+    type: "group.members_removed",
+    subject: `group:${group}`,
+    detail: { usernames, removed },
+  }),
 });
 
 const groupDelete = defineStoreSubcommand({
@@ -290,6 +301,7 @@ const groupDelete = defineStoreSubcommand({
   prepare: holder,
   work: (runtime, name) => deleteGroup(runtime.database.db, name),
   report: (_, name) => `deleted group "${name}"`,
+  audit: (_, name) => ({ type: "group.deleted", subject: `group:${name}` }),
 });
 
 /** The `group` subcommands. */

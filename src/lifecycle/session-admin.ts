@@ -8,7 +8,9 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { AuthService, SessionSchema } from "../../gen/protoguard/v1/auth_pb.js";
 import { callerTokenId, requireUser } from "../connect/helpers.js";
+import { auditContextOf } from "./audit.js";
 import type { DrizzleDb } from "../store/database-handle.js";
+import { recordAuditEvent } from "../store/audit.js";
 import { StoreError } from "../store/errors.js";
 import { listSessions, revokeSession, type SessionInfo } from "../store/sessions.js";
 
@@ -45,6 +47,7 @@ export function sessionMessage(session: SessionInfo): MessageInitShape<typeof Se
  * - **RevokeSession** `{session_id}` ends one of the caller's sessions (again for an ended one:
  *   a no-op). An unknown id and another user's are both NOT_FOUND (never PERMISSION_DENIED:
  *   nobody learns which ids exist). Ending the current session is allowed: it is a logout.
+ *   Each ending is audited (`session.revoked`, the caller as actor) in its transaction.
  */
 export function createSessionAdmin(options: SessionAdminOptions): SessionAdmin {
   const { db, now, onRevoked } = options;
@@ -57,7 +60,16 @@ export function createSessionAdmin(options: SessionAdminOptions): SessionAdmin {
     async revokeSession(req, ctx) {
       const caller = requireUser(ctx);
       try {
-        await revokeSession(db, req.sessionId, new Date(now()), caller.id);
+        // The revocation and its audit record commit together.
+        await db.transaction(async (tx) => {
+          await revokeSession(tx, req.sessionId, new Date(now()), caller.id);
+          await recordAuditEvent(tx, {
+            type: "session.revoked",
+            subject: `session:${req.sessionId}`,
+            detail: { familyId: req.sessionId, userId: caller.id },
+            context: auditContextOf(ctx),
+          });
+        });
       } catch (error) {
         if (error instanceof StoreError && error.code === "SESSION_NOT_FOUND") {
           throw new ConnectError("session not found", Code.NotFound);
