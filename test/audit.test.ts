@@ -22,6 +22,7 @@ import { generateTotp } from "../src/lifecycle/totp.js";
 import type { AuditEventJson } from "../src/store/audit.js";
 import type { Database, DrizzleDb } from "../src/store/database-handle.js";
 import { openDatabase } from "../src/store/database.js";
+import { createServiceAccount } from "../src/store/service-accounts.js";
 import { createUser } from "../src/store/users.js";
 import { createKeyring } from "../src/token/keys.js";
 import { createTokenIssuer } from "../src/token/issuer.js";
@@ -415,6 +416,32 @@ function authSuite(open: () => Promise<TestDatabase>): void {
     // The three admitted ones are ordinary failures.
     const failedFlood = (await rowsOf("login.failed")).filter((r) => r.peerAddress === flood);
     assert.equal(failedFlood.length, 3);
+  });
+
+  it("records a service account's client-credentials exchange, never the secret", async () => {
+    const secret = "robot-secret-Q8d-long-enough";
+    const hasher = createPasswordHasher({ scrypt: { logN: 10 } });
+    const robot = await createServiceAccount(database.db, {
+      name: "robot",
+      clientId: "svc_robot",
+      secretHash: await hasher.hash(secret),
+    });
+    await client.serviceToken({ clientId: "svc_robot", clientSecret: secret }, from("198.51.100.40"));
+    await failure(client.serviceToken({ clientId: "svc_robot", clientSecret: `${secret}-no` }, from("198.51.100.41")));
+    await failure(client.serviceToken({ clientId: "svc_nobody", clientSecret: secret }, from("198.51.100.42")));
+    const ok = (await rowsOf("login.succeeded")).filter((r) => r.subject === "client:svc_robot");
+    assert.equal(ok.length, 1);
+    assert.equal(ok[0]!.actor, `service:${robot.id}`);
+    assert.equal(ok[0]!.peerAddress, "198.51.100.40");
+    const failed = (await rowsOf("login.failed")).filter((r) => r.subject?.startsWith("client:"));
+    assert.deepEqual(
+      failed.map((r) => [r.subject, r.detail["reason"], r.peerAddress]),
+      [
+        ["client:svc_robot", "wrong client secret", "198.51.100.41"],
+        ["client:svc_nobody", "unknown client id", "198.51.100.42"],
+      ],
+    );
+    assert.ok(!JSON.stringify(await listAuditEvents(database.db, { limit: 10_000 })).includes(secret));
   });
 
   it("never records a password, and the chain verifies", async () => {

@@ -230,8 +230,8 @@ export function createAdminService(options: AdminServiceOptions): ServiceImpl<ty
           });
           await record("user.created", `user:${username}`, {
             username,
-            is_staff: req.isStaff || req.isSuperuser,
-            is_superuser: req.isSuperuser,
+            isStaff: req.isStaff || req.isSuperuser,
+            isSuperuser: req.isSuperuser,
           });
           return userDetail(tx, username);
         });
@@ -261,8 +261,8 @@ export function createAdminService(options: AdminServiceOptions): ServiceImpl<ty
             await updateUserFlags(tx, user.username, flags);
             await record("user.updated", subject, {
               username: user.username,
-              ...(req.isStaff !== undefined && { is_staff: req.isStaff }),
-              ...(req.isSuperuser !== undefined && { is_superuser: req.isSuperuser }),
+              ...(req.isStaff !== undefined && { isStaff: req.isStaff }),
+              ...(req.isSuperuser !== undefined && { isSuperuser: req.isSuperuser }),
               ...(req.email !== undefined && { email_changed: true }),
             });
           }
@@ -281,7 +281,7 @@ export function createAdminService(options: AdminServiceOptions): ServiceImpl<ty
         await write(caller, async (tx, record) => {
           const changed = await setPasswordHash(tx, user.id, hash);
           await revokeUserSessions(tx, user.id, changed.credentialsChangedAt);
-          await record("password.changed", `user:${user.username}`, { username: user.username, by_admin: true });
+          await record("password.changed", `user:${user.username}`, { username: user.username, byAdmin: true });
         });
         return {};
       }),
@@ -408,9 +408,9 @@ export function createAdminService(options: AdminServiceOptions): ServiceImpl<ty
           if (req.permissions.length > 0) await grantUserPermissions(tx, name, req.permissions);
           await record("service.created", `service:${name}`, {
             name,
-            client_id: created.clientId,
+            clientId: created.clientId,
             permissions: [...req.permissions],
-            ...(tlsIdentity !== undefined && { tls_identity: tlsIdentity }),
+            ...(tlsIdentity !== undefined && { tlsIdentity }),
           });
           return (await listServiceAccounts(tx, [created.id]))[0]!;
         });
@@ -426,7 +426,7 @@ export function createAdminService(options: AdminServiceOptions): ServiceImpl<ty
           const rotated = await rotateServiceSecret(tx, req.name, hash, grace);
           await record("service.secret_rotated", `service:${rotated.name}`, {
             name: rotated.name,
-            grace_seconds: grace,
+            graceSeconds: grace,
           });
           return rotated;
         });
@@ -492,7 +492,7 @@ export function createAdminService(options: AdminServiceOptions): ServiceImpl<ty
             username: made.info.owner,
             scopes: [...made.info.scopes],
             name: made.info.name,
-            ...(made.info.expiresAt !== null && { expires_at: made.info.expiresAt.toISOString() }),
+            ...(made.info.expiresAt !== null && { expiresAt: made.info.expiresAt.toISOString() }),
           });
           return made;
         });

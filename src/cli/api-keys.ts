@@ -28,7 +28,7 @@ function describe(key: ApiKeyInfo) {
 
 /** What the audit log keeps of a new key: never its secret or hash. */
 export function auditDetail(key: ApiKeyInfo): Record<string, unknown> {
-  return { owner: key.owner, name: key.name, scopes: key.scopes, expires_at: key.expiresAt?.toISOString() ?? null };
+  return { owner: key.owner, name: key.name, scopes: key.scopes, expiresAt: key.expiresAt?.toISOString() ?? null };
 }
 
 /** The `users.id` of the person or service account named `name`. */

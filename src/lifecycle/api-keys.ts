@@ -200,7 +200,7 @@ export function createApiKeyRpcs(options: ApiKeyRpcOptions): ApiKeyRpcs {
               owner: made.info.owner,
               name: made.info.name,
               scopes: made.info.scopes,
-              expires_at: made.info.expiresAt?.toISOString() ?? null,
+              expiresAt: made.info.expiresAt?.toISOString() ?? null,
             },
             context,
           });

@@ -336,7 +336,7 @@ export function createAuthService(options: AuthServiceOptions): ServiceImpl<type
 
     serviceToken: (req, ctx) =>
       guard(async () => {
-        const token = await exchangeClientCredentials(req.clientId, req.clientSecret, peerOf(ctx));
+        const token = await exchangeClientCredentials(req.clientId, req.clientSecret, peerOf(ctx), auditContextOf(ctx));
         return {
           accessToken: token.token,
           // The lifetime, as OAuth's expires_in: `exp` is whole seconds from

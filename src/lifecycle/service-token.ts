@@ -7,8 +7,10 @@
  */
 import { TOKEN_DEFAULTS } from "../token/defaults.js";
 import { randomBytes } from "node:crypto";
-import { Code, type ConnectError } from "@connectrpc/connect";
-import { authError } from "../connect/errors.js";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { AuditContext } from "../audit-event.js";
+import { authError, authErrorReason } from "../connect/errors.js";
+import { recordAuditEvent } from "../store/audit.js";
 import { UNKNOWN_PEER } from "../connect/peer.js";
 import { addressKey } from "../util/ip-address.js";
 import type { Database } from "../store/database-handle.js";
@@ -98,7 +100,59 @@ export function createServiceTokenExchange(deps: ServiceTokenDependencies) {
   const { issuer, passwordHasher, admission, ttlSeconds, now } = deps;
   const db = deps.database.db;
 
-  return async function exchange(clientId: string, clientSecret: string, peer?: string): Promise<IssuedToken> {
+  /**
+   * Audited like Login: `login.succeeded` (actor the service account) or `login.failed` (the
+   * reason, never the secret), subject `client:<client id>` (client ids are public). A throttled
+   * attempt writes nothing: the admission turns floods away before any write.
+   */
+  return async function exchange(
+    clientId: string,
+    clientSecret: string,
+    peer?: string,
+    audit: AuditContext = { actor: { kind: "anonymous" } },
+  ): Promise<IssuedToken> {
+    let issued: { token: IssuedToken; userId: number };
+    try {
+      issued = await attempt(clientId, clientSecret, peer);
+    } catch (error) {
+      await recordRefusal(clientId, error, audit);
+      throw error;
+    }
+    await record({
+      type: "login.succeeded",
+      subject: `client:${clientId}`,
+      detail: { clientId, grant: "client_credentials" },
+      context: { ...audit, actor: { kind: "service", id: issued.userId } },
+    });
+    return issued.token;
+  };
+
+  async function recordRefusal(clientId: string, error: unknown, audit: AuditContext): Promise<void> {
+    if (!(error instanceof ConnectError) || authErrorReason(error) !== "INVALID_CREDENTIALS") return;
+    const why = error.cause instanceof Error ? error.cause.message : "invalid client credentials";
+    // A client id outside the form is not recorded as typed: it may be anything.
+    const shown = clientId.length <= MAX_CLIENT_ID_LENGTH && /^[\x21-\x7e]+$/.test(clientId) ? clientId : "";
+    await record({
+      type: "login.failed",
+      subject: `client:${shown}`,
+      detail: { clientId: shown, grant: "client_credentials", reason: why },
+      context: audit,
+    });
+  }
+
+  async function record(event: Parameters<typeof recordAuditEvent>[1]): Promise<void> {
+    try {
+      await recordAuditEvent(db, event);
+    } catch {
+      // The audit store failing must not turn an answer into UNAVAILABLE.
+    }
+  }
+
+  async function attempt(
+    clientId: string,
+    clientSecret: string,
+    peer: string | undefined,
+  ): Promise<{ token: IssuedToken; userId: number }> {
     if (clientId.length === 0 || clientId.length > MAX_CLIENT_ID_LENGTH || !/^[\x21-\x7e]+$/.test(clientId)) {
       throw invalidClient("client id outside the accepted form");
     }
@@ -139,6 +193,6 @@ export function createServiceTokenExchange(deps: ServiceTokenDependencies) {
     );
     if (token === undefined) throw invalidClient("secret rotated or account deactivated during the exchange");
     // No attempt is given back on success: a leaked secret is throttled like a guessed one.
-    return token;
-  };
+    return { token, userId: account.userId };
+  }
 }
