@@ -79,9 +79,7 @@ async function principalTrial(): Promise<number> {
   const before = await heap();
   for (let i = 0; i < users.length; i += 50) {
     const batch = users.slice(i, i + 50);
-    const lookups = await Promise.all(
-      batch.map((user) => principals.load(user, facts())),
-    );
+    const lookups = await Promise.all(batch.map((user) => principals.load(user, facts())));
     for (const lookup of lookups) {
       if (lookup.status !== "ok") throw new Error(`bench user not found: ${lookup.status}`);
       permissions = lookup.principal.permissions.size;
