@@ -19,6 +19,6 @@ const config = {
   highlightLanguages: [...OptionDefaults.highlightLanguages, "sql", "proto"],
   validation: { notExported: true, invalidLink: true, rewrittenLink: true, notDocumented: false },
   // Generated messages are published as protoguard/gen/protoguard/v1/*, documented by their .proto.
-  intentionallyNotExported: ["Rule"],
+  intentionallyNotExported: ["Rule", "RateLimit", "AdminService"],
 };
 export default config;

@@ -130,7 +130,12 @@ export type { RuleCredentials } from "../policy/rule.js";
 // Rate limits declared in rules (`rate_limit`): the plan, the limiter the adapters count with
 export type { PlannedRateLimit, RateLimitInit } from "../policy/rate-limit.js";
 export type { RuleRateLimit } from "../policy/rule.js";
-export { parseRateLimitWindow, planRateLimit } from "../policy/rate-limit.js";
+export {
+  BURST_REFILL_WINDOWS,
+  MAX_RATE_LIMIT_WINDOW_SECONDS,
+  parseRateLimitWindow,
+  planRateLimit,
+} from "../policy/rate-limit.js";
 export { createRateLimiter, RATE_LIMITER_DEFAULTS } from "../connect/rate-limit.js";
 export type {
   RateLimitCaller,
