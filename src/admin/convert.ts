@@ -2,7 +2,7 @@
  * Store rows as AdminService messages. The store's read side already has the messages' shapes
  * (src/store/directory.ts); this only turns dates into Timestamps and nulls into unset fields.
  */
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
   AuditEventSchema,
@@ -17,6 +17,8 @@ import {
   type UserSummary,
 } from "../../gen/protoguard/v1/admin_pb.js";
 import { ApiKeySchema, SessionSchema, type ApiKey, type Session } from "../../gen/protoguard/v1/auth_pb.js";
+import { apiKeyMessage as ownApiKeyMessage } from "../lifecycle/api-keys.js";
+import { sessionMessage as userSessionMessage } from "../lifecycle/session-admin.js";
 import type { ApiKeyInfo } from "../store/api-keys.js";
 import type { AuditEventRow } from "../store/schema.js";
 import type * as directory from "../store/directory.js";
@@ -79,16 +81,7 @@ export function serviceAccountMessage(account: StoredServiceAccount): ServiceAcc
 
 /** A session as auth.proto's message; `current` is never set here (an admin holds none of them). */
 export function sessionMessage(session: SessionInfo): Session {
-  const init: MessageInitShape<typeof SessionSchema> = {
-    id: session.id,
-    createdAt: timestampFromDate(session.createdAt),
-    lastRefreshedAt: timestampFromDate(session.lastRefreshedAt),
-    peerAddress: session.peerAddress,
-    userAgent: session.userAgent,
-    accessExpiresAt: timestampFromDate(session.accessExpiresAt),
-    current: false,
-  };
-  return create(SessionSchema, init);
+  return create(SessionSchema, { ...userSessionMessage(session), current: false });
 }
 
 /** An audit row as the message; its hashes stay server-side (`protoguard audit verify` reads them). */
@@ -107,15 +100,7 @@ export function auditEventMessage(row: AuditEventRow): AuditEvent {
   });
 }
 
-/** An API key as auth.proto's message: never its secret or hash (the store row has neither). */
+/** An API key as auth.proto's message, as AuthService lists a user's own. */
 export function apiKeyMessage(info: ApiKeyInfo): ApiKey {
-  return create(ApiKeySchema, {
-    id: info.id,
-    name: info.name,
-    scopes: [...info.scopes],
-    owner: info.owner,
-    createdAt: timestampFromDate(info.createdAt),
-    ...(info.expiresAt !== null && { expiresAt: timestampFromDate(info.expiresAt) }),
-    ...(info.lastUsedAt !== null && { lastUsedAt: timestampFromDate(info.lastUsedAt) }),
-  });
+  return create(ApiKeySchema, ownApiKeyMessage(info));
 }

@@ -6,9 +6,10 @@
  * permissions are intersected with them again, so a key never exceeds its
  * owner later either.
  */
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import type { AuthService } from "../../gen/protoguard/v1/auth_pb.js";
+import type { ApiKeySchema, AuthService } from "../../gen/protoguard/v1/auth_pb.js";
 import { requirePrincipal } from "../connect/helpers.js";
 import { authError } from "../connect/errors.js";
 import { generateApiKey } from "../credential/api-key.js";
@@ -206,13 +207,13 @@ export function createApiKeyRpcs(options: ApiKeyRpcOptions): ApiKeyRpcs {
           });
           return made;
         });
-        return { key: minted.key, apiKey: toMessage(minted.info) };
+        return { key: minted.key, apiKey: apiKeyMessage(minted.info) };
       }),
     listApiKeys: (_req, ctx: HandlerContext) =>
       guard(async () => {
         const caller = requirePrincipal(ctx);
         const keys = await listApiKeys(database.db, caller.id);
-        return { apiKeys: keys.filter((key) => key.revokedAt === null).map(toMessage) };
+        return { apiKeys: keys.filter((key) => key.revokedAt === null).map(apiKeyMessage) };
       }),
     revokeApiKey: (req, ctx: HandlerContext) =>
       guard(async () => {
@@ -237,7 +238,8 @@ export function createApiKeyRpcs(options: ApiKeyRpcOptions): ApiKeyRpcs {
   };
 }
 
-function toMessage(info: ApiKeyInfo) {
+/** An API key in auth.proto's `ApiKey` shape: never its secret or hash (the store row has neither). */
+export function apiKeyMessage(info: ApiKeyInfo): MessageInitShape<typeof ApiKeySchema> {
   return {
     id: info.id,
     name: info.name,
